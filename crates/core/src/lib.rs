@@ -1,0 +1,10 @@
+//! The pure core of keepwatch: everything here takes `now` as an argument and does no I/O,
+//! so the engine, the tests and (later) drills run the same code against any clock.
+//!
+//! - [`schedule`]: cron expressions (Healthchecks' dialect), systemd OnCalendar expressions
+//!   and simple periods, with time zones and the DST rule we follow.
+//! - [`check`]: the check state machine: pings in, state and events out.
+
+pub mod check;
+pub mod oncalendar;
+pub mod schedule;

@@ -1,0 +1,200 @@
+//! Check configuration (written by the API) and check state (written by the engine).
+
+use futures_util::TryStreamExt;
+
+use crate::{CheckRow, Result, StateUpdate, Store, with_read, with_tx};
+
+macro_rules! check_columns {
+    () => {
+        "id, uuid, project_id, name, slug, tags, descr, kind, timeout_secs, grace_secs, schedule, \
+         tz, max_runtime_secs, manual_resume, service, extra, created_at, status, down_reason, \
+         last_ping, n_pings, last_duration_ms, open_runs, checkpoint_seq"
+    };
+}
+
+/// Writes one state row inside a transaction; shared by the writer's batch and the checkpoint.
+macro_rules! write_state {
+    ($tx:expr, $update:expr) => {
+        sqlx::query(
+            "UPDATE checks SET status = $1, down_reason = $2, last_ping = $3, n_pings = $4, \
+             last_duration_ms = $5, open_runs = $6, checkpoint_seq = $7 WHERE id = $8",
+        )
+        .bind(&$update.state.status)
+        .bind(&$update.state.down_reason)
+        .bind($update.state.last_ping)
+        .bind($update.state.n_pings)
+        .bind($update.state.last_duration_ms)
+        .bind(&$update.state.open_runs)
+        .bind($update.state.checkpoint_seq)
+        .bind($update.check_id)
+        .execute(&mut *$tx)
+        .await?
+    };
+}
+pub(crate) use write_state;
+
+impl Store {
+    /// Inserts a check (its `id` is ignored) and returns the new id.
+    pub async fn insert_check(&self, check: &CheckRow) -> Result<i64> {
+        Ok(with_tx!(self, |tx| {
+            sqlx::query_scalar(
+                "INSERT INTO checks (uuid, project_id, name, slug, tags, descr, kind, timeout_secs, \
+                 grace_secs, schedule, tz, max_runtime_secs, manual_resume, service, extra, \
+                 created_at, status, down_reason, last_ping, n_pings, last_duration_ms, open_runs, \
+                 checkpoint_seq) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, \
+                 $14, $15, $16, $17, $18, $19, $20, $21, $22, $23) RETURNING id",
+            )
+            .bind(&check.uuid)
+            .bind(check.project_id)
+            .bind(&check.name)
+            .bind(&check.slug)
+            .bind(&check.tags)
+            .bind(&check.descr)
+            .bind(&check.kind)
+            .bind(check.timeout_secs)
+            .bind(check.grace_secs)
+            .bind(&check.schedule)
+            .bind(&check.tz)
+            .bind(check.max_runtime_secs)
+            .bind(check.manual_resume)
+            .bind(&check.service)
+            .bind(&check.extra)
+            .bind(check.created_at)
+            .bind(&check.state.status)
+            .bind(&check.state.down_reason)
+            .bind(check.state.last_ping)
+            .bind(check.state.n_pings)
+            .bind(check.state.last_duration_ms)
+            .bind(&check.state.open_runs)
+            .bind(check.state.checkpoint_seq)
+            .fetch_one(&mut *tx)
+            .await?
+        }))
+    }
+
+    /// Writes a check's configuration and state together (API updates, pause, resume).
+    pub async fn update_check(&self, check: &CheckRow) -> Result<()> {
+        with_tx!(self, |tx| {
+            sqlx::query(
+                "UPDATE checks SET name = $1, slug = $2, tags = $3, descr = $4, kind = $5, \
+                 timeout_secs = $6, grace_secs = $7, schedule = $8, tz = $9, max_runtime_secs = $10, \
+                 manual_resume = $11, service = $12, extra = $13 WHERE id = $14",
+            )
+            .bind(&check.name)
+            .bind(&check.slug)
+            .bind(&check.tags)
+            .bind(&check.descr)
+            .bind(&check.kind)
+            .bind(check.timeout_secs)
+            .bind(check.grace_secs)
+            .bind(&check.schedule)
+            .bind(&check.tz)
+            .bind(check.max_runtime_secs)
+            .bind(check.manual_resume)
+            .bind(&check.service)
+            .bind(&check.extra)
+            .bind(check.id)
+            .execute(&mut *tx)
+            .await?;
+            let update = StateUpdate {
+                check_id: check.id,
+                state: check.state.clone(),
+            };
+            write_state!(tx, update);
+        });
+        Ok(())
+    }
+
+    /// Deletes a check with its pings, flips, events and notifications.
+    pub async fn delete_check(&self, id: i64) -> Result<()> {
+        with_tx!(self, |tx| {
+            for sql in [
+                "DELETE FROM ping_inbox WHERE check_id = $1",
+                "DELETE FROM pings WHERE check_id = $1",
+                "DELETE FROM events WHERE check_id = $1",
+                "DELETE FROM checks WHERE id = $1",
+            ] {
+                sqlx::query(sql).bind(id).execute(&mut *tx).await?;
+            }
+        });
+        Ok(())
+    }
+
+    pub async fn check_by_uuid(&self, uuid: &str) -> Result<Option<CheckRow>> {
+        Ok(with_read!(self, |pool| {
+            sqlx::query_as(concat!(
+                "SELECT ",
+                check_columns!(),
+                " FROM checks WHERE uuid = $1"
+            ))
+            .bind(uuid)
+            .fetch_optional(pool)
+            .await?
+        }))
+    }
+
+    pub async fn check_by_id(&self, id: i64) -> Result<Option<CheckRow>> {
+        Ok(with_read!(self, |pool| {
+            sqlx::query_as(concat!(
+                "SELECT ",
+                check_columns!(),
+                " FROM checks WHERE id = $1"
+            ))
+            .bind(id)
+            .fetch_optional(pool)
+            .await?
+        }))
+    }
+
+    pub async fn list_checks(&self, project_id: i64) -> Result<Vec<CheckRow>> {
+        Ok(with_read!(self, |pool| {
+            sqlx::query_as(concat!(
+                "SELECT ",
+                check_columns!(),
+                " FROM checks WHERE project_id = $1 ORDER BY id"
+            ))
+            .bind(project_id)
+            .fetch_all(pool)
+            .await?
+        }))
+    }
+
+    pub async fn checks_by_slug(&self, project_id: i64, slug: &str) -> Result<Vec<CheckRow>> {
+        Ok(with_read!(self, |pool| {
+            sqlx::query_as(concat!(
+                "SELECT ",
+                check_columns!(),
+                " FROM checks WHERE project_id = $1 AND slug = $2 ORDER BY id"
+            ))
+            .bind(project_id)
+            .bind(slug)
+            .fetch_all(pool)
+            .await?
+        }))
+    }
+
+    /// Streams every check to `f`, in id order, without holding them all in memory at once
+    /// (start-up with a million checks).
+    pub async fn for_each_check(&self, mut f: impl FnMut(CheckRow)) -> Result<()> {
+        with_read!(self, |pool| {
+            let mut rows = sqlx::query_as::<_, CheckRow>(concat!(
+                "SELECT ",
+                check_columns!(),
+                " FROM checks ORDER BY id"
+            ))
+            .fetch(pool);
+            while let Some(row) = rows.try_next().await? {
+                f(row);
+            }
+        });
+        Ok(())
+    }
+
+    pub async fn count_checks(&self) -> Result<i64> {
+        Ok(with_read!(self, |pool| {
+            sqlx::query_scalar("SELECT COUNT(*) FROM checks")
+                .fetch_one(pool)
+                .await?
+        }))
+    }
+}

@@ -1,0 +1,186 @@
+//! Storage for keepwatch: one [`Store`] over two backends, SQLite (the embedded default, a
+//! file in the data directory) and PostgreSQL.
+//!
+//! Both backends run the same SQL text (runtime `sqlx::query` with `$N` placeholders); the
+//! [`with_read!`] and [`with_tx!`] macros expand each call once per backend, so a query is
+//! written once and type-checked against both drivers. Each backend has its own migrations
+//! folder. The conformance suite in `tests/` runs against both.
+//!
+//! Modules by area: [`model`] (row types), `projects` (projects and API keys), `checks`
+//! (check configuration and state), `pings` (the ping log, flips, the writer's batch and the
+//! checkpoint), `outbox` (events, channels, deliveries).
+
+use std::path::Path;
+use std::str::FromStr;
+use std::time::Duration;
+
+use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
+use sqlx::sqlite::{
+    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
+};
+
+mod checks;
+pub mod model;
+mod outbox;
+mod pings;
+mod projects;
+
+pub use model::*;
+pub use projects::{generate_secret, hash_api_key};
+
+/// A storage error. Messages are safe to log; they never contain API keys.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("database error: {0}")]
+    Db(#[from] sqlx::Error),
+    #[error("migration failed: {0}")]
+    Migrate(#[from] sqlx::migrate::MigrateError),
+    #[error("cannot create data directory {path}: {source}")]
+    DataDir {
+        path: String,
+        source: std::io::Error,
+    },
+    #[error("{0}")]
+    Conflict(String),
+    #[error("corrupt row: {0}")]
+    Corrupt(String),
+}
+
+pub type Result<T, E = StoreError> = std::result::Result<T, E>;
+
+#[derive(Clone)]
+enum Backend {
+    /// SQLite allows one writer: all writes go through a one-connection pool so they queue in
+    /// the process instead of sleeping in SQLite's busy handler.
+    Sqlite {
+        read: SqlitePool,
+        write: SqlitePool,
+    },
+    Postgres(PgPool),
+}
+
+/// Handle to the database; cheap to clone.
+#[derive(Clone)]
+pub struct Store {
+    backend: Backend,
+}
+
+/// Runs `$body` with `$pool` bound to the backend's pool for reads.
+macro_rules! with_read {
+    ($store:expr, |$pool:ident| $body:expr) => {
+        match &$store.backend {
+            $crate::Backend::Sqlite { read: $pool, .. } => $body,
+            $crate::Backend::Postgres($pool) => $body,
+        }
+    };
+}
+
+/// Runs `$body` inside a write transaction bound to `$tx`, committing when it returns `Ok`.
+/// SQLite transactions start with `BEGIN IMMEDIATE` so they take the write lock up front
+/// (a deferred transaction that upgrades fails at once with SQLITE_BUSY).
+macro_rules! with_tx {
+    ($store:expr, |$tx:ident| $body:expr) => {
+        match &$store.backend {
+            $crate::Backend::Sqlite { write, .. } => {
+                let mut $tx = write.begin_with("BEGIN IMMEDIATE").await?;
+                let value = $body;
+                $tx.commit().await?;
+                value
+            }
+            $crate::Backend::Postgres(pool) => {
+                let mut $tx = pool.begin().await?;
+                let value = $body;
+                $tx.commit().await?;
+                value
+            }
+        }
+    };
+}
+pub(crate) use {with_read, with_tx};
+
+impl Store {
+    /// Opens the database a URL names (`sqlite://…` or `postgres://…`), or the SQLite file
+    /// `keepwatch.db` in `data_dir` when there is no URL. Runs pending migrations.
+    pub async fn open(database_url: Option<&str>, data_dir: &Path) -> Result<Store> {
+        match database_url {
+            Some(url) if url.starts_with("postgres://") || url.starts_with("postgresql://") => {
+                Store::open_postgres(url).await
+            }
+            Some(url) => {
+                let path = url
+                    .trim_start_matches("sqlite://")
+                    .trim_start_matches("sqlite:");
+                Store::open_sqlite(Path::new(path)).await
+            }
+            None => {
+                std::fs::create_dir_all(data_dir).map_err(|source| StoreError::DataDir {
+                    path: data_dir.display().to_string(),
+                    source,
+                })?;
+                Store::open_sqlite(&data_dir.join("keepwatch.db")).await
+            }
+        }
+    }
+
+    /// Opens (creating if needed) a SQLite file with WAL and `synchronous=FULL`: a commit has
+    /// reached the disk when it returns, which is what "a ping answered 200 is durable" needs.
+    pub async fn open_sqlite(path: &Path) -> Result<Store> {
+        let options = SqliteConnectOptions::new()
+            .filename(path)
+            .create_if_missing(true)
+            .journal_mode(SqliteJournalMode::Wal)
+            .synchronous(SqliteSynchronous::Full)
+            .busy_timeout(Duration::from_secs(10))
+            .foreign_keys(true);
+        let write = SqlitePoolOptions::new()
+            .max_connections(1)
+            .connect_with(options.clone())
+            .await?;
+        sqlx::migrate!("./migrations/sqlite").run(&write).await?;
+        let read = SqlitePoolOptions::new()
+            .max_connections(4)
+            .connect_with(options.read_only(true))
+            .await?;
+        Ok(Store {
+            backend: Backend::Sqlite { read, write },
+        })
+    }
+
+    pub async fn open_postgres(url: &str) -> Result<Store> {
+        let options = PgConnectOptions::from_str(url)?;
+        let pool = PgPoolOptions::new()
+            .max_connections(16)
+            .connect_with(options)
+            .await?;
+        sqlx::migrate!("./migrations/postgres").run(&pool).await?;
+        Ok(Store {
+            backend: Backend::Postgres(pool),
+        })
+    }
+
+    /// "sqlite" or "postgres", for logs and the status endpoint.
+    pub fn backend_name(&self) -> &'static str {
+        match self.backend {
+            Backend::Sqlite { .. } => "sqlite",
+            Backend::Postgres(_) => "postgres",
+        }
+    }
+
+    /// A cheap round trip, for the health endpoint.
+    pub async fn ping_db(&self) -> Result<()> {
+        with_read!(self, |pool| {
+            sqlx::query("SELECT 1").execute(pool).await?;
+        });
+        Ok(())
+    }
+
+    pub async fn close(&self) {
+        match &self.backend {
+            Backend::Sqlite { read, write } => {
+                read.close().await;
+                write.close().await;
+            }
+            Backend::Postgres(pool) => pool.close().await,
+        }
+    }
+}

@@ -1,0 +1,187 @@
+//! Row types shared by both backends. Times are microseconds since the Unix epoch (UTC), so
+//! both databases store the same plain integers.
+
+use chrono::{DateTime, TimeZone, Utc};
+use serde::{Deserialize, Serialize};
+
+/// Microseconds since the epoch, the storage form of every time.
+pub fn to_micros(t: DateTime<Utc>) -> i64 {
+    t.timestamp_micros()
+}
+
+pub fn from_micros(us: i64) -> DateTime<Utc> {
+    Utc.timestamp_micros(us).single().unwrap_or_default()
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
+pub struct Project {
+    pub id: i64,
+    pub uuid: String,
+    pub name: String,
+    pub ping_key: String,
+}
+
+/// A check's configuration and its last stored state.
+#[derive(Debug, Clone, PartialEq, sqlx::FromRow)]
+pub struct CheckRow {
+    pub id: i64,
+    pub uuid: String,
+    pub project_id: i64,
+    pub name: String,
+    pub slug: String,
+    pub tags: String,
+    pub descr: String,
+    /// `simple`, `cron` or `oncalendar`.
+    pub kind: String,
+    pub timeout_secs: i64,
+    pub grace_secs: i64,
+    pub schedule: String,
+    pub tz: String,
+    pub max_runtime_secs: Option<i64>,
+    pub manual_resume: bool,
+    pub service: Option<String>,
+    /// JSON object of Healthchecks fields keepwatch stores but does not act on.
+    pub extra: String,
+    pub created_at: i64,
+    #[sqlx(flatten)]
+    pub state: StateRow,
+}
+
+/// The state columns of a check.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize, sqlx::FromRow)]
+pub struct StateRow {
+    pub status: String,
+    pub down_reason: Option<String>,
+    pub last_ping: Option<i64>,
+    pub n_pings: i64,
+    pub last_duration_ms: Option<i64>,
+    /// JSON array of open runs.
+    pub open_runs: String,
+    /// Pings with a higher seq are not reflected in this state yet (replayed at start-up).
+    pub checkpoint_seq: i64,
+}
+
+/// A check's state row keyed by check, as the writer and the checkpointer store it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StateUpdate {
+    pub check_id: i64,
+    pub state: StateRow,
+}
+
+/// One received ping.
+#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
+pub struct PingRow {
+    /// Global order of pings, assigned by the writer.
+    pub seq: i64,
+    pub check_id: i64,
+    /// Per-check ping number (Healthchecks' `n`).
+    pub n: i64,
+    pub at: i64,
+    /// `success`, `start`, `fail`, `log` or `exit:<n>`.
+    pub kind: String,
+    pub scheme: String,
+    pub method: String,
+    pub remote_addr: String,
+    pub ua: String,
+    pub rid: Option<String>,
+    pub host: Option<String>,
+    pub pid: Option<i64>,
+    pub volume: Option<i64>,
+    pub body: Option<Vec<u8>>,
+    pub body_truncated: bool,
+    pub duration_ms: Option<i64>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
+pub struct FlipRow {
+    pub check_id: i64,
+    pub at: i64,
+    pub old_status: String,
+    pub new_status: String,
+}
+
+/// A check event to route to the check's channels.
+#[derive(Debug, Clone, PartialEq)]
+pub struct EventRow {
+    pub check_id: i64,
+    pub kind: String,
+    pub at: i64,
+    pub payload: serde_json::Value,
+}
+
+/// Everything one writer transaction commits: pings, the states they changed, flips, events.
+#[derive(Debug, Default)]
+pub struct Batch {
+    pub pings: Vec<PingRow>,
+    pub states: Vec<StateUpdate>,
+    pub flips: Vec<FlipRow>,
+    pub events: Vec<EventRow>,
+}
+
+impl Batch {
+    pub fn is_empty(&self) -> bool {
+        self.pings.is_empty()
+            && self.states.is_empty()
+            && self.flips.is_empty()
+            && self.events.is_empty()
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
+pub struct ChannelRow {
+    pub id: i64,
+    pub uuid: String,
+    pub project_id: i64,
+    pub name: String,
+    /// `webhook` or `email`.
+    pub kind: String,
+    /// JSON, per kind.
+    pub config: String,
+}
+
+/// An outbox row claimed for delivery, with what is needed to send it.
+#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
+pub struct Delivery {
+    pub outbox_id: i64,
+    pub attempts: i64,
+    pub event_kind: String,
+    pub payload: String,
+    pub channel_kind: String,
+    pub channel_name: String,
+    pub channel_config: String,
+}
+
+/// What happened to one delivery attempt.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AttemptResult {
+    pub outbox_id: i64,
+    pub at: i64,
+    pub ok: bool,
+    pub detail: String,
+    pub took_ms: i64,
+    /// When to try again after a failure; `None` gives up (or, when `ok`, is ignored).
+    pub retry_at: Option<i64>,
+}
+
+/// A notification and its delivery history, for the API.
+#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
+pub struct NotificationRow {
+    pub outbox_id: i64,
+    pub event_kind: String,
+    pub event_at: i64,
+    pub channel_uuid: String,
+    pub channel_name: String,
+    pub state: String,
+    pub attempts: i64,
+    pub next_attempt_at: i64,
+    pub last_error: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
+pub struct AttemptRow {
+    pub outbox_id: i64,
+    pub at: i64,
+    pub ok: bool,
+    pub detail: String,
+    pub took_ms: i64,
+}
