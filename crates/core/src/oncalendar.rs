@@ -10,7 +10,8 @@
 //! `*-*~1 23:00` (last day of every month), `daily`, or `12:34 Europe/Riga`. An
 //! expression that names its own zone is evaluated in that zone; the others are
 //! evaluated in the check's `tz`. The next fire time of a schedule is the earliest next
-//! fire time of its expressions. Like systemd, nothing fires at or after year 2200.
+//! fire time of its expressions. Years run from 1970 to 2199: like systemd, nothing
+//! fires at or after 2200.
 //!
 //! # DST rule
 //!
@@ -35,6 +36,8 @@
 //! - Expressions are compared by instant when picking the earliest. Python compares
 //!   datetimes that share a tzinfo by wall time, which differs only inside a repeated hour.
 //! - Zone names come from chrono-tz's bundled tz database, not the system's zoneinfo.
+//!   chrono-tz's tables end in 2099; later years reuse the zone's rule (see
+//!   `rule_year`), so results match Python's zoneinfo up to 2199.
 
 use std::collections::BTreeSet;
 use std::str::FromStr;
@@ -183,7 +186,7 @@ fn parse_line(line: &str) -> Result<Expr, OnCalendarError> {
 }
 
 fn parse_tz(value: &str) -> Option<Tz> {
-    // No zone name starts with a digit or a star, and dates and times always do.
+    // No zone name starts with a digit or a star, so a date or time is not looked up.
     if value.starts_with(|c: char| c.is_ascii_digit() || c == '*') {
         return None;
     }
@@ -201,8 +204,9 @@ fn parse_expr(expression: &str, tz: Option<Tz>) -> Result<Expr, OnCalendarError>
         .find(|(name, _)| *name == lower)
         .map_or(expression, |(_, full)| full);
 
-    // "*-*~7" means "7th day from the end"; after this the day field is "~7", which
-    // Field::parse knows to count backwards.
+    // In "*-*~7" ("7th day from the end", ~1 being the last day) the "~" stands in for the
+    // date's second "-"; once it is "-~7", the date splits into year, month and a day
+    // field "~7" that Field::parse counts backwards.
     let expression = expression.replace('~', "-~");
     let mut parts: Vec<&str> = py_split(&expression).collect();
     if parts.is_empty() {

@@ -112,11 +112,17 @@ impl Schedule {
             if items.is_empty() {
                 return Err(ScheduleError("empty schedule".into()));
             }
-            return Ok(Schedule::OnCalendar {
+            let schedule = Schedule::OnCalendar {
                 expr: expr.to_string(),
                 items,
                 tz,
-            });
+            };
+            // Healthchecks rejects expressions that parse but never fire (`2-30`, say).
+            let epoch = DateTime::<Utc>::from_timestamp(946_684_800, 0).unwrap_or_default();
+            if schedule.next_after(epoch).is_none() {
+                return Err(ScheduleError(format!("OnCalendar `{expr}` never fires")));
+            }
+            return Ok(schedule);
         }
         let cron = parse_cron(expr)?;
         Ok(Schedule::Cron {

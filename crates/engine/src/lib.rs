@@ -1,1 +1,188 @@
-//! placeholder
+//! The keepwatch engine: the pure core driven by a clock.
+//!
+//! - [`actor`]: the single owner of check state. Pings are group-committed; deadlines are
+//!   kept in a heap; a checkpoint moves state and pings out of the hot table.
+//! - [`dispatch`]: claims due outbox rows and delivers them with retries and backoff.
+//! - [`notify`]: the channels (webhook, email) that deliver a notification.
+//! - [`clock`]: wall clock for production, manual clock for tests and drills.
+//!
+//! [`Engine`] is the handle the server and the CLI use.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use keepwatch_core::check::{CheckState, PingKind, RunIdentity};
+use keepwatch_store::{CheckRow, Store, StoreError};
+use tokio::sync::{Notify, mpsc, oneshot};
+use tokio::task::JoinHandle;
+use uuid::Uuid;
+
+pub mod actor;
+pub mod clock;
+pub mod dispatch;
+pub mod live;
+pub mod notify;
+
+pub use clock::{Clock, ManualClock, SystemClock};
+pub use notify::{SmtpConfig, SmtpSecurity};
+
+#[derive(Debug, Clone)]
+pub struct EngineConfig {
+    /// How often the in-memory state is checkpointed to the database.
+    pub checkpoint_interval: Duration,
+    /// Pings kept per check (Healthchecks keeps 100).
+    pub ping_log_limit: i64,
+    /// First retry delay of a failed delivery; doubles on each attempt, capped at an hour.
+    pub retry_base: Duration,
+    /// Attempts before a delivery is marked failed.
+    pub max_attempts: i64,
+    /// Deliveries sent at once.
+    pub delivery_concurrency: usize,
+    /// Timeout of one webhook request or SMTP conversation.
+    pub delivery_timeout: Duration,
+    pub smtp: Option<SmtpConfig>,
+    /// Public base URL of this server, for links in notifications.
+    pub site_url: String,
+}
+
+impl Default for EngineConfig {
+    fn default() -> Self {
+        EngineConfig {
+            checkpoint_interval: Duration::from_secs(1),
+            ping_log_limit: 100,
+            retry_base: Duration::from_secs(10),
+            max_attempts: 8,
+            delivery_concurrency: 16,
+            delivery_timeout: Duration::from_secs(10),
+            smtp: None,
+            site_url: "http://127.0.0.1:8000".into(),
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum EngineError {
+    #[error("check not found")]
+    NotFound,
+    #[error("{0}")]
+    Invalid(String),
+    #[error("storage unavailable: {0}")]
+    Unavailable(String),
+    #[error("engine stopped")]
+    Stopped,
+}
+
+impl From<StoreError> for EngineError {
+    fn from(e: StoreError) -> Self {
+        EngineError::Unavailable(e.to_string())
+    }
+}
+
+/// A ping as the HTTP layer parsed it.
+#[derive(Debug, Clone)]
+pub struct PingRequest {
+    pub check: Uuid,
+    pub kind: PingKind,
+    pub identity: RunIdentity,
+    pub scheme: String,
+    pub method: String,
+    pub remote_addr: String,
+    pub user_agent: String,
+    pub volume: Option<i64>,
+    pub body: Option<Vec<u8>>,
+    pub body_truncated: bool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PingReply {
+    /// Committed: the ping is durable and its state change and events are stored.
+    Ok,
+    NotFound,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct Stats {
+    pub checks: usize,
+    pub by_status: BTreeMap<&'static str, u64>,
+    pub running: u64,
+    pub last_seq: i64,
+}
+
+/// Handle to a running engine; cheap to clone.
+#[derive(Clone)]
+pub struct Engine {
+    tx: mpsc::Sender<actor::Command>,
+    pub store: Store,
+    pub clock: Arc<dyn Clock>,
+}
+
+/// The engine's background tasks.
+pub struct EngineTasks {
+    pub actor: JoinHandle<()>,
+    pub dispatcher: JoinHandle<()>,
+}
+
+impl Engine {
+    /// Loads state (replaying pings newer than the last checkpoint), then starts the actor and
+    /// the dispatcher. Deadlines that passed while the server was down fire at once, once.
+    pub async fn start(
+        store: Store,
+        clock: Arc<dyn Clock>,
+        config: EngineConfig,
+    ) -> Result<(Engine, EngineTasks), StoreError> {
+        let wake = Arc::new(Notify::new());
+        let actor = actor::Actor::load(store.clone(), clock.clone(), config.clone(), wake.clone()).await?;
+        let (tx, rx) = mpsc::channel(16 * 1024);
+        let actor = tokio::spawn(actor.run(rx));
+        let dispatcher = dispatch::Dispatcher::new(store.clone(), clock.clone(), config, wake);
+        let dispatcher = tokio::spawn(dispatcher.run());
+        Ok((Engine { tx, store, clock }, EngineTasks { actor, dispatcher }))
+    }
+
+    async fn call<T>(&self, make: impl FnOnce(oneshot::Sender<T>) -> actor::Command) -> Result<T, EngineError> {
+        let (reply, answer) = oneshot::channel();
+        self.tx.send(make(reply)).await.map_err(|_| EngineError::Stopped)?;
+        answer.await.map_err(|_| EngineError::Stopped)
+    }
+
+    /// Records a ping; returns once it is committed.
+    pub async fn ping(&self, request: PingRequest) -> Result<PingReply, EngineError> {
+        self.call(|reply| actor::Command::Ping(Box::new(request), reply)).await?
+    }
+
+    pub async fn create_check(&self, row: CheckRow) -> Result<CheckRow, EngineError> {
+        self.call(|reply| actor::Command::Create(Box::new(row), reply)).await?
+    }
+
+    pub async fn update_check(&self, row: CheckRow) -> Result<CheckRow, EngineError> {
+        self.call(|reply| actor::Command::Update(Box::new(row), reply)).await?
+    }
+
+    pub async fn pause(&self, id: i64) -> Result<(), EngineError> {
+        self.call(|reply| actor::Command::Pause(id, reply)).await?
+    }
+
+    /// Resumes a paused check; `false` if it was not paused.
+    pub async fn resume(&self, id: i64) -> Result<bool, EngineError> {
+        self.call(|reply| actor::Command::Resume(id, reply)).await?
+    }
+
+    pub async fn delete_check(&self, id: i64) -> Result<(), EngineError> {
+        self.call(|reply| actor::Command::Delete(id, reply)).await?
+    }
+
+    /// The live states of checks (the stored state can lag by one checkpoint).
+    pub async fn states(&self, ids: Vec<i64>) -> Result<Vec<Option<CheckState>>, EngineError> {
+        self.call(|reply| actor::Command::States(ids, reply)).await
+    }
+
+    pub async fn stats(&self) -> Result<Stats, EngineError> {
+        self.call(actor::Command::Stats).await
+    }
+
+    /// Writes all pending state to the database.
+    pub async fn flush(&self) -> Result<(), EngineError> {
+        self.call(actor::Command::Flush).await
+    }
+}

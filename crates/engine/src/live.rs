@@ -1,0 +1,112 @@
+//! The in-memory form of a check that the engine keeps for every check: just what judging
+//! it needs (rules shared between checks with the same settings, state, deadline), so a
+//! million checks fit in a few hundred MiB. Names, tags and descriptions stay in the database.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use keepwatch_core::check::{CheckRules, CheckState, DownReason, OpenRun, Status};
+use keepwatch_core::schedule::Schedule;
+use keepwatch_store::{CheckRow, StateRow, from_micros, to_micros};
+use uuid::Uuid;
+
+pub struct LiveCheck {
+    pub uuid: Uuid,
+    pub rules: Arc<CheckRules>,
+    pub state: CheckState,
+    /// Pings with a higher seq are not in the stored state yet.
+    pub checkpoint_seq: i64,
+    /// The deadline queued for this check; a heap entry with another time is stale.
+    pub scheduled_at: Option<i64>,
+}
+
+/// Builds check rules from a stored row.
+pub fn rules_from_row(row: &CheckRow) -> Result<CheckRules, String> {
+    let schedule = match row.kind.as_str() {
+        "simple" => Schedule::Period(secs(row.timeout_secs)),
+        _ => Schedule::parse(&row.schedule, &row.tz).map_err(|e| e.to_string())?,
+    };
+    Ok(CheckRules {
+        schedule,
+        grace: secs(row.grace_secs),
+        max_runtime: row.max_runtime_secs.map(secs),
+        manual_resume: row.manual_resume,
+    })
+}
+
+fn secs(s: i64) -> Duration {
+    Duration::from_secs(s.max(0) as u64)
+}
+
+/// Shares one `CheckRules` between checks with identical settings (most fleets have a
+/// handful of distinct schedules), and parses each distinct schedule once.
+#[derive(Default)]
+pub struct RulesInterner {
+    by_key: HashMap<(String, i64, i64, String, String, Option<i64>, bool), Arc<CheckRules>>,
+}
+
+impl RulesInterner {
+    pub fn get(&mut self, row: &CheckRow) -> Result<Arc<CheckRules>, String> {
+        let key = (
+            row.kind.clone(),
+            row.timeout_secs,
+            row.grace_secs,
+            row.schedule.clone(),
+            row.tz.clone(),
+            row.max_runtime_secs,
+            row.manual_resume,
+        );
+        if let Some(rules) = self.by_key.get(&key) {
+            return Ok(rules.clone());
+        }
+        let rules = Arc::new(rules_from_row(row)?);
+        self.by_key.insert(key, rules.clone());
+        Ok(rules)
+    }
+}
+
+pub fn state_from_row(row: &StateRow) -> CheckState {
+    CheckState {
+        status: Status::parse(&row.status).unwrap_or(Status::New),
+        down_reason: row.down_reason.as_deref().and_then(|r| match r {
+            "missed" => Some(DownReason::Missed),
+            "failed" => Some(DownReason::Failed),
+            "hung" => Some(DownReason::Hung),
+            _ => None,
+        }),
+        last_ping: row.last_ping.map(from_micros),
+        n_pings: row.n_pings,
+        open_runs: serde_json::from_str::<Vec<OpenRun>>(&row.open_runs).unwrap_or_default(),
+        last_duration: row.last_duration_ms.map(|ms| Duration::from_millis(ms.max(0) as u64)),
+    }
+}
+
+pub fn state_to_row(state: &CheckState, checkpoint_seq: i64) -> StateRow {
+    StateRow {
+        status: state.status.as_str().to_string(),
+        down_reason: state.down_reason.map(|r| {
+            match r {
+                DownReason::Missed => "missed",
+                DownReason::Failed => "failed",
+                DownReason::Hung => "hung",
+            }
+            .to_string()
+        }),
+        last_ping: state.last_ping.map(to_micros),
+        n_pings: state.n_pings,
+        last_duration_ms: state.last_duration.map(|d| d.as_millis() as i64),
+        open_runs: serde_json::to_string(&state.open_runs).unwrap_or_else(|_| "[]".into()),
+        checkpoint_seq,
+    }
+}
+
+/// The next deadline of a check, in microseconds.
+pub fn deadline_of(check: &LiveCheck) -> Option<i64> {
+    check.state.next_deadline(&check.rules).map(to_micros)
+}
+
+pub fn micros_to_time(us: i64) -> DateTime<Utc> {
+    from_micros(us)
+}
