@@ -1,1 +1,161 @@
-//! placeholder
+//! The keepwatch HTTP server.
+//!
+//! - [`ping`]: the Healthchecks-compatible ping API (the hot path).
+//! - [`checks`]: the Healthchecks Management API v3 and keepwatch's additions.
+//! - [`spec`]: validation of check create/update bodies, with Healthchecks' messages.
+//! - [`error`]: API errors shaped as Healthchecks shapes them.
+//!
+//! Plus `/api/v3/status/` (health) and `/metrics` (Prometheus text format).
+
+use std::net::SocketAddr;
+use std::sync::OnceLock;
+
+use axum::Router;
+use axum::extract::{Request, State};
+use axum::http::{HeaderValue, Method, StatusCode, header};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{any, get, post};
+use keepwatch_engine::Engine;
+use keepwatch_store::Store;
+use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
+
+pub mod checks;
+pub mod error;
+pub mod ping;
+pub mod spec;
+
+#[derive(Debug, Clone)]
+pub struct ServerConfig {
+    /// Public base URL (API links in responses).
+    pub site_url: String,
+    /// Base of ping URLs shown in the API (`<site_url>/ping`).
+    pub ping_url: String,
+    /// Bytes of a ping body that are stored; the rest is dropped and the ping marked truncated.
+    pub ping_body_limit: usize,
+    /// Pings listed per check by the API.
+    pub ping_log_limit: i64,
+}
+
+impl ServerConfig {
+    pub fn new(site_url: &str, ping_body_limit: usize) -> ServerConfig {
+        let site_url = site_url.trim_end_matches('/').to_string();
+        ServerConfig {
+            ping_url: format!("{site_url}/ping"),
+            site_url,
+            ping_body_limit,
+            ping_log_limit: 100,
+        }
+    }
+}
+
+#[derive(Clone)]
+pub struct AppState {
+    pub engine: Engine,
+    pub store: Store,
+    pub config: ServerConfig,
+    pub metrics: PrometheusHandle,
+}
+
+/// The process-wide Prometheus recorder (the `metrics` facade allows one per process).
+pub fn metrics_handle() -> PrometheusHandle {
+    static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
+    HANDLE
+        .get_or_init(|| {
+            PrometheusBuilder::new()
+                .set_buckets_for_metric(
+                    metrics_exporter_prometheus::Matcher::Full("keepwatch_ping_seconds".into()),
+                    &[0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0],
+                )
+                .and_then(|b| {
+                    b.set_buckets(&[0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1.0, 5.0, 10.0])
+                })
+                .expect("static bucket lists are not empty")
+                .install_recorder()
+                .expect("the metrics recorder is installed once")
+        })
+        .clone()
+}
+
+pub fn router(state: AppState) -> Router {
+    let api = Router::new()
+        .route("/checks/", get(checks::list).post(checks::create))
+        .route("/checks/{code}", get(checks::get).post(checks::update).delete(checks::delete))
+        .route("/checks/{code}/pause", post(checks::pause))
+        .route("/checks/{code}/resume", post(checks::resume))
+        .route("/checks/{code}/pings/", get(checks::pings))
+        .route("/checks/{code}/pings/{n}/body", get(checks::ping_body))
+        .route("/checks/{code}/flips/", get(checks::flips))
+        .route("/checks/{code}/notifications/", get(checks::notifications))
+        .route("/channels/", get(checks::list_channels).post(checks::create_channel))
+        .route("/status/", any(status))
+        .layer(middleware::from_fn(cors));
+    Router::new()
+        .route("/ping/{a}", any(ping::ping_one))
+        .route("/ping/{a}/", any(ping::ping_one))
+        .route("/ping/{a}/{b}", any(ping::ping_two))
+        .route("/ping/{a}/{b}/{c}", any(ping::ping_three))
+        .nest("/api/v3", api.clone())
+        .nest("/api/v2", api.clone())
+        .nest("/api/v1", api)
+        .route("/metrics", get(metrics))
+        .route("/", get(index))
+        .with_state(state)
+}
+
+/// Healthchecks' API CORS: every answer allows any origin; OPTIONS is answered without auth.
+async fn cors(request: Request, next: Next) -> Response {
+    let mut response = if request.method() == Method::OPTIONS {
+        StatusCode::NO_CONTENT.into_response()
+    } else {
+        next.run(request).await
+    };
+    let headers = response.headers_mut();
+    headers.insert(header::ACCESS_CONTROL_ALLOW_ORIGIN, HeaderValue::from_static("*"));
+    headers.insert(header::ACCESS_CONTROL_ALLOW_HEADERS, HeaderValue::from_static("X-Api-Key"));
+    headers.insert(header::ACCESS_CONTROL_ALLOW_METHODS, HeaderValue::from_static("GET, POST, DELETE, OPTIONS"));
+    headers.insert(header::ACCESS_CONTROL_MAX_AGE, HeaderValue::from_static("600"));
+    response
+}
+
+async fn status(State(state): State<AppState>) -> Response {
+    match state.store.ping_db().await {
+        Ok(()) => (StatusCode::OK, [(header::CONTENT_TYPE, "text/html; charset=utf-8")], "OK").into_response(),
+        Err(e) => {
+            tracing::error!(error = %e, "health check failed");
+            (StatusCode::SERVICE_UNAVAILABLE, "database unavailable").into_response()
+        }
+    }
+}
+
+async fn metrics(State(state): State<AppState>) -> Response {
+    if let Ok(stats) = state.engine.stats().await {
+        for status in ["new", "up", "down", "paused"] {
+            let count = stats.by_status.get(status).copied().unwrap_or(0);
+            metrics::gauge!("keepwatch_checks", "status" => status).set(count as f64);
+        }
+        metrics::gauge!("keepwatch_checks_running").set(stats.running as f64);
+    }
+    if let Ok(depth) = state.store.outbox_depth().await {
+        metrics::gauge!("keepwatch_outbox_pending").set(depth as f64);
+    }
+    (
+        [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
+        state.metrics.render(),
+    )
+        .into_response()
+}
+
+async fn index() -> &'static str {
+    "keepwatch is running. Ping API: /ping/<uuid>; Management API: /api/v3/checks/; metrics: /metrics\n"
+}
+
+/// Serves until `shutdown` completes.
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    state: AppState,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    let app = router(state).into_make_service_with_connect_info::<SocketAddr>();
+    axum::serve(listener, app).with_graceful_shutdown(shutdown).await
+}

@@ -26,7 +26,7 @@ mod pings;
 mod projects;
 
 pub use model::*;
-pub use projects::{generate_secret, hash_api_key};
+pub use projects::{ApiKeyScope, generate_secret, hash_api_key};
 
 /// A storage error. Messages are safe to log; they never contain API keys.
 #[derive(Debug, thiserror::Error)]

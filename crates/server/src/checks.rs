@@ -1,0 +1,623 @@
+//! The Healthchecks Management API v3 (`/api/v3/…`): checks, pings, flips, channels, plus
+//! keepwatch's additions (creating channels, a check's notifications and their attempts).
+//! Field names, types, orders and error bodies follow Healthchecks; keepwatch's own fields
+//! (`max_runtime`, `service`, `down_reason`, …) are extra keys that clients ignore.
+
+use axum::Json;
+use axum::body::Bytes;
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use chrono::{DateTime, Utc};
+use keepwatch_core::check::CheckState;
+use keepwatch_core::schedule::Schedule;
+use keepwatch_engine::live::{rules_from_row, state_from_row};
+use keepwatch_store::{CheckRow, ChannelRow, StateRow, from_micros, to_micros};
+use serde::Deserialize;
+use serde_json::{Map, Value, json};
+use sha1::{Digest, Sha1};
+use uuid::Uuid;
+
+use crate::AppState;
+use crate::error::ApiError;
+use crate::spec::Spec;
+
+type ApiResult = Result<Response, ApiError>;
+
+/// Healthchecks' date format for `last_ping`, `next_ping` and flips: seconds, `+00:00`.
+fn iso_seconds(t: DateTime<Utc>) -> String {
+    t.format("%Y-%m-%dT%H:%M:%S+00:00").to_string()
+}
+
+/// Healthchecks' `unique_key`: SHA-1 of the first 16 hex digits of the UUID.
+pub fn unique_key(uuid: &str) -> String {
+    let hex: String = uuid.replace('-', "").chars().take(16).collect();
+    hex::encode(Sha1::digest(hex.as_bytes()))
+}
+
+/// Reads the request body as JSON (empty means none). Healthchecks checks this before the key.
+fn json_body(body: &Bytes) -> Result<Option<Value>, ApiError> {
+    if body.is_empty() {
+        return Ok(None);
+    }
+    let value: Value = serde_json::from_slice(body).map_err(|_| ApiError::BadRequest("could not parse request body".into()))?;
+    if !value.is_object() {
+        return Err(ApiError::BadRequest("json validation error: value is not an object".into()));
+    }
+    Ok(Some(value))
+}
+
+/// Authenticates a request: `X-Api-Key`, or for writes `api_key` in the JSON body.
+async fn authorize(state: &AppState, headers: &HeaderMap, body: Option<&Value>, write: bool) -> Result<keepwatch_store::ApiKeyScope, ApiError> {
+    let key = match headers.get("x-api-key") {
+        Some(v) => v.to_str().unwrap_or_default().to_string(),
+        None if write => body
+            .and_then(|b| b.get("api_key"))
+            .map(|k| k.as_str().map(str::to_string).unwrap_or_else(|| k.to_string()))
+            .unwrap_or_default(),
+        None => String::new(),
+    };
+    if key.len() != 32 {
+        return Err(ApiError::Unauthorized("missing api key"));
+    }
+    match state.store.api_key_scope(&key).await? {
+        Some(scope) if !(write && scope.read_only) => Ok(scope),
+        _ => Err(ApiError::Unauthorized("wrong api key")),
+    }
+}
+
+/// Finds a check by UUID (or, for reads, by unique key) and checks it is the caller's.
+async fn find_check(state: &AppState, project_id: i64, code: &str, allow_unique_key: bool) -> Result<CheckRow, ApiError> {
+    if Uuid::parse_str(code).is_ok() && code.len() == 36 {
+        let row = state.store.check_by_uuid(&code.to_ascii_lowercase()).await?.ok_or(ApiError::NotFound)?;
+        if row.project_id != project_id {
+            return Err(ApiError::Forbidden);
+        }
+        return Ok(row);
+    }
+    if allow_unique_key && code.len() == 40 {
+        let checks = state.store.list_checks(project_id).await?;
+        return checks.into_iter().find(|c| unique_key(&c.uuid) == code).ok_or(ApiError::NotFoundEmpty);
+    }
+    Err(ApiError::NotFound)
+}
+
+/// The live state of checks (the engine's memory is ahead of the stored row by at most one
+/// checkpoint), falling back to the stored state.
+async fn live_states(state: &AppState, rows: &[CheckRow]) -> Result<Vec<CheckState>, ApiError> {
+    let live = state.engine.states(rows.iter().map(|r| r.id).collect()).await?;
+    Ok(rows
+        .iter()
+        .zip(live)
+        .map(|(row, live)| live.unwrap_or_else(|| state_from_row(&row.state)))
+        .collect())
+}
+
+fn extra_str<'a>(extra: &'a Map<String, Value>, key: &str) -> &'a str {
+    extra.get(key).and_then(Value::as_str).unwrap_or("")
+}
+
+fn extra_bool(extra: &Map<String, Value>, key: &str) -> bool {
+    extra.get(key).and_then(Value::as_bool).unwrap_or(false)
+}
+
+/// A check as Healthchecks' `to_dict` renders it, keys in the same order.
+fn check_json(state: &AppState, row: &CheckRow, live: &CheckState, channels: &[ChannelRow], read_only: bool) -> Value {
+    let now = state.engine.clock.now();
+    let extra: Map<String, Value> = serde_json::from_str(&row.extra).unwrap_or_default();
+    let rules = rules_from_row(row).ok();
+    let status = rules.as_ref().map_or("new", |r| live.api_status(r, now));
+    // Healthchecks' next_ping is the grace start "with started": a running check shows its start.
+    let next_ping = rules.as_ref().and_then(|r| {
+        let expected = live.next_expected(r);
+        let start = live.open_runs.iter().map(|run| run.started_at).min();
+        match (expected, start) {
+            (Some(e), Some(s)) if live.status != keepwatch_core::check::Status::Down => Some(e.min(s)),
+            (None, Some(s)) => Some(s),
+            (e, _) => e,
+        }
+    });
+    let filter_subject = extra_bool(&extra, "filter_subject");
+    let mut out = json!({
+        "name": row.name,
+        "slug": row.slug,
+        "tags": row.tags,
+        "desc": row.descr,
+        "grace": row.grace_secs,
+        "n_pings": live.n_pings,
+        "status": status,
+        "started": !live.open_runs.is_empty(),
+        "last_ping": live.last_ping.map(iso_seconds),
+        "next_ping": next_ping.map(iso_seconds),
+        "manual_resume": row.manual_resume,
+        "methods": extra_str(&extra, "methods"),
+        "subject": if filter_subject { extra_str(&extra, "success_kw") } else { "" },
+        "subject_fail": if filter_subject { extra_str(&extra, "failure_kw") } else { "" },
+        "start_kw": extra_str(&extra, "start_kw"),
+        "success_kw": extra_str(&extra, "success_kw"),
+        "failure_kw": extra_str(&extra, "failure_kw"),
+        "filter_subject": filter_subject,
+        "filter_body": extra_bool(&extra, "filter_body"),
+        "filter_http_body": false,
+        "filter_default_fail": false,
+    });
+    let obj = out.as_object_mut().expect("a JSON object");
+    if let Some(duration) = live.last_duration.filter(|d| !d.is_zero()) {
+        obj.insert("last_duration".into(), duration.as_secs().into());
+    }
+    let site = &state.config.site_url;
+    obj.insert("badge_url".into(), format!("{site}/b/2/{}.svg", row.uuid).into());
+    if read_only {
+        obj.insert("unique_key".into(), unique_key(&row.uuid).into());
+    } else {
+        obj.insert("uuid".into(), row.uuid.clone().into());
+        obj.insert("ping_url".into(), format!("{}/{}", state.config.ping_url, row.uuid).into());
+        obj.insert("update_url".into(), format!("{site}/api/v3/checks/{}", row.uuid).into());
+        obj.insert("pause_url".into(), format!("{site}/api/v3/checks/{}/pause", row.uuid).into());
+        obj.insert("resume_url".into(), format!("{site}/api/v3/checks/{}/resume", row.uuid).into());
+        let mut ids: Vec<&str> = channels.iter().map(|c| c.uuid.as_str()).collect();
+        ids.sort_unstable();
+        obj.insert("channels".into(), ids.join(",").into());
+    }
+    if row.kind == "simple" {
+        obj.insert("timeout".into(), row.timeout_secs.into());
+    } else {
+        obj.insert("schedule".into(), row.schedule.clone().into());
+        obj.insert("tz".into(), row.tz.clone().into());
+    }
+    // keepwatch's own fields.
+    obj.insert("max_runtime".into(), row.max_runtime_secs.into());
+    obj.insert("service".into(), row.service.clone().into());
+    obj.insert("down_reason".into(), json!(live.down_reason));
+    obj.insert("open_runs".into(), json!(live.open_runs));
+    out
+}
+
+async fn render(state: &AppState, row: &CheckRow, read_only: bool) -> Result<Value, ApiError> {
+    let live = live_states(state, std::slice::from_ref(row)).await?.remove(0);
+    let channels = state.store.check_channels(row.id).await?;
+    Ok(check_json(state, row, &live, &channels, read_only))
+}
+
+fn cors_json(status: StatusCode, body: Value) -> Response {
+    (status, Json(body)).into_response()
+}
+
+/// A new check with Healthchecks' defaults: a one-day period and one hour of grace.
+pub fn new_check_row(project_id: i64, now: DateTime<Utc>) -> CheckRow {
+    CheckRow {
+        id: 0,
+        uuid: Uuid::new_v4().to_string(),
+        project_id,
+        name: String::new(),
+        slug: String::new(),
+        tags: String::new(),
+        descr: String::new(),
+        kind: "simple".into(),
+        timeout_secs: 86_400,
+        grace_secs: 3_600,
+        schedule: "* * * * *".into(),
+        tz: "UTC".into(),
+        max_runtime_secs: None,
+        manual_resume: false,
+        service: None,
+        extra: "{}".into(),
+        created_at: to_micros(now),
+        state: StateRow {
+            status: "new".into(),
+            open_runs: "[]".into(),
+            ..StateRow::default()
+        },
+    }
+}
+
+/// `?create=1` on a slug URL: a check named after the slug, with every channel of the project.
+pub async fn create_for_slug(state: &AppState, project_id: i64, slug: &str) -> Result<CheckRow, String> {
+    let mut row = new_check_row(project_id, state.engine.clock.now());
+    row.name = slug.to_string();
+    row.slug = slug.to_string();
+    let row = state.engine.create_check(row).await.map_err(|e| e.to_string())?;
+    let channels = state.store.list_channels(project_id).await.map_err(|e| e.to_string())?;
+    let ids: Vec<i64> = channels.iter().map(|c| c.id).collect();
+    state.store.set_check_channels(row.id, &ids).await.map_err(|e| e.to_string())?;
+    Ok(row)
+}
+
+/// Resolves a `channels` value: `*` (all), `""` (none) or comma-separated UUIDs or names.
+async fn resolve_channels(state: &AppState, project_id: i64, spec: &str) -> Result<Vec<i64>, ApiError> {
+    let all = state.store.list_channels(project_id).await?;
+    if spec == "*" {
+        return Ok(all.iter().map(|c| c.id).collect());
+    }
+    if spec.is_empty() {
+        return Ok(Vec::new());
+    }
+    let mut ids = Vec::new();
+    for item in spec.split(',') {
+        if item.is_empty() {
+            return Err(ApiError::BadRequest("empty channel identifier".into()));
+        }
+        let matches: Vec<&ChannelRow> = all.iter().filter(|c| c.uuid == item || c.name == item).collect();
+        match matches.as_slice() {
+            [one] => ids.push(one.id),
+            [] => return Err(ApiError::BadRequest(format!("invalid channel identifier: {item}"))),
+            _ => return Err(ApiError::BadRequest(format!("non-unique channel identifier: {item}"))),
+        }
+    }
+    ids.sort_unstable();
+    ids.dedup();
+    Ok(ids)
+}
+
+/// Applies the fields present in a spec to a check row.
+fn apply_spec(row: &mut CheckRow, spec: &Spec) -> Result<(), ApiError> {
+    let mut extra: Map<String, Value> = serde_json::from_str(&row.extra).unwrap_or_default();
+    if let Some(v) = &spec.name {
+        row.name = v.clone();
+    }
+    if let Some(v) = &spec.slug {
+        row.slug = v.clone();
+    }
+    if let Some(v) = &spec.tags {
+        row.tags = v.clone();
+    }
+    if let Some(v) = &spec.desc {
+        row.descr = v.clone();
+    }
+    if let Some(v) = spec.grace {
+        row.grace_secs = v;
+    }
+    if let Some(v) = spec.manual_resume {
+        row.manual_resume = v;
+    }
+    if let Some(v) = &spec.tz {
+        row.tz = v.clone();
+    }
+    // A schedule wins over a timeout; the other column is left as it is (as Healthchecks).
+    if let Some(schedule) = &spec.schedule {
+        row.schedule = schedule.clone();
+        row.kind = match Schedule::parse(schedule, &row.tz) {
+            Ok(Schedule::OnCalendar { .. }) => "oncalendar".into(),
+            _ => "cron".into(),
+        };
+    } else if let Some(timeout) = spec.timeout {
+        row.kind = "simple".into();
+        row.timeout_secs = timeout;
+    }
+    if row.kind != "simple"
+        && let Err(e) = Schedule::parse(&row.schedule, &row.tz)
+    {
+        return Err(ApiError::BadSchedule {
+            error: "json validation error: schedule is not a valid cron or OnCalendar expression".into(),
+            detail: e.to_string(),
+        });
+    }
+    if let Some(v) = spec.max_runtime {
+        row.max_runtime_secs = v;
+    }
+    if let Some(v) = &spec.service {
+        row.service = v.clone();
+    }
+    for (key, value) in [
+        ("methods", &spec.methods),
+        ("start_kw", &spec.start_kw),
+        ("success_kw", &spec.success_kw),
+        ("failure_kw", &spec.failure_kw),
+    ] {
+        if let Some(v) = value {
+            extra.insert(key.into(), v.clone().into());
+        }
+    }
+    if let Some(v) = &spec.subject {
+        extra.insert("success_kw".into(), v.clone().into());
+    }
+    if let Some(v) = &spec.subject_fail {
+        extra.insert("failure_kw".into(), v.clone().into());
+    }
+    if spec.subject.is_some() || spec.subject_fail.is_some() {
+        let on = !extra_str(&extra, "success_kw").is_empty() || !extra_str(&extra, "failure_kw").is_empty();
+        extra.insert("filter_subject".into(), on.into());
+    }
+    if let Some(v) = spec.filter_subject {
+        extra.insert("filter_subject".into(), v.into());
+    }
+    if let Some(v) = spec.filter_body {
+        extra.insert("filter_body".into(), v.into());
+    }
+    row.extra = Value::Object(extra).to_string();
+    Ok(())
+}
+
+#[derive(Deserialize)]
+pub struct ListQuery {
+    #[serde(default)]
+    tag: Vec<String>,
+    slug: Option<String>,
+}
+
+pub async fn list(State(state): State<AppState>, headers: HeaderMap, axum_extra_query: RawQuery) -> ApiResult {
+    let scope = authorize(&state, &headers, None, false).await?;
+    let query = axum_extra_query.parse();
+    let rows = state.store.list_checks(scope.project_id).await?;
+    let rows: Vec<CheckRow> = rows
+        .into_iter()
+        .filter(|row| {
+            let tags: Vec<&str> = row.tags.split(' ').collect();
+            query.tag.iter().all(|t| tags.contains(&t.as_str()))
+                && query.slug.as_deref().filter(|s| !s.is_empty()).is_none_or(|s| row.slug == s)
+        })
+        .collect();
+    let states = live_states(&state, &rows).await?;
+    let mut checks = Vec::with_capacity(rows.len());
+    for (row, live) in rows.iter().zip(&states) {
+        let channels = if scope.read_only { Vec::new() } else { state.store.check_channels(row.id).await? };
+        checks.push(check_json(&state, row, live, &channels, scope.read_only));
+    }
+    Ok(cors_json(StatusCode::OK, json!({ "checks": checks })))
+}
+
+/// The raw query string, parsed so that `tag` may repeat (`?tag=a&tag=b`).
+pub struct RawQuery(Option<String>);
+
+impl<S: Send + Sync> axum::extract::FromRequestParts<S> for RawQuery {
+    type Rejection = std::convert::Infallible;
+    async fn from_request_parts(parts: &mut axum::http::request::Parts, _: &S) -> Result<Self, Self::Rejection> {
+        Ok(RawQuery(parts.uri.query().map(str::to_string)))
+    }
+}
+
+impl RawQuery {
+    fn pairs(&self) -> Vec<(String, String)> {
+        serde_urlencoded_pairs(self.0.as_deref().unwrap_or(""))
+    }
+
+    fn parse(&self) -> ListQuery {
+        let mut query = ListQuery { tag: Vec::new(), slug: None };
+        for (key, value) in self.pairs() {
+            match key.as_str() {
+                "tag" => query.tag.push(value),
+                "slug" => query.slug = Some(value),
+                _ => {}
+            }
+        }
+        query
+    }
+
+    fn get(&self, name: &str) -> Option<String> {
+        self.pairs().into_iter().find(|(k, _)| k == name).map(|(_, v)| v)
+    }
+}
+
+fn serde_urlencoded_pairs(query: &str) -> Vec<(String, String)> {
+    axum::extract::Query::<Vec<(String, String)>>::try_from_uri(&format!("/?{query}").parse().unwrap_or_default())
+        .map(|q| q.0)
+        .unwrap_or_default()
+}
+
+pub async fn create(State(state): State<AppState>, headers: HeaderMap, body: Bytes) -> ApiResult {
+    let body = json_body(&body)?.unwrap_or_else(|| json!({}));
+    let scope = authorize(&state, &headers, Some(&body), true).await?;
+    let spec = Spec::parse(&body)?;
+    let channels = match &spec.channels {
+        Some(c) => Some(resolve_channels(&state, scope.project_id, c).await?),
+        None => None,
+    };
+    // `unique`: update the first check that equals the request on every listed field.
+    if let Some(fields) = spec.unique.as_ref().filter(|f| !f.is_empty())
+        && fields.iter().all(|f| body.get(f).is_some())
+    {
+        let existing = state.store.list_checks(scope.project_id).await?;
+        let found = existing.into_iter().find(|row| {
+            fields.iter().all(|f| match f.as_str() {
+                "name" => Some(row.name.as_str()) == spec.name.as_deref(),
+                "slug" => Some(row.slug.as_str()) == spec.slug.as_deref(),
+                "tags" => Some(row.tags.as_str()) == spec.tags.as_deref(),
+                "timeout" => Some(row.timeout_secs) == spec.timeout,
+                "grace" => Some(row.grace_secs) == spec.grace,
+                _ => false,
+            })
+        });
+        if let Some(mut row) = found {
+            apply_spec(&mut row, &spec)?;
+            let row = state.engine.update_check(row).await?;
+            if let Some(ids) = &channels {
+                state.store.set_check_channels(row.id, ids).await?;
+            }
+            return Ok(cors_json(StatusCode::OK, render(&state, &row, false).await?));
+        }
+    }
+    let mut row = new_check_row(scope.project_id, state.engine.clock.now());
+    apply_spec(&mut row, &spec)?;
+    let row = state.engine.create_check(row).await?;
+    if let Some(ids) = &channels {
+        state.store.set_check_channels(row.id, ids).await?;
+    }
+    Ok(cors_json(StatusCode::CREATED, render(&state, &row, false).await?))
+}
+
+pub async fn get(State(state): State<AppState>, headers: HeaderMap, Path(code): Path<String>) -> ApiResult {
+    let scope = authorize(&state, &headers, None, false).await?;
+    let row = find_check(&state, scope.project_id, &code, true).await?;
+    Ok(cors_json(StatusCode::OK, render(&state, &row, scope.read_only).await?))
+}
+
+pub async fn update(State(state): State<AppState>, headers: HeaderMap, Path(code): Path<String>, body: Bytes) -> ApiResult {
+    let body = json_body(&body)?.unwrap_or_else(|| json!({}));
+    let scope = authorize(&state, &headers, Some(&body), true).await?;
+    let mut row = find_check(&state, scope.project_id, &code, false).await?;
+    let spec = Spec::parse(&body)?;
+    let channels = match &spec.channels {
+        Some(c) => Some(resolve_channels(&state, scope.project_id, c).await?),
+        None => None,
+    };
+    apply_spec(&mut row, &spec)?;
+    let row = state.engine.update_check(row).await?;
+    if let Some(ids) = &channels {
+        state.store.set_check_channels(row.id, ids).await?;
+    }
+    Ok(cors_json(StatusCode::OK, render(&state, &row, false).await?))
+}
+
+pub async fn delete(State(state): State<AppState>, headers: HeaderMap, Path(code): Path<String>) -> ApiResult {
+    let scope = authorize(&state, &headers, None, true).await?;
+    let row = find_check(&state, scope.project_id, &code, false).await?;
+    let mut rendered = render(&state, &row, false).await?;
+    state.engine.delete_check(row.id).await?;
+    rendered["channels"] = "".into();
+    Ok(cors_json(StatusCode::OK, rendered))
+}
+
+pub async fn pause(State(state): State<AppState>, headers: HeaderMap, Path(code): Path<String>, body: Bytes) -> ApiResult {
+    let body = json_body(&body)?;
+    let scope = authorize(&state, &headers, body.as_ref(), true).await?;
+    let row = find_check(&state, scope.project_id, &code, false).await?;
+    state.engine.pause(row.id).await?;
+    Ok(cors_json(StatusCode::OK, render(&state, &row, false).await?))
+}
+
+pub async fn resume(State(state): State<AppState>, headers: HeaderMap, Path(code): Path<String>, body: Bytes) -> ApiResult {
+    let body = json_body(&body)?;
+    let scope = authorize(&state, &headers, body.as_ref(), true).await?;
+    let row = find_check(&state, scope.project_id, &code, false).await?;
+    if !state.engine.resume(row.id).await? {
+        return Err(ApiError::Conflict("check is not paused"));
+    }
+    Ok(cors_json(StatusCode::OK, render(&state, &row, false).await?))
+}
+
+pub async fn pings(State(state): State<AppState>, headers: HeaderMap, Path(code): Path<String>) -> ApiResult {
+    let scope = authorize(&state, &headers, None, true).await?;
+    let row = find_check(&state, scope.project_id, &code, false).await?;
+    let pings = state.store.list_pings(row.id, state.config.ping_log_limit).await?;
+    let site = &state.config.site_url;
+    let pings: Vec<Value> = pings
+        .iter()
+        .map(|p| {
+            let kind = keepwatch_core::check::PingKind::from_code(&p.kind).map_or("success", |k| k.api_type());
+            let mut ping = json!({
+                "type": kind,
+                "date": from_micros(p.at).format("%Y-%m-%dT%H:%M:%S%.6f+00:00").to_string(),
+                "n": p.n,
+                "scheme": p.scheme,
+                "remote_addr": p.remote_addr,
+                "method": p.method,
+                "ua": p.ua,
+                "rid": p.rid,
+                "body_url": p.body.as_ref().map(|_| format!("{site}/api/v3/checks/{}/pings/{}/body", row.uuid, p.n)),
+            });
+            let obj = ping.as_object_mut().expect("object");
+            if let Some(ms) = p.duration_ms {
+                obj.insert("duration".into(), json!(ms as f64 / 1000.0));
+            }
+            // keepwatch's own fields.
+            obj.insert("exit_status".into(), json!(keepwatch_core::check::PingKind::from_code(&p.kind).and_then(|k| k.exit_status())));
+            obj.insert("host".into(), json!(p.host));
+            obj.insert("pid".into(), json!(p.pid));
+            obj.insert("volume".into(), json!(p.volume));
+            obj.insert("body_truncated".into(), json!(p.body_truncated));
+            ping
+        })
+        .collect();
+    Ok(cors_json(StatusCode::OK, json!({ "pings": pings })))
+}
+
+pub async fn ping_body(State(state): State<AppState>, headers: HeaderMap, Path((code, n)): Path<(String, i64)>) -> ApiResult {
+    let scope = authorize(&state, &headers, None, true).await?;
+    let row = find_check(&state, scope.project_id, &code, false).await?;
+    let ping = state.store.ping(row.id, n).await?.ok_or(ApiError::NotFoundEmpty)?;
+    let body = ping.body.filter(|b| !b.is_empty()).ok_or(ApiError::NotFoundEmpty)?;
+    Ok(([(header::CONTENT_TYPE, "text/plain")], body).into_response())
+}
+
+pub async fn flips(State(state): State<AppState>, headers: HeaderMap, Path(code): Path<String>, query: RawQuery) -> ApiResult {
+    let scope = authorize(&state, &headers, None, false).await?;
+    let row = find_check(&state, scope.project_id, &code, true).await?;
+    let int = |name: &str, max: i64| -> Result<Option<i64>, ApiError> {
+        match query.get(name) {
+            None => Ok(None),
+            Some(v) => v.parse::<i64>().ok().filter(|v| (0..=max).contains(v)).map(Some).ok_or(ApiError::BadQuery),
+        }
+    };
+    let start = int("start", 10_000_000_000)?;
+    let end = int("end", 10_000_000_000)?;
+    let seconds = int("seconds", 31_536_000)?;
+    let now = state.engine.clock.now();
+    let mut from = start.map_or(0, |s| s * 1_000_000);
+    if let Some(s) = seconds.filter(|s| *s > 0) {
+        from = from.max(to_micros(now) - s * 1_000_000);
+    }
+    let to = end.map_or(i64::MAX, |e| e * 1_000_000 - 1);
+    let flips = state.store.list_flips(row.id, from, to).await?;
+    let flips: Vec<Value> = flips
+        .iter()
+        .map(|f| json!({ "timestamp": iso_seconds(from_micros(f.at)), "up": i32::from(f.new_status == "up") }))
+        .collect();
+    Ok(cors_json(StatusCode::OK, json!({ "flips": flips })))
+}
+
+pub async fn list_channels(State(state): State<AppState>, headers: HeaderMap) -> ApiResult {
+    let scope = authorize(&state, &headers, None, true).await?;
+    let channels = state.store.list_channels(scope.project_id).await?;
+    let channels: Vec<Value> = channels
+        .iter()
+        .map(|c| json!({ "id": c.uuid, "name": c.name, "kind": c.kind }))
+        .collect();
+    Ok(cors_json(StatusCode::OK, json!({ "channels": channels })))
+}
+
+/// keepwatch: `POST /api/v3/channels/` with `{"name", "kind": "webhook", "url", "secret"?}` or
+/// `{"name", "kind": "email", "to"}`.
+pub async fn create_channel(State(state): State<AppState>, headers: HeaderMap, body: Bytes) -> ApiResult {
+    let body = json_body(&body)?.unwrap_or_else(|| json!({}));
+    let scope = authorize(&state, &headers, Some(&body), true).await?;
+    let field = |name: &str| body.get(name).and_then(Value::as_str).map(str::to_string);
+    let name = field("name").filter(|n| !n.is_empty() && n.len() <= 100).ok_or_else(|| ApiError::BadRequest("json validation error: name is required (1-100 characters)".into()))?;
+    let (kind, config) = match field("kind").as_deref() {
+        Some("webhook") => {
+            let url = field("url").filter(|u| u.starts_with("http://") || u.starts_with("https://")).ok_or_else(|| {
+                ApiError::BadRequest("json validation error: url must be an http:// or https:// URL".into())
+            })?;
+            ("webhook", json!({ "url": url, "secret": field("secret") }))
+        }
+        Some("email") => {
+            let to = field("to").filter(|t| t.contains('@')).ok_or_else(|| ApiError::BadRequest("json validation error: to must be one or more email addresses".into()))?;
+            ("email", json!({ "to": to }))
+        }
+        _ => return Err(ApiError::BadRequest("json validation error: kind must be \"webhook\" or \"email\"".into())),
+    };
+    let now = to_micros(state.engine.clock.now());
+    let channel = state.store.create_channel(scope.project_id, &name, kind, &config.to_string(), now).await?;
+    Ok(cors_json(StatusCode::CREATED, json!({ "id": channel.uuid, "name": channel.name, "kind": channel.kind })))
+}
+
+/// keepwatch: a check's notifications with every delivery attempt.
+pub async fn notifications(State(state): State<AppState>, headers: HeaderMap, Path(code): Path<String>) -> ApiResult {
+    let scope = authorize(&state, &headers, None, false).await?;
+    let row = find_check(&state, scope.project_id, &code, false).await?;
+    let rows = state.store.list_notifications(row.id, 100).await?;
+    let ids: Vec<i64> = rows.iter().map(|r| r.outbox_id).collect();
+    let attempts = state.store.list_attempts(&ids).await?;
+    let out: Vec<Value> = rows
+        .iter()
+        .map(|n| {
+            let tries: Vec<Value> = attempts
+                .iter()
+                .filter(|a| a.outbox_id == n.outbox_id)
+                .map(|a| json!({ "at": from_micros(a.at).to_rfc3339(), "ok": a.ok, "detail": a.detail, "took_ms": a.took_ms }))
+                .collect();
+            json!({
+                "id": n.outbox_id,
+                "event": n.event_kind,
+                "event_at": from_micros(n.event_at).to_rfc3339(),
+                "channel": n.channel_uuid,
+                "channel_name": n.channel_name,
+                "state": n.state,
+                "attempts": n.attempts,
+                "next_attempt_at": (n.state == "pending").then(|| from_micros(n.next_attempt_at).to_rfc3339()),
+                "last_error": n.last_error,
+                "attempt_log": tries,
+            })
+        })
+        .collect();
+    Ok(cors_json(StatusCode::OK, json!({ "notifications": out })))
+}

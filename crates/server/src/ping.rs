@@ -1,0 +1,313 @@
+//! The Healthchecks-compatible ping API.
+//!
+//! `/ping/<uuid>[/start|/fail|/log|/<0-255>]` and `/ping/<ping-key>/<slug>[/…]`, any HTTP
+//! method, with `?rid=`, `?create=1` (slug form), and keepwatch's optional `host`, `pid` and
+//! `volume` (query or `X-Keepwatch-Host`/`X-Keepwatch-Pid` headers). Status codes and bodies
+//! are those of Healthchecks (see the tests): `OK`, `Created` (201), `not found` (404),
+//! `ambiguous slug` (409), `invalid url format` and `invalid uuid format` (400). A 200 is sent
+//! only once the ping is committed to the database.
+
+use std::net::SocketAddr;
+use std::time::Instant;
+
+use axum::body::Body;
+use axum::extract::{ConnectInfo, Path, Query, State};
+use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use futures_util::StreamExt;
+use keepwatch_core::check::{PingKind, RunIdentity};
+use keepwatch_engine::{PingReply, PingRequest};
+use serde::Deserialize;
+use uuid::Uuid;
+
+use crate::AppState;
+
+/// Django's generic 404 page, which Healthchecks returns for ping URLs that match no route.
+pub const DJANGO_NOT_FOUND: &str = "\n<!doctype html>\n<html lang=\"en\">\n<head>\n  <title>Not Found</title>\n</head>\n<body>\n  <h1>Not Found</h1><p>The requested resource was not found on this server.</p>\n</body>\n</html>\n";
+
+#[derive(Deserialize, Default)]
+pub struct PingQuery {
+    rid: Option<String>,
+    create: Option<String>,
+    host: Option<String>,
+    pid: Option<String>,
+    volume: Option<String>,
+}
+
+/// Everything about a ping that does not depend on which check it targets.
+struct Incoming {
+    kind: PingKind,
+    identity: RunIdentity,
+    volume: Option<i64>,
+    method: Method,
+    remote_addr: String,
+    scheme: String,
+    user_agent: String,
+}
+
+fn text(status: StatusCode, body: &'static str) -> Response {
+    let mut response = (status, body).into_response();
+    response.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("text/html; charset=utf-8"));
+    response
+        .headers_mut()
+        .insert(header::CACHE_CONTROL, HeaderValue::from_static("max-age=0, no-cache, no-store, must-revalidate, private"));
+    response
+}
+
+fn ok_response(state: &AppState, status: StatusCode, body: &'static str, method: &Method) -> Response {
+    let mut response = text(status, if method == Method::HEAD { "" } else { body });
+    let headers = response.headers_mut();
+    headers.insert("Ping-Body-Limit", HeaderValue::from(state.config.ping_body_limit));
+    headers.insert(header::ACCESS_CONTROL_ALLOW_ORIGIN, HeaderValue::from_static("*"));
+    response
+}
+
+/// A lowercase canonical UUID, the only form Healthchecks' URL patterns and `rid` accept.
+fn strict_uuid(s: &str) -> Option<Uuid> {
+    let canonical = s.len() == 36 && s.chars().all(|c| c.is_ascii_digit() || ('a'..='f').contains(&c) || c == '-');
+    if !canonical {
+        return None;
+    }
+    Uuid::parse_str(s).ok().filter(|u| u.hyphenated().to_string() == s)
+}
+
+fn is_slug(s: &str) -> bool {
+    !s.is_empty() && s.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+}
+
+/// Reads a URL suffix: `start`, `fail`, `log` or an exit status. `Err` is the 400 for an exit
+/// status above 255; `Ok(None)` means the suffix is not an action at all.
+fn parse_action(s: &str) -> Result<Option<PingKind>, ()> {
+    Ok(Some(match s {
+        "" => PingKind::Success,
+        "start" => PingKind::Start,
+        "fail" => PingKind::Fail,
+        "log" => PingKind::Log,
+        digits if !digits.is_empty() && digits.bytes().all(|b| b.is_ascii_digit()) => match digits.parse::<u64>() {
+            Ok(n) if n <= 255 => PingKind::Exit(n as u8),
+            _ => return Err(()),
+        },
+        _ => return Ok(None),
+    }))
+}
+
+pub async fn ping_one(
+    State(state): State<AppState>,
+    Path(code): Path<String>,
+    query: Query<PingQuery>,
+    method: Method,
+    connect: ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+    body: Body,
+) -> Response {
+    route(state, vec![code], query, method, connect, headers, body).await
+}
+
+pub async fn ping_two(
+    State(state): State<AppState>,
+    Path((a, b)): Path<(String, String)>,
+    query: Query<PingQuery>,
+    method: Method,
+    connect: ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+    body: Body,
+) -> Response {
+    route(state, vec![a, b], query, method, connect, headers, body).await
+}
+
+pub async fn ping_three(
+    State(state): State<AppState>,
+    Path((a, b, c)): Path<(String, String, String)>,
+    query: Query<PingQuery>,
+    method: Method,
+    connect: ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+    body: Body,
+) -> Response {
+    route(state, vec![a, b, c], query, method, connect, headers, body).await
+}
+
+/// Where a ping goes: a check by UUID, or a slug in the project that owns a ping key.
+enum Target {
+    Uuid(Uuid),
+    Slug { ping_key: String, slug: String },
+}
+
+async fn route(
+    state: AppState,
+    segments: Vec<String>,
+    Query(query): Query<PingQuery>,
+    method: Method,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+    body: Body,
+) -> Response {
+    let started = Instant::now();
+    let segments: Vec<&str> = segments.iter().map(String::as_str).collect();
+    // The same URL shapes Healthchecks' routes accept, in the same order.
+    let (target, action) = match segments.as_slice() {
+        [code] | [code, ""] => match strict_uuid(code) {
+            Some(uuid) => (Target::Uuid(uuid), ""),
+            None => return not_found_page(),
+        },
+        [code, action] if strict_uuid(code).is_some() && !matches!(parse_action(action), Ok(None)) => {
+            (Target::Uuid(strict_uuid(code).expect("checked")), *action)
+        }
+        [key, slug] if is_slug(key) && is_slug(slug) => (slug_target(key, slug), ""),
+        [key, slug, action] if is_slug(key) && is_slug(slug) && !matches!(parse_action(action), Ok(None)) => {
+            (slug_target(key, slug), *action)
+        }
+        _ => return not_found_page(),
+    };
+    let Ok(Some(kind)) = parse_action(action) else {
+        return text(StatusCode::BAD_REQUEST, "invalid url format");
+    };
+    let incoming = match read_incoming(kind, &query, &method, peer, &headers) {
+        Ok(incoming) => incoming,
+        Err(response) => return response,
+    };
+    let (body, truncated) = read_body(body, state.config.ping_body_limit).await;
+    let response = deliver(&state, target, query.create.as_deref() == Some("1"), incoming, body, truncated, &method).await;
+    metrics::histogram!("keepwatch_ping_seconds").record(started.elapsed().as_secs_f64());
+    response
+}
+
+fn slug_target(key: &str, slug: &str) -> Target {
+    Target::Slug {
+        ping_key: key.to_string(),
+        slug: slug.to_string(),
+    }
+}
+
+fn not_found_page() -> Response {
+    let mut response = (StatusCode::NOT_FOUND, DJANGO_NOT_FOUND).into_response();
+    response.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("text/html; charset=utf-8"));
+    response
+}
+
+fn read_incoming(
+    kind: PingKind,
+    query: &PingQuery,
+    method: &Method,
+    peer: SocketAddr,
+    headers: &HeaderMap,
+) -> Result<Incoming, Response> {
+    let rid = match &query.rid {
+        None => None,
+        Some(rid) => Some(strict_uuid(rid).ok_or_else(|| text(StatusCode::BAD_REQUEST, "invalid uuid format"))?),
+    };
+    let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok()).map(str::to_string);
+    let host = query.host.clone().or_else(|| header("x-keepwatch-host"));
+    if host.as_ref().is_some_and(|h| h.is_empty() || h.len() > 255) {
+        return Err(text(StatusCode::BAD_REQUEST, "invalid host"));
+    }
+    let pid = match query.pid.clone().or_else(|| header("x-keepwatch-pid")) {
+        None => None,
+        Some(pid) => Some(pid.parse::<u32>().map_err(|_| text(StatusCode::BAD_REQUEST, "invalid pid"))?),
+    };
+    let volume = match &query.volume {
+        None => None,
+        Some(v) => Some(
+            v.parse::<i64>()
+                .ok()
+                .filter(|v| *v >= 0)
+                .ok_or_else(|| text(StatusCode::BAD_REQUEST, "invalid volume"))?,
+        ),
+    };
+    // As Healthchecks: the first X-Forwarded-For address, else the peer.
+    let remote_addr = header("x-forwarded-for")
+        .and_then(|f| f.split(',').next().map(|a| a.trim().to_string()))
+        .filter(|a| !a.is_empty())
+        .unwrap_or_else(|| peer.ip().to_string());
+    let scheme = header("x-forwarded-proto").unwrap_or_else(|| "http".into());
+    let mut user_agent = header("user-agent").unwrap_or_default();
+    user_agent.truncate(user_agent.floor_char_boundary(200));
+    Ok(Incoming {
+        kind,
+        identity: RunIdentity { rid, host, pid },
+        volume,
+        method: method.clone(),
+        remote_addr,
+        scheme,
+        user_agent,
+    })
+}
+
+/// Keeps the first `limit` bytes of the body and reads (but drops) the rest, so an oversized
+/// body is truncated and marked rather than rejected, and memory stays bounded.
+async fn read_body(body: Body, limit: usize) -> (Option<Vec<u8>>, bool) {
+    let mut kept = Vec::new();
+    let mut truncated = false;
+    let mut stream = body.into_data_stream();
+    while let Some(chunk) = stream.next().await {
+        let Ok(chunk) = chunk else { break };
+        let room = limit.saturating_sub(kept.len());
+        if chunk.len() > room {
+            truncated = true;
+        }
+        kept.extend_from_slice(&chunk[..chunk.len().min(room)]);
+    }
+    ((!kept.is_empty()).then_some(kept), truncated)
+}
+
+async fn deliver(
+    state: &AppState,
+    target: Target,
+    create: bool,
+    incoming: Incoming,
+    body: Option<Vec<u8>>,
+    body_truncated: bool,
+    method: &Method,
+) -> Response {
+    let mut created = false;
+    let check = match target {
+        Target::Uuid(uuid) => uuid,
+        Target::Slug { ping_key, slug } => {
+            let project = match state.store.project_by_ping_key(&ping_key).await {
+                Ok(Some(project)) => project,
+                Ok(None) => return text(StatusCode::NOT_FOUND, "not found"),
+                Err(e) => return unavailable(&e.to_string()),
+            };
+            let matches = match state.store.checks_by_slug(project.id, &slug).await {
+                Ok(matches) => matches,
+                Err(e) => return unavailable(&e.to_string()),
+            };
+            match matches.as_slice() {
+                [one] => Uuid::parse_str(&one.uuid).unwrap_or_default(),
+                [] if create => match crate::checks::create_for_slug(state, project.id, &slug).await {
+                    Ok(row) => {
+                        created = true;
+                        Uuid::parse_str(&row.uuid).unwrap_or_default()
+                    }
+                    Err(e) => return unavailable(&e),
+                },
+                [] => return text(StatusCode::NOT_FOUND, "not found"),
+                _ => return text(StatusCode::CONFLICT, "ambiguous slug"),
+            }
+        }
+    };
+    let request = PingRequest {
+        check,
+        kind: incoming.kind,
+        identity: incoming.identity,
+        scheme: incoming.scheme,
+        method: incoming.method.to_string(),
+        remote_addr: incoming.remote_addr,
+        user_agent: incoming.user_agent,
+        volume: incoming.volume,
+        body,
+        body_truncated,
+    };
+    match state.engine.ping(request).await {
+        Ok(PingReply::Ok) if created => ok_response(state, StatusCode::CREATED, "Created", method),
+        Ok(PingReply::Ok) => ok_response(state, StatusCode::OK, "OK", method),
+        Ok(PingReply::NotFound) => text(StatusCode::NOT_FOUND, "not found"),
+        Err(e) => unavailable(&e.to_string()),
+    }
+}
+
+/// The ping was not stored: say so, so the client (and `keepwatch run`) retries.
+fn unavailable(error: &str) -> Response {
+    tracing::error!(error, "ping not stored");
+    (StatusCode::SERVICE_UNAVAILABLE, "storage unavailable, ping not recorded").into_response()
+}

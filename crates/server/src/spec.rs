@@ -1,0 +1,161 @@
+//! The body of a create or update request, validated field by field in the order
+//! Healthchecks validates them, with its messages (`json validation error: grace is too small`).
+
+use keepwatch_core::schedule::{Schedule, parse_tz};
+use serde_json::{Map, Value};
+
+use crate::error::ApiError;
+
+pub const MIN_PERIOD: i64 = 60;
+pub const MAX_PERIOD: i64 = 31_536_000;
+
+#[derive(Debug, Default)]
+pub struct Spec {
+    pub channels: Option<String>,
+    pub desc: Option<String>,
+    pub failure_kw: Option<String>,
+    pub filter_body: Option<bool>,
+    pub filter_subject: Option<bool>,
+    pub grace: Option<i64>,
+    pub manual_resume: Option<bool>,
+    pub methods: Option<String>,
+    pub name: Option<String>,
+    pub schedule: Option<String>,
+    pub slug: Option<String>,
+    pub start_kw: Option<String>,
+    pub subject: Option<String>,
+    pub subject_fail: Option<String>,
+    pub success_kw: Option<String>,
+    pub tags: Option<String>,
+    pub timeout: Option<i64>,
+    pub tz: Option<String>,
+    pub unique: Option<Vec<String>>,
+    /// keepwatch: seconds a run may take before it is hung; `null` clears it.
+    pub max_runtime: Option<Option<i64>>,
+    /// keepwatch: the service the check belongs to; `null` clears it.
+    pub service: Option<Option<String>>,
+}
+
+fn invalid(message: String) -> ApiError {
+    ApiError::BadRequest(format!("json validation error: {message}"))
+}
+
+fn string(obj: &Map<String, Value>, field: &str, max: Option<usize>) -> Result<Option<String>, ApiError> {
+    match obj.get(field) {
+        None => Ok(None),
+        Some(Value::String(s)) => {
+            if max.is_some_and(|max| s.chars().count() > max) {
+                return Err(invalid(format!("{field} is too long")));
+            }
+            Ok(Some(s.clone()))
+        }
+        Some(_) => Err(invalid(format!("{field} is not a string"))),
+    }
+}
+
+fn boolean(obj: &Map<String, Value>, field: &str) -> Result<Option<bool>, ApiError> {
+    match obj.get(field) {
+        None => Ok(None),
+        Some(Value::Bool(b)) => Ok(Some(*b)),
+        Some(_) => Err(invalid(format!("{field} is not a boolean"))),
+    }
+}
+
+fn seconds(obj: &Map<String, Value>, field: &str) -> Result<Option<i64>, ApiError> {
+    let value = match obj.get(field) {
+        None => return Ok(None),
+        // Python's bool is an int: `true` is 1 second, which is too small.
+        Some(Value::Bool(b)) => i64::from(*b),
+        Some(Value::Number(n)) if n.is_i64() || n.is_u64() => n.as_i64().unwrap_or(i64::MAX),
+        Some(_) => return Err(invalid(format!("{field} is not a number"))),
+    };
+    if value < MIN_PERIOD {
+        return Err(invalid(format!("{field} is too small")));
+    }
+    if value > MAX_PERIOD {
+        return Err(invalid(format!("{field} is too large")));
+    }
+    Ok(Some(value))
+}
+
+impl Spec {
+    pub fn parse(body: &Value) -> Result<Spec, ApiError> {
+        let Some(obj) = body.as_object() else {
+            return Err(invalid("value is not an object".into()));
+        };
+        let mut spec = Spec {
+            channels: string(obj, "channels", None)?,
+            desc: string(obj, "desc", None)?,
+            failure_kw: string(obj, "failure_kw", Some(200))?,
+            filter_body: boolean(obj, "filter_body")?,
+            filter_subject: boolean(obj, "filter_subject")?,
+            grace: seconds(obj, "grace")?,
+            manual_resume: boolean(obj, "manual_resume")?,
+            ..Spec::default()
+        };
+        spec.methods = string(obj, "methods", None)?;
+        if spec.methods.as_deref().is_some_and(|m| m != "" && m != "POST") {
+            return Err(invalid("methods has unexpected value".into()));
+        }
+        spec.name = string(obj, "name", Some(100))?;
+        spec.schedule = string(obj, "schedule", Some(100))?;
+        spec.slug = string(obj, "slug", Some(100))?;
+        if let Some(slug) = &spec.slug
+            && !slug.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '_')
+        {
+            return Err(invalid("slug does not match pattern".into()));
+        }
+        spec.start_kw = string(obj, "start_kw", Some(200))?;
+        spec.subject = string(obj, "subject", Some(200))?;
+        spec.subject_fail = string(obj, "subject_fail", Some(200))?;
+        spec.success_kw = string(obj, "success_kw", Some(200))?;
+        spec.tags = string(obj, "tags", None)?;
+        spec.timeout = seconds(obj, "timeout")?;
+        spec.tz = string(obj, "tz", None)?;
+        if let Some(tz) = &spec.tz
+            && parse_tz(tz).is_err()
+        {
+            return Err(invalid("tz is not a valid timezone".into()));
+        }
+        spec.unique = match obj.get("unique") {
+            None => None,
+            Some(Value::Array(items)) => {
+                let mut fields = Vec::new();
+                for item in items {
+                    match item.as_str() {
+                        Some(f @ ("name" | "slug" | "tags" | "timeout" | "grace")) => fields.push(f.to_string()),
+                        _ => return Err(invalid("an item in 'unique' has unexpected value".into())),
+                    }
+                }
+                Some(fields)
+            }
+            Some(_) => return Err(invalid("unique is not an array".into())),
+        };
+        if let Some(schedule) = &spec.schedule
+            && let Err(e) = Schedule::parse(schedule, spec.tz.as_deref().unwrap_or("UTC"))
+        {
+            return Err(ApiError::BadSchedule {
+                error: "json validation error: schedule is not a valid cron or OnCalendar expression".into(),
+                detail: e.to_string(),
+            });
+        }
+        spec.max_runtime = match obj.get("max_runtime") {
+            None => None,
+            Some(Value::Null) => Some(None),
+            Some(Value::Number(n)) => match n.as_i64() {
+                Some(s) if (1..=MAX_PERIOD).contains(&s) => Some(Some(s)),
+                Some(s) if s < 1 => return Err(invalid("max_runtime is too small".into())),
+                _ => return Err(invalid("max_runtime is too large".into())),
+            },
+            Some(_) => return Err(invalid("max_runtime is not a number".into())),
+        };
+        spec.service = match obj.get("service") {
+            None => None,
+            Some(Value::Null) => Some(None),
+            Some(Value::String(s)) if s.chars().count() <= 100 => Some(Some(s.clone())),
+            Some(Value::String(_)) => return Err(invalid("service is too long".into())),
+            Some(_) => return Err(invalid("service is not a string".into())),
+        };
+        Ok(spec)
+    }
+}
