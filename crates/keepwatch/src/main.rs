@@ -1,1 +1,262 @@
-fn main() {}
+//! The `keepwatch` binary: the service (`serve`) and the commands around it.
+
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use anyhow::Context;
+use chrono::{DateTime, Utc};
+use clap::{Parser, Subcommand};
+use keepwatch_core::schedule::Schedule;
+use keepwatch_engine::{Engine, SystemClock};
+use keepwatch_server::{AppState, ServerConfig};
+use keepwatch_store::Store;
+
+mod config;
+
+use config::{ServeArgs, StorageArgs};
+
+const EXAMPLES: &str = "\
+Examples:
+  keepwatch serve                                   # SQLite in ./keepwatch-data, on 127.0.0.1:8000
+  keepwatch serve --database-url postgres://localhost/keepwatch --listen 0.0.0.0:8000
+  keepwatch project create billing                  # prints the new project's ping key
+  keepwatch api-key create --project billing --read-only
+  keepwatch cron '30 2 * * *' --tz America/Denver --count 5";
+
+#[derive(Parser)]
+#[command(name = "keepwatch", version, about = "Cron-job monitoring, on-call paging and incident communication in one binary.", after_help = EXAMPLES)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Start the service: ping API, Management API, engine and notifications
+    #[command(after_help = "\
+Examples:
+  keepwatch serve
+  keepwatch serve --data-dir /var/lib/keepwatch --listen 0.0.0.0:8000 --site-url https://keepwatch.example.com
+  KEEPWATCH_DATABASE_URL=postgres://keepwatch@db/keepwatch keepwatch serve
+  keepwatch serve --config /etc/keepwatch.toml --log-format json")]
+    Serve(ServeArgs),
+    /// Manage projects
+    Project {
+        #[command(subcommand)]
+        command: ProjectCommand,
+    },
+    /// Manage API keys
+    #[command(name = "api-key")]
+    ApiKey {
+        #[command(subcommand)]
+        command: ApiKeyCommand,
+    },
+    /// Print the next fire times of a cron or OnCalendar expression
+    #[command(after_help = "\
+Examples:
+  keepwatch cron '0 0 * * *' --tz America/Denver
+  keepwatch cron '30 2 * * *' --tz America/Denver --after 2026-03-07T00:00:00Z --count 3
+  keepwatch cron 'Mon..Fri 09:00' --tz Europe/London")]
+    Cron {
+        /// The expression, as in a check's `schedule` field
+        expr: String,
+        /// IANA time zone the expression is read in
+        #[arg(long, default_value = "UTC")]
+        tz: String,
+        /// Start after this RFC 3339 time [default: now]
+        #[arg(long, value_name = "TIME")]
+        after: Option<String>,
+        /// How many fire times to print
+        #[arg(long, default_value_t = 10)]
+        count: usize,
+    },
+}
+
+#[derive(Subcommand)]
+enum ProjectCommand {
+    /// Create a project and print its ping key (for /ping/<ping-key>/<slug> URLs)
+    #[command(after_help = "Example:\n  keepwatch project create billing")]
+    Create {
+        name: String,
+        #[command(flatten)]
+        storage: StorageArgs,
+    },
+}
+
+#[derive(Subcommand)]
+enum ApiKeyCommand {
+    /// Create an API key and print it (it is stored hashed and cannot be shown again)
+    #[command(after_help = "Examples:\n  keepwatch api-key create\n  keepwatch api-key create --project billing --read-only")]
+    Create {
+        /// Project the key belongs to
+        #[arg(long, default_value = "default")]
+        project: String,
+        /// The key can read checks but not change them
+        #[arg(long)]
+        read_only: bool,
+        #[command(flatten)]
+        storage: StorageArgs,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(runtime) => runtime,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(run(cli)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(cli: Cli) -> anyhow::Result<()> {
+    match cli.command {
+        Command::Serve(args) => serve(args).await,
+        Command::Project { command: ProjectCommand::Create { name, storage } } => {
+            let store = open_store(&storage).await?;
+            validate_name(&name)?;
+            let project = store.create_project(&name, Utc::now().timestamp_micros()).await?;
+            println!("{}", project.ping_key);
+            Ok(())
+        }
+        Command::ApiKey { command: ApiKeyCommand::Create { project, read_only, storage } } => {
+            let store = open_store(&storage).await?;
+            let project = match store.project_by_name(&project).await? {
+                Some(p) => p,
+                None if project == "default" => ensure_default_project(&store).await?.0,
+                None => anyhow::bail!("no project named `{project}` (create it with: keepwatch project create {project})"),
+            };
+            let key = store.create_api_key(project.id, read_only, Utc::now().timestamp_micros()).await?;
+            println!("{key}");
+            Ok(())
+        }
+        Command::Cron { expr, tz, after, count } => cron(&expr, &tz, after.as_deref(), count),
+    }
+}
+
+fn validate_name(name: &str) -> anyhow::Result<()> {
+    if name.is_empty() || name.len() > 100 || name.chars().any(char::is_control) {
+        anyhow::bail!("project name must be 1-100 printable characters");
+    }
+    Ok(())
+}
+
+async fn open_store(args: &StorageArgs) -> anyhow::Result<Store> {
+    let file = config::read_file(args.config.as_deref())?;
+    let (data_dir, database_url) = config::storage(args, &file);
+    Store::open(database_url.as_deref(), &data_dir)
+        .await
+        .with_context(|| match &database_url {
+            Some(_) => "cannot open the database given by database_url".to_string(),
+            None => format!("cannot open the database in {}", data_dir.display()),
+        })
+}
+
+/// Creates the `default` project on first start; returns it and, when new, a full API key.
+async fn ensure_default_project(store: &Store) -> anyhow::Result<(keepwatch_store::Project, Option<String>)> {
+    if let Some(project) = store.project_by_name("default").await? {
+        return Ok((project, None));
+    }
+    let now = Utc::now().timestamp_micros();
+    let project = store.create_project("default", now).await?;
+    let key = store.create_api_key(project.id, false, now).await?;
+    Ok((project, Some(key)))
+}
+
+fn cron(expr: &str, tz: &str, after: Option<&str>, count: usize) -> anyhow::Result<()> {
+    let schedule = Schedule::parse(expr, tz).map_err(|e| anyhow::anyhow!("{e}"))?;
+    let zone = schedule.tz().unwrap_or(chrono_tz::UTC);
+    let mut t = match after {
+        Some(a) => DateTime::parse_from_rfc3339(a)
+            .map_err(|e| anyhow::anyhow!("--after: `{a}` is not an RFC 3339 time ({e})"))?
+            .with_timezone(&Utc),
+        None => Utc::now(),
+    };
+    for _ in 0..count {
+        match schedule.next_after(t) {
+            Some(next) => {
+                println!("{}", next.with_timezone(&zone).to_rfc3339());
+                t = next;
+            }
+            None => break,
+        }
+    }
+    Ok(())
+}
+
+async fn serve(args: ServeArgs) -> anyhow::Result<()> {
+    let settings = config::resolve(&args)?;
+    init_logging(settings.json_logs);
+    // reqwest is built without a default TLS provider; ring is ours (see STACK notes).
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let store = Store::open(settings.database_url.as_deref(), &settings.data_dir)
+        .await
+        .context("cannot open the database")?;
+    let (project, new_key) = ensure_default_project(&store).await?;
+    let started = std::time::Instant::now();
+    let (engine, tasks) = Engine::start(store.clone(), Arc::new(SystemClock), settings.engine.clone()).await?;
+    let listener = tokio::net::TcpListener::bind(settings.listen)
+        .await
+        .with_context(|| format!("listen: cannot bind {}", settings.listen))?;
+    let address = listener.local_addr()?;
+    tracing::info!(backend = store.backend_name(), %address, ready_ms = started.elapsed().as_millis() as u64, "keepwatch ready");
+    println!("keepwatch is listening on http://{address}");
+    println!("  ping key of project `{}`: {}", project.name, project.ping_key);
+    if let Some(key) = new_key {
+        println!("  API key (full access, shown once): {key}");
+    }
+    let state = AppState {
+        engine: engine.clone(),
+        store: store.clone(),
+        config: ServerConfig::new(&settings.site_url, settings.ping_body_limit),
+        metrics: keepwatch_server::metrics_handle(),
+    };
+    keepwatch_server::serve(listener, state, shutdown_signal()).await?;
+    tracing::info!("shutting down: writing state");
+    engine.flush().await.ok();
+    drop(engine);
+    tasks.dispatcher.abort();
+    let _ = tasks.actor.await;
+    store.close().await;
+    Ok(())
+}
+
+fn init_logging(json: bool) {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("KEEPWATCH_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    if json {
+        builder.json().init();
+    } else {
+        builder.init();
+    }
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => {}
+        _ = terminate => {}
+    }
+}

@@ -142,7 +142,7 @@ fn check_json(state: &AppState, row: &CheckRow, live: &CheckState, channels: &[C
         "filter_default_fail": false,
     });
     let obj = out.as_object_mut().expect("a JSON object");
-    if let Some(duration) = live.last_duration.filter(|d| !d.is_zero()) {
+    if let Some(duration) = live.last_duration.filter(|d| d.as_secs() > 0) {
         obj.insert("last_duration".into(), duration.as_secs().into());
     }
     let site = &state.config.site_url;

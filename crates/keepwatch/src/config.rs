@@ -1,0 +1,227 @@
+//! Configuration: command-line flags, then `KEEPWATCH_*` environment variables, then the
+//! TOML file given with `--config`, then defaults. Every error names the key at fault.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+use clap::Args;
+use keepwatch_engine::{EngineConfig, SmtpConfig, SmtpSecurity};
+use serde::Deserialize;
+
+/// Where the data lives; shared by `serve` and the admin commands.
+#[derive(Debug, Clone, Args)]
+pub struct StorageArgs {
+    /// Directory of the embedded SQLite database [default: ./keepwatch-data]
+    #[arg(long, env = "KEEPWATCH_DATA_DIR", value_name = "DIR")]
+    pub data_dir: Option<PathBuf>,
+    /// Use this database instead of the data directory, e.g. postgres://user@host/keepwatch
+    #[arg(long, env = "KEEPWATCH_DATABASE_URL", value_name = "URL")]
+    pub database_url: Option<String>,
+    /// TOML configuration file (keys as in the README; flags and env variables win over it)
+    #[arg(long, env = "KEEPWATCH_CONFIG", value_name = "FILE")]
+    pub config: Option<PathBuf>,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct ServeArgs {
+    #[command(flatten)]
+    pub storage: StorageArgs,
+    /// Address to listen on [default: 127.0.0.1:8000]
+    #[arg(long, env = "KEEPWATCH_LISTEN", value_name = "HOST:PORT")]
+    pub listen: Option<String>,
+    /// Public base URL used in API answers and notifications [default: http://<listen>]
+    #[arg(long, env = "KEEPWATCH_SITE_URL", value_name = "URL")]
+    pub site_url: Option<String>,
+    /// Bytes of a ping body that are stored; longer bodies are truncated [default: 100000]
+    #[arg(long, env = "KEEPWATCH_PING_BODY_LIMIT", value_name = "BYTES")]
+    pub ping_body_limit: Option<usize>,
+    /// Log format: text or json [default: text]
+    #[arg(long, env = "KEEPWATCH_LOG_FORMAT", value_name = "FORMAT")]
+    pub log_format: Option<String>,
+    /// SMTP server for email channels
+    #[arg(long, env = "KEEPWATCH_SMTP_HOST", value_name = "HOST")]
+    pub smtp_host: Option<String>,
+    /// SMTP port [default: 587, or 465 with --smtp-security tls, 25 with none]
+    #[arg(long, env = "KEEPWATCH_SMTP_PORT", value_name = "PORT")]
+    pub smtp_port: Option<u16>,
+    /// SMTP security: starttls, tls or none [default: starttls]
+    #[arg(long, env = "KEEPWATCH_SMTP_SECURITY", value_name = "MODE")]
+    pub smtp_security: Option<String>,
+    #[arg(long, env = "KEEPWATCH_SMTP_USERNAME", value_name = "USER")]
+    pub smtp_username: Option<String>,
+    #[arg(long, env = "KEEPWATCH_SMTP_PASSWORD", value_name = "PASSWORD", hide_env_values = true)]
+    pub smtp_password: Option<String>,
+    /// Sender address of notification emails [default: keepwatch@localhost]
+    #[arg(long, env = "KEEPWATCH_SMTP_FROM", value_name = "ADDRESS")]
+    pub smtp_from: Option<String>,
+}
+
+/// The TOML file. Unknown keys are errors, so a typo does not silently do nothing.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileConfig {
+    pub listen: Option<String>,
+    pub data_dir: Option<PathBuf>,
+    pub database_url: Option<String>,
+    pub site_url: Option<String>,
+    pub ping_body_limit: Option<usize>,
+    pub log_format: Option<String>,
+    pub smtp: Option<FileSmtp>,
+    pub notifications: Option<FileNotifications>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileSmtp {
+    pub host: Option<String>,
+    pub port: Option<u16>,
+    pub security: Option<String>,
+    pub username: Option<String>,
+    pub password: Option<String>,
+    pub from: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileNotifications {
+    /// Seconds before the first retry of a failed delivery.
+    pub retry_base_secs: Option<u64>,
+    pub max_attempts: Option<i64>,
+}
+
+pub fn read_file(path: Option<&Path>) -> anyhow::Result<FileConfig> {
+    let Some(path) = path else {
+        return Ok(FileConfig::default());
+    };
+    let text = std::fs::read_to_string(path).with_context(|| format!("cannot read config file {}", path.display()))?;
+    toml::from_str(&text).map_err(|e| anyhow::anyhow!("config file {}: {e}", path.display()))
+}
+
+/// Everything `serve` needs, resolved.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    pub listen: SocketAddr,
+    pub data_dir: PathBuf,
+    pub database_url: Option<String>,
+    pub site_url: String,
+    pub ping_body_limit: usize,
+    pub json_logs: bool,
+    pub engine: EngineConfig,
+}
+
+pub fn storage(args: &StorageArgs, file: &FileConfig) -> (PathBuf, Option<String>) {
+    let data_dir = args
+        .data_dir
+        .clone()
+        .or_else(|| file.data_dir.clone())
+        .unwrap_or_else(|| PathBuf::from("./keepwatch-data"));
+    let database_url = args.database_url.clone().or_else(|| file.database_url.clone());
+    (data_dir, database_url)
+}
+
+pub fn resolve(args: &ServeArgs) -> anyhow::Result<Settings> {
+    let file = read_file(args.storage.config.as_deref())?;
+    let (data_dir, database_url) = storage(&args.storage, &file);
+    if let Some(url) = &database_url
+        && !(url.starts_with("postgres://") || url.starts_with("postgresql://") || url.starts_with("sqlite:"))
+    {
+        bail!("database_url: `{url}` is not a postgres:// or sqlite: URL");
+    }
+    let listen = args.listen.clone().or(file.listen.clone()).unwrap_or_else(|| "127.0.0.1:8000".into());
+    let listen: SocketAddr = listen
+        .parse()
+        .map_err(|_| anyhow::anyhow!("listen: `{listen}` is not an address (expected HOST:PORT, e.g. 127.0.0.1:8000)"))?;
+    let site_url = args
+        .site_url
+        .clone()
+        .or(file.site_url.clone())
+        .unwrap_or_else(|| format!("http://{listen}"));
+    if !(site_url.starts_with("http://") || site_url.starts_with("https://")) {
+        bail!("site_url: `{site_url}` must start with http:// or https://");
+    }
+    let ping_body_limit = args.ping_body_limit.or(file.ping_body_limit).unwrap_or(100_000);
+    if ping_body_limit > 10_000_000 {
+        bail!("ping_body_limit: {ping_body_limit} is too large (at most 10000000 bytes)");
+    }
+    let log_format = args.log_format.clone().or(file.log_format.clone()).unwrap_or_else(|| "text".into());
+    let json_logs = match log_format.as_str() {
+        "text" => false,
+        "json" => true,
+        other => bail!("log_format: `{other}` is not one of text, json"),
+    };
+    let smtp_file = file.smtp.unwrap_or_default();
+    let smtp_host = args.smtp_host.clone().or(smtp_file.host);
+    let smtp = match smtp_host {
+        None => None,
+        Some(host) => {
+            let security = args.smtp_security.clone().or(smtp_file.security).unwrap_or_else(|| "starttls".into());
+            let security = match security.as_str() {
+                "starttls" => SmtpSecurity::Starttls,
+                "tls" => SmtpSecurity::Tls,
+                "none" => SmtpSecurity::None,
+                other => bail!("smtp.security: `{other}` is not one of starttls, tls, none"),
+            };
+            let default_port = match security {
+                SmtpSecurity::Starttls => 587,
+                SmtpSecurity::Tls => 465,
+                SmtpSecurity::None => 25,
+            };
+            let from = args.smtp_from.clone().or(smtp_file.from).unwrap_or_else(|| "keepwatch@localhost".into());
+            if from.parse::<lettre_check::Mailbox>().is_err() {
+                bail!("smtp.from: `{from}` is not an email address");
+            }
+            Some(SmtpConfig {
+                host,
+                port: args.smtp_port.or(smtp_file.port).unwrap_or(default_port),
+                security,
+                username: args.smtp_username.clone().or(smtp_file.username),
+                password: args.smtp_password.clone().or(smtp_file.password),
+                from,
+            })
+        }
+    };
+    let notifications = file.notifications.unwrap_or_default();
+    let mut engine = EngineConfig {
+        smtp,
+        site_url: site_url.trim_end_matches('/').to_string(),
+        ..EngineConfig::default()
+    };
+    if let Some(secs) = notifications.retry_base_secs {
+        if secs == 0 {
+            bail!("notifications.retry_base_secs: must be at least 1");
+        }
+        engine.retry_base = Duration::from_secs(secs);
+    }
+    if let Some(n) = notifications.max_attempts {
+        if !(1..=100).contains(&n) {
+            bail!("notifications.max_attempts: {n} is out of range (1-100)");
+        }
+        engine.max_attempts = n;
+    }
+    Ok(Settings {
+        listen,
+        data_dir,
+        database_url,
+        site_url,
+        ping_body_limit,
+        json_logs,
+        engine,
+    })
+}
+
+/// Email address syntax check without pulling lettre into this crate's public API.
+mod lettre_check {
+    pub struct Mailbox;
+    impl std::str::FromStr for Mailbox {
+        type Err = ();
+        fn from_str(s: &str) -> Result<Self, ()> {
+            let address = s.rsplit_once('<').map_or(s, |(_, a)| a.trim_end_matches('>'));
+            match address.split_once('@') {
+                Some((local, domain)) if !local.is_empty() && !domain.is_empty() && !address.contains(' ') => Ok(Mailbox),
+                _ => Err(()),
+            }
+        }
+    }
+}
