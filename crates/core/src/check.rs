@@ -442,6 +442,9 @@ impl CheckState {
         self.has_running()
     }
 
+    /// A run that is overdue but not yet judged shows as down; once judged (hung), the
+    /// stored status rules, so a later success shows as up while the stray run is remembered.
+    ///
     /// The status as the Healthchecks v3 API reports it at `now`: `new`, `up`, `grace`,
     /// `down` or `paused` (Healthchecks' `get_status()`; a running check shows `started: true`
     /// beside its status).
@@ -449,7 +452,7 @@ impl CheckState {
         let overdue_run = self
             .open_runs
             .iter()
-            .any(|run| now >= self.hung_at(rules, run));
+            .any(|run| !run.hung && now >= self.hung_at(rules, run));
         if overdue_run {
             return "down";
         }

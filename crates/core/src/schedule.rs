@@ -45,6 +45,7 @@ use crate::oncalendar::{self, OnCalendar};
 
 /// Names of the five cron fields, in order, for error messages.
 const FIELD_NAMES: [&str; 5] = ["minute", "hour", "day-of-month", "month", "day-of-week"];
+const FIELD_RANGES: [&str; 5] = ["0-59", "0-23", "1-31", "1-12 or JAN-DEC", "0-7 or SUN-SAT"];
 
 /// Why a schedule expression or time zone was rejected. The message names the bad part.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -232,7 +233,12 @@ pub fn parse_cron(expr: &str) -> Result<Cron, ScheduleError> {
         let mut probe = ["*"; 5];
         probe[i] = field;
         if let Err(e) = parser(true).parse(&probe.join(" ")) {
-            return Err(field_error(i, field, &strip_croner_prefix(&e.to_string())));
+            let why = format!(
+                "{} (allowed: {})",
+                strip_croner_prefix(&e.to_string()),
+                FIELD_RANGES[i]
+            );
+            return Err(field_error(i, field, &why));
         }
     }
     let dom_and_dow = fields[2].starts_with('*') || fields[4].starts_with('*');

@@ -6,7 +6,7 @@
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashMap};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use chrono::{DateTime, Utc};
 use keepwatch_core::check::{CheckState, Event, Outcome, PingInput, PingKind, RunIdentity};
@@ -17,7 +17,9 @@ use tokio::sync::{Notify, mpsc, oneshot};
 use uuid::Uuid;
 
 use crate::clock::Clock;
-use crate::live::{LiveCheck, RulesInterner, deadline_of, micros_to_time, state_from_row, state_to_row};
+use crate::live::{
+    LiveCheck, RulesInterner, deadline_of, micros_to_time, state_from_row, state_to_row,
+};
 use crate::{EngineConfig, EngineError, PingReply, PingRequest, Stats};
 
 /// How many commands are taken into one group commit at most.
@@ -111,7 +113,8 @@ impl Actor {
                 }
                 if let Some(kind) = PingKind::from_code(&ping.kind) {
                     // Events of these pings were committed with them: replay only the state.
-                    live.state.apply_ping(&live.rules, &input_from_row(&ping, kind));
+                    live.state
+                        .apply_ping(&live.rules, &input_from_row(&ping, kind));
                     dirty.entry(ping.check_id).or_insert(ping.seq);
                     replayed += 1;
                 }
@@ -216,13 +219,18 @@ impl Actor {
             let outcome = state.apply_ping(&live.rules, &input);
             seq += 1;
             first_seq.entry(id).or_insert(seq);
-            batch.pings.push(ping_row(seq, id, state.n_pings, now_us, &request, &outcome));
+            batch
+                .pings
+                .push(ping_row(seq, id, state.n_pings, now_us, &request, &outcome));
             if let Some((from, to)) = outcome.flip {
                 batch.flips.push(flip_row(id, now_us, from, to));
                 flipped.push(id);
             }
-            batch.events.extend(outcome.events.iter().map(|e| event_row(id, live.uuid, e)));
-            metrics::counter!("keepwatch_pings_total", "kind" => request.kind.api_type()).increment(1);
+            batch
+                .events
+                .extend(outcome.events.iter().map(|e| event_row(id, live.uuid, e)));
+            metrics::counter!("keepwatch_pings_total", "kind" => request.kind.api_type())
+                .increment(1);
             replies.push(reply);
         }
         flipped.sort_unstable();
@@ -390,7 +398,7 @@ impl Actor {
     }
 
     /// Judges every check whose deadline has passed: hung runs and missed pings.
-    async fn tick(&mut self) {
+    pub async fn tick(&mut self) {
         let now = self.clock.now();
         let now_us = to_micros(now);
         let mut due = Vec::new();
@@ -427,11 +435,17 @@ impl Actor {
                 continue;
             }
             // Healthchecks dates a flip at the deadline that passed, not when it was noticed.
-            let at = outcome.events.first().map(|e| to_micros(e.at)).unwrap_or(now_us);
+            let at = outcome
+                .events
+                .first()
+                .map(|e| to_micros(e.at))
+                .unwrap_or(now_us);
             if let Some((from, to)) = outcome.flip {
                 batch.flips.push(flip_row(*id, at, from, to));
             }
-            batch.events.extend(outcome.events.iter().map(|e| event_row(*id, live.uuid, e)));
+            batch
+                .events
+                .extend(outcome.events.iter().map(|e| event_row(*id, live.uuid, e)));
             batch.states.push(StateUpdate {
                 check_id: *id,
                 state: state_to_row(&state, self.seq),
@@ -490,7 +504,11 @@ impl Actor {
                 remaining_min = remaining_min.min(*first);
             }
         }
-        let safe = if remaining_min == i64::MAX { self.seq } else { remaining_min - 1 };
+        let safe = if remaining_min == i64::MAX {
+            self.seq
+        } else {
+            remaining_min - 1
+        };
         let move_upto = safe.min(self.moved_upto + CHECKPOINT_ROWS);
         if states.is_empty() && move_upto <= self.moved_upto {
             return;
@@ -522,7 +540,10 @@ impl Actor {
     fn stats(&self) -> Stats {
         let mut stats = Stats::default();
         for live in self.checks.values() {
-            *stats.by_status.entry(live.state.status.as_str()).or_default() += 1;
+            *stats
+                .by_status
+                .entry(live.state.status.as_str())
+                .or_default() += 1;
             if live.state.started() {
                 stats.running += 1;
             }
@@ -545,7 +566,14 @@ fn input_from_row(ping: &PingRow, kind: PingKind) -> PingInput {
     }
 }
 
-fn ping_row(seq: i64, check_id: i64, n: i64, at: i64, request: &PingRequest, outcome: &Outcome) -> PingRow {
+fn ping_row(
+    seq: i64,
+    check_id: i64,
+    n: i64,
+    at: i64,
+    request: &PingRequest,
+    outcome: &Outcome,
+) -> PingRow {
     PingRow {
         seq,
         check_id,
@@ -566,7 +594,12 @@ fn ping_row(seq: i64, check_id: i64, n: i64, at: i64, request: &PingRequest, out
     }
 }
 
-fn flip_row(check_id: i64, at: i64, from: keepwatch_core::check::Status, to: keepwatch_core::check::Status) -> FlipRow {
+fn flip_row(
+    check_id: i64,
+    at: i64,
+    from: keepwatch_core::check::Status,
+    to: keepwatch_core::check::Status,
+) -> FlipRow {
     FlipRow {
         check_id,
         at,
@@ -587,7 +620,3 @@ fn event_row(check_id: i64, check_uuid: Uuid, event: &Event) -> EventRow {
         payload,
     }
 }
-
-/// Keeps `Duration` in the import list used by EngineConfig users of this module.
-#[allow(dead_code)]
-fn _duration(_: Duration) {}

@@ -32,7 +32,10 @@ impl Clock for SystemClock {
                 if left <= chrono::TimeDelta::zero() {
                     return;
                 }
-                let slice = left.to_std().unwrap_or_default().min(std::time::Duration::from_secs(60));
+                let slice = left
+                    .to_std()
+                    .unwrap_or_default()
+                    .min(std::time::Duration::from_secs(60));
                 tokio::time::sleep(slice).await;
             }
         })

@@ -24,7 +24,12 @@ pub struct Dispatcher {
 }
 
 impl Dispatcher {
-    pub fn new(store: Store, clock: Arc<dyn Clock>, config: EngineConfig, wake: Arc<Notify>) -> Dispatcher {
+    pub fn new(
+        store: Store,
+        clock: Arc<dyn Clock>,
+        config: EngineConfig,
+        wake: Arc<Notify>,
+    ) -> Dispatcher {
         Dispatcher {
             store,
             clock,
@@ -50,7 +55,11 @@ impl Dispatcher {
             let now = self.clock.now();
             let claimed = self
                 .store
-                .claim_due(to_micros(now), to_micros(now + LEASE), self.config.delivery_concurrency as i64)
+                .claim_due(
+                    to_micros(now),
+                    to_micros(now + LEASE),
+                    self.config.delivery_concurrency as i64,
+                )
                 .await;
             let deliveries = match claimed {
                 Ok(deliveries) => deliveries,
@@ -64,7 +73,13 @@ impl Dispatcher {
                 metrics::gauge!("keepwatch_outbox_pending").set(depth as f64);
             }
             if deliveries.is_empty() {
-                let next = self.store.next_outbox_due().await.ok().flatten().map(from_micros);
+                let next = self
+                    .store
+                    .next_outbox_due()
+                    .await
+                    .ok()
+                    .flatten()
+                    .map(from_micros);
                 self.idle(next).await;
                 continue;
             }

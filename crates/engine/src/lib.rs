@@ -132,31 +132,46 @@ impl Engine {
         config: EngineConfig,
     ) -> Result<(Engine, EngineTasks), StoreError> {
         let wake = Arc::new(Notify::new());
-        let actor = actor::Actor::load(store.clone(), clock.clone(), config.clone(), wake.clone()).await?;
+        let mut actor =
+            actor::Actor::load(store.clone(), clock.clone(), config.clone(), wake.clone()).await?;
+        // Deadlines that passed while the server was down are judged before the first ping.
+        actor.tick().await;
         let (tx, rx) = mpsc::channel(16 * 1024);
         let actor = tokio::spawn(actor.run(rx));
         let dispatcher = dispatch::Dispatcher::new(store.clone(), clock.clone(), config, wake);
         let dispatcher = tokio::spawn(dispatcher.run());
-        Ok((Engine { tx, store, clock }, EngineTasks { actor, dispatcher }))
+        Ok((
+            Engine { tx, store, clock },
+            EngineTasks { actor, dispatcher },
+        ))
     }
 
-    async fn call<T>(&self, make: impl FnOnce(oneshot::Sender<T>) -> actor::Command) -> Result<T, EngineError> {
+    async fn call<T>(
+        &self,
+        make: impl FnOnce(oneshot::Sender<T>) -> actor::Command,
+    ) -> Result<T, EngineError> {
         let (reply, answer) = oneshot::channel();
-        self.tx.send(make(reply)).await.map_err(|_| EngineError::Stopped)?;
+        self.tx
+            .send(make(reply))
+            .await
+            .map_err(|_| EngineError::Stopped)?;
         answer.await.map_err(|_| EngineError::Stopped)
     }
 
     /// Records a ping; returns once it is committed.
     pub async fn ping(&self, request: PingRequest) -> Result<PingReply, EngineError> {
-        self.call(|reply| actor::Command::Ping(Box::new(request), reply)).await?
+        self.call(|reply| actor::Command::Ping(Box::new(request), reply))
+            .await?
     }
 
     pub async fn create_check(&self, row: CheckRow) -> Result<CheckRow, EngineError> {
-        self.call(|reply| actor::Command::Create(Box::new(row), reply)).await?
+        self.call(|reply| actor::Command::Create(Box::new(row), reply))
+            .await?
     }
 
     pub async fn update_check(&self, row: CheckRow) -> Result<CheckRow, EngineError> {
-        self.call(|reply| actor::Command::Update(Box::new(row), reply)).await?
+        self.call(|reply| actor::Command::Update(Box::new(row), reply))
+            .await?
     }
 
     pub async fn pause(&self, id: i64) -> Result<(), EngineError> {

@@ -44,8 +44,12 @@ fn secs(s: i64) -> Duration {
 /// handful of distinct schedules), and parses each distinct schedule once.
 #[derive(Default)]
 pub struct RulesInterner {
-    by_key: HashMap<(String, i64, i64, String, String, Option<i64>, bool), Arc<CheckRules>>,
+    by_key: HashMap<RulesKey, Arc<CheckRules>>,
 }
+
+/// The columns that make up a check's rules: kind, timeout, grace, schedule, tz, max runtime,
+/// manual resume.
+type RulesKey = (String, i64, i64, String, String, Option<i64>, bool);
 
 impl RulesInterner {
     pub fn get(&mut self, row: &CheckRow) -> Result<Arc<CheckRules>, String> {
@@ -79,7 +83,9 @@ pub fn state_from_row(row: &StateRow) -> CheckState {
         last_ping: row.last_ping.map(from_micros),
         n_pings: row.n_pings,
         open_runs: serde_json::from_str::<Vec<OpenRun>>(&row.open_runs).unwrap_or_default(),
-        last_duration: row.last_duration_ms.map(|ms| Duration::from_millis(ms.max(0) as u64)),
+        last_duration: row
+            .last_duration_ms
+            .map(|ms| Duration::from_millis(ms.max(0) as u64)),
     }
 }
 

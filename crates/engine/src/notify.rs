@@ -50,7 +50,8 @@ struct EmailConfig {
 
 /// The signature header value for a body: `sha256=<hex HMAC-SHA256>`.
 pub fn sign(secret: &str, body: &[u8]) -> String {
-    let mut mac = Hmac::<Sha256>::new_from_slice(secret.as_bytes()).expect("HMAC takes any key length");
+    let mut mac =
+        Hmac::<Sha256>::new_from_slice(secret.as_bytes()).expect("HMAC takes any key length");
     mac.update(body);
     format!("sha256={}", hex::encode(mac.finalize().into_bytes()))
 }
@@ -63,7 +64,12 @@ pub struct Notifier {
 }
 
 impl Notifier {
-    pub fn new(store: Store, smtp: Option<&SmtpConfig>, timeout: Duration, site_url: String) -> Result<Notifier, String> {
+    pub fn new(
+        store: Store,
+        smtp: Option<&SmtpConfig>,
+        timeout: Duration,
+        site_url: String,
+    ) -> Result<Notifier, String> {
         let http = reqwest::Client::builder()
             .timeout(timeout)
             .user_agent(concat!("keepwatch/", env!("CARGO_PKG_VERSION")))
@@ -84,7 +90,10 @@ impl Notifier {
     /// The JSON message for a delivery: the event, its runs and the check as it is now.
     pub async fn message(&self, delivery: &Delivery) -> Value {
         let payload: Value = serde_json::from_str(&delivery.payload).unwrap_or_default();
-        let uuid = payload["check_uuid"].as_str().unwrap_or_default().to_string();
+        let uuid = payload["check_uuid"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string();
         let check = match self.store.check_by_uuid(&uuid).await {
             Ok(Some(row)) => json!({
                 "uuid": row.uuid,
@@ -118,8 +127,8 @@ impl Notifier {
     }
 
     async fn send_webhook(&self, delivery: &Delivery, message: &Value) -> Result<String, String> {
-        let config: WebhookConfig =
-            serde_json::from_str(&delivery.channel_config).map_err(|e| format!("bad webhook config: {e}"))?;
+        let config: WebhookConfig = serde_json::from_str(&delivery.channel_config)
+            .map_err(|e| format!("bad webhook config: {e}"))?;
         let body = serde_json::to_vec(message).map_err(|e| e.to_string())?;
         let mut request = self
             .http
@@ -130,7 +139,11 @@ impl Notifier {
         if let Some(secret) = &config.secret {
             request = request.header("X-Keepwatch-Signature", sign(secret, &body));
         }
-        let response = request.body(body).send().await.map_err(|e| format!("webhook request failed: {e}"))?;
+        let response = request
+            .body(body)
+            .send()
+            .await
+            .map_err(|e| format!("webhook request failed: {e}"))?;
         let status = response.status();
         if status.is_success() {
             Ok(format!("HTTP {}", status.as_u16()))
@@ -143,14 +156,23 @@ impl Notifier {
         let Some((transport, from)) = &self.smtp else {
             return Err("email channel, but no SMTP server is configured (smtp.host)".into());
         };
-        let config: EmailConfig =
-            serde_json::from_str(&delivery.channel_config).map_err(|e| format!("bad email config: {e}"))?;
+        let config: EmailConfig = serde_json::from_str(&delivery.channel_config)
+            .map_err(|e| format!("bad email config: {e}"))?;
         let name = message["check"]["name"].as_str().filter(|n| !n.is_empty());
-        let name = name.or(message["check"]["uuid"].as_str()).unwrap_or("check");
+        let name = name
+            .or(message["check"]["uuid"].as_str())
+            .unwrap_or("check");
         let subject = format!("[keepwatch] {name}: {}", headline(&delivery.event_kind));
         let mut builder = Message::builder().from(from.clone()).subject(subject);
-        for to in config.to.split(',').map(str::trim).filter(|t| !t.is_empty()) {
-            let to: Mailbox = to.parse().map_err(|e| format!("bad recipient `{to}`: {e}"))?;
+        for to in config
+            .to
+            .split(',')
+            .map(str::trim)
+            .filter(|t| !t.is_empty())
+        {
+            let to: Mailbox = to
+                .parse()
+                .map_err(|e| format!("bad recipient `{to}`: {e}"))?;
             builder = builder.to(to);
         }
         let body = format!(
@@ -162,7 +184,10 @@ impl Notifier {
             .header(ContentType::TEXT_PLAIN)
             .body(body)
             .map_err(|e| format!("cannot build email: {e}"))?;
-        let response = transport.send(email).await.map_err(|e| format!("SMTP failed: {e}"))?;
+        let response = transport
+            .send(email)
+            .await
+            .map_err(|e| format!("SMTP failed: {e}"))?;
         Ok(format!("SMTP {}", response.code()))
     }
 }
@@ -178,19 +203,26 @@ fn headline(kind: &str) -> &'static str {
     }
 }
 
-fn smtp_transport(config: &SmtpConfig, timeout: Duration) -> Result<(AsyncSmtpTransport<Tokio1Executor>, Mailbox), String> {
+fn smtp_transport(
+    config: &SmtpConfig,
+    timeout: Duration,
+) -> Result<(AsyncSmtpTransport<Tokio1Executor>, Mailbox), String> {
     let builder = match config.security {
         SmtpSecurity::None => AsyncSmtpTransport::<Tokio1Executor>::builder_dangerous(&config.host),
-        SmtpSecurity::Starttls => AsyncSmtpTransport::<Tokio1Executor>::starttls_relay(&config.host)
-            .map_err(|e| format!("smtp: {e}"))?,
-        SmtpSecurity::Tls => {
-            AsyncSmtpTransport::<Tokio1Executor>::relay(&config.host).map_err(|e| format!("smtp: {e}"))?
+        SmtpSecurity::Starttls => {
+            AsyncSmtpTransport::<Tokio1Executor>::starttls_relay(&config.host)
+                .map_err(|e| format!("smtp: {e}"))?
         }
+        SmtpSecurity::Tls => AsyncSmtpTransport::<Tokio1Executor>::relay(&config.host)
+            .map_err(|e| format!("smtp: {e}"))?,
     };
     let mut builder = builder.port(config.port).timeout(Some(timeout));
     if let (Some(user), Some(password)) = (&config.username, &config.password) {
         builder = builder.credentials(Credentials::new(user.clone(), password.clone()));
     }
-    let from: Mailbox = config.from.parse().map_err(|e| format!("smtp.from `{}`: {e}", config.from))?;
+    let from: Mailbox = config
+        .from
+        .parse()
+        .map_err(|e| format!("smtp.from `{}`: {e}", config.from))?;
     Ok((builder.build(), from))
 }

@@ -37,6 +37,9 @@ pub struct ServeArgs {
     /// Bytes of a ping body that are stored; longer bodies are truncated [default: 100000]
     #[arg(long, env = "KEEPWATCH_PING_BODY_LIMIT", value_name = "BYTES")]
     pub ping_body_limit: Option<usize>,
+    /// Pings kept per check; older ones are pruned [default: 100]
+    #[arg(long, env = "KEEPWATCH_PING_LOG_LIMIT", value_name = "N")]
+    pub ping_log_limit: Option<i64>,
     /// Log format: text or json [default: text]
     #[arg(long, env = "KEEPWATCH_LOG_FORMAT", value_name = "FORMAT")]
     pub log_format: Option<String>,
@@ -51,7 +54,12 @@ pub struct ServeArgs {
     pub smtp_security: Option<String>,
     #[arg(long, env = "KEEPWATCH_SMTP_USERNAME", value_name = "USER")]
     pub smtp_username: Option<String>,
-    #[arg(long, env = "KEEPWATCH_SMTP_PASSWORD", value_name = "PASSWORD", hide_env_values = true)]
+    #[arg(
+        long,
+        env = "KEEPWATCH_SMTP_PASSWORD",
+        value_name = "PASSWORD",
+        hide_env_values = true
+    )]
     pub smtp_password: Option<String>,
     /// Sender address of notification emails [default: keepwatch@localhost]
     #[arg(long, env = "KEEPWATCH_SMTP_FROM", value_name = "ADDRESS")]
@@ -67,6 +75,7 @@ pub struct FileConfig {
     pub database_url: Option<String>,
     pub site_url: Option<String>,
     pub ping_body_limit: Option<usize>,
+    pub ping_log_limit: Option<i64>,
     pub log_format: Option<String>,
     pub smtp: Option<FileSmtp>,
     pub notifications: Option<FileNotifications>,
@@ -95,7 +104,8 @@ pub fn read_file(path: Option<&Path>) -> anyhow::Result<FileConfig> {
     let Some(path) = path else {
         return Ok(FileConfig::default());
     };
-    let text = std::fs::read_to_string(path).with_context(|| format!("cannot read config file {}", path.display()))?;
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("cannot read config file {}", path.display()))?;
     toml::from_str(&text).map_err(|e| anyhow::anyhow!("config file {}: {e}", path.display()))
 }
 
@@ -117,7 +127,10 @@ pub fn storage(args: &StorageArgs, file: &FileConfig) -> (PathBuf, Option<String
         .clone()
         .or_else(|| file.data_dir.clone())
         .unwrap_or_else(|| PathBuf::from("./keepwatch-data"));
-    let database_url = args.database_url.clone().or_else(|| file.database_url.clone());
+    let database_url = args
+        .database_url
+        .clone()
+        .or_else(|| file.database_url.clone());
     (data_dir, database_url)
 }
 
@@ -125,14 +138,22 @@ pub fn resolve(args: &ServeArgs) -> anyhow::Result<Settings> {
     let file = read_file(args.storage.config.as_deref())?;
     let (data_dir, database_url) = storage(&args.storage, &file);
     if let Some(url) = &database_url
-        && !(url.starts_with("postgres://") || url.starts_with("postgresql://") || url.starts_with("sqlite:"))
+        && !(url.starts_with("postgres://")
+            || url.starts_with("postgresql://")
+            || url.starts_with("sqlite:"))
     {
         bail!("database_url: `{url}` is not a postgres:// or sqlite: URL");
     }
-    let listen = args.listen.clone().or(file.listen.clone()).unwrap_or_else(|| "127.0.0.1:8000".into());
-    let listen: SocketAddr = listen
-        .parse()
-        .map_err(|_| anyhow::anyhow!("listen: `{listen}` is not an address (expected HOST:PORT, e.g. 127.0.0.1:8000)"))?;
+    let listen = args
+        .listen
+        .clone()
+        .or(file.listen.clone())
+        .unwrap_or_else(|| "127.0.0.1:8000".into());
+    let listen: SocketAddr = listen.parse().map_err(|_| {
+        anyhow::anyhow!(
+            "listen: `{listen}` is not an address (expected HOST:PORT, e.g. 127.0.0.1:8000)"
+        )
+    })?;
     let site_url = args
         .site_url
         .clone()
@@ -141,11 +162,22 @@ pub fn resolve(args: &ServeArgs) -> anyhow::Result<Settings> {
     if !(site_url.starts_with("http://") || site_url.starts_with("https://")) {
         bail!("site_url: `{site_url}` must start with http:// or https://");
     }
-    let ping_body_limit = args.ping_body_limit.or(file.ping_body_limit).unwrap_or(100_000);
+    let ping_body_limit = args
+        .ping_body_limit
+        .or(file.ping_body_limit)
+        .unwrap_or(100_000);
     if ping_body_limit > 10_000_000 {
         bail!("ping_body_limit: {ping_body_limit} is too large (at most 10000000 bytes)");
     }
-    let log_format = args.log_format.clone().or(file.log_format.clone()).unwrap_or_else(|| "text".into());
+    let ping_log_limit = args.ping_log_limit.or(file.ping_log_limit).unwrap_or(100);
+    if !(1..=1_000_000).contains(&ping_log_limit) {
+        bail!("ping_log_limit: {ping_log_limit} is out of range (1-1000000)");
+    }
+    let log_format = args
+        .log_format
+        .clone()
+        .or(file.log_format.clone())
+        .unwrap_or_else(|| "text".into());
     let json_logs = match log_format.as_str() {
         "text" => false,
         "json" => true,
@@ -156,7 +188,11 @@ pub fn resolve(args: &ServeArgs) -> anyhow::Result<Settings> {
     let smtp = match smtp_host {
         None => None,
         Some(host) => {
-            let security = args.smtp_security.clone().or(smtp_file.security).unwrap_or_else(|| "starttls".into());
+            let security = args
+                .smtp_security
+                .clone()
+                .or(smtp_file.security)
+                .unwrap_or_else(|| "starttls".into());
             let security = match security.as_str() {
                 "starttls" => SmtpSecurity::Starttls,
                 "tls" => SmtpSecurity::Tls,
@@ -168,7 +204,11 @@ pub fn resolve(args: &ServeArgs) -> anyhow::Result<Settings> {
                 SmtpSecurity::Tls => 465,
                 SmtpSecurity::None => 25,
             };
-            let from = args.smtp_from.clone().or(smtp_file.from).unwrap_or_else(|| "keepwatch@localhost".into());
+            let from = args
+                .smtp_from
+                .clone()
+                .or(smtp_file.from)
+                .unwrap_or_else(|| "keepwatch@localhost".into());
             if from.parse::<lettre_check::Mailbox>().is_err() {
                 bail!("smtp.from: `{from}` is not an email address");
             }
@@ -186,6 +226,7 @@ pub fn resolve(args: &ServeArgs) -> anyhow::Result<Settings> {
     let mut engine = EngineConfig {
         smtp,
         site_url: site_url.trim_end_matches('/').to_string(),
+        ping_log_limit,
         ..EngineConfig::default()
     };
     if let Some(secs) = notifications.retry_base_secs {
@@ -217,9 +258,15 @@ mod lettre_check {
     impl std::str::FromStr for Mailbox {
         type Err = ();
         fn from_str(s: &str) -> Result<Self, ()> {
-            let address = s.rsplit_once('<').map_or(s, |(_, a)| a.trim_end_matches('>'));
+            let address = s
+                .rsplit_once('<')
+                .map_or(s, |(_, a)| a.trim_end_matches('>'));
             match address.split_once('@') {
-                Some((local, domain)) if !local.is_empty() && !domain.is_empty() && !address.contains(' ') => Ok(Mailbox),
+                Some((local, domain))
+                    if !local.is_empty() && !domain.is_empty() && !address.contains(' ') =>
+                {
+                    Ok(Mailbox)
+                }
                 _ => Err(()),
             }
         }

@@ -86,7 +86,9 @@ enum ProjectCommand {
 #[derive(Subcommand)]
 enum ApiKeyCommand {
     /// Create an API key and print it (it is stored hashed and cannot be shown again)
-    #[command(after_help = "Examples:\n  keepwatch api-key create\n  keepwatch api-key create --project billing --read-only")]
+    #[command(
+        after_help = "Examples:\n  keepwatch api-key create\n  keepwatch api-key create --project billing --read-only"
+    )]
     Create {
         /// Project the key belongs to
         #[arg(long, default_value = "default")]
@@ -120,25 +122,45 @@ fn main() -> ExitCode {
 async fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Serve(args) => serve(args).await,
-        Command::Project { command: ProjectCommand::Create { name, storage } } => {
+        Command::Project {
+            command: ProjectCommand::Create { name, storage },
+        } => {
             let store = open_store(&storage).await?;
             validate_name(&name)?;
-            let project = store.create_project(&name, Utc::now().timestamp_micros()).await?;
+            let project = store
+                .create_project(&name, Utc::now().timestamp_micros())
+                .await?;
             println!("{}", project.ping_key);
             Ok(())
         }
-        Command::ApiKey { command: ApiKeyCommand::Create { project, read_only, storage } } => {
+        Command::ApiKey {
+            command:
+                ApiKeyCommand::Create {
+                    project,
+                    read_only,
+                    storage,
+                },
+        } => {
             let store = open_store(&storage).await?;
             let project = match store.project_by_name(&project).await? {
                 Some(p) => p,
                 None if project == "default" => ensure_default_project(&store).await?.0,
-                None => anyhow::bail!("no project named `{project}` (create it with: keepwatch project create {project})"),
+                None => anyhow::bail!(
+                    "no project named `{project}` (create it with: keepwatch project create {project})"
+                ),
             };
-            let key = store.create_api_key(project.id, read_only, Utc::now().timestamp_micros()).await?;
+            let key = store
+                .create_api_key(project.id, read_only, Utc::now().timestamp_micros())
+                .await?;
             println!("{key}");
             Ok(())
         }
-        Command::Cron { expr, tz, after, count } => cron(&expr, &tz, after.as_deref(), count),
+        Command::Cron {
+            expr,
+            tz,
+            after,
+            count,
+        } => cron(&expr, &tz, after.as_deref(), count),
     }
 }
 
@@ -161,7 +183,9 @@ async fn open_store(args: &StorageArgs) -> anyhow::Result<Store> {
 }
 
 /// Creates the `default` project on first start; returns it and, when new, a full API key.
-async fn ensure_default_project(store: &Store) -> anyhow::Result<(keepwatch_store::Project, Option<String>)> {
+async fn ensure_default_project(
+    store: &Store,
+) -> anyhow::Result<(keepwatch_store::Project, Option<String>)> {
     if let Some(project) = store.project_by_name("default").await? {
         return Ok((project, None));
     }
@@ -202,21 +226,33 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         .context("cannot open the database")?;
     let (project, new_key) = ensure_default_project(&store).await?;
     let started = std::time::Instant::now();
-    let (engine, tasks) = Engine::start(store.clone(), Arc::new(SystemClock), settings.engine.clone()).await?;
+    let (engine, tasks) = Engine::start(
+        store.clone(),
+        Arc::new(SystemClock),
+        settings.engine.clone(),
+    )
+    .await?;
     let listener = tokio::net::TcpListener::bind(settings.listen)
         .await
         .with_context(|| format!("listen: cannot bind {}", settings.listen))?;
     let address = listener.local_addr()?;
     tracing::info!(backend = store.backend_name(), %address, ready_ms = started.elapsed().as_millis() as u64, "keepwatch ready");
     println!("keepwatch is listening on http://{address}");
-    println!("  ping key of project `{}`: {}", project.name, project.ping_key);
-    if let Some(key) = new_key {
-        println!("  API key (full access, shown once): {key}");
+    println!(
+        "  ping key of project `{}`: {}",
+        project.name, project.ping_key
+    );
+    match new_key {
+        Some(key) => println!("  API key (full access, shown once): {key}"),
+        None => println!("  API keys: create one with `keepwatch api-key create`"),
     }
     let state = AppState {
         engine: engine.clone(),
         store: store.clone(),
-        config: ServerConfig::new(&settings.site_url, settings.ping_body_limit),
+        config: ServerConfig {
+            ping_log_limit: settings.engine.ping_log_limit,
+            ..ServerConfig::new(&settings.site_url, settings.ping_body_limit)
+        },
         metrics: keepwatch_server::metrics_handle(),
     };
     keepwatch_server::serve(listener, state, shutdown_signal()).await?;
@@ -232,7 +268,9 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
 fn init_logging(json: bool) {
     let filter = tracing_subscriber::EnvFilter::try_from_env("KEEPWATCH_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
     if json {
         builder.json().init();
     } else {

@@ -12,7 +12,7 @@ use chrono::{DateTime, Utc};
 use keepwatch_core::check::CheckState;
 use keepwatch_core::schedule::Schedule;
 use keepwatch_engine::live::{rules_from_row, state_from_row};
-use keepwatch_store::{CheckRow, ChannelRow, StateRow, from_micros, to_micros};
+use keepwatch_store::{ChannelRow, CheckRow, StateRow, from_micros, to_micros};
 use serde::Deserialize;
 use serde_json::{Map, Value, json};
 use sha1::{Digest, Sha1};
@@ -40,20 +40,32 @@ fn json_body(body: &Bytes) -> Result<Option<Value>, ApiError> {
     if body.is_empty() {
         return Ok(None);
     }
-    let value: Value = serde_json::from_slice(body).map_err(|_| ApiError::BadRequest("could not parse request body".into()))?;
+    let value: Value = serde_json::from_slice(body)
+        .map_err(|_| ApiError::BadRequest("could not parse request body".into()))?;
     if !value.is_object() {
-        return Err(ApiError::BadRequest("json validation error: value is not an object".into()));
+        return Err(ApiError::BadRequest(
+            "json validation error: value is not an object".into(),
+        ));
     }
     Ok(Some(value))
 }
 
 /// Authenticates a request: `X-Api-Key`, or for writes `api_key` in the JSON body.
-async fn authorize(state: &AppState, headers: &HeaderMap, body: Option<&Value>, write: bool) -> Result<keepwatch_store::ApiKeyScope, ApiError> {
+async fn authorize(
+    state: &AppState,
+    headers: &HeaderMap,
+    body: Option<&Value>,
+    write: bool,
+) -> Result<keepwatch_store::ApiKeyScope, ApiError> {
     let key = match headers.get("x-api-key") {
         Some(v) => v.to_str().unwrap_or_default().to_string(),
         None if write => body
             .and_then(|b| b.get("api_key"))
-            .map(|k| k.as_str().map(str::to_string).unwrap_or_else(|| k.to_string()))
+            .map(|k| {
+                k.as_str()
+                    .map(str::to_string)
+                    .unwrap_or_else(|| k.to_string())
+            })
             .unwrap_or_default(),
         None => String::new(),
     };
@@ -67,9 +79,18 @@ async fn authorize(state: &AppState, headers: &HeaderMap, body: Option<&Value>, 
 }
 
 /// Finds a check by UUID (or, for reads, by unique key) and checks it is the caller's.
-async fn find_check(state: &AppState, project_id: i64, code: &str, allow_unique_key: bool) -> Result<CheckRow, ApiError> {
+async fn find_check(
+    state: &AppState,
+    project_id: i64,
+    code: &str,
+    allow_unique_key: bool,
+) -> Result<CheckRow, ApiError> {
     if Uuid::parse_str(code).is_ok() && code.len() == 36 {
-        let row = state.store.check_by_uuid(&code.to_ascii_lowercase()).await?.ok_or(ApiError::NotFound)?;
+        let row = state
+            .store
+            .check_by_uuid(&code.to_ascii_lowercase())
+            .await?
+            .ok_or(ApiError::NotFound)?;
         if row.project_id != project_id {
             return Err(ApiError::Forbidden);
         }
@@ -77,7 +98,10 @@ async fn find_check(state: &AppState, project_id: i64, code: &str, allow_unique_
     }
     if allow_unique_key && code.len() == 40 {
         let checks = state.store.list_checks(project_id).await?;
-        return checks.into_iter().find(|c| unique_key(&c.uuid) == code).ok_or(ApiError::NotFoundEmpty);
+        return checks
+            .into_iter()
+            .find(|c| unique_key(&c.uuid) == code)
+            .ok_or(ApiError::NotFoundEmpty);
     }
     Err(ApiError::NotFound)
 }
@@ -85,7 +109,10 @@ async fn find_check(state: &AppState, project_id: i64, code: &str, allow_unique_
 /// The live state of checks (the engine's memory is ahead of the stored row by at most one
 /// checkpoint), falling back to the stored state.
 async fn live_states(state: &AppState, rows: &[CheckRow]) -> Result<Vec<CheckState>, ApiError> {
-    let live = state.engine.states(rows.iter().map(|r| r.id).collect()).await?;
+    let live = state
+        .engine
+        .states(rows.iter().map(|r| r.id).collect())
+        .await?;
     Ok(rows
         .iter()
         .zip(live)
@@ -102,7 +129,13 @@ fn extra_bool(extra: &Map<String, Value>, key: &str) -> bool {
 }
 
 /// A check as Healthchecks' `to_dict` renders it, keys in the same order.
-fn check_json(state: &AppState, row: &CheckRow, live: &CheckState, channels: &[ChannelRow], read_only: bool) -> Value {
+fn check_json(
+    state: &AppState,
+    row: &CheckRow,
+    live: &CheckState,
+    channels: &[ChannelRow],
+    read_only: bool,
+) -> Value {
     let now = state.engine.clock.now();
     let extra: Map<String, Value> = serde_json::from_str(&row.extra).unwrap_or_default();
     let rules = rules_from_row(row).ok();
@@ -112,7 +145,9 @@ fn check_json(state: &AppState, row: &CheckRow, live: &CheckState, channels: &[C
         let expected = live.next_expected(r);
         let start = live.open_runs.iter().map(|run| run.started_at).min();
         match (expected, start) {
-            (Some(e), Some(s)) if live.status != keepwatch_core::check::Status::Down => Some(e.min(s)),
+            (Some(e), Some(s)) if live.status != keepwatch_core::check::Status::Down => {
+                Some(e.min(s))
+            }
             (None, Some(s)) => Some(s),
             (e, _) => e,
         }
@@ -146,15 +181,30 @@ fn check_json(state: &AppState, row: &CheckRow, live: &CheckState, channels: &[C
         obj.insert("last_duration".into(), duration.as_secs().into());
     }
     let site = &state.config.site_url;
-    obj.insert("badge_url".into(), format!("{site}/b/2/{}.svg", row.uuid).into());
+    obj.insert(
+        "badge_url".into(),
+        format!("{site}/b/2/{}.svg", row.uuid).into(),
+    );
     if read_only {
         obj.insert("unique_key".into(), unique_key(&row.uuid).into());
     } else {
         obj.insert("uuid".into(), row.uuid.clone().into());
-        obj.insert("ping_url".into(), format!("{}/{}", state.config.ping_url, row.uuid).into());
-        obj.insert("update_url".into(), format!("{site}/api/v3/checks/{}", row.uuid).into());
-        obj.insert("pause_url".into(), format!("{site}/api/v3/checks/{}/pause", row.uuid).into());
-        obj.insert("resume_url".into(), format!("{site}/api/v3/checks/{}/resume", row.uuid).into());
+        obj.insert(
+            "ping_url".into(),
+            format!("{}/{}", state.config.ping_url, row.uuid).into(),
+        );
+        obj.insert(
+            "update_url".into(),
+            format!("{site}/api/v3/checks/{}", row.uuid).into(),
+        );
+        obj.insert(
+            "pause_url".into(),
+            format!("{site}/api/v3/checks/{}/pause", row.uuid).into(),
+        );
+        obj.insert(
+            "resume_url".into(),
+            format!("{site}/api/v3/checks/{}/resume", row.uuid).into(),
+        );
         let mut ids: Vec<&str> = channels.iter().map(|c| c.uuid.as_str()).collect();
         ids.sort_unstable();
         obj.insert("channels".into(), ids.join(",").into());
@@ -174,7 +224,9 @@ fn check_json(state: &AppState, row: &CheckRow, live: &CheckState, channels: &[C
 }
 
 async fn render(state: &AppState, row: &CheckRow, read_only: bool) -> Result<Value, ApiError> {
-    let live = live_states(state, std::slice::from_ref(row)).await?.remove(0);
+    let live = live_states(state, std::slice::from_ref(row))
+        .await?
+        .remove(0);
     let channels = state.store.check_channels(row.id).await?;
     Ok(check_json(state, row, &live, &channels, read_only))
 }
@@ -212,19 +264,39 @@ pub fn new_check_row(project_id: i64, now: DateTime<Utc>) -> CheckRow {
 }
 
 /// `?create=1` on a slug URL: a check named after the slug, with every channel of the project.
-pub async fn create_for_slug(state: &AppState, project_id: i64, slug: &str) -> Result<CheckRow, String> {
+pub async fn create_for_slug(
+    state: &AppState,
+    project_id: i64,
+    slug: &str,
+) -> Result<CheckRow, String> {
     let mut row = new_check_row(project_id, state.engine.clock.now());
     row.name = slug.to_string();
     row.slug = slug.to_string();
-    let row = state.engine.create_check(row).await.map_err(|e| e.to_string())?;
-    let channels = state.store.list_channels(project_id).await.map_err(|e| e.to_string())?;
+    let row = state
+        .engine
+        .create_check(row)
+        .await
+        .map_err(|e| e.to_string())?;
+    let channels = state
+        .store
+        .list_channels(project_id)
+        .await
+        .map_err(|e| e.to_string())?;
     let ids: Vec<i64> = channels.iter().map(|c| c.id).collect();
-    state.store.set_check_channels(row.id, &ids).await.map_err(|e| e.to_string())?;
+    state
+        .store
+        .set_check_channels(row.id, &ids)
+        .await
+        .map_err(|e| e.to_string())?;
     Ok(row)
 }
 
 /// Resolves a `channels` value: `*` (all), `""` (none) or comma-separated UUIDs or names.
-async fn resolve_channels(state: &AppState, project_id: i64, spec: &str) -> Result<Vec<i64>, ApiError> {
+async fn resolve_channels(
+    state: &AppState,
+    project_id: i64,
+    spec: &str,
+) -> Result<Vec<i64>, ApiError> {
     let all = state.store.list_channels(project_id).await?;
     if spec == "*" {
         return Ok(all.iter().map(|c| c.id).collect());
@@ -237,11 +309,22 @@ async fn resolve_channels(state: &AppState, project_id: i64, spec: &str) -> Resu
         if item.is_empty() {
             return Err(ApiError::BadRequest("empty channel identifier".into()));
         }
-        let matches: Vec<&ChannelRow> = all.iter().filter(|c| c.uuid == item || c.name == item).collect();
+        let matches: Vec<&ChannelRow> = all
+            .iter()
+            .filter(|c| c.uuid == item || c.name == item)
+            .collect();
         match matches.as_slice() {
             [one] => ids.push(one.id),
-            [] => return Err(ApiError::BadRequest(format!("invalid channel identifier: {item}"))),
-            _ => return Err(ApiError::BadRequest(format!("non-unique channel identifier: {item}"))),
+            [] => {
+                return Err(ApiError::BadRequest(format!(
+                    "invalid channel identifier: {item}"
+                )));
+            }
+            _ => {
+                return Err(ApiError::BadRequest(format!(
+                    "non-unique channel identifier: {item}"
+                )));
+            }
         }
     }
     ids.sort_unstable();
@@ -288,7 +371,8 @@ fn apply_spec(row: &mut CheckRow, spec: &Spec) -> Result<(), ApiError> {
         && let Err(e) = Schedule::parse(&row.schedule, &row.tz)
     {
         return Err(ApiError::BadSchedule {
-            error: "json validation error: schedule is not a valid cron or OnCalendar expression".into(),
+            error: "json validation error: schedule is not a valid cron or OnCalendar expression"
+                .into(),
             detail: e.to_string(),
         });
     }
@@ -315,7 +399,8 @@ fn apply_spec(row: &mut CheckRow, spec: &Spec) -> Result<(), ApiError> {
         extra.insert("failure_kw".into(), v.clone().into());
     }
     if spec.subject.is_some() || spec.subject_fail.is_some() {
-        let on = !extra_str(&extra, "success_kw").is_empty() || !extra_str(&extra, "failure_kw").is_empty();
+        let on = !extra_str(&extra, "success_kw").is_empty()
+            || !extra_str(&extra, "failure_kw").is_empty();
         extra.insert("filter_subject".into(), on.into());
     }
     if let Some(v) = spec.filter_subject {
@@ -335,7 +420,11 @@ pub struct ListQuery {
     slug: Option<String>,
 }
 
-pub async fn list(State(state): State<AppState>, headers: HeaderMap, axum_extra_query: RawQuery) -> ApiResult {
+pub async fn list(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    axum_extra_query: RawQuery,
+) -> ApiResult {
     let scope = authorize(&state, &headers, None, false).await?;
     let query = axum_extra_query.parse();
     let rows = state.store.list_checks(scope.project_id).await?;
@@ -344,13 +433,21 @@ pub async fn list(State(state): State<AppState>, headers: HeaderMap, axum_extra_
         .filter(|row| {
             let tags: Vec<&str> = row.tags.split(' ').collect();
             query.tag.iter().all(|t| tags.contains(&t.as_str()))
-                && query.slug.as_deref().filter(|s| !s.is_empty()).is_none_or(|s| row.slug == s)
+                && query
+                    .slug
+                    .as_deref()
+                    .filter(|s| !s.is_empty())
+                    .is_none_or(|s| row.slug == s)
         })
         .collect();
     let states = live_states(&state, &rows).await?;
     let mut checks = Vec::with_capacity(rows.len());
     for (row, live) in rows.iter().zip(&states) {
-        let channels = if scope.read_only { Vec::new() } else { state.store.check_channels(row.id).await? };
+        let channels = if scope.read_only {
+            Vec::new()
+        } else {
+            state.store.check_channels(row.id).await?
+        };
         checks.push(check_json(&state, row, live, &channels, scope.read_only));
     }
     Ok(cors_json(StatusCode::OK, json!({ "checks": checks })))
@@ -361,7 +458,10 @@ pub struct RawQuery(Option<String>);
 
 impl<S: Send + Sync> axum::extract::FromRequestParts<S> for RawQuery {
     type Rejection = std::convert::Infallible;
-    async fn from_request_parts(parts: &mut axum::http::request::Parts, _: &S) -> Result<Self, Self::Rejection> {
+    async fn from_request_parts(
+        parts: &mut axum::http::request::Parts,
+        _: &S,
+    ) -> Result<Self, Self::Rejection> {
         Ok(RawQuery(parts.uri.query().map(str::to_string)))
     }
 }
@@ -372,7 +472,10 @@ impl RawQuery {
     }
 
     fn parse(&self) -> ListQuery {
-        let mut query = ListQuery { tag: Vec::new(), slug: None };
+        let mut query = ListQuery {
+            tag: Vec::new(),
+            slug: None,
+        };
         for (key, value) in self.pairs() {
             match key.as_str() {
                 "tag" => query.tag.push(value),
@@ -384,14 +487,19 @@ impl RawQuery {
     }
 
     fn get(&self, name: &str) -> Option<String> {
-        self.pairs().into_iter().find(|(k, _)| k == name).map(|(_, v)| v)
+        self.pairs()
+            .into_iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v)
     }
 }
 
 fn serde_urlencoded_pairs(query: &str) -> Vec<(String, String)> {
-    axum::extract::Query::<Vec<(String, String)>>::try_from_uri(&format!("/?{query}").parse().unwrap_or_default())
-        .map(|q| q.0)
-        .unwrap_or_default()
+    axum::extract::Query::<Vec<(String, String)>>::try_from_uri(
+        &format!("/?{query}").parse().unwrap_or_default(),
+    )
+    .map(|q| q.0)
+    .unwrap_or_default()
 }
 
 pub async fn create(State(state): State<AppState>, headers: HeaderMap, body: Bytes) -> ApiResult {
@@ -423,7 +531,10 @@ pub async fn create(State(state): State<AppState>, headers: HeaderMap, body: Byt
             if let Some(ids) = &channels {
                 state.store.set_check_channels(row.id, ids).await?;
             }
-            return Ok(cors_json(StatusCode::OK, render(&state, &row, false).await?));
+            return Ok(cors_json(
+                StatusCode::OK,
+                render(&state, &row, false).await?,
+            ));
         }
     }
     let mut row = new_check_row(scope.project_id, state.engine.clock.now());
@@ -432,16 +543,31 @@ pub async fn create(State(state): State<AppState>, headers: HeaderMap, body: Byt
     if let Some(ids) = &channels {
         state.store.set_check_channels(row.id, ids).await?;
     }
-    Ok(cors_json(StatusCode::CREATED, render(&state, &row, false).await?))
+    Ok(cors_json(
+        StatusCode::CREATED,
+        render(&state, &row, false).await?,
+    ))
 }
 
-pub async fn get(State(state): State<AppState>, headers: HeaderMap, Path(code): Path<String>) -> ApiResult {
+pub async fn get(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Path(code): Path<String>,
+) -> ApiResult {
     let scope = authorize(&state, &headers, None, false).await?;
     let row = find_check(&state, scope.project_id, &code, true).await?;
-    Ok(cors_json(StatusCode::OK, render(&state, &row, scope.read_only).await?))
+    Ok(cors_json(
+        StatusCode::OK,
+        render(&state, &row, scope.read_only).await?,
+    ))
 }
 
-pub async fn update(State(state): State<AppState>, headers: HeaderMap, Path(code): Path<String>, body: Bytes) -> ApiResult {
+pub async fn update(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Path(code): Path<String>,
+    body: Bytes,
+) -> ApiResult {
     let body = json_body(&body)?.unwrap_or_else(|| json!({}));
     let scope = authorize(&state, &headers, Some(&body), true).await?;
     let mut row = find_check(&state, scope.project_id, &code, false).await?;
@@ -455,10 +581,17 @@ pub async fn update(State(state): State<AppState>, headers: HeaderMap, Path(code
     if let Some(ids) = &channels {
         state.store.set_check_channels(row.id, ids).await?;
     }
-    Ok(cors_json(StatusCode::OK, render(&state, &row, false).await?))
+    Ok(cors_json(
+        StatusCode::OK,
+        render(&state, &row, false).await?,
+    ))
 }
 
-pub async fn delete(State(state): State<AppState>, headers: HeaderMap, Path(code): Path<String>) -> ApiResult {
+pub async fn delete(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Path(code): Path<String>,
+) -> ApiResult {
     let scope = authorize(&state, &headers, None, true).await?;
     let row = find_check(&state, scope.project_id, &code, false).await?;
     let mut rendered = render(&state, &row, false).await?;
@@ -467,28 +600,51 @@ pub async fn delete(State(state): State<AppState>, headers: HeaderMap, Path(code
     Ok(cors_json(StatusCode::OK, rendered))
 }
 
-pub async fn pause(State(state): State<AppState>, headers: HeaderMap, Path(code): Path<String>, body: Bytes) -> ApiResult {
+pub async fn pause(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Path(code): Path<String>,
+    body: Bytes,
+) -> ApiResult {
     let body = json_body(&body)?;
     let scope = authorize(&state, &headers, body.as_ref(), true).await?;
     let row = find_check(&state, scope.project_id, &code, false).await?;
     state.engine.pause(row.id).await?;
-    Ok(cors_json(StatusCode::OK, render(&state, &row, false).await?))
+    Ok(cors_json(
+        StatusCode::OK,
+        render(&state, &row, false).await?,
+    ))
 }
 
-pub async fn resume(State(state): State<AppState>, headers: HeaderMap, Path(code): Path<String>, body: Bytes) -> ApiResult {
+pub async fn resume(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Path(code): Path<String>,
+    body: Bytes,
+) -> ApiResult {
     let body = json_body(&body)?;
     let scope = authorize(&state, &headers, body.as_ref(), true).await?;
     let row = find_check(&state, scope.project_id, &code, false).await?;
     if !state.engine.resume(row.id).await? {
         return Err(ApiError::Conflict("check is not paused"));
     }
-    Ok(cors_json(StatusCode::OK, render(&state, &row, false).await?))
+    Ok(cors_json(
+        StatusCode::OK,
+        render(&state, &row, false).await?,
+    ))
 }
 
-pub async fn pings(State(state): State<AppState>, headers: HeaderMap, Path(code): Path<String>) -> ApiResult {
+pub async fn pings(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Path(code): Path<String>,
+) -> ApiResult {
     let scope = authorize(&state, &headers, None, true).await?;
     let row = find_check(&state, scope.project_id, &code, false).await?;
-    let pings = state.store.list_pings(row.id, state.config.ping_log_limit).await?;
+    let pings = state
+        .store
+        .list_pings(row.id, state.config.ping_log_limit)
+        .await?;
     let site = &state.config.site_url;
     let pings: Vec<Value> = pings
         .iter()
@@ -521,21 +677,42 @@ pub async fn pings(State(state): State<AppState>, headers: HeaderMap, Path(code)
     Ok(cors_json(StatusCode::OK, json!({ "pings": pings })))
 }
 
-pub async fn ping_body(State(state): State<AppState>, headers: HeaderMap, Path((code, n)): Path<(String, i64)>) -> ApiResult {
+pub async fn ping_body(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Path((code, n)): Path<(String, i64)>,
+) -> ApiResult {
     let scope = authorize(&state, &headers, None, true).await?;
     let row = find_check(&state, scope.project_id, &code, false).await?;
-    let ping = state.store.ping(row.id, n).await?.ok_or(ApiError::NotFoundEmpty)?;
-    let body = ping.body.filter(|b| !b.is_empty()).ok_or(ApiError::NotFoundEmpty)?;
+    let ping = state
+        .store
+        .ping(row.id, n)
+        .await?
+        .ok_or(ApiError::NotFoundEmpty)?;
+    let body = ping
+        .body
+        .filter(|b| !b.is_empty())
+        .ok_or(ApiError::NotFoundEmpty)?;
     Ok(([(header::CONTENT_TYPE, "text/plain")], body).into_response())
 }
 
-pub async fn flips(State(state): State<AppState>, headers: HeaderMap, Path(code): Path<String>, query: RawQuery) -> ApiResult {
+pub async fn flips(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Path(code): Path<String>,
+    query: RawQuery,
+) -> ApiResult {
     let scope = authorize(&state, &headers, None, false).await?;
     let row = find_check(&state, scope.project_id, &code, true).await?;
     let int = |name: &str, max: i64| -> Result<Option<i64>, ApiError> {
         match query.get(name) {
             None => Ok(None),
-            Some(v) => v.parse::<i64>().ok().filter(|v| (0..=max).contains(v)).map(Some).ok_or(ApiError::BadQuery),
+            Some(v) => v
+                .parse::<i64>()
+                .ok()
+                .filter(|v| (0..=max).contains(v))
+                .map(Some)
+                .ok_or(ApiError::BadQuery),
         }
     };
     let start = int("start", 10_000_000_000)?;
@@ -567,31 +744,63 @@ pub async fn list_channels(State(state): State<AppState>, headers: HeaderMap) ->
 
 /// keepwatch: `POST /api/v3/channels/` with `{"name", "kind": "webhook", "url", "secret"?}` or
 /// `{"name", "kind": "email", "to"}`.
-pub async fn create_channel(State(state): State<AppState>, headers: HeaderMap, body: Bytes) -> ApiResult {
+pub async fn create_channel(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> ApiResult {
     let body = json_body(&body)?.unwrap_or_else(|| json!({}));
     let scope = authorize(&state, &headers, Some(&body), true).await?;
     let field = |name: &str| body.get(name).and_then(Value::as_str).map(str::to_string);
-    let name = field("name").filter(|n| !n.is_empty() && n.len() <= 100).ok_or_else(|| ApiError::BadRequest("json validation error: name is required (1-100 characters)".into()))?;
+    let name = field("name")
+        .filter(|n| !n.is_empty() && n.len() <= 100)
+        .ok_or_else(|| {
+            ApiError::BadRequest(
+                "json validation error: name is required (1-100 characters)".into(),
+            )
+        })?;
     let (kind, config) = match field("kind").as_deref() {
         Some("webhook") => {
-            let url = field("url").filter(|u| u.starts_with("http://") || u.starts_with("https://")).ok_or_else(|| {
-                ApiError::BadRequest("json validation error: url must be an http:// or https:// URL".into())
-            })?;
+            let url = field("url")
+                .filter(|u| u.starts_with("http://") || u.starts_with("https://"))
+                .ok_or_else(|| {
+                    ApiError::BadRequest(
+                        "json validation error: url must be an http:// or https:// URL".into(),
+                    )
+                })?;
             ("webhook", json!({ "url": url, "secret": field("secret") }))
         }
         Some("email") => {
-            let to = field("to").filter(|t| t.contains('@')).ok_or_else(|| ApiError::BadRequest("json validation error: to must be one or more email addresses".into()))?;
+            let to = field("to").filter(|t| t.contains('@')).ok_or_else(|| {
+                ApiError::BadRequest(
+                    "json validation error: to must be one or more email addresses".into(),
+                )
+            })?;
             ("email", json!({ "to": to }))
         }
-        _ => return Err(ApiError::BadRequest("json validation error: kind must be \"webhook\" or \"email\"".into())),
+        _ => {
+            return Err(ApiError::BadRequest(
+                "json validation error: kind must be \"webhook\" or \"email\"".into(),
+            ));
+        }
     };
     let now = to_micros(state.engine.clock.now());
-    let channel = state.store.create_channel(scope.project_id, &name, kind, &config.to_string(), now).await?;
-    Ok(cors_json(StatusCode::CREATED, json!({ "id": channel.uuid, "name": channel.name, "kind": channel.kind })))
+    let channel = state
+        .store
+        .create_channel(scope.project_id, &name, kind, &config.to_string(), now)
+        .await?;
+    Ok(cors_json(
+        StatusCode::CREATED,
+        json!({ "id": channel.uuid, "name": channel.name, "kind": channel.kind }),
+    ))
 }
 
 /// keepwatch: a check's notifications with every delivery attempt.
-pub async fn notifications(State(state): State<AppState>, headers: HeaderMap, Path(code): Path<String>) -> ApiResult {
+pub async fn notifications(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Path(code): Path<String>,
+) -> ApiResult {
     let scope = authorize(&state, &headers, None, false).await?;
     let row = find_check(&state, scope.project_id, &code, false).await?;
     let rows = state.store.list_notifications(row.id, 100).await?;

@@ -31,14 +31,21 @@ pub enum ApiError {
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        let json = |status: StatusCode, body: serde_json::Value| (status, axum::Json(body)).into_response();
+        let json = |status: StatusCode, body: serde_json::Value| {
+            (status, axum::Json(body)).into_response()
+        };
         match self {
-            ApiError::BadRequest(message) => json(StatusCode::BAD_REQUEST, json!({ "error": message })),
-            ApiError::BadSchedule { error, detail } => {
-                json(StatusCode::BAD_REQUEST, json!({ "error": error, "detail": detail }))
+            ApiError::BadRequest(message) => {
+                json(StatusCode::BAD_REQUEST, json!({ "error": message }))
             }
+            ApiError::BadSchedule { error, detail } => json(
+                StatusCode::BAD_REQUEST,
+                json!({ "error": error, "detail": detail }),
+            ),
             ApiError::BadQuery => StatusCode::BAD_REQUEST.into_response(),
-            ApiError::Unauthorized(message) => json(StatusCode::UNAUTHORIZED, json!({ "error": message })),
+            ApiError::Unauthorized(message) => {
+                json(StatusCode::UNAUTHORIZED, json!({ "error": message }))
+            }
             ApiError::Forbidden => StatusCode::FORBIDDEN.into_response(),
             ApiError::NotFound => (
                 StatusCode::NOT_FOUND,
@@ -50,7 +57,10 @@ impl IntoResponse for ApiError {
             ApiError::Conflict(message) => json(StatusCode::CONFLICT, json!({ "error": message })),
             ApiError::Unavailable(message) => {
                 tracing::error!(error = %message, "API request failed");
-                json(StatusCode::SERVICE_UNAVAILABLE, json!({ "error": "storage unavailable" }))
+                json(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    json!({ "error": "storage unavailable" }),
+                )
             }
         }
     }

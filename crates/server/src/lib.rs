@@ -65,11 +65,11 @@ pub fn metrics_handle() -> PrometheusHandle {
             PrometheusBuilder::new()
                 .set_buckets_for_metric(
                     metrics_exporter_prometheus::Matcher::Full("keepwatch_ping_seconds".into()),
-                    &[0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0],
+                    &[
+                        0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0,
+                    ],
                 )
-                .and_then(|b| {
-                    b.set_buckets(&[0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1.0, 5.0, 10.0])
-                })
+                .and_then(|b| b.set_buckets(&[0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1.0, 5.0, 10.0]))
                 .expect("static bucket lists are not empty")
                 .install_recorder()
                 .expect("the metrics recorder is installed once")
@@ -80,14 +80,20 @@ pub fn metrics_handle() -> PrometheusHandle {
 pub fn router(state: AppState) -> Router {
     let api = Router::new()
         .route("/checks/", get(checks::list).post(checks::create))
-        .route("/checks/{code}", get(checks::get).post(checks::update).delete(checks::delete))
+        .route(
+            "/checks/{code}",
+            get(checks::get).post(checks::update).delete(checks::delete),
+        )
         .route("/checks/{code}/pause", post(checks::pause))
         .route("/checks/{code}/resume", post(checks::resume))
         .route("/checks/{code}/pings/", get(checks::pings))
         .route("/checks/{code}/pings/{n}/body", get(checks::ping_body))
         .route("/checks/{code}/flips/", get(checks::flips))
         .route("/checks/{code}/notifications/", get(checks::notifications))
-        .route("/channels/", get(checks::list_channels).post(checks::create_channel))
+        .route(
+            "/channels/",
+            get(checks::list_channels).post(checks::create_channel),
+        )
         .route("/status/", any(status))
         .layer(middleware::from_fn(cors));
     Router::new()
@@ -111,16 +117,33 @@ async fn cors(request: Request, next: Next) -> Response {
         next.run(request).await
     };
     let headers = response.headers_mut();
-    headers.insert(header::ACCESS_CONTROL_ALLOW_ORIGIN, HeaderValue::from_static("*"));
-    headers.insert(header::ACCESS_CONTROL_ALLOW_HEADERS, HeaderValue::from_static("X-Api-Key"));
-    headers.insert(header::ACCESS_CONTROL_ALLOW_METHODS, HeaderValue::from_static("GET, POST, DELETE, OPTIONS"));
-    headers.insert(header::ACCESS_CONTROL_MAX_AGE, HeaderValue::from_static("600"));
+    headers.insert(
+        header::ACCESS_CONTROL_ALLOW_ORIGIN,
+        HeaderValue::from_static("*"),
+    );
+    headers.insert(
+        header::ACCESS_CONTROL_ALLOW_HEADERS,
+        HeaderValue::from_static("X-Api-Key"),
+    );
+    headers.insert(
+        header::ACCESS_CONTROL_ALLOW_METHODS,
+        HeaderValue::from_static("GET, POST, DELETE, OPTIONS"),
+    );
+    headers.insert(
+        header::ACCESS_CONTROL_MAX_AGE,
+        HeaderValue::from_static("600"),
+    );
     response
 }
 
 async fn status(State(state): State<AppState>) -> Response {
     match state.store.ping_db().await {
-        Ok(()) => (StatusCode::OK, [(header::CONTENT_TYPE, "text/html; charset=utf-8")], "OK").into_response(),
+        Ok(()) => (
+            StatusCode::OK,
+            [(header::CONTENT_TYPE, "text/html; charset=utf-8")],
+            "OK",
+        )
+            .into_response(),
         Err(e) => {
             tracing::error!(error = %e, "health check failed");
             (StatusCode::SERVICE_UNAVAILABLE, "database unavailable").into_response()
@@ -157,5 +180,7 @@ pub async fn serve(
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
     let app = router(state).into_make_service_with_connect_info::<SocketAddr>();
-    axum::serve(listener, app).with_graceful_shutdown(shutdown).await
+    axum::serve(listener, app)
+        .with_graceful_shutdown(shutdown)
+        .await
 }

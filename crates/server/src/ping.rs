@@ -47,32 +47,53 @@ struct Incoming {
 
 fn text(status: StatusCode, body: &'static str) -> Response {
     let mut response = (status, body).into_response();
-    response.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("text/html; charset=utf-8"));
-    response
-        .headers_mut()
-        .insert(header::CACHE_CONTROL, HeaderValue::from_static("max-age=0, no-cache, no-store, must-revalidate, private"));
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/html; charset=utf-8"),
+    );
+    response.headers_mut().insert(
+        header::CACHE_CONTROL,
+        HeaderValue::from_static("max-age=0, no-cache, no-store, must-revalidate, private"),
+    );
     response
 }
 
-fn ok_response(state: &AppState, status: StatusCode, body: &'static str, method: &Method) -> Response {
+fn ok_response(
+    state: &AppState,
+    status: StatusCode,
+    body: &'static str,
+    method: &Method,
+) -> Response {
     let mut response = text(status, if method == Method::HEAD { "" } else { body });
     let headers = response.headers_mut();
-    headers.insert("Ping-Body-Limit", HeaderValue::from(state.config.ping_body_limit));
-    headers.insert(header::ACCESS_CONTROL_ALLOW_ORIGIN, HeaderValue::from_static("*"));
+    headers.insert(
+        "Ping-Body-Limit",
+        HeaderValue::from(state.config.ping_body_limit),
+    );
+    headers.insert(
+        header::ACCESS_CONTROL_ALLOW_ORIGIN,
+        HeaderValue::from_static("*"),
+    );
     response
 }
 
 /// A lowercase canonical UUID, the only form Healthchecks' URL patterns and `rid` accept.
 fn strict_uuid(s: &str) -> Option<Uuid> {
-    let canonical = s.len() == 36 && s.chars().all(|c| c.is_ascii_digit() || ('a'..='f').contains(&c) || c == '-');
+    let canonical = s.len() == 36
+        && s.chars()
+            .all(|c| c.is_ascii_digit() || ('a'..='f').contains(&c) || c == '-');
     if !canonical {
         return None;
     }
-    Uuid::parse_str(s).ok().filter(|u| u.hyphenated().to_string() == s)
+    Uuid::parse_str(s)
+        .ok()
+        .filter(|u| u.hyphenated().to_string() == s)
 }
 
 fn is_slug(s: &str) -> bool {
-    !s.is_empty() && s.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+    !s.is_empty()
+        && s.chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
 }
 
 /// Reads a URL suffix: `start`, `fail`, `log` or an exit status. `Err` is the 400 for an exit
@@ -83,10 +104,12 @@ fn parse_action(s: &str) -> Result<Option<PingKind>, ()> {
         "start" => PingKind::Start,
         "fail" => PingKind::Fail,
         "log" => PingKind::Log,
-        digits if !digits.is_empty() && digits.bytes().all(|b| b.is_ascii_digit()) => match digits.parse::<u64>() {
-            Ok(n) if n <= 255 => PingKind::Exit(n as u8),
-            _ => return Err(()),
-        },
+        digits if !digits.is_empty() && digits.bytes().all(|b| b.is_ascii_digit()) => {
+            match digits.parse::<u64>() {
+                Ok(n) if n <= 255 => PingKind::Exit(n as u8),
+                _ => return Err(()),
+            }
+        }
         _ => return Ok(None),
     }))
 }
@@ -150,11 +173,15 @@ async fn route(
             Some(uuid) => (Target::Uuid(uuid), ""),
             None => return not_found_page(),
         },
-        [code, action] if strict_uuid(code).is_some() && !matches!(parse_action(action), Ok(None)) => {
+        [code, action]
+            if strict_uuid(code).is_some() && !matches!(parse_action(action), Ok(None)) =>
+        {
             (Target::Uuid(strict_uuid(code).expect("checked")), *action)
         }
         [key, slug] if is_slug(key) && is_slug(slug) => (slug_target(key, slug), ""),
-        [key, slug, action] if is_slug(key) && is_slug(slug) && !matches!(parse_action(action), Ok(None)) => {
+        [key, slug, action]
+            if is_slug(key) && is_slug(slug) && !matches!(parse_action(action), Ok(None)) =>
+        {
             (slug_target(key, slug), *action)
         }
         _ => return not_found_page(),
@@ -164,10 +191,19 @@ async fn route(
     };
     let incoming = match read_incoming(kind, &query, &method, peer, &headers) {
         Ok(incoming) => incoming,
-        Err(response) => return response,
+        Err(message) => return text(StatusCode::BAD_REQUEST, message),
     };
     let (body, truncated) = read_body(body, state.config.ping_body_limit).await;
-    let response = deliver(&state, target, query.create.as_deref() == Some("1"), incoming, body, truncated, &method).await;
+    let response = deliver(
+        &state,
+        target,
+        query.create.as_deref() == Some("1"),
+        incoming,
+        body,
+        truncated,
+        &method,
+    )
+    .await;
     metrics::histogram!("keepwatch_ping_seconds").record(started.elapsed().as_secs_f64());
     response
 }
@@ -181,7 +217,10 @@ fn slug_target(key: &str, slug: &str) -> Target {
 
 fn not_found_page() -> Response {
     let mut response = (StatusCode::NOT_FOUND, DJANGO_NOT_FOUND).into_response();
-    response.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("text/html; charset=utf-8"));
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/html; charset=utf-8"),
+    );
     response
 }
 
@@ -191,19 +230,24 @@ fn read_incoming(
     method: &Method,
     peer: SocketAddr,
     headers: &HeaderMap,
-) -> Result<Incoming, Response> {
+) -> Result<Incoming, &'static str> {
     let rid = match &query.rid {
         None => None,
-        Some(rid) => Some(strict_uuid(rid).ok_or_else(|| text(StatusCode::BAD_REQUEST, "invalid uuid format"))?),
+        Some(rid) => Some(strict_uuid(rid).ok_or("invalid uuid format")?),
     };
-    let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok()).map(str::to_string);
+    let header = |name: &str| {
+        headers
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_string)
+    };
     let host = query.host.clone().or_else(|| header("x-keepwatch-host"));
     if host.as_ref().is_some_and(|h| h.is_empty() || h.len() > 255) {
-        return Err(text(StatusCode::BAD_REQUEST, "invalid host"));
+        return Err("invalid host");
     }
     let pid = match query.pid.clone().or_else(|| header("x-keepwatch-pid")) {
         None => None,
-        Some(pid) => Some(pid.parse::<u32>().map_err(|_| text(StatusCode::BAD_REQUEST, "invalid pid"))?),
+        Some(pid) => Some(pid.parse::<u32>().map_err(|_| "invalid pid")?),
     };
     let volume = match &query.volume {
         None => None,
@@ -211,7 +255,7 @@ fn read_incoming(
             v.parse::<i64>()
                 .ok()
                 .filter(|v| *v >= 0)
-                .ok_or_else(|| text(StatusCode::BAD_REQUEST, "invalid volume"))?,
+                .ok_or("invalid volume")?,
         ),
     };
     // As Healthchecks: the first X-Forwarded-For address, else the peer.
@@ -274,13 +318,15 @@ async fn deliver(
             };
             match matches.as_slice() {
                 [one] => Uuid::parse_str(&one.uuid).unwrap_or_default(),
-                [] if create => match crate::checks::create_for_slug(state, project.id, &slug).await {
-                    Ok(row) => {
-                        created = true;
-                        Uuid::parse_str(&row.uuid).unwrap_or_default()
+                [] if create => {
+                    match crate::checks::create_for_slug(state, project.id, &slug).await {
+                        Ok(row) => {
+                            created = true;
+                            Uuid::parse_str(&row.uuid).unwrap_or_default()
+                        }
+                        Err(e) => return unavailable(&e),
                     }
-                    Err(e) => return unavailable(&e),
-                },
+                }
                 [] => return text(StatusCode::NOT_FOUND, "not found"),
                 _ => return text(StatusCode::CONFLICT, "ambiguous slug"),
             }
@@ -309,5 +355,9 @@ async fn deliver(
 /// The ping was not stored: say so, so the client (and `keepwatch run`) retries.
 fn unavailable(error: &str) -> Response {
     tracing::error!(error, "ping not stored");
-    (StatusCode::SERVICE_UNAVAILABLE, "storage unavailable, ping not recorded").into_response()
+    (
+        StatusCode::SERVICE_UNAVAILABLE,
+        "storage unavailable, ping not recorded",
+    )
+        .into_response()
 }

@@ -40,7 +40,11 @@ fn invalid(message: String) -> ApiError {
     ApiError::BadRequest(format!("json validation error: {message}"))
 }
 
-fn string(obj: &Map<String, Value>, field: &str, max: Option<usize>) -> Result<Option<String>, ApiError> {
+fn string(
+    obj: &Map<String, Value>,
+    field: &str,
+    max: Option<usize>,
+) -> Result<Option<String>, ApiError> {
     match obj.get(field) {
         None => Ok(None),
         Some(Value::String(s)) => {
@@ -94,14 +98,20 @@ impl Spec {
             ..Spec::default()
         };
         spec.methods = string(obj, "methods", None)?;
-        if spec.methods.as_deref().is_some_and(|m| m != "" && m != "POST") {
+        if spec
+            .methods
+            .as_deref()
+            .is_some_and(|m| !m.is_empty() && m != "POST")
+        {
             return Err(invalid("methods has unexpected value".into()));
         }
         spec.name = string(obj, "name", Some(100))?;
         spec.schedule = string(obj, "schedule", Some(100))?;
         spec.slug = string(obj, "slug", Some(100))?;
         if let Some(slug) = &spec.slug
-            && !slug.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '_')
+            && !slug
+                .chars()
+                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '_')
         {
             return Err(invalid("slug does not match pattern".into()));
         }
@@ -123,8 +133,12 @@ impl Spec {
                 let mut fields = Vec::new();
                 for item in items {
                     match item.as_str() {
-                        Some(f @ ("name" | "slug" | "tags" | "timeout" | "grace")) => fields.push(f.to_string()),
-                        _ => return Err(invalid("an item in 'unique' has unexpected value".into())),
+                        Some(f @ ("name" | "slug" | "tags" | "timeout" | "grace")) => {
+                            fields.push(f.to_string())
+                        }
+                        _ => {
+                            return Err(invalid("an item in 'unique' has unexpected value".into()));
+                        }
                     }
                 }
                 Some(fields)
@@ -135,7 +149,9 @@ impl Spec {
             && let Err(e) = Schedule::parse(schedule, spec.tz.as_deref().unwrap_or("UTC"))
         {
             return Err(ApiError::BadSchedule {
-                error: "json validation error: schedule is not a valid cron or OnCalendar expression".into(),
+                error:
+                    "json validation error: schedule is not a valid cron or OnCalendar expression"
+                        .into(),
                 detail: e.to_string(),
             });
         }

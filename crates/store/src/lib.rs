@@ -24,6 +24,7 @@ pub mod model;
 mod outbox;
 mod pings;
 mod projects;
+pub mod testing;
 
 pub use model::*;
 pub use projects::{ApiKeyScope, generate_secret, hash_api_key};

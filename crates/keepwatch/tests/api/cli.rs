@@ -1,0 +1,215 @@
+//! The binary's commands: `cron`, `project create`, `api-key create`, config errors, and
+//! `serve` printing its URL and first API key.
+
+use std::io::{BufRead, BufReader};
+use std::process::{Command, Stdio};
+
+fn keepwatch(args: &[&str]) -> (bool, String, String) {
+    let output = Command::new(env!("CARGO_BIN_EXE_keepwatch"))
+        .args(args)
+        .env_remove("KEEPWATCH_DATABASE_URL")
+        .output()
+        .unwrap();
+    (
+        output.status.success(),
+        String::from_utf8_lossy(&output.stdout).to_string(),
+        String::from_utf8_lossy(&output.stderr).to_string(),
+    )
+}
+
+#[test]
+fn cron_prints_next_fire_times_across_dst() {
+    let (ok, out, _) = keepwatch(&[
+        "cron",
+        "30 2 * * *",
+        "--tz",
+        "America/Denver",
+        "--after",
+        "2026-03-07T00:00:00Z",
+        "--count",
+        "3",
+    ]);
+    assert!(ok);
+    assert_eq!(
+        out,
+        "2026-03-07T02:30:00-07:00\n2026-03-08T03:00:00-06:00\n2026-03-09T02:30:00-06:00\n"
+    );
+    let (ok, out, _) = keepwatch(&[
+        "cron",
+        "Mon..Fri 09:00",
+        "--tz",
+        "Europe/London",
+        "--after",
+        "2026-11-27T10:00:00Z",
+        "--count",
+        "2",
+    ]);
+    assert!(ok);
+    assert_eq!(
+        out,
+        "2026-11-30T09:00:00+00:00\n2026-12-01T09:00:00+00:00\n"
+    );
+}
+
+#[test]
+fn cron_errors_point_at_the_bad_part() {
+    let (ok, _, err) = keepwatch(&["cron", "0 25 * * *"]);
+    assert!(!ok);
+    assert!(err.contains("field 2 (hour) `25` is invalid"), "{err}");
+    let (ok, _, err) = keepwatch(&["cron", "0 0 * * *", "--tz", "Mars/Olympus"]);
+    assert!(!ok);
+    assert!(err.contains("unknown time zone `Mars/Olympus`"), "{err}");
+    let (ok, _, err) = keepwatch(&["cron", "0 0 * * *", "--after", "yesterday"]);
+    assert!(!ok);
+    assert!(
+        err.contains("--after: `yesterday` is not an RFC 3339 time"),
+        "{err}"
+    );
+}
+
+#[tokio::test]
+async fn project_and_api_key_commands_print_only_the_secret() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().to_str().unwrap();
+    let (ok, ping_key, err) = keepwatch(&["project", "create", "billing", "--data-dir", data]);
+    assert!(ok, "{err}");
+    let ping_key = ping_key.trim_end().to_string();
+    assert_eq!(ping_key.len(), 22);
+    let (ok, key, _) = keepwatch(&[
+        "api-key",
+        "create",
+        "--project",
+        "billing",
+        "--read-only",
+        "--data-dir",
+        data,
+    ]);
+    assert!(ok);
+    let (ok, _, err) = keepwatch(&["project", "create", "billing", "--data-dir", data]);
+    assert!(!ok);
+    assert!(err.contains("project `billing` already exists"), "{err}");
+    let (ok, _, err) = keepwatch(&["api-key", "create", "--project", "nope", "--data-dir", data]);
+    assert!(!ok);
+    assert!(err.contains("no project named `nope`"), "{err}");
+
+    let store = keepwatch_store::Store::open(None, dir.path())
+        .await
+        .unwrap();
+    let scope = store.api_key_scope(key.trim_end()).await.unwrap().unwrap();
+    assert!(scope.read_only);
+    assert_eq!(
+        store
+            .project_by_ping_key(&ping_key)
+            .await
+            .unwrap()
+            .unwrap()
+            .name,
+        "billing"
+    );
+}
+
+#[test]
+fn bad_configuration_exits_non_zero_naming_the_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().to_str().unwrap();
+    let file = dir.path().join("keepwatch.toml");
+    for (contents, expected) in [
+        ("listen = \"nope\"\n", "listen: `nope` is not an address"),
+        ("lisen = \"127.0.0.1:1\"\n", "unknown field `lisen`"),
+        ("ping_body_limit = \"big\"\n", "ping_body_limit"),
+        (
+            "[smtp]\nhost = \"mail\"\nsecurity = \"ssl\"\n",
+            "smtp.security: `ssl` is not one of starttls, tls, none",
+        ),
+        (
+            "log_format = \"xml\"\n",
+            "log_format: `xml` is not one of text, json",
+        ),
+    ] {
+        std::fs::write(&file, contents).unwrap();
+        let (ok, _, err) = keepwatch(&[
+            "serve",
+            "--data-dir",
+            data,
+            "--config",
+            file.to_str().unwrap(),
+        ]);
+        assert!(!ok, "{contents}");
+        assert!(err.contains(expected), "{contents}: {err}");
+    }
+    let output = Command::new(env!("CARGO_BIN_EXE_keepwatch"))
+        .args(["serve", "--data-dir", data])
+        .env("KEEPWATCH_LISTEN", "999.1.1.1:80")
+        .output()
+        .unwrap();
+    assert!(!output.status.success());
+    assert!(
+        String::from_utf8_lossy(&output.stderr)
+            .contains("listen: `999.1.1.1:80` is not an address")
+    );
+    let (ok, _, err) = keepwatch(&["serve", "--database-url", "mysql://x", "--data-dir", data]);
+    assert!(!ok);
+    assert!(
+        err.contains("database_url: `mysql://x` is not a postgres:// or sqlite: URL"),
+        "{err}"
+    );
+}
+
+/// Starts `keepwatch serve` on a free port and returns the child, its URL and the API key.
+pub fn start_server(
+    data_dir: &str,
+    extra: &[&str],
+) -> (std::process::Child, String, Option<String>) {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_keepwatch"))
+        .args(["serve", "--listen", "127.0.0.1:0", "--data-dir", data_dir])
+        .args(extra)
+        .env_remove("KEEPWATCH_DATABASE_URL")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let first = lines.next().unwrap().unwrap();
+    let url = first
+        .strip_prefix("keepwatch is listening on ")
+        .expect(&first)
+        .to_string();
+    let _ping_key = lines.next().unwrap().unwrap();
+    let third = lines.next().unwrap().unwrap();
+    let api_key = third
+        .strip_prefix("  API key (full access, shown once): ")
+        .map(str::to_string);
+    (child, url, api_key)
+}
+
+#[test]
+fn serve_prints_the_url_and_a_key_on_first_start_only() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().to_str().unwrap();
+    let (mut child, url, key) = start_server(data, &[]);
+    assert!(url.starts_with("http://127.0.0.1:"));
+    assert_eq!(key.as_ref().map(String::len), Some(32));
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_keepwatch"))
+        .args(["serve", "--listen", "127.0.0.1:0", "--data-dir", data])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    assert!(
+        lines
+            .next()
+            .unwrap()
+            .unwrap()
+            .starts_with("keepwatch is listening on")
+    );
+    assert!(lines.next().unwrap().unwrap().contains("ping key"));
+    assert_eq!(
+        lines.next().unwrap().unwrap(),
+        "  API keys: create one with `keepwatch api-key create`"
+    );
+    child.kill().unwrap();
+    child.wait().unwrap();
+}

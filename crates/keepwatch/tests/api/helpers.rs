@@ -1,0 +1,319 @@
+//! `spawn_app()`: the real server on a random loopback port, a temporary SQLite file (or a
+//! fresh PostgreSQL database), a manual clock the test advances, and typed helpers.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::http::{HeaderMap, StatusCode};
+use chrono::{DateTime, TimeZone, Utc};
+use keepwatch_engine::{Engine, EngineConfig, EngineTasks, ManualClock, SmtpConfig};
+use keepwatch_server::{AppState, ServerConfig};
+use keepwatch_store::Store;
+use serde_json::{Value, json};
+use tokio::sync::{mpsc, oneshot};
+
+pub fn t0() -> DateTime<Utc> {
+    Utc.with_ymd_and_hms(2026, 11, 26, 12, 0, 0).unwrap()
+}
+
+#[derive(Default)]
+pub struct AppOptions {
+    /// Reuse a data directory (restarts); a fresh temporary one otherwise.
+    pub data_dir: Option<PathBuf>,
+    pub database_url: Option<String>,
+    pub smtp: Option<SmtpConfig>,
+    pub ping_body_limit: Option<usize>,
+    pub start: Option<DateTime<Utc>>,
+}
+
+pub struct TestApp {
+    pub address: String,
+    pub api_key: String,
+    pub read_key: String,
+    pub ping_key: String,
+    pub store: Store,
+    pub engine: Engine,
+    pub clock: Arc<ManualClock>,
+    pub client: reqwest::Client,
+    pub data_dir: PathBuf,
+    shutdown: Option<oneshot::Sender<()>>,
+    server: Option<tokio::task::JoinHandle<()>>,
+    tasks: Option<EngineTasks>,
+    _temp: Option<tempfile::TempDir>,
+}
+
+pub async fn spawn_app() -> TestApp {
+    spawn_app_with(AppOptions::default()).await
+}
+
+pub async fn spawn_app_with(options: AppOptions) -> TestApp {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    if std::env::var("TEST_LOG").is_ok() {
+        let _ = tracing_subscriber::fmt().with_env_filter("info").try_init();
+    }
+    let (temp, data_dir) = match options.data_dir {
+        Some(dir) => (None, dir),
+        None => {
+            let temp = tempfile::tempdir().unwrap();
+            let dir = temp.path().to_path_buf();
+            (Some(temp), dir)
+        }
+    };
+    let store = Store::open(options.database_url.as_deref(), &data_dir)
+        .await
+        .unwrap();
+    let project = match store.project_by_name("default").await.unwrap() {
+        Some(p) => p,
+        None => store.create_project("default", 0).await.unwrap(),
+    };
+    let api_key = store.create_api_key(project.id, false, 0).await.unwrap();
+    let read_key = store.create_api_key(project.id, true, 0).await.unwrap();
+    let clock = Arc::new(ManualClock::new(options.start.unwrap_or_else(t0)));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let address = format!("http://{}", listener.local_addr().unwrap());
+    let config = EngineConfig {
+        smtp: options.smtp,
+        site_url: address.clone(),
+        ..EngineConfig::default()
+    };
+    let (engine, tasks) = Engine::start(store.clone(), clock.clone(), config)
+        .await
+        .unwrap();
+    let state = AppState {
+        engine: engine.clone(),
+        store: store.clone(),
+        config: ServerConfig::new(&address, options.ping_body_limit.unwrap_or(100_000)),
+        metrics: keepwatch_server::metrics_handle(),
+    };
+    let (shutdown, stop) = oneshot::channel::<()>();
+    let server = tokio::spawn(async move {
+        keepwatch_server::serve(listener, state, async {
+            let _ = stop.await;
+        })
+        .await
+        .unwrap();
+    });
+    TestApp {
+        address,
+        api_key,
+        read_key,
+        ping_key: project.ping_key,
+        store,
+        engine,
+        clock,
+        client: reqwest::Client::new(),
+        data_dir,
+        shutdown: Some(shutdown),
+        server: Some(server),
+        tasks: Some(tasks),
+        _temp: temp,
+    }
+}
+
+impl TestApp {
+    /// Stops the server as `keepwatch serve` does on SIGTERM; the data directory stays.
+    pub async fn stop(mut self) -> Option<tempfile::TempDir> {
+        let _ = self.shutdown.take().unwrap().send(());
+        self.server.take().unwrap().await.unwrap();
+        self.engine.flush().await.unwrap();
+        let tasks = self.tasks.take().unwrap();
+        tasks.dispatcher.abort();
+        let _ = tasks.dispatcher.await;
+        drop(self.engine);
+        let _ = tasks.actor.await;
+        self.store.close().await;
+        self._temp.take()
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{}", self.address, path)
+    }
+
+    /// GET/POST/… a ping URL; returns status, headers and body.
+    pub async fn ping(
+        &self,
+        method: &str,
+        path: &str,
+        body: Option<Vec<u8>>,
+    ) -> (StatusCode, HeaderMap, String) {
+        let method = reqwest::Method::from_bytes(method.as_bytes()).unwrap();
+        let mut request = self.client.request(method, self.url(path));
+        if let Some(body) = body {
+            request = request.body(body);
+        }
+        let response = request.send().await.unwrap();
+        let status = StatusCode::from_u16(response.status().as_u16()).unwrap();
+        let headers = convert_headers(response.headers());
+        (status, headers, response.text().await.unwrap())
+    }
+
+    pub async fn api(
+        &self,
+        method: &str,
+        path: &str,
+        key: Option<&str>,
+        body: Option<Value>,
+    ) -> (StatusCode, Value) {
+        let method = reqwest::Method::from_bytes(method.as_bytes()).unwrap();
+        let mut request = self.client.request(method, self.url(path));
+        if let Some(key) = key {
+            request = request.header("X-Api-Key", key);
+        }
+        if let Some(body) = body {
+            request = request.body(body.to_string());
+        }
+        let response = request.send().await.unwrap();
+        let status = StatusCode::from_u16(response.status().as_u16()).unwrap();
+        let text = response.text().await.unwrap();
+        (
+            status,
+            serde_json::from_str(&text).unwrap_or(Value::String(text)),
+        )
+    }
+
+    /// Creates a check with the full-access key and returns its JSON.
+    pub async fn create_check(&self, body: Value) -> Value {
+        let (status, check) = self
+            .api("POST", "/api/v3/checks/", Some(&self.api_key), Some(body))
+            .await;
+        assert_eq!(status, StatusCode::CREATED, "{check}");
+        check
+    }
+
+    pub async fn get_check(&self, uuid: &str) -> Value {
+        let (status, check) = self
+            .api(
+                "GET",
+                &format!("/api/v3/checks/{uuid}"),
+                Some(&self.api_key),
+                None,
+            )
+            .await;
+        assert_eq!(status, StatusCode::OK, "{check}");
+        check
+    }
+
+    /// Creates a webhook channel pointing at `receiver` and returns its id.
+    pub async fn webhook_channel(&self, receiver: &Receiver, secret: Option<&str>) -> String {
+        let body =
+            json!({"name": "hook", "kind": "webhook", "url": receiver.url, "secret": secret});
+        let (status, channel) = self
+            .api("POST", "/api/v3/channels/", Some(&self.api_key), Some(body))
+            .await;
+        assert_eq!(status, StatusCode::CREATED, "{channel}");
+        channel["id"].as_str().unwrap().to_string()
+    }
+
+    pub fn advance(&self, by: chrono::TimeDelta) {
+        self.clock.advance(by);
+    }
+
+    pub async fn notifications(&self, uuid: &str) -> Vec<Value> {
+        let path = format!("/api/v3/checks/{uuid}/notifications/");
+        let (status, body) = self.api("GET", &path, Some(&self.api_key), None).await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+        body["notifications"].as_array().unwrap().clone()
+    }
+}
+
+fn convert_headers(headers: &reqwest::header::HeaderMap) -> HeaderMap {
+    let mut out = HeaderMap::new();
+    for (name, value) in headers {
+        let name = axum::http::HeaderName::from_bytes(name.as_str().as_bytes()).unwrap();
+        out.insert(
+            name,
+            axum::http::HeaderValue::from_bytes(value.as_bytes()).unwrap(),
+        );
+    }
+    out
+}
+
+/// One request the test receiver got.
+#[derive(Debug, Clone)]
+pub struct Received {
+    pub headers: HeaderMap,
+    pub body: Vec<u8>,
+}
+
+impl Received {
+    pub fn json(&self) -> Value {
+        serde_json::from_slice(&self.body).unwrap()
+    }
+}
+
+/// An HTTP receiver on loopback standing in for a webhook endpoint. It answers with the
+/// queued statuses first, then 200.
+pub struct Receiver {
+    pub url: String,
+    rx: mpsc::UnboundedReceiver<Received>,
+}
+
+impl Receiver {
+    pub async fn start(statuses: Vec<u16>) -> Receiver {
+        use axum::routing::post;
+        let (tx, rx) = mpsc::unbounded_channel();
+        let statuses = Arc::new(std::sync::Mutex::new(statuses));
+        let app = axum::Router::new().route(
+            "/hook",
+            post(move |headers: HeaderMap, body: axum::body::Bytes| {
+                let tx = tx.clone();
+                let statuses = statuses.clone();
+                async move {
+                    let _ = tx.send(Received {
+                        headers,
+                        body: body.to_vec(),
+                    });
+                    let mut statuses = statuses.lock().unwrap();
+                    let status = if statuses.is_empty() {
+                        200
+                    } else {
+                        statuses.remove(0)
+                    };
+                    StatusCode::from_u16(status).unwrap()
+                }
+            }),
+        );
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr: SocketAddr = listener.local_addr().unwrap();
+        tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+        Receiver {
+            url: format!("http://{addr}/hook"),
+            rx,
+        }
+    }
+
+    /// The next request, waiting at most 10 s (the engine is asynchronous, not late).
+    pub async fn next(&mut self) -> Received {
+        tokio::time::timeout(Duration::from_secs(10), self.rx.recv())
+            .await
+            .expect("no webhook delivery within 10 s")
+            .expect("receiver closed")
+    }
+
+    /// True if nothing more arrived (checked after the engine has provably caught up).
+    pub fn is_empty(&mut self) -> bool {
+        self.rx.try_recv().is_err()
+    }
+}
+
+/// Polls `f` until it returns `Some`, for at most 10 s: waiting for the asynchronous
+/// dispatcher to record an outcome, never for a deadline.
+pub async fn eventually<T, F, Fut>(mut f: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    let started = std::time::Instant::now();
+    loop {
+        if let Some(value) = f().await {
+            return value;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "condition not reached within 10 s"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}

@@ -1,0 +1,11 @@
+//! Integration tests: the real server over HTTP on loopback, one test binary (each binary
+//! pays a link). See `helpers` for `spawn_app()`.
+
+mod api_v3;
+mod cli;
+mod durability;
+mod helpers;
+mod notifications;
+mod pings;
+mod postgres;
+mod restart;

@@ -1,0 +1,328 @@
+//! Detection and delivery, on the simulated clock: down, failed, hung, overlap, up; signed
+//! webhooks; retries with backoff; email over a real SMTP conversation.
+
+use std::sync::{Arc, Mutex};
+
+use chrono::TimeDelta;
+use hmac::{Hmac, KeyInit, Mac};
+use keepwatch_engine::{SmtpConfig, SmtpSecurity};
+use serde_json::json;
+use sha2::Sha256;
+
+use crate::helpers::{AppOptions, Receiver, eventually, spawn_app, spawn_app_with, t0};
+
+fn verify(secret: &str, received: &crate::helpers::Received) {
+    let mut mac = Hmac::<Sha256>::new_from_slice(secret.as_bytes()).unwrap();
+    mac.update(&received.body);
+    let expected = format!("sha256={}", hex::encode(mac.finalize().into_bytes()));
+    assert_eq!(received.headers["x-keepwatch-signature"], expected.as_str());
+}
+
+#[tokio::test]
+async fn a_missed_deadline_goes_down_once_and_the_next_success_brings_it_up() {
+    let app = spawn_app().await;
+    let mut hook = Receiver::start(vec![]).await;
+    let channel = app.webhook_channel(&hook, Some("s3cret")).await;
+    let check = app
+        .create_check(json!({"name": "hourly", "timeout": 3600, "grace": 600, "channels": "*"}))
+        .await;
+    assert_eq!(check["channels"], channel.as_str());
+    let uuid = check["uuid"].as_str().unwrap();
+    app.ping("GET", &format!("/ping/{uuid}"), None).await;
+
+    app.advance(TimeDelta::minutes(69));
+    assert_eq!(app.get_check(uuid).await["status"], "grace");
+    app.advance(TimeDelta::minutes(1)); // 13:10: one hour plus ten minutes of grace
+    let down = hook.next().await;
+    verify("s3cret", &down);
+    let message = down.json();
+    assert_eq!(message["event"], "down");
+    assert_eq!(
+        message["at"],
+        (t0() + TimeDelta::minutes(70)).to_rfc3339_opts(chrono::SecondsFormat::AutoSi, true)
+    );
+    assert_eq!(message["check"]["name"], "hourly");
+    assert_eq!(down.headers["x-keepwatch-event"], "down");
+    assert_eq!(app.get_check(uuid).await["status"], "down");
+    let (_, flips) = app
+        .api(
+            "GET",
+            &format!("/api/v3/checks/{uuid}/flips/"),
+            Some(&app.api_key),
+            None,
+        )
+        .await;
+    assert_eq!(
+        flips["flips"][0]["timestamp"], "2026-11-26T13:10:00+00:00",
+        "dated at the deadline"
+    );
+
+    app.advance(TimeDelta::hours(5));
+    app.ping("GET", &format!("/ping/{uuid}"), None).await;
+    let up = hook.next().await;
+    assert_eq!(up.json()["event"], "up");
+    assert!(hook.is_empty(), "one alert for one outage");
+    let notifications = eventually(|| async {
+        let n = app.notifications(uuid).await;
+        n.iter().all(|n| n["state"] == "sent").then_some(n)
+    })
+    .await;
+    assert_eq!(notifications.len(), 2);
+    assert_eq!(notifications[1]["attempt_log"][0]["detail"], "HTTP 200");
+}
+
+#[tokio::test]
+async fn failures_hangs_and_overlaps_are_notified_with_run_details() {
+    let app = spawn_app().await;
+    let mut hook = Receiver::start(vec![]).await;
+    app.webhook_channel(&hook, None).await;
+    let check = app
+        .create_check(json!({"name": "nightly", "schedule": "0 0 * * *", "tz": "America/Denver", "grace": 3600, "max_runtime": 1200, "channels": "*"}))
+        .await;
+    let uuid = check["uuid"].as_str().unwrap();
+    let rid1 = "00000000-0000-4000-8000-000000000001";
+    let rid2 = "00000000-0000-4000-8000-000000000002";
+
+    // Exit status 2: failed.
+    app.ping("GET", &format!("/ping/{uuid}/2"), None).await;
+    let failed = hook.next().await.json();
+    assert_eq!(
+        (failed["event"].clone(), failed["exit_status"].clone()),
+        (json!("failed"), json!(2))
+    );
+
+    // A run starts on web1, then a second one on web2 while the first is open: overlap.
+    app.ping(
+        "GET",
+        &format!("/ping/{uuid}/start?rid={rid1}&host=web1&pid=100"),
+        None,
+    )
+    .await;
+    app.advance(TimeDelta::minutes(5));
+    app.ping(
+        "GET",
+        &format!("/ping/{uuid}/start?rid={rid2}&host=web2&pid=200"),
+        None,
+    )
+    .await;
+    let overlap = hook.next().await.json();
+    assert_eq!(overlap["event"], "overlap");
+    assert_eq!(
+        (
+            overlap["run"]["host"].clone(),
+            overlap["run"]["pid"].clone()
+        ),
+        (json!("web2"), json!(200))
+    );
+    assert_eq!(
+        (
+            overlap["other_run"]["host"].clone(),
+            overlap["other_run"]["pid"].clone()
+        ),
+        (json!("web1"), json!(100))
+    );
+    assert_eq!(overlap["other_run"]["started_at"], "2026-11-26T12:00:00Z");
+
+    // The first run never finishes: hung at its start + max_runtime (20 min), while running.
+    app.advance(TimeDelta::minutes(15));
+    let hung = hook.next().await.json();
+    assert_eq!(hung["event"], "hung");
+    assert_eq!(hung["run"]["rid"], rid1);
+    assert_eq!(hung["at"], "2026-11-26T12:20:00Z");
+    // The second finishes fine: up again.
+    app.ping("GET", &format!("/ping/{uuid}/0?rid={rid2}"), None)
+        .await;
+    let up = hook.next().await.json();
+    assert_eq!(up["event"], "up");
+    assert_eq!(app.get_check(uuid).await["status"], "up");
+}
+
+#[tokio::test]
+async fn a_failing_receiver_is_retried_with_backoff_and_every_attempt_is_kept() {
+    let app = spawn_app().await;
+    let mut hook = Receiver::start(vec![500, 503]).await;
+    app.webhook_channel(&hook, None).await;
+    let uuid = app
+        .create_check(json!({"name": "r", "channels": "*"}))
+        .await["uuid"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    app.ping("GET", &format!("/ping/{uuid}/fail"), None).await;
+    hook.next().await; // answered 500
+    let first = eventually(|| async {
+        let n = app.notifications(&uuid).await;
+        (n[0]["attempts"] == 1).then(|| n[0].clone())
+    })
+    .await;
+    assert_eq!(first["state"], "pending");
+    assert_eq!(first["last_error"], "webhook answered HTTP 500");
+    assert_eq!(
+        first["next_attempt_at"], "2026-11-26T12:00:10+00:00",
+        "first retry after 10 s"
+    );
+    app.advance(TimeDelta::seconds(10));
+    hook.next().await; // answered 503
+    let second = eventually(|| async {
+        let n = app.notifications(&uuid).await;
+        (n[0]["attempts"] == 2).then(|| n[0].clone())
+    })
+    .await;
+    assert_eq!(
+        second["next_attempt_at"], "2026-11-26T12:00:30+00:00",
+        "then after 20 s"
+    );
+    app.advance(TimeDelta::seconds(20));
+    assert_eq!(hook.next().await.json()["event"], "failed");
+    let done = eventually(|| async {
+        let n = app.notifications(&uuid).await;
+        (n[0]["state"] == "sent").then(|| n[0].clone())
+    })
+    .await;
+    let outcomes: Vec<bool> = done["attempt_log"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a["ok"].as_bool().unwrap())
+        .collect();
+    assert_eq!(outcomes, [false, false, true]);
+}
+
+/// Collects the messages a real SMTP server on loopback receives.
+#[derive(Clone, Default)]
+struct Mailbox(Arc<Mutex<Vec<String>>>, Arc<Mutex<Vec<u8>>>);
+
+impl mailin_embedded::Handler for Mailbox {
+    fn data(&mut self, buf: &[u8]) -> std::io::Result<()> {
+        self.1.lock().unwrap().extend_from_slice(buf);
+        Ok(())
+    }
+
+    fn data_end(&mut self) -> mailin_embedded::Response {
+        let message =
+            String::from_utf8_lossy(&std::mem::take(&mut *self.1.lock().unwrap())).to_string();
+        self.0.lock().unwrap().push(message);
+        mailin_embedded::response::OK
+    }
+
+    fn auth_plain(
+        &mut self,
+        _authz: &str,
+        user: &str,
+        password: &str,
+    ) -> mailin_embedded::Response {
+        if user == "keepwatch" && password == "hunter2" {
+            mailin_embedded::response::AUTH_OK
+        } else {
+            mailin_embedded::response::INVALID_CREDENTIALS
+        }
+    }
+}
+
+#[tokio::test]
+async fn email_goes_through_a_real_smtp_conversation() {
+    let mailbox = Mailbox::default();
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let mut server = mailin_embedded::Server::new(mailbox.clone());
+    server.with_name("mail.test").with_tcp_listener(listener);
+    std::thread::spawn(move || {
+        let _ = server.serve();
+    });
+
+    let app = spawn_app_with(AppOptions {
+        smtp: Some(SmtpConfig {
+            host: "127.0.0.1".into(),
+            port,
+            security: SmtpSecurity::None,
+            username: None,
+            password: None,
+            from: "keepwatch <keepwatch@example.com>".into(),
+        }),
+        ..Default::default()
+    })
+    .await;
+    let (status, _) = app
+        .api("POST", "/api/v3/channels/", Some(&app.api_key), Some(json!({"name": "oncall", "kind": "email", "to": "ops@example.com, lead@example.com"})))
+        .await;
+    assert_eq!(status, 201);
+    let uuid = app
+        .create_check(json!({"name": "Nightly events", "channels": "oncall"}))
+        .await["uuid"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    app.ping("GET", &format!("/ping/{uuid}/fail"), None).await;
+    let message = eventually(|| async { mailbox.0.lock().unwrap().first().cloned() }).await;
+    assert!(
+        message.contains("Subject: [keepwatch] Nightly events: FAILED"),
+        "{message}"
+    );
+    assert!(
+        message.contains("To: ops@example.com, lead@example.com"),
+        "{message}"
+    );
+    let sent = eventually(|| async {
+        let n = app.notifications(&uuid).await;
+        (n[0]["state"] == "sent").then(|| n[0].clone())
+    })
+    .await;
+    assert!(
+        sent["attempt_log"][0]["detail"]
+            .as_str()
+            .unwrap()
+            .starts_with("SMTP 250")
+    );
+}
+
+#[tokio::test]
+async fn email_without_an_smtp_server_is_a_recorded_failure_not_a_crash() {
+    let app = spawn_app().await;
+    app.api(
+        "POST",
+        "/api/v3/channels/",
+        Some(&app.api_key),
+        Some(json!({"name": "mail", "kind": "email", "to": "ops@example.com"})),
+    )
+    .await;
+    let uuid = app
+        .create_check(json!({"name": "x", "channels": "*"}))
+        .await["uuid"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    app.ping("GET", &format!("/ping/{uuid}/fail"), None).await;
+    let n = eventually(|| async {
+        let n = app.notifications(&uuid).await;
+        (n[0]["attempts"] == 1).then(|| n[0].clone())
+    })
+    .await;
+    assert!(
+        n["last_error"]
+            .as_str()
+            .unwrap()
+            .contains("no SMTP server is configured")
+    );
+    for (body, message) in [
+        (
+            json!({"name": "w", "kind": "webhook", "url": "ftp://x"}),
+            "json validation error: url must be an http:// or https:// URL",
+        ),
+        (
+            json!({"name": "e", "kind": "email", "to": "nobody"}),
+            "json validation error: to must be one or more email addresses",
+        ),
+        (
+            json!({"name": "s", "kind": "sms"}),
+            "json validation error: kind must be \"webhook\" or \"email\"",
+        ),
+    ] {
+        let (status, error) = app
+            .api("POST", "/api/v3/channels/", Some(&app.api_key), Some(body))
+            .await;
+        assert_eq!(
+            (status.as_u16(), error["error"].as_str().unwrap()),
+            (400, message)
+        );
+    }
+}

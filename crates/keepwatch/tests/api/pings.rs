@@ -1,0 +1,284 @@
+//! The ping protocol, compared with Healthchecks' recorded answers.
+
+use axum::http::StatusCode;
+use serde_json::json;
+
+use crate::helpers::spawn_app;
+
+#[tokio::test]
+async fn every_ping_form_answers_like_healthchecks() {
+    let app = spawn_app().await;
+    let check = app
+        .create_check(json!({"name": "Nightly events", "slug": "nightly-events"}))
+        .await;
+    let uuid = check["uuid"].as_str().unwrap();
+    let rid = "05b551e0-ffff-409d-8ba6-2e8967262584";
+
+    for (method, path, status, body) in [
+        ("GET", format!("/ping/{uuid}/start?rid={rid}"), 200, "OK"),
+        ("POST", format!("/ping/{uuid}/0?rid={rid}"), 200, "OK"),
+        ("GET", format!("/ping/{uuid}/fail"), 200, "OK"),
+        ("GET", format!("/ping/{uuid}/log"), 200, "OK"),
+        ("GET", format!("/ping/{uuid}"), 200, "OK"),
+        ("GET", format!("/ping/{uuid}/"), 200, "OK"),
+        ("PUT", format!("/ping/{uuid}/7"), 200, "OK"),
+        ("GET", format!("/ping/{uuid}/255"), 200, "OK"),
+        (
+            "GET",
+            format!("/ping/{uuid}/256"),
+            400,
+            "invalid url format",
+        ),
+        (
+            "GET",
+            format!("/ping/{uuid}?rid=nope"),
+            400,
+            "invalid uuid format",
+        ),
+        (
+            "GET",
+            format!("/ping/{uuid}?rid={}", rid.to_uppercase()),
+            400,
+            "invalid uuid format",
+        ),
+        (
+            "GET",
+            "/ping/7280d984-4630-4ae9-b52a-8dc9d87b6864".to_string(),
+            404,
+            "not found",
+        ),
+        (
+            "GET",
+            format!("/ping/{}/nightly-events", app.ping_key),
+            200,
+            "OK",
+        ),
+        (
+            "GET",
+            format!("/ping/{}/nightly-events/start", app.ping_key),
+            200,
+            "OK",
+        ),
+        (
+            "GET",
+            format!("/ping/{}/nightly-events/3", app.ping_key),
+            200,
+            "OK",
+        ),
+        (
+            "GET",
+            format!("/ping/{}/no-such-slug", app.ping_key),
+            404,
+            "not found",
+        ),
+        (
+            "GET",
+            "/ping/nosuchpingkey0000000000/nightly-events".to_string(),
+            404,
+            "not found",
+        ),
+        ("GET", format!("/ping/{uuid}/nonsense"), 404, "not found"),
+    ] {
+        let (got, headers, text) = app.ping(method, &path, None).await;
+        assert_eq!(got.as_u16(), status, "{method} {path}: {text}");
+        assert_eq!(text, body, "{method} {path}");
+        assert_eq!(
+            headers["content-type"], "text/html; charset=utf-8",
+            "{path}"
+        );
+        if status == 200 {
+            assert_eq!(headers["ping-body-limit"], "100000");
+            assert_eq!(headers["access-control-allow-origin"], "*");
+        }
+    }
+    // A malformed UUID matches no route: Django's generic 404 page.
+    let (status, _, text) = app.ping("GET", "/ping/not-a-uuid", None).await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    assert!(text.contains("<h1>Not Found</h1>"));
+
+    assert_eq!(
+        app.get_check(uuid).await["status"],
+        "down",
+        "the last finish was exit status 3"
+    );
+
+    // HEAD is recorded too (a success), with an empty body.
+    let (status, headers, text) = app.ping("HEAD", &format!("/ping/{uuid}"), None).await;
+    assert_eq!((status, text.as_str()), (StatusCode::OK, ""));
+    assert_eq!(headers["ping-body-limit"], "100000");
+
+    let check = app.get_check(uuid).await;
+    // start, 0, fail, log, success×2, 7, 255, slug×3, HEAD = 12 pings counted.
+    assert_eq!(check["n_pings"], 12);
+    assert_eq!(check["status"], "up");
+}
+
+#[tokio::test]
+async fn create_1_provisions_a_check_once_and_ambiguous_slugs_conflict() {
+    let app = spawn_app().await;
+    let hook = crate::helpers::Receiver::start(vec![]).await;
+    app.webhook_channel(&hook, None).await;
+    let path = format!("/ping/{}/brand-new-job?create=1", app.ping_key);
+    let (status, headers, text) = app.ping("GET", &path, None).await;
+    assert_eq!((status, text.as_str()), (StatusCode::CREATED, "Created"));
+    assert_eq!(headers["ping-body-limit"], "100000");
+    let (status, _, text) = app.ping("GET", &path, None).await;
+    assert_eq!(
+        (status, text.as_str()),
+        (StatusCode::OK, "OK"),
+        "second time it exists"
+    );
+    let (_, list) = app
+        .api(
+            "GET",
+            "/api/v3/checks/?slug=brand-new-job",
+            Some(&app.api_key),
+            None,
+        )
+        .await;
+    let created = &list["checks"][0];
+    assert_eq!(created["name"], "brand-new-job");
+    assert_eq!(created["n_pings"], 2);
+    assert_ne!(
+        created["channels"], "",
+        "auto-provisioned checks get every channel"
+    );
+    // create=1 only means the exact string "1".
+    let (status, _, _) = app
+        .ping(
+            "GET",
+            &format!("/ping/{}/other?create=yes", app.ping_key),
+            None,
+        )
+        .await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+
+    app.create_check(json!({"name": "a", "slug": "twin"})).await;
+    app.create_check(json!({"name": "b", "slug": "twin"})).await;
+    let (status, _, text) = app
+        .ping("GET", &format!("/ping/{}/twin", app.ping_key), None)
+        .await;
+    assert_eq!(
+        (status, text.as_str()),
+        (StatusCode::CONFLICT, "ambiguous slug")
+    );
+}
+
+#[tokio::test]
+async fn bodies_are_stored_up_to_the_limit_then_truncated_and_marked() {
+    let app = crate::helpers::spawn_app_with(crate::helpers::AppOptions {
+        ping_body_limit: Some(1000),
+        ..Default::default()
+    })
+    .await;
+    let uuid = app.create_check(json!({"name": "x"})).await["uuid"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let (status, headers, _) = app
+        .ping(
+            "POST",
+            &format!("/ping/{uuid}/log"),
+            Some(b"small output".to_vec()),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(headers["ping-body-limit"], "1000");
+    let big = vec![b'x'; 3 * 1024 * 1024];
+    let (status, _, text) = app
+        .ping("POST", &format!("/ping/{uuid}/fail"), Some(big))
+        .await;
+    assert_eq!(
+        (status, text.as_str()),
+        (StatusCode::OK, "OK"),
+        "oversized bodies are never rejected"
+    );
+
+    let (_, pings) = app
+        .api(
+            "GET",
+            &format!("/api/v3/checks/{uuid}/pings/"),
+            Some(&app.api_key),
+            None,
+        )
+        .await;
+    let pings = pings["pings"].as_array().unwrap();
+    assert_eq!(pings[0]["type"], "fail");
+    assert_eq!(pings[0]["body_truncated"], true);
+    assert_eq!(pings[1]["body_truncated"], false);
+    let body_url = pings[0]["body_url"].as_str().unwrap();
+    let response = app
+        .client
+        .get(body_url)
+        .header("X-Api-Key", &app.api_key)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.headers()["content-type"], "text/plain");
+    assert_eq!(response.bytes().await.unwrap().len(), 1000);
+    let (_, _, text) = app
+        .ping("GET", &format!("/api/v3/checks/{uuid}/pings/2/body"), None)
+        .await;
+    assert!(text.contains("missing api key"));
+}
+
+#[tokio::test]
+async fn host_pid_volume_and_run_ids_are_recorded_and_validated() {
+    let app = spawn_app().await;
+    let uuid = app.create_check(json!({"name": "etl"})).await["uuid"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let rid = "6f1c2d3e-0000-4000-8000-000000000001";
+    let start = app
+        .client
+        .get(app.url(&format!("/ping/{uuid}/start?rid={rid}")))
+        .header("X-Keepwatch-Host", "web1")
+        .header("X-Keepwatch-Pid", "4242")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(start.status(), 200);
+    app.advance(chrono::TimeDelta::seconds(90));
+    let (status, _, _) = app
+        .ping(
+            "GET",
+            &format!("/ping/{uuid}/0?rid={rid}&host=web1&pid=4242&volume=1200"),
+            None,
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    for (query, message) in [
+        ("pid=-1", "invalid pid"),
+        ("pid=abc", "invalid pid"),
+        ("volume=1.5", "invalid volume"),
+        ("volume=-3", "invalid volume"),
+    ] {
+        let (status, _, text) = app
+            .ping("GET", &format!("/ping/{uuid}?{query}"), None)
+            .await;
+        assert_eq!(
+            (status, text.as_str()),
+            (StatusCode::BAD_REQUEST, message),
+            "{query}"
+        );
+    }
+    let (_, pings) = app
+        .api(
+            "GET",
+            &format!("/api/v3/checks/{uuid}/pings/"),
+            Some(&app.api_key),
+            None,
+        )
+        .await;
+    let finish = &pings["pings"][0];
+    assert_eq!(finish["host"], "web1");
+    assert_eq!(finish["pid"], 4242);
+    assert_eq!(finish["volume"], 1200);
+    assert_eq!(finish["rid"], rid);
+    assert_eq!(finish["duration"], 90.0);
+    assert_eq!(pings["pings"][1]["host"], "web1");
+    let check = app.get_check(&uuid).await;
+    assert_eq!(check["last_duration"], 90);
+    assert_eq!(check["status"], "up");
+}

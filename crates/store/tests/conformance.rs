@@ -1,0 +1,320 @@
+//! One storage story run against both backends: a temporary SQLite file and a fresh
+//! PostgreSQL database (see [`PgDatabase`]); when PostgreSQL is unreachable the test fails:
+//! CI must not pass without it.
+
+use keepwatch_store::testing::PgDatabase;
+use keepwatch_store::{
+    AttemptResult, Batch, CheckRow, EventRow, FlipRow, PingRow, StateRow, StateUpdate, Store,
+};
+
+fn check(project_id: i64, name: &str, slug: &str) -> CheckRow {
+    CheckRow {
+        id: 0,
+        uuid: uuid::Uuid::new_v4().to_string(),
+        project_id,
+        name: name.into(),
+        slug: slug.into(),
+        tags: "prod etl".into(),
+        descr: String::new(),
+        kind: "cron".into(),
+        timeout_secs: 86400,
+        grace_secs: 3600,
+        schedule: "0 0 * * *".into(),
+        tz: "America/Denver".into(),
+        max_runtime_secs: Some(600),
+        manual_resume: false,
+        service: Some("billing".into()),
+        extra: "{}".into(),
+        created_at: 1,
+        state: StateRow {
+            status: "new".into(),
+            open_runs: "[]".into(),
+            ..StateRow::default()
+        },
+    }
+}
+
+fn ping(seq: i64, check_id: i64, n: i64, body: Option<&[u8]>) -> PingRow {
+    PingRow {
+        seq,
+        check_id,
+        n,
+        at: 1_000_000 * seq,
+        kind: if n == 1 {
+            "start".into()
+        } else {
+            "exit:0".into()
+        },
+        scheme: "http".into(),
+        method: "POST".into(),
+        remote_addr: "127.0.0.1".into(),
+        ua: "curl".into(),
+        rid: Some("05b551e0-ffff-409d-8ba6-2e8967262584".into()),
+        host: Some("web1".into()),
+        pid: Some(4242),
+        volume: Some(17),
+        body: body.map(<[u8]>::to_vec),
+        body_truncated: body.is_some_and(|b| b.len() > 3),
+        duration_ms: (n > 1).then_some(1500),
+    }
+}
+
+async fn story(store: Store) {
+    // Projects and keys.
+    let project = store.create_project("default", 1).await.unwrap();
+    assert_eq!(project.ping_key.len(), 22);
+    assert!(
+        store.create_project("default", 1).await.is_err(),
+        "names are unique"
+    );
+    let other = store.create_project("other", 1).await.unwrap();
+    assert_eq!(
+        store.project_by_ping_key(&project.ping_key).await.unwrap(),
+        Some(project.clone())
+    );
+    let key = store.create_api_key(project.id, false, 1).await.unwrap();
+    let read_key = store.create_api_key(project.id, true, 1).await.unwrap();
+    assert_eq!(key.len(), 32);
+    let scope = store.api_key_scope(&key).await.unwrap().unwrap();
+    assert_eq!((scope.project_id, scope.read_only), (project.id, false));
+    assert!(
+        store
+            .api_key_scope(&read_key)
+            .await
+            .unwrap()
+            .unwrap()
+            .read_only
+    );
+    assert_eq!(store.api_key_scope("nope").await.unwrap(), None);
+
+    // Checks.
+    let mut nightly = check(project.id, "nightly", "nightly");
+    nightly.id = store.insert_check(&nightly).await.unwrap();
+    let mut theirs = check(other.id, "theirs", "nightly");
+    theirs.id = store.insert_check(&theirs).await.unwrap();
+    assert_eq!(
+        store.check_by_uuid(&nightly.uuid).await.unwrap(),
+        Some(nightly.clone())
+    );
+    assert_eq!(
+        store.list_checks(project.id).await.unwrap(),
+        vec![nightly.clone()]
+    );
+    assert_eq!(
+        store
+            .checks_by_slug(project.id, "nightly")
+            .await
+            .unwrap()
+            .len(),
+        1
+    );
+    nightly.name = "Nightly events".into();
+    nightly.max_runtime_secs = None;
+    store.update_check(&nightly).await.unwrap();
+    assert_eq!(
+        store.check_by_id(nightly.id).await.unwrap().unwrap().name,
+        "Nightly events"
+    );
+    let mut seen = Vec::new();
+    store.for_each_check(|row| seen.push(row.id)).await.unwrap();
+    assert_eq!(seen, vec![nightly.id, theirs.id]);
+
+    // Channels.
+    let hook = store
+        .create_channel(
+            project.id,
+            "hook",
+            "webhook",
+            r#"{"url":"http://127.0.0.1:9/"}"#,
+            1,
+        )
+        .await
+        .unwrap();
+    store
+        .set_check_channels(nightly.id, &[hook.id])
+        .await
+        .unwrap();
+    assert_eq!(
+        store.check_channels(nightly.id).await.unwrap(),
+        vec![hook.clone()]
+    );
+    assert_eq!(store.list_channels(other.id).await.unwrap(), vec![]);
+
+    // A writer batch: two pings, a state change with its flip, an event for the channel.
+    let batch = Batch {
+        pings: vec![
+            ping(1, nightly.id, 1, None),
+            ping(2, nightly.id, 2, Some(b"hello")),
+        ],
+        states: vec![StateUpdate {
+            check_id: nightly.id,
+            state: StateRow {
+                status: "up".into(),
+                down_reason: None,
+                last_ping: Some(2_000_000),
+                n_pings: 2,
+                last_duration_ms: Some(1500),
+                open_runs: "[]".into(),
+                checkpoint_seq: 2,
+            },
+        }],
+        flips: vec![FlipRow {
+            check_id: nightly.id,
+            at: 2_000_000,
+            old_status: "new".into(),
+            new_status: "up".into(),
+        }],
+        events: vec![EventRow {
+            check_id: nightly.id,
+            kind: "up".into(),
+            at: 2_000_000,
+            payload: serde_json::json!({"kind": "up"}),
+        }],
+    };
+    assert_eq!(
+        store.commit_batch(&batch, 2_000_000).await.unwrap(),
+        1,
+        "one outbox row per channel"
+    );
+    assert_eq!(store.max_ping_seq().await.unwrap(), 2);
+    assert_eq!(store.min_inbox_seq().await.unwrap(), Some(1));
+    let stored = store.check_by_id(nightly.id).await.unwrap().unwrap();
+    assert_eq!(stored.state.status, "up");
+    assert_eq!(stored.state.checkpoint_seq, 2);
+
+    // Pings are listed from the inbox, newest first, bodies elided but marked present.
+    let pings = store.list_pings(nightly.id, 10).await.unwrap();
+    assert_eq!(pings.iter().map(|p| p.n).collect::<Vec<_>>(), vec![2, 1]);
+    assert_eq!(pings[0].body.as_deref(), Some(&b""[..]));
+    assert_eq!(pings[1].body, None);
+    assert_eq!(
+        store
+            .ping(nightly.id, 2)
+            .await
+            .unwrap()
+            .unwrap()
+            .body
+            .as_deref(),
+        Some(&b"hello"[..])
+    );
+    let mut replay = Vec::new();
+    store
+        .for_each_inbox_ping(|p| replay.push(p.seq))
+        .await
+        .unwrap();
+    assert_eq!(replay, vec![1, 2]);
+
+    // Checkpoint: rows move to the indexed table, are still listed; pruning keeps the newest.
+    store.checkpoint(&[], 2, &[(nightly.id, 2)]).await.unwrap();
+    assert_eq!(store.min_inbox_seq().await.unwrap(), None);
+    assert_eq!(store.max_ping_seq().await.unwrap(), 2);
+    let pings = store.list_pings(nightly.id, 10).await.unwrap();
+    assert_eq!(
+        pings.iter().map(|p| p.n).collect::<Vec<_>>(),
+        vec![2],
+        "n=1 pruned"
+    );
+    assert_eq!(pings[0].volume, Some(17));
+    assert_eq!(pings[0].pid, Some(4242));
+    assert!(pings[0].body_truncated);
+
+    let flips = store.list_flips(nightly.id, 0, i64::MAX).await.unwrap();
+    assert_eq!(flips.len(), 1);
+    assert!(
+        store
+            .list_flips(nightly.id, 3_000_000, i64::MAX)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+
+    // Outbox: claim, fail with a retry, claim again when due, succeed.
+    let claimed = store.claim_due(2_000_000, 9_000_000, 10).await.unwrap();
+    assert_eq!(claimed.len(), 1);
+    assert_eq!(claimed[0].channel_kind, "webhook");
+    assert!(
+        store
+            .claim_due(2_000_000, 9_000_000, 10)
+            .await
+            .unwrap()
+            .is_empty(),
+        "leased"
+    );
+    let outbox_id = claimed[0].outbox_id;
+    store
+        .record_attempt(&AttemptResult {
+            outbox_id,
+            at: 3_000_000,
+            ok: false,
+            detail: "HTTP 500".into(),
+            took_ms: 3,
+            retry_at: Some(4_000_000),
+        })
+        .await
+        .unwrap();
+    assert_eq!(store.next_outbox_due().await.unwrap(), Some(4_000_000));
+    assert!(
+        store
+            .claim_due(3_500_000, 9_000_000, 10)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    let again = store.claim_due(4_000_000, 9_000_000, 10).await.unwrap();
+    assert_eq!(again[0].attempts, 1);
+    store
+        .record_attempt(&AttemptResult {
+            outbox_id,
+            at: 4_100_000,
+            ok: true,
+            detail: "HTTP 200".into(),
+            took_ms: 2,
+            retry_at: None,
+        })
+        .await
+        .unwrap();
+    assert_eq!(store.outbox_depth().await.unwrap(), 0);
+    let notes = store.list_notifications(nightly.id, 10).await.unwrap();
+    assert_eq!((notes[0].state.as_str(), notes[0].attempts), ("sent", 2));
+    assert_eq!(notes[0].last_error.as_deref(), Some("HTTP 500"));
+    let attempts = store.list_attempts(&[outbox_id]).await.unwrap();
+    assert_eq!(
+        attempts.iter().map(|a| a.ok).collect::<Vec<_>>(),
+        vec![false, true]
+    );
+
+    // Deleting a check removes its pings and notifications, not other projects' checks.
+    store.delete_check(nightly.id).await.unwrap();
+    assert_eq!(store.check_by_uuid(&nightly.uuid).await.unwrap(), None);
+    assert!(store.list_pings(nightly.id, 10).await.unwrap().is_empty());
+    assert!(
+        store
+            .list_notifications(nightly.id, 10)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    assert_eq!(store.count_checks().await.unwrap(), 1);
+    store.ping_db().await.unwrap();
+    store.close().await;
+}
+
+#[tokio::test]
+async fn sqlite_conformance() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(None, dir.path()).await.unwrap();
+    assert_eq!(store.backend_name(), "sqlite");
+    story(store).await;
+    // Reopening runs no migration twice.
+    Store::open(None, dir.path()).await.unwrap();
+}
+
+#[tokio::test]
+async fn postgres_conformance() {
+    let db = PgDatabase::create().await;
+    let store = Store::open(Some(&db.url), std::path::Path::new("unused"))
+        .await
+        .unwrap();
+    assert_eq!(store.backend_name(), "postgres");
+    story(store).await;
+}
