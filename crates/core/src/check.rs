@@ -68,6 +68,9 @@ pub enum PingKind {
     Log,
     /// `/ping/<uuid>/<0..255>`: 0 is a success, anything else a failure.
     Exit(u8),
+    /// Recorded but without effect: a non-POST ping to a check that accepts only POST
+    /// (Healthchecks' `methods: "POST"`).
+    Ignored,
 }
 
 impl PingKind {
@@ -78,6 +81,7 @@ impl PingKind {
             PingKind::Start => "start",
             PingKind::Fail | PingKind::Exit(_) => "fail",
             PingKind::Log => "log",
+            PingKind::Ignored => "ign",
         }
     }
 
@@ -95,6 +99,7 @@ impl PingKind {
             "start" => PingKind::Start,
             "fail" => PingKind::Fail,
             "log" => PingKind::Log,
+            "ign" => PingKind::Ignored,
             other => PingKind::Exit(other.strip_prefix("exit:")?.parse().ok()?),
         })
     }
@@ -151,6 +156,8 @@ pub struct CheckRules {
     pub max_runtime: Option<Duration>,
     /// A paused check stays paused when pinged (Healthchecks' `manual_resume`).
     pub manual_resume: bool,
+    /// Only POST pings count; others are recorded as ignored (Healthchecks' `methods`).
+    pub post_only: bool,
 }
 
 /// Why a check is down.
@@ -273,7 +280,7 @@ impl CheckState {
             return outcome; // recorded, but a manually resumed check ignores pings
         }
         match ping.kind {
-            PingKind::Log => {}
+            PingKind::Log | PingKind::Ignored => {}
             PingKind::Start => {
                 // As in Healthchecks, a start does not move `last_ping`: the schedule is
                 // anchored on finishes.
@@ -484,6 +491,7 @@ mod tests {
             grace: Duration::from_secs(600),
             max_runtime: None,
             manual_resume: false,
+            post_only: false,
         }
     }
 
@@ -713,6 +721,7 @@ mod tests {
             grace: Duration::from_secs(3600),
             max_runtime: None,
             manual_resume: false,
+            post_only: false,
         };
         let mut state = CheckState::default();
         // Friday 2026-11-27 00:02 MST = 07:02 UTC.

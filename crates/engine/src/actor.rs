@@ -20,16 +20,20 @@ use crate::clock::Clock;
 use crate::live::{
     LiveCheck, RulesInterner, deadline_of, micros_to_time, state_from_row, state_to_row,
 };
-use crate::{EngineConfig, EngineError, PingReply, PingRequest, Stats};
+use crate::{CheckView, EngineConfig, EngineError, PingReply, PingRequest, Stats};
 
 /// How many commands are taken into one group commit at most.
 const MAX_BATCH: usize = 2048;
 /// How many due checks are judged per transaction when many deadlines pass at once.
 const TICK_CHUNK: usize = 1000;
-/// How many check states and inbox rows one checkpoint transaction handles at most, so a
-/// checkpoint never holds the write lock for long.
-const CHECKPOINT_STATES: usize = 5000;
-const CHECKPOINT_ROWS: i64 = 20_000;
+/// How many check states one checkpoint step writes, and how many pings one sweep step looks
+/// at, so neither holds the write lock for long between two ping batches.
+const CHECKPOINT_STATES: usize = 500;
+const SWEEP_ROWS: i64 = 20_000;
+/// The pause between checkpoint steps while there is a backlog.
+const CHECKPOINT_STEP: std::time::Duration = std::time::Duration::from_millis(50);
+/// A full sweep of the ping log starts at most this often.
+const SWEEP_EVERY: chrono::TimeDelta = chrono::TimeDelta::seconds(60);
 
 type Reply<T> = oneshot::Sender<Result<T, EngineError>>;
 
@@ -41,7 +45,7 @@ pub enum Command {
     Pause(i64, Reply<()>),
     Resume(i64, Reply<bool>),
     Delete(i64, Reply<()>),
-    States(Vec<i64>, oneshot::Sender<Vec<Option<CheckState>>>),
+    States(Vec<i64>, oneshot::Sender<Vec<Option<CheckView>>>),
     Stats(oneshot::Sender<Stats>),
     /// Write every pending state to the database (used at shutdown).
     Flush(oneshot::Sender<()>),
@@ -59,8 +63,9 @@ pub struct Actor {
     pub seq: i64,
     /// Checks whose stored state lags memory, with the first seq not in the stored state.
     pub dirty: HashMap<i64, i64>,
-    /// Inbox rows up to here have been moved to the indexed pings table.
-    pub moved_upto: i64,
+    /// Where the sweep of old pings is, and when the current sweep started.
+    pub sweep_pos: i64,
+    pub sweep_started: DateTime<Utc>,
     pub outbox_wake: Arc<Notify>,
 }
 
@@ -95,6 +100,7 @@ impl Actor {
                         uuid,
                         rules,
                         state: state_from_row(&row.state),
+                        last_seq: row.state.last_seq,
                         checkpoint_seq: row.state.checkpoint_seq,
                         scheduled_at: None,
                     },
@@ -103,8 +109,9 @@ impl Actor {
             .await?;
         let mut dirty = HashMap::new();
         let mut replayed = 0u64;
+        let replay_from = store.replay_from().await?;
         store
-            .for_each_inbox_ping(|ping| {
+            .for_each_ping_after(replay_from, |ping| {
                 let Some(live) = checks.get_mut(&ping.check_id) else {
                     return;
                 };
@@ -115,13 +122,14 @@ impl Actor {
                     // Events of these pings were committed with them: replay only the state.
                     live.state
                         .apply_ping(&live.rules, &input_from_row(&ping, kind));
+                    live.last_seq = Some(ping.seq);
                     dirty.entry(ping.check_id).or_insert(ping.seq);
                     replayed += 1;
                 }
             })
             .await?;
         let seq = store.max_ping_seq().await?;
-        let moved_upto = store.min_inbox_seq().await?.map(|s| s - 1).unwrap_or(seq);
+        let now = clock.now();
         tracing::info!(checks = checks.len(), replayed, "engine state loaded");
         let mut actor = Actor {
             store,
@@ -133,7 +141,8 @@ impl Actor {
             interner,
             seq,
             dirty,
-            moved_upto,
+            sweep_pos: 0,
+            sweep_started: now,
             outbox_wake,
         };
         let ids: Vec<i64> = actor.checks.keys().copied().collect();
@@ -167,8 +176,9 @@ impl Actor {
                 _ = self.clock.sleep_until(wake_at) => {
                     self.tick().await;
                     if self.clock.now() >= checkpoint_due {
-                        self.checkpoint().await;
-                        checkpoint_due = self.clock.now() + self.config.checkpoint_interval;
+                        let backlog = self.checkpoint().await;
+                        let pause = if backlog { CHECKPOINT_STEP } else { self.config.checkpoint_interval };
+                        checkpoint_due = self.clock.now() + pause;
                     }
                 }
             }
@@ -198,19 +208,24 @@ impl Actor {
         let started = Instant::now();
         let now = self.clock.now();
         let now_us = to_micros(now);
-        let mut pending: HashMap<i64, CheckState> = HashMap::new();
+        let mut pending: HashMap<i64, (CheckState, Option<i64>)> = HashMap::new();
         let mut first_seq: HashMap<i64, i64> = HashMap::new();
         let mut flipped = Vec::new();
         let mut batch = Batch::default();
         let mut replies = Vec::with_capacity(pings.len());
         let mut seq = self.seq;
-        for (request, reply) in pings {
+        for (mut request, reply) in pings {
             let Some(&id) = self.by_uuid.get(&request.check) else {
                 let _ = reply.send(Ok(PingReply::NotFound));
                 continue;
             };
             let live = &self.checks[&id];
-            let state = pending.entry(id).or_insert_with(|| live.state.clone());
+            let (state, last_seq) = pending
+                .entry(id)
+                .or_insert_with(|| (live.state.clone(), live.last_seq));
+            if live.rules.post_only && request.method != "POST" {
+                request.kind = PingKind::Ignored;
+            }
             let input = PingInput {
                 kind: request.kind,
                 at: now,
@@ -219,9 +234,16 @@ impl Actor {
             let outcome = state.apply_ping(&live.rules, &input);
             seq += 1;
             first_seq.entry(id).or_insert(seq);
-            batch
-                .pings
-                .push(ping_row(seq, id, state.n_pings, now_us, &request, &outcome));
+            let prev_seq = last_seq.replace(seq);
+            batch.pings.push(ping_row(
+                seq,
+                id,
+                prev_seq,
+                state.n_pings,
+                now_us,
+                &request,
+                &outcome,
+            ));
             if let Some((from, to)) = outcome.flip {
                 batch.flips.push(flip_row(id, now_us, from, to));
                 flipped.push(id);
@@ -236,9 +258,10 @@ impl Actor {
         flipped.sort_unstable();
         flipped.dedup();
         for id in &flipped {
+            let (state, last_seq) = &pending[id];
             batch.states.push(StateUpdate {
                 check_id: *id,
-                state: state_to_row(&pending[id], seq),
+                state: state_to_row(state, *last_seq, seq),
             });
         }
         let result = self.store.commit_batch(&batch, now_us).await;
@@ -247,9 +270,10 @@ impl Actor {
         match result {
             Ok(outbox_rows) => {
                 self.seq = seq;
-                for (id, state) in pending {
+                for (id, (state, last_seq)) in pending {
                     let live = self.checks.get_mut(&id).expect("pending checks exist");
                     live.state = state;
+                    live.last_seq = last_seq;
                     if flipped.binary_search(&id).is_ok() {
                         live.checkpoint_seq = seq;
                         self.dirty.remove(&id);
@@ -304,7 +328,12 @@ impl Actor {
             Command::States(ids, reply) => {
                 let states = ids
                     .iter()
-                    .map(|id| self.checks.get(id).map(|live| live.state.clone()))
+                    .map(|id| {
+                        self.checks.get(id).map(|live| CheckView {
+                            state: live.state.clone(),
+                            last_seq: live.last_seq,
+                        })
+                    })
                     .collect();
                 let _ = reply.send(states);
             }
@@ -321,7 +350,7 @@ impl Actor {
     async fn create(&mut self, mut row: CheckRow) -> Result<CheckRow, EngineError> {
         let rules = self.interner.get(&row).map_err(EngineError::Invalid)?;
         let uuid = Uuid::parse_str(&row.uuid).map_err(|e| EngineError::Invalid(e.to_string()))?;
-        row.state = state_to_row(&CheckState::default(), self.seq);
+        row.state = state_to_row(&CheckState::default(), None, self.seq);
         row.id = self.store.insert_check(&row).await?;
         self.by_uuid.insert(uuid, row.id);
         self.checks.insert(
@@ -330,6 +359,7 @@ impl Actor {
                 uuid,
                 rules,
                 state: CheckState::default(),
+                last_seq: None,
                 checkpoint_seq: self.seq,
                 scheduled_at: None,
             },
@@ -342,7 +372,7 @@ impl Actor {
         let Some(live) = self.checks.get(&row.id) else {
             return Err(EngineError::NotFound);
         };
-        row.state = state_to_row(&live.state, self.seq);
+        row.state = state_to_row(&live.state, live.last_seq, self.seq);
         self.store.update_check(&row).await?;
         let live = self.checks.get_mut(&row.id).expect("checked above");
         live.rules = rules;
@@ -370,7 +400,7 @@ impl Actor {
         }
         batch.states.push(StateUpdate {
             check_id: id,
-            state: state_to_row(&state, self.seq),
+            state: state_to_row(&state, live.last_seq, self.seq),
         });
         self.store.commit_batch(&batch, now_us).await?;
         let live = self.checks.get_mut(&id).expect("checked above");
@@ -448,7 +478,7 @@ impl Actor {
                 .extend(outcome.events.iter().map(|e| event_row(*id, live.uuid, e)));
             batch.states.push(StateUpdate {
                 check_id: *id,
-                state: state_to_row(&state, self.seq),
+                state: state_to_row(&state, live.last_seq, self.seq),
             });
             changed.push((*id, state));
         }
@@ -480,58 +510,73 @@ impl Actor {
         }
     }
 
-    /// Writes a slice of the checks whose stored state lags memory, and moves the inbox rows
-    /// that every stored state now includes into the indexed pings table.
-    async fn checkpoint(&mut self) {
+    /// One checkpoint step: writes a slice of the check states that lag memory, moves the
+    /// replay mark, and sweeps a slice of the ping log. Returns whether work is left.
+    async fn checkpoint(&mut self) -> bool {
         let ids: Vec<i64> = self.dirty.keys().take(CHECKPOINT_STATES).copied().collect();
-        let limit = self.config.ping_log_limit;
-        let mut states = Vec::with_capacity(ids.len());
-        let mut prune = Vec::new();
-        for id in &ids {
-            if let Some(live) = self.checks.get(id) {
-                states.push(StateUpdate {
+        let states: Vec<StateUpdate> = ids
+            .iter()
+            .filter_map(|id| {
+                let live = self.checks.get(id)?;
+                Some(StateUpdate {
                     check_id: *id,
-                    state: state_to_row(&live.state, self.seq),
-                });
-                if live.state.n_pings > limit {
-                    prune.push((*id, live.state.n_pings - limit + 1));
+                    state: state_to_row(&live.state, live.last_seq, self.seq),
+                })
+            })
+            .collect();
+        // Every ping before the first one a still-lagging state lacks is in the stored states.
+        let lagging = self
+            .dirty
+            .iter()
+            .filter(|(id, _)| !ids.contains(id))
+            .map(|(_, first)| *first)
+            .min();
+        let replay_from = lagging.map_or(self.seq, |first| first - 1);
+        if !states.is_empty() {
+            if let Err(e) = self.store.checkpoint(&states, replay_from).await {
+                tracing::error!(error = %e, "checkpoint failed; will retry");
+                return false;
+            }
+            for id in &ids {
+                self.dirty.remove(id);
+                if let Some(live) = self.checks.get_mut(id) {
+                    live.checkpoint_seq = self.seq;
                 }
             }
         }
-        let mut remaining_min = i64::MAX;
-        for (id, first) in &self.dirty {
-            if !ids.contains(id) {
-                remaining_min = remaining_min.min(*first);
+        self.sweep().await;
+        !self.dirty.is_empty() || self.sweep_pos <= self.seq
+    }
+
+    /// Deletes old pings (beyond the per-check limit, or of deleted checks) in one slice of
+    /// the log; a full pass starts again at most every minute.
+    async fn sweep(&mut self) {
+        if self.sweep_pos > self.seq {
+            if self.clock.now() - self.sweep_started < SWEEP_EVERY {
+                return;
             }
+            self.sweep_pos = 0;
+            self.sweep_started = self.clock.now();
         }
-        let safe = if remaining_min == i64::MAX {
-            self.seq
-        } else {
-            remaining_min - 1
-        };
-        let move_upto = safe.min(self.moved_upto + CHECKPOINT_ROWS);
-        if states.is_empty() && move_upto <= self.moved_upto {
-            return;
-        }
-        match self.store.checkpoint(&states, move_upto, &prune).await {
-            Ok(()) => {
-                for id in &ids {
-                    self.dirty.remove(id);
-                    if let Some(live) = self.checks.get_mut(id) {
-                        live.checkpoint_seq = self.seq;
-                    }
-                }
-                self.moved_upto = self.moved_upto.max(move_upto);
+        let to = (self.sweep_pos + SWEEP_ROWS).min(self.seq + 1);
+        match self
+            .store
+            .prune_pings(self.sweep_pos, to, self.config.ping_log_limit)
+            .await
+        {
+            Ok(deleted) => {
+                metrics::counter!("keepwatch_pings_pruned_total").increment(deleted);
+                self.sweep_pos = to;
             }
-            Err(e) => tracing::error!(error = %e, "checkpoint failed; will retry"),
+            Err(e) => tracing::error!(error = %e, "ping sweep failed; will retry"),
         }
     }
 
     async fn flush(&mut self) {
-        while !self.dirty.is_empty() || self.moved_upto < self.seq {
-            let before = (self.dirty.len(), self.moved_upto);
+        while !self.dirty.is_empty() {
+            let before = self.dirty.len();
             self.checkpoint().await;
-            if (self.dirty.len(), self.moved_upto) == before {
+            if self.dirty.len() == before {
                 break; // the database refuses; nothing more to do here
             }
         }
@@ -569,6 +614,7 @@ fn input_from_row(ping: &PingRow, kind: PingKind) -> PingInput {
 fn ping_row(
     seq: i64,
     check_id: i64,
+    prev_seq: Option<i64>,
     n: i64,
     at: i64,
     request: &PingRequest,
@@ -577,6 +623,7 @@ fn ping_row(
     PingRow {
         seq,
         check_id,
+        prev_seq,
         n,
         at,
         kind: request.kind.code(),

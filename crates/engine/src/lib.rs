@@ -101,6 +101,13 @@ pub enum PingReply {
     NotFound,
 }
 
+/// A check as the engine holds it: its live state and its newest ping.
+#[derive(Debug, Clone)]
+pub struct CheckView {
+    pub state: CheckState,
+    pub last_seq: Option<i64>,
+}
+
 #[derive(Debug, Clone, Default)]
 pub struct Stats {
     pub checks: usize,
@@ -188,7 +195,7 @@ impl Engine {
     }
 
     /// The live states of checks (the stored state can lag by one checkpoint).
-    pub async fn states(&self, ids: Vec<i64>) -> Result<Vec<Option<CheckState>>, EngineError> {
+    pub async fn states(&self, ids: Vec<i64>) -> Result<Vec<Option<CheckView>>, EngineError> {
         self.call(|reply| actor::Command::States(ids, reply)).await
     }
 

@@ -16,6 +16,8 @@ pub struct LiveCheck {
     pub uuid: Uuid,
     pub rules: Arc<CheckRules>,
     pub state: CheckState,
+    /// The check's newest ping, the head of the chain its pings are listed by.
+    pub last_seq: Option<i64>,
     /// Pings with a higher seq are not in the stored state yet.
     pub checkpoint_seq: i64,
     /// The deadline queued for this check; a heap entry with another time is stale.
@@ -33,7 +35,14 @@ pub fn rules_from_row(row: &CheckRow) -> Result<CheckRules, String> {
         grace: secs(row.grace_secs),
         max_runtime: row.max_runtime_secs.map(secs),
         manual_resume: row.manual_resume,
+        post_only: post_only(row),
     })
+}
+
+/// `methods: "POST"` in the Healthchecks fields kept in `extra`.
+fn post_only(row: &CheckRow) -> bool {
+    serde_json::from_str::<serde_json::Value>(&row.extra)
+        .is_ok_and(|extra| extra["methods"] == "POST")
 }
 
 fn secs(s: i64) -> Duration {
@@ -48,8 +57,8 @@ pub struct RulesInterner {
 }
 
 /// The columns that make up a check's rules: kind, timeout, grace, schedule, tz, max runtime,
-/// manual resume.
-type RulesKey = (String, i64, i64, String, String, Option<i64>, bool);
+/// manual resume, POST only.
+type RulesKey = (String, i64, i64, String, String, Option<i64>, bool, bool);
 
 impl RulesInterner {
     pub fn get(&mut self, row: &CheckRow) -> Result<Arc<CheckRules>, String> {
@@ -61,6 +70,7 @@ impl RulesInterner {
             row.tz.clone(),
             row.max_runtime_secs,
             row.manual_resume,
+            post_only(row),
         );
         if let Some(rules) = self.by_key.get(&key) {
             return Ok(rules.clone());
@@ -89,7 +99,7 @@ pub fn state_from_row(row: &StateRow) -> CheckState {
     }
 }
 
-pub fn state_to_row(state: &CheckState, checkpoint_seq: i64) -> StateRow {
+pub fn state_to_row(state: &CheckState, last_seq: Option<i64>, checkpoint_seq: i64) -> StateRow {
     StateRow {
         status: state.status.as_str().to_string(),
         down_reason: state.down_reason.map(|r| {
@@ -104,6 +114,7 @@ pub fn state_to_row(state: &CheckState, checkpoint_seq: i64) -> StateRow {
         n_pings: state.n_pings,
         last_duration_ms: state.last_duration.map(|d| d.as_millis() as i64),
         open_runs: serde_json::to_string(&state.open_runs).unwrap_or_else(|_| "[]".into()),
+        last_seq,
         checkpoint_seq,
     }
 }

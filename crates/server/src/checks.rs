@@ -11,6 +11,7 @@ use axum::response::{IntoResponse, Response};
 use chrono::{DateTime, Utc};
 use keepwatch_core::check::CheckState;
 use keepwatch_core::schedule::Schedule;
+use keepwatch_engine::CheckView;
 use keepwatch_engine::live::{rules_from_row, state_from_row};
 use keepwatch_store::{ChannelRow, CheckRow, StateRow, from_micros, to_micros};
 use serde::Deserialize;
@@ -108,7 +109,7 @@ async fn find_check(
 
 /// The live state of checks (the engine's memory is ahead of the stored row by at most one
 /// checkpoint), falling back to the stored state.
-async fn live_states(state: &AppState, rows: &[CheckRow]) -> Result<Vec<CheckState>, ApiError> {
+async fn live_states(state: &AppState, rows: &[CheckRow]) -> Result<Vec<CheckView>, ApiError> {
     let live = state
         .engine
         .states(rows.iter().map(|r| r.id).collect())
@@ -116,7 +117,12 @@ async fn live_states(state: &AppState, rows: &[CheckRow]) -> Result<Vec<CheckSta
     Ok(rows
         .iter()
         .zip(live)
-        .map(|(row, live)| live.unwrap_or_else(|| state_from_row(&row.state)))
+        .map(|(row, live)| {
+            live.unwrap_or_else(|| CheckView {
+                state: state_from_row(&row.state),
+                last_seq: row.state.last_seq,
+            })
+        })
         .collect())
 }
 
@@ -228,7 +234,7 @@ async fn render(state: &AppState, row: &CheckRow, read_only: bool) -> Result<Val
         .await?
         .remove(0);
     let channels = state.store.check_channels(row.id).await?;
-    Ok(check_json(state, row, &live, &channels, read_only))
+    Ok(check_json(state, row, &live.state, &channels, read_only))
 }
 
 fn cors_json(status: StatusCode, body: Value) -> Response {
@@ -448,7 +454,13 @@ pub async fn list(
         } else {
             state.store.check_channels(row.id).await?
         };
-        checks.push(check_json(&state, row, live, &channels, scope.read_only));
+        checks.push(check_json(
+            &state,
+            row,
+            &live.state,
+            &channels,
+            scope.read_only,
+        ));
     }
     Ok(cors_json(StatusCode::OK, json!({ "checks": checks })))
 }
@@ -641,9 +653,13 @@ pub async fn pings(
 ) -> ApiResult {
     let scope = authorize(&state, &headers, None, true).await?;
     let row = find_check(&state, scope.project_id, &code, false).await?;
+    let head = live_states(&state, std::slice::from_ref(&row))
+        .await?
+        .remove(0)
+        .last_seq;
     let pings = state
         .store
-        .list_pings(row.id, state.config.ping_log_limit)
+        .list_pings(row.id, head, state.config.ping_log_limit)
         .await?;
     let site = &state.config.site_url;
     let pings: Vec<Value> = pings
@@ -684,9 +700,14 @@ pub async fn ping_body(
 ) -> ApiResult {
     let scope = authorize(&state, &headers, None, true).await?;
     let row = find_check(&state, scope.project_id, &code, false).await?;
+    let head = live_states(&state, std::slice::from_ref(&row))
+        .await?
+        .remove(0)
+        .last_seq;
+    let limit = state.config.ping_log_limit;
     let ping = state
         .store
-        .ping(row.id, n)
+        .ping(row.id, head, limit, n)
         .await?
         .ok_or(ApiError::NotFoundEmpty)?;
     let body = ping

@@ -8,7 +8,7 @@ macro_rules! check_columns {
     () => {
         "id, uuid, project_id, name, slug, tags, descr, kind, timeout_secs, grace_secs, schedule, \
          tz, max_runtime_secs, manual_resume, service, extra, created_at, status, down_reason, \
-         last_ping, n_pings, last_duration_ms, open_runs, checkpoint_seq"
+         last_ping, n_pings, last_duration_ms, open_runs, last_seq, checkpoint_seq"
     };
 }
 
@@ -17,7 +17,7 @@ macro_rules! write_state {
     ($tx:expr, $update:expr) => {
         sqlx::query(
             "UPDATE checks SET status = $1, down_reason = $2, last_ping = $3, n_pings = $4, \
-             last_duration_ms = $5, open_runs = $6, checkpoint_seq = $7 WHERE id = $8",
+             last_duration_ms = $5, open_runs = $6, last_seq = $7, checkpoint_seq = $8 WHERE id = $9",
         )
         .bind(&$update.state.status)
         .bind(&$update.state.down_reason)
@@ -25,6 +25,7 @@ macro_rules! write_state {
         .bind($update.state.n_pings)
         .bind($update.state.last_duration_ms)
         .bind(&$update.state.open_runs)
+        .bind($update.state.last_seq)
         .bind($update.state.checkpoint_seq)
         .bind($update.check_id)
         .execute(&mut *$tx)
@@ -41,8 +42,8 @@ impl Store {
                 "INSERT INTO checks (uuid, project_id, name, slug, tags, descr, kind, timeout_secs, \
                  grace_secs, schedule, tz, max_runtime_secs, manual_resume, service, extra, \
                  created_at, status, down_reason, last_ping, n_pings, last_duration_ms, open_runs, \
-                 checkpoint_seq) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, \
-                 $14, $15, $16, $17, $18, $19, $20, $21, $22, $23) RETURNING id",
+                 last_seq, checkpoint_seq) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, \
+                 $13, $14, $15, $16, $17, $18, $19, $20, $21, $22, $23, $24) RETURNING id",
             )
             .bind(&check.uuid)
             .bind(check.project_id)
@@ -66,6 +67,7 @@ impl Store {
             .bind(check.state.n_pings)
             .bind(check.state.last_duration_ms)
             .bind(&check.state.open_runs)
+            .bind(check.state.last_seq)
             .bind(check.state.checkpoint_seq)
             .fetch_one(&mut *tx)
             .await?
@@ -105,12 +107,11 @@ impl Store {
         Ok(())
     }
 
-    /// Deletes a check with its pings, flips, events and notifications.
+    /// Deletes a check with its flips, events and notifications. Its pings are left to the
+    /// sweep ([`Store::prune_pings`]): finding them now would need an index on the hot table.
     pub async fn delete_check(&self, id: i64) -> Result<()> {
         with_tx!(self, |tx| {
             for sql in [
-                "DELETE FROM ping_inbox WHERE check_id = $1",
-                "DELETE FROM pings WHERE check_id = $1",
                 "DELETE FROM events WHERE check_id = $1",
                 "DELETE FROM checks WHERE id = $1",
             ] {

@@ -57,6 +57,8 @@ pub struct StateRow {
     pub last_duration_ms: Option<i64>,
     /// JSON array of open runs.
     pub open_runs: String,
+    /// The check's newest ping: the head of the chain its pings are listed by.
+    pub last_seq: Option<i64>,
     /// Pings with a higher seq are not reflected in this state yet (replayed at start-up).
     pub checkpoint_seq: i64,
 }
@@ -74,6 +76,8 @@ pub struct PingRow {
     /// Global order of pings, assigned by the writer.
     pub seq: i64,
     pub check_id: i64,
+    /// The previous ping of the same check.
+    pub prev_seq: Option<i64>,
     /// Per-check ping number (Healthchecks' `n`).
     pub n: i64,
     pub at: i64,

@@ -1,10 +1,11 @@
-//! The ping log, flips, the writer's batch commit and the checkpoint.
+//! The ping log, flips, the writer's batch commit, the checkpoint and the sweep.
 //!
-//! The writer appends pings to `ping_inbox`, which has no secondary index, so a commit dirties
-//! only the pages at the end of the table (see LIMITS in the design notes: an index on the hot
-//! table cut throughput 2.5×). The checkpoint later moves rows into the indexed `pings` table
-//! in large batches, together with the in-memory check states they produced. At start-up the
-//! engine replays the inbox rows newer than each check's `checkpoint_seq`.
+//! The writer appends to `pings`, which has no secondary index: a commit dirties only the
+//! pages at the end of the table (LIMITS in the design notes: an index on the hot table cut
+//! throughput 2.5×). A check's pings are chained by `prev_seq` from the check's `last_seq`,
+//! so listing the last hundred is a hundred primary-key lookups. The checkpoint writes check
+//! states from memory and moves the `replay_from` mark; the sweep deletes old pings by seq
+//! range.
 
 use futures_util::TryStreamExt;
 use sqlx::QueryBuilder;
@@ -14,8 +15,8 @@ use crate::{Batch, FlipRow, PingRow, Result, StateUpdate, Store, with_read, with
 
 macro_rules! ping_columns {
     () => {
-        "seq, check_id, n, at, kind, scheme, method, remote_addr, ua, rid, host, pid, volume, \
-         body, body_truncated, duration_ms"
+        "seq, check_id, prev_seq, n, at, kind, scheme, method, remote_addr, ua, rid, host, pid, \
+         volume, body, body_truncated, duration_ms"
     };
 }
 
@@ -23,14 +24,26 @@ macro_rules! ping_columns {
 /// listings that only say whether a body exists.
 macro_rules! ping_columns_without_body {
     () => {
-        "seq, check_id, n, at, kind, scheme, method, remote_addr, ua, rid, host, pid, volume, \
-         substr(body, 1, 0) AS body, body_truncated, duration_ms"
+        "seq, check_id, prev_seq, n, at, kind, scheme, method, remote_addr, ua, rid, host, pid, \
+         volume, substr(body, 1, 0) AS body, body_truncated, duration_ms"
     };
 }
 
-/// SQLite accepts at most 32766 bound values per statement; 16 columns × 1000 rows stays well
-/// inside it (and inside PostgreSQL's 65535).
-const INSERT_CHUNK: usize = 1000;
+/// The pings of a check, newest first, by walking its chain from `$1` at most `$2` steps.
+macro_rules! chain {
+    ($columns:expr) => {
+        concat!(
+            "WITH RECURSIVE chain(seq, depth) AS (SELECT CAST($1 AS BIGINT), 1 UNION ALL \
+             SELECT p.prev_seq, c.depth + 1 FROM pings p JOIN chain c ON p.seq = c.seq \
+             WHERE p.prev_seq IS NOT NULL AND c.depth < CAST($2 AS BIGINT)) SELECT ",
+            $columns,
+            " FROM pings WHERE seq IN (SELECT seq FROM chain) AND check_id = $3 ORDER BY seq DESC"
+        )
+    };
+}
+
+/// Multi-row inserts use these sizes only, so each statement is prepared once and cached.
+const INSERT_SIZES: [usize; 4] = [64, 16, 4, 1];
 
 impl Store {
     /// Commits one writer batch in one transaction: pings, changed states, flips, and events
@@ -41,12 +54,20 @@ impl Store {
             return Ok(0);
         }
         Ok(with_tx!(self, |tx| {
-            for chunk in batch.pings.chunks(INSERT_CHUNK) {
+            let mut rest = &batch.pings[..];
+            while !rest.is_empty() {
+                let size = INSERT_SIZES
+                    .into_iter()
+                    .find(|s| *s <= rest.len())
+                    .unwrap_or(1);
+                let (chunk, tail) = rest.split_at(size);
+                rest = tail;
                 let mut insert =
-                    QueryBuilder::new(concat!("INSERT INTO ping_inbox (", ping_columns!(), ") "));
+                    QueryBuilder::new(concat!("INSERT INTO pings (", ping_columns!(), ") "));
                 insert.push_values(chunk, |mut row, p| {
                     row.push_bind(p.seq)
                         .push_bind(p.check_id)
+                        .push_bind(p.prev_seq)
                         .push_bind(p.n)
                         .push_bind(p.at)
                         .push_bind(&p.kind)
@@ -105,32 +126,32 @@ impl Store {
     /// The highest ping sequence number stored, or 0.
     pub async fn max_ping_seq(&self) -> Result<i64> {
         Ok(with_read!(self, |pool| {
-            sqlx::query_scalar(
-                "SELECT MAX(s) FROM (SELECT MAX(seq) AS s FROM ping_inbox UNION ALL SELECT MAX(seq) AS s FROM pings) AS m",
-            )
-            .fetch_one(pool)
-            .await
-            .map(|v: Option<i64>| v.unwrap_or(0))?
-        }))
-    }
-
-    /// The lowest sequence number still in the inbox, if any.
-    pub async fn min_inbox_seq(&self) -> Result<Option<i64>> {
-        Ok(with_read!(self, |pool| {
-            sqlx::query_scalar("SELECT MIN(seq) FROM ping_inbox")
+            sqlx::query_scalar("SELECT MAX(seq) FROM pings")
                 .fetch_one(pool)
-                .await?
+                .await
+                .map(|v: Option<i64>| v.unwrap_or(0))?
         }))
     }
 
-    /// Streams inbox pings in sequence order (start-up replay). Bodies are not read.
-    pub async fn for_each_inbox_ping(&self, mut f: impl FnMut(PingRow)) -> Result<()> {
+    /// Pings after this seq may be missing from stored check states (see [`Store::checkpoint`]).
+    pub async fn replay_from(&self) -> Result<i64> {
+        Ok(with_read!(self, |pool| {
+            sqlx::query_scalar("SELECT value FROM meta WHERE key = 'replay_from'")
+                .fetch_optional(pool)
+                .await?
+                .unwrap_or(0)
+        }))
+    }
+
+    /// Streams pings with a seq above `after`, in order (start-up replay). Bodies are not read.
+    pub async fn for_each_ping_after(&self, after: i64, mut f: impl FnMut(PingRow)) -> Result<()> {
         with_read!(self, |pool| {
             let mut rows = sqlx::query_as::<_, PingRow>(concat!(
                 "SELECT ",
                 ping_columns_without_body!(),
-                " FROM ping_inbox ORDER BY seq"
+                " FROM pings WHERE seq > $1 ORDER BY seq"
             ))
+            .bind(after)
             .fetch(pool);
             while let Some(row) = rows.try_next().await? {
                 f(row);
@@ -139,75 +160,81 @@ impl Store {
         Ok(())
     }
 
-    /// Writes check states taken from memory, then moves inbox rows up to `move_upto` into the
-    /// indexed `pings` table, then forgets pings older than each `(check, n)` in `prune`.
-    /// States go first: a crash in between leaves rows in the inbox that the replay skips,
-    /// because each state records the `checkpoint_seq` it includes.
-    pub async fn checkpoint(
-        &self,
-        states: &[StateUpdate],
-        move_upto: i64,
-        prune: &[(i64, i64)],
-    ) -> Result<()> {
+    /// Writes check states taken from memory and records that every ping up to
+    /// `replay_from` is reflected in the stored states.
+    pub async fn checkpoint(&self, states: &[StateUpdate], replay_from: i64) -> Result<()> {
         with_tx!(self, |tx| {
             for update in states {
                 write_state!(tx, update);
             }
-            sqlx::query(concat!(
-                "INSERT INTO pings (",
-                ping_columns!(),
-                ") SELECT ",
-                ping_columns!(),
-                " FROM ping_inbox WHERE seq <= $1"
-            ))
-            .bind(move_upto)
+            sqlx::query(
+                "INSERT INTO meta (key, value) VALUES ('replay_from', $1) \
+                 ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+            )
+            .bind(replay_from)
             .execute(&mut *tx)
             .await?;
-            sqlx::query("DELETE FROM ping_inbox WHERE seq <= $1")
-                .bind(move_upto)
-                .execute(&mut *tx)
-                .await?;
-            for (check_id, below_n) in prune {
-                sqlx::query("DELETE FROM pings WHERE check_id = $1 AND n < $2")
-                    .bind(check_id)
-                    .bind(below_n)
-                    .execute(&mut *tx)
-                    .await?;
-            }
         });
         Ok(())
     }
 
-    /// A check's most recent pings, newest first. Bodies are replaced by an empty value when
-    /// present; fetch one with [`Store::ping`].
-    pub async fn list_pings(&self, check_id: i64, limit: i64) -> Result<Vec<PingRow>> {
-        Ok(with_read!(self, |pool| {
-            sqlx::query_as(concat!(
-                "SELECT * FROM (SELECT ",
-                ping_columns_without_body!(),
-                " FROM pings WHERE check_id = $1 UNION ALL SELECT ",
-                ping_columns_without_body!(),
-                " FROM ping_inbox WHERE check_id = $1) AS p ORDER BY n DESC LIMIT $2"
-            ))
-            .bind(check_id)
-            .bind(limit)
-            .fetch_all(pool)
+    /// Deletes, among pings with `from <= seq < to`, those of deleted checks and those more
+    /// than `keep` pings behind their check's stored count. Returns how many were deleted.
+    pub async fn prune_pings(&self, from: i64, to: i64, keep: i64) -> Result<u64> {
+        Ok(with_tx!(self, |tx| {
+            sqlx::query(
+                "DELETE FROM pings WHERE seq >= $1 AND seq < $2 AND \
+                 n <= COALESCE((SELECT c.n_pings FROM checks c WHERE c.id = pings.check_id), n + $3) - $3",
+            )
+            .bind(from)
+            .bind(to)
+            .bind(keep)
+            .execute(&mut *tx)
             .await?
+            .rows_affected()
         }))
     }
 
-    /// One ping of a check by its number, with its body.
-    pub async fn ping(&self, check_id: i64, n: i64) -> Result<Option<PingRow>> {
+    /// A check's most recent pings, newest first, walking back from `head` (the check's last
+    /// ping). Bodies are replaced by an empty value when present; fetch one with [`Store::ping`].
+    pub async fn list_pings(
+        &self,
+        check_id: i64,
+        head: Option<i64>,
+        limit: i64,
+    ) -> Result<Vec<PingRow>> {
+        let Some(head) = head else {
+            return Ok(Vec::new());
+        };
+        Ok(with_read!(self, |pool| {
+            sqlx::query_as(chain!(ping_columns_without_body!()))
+                .bind(head)
+                .bind(limit)
+                .bind(check_id)
+                .fetch_all(pool)
+                .await?
+        }))
+    }
+
+    /// One ping of a check by its number, with its body, among its last `limit` pings.
+    pub async fn ping(
+        &self,
+        check_id: i64,
+        head: Option<i64>,
+        limit: i64,
+        n: i64,
+    ) -> Result<Option<PingRow>> {
+        let recent = self.list_pings(check_id, head, limit).await?;
+        let Some(seq) = recent.iter().find(|p| p.n == n).map(|p| p.seq) else {
+            return Ok(None);
+        };
         Ok(with_read!(self, |pool| {
             sqlx::query_as(concat!(
                 "SELECT ",
                 ping_columns!(),
-                " FROM pings WHERE check_id = $1 AND n = $2 UNION ALL SELECT ",
-                ping_columns!(),
-                " FROM ping_inbox WHERE check_id = $1 AND n = $2"
+                " FROM pings WHERE seq = $1"
             ))
-            .bind(check_id)
-            .bind(n)
+            .bind(seq)
             .fetch_optional(pool)
             .await?
         }))

@@ -38,6 +38,7 @@ fn ping(seq: i64, check_id: i64, n: i64, body: Option<&[u8]>) -> PingRow {
     PingRow {
         seq,
         check_id,
+        prev_seq: (seq > 1).then(|| seq - 1),
         n,
         at: 1_000_000 * seq,
         kind: if n == 1 {
@@ -155,6 +156,7 @@ async fn story(store: Store) {
                 n_pings: 2,
                 last_duration_ms: Some(1500),
                 open_runs: "[]".into(),
+                last_seq: Some(2),
                 checkpoint_seq: 2,
             },
         }],
@@ -177,46 +179,73 @@ async fn story(store: Store) {
         "one outbox row per channel"
     );
     assert_eq!(store.max_ping_seq().await.unwrap(), 2);
-    assert_eq!(store.min_inbox_seq().await.unwrap(), Some(1));
     let stored = store.check_by_id(nightly.id).await.unwrap().unwrap();
     assert_eq!(stored.state.status, "up");
-    assert_eq!(stored.state.checkpoint_seq, 2);
+    assert_eq!(
+        (stored.state.last_seq, stored.state.checkpoint_seq),
+        (Some(2), 2)
+    );
 
-    // Pings are listed from the inbox, newest first, bodies elided but marked present.
-    let pings = store.list_pings(nightly.id, 10).await.unwrap();
+    // Pings are listed by walking the chain from the head, newest first, bodies elided but
+    // marked present; one ping is fetched with its body.
+    let pings = store.list_pings(nightly.id, Some(2), 10).await.unwrap();
     assert_eq!(pings.iter().map(|p| p.n).collect::<Vec<_>>(), vec![2, 1]);
     assert_eq!(pings[0].body.as_deref(), Some(&b""[..]));
     assert_eq!(pings[1].body, None);
+    assert_eq!(pings[0].volume, Some(17));
+    assert_eq!(pings[0].pid, Some(4242));
+    assert!(pings[0].body_truncated);
     assert_eq!(
         store
-            .ping(nightly.id, 2)
+            .list_pings(nightly.id, Some(2), 1)
             .await
             .unwrap()
-            .unwrap()
-            .body
-            .as_deref(),
-        Some(&b"hello"[..])
+            .len(),
+        1,
+        "limit"
     );
+    assert!(
+        store
+            .list_pings(theirs.id, Some(2), 10)
+            .await
+            .unwrap()
+            .is_empty(),
+        "another check's chain"
+    );
+    let body = store
+        .ping(nightly.id, Some(2), 100, 2)
+        .await
+        .unwrap()
+        .unwrap()
+        .body;
+    assert_eq!(body.as_deref(), Some(&b"hello"[..]));
+    assert_eq!(store.ping(nightly.id, Some(2), 100, 7).await.unwrap(), None);
+
+    // Replay reads pings after the mark; the checkpoint moves the mark.
+    assert_eq!(store.replay_from().await.unwrap(), 0);
     let mut replay = Vec::new();
     store
-        .for_each_inbox_ping(|p| replay.push(p.seq))
+        .for_each_ping_after(0, |p| replay.push(p.seq))
         .await
         .unwrap();
     assert_eq!(replay, vec![1, 2]);
+    store.checkpoint(&[], 2).await.unwrap();
+    assert_eq!(store.replay_from().await.unwrap(), 2);
+    store.checkpoint(&[], 1).await.unwrap();
+    assert_eq!(
+        store.replay_from().await.unwrap(),
+        1,
+        "the mark is overwritten"
+    );
 
-    // Checkpoint: rows move to the indexed table, are still listed; pruning keeps the newest.
-    store.checkpoint(&[], 2, &[(nightly.id, 2)]).await.unwrap();
-    assert_eq!(store.min_inbox_seq().await.unwrap(), None);
-    assert_eq!(store.max_ping_seq().await.unwrap(), 2);
-    let pings = store.list_pings(nightly.id, 10).await.unwrap();
+    // The sweep keeps the newest `keep` pings of each check (by its stored count).
+    assert_eq!(store.prune_pings(0, 3, 1).await.unwrap(), 1);
+    let pings = store.list_pings(nightly.id, Some(2), 10).await.unwrap();
     assert_eq!(
         pings.iter().map(|p| p.n).collect::<Vec<_>>(),
         vec![2],
         "n=1 pruned"
     );
-    assert_eq!(pings[0].volume, Some(17));
-    assert_eq!(pings[0].pid, Some(4242));
-    assert!(pings[0].body_truncated);
 
     let flips = store.list_flips(nightly.id, 0, i64::MAX).await.unwrap();
     assert_eq!(flips.len(), 1);
@@ -286,7 +315,18 @@ async fn story(store: Store) {
     // Deleting a check removes its pings and notifications, not other projects' checks.
     store.delete_check(nightly.id).await.unwrap();
     assert_eq!(store.check_by_uuid(&nightly.uuid).await.unwrap(), None);
-    assert!(store.list_pings(nightly.id, 10).await.unwrap().is_empty());
+    assert_eq!(
+        store.prune_pings(0, 10, 100).await.unwrap(),
+        1,
+        "a deleted check's pings are swept"
+    );
+    assert!(
+        store
+            .list_pings(nightly.id, Some(2), 10)
+            .await
+            .unwrap()
+            .is_empty()
+    );
     assert!(
         store
             .list_notifications(nightly.id, 10)

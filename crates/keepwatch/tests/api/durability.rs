@@ -78,11 +78,10 @@ async fn every_acknowledged_ping_survives_kill_9() {
     let pool = sqlx::SqlitePool::connect(&format!("sqlite://{data}/keepwatch.db"))
         .await
         .unwrap();
-    let stored: Vec<String> =
-        sqlx::query_scalar("SELECT rid FROM ping_inbox UNION ALL SELECT rid FROM pings")
-            .fetch_all(&pool)
-            .await
-            .unwrap();
+    let stored: Vec<String> = sqlx::query_scalar("SELECT rid FROM pings")
+        .fetch_all(&pool)
+        .await
+        .unwrap();
     pool.close().await;
     let stored: std::collections::HashSet<String> = stored.into_iter().collect();
     let lost: Vec<&String> = acknowledged

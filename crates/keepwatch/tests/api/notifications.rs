@@ -326,3 +326,102 @@ async fn email_without_an_smtp_server_is_a_recorded_failure_not_a_crash() {
         );
     }
 }
+
+/// Runs a cron check through the real engine on the simulated clock: the job pings at each
+/// of `runs` (UTC), then stops; the first alert must be dated `expected_down` and nothing may
+/// be sent before it.
+async fn simulate(schedule: &str, tz: &str, grace: i64, runs: &[&str], expected_down: &str) {
+    let start = chrono::DateTime::parse_from_rfc3339(runs[0])
+        .unwrap()
+        .with_timezone(&chrono::Utc)
+        - TimeDelta::minutes(1);
+    let app = spawn_app_with(AppOptions {
+        start: Some(start),
+        ..Default::default()
+    })
+    .await;
+    let mut hook = Receiver::start(vec![]).await;
+    app.webhook_channel(&hook, None).await;
+    let check = app
+        .create_check(
+            json!({"name": "sim", "schedule": schedule, "tz": tz, "grace": grace, "channels": "*"}),
+        )
+        .await;
+    let uuid = check["uuid"].as_str().unwrap();
+    for run in runs {
+        let at = chrono::DateTime::parse_from_rfc3339(run)
+            .unwrap()
+            .with_timezone(&chrono::Utc);
+        app.clock.set(at);
+        let (status, _, _) = app.ping("GET", &format!("/ping/{uuid}"), None).await;
+        assert_eq!(status, 200);
+        assert_eq!(
+            app.get_check(uuid).await["status"],
+            "up",
+            "{schedule} in {tz}: late at {run}?"
+        );
+    }
+    let down = chrono::DateTime::parse_from_rfc3339(expected_down)
+        .unwrap()
+        .with_timezone(&chrono::Utc);
+    app.clock.set(down - TimeDelta::seconds(1));
+    assert_ne!(app.get_check(uuid).await["status"], "down");
+    app.clock.set(down);
+    let alert = hook.next().await.json();
+    assert_eq!(alert["event"], "down");
+    assert_eq!(
+        alert["at"],
+        down.to_rfc3339_opts(chrono::SecondsFormat::AutoSi, true)
+    );
+    assert!(hook.is_empty(), "one alert");
+}
+
+#[tokio::test]
+async fn a_week_of_a_nightly_job_in_denver_alerts_at_one_on_the_missed_saturday() {
+    // 00:00 MST every night; the job pings a minute after; Saturday 2026-11-28 it does not run.
+    let runs = [
+        "2026-11-23T07:01:00Z",
+        "2026-11-24T07:01:00Z",
+        "2026-11-25T07:01:00Z",
+        "2026-11-26T07:01:00Z",
+        "2026-11-27T07:01:00Z",
+    ];
+    simulate(
+        "0 0 * * *",
+        "America/Denver",
+        3600,
+        &runs,
+        "2026-11-28T08:00:00Z",
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn spring_forward_in_denver_expects_the_skipped_0230_job_at_0300() {
+    // 02:30 does not exist on 2026-03-08: the run is expected at 03:00 MDT (09:00 UTC); the
+    // next night it is 02:30 MDT (08:30 UTC); missing that one alerts after 30 min of grace.
+    let runs = ["2026-03-07T09:31:00Z", "2026-03-08T09:01:00Z"];
+    simulate(
+        "30 2 * * *",
+        "America/Denver",
+        1800,
+        &runs,
+        "2026-03-09T09:00:00Z",
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn fall_back_in_london_runs_the_0130_job_once() {
+    // 01:30 happens twice on 2026-10-25: the job is expected at the first (00:30 UTC) only,
+    // so the next expectation is 2026-10-26 01:30 GMT, alerting at 02:00 UTC.
+    let runs = ["2026-10-24T00:31:00Z", "2026-10-25T00:31:00Z"];
+    simulate(
+        "30 1 * * *",
+        "Europe/London",
+        1800,
+        &runs,
+        "2026-10-26T02:00:00Z",
+    )
+    .await;
+}

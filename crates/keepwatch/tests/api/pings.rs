@@ -282,3 +282,32 @@ async fn host_pid_volume_and_run_ids_are_recorded_and_validated() {
     assert_eq!(check["last_duration"], 90);
     assert_eq!(check["status"], "up");
 }
+
+#[tokio::test]
+async fn a_post_only_check_records_other_methods_as_ignored() {
+    let app = spawn_app().await;
+    let uuid = app
+        .create_check(json!({"name": "p", "methods": "POST"}))
+        .await["uuid"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let (status, _, text) = app.ping("GET", &format!("/ping/{uuid}/fail"), None).await;
+    assert_eq!((status, text.as_str()), (StatusCode::OK, "OK"));
+    let check = app.get_check(&uuid).await;
+    assert_eq!(
+        (check["status"].clone(), check["n_pings"].clone()),
+        (json!("new"), json!(1))
+    );
+    app.ping("POST", &format!("/ping/{uuid}"), None).await;
+    assert_eq!(app.get_check(&uuid).await["status"], "up");
+    let (_, pings) = app
+        .api(
+            "GET",
+            &format!("/api/v3/checks/{uuid}/pings/"),
+            Some(&app.api_key),
+            None,
+        )
+        .await;
+    assert_eq!(pings["pings"][1]["type"], "ign");
+}

@@ -40,15 +40,18 @@ CREATE TABLE checks (
     n_pings          INTEGER NOT NULL DEFAULT 0,
     last_duration_ms INTEGER,
     open_runs        TEXT NOT NULL DEFAULT '[]',
+    last_seq         INTEGER,                    -- the check's newest ping (head of its chain)
     checkpoint_seq   INTEGER NOT NULL DEFAULT 0  -- pings with seq above this are not in the state yet
 );
 CREATE INDEX checks_project_slug ON checks(project_id, slug);
 
--- The hot path appends here and nothing else: no secondary index, so a commit dirties few
--- pages. The checkpointer moves rows to `pings` in batches.
-CREATE TABLE ping_inbox (
-    seq            INTEGER PRIMARY KEY,
+-- The ping log. The hot path appends here and nothing else: no secondary index, so a group
+-- commit dirties only the last pages. A check's pings form a chain through `prev_seq` from
+-- the check's `last_seq`, which is how they are listed; old pings are swept by seq range.
+CREATE TABLE pings (
+    seq            INTEGER PRIMARY KEY,   -- assigned by the writer, global order
     check_id       INTEGER NOT NULL,
+    prev_seq       INTEGER,               -- the check's previous ping
     n              INTEGER NOT NULL,
     at             INTEGER NOT NULL,
     kind           TEXT NOT NULL,
@@ -65,25 +68,12 @@ CREATE TABLE ping_inbox (
     duration_ms    INTEGER
 );
 
-CREATE TABLE pings (
-    seq            INTEGER PRIMARY KEY,
-    check_id       INTEGER NOT NULL,
-    n              INTEGER NOT NULL,
-    at             INTEGER NOT NULL,
-    kind           TEXT NOT NULL,
-    scheme         TEXT NOT NULL,
-    method         TEXT NOT NULL,
-    remote_addr    TEXT NOT NULL,
-    ua             TEXT NOT NULL,
-    rid            TEXT,
-    host           TEXT,
-    pid            INTEGER,
-    volume         INTEGER,
-    body           BLOB,
-    body_truncated BOOLEAN NOT NULL,
-    duration_ms    INTEGER
+-- Small facts about the database, e.g. `replay_from`: pings after this seq may be missing
+-- from the stored check states and are replayed at start-up.
+CREATE TABLE meta (
+    key    TEXT PRIMARY KEY,
+    value  INTEGER NOT NULL
 );
-CREATE INDEX pings_check_n ON pings(check_id, n);
 
 CREATE TABLE flips (
     id          INTEGER PRIMARY KEY,
