@@ -15,7 +15,7 @@ WORK=$(mktemp -d)
 trap 'kill $(jobs -p) 2>/dev/null || true; rm -rf "$WORK"' EXIT
 
 $BIN/bare-server 127.0.0.1:9101 >"$WORK/bare.log" &
-$BIN/keepwatch serve --listen 127.0.0.1:9102 --data-dir "$WORK/data" >"$WORK/kw.log" 2>"$WORK/kw.err" &
+${KEEPWATCH_ENV:-} $BIN/keepwatch serve --listen 127.0.0.1:9102 --data-dir "$WORK/data" >"$WORK/kw.log" 2>"$WORK/kw.err" &
 for _ in $(seq 50); do
   grep -q "API key" "$WORK/kw.log" 2>/dev/null && grep -q listening "$WORK/bare.log" && break
   sleep 0.2

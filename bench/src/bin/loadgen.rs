@@ -7,7 +7,7 @@
 //!   each deadline (plus grace) to the delivery of its webhook notification.
 
 use std::collections::HashMap;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -115,7 +115,7 @@ async fn create_checks(
     Ok(uuids)
 }
 
-async fn setup(url: &str, api_key: &str, checks: usize, out: &PathBuf) -> anyhow::Result<()> {
+async fn setup(url: &str, api_key: &str, checks: usize, out: &Path) -> anyhow::Result<()> {
     let uuids = create_checks(
         url,
         api_key,
@@ -129,7 +129,7 @@ async fn setup(url: &str, api_key: &str, checks: usize, out: &PathBuf) -> anyhow
     Ok(())
 }
 
-async fn populate(data_dir: &PathBuf, checks: usize) -> anyhow::Result<()> {
+async fn populate(data_dir: &Path, checks: usize) -> anyhow::Result<()> {
     let store = keepwatch_store::Store::open(None, data_dir).await?;
     let project = match store.project_by_name("default").await? {
         Some(p) => p,
@@ -170,9 +170,12 @@ async fn populate(data_dir: &PathBuf, checks: usize) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Each webhook notification with the time it arrived.
+type Arrivals = Arc<Mutex<Vec<(DateTime<Utc>, Value)>>>;
+
 async fn detect(url: &str, api_key: &str, active: usize, victims: usize) -> anyhow::Result<()> {
     // The webhook receiver records when each notification arrives.
-    let arrivals: Arc<Mutex<Vec<(DateTime<Utc>, Value)>>> = Arc::default();
+    let arrivals: Arrivals = Arc::default();
     let sink = arrivals.clone();
     let app = axum::Router::new().route(
         "/hook",

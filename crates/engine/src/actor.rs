@@ -213,6 +213,7 @@ impl Actor {
         let mut flipped = Vec::new();
         let mut batch = Batch::default();
         let mut replies = Vec::with_capacity(pings.len());
+        let mut kinds: HashMap<&'static str, u64> = HashMap::new();
         let mut seq = self.seq;
         for (mut request, reply) in pings {
             let Some(&id) = self.by_uuid.get(&request.check) else {
@@ -235,13 +236,14 @@ impl Actor {
             seq += 1;
             first_seq.entry(id).or_insert(seq);
             let prev_seq = last_seq.replace(seq);
+            *kinds.entry(request.kind.api_type()).or_default() += 1;
             batch.pings.push(ping_row(
                 seq,
                 id,
                 prev_seq,
                 state.n_pings,
                 now_us,
-                &request,
+                *request,
                 &outcome,
             ));
             if let Some((from, to)) = outcome.flip {
@@ -251,9 +253,11 @@ impl Actor {
             batch
                 .events
                 .extend(outcome.events.iter().map(|e| event_row(id, live.uuid, e)));
-            metrics::counter!("keepwatch_pings_total", "kind" => request.kind.api_type())
-                .increment(1);
             replies.push(reply);
+        }
+        // Counted per batch: a labelled counter lookup per ping showed in profiles.
+        for (kind, count) in kinds {
+            metrics::counter!("keepwatch_pings_total", "kind" => kind).increment(count);
         }
         flipped.sort_unstable();
         flipped.dedup();
@@ -617,7 +621,7 @@ fn ping_row(
     prev_seq: Option<i64>,
     n: i64,
     at: i64,
-    request: &PingRequest,
+    request: PingRequest,
     outcome: &Outcome,
 ) -> PingRow {
     PingRow {
@@ -627,15 +631,15 @@ fn ping_row(
         n,
         at,
         kind: request.kind.code(),
-        scheme: request.scheme.clone(),
-        method: request.method.clone(),
-        remote_addr: request.remote_addr.clone(),
-        ua: request.user_agent.clone(),
+        scheme: request.scheme,
+        method: request.method,
+        remote_addr: request.remote_addr,
+        ua: request.user_agent,
         rid: request.identity.rid.map(|r| r.to_string()),
-        host: request.identity.host.clone(),
+        host: request.identity.host,
         pid: request.identity.pid.map(i64::from),
         volume: request.volume,
-        body: request.body.clone(),
+        body: request.body,
         body_truncated: request.body_truncated,
         duration_ms: outcome.duration.map(|d| d.as_millis() as i64),
     }

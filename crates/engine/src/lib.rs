@@ -128,6 +128,18 @@ pub struct Engine {
 pub struct EngineTasks {
     pub actor: JoinHandle<()>,
     pub dispatcher: JoinHandle<()>,
+    pub maintenance: JoinHandle<()>,
+}
+
+/// Database housekeeping on the wall clock (it is not domain time): the SQLite WAL
+/// checkpoint, every second.
+async fn maintain(store: Store) {
+    loop {
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        if let Err(e) = store.wal_checkpoint().await {
+            tracing::warn!(error = %e, "WAL checkpoint failed");
+        }
+    }
 }
 
 impl Engine {
@@ -147,9 +159,14 @@ impl Engine {
         let actor = tokio::spawn(actor.run(rx));
         let dispatcher = dispatch::Dispatcher::new(store.clone(), clock.clone(), config, wake);
         let dispatcher = tokio::spawn(dispatcher.run());
+        let maintenance = tokio::spawn(maintain(store.clone()));
         Ok((
             Engine { tx, store, clock },
-            EngineTasks { actor, dispatcher },
+            EngineTasks {
+                actor,
+                dispatcher,
+                maintenance,
+            },
         ))
     }
 

@@ -260,6 +260,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     engine.flush().await.ok();
     drop(engine);
     tasks.dispatcher.abort();
+    tasks.maintenance.abort();
     let _ = tasks.actor.await;
     store.close().await;
     Ok(())

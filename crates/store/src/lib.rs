@@ -56,6 +56,8 @@ enum Backend {
     Sqlite {
         read: SqlitePool,
         write: SqlitePool,
+        /// Runs WAL checkpoints, so commits on `write` never do (see `wal_checkpoint`).
+        maintenance: SqlitePool,
     },
     Postgres(PgPool),
 }
@@ -71,6 +73,17 @@ macro_rules! with_read {
     ($store:expr, |$pool:ident| $body:expr) => {
         match &$store.backend {
             $crate::Backend::Sqlite { read: $pool, .. } => $body,
+            $crate::Backend::Postgres($pool) => $body,
+        }
+    };
+}
+
+/// Runs `$body` with `$pool` bound to the backend's pool for writes outside a transaction
+/// (a single statement, which SQLite and PostgreSQL commit atomically on their own).
+macro_rules! with_write {
+    ($store:expr, |$pool:ident| $body:expr) => {
+        match &$store.backend {
+            $crate::Backend::Sqlite { write: $pool, .. } => $body,
             $crate::Backend::Postgres($pool) => $body,
         }
     };
@@ -97,7 +110,7 @@ macro_rules! with_tx {
         }
     };
 }
-pub(crate) use {with_read, with_tx};
+pub(crate) use {with_read, with_tx, with_write};
 
 impl Store {
     /// Opens the database a URL names (`sqlite://…` or `postgres://…`), or the SQLite file
@@ -133,17 +146,28 @@ impl Store {
             .synchronous(SqliteSynchronous::Full)
             .busy_timeout(Duration::from_secs(10))
             .foreign_keys(true);
+        // The writer never checkpoints the WAL itself: a checkpoint copies pages into the
+        // database file and fsyncs it, which in the middle of a ping commit made the slowest
+        // answers slower. `wal_checkpoint` does it from another connection instead.
         let write = SqlitePoolOptions::new()
+            .max_connections(1)
+            .connect_with(options.clone().pragma("wal_autocheckpoint", "0"))
+            .await?;
+        sqlx::migrate!("./migrations/sqlite").run(&write).await?;
+        let maintenance = SqlitePoolOptions::new()
             .max_connections(1)
             .connect_with(options.clone())
             .await?;
-        sqlx::migrate!("./migrations/sqlite").run(&write).await?;
         let read = SqlitePoolOptions::new()
             .max_connections(4)
             .connect_with(options.read_only(true))
             .await?;
         Ok(Store {
-            backend: Backend::Sqlite { read, write },
+            backend: Backend::Sqlite {
+                read,
+                write,
+                maintenance,
+            },
         })
     }
 
@@ -175,11 +199,27 @@ impl Store {
         Ok(())
     }
 
+    /// SQLite: copies committed WAL pages into the database file without blocking writers
+    /// (a PASSIVE checkpoint), so the WAL stays small. Nothing to do on PostgreSQL.
+    pub async fn wal_checkpoint(&self) -> Result<()> {
+        if let Backend::Sqlite { maintenance, .. } = &self.backend {
+            sqlx::query("PRAGMA wal_checkpoint(PASSIVE)")
+                .execute(maintenance)
+                .await?;
+        }
+        Ok(())
+    }
+
     pub async fn close(&self) {
         match &self.backend {
-            Backend::Sqlite { read, write } => {
+            Backend::Sqlite {
+                read,
+                write,
+                maintenance,
+            } => {
                 read.close().await;
                 write.close().await;
+                maintenance.close().await;
             }
             Backend::Postgres(pool) => pool.close().await,
         }

@@ -120,6 +120,7 @@ impl TestApp {
         self.engine.flush().await.unwrap();
         let tasks = self.tasks.take().unwrap();
         tasks.dispatcher.abort();
+        tasks.maintenance.abort();
         let _ = tasks.dispatcher.await;
         drop(self.engine);
         let _ = tasks.actor.await;
