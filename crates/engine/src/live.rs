@@ -2,7 +2,6 @@
 //! it needs (rules shared between checks with the same settings, state, deadline), so a
 //! million checks fit in a few hundred MiB. Names, tags and descriptions stay in the database.
 
-use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -41,8 +40,9 @@ pub fn rules_from_row(row: &CheckRow) -> Result<CheckRules, String> {
 
 /// `methods: "POST"` in the Healthchecks fields kept in `extra`.
 fn post_only(row: &CheckRow) -> bool {
-    serde_json::from_str::<serde_json::Value>(&row.extra)
-        .is_ok_and(|extra| extra["methods"] == "POST")
+    row.extra != "{}"
+        && serde_json::from_str::<serde_json::Value>(&row.extra)
+            .is_ok_and(|extra| extra["methods"] == "POST")
 }
 
 fn secs(s: i64) -> Duration {
@@ -53,21 +53,25 @@ fn secs(s: i64) -> Duration {
 /// handful of distinct schedules), and parses each distinct schedule once.
 #[derive(Default)]
 pub struct RulesInterner {
-    by_key: HashMap<RulesKey, Arc<CheckRules>>,
+    by_key: rustc_hash::FxHashMap<RulesKey, Arc<CheckRules>>,
 }
 
-/// The columns that make up a check's rules: kind, timeout, grace, schedule, tz, max runtime,
-/// manual resume, POST only.
-type RulesKey = (String, i64, i64, String, String, Option<i64>, bool, bool);
+/// What makes up a check's rules: for periods the timeout, for schedules the expression and
+/// zone (left empty for periods, so building the key allocates nothing for them), then grace,
+/// max runtime, manual resume, POST only.
+type RulesKey = (i64, String, String, i64, Option<i64>, bool, bool);
 
 impl RulesInterner {
     pub fn get(&mut self, row: &CheckRow) -> Result<Arc<CheckRules>, String> {
+        let (timeout, schedule, tz) = match row.kind.as_str() {
+            "simple" => (row.timeout_secs, String::new(), String::new()),
+            _ => (0, row.schedule.clone(), row.tz.clone()),
+        };
         let key = (
-            row.kind.clone(),
-            row.timeout_secs,
+            timeout,
+            schedule,
+            tz,
             row.grace_secs,
-            row.schedule.clone(),
-            row.tz.clone(),
             row.max_runtime_secs,
             row.manual_resume,
             post_only(row),
@@ -92,7 +96,11 @@ pub fn state_from_row(row: &StateRow) -> CheckState {
         }),
         last_ping: row.last_ping.map(from_micros),
         n_pings: row.n_pings,
-        open_runs: serde_json::from_str::<Vec<OpenRun>>(&row.open_runs).unwrap_or_default(),
+        // Most checks have no open run: skip the JSON parser for them (start-up time).
+        open_runs: match row.open_runs.as_str() {
+            "[]" => Vec::new(),
+            json => serde_json::from_str::<Vec<OpenRun>>(json).unwrap_or_default(),
+        },
         last_duration: row
             .last_duration_ms
             .map(|ms| Duration::from_millis(ms.max(0) as u64)),

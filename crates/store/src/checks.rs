@@ -1,8 +1,8 @@
 //! Check configuration (written by the API) and check state (written by the engine).
 
-use futures_util::TryStreamExt;
-
-use crate::{CheckRow, Result, StateUpdate, Store, with_read, with_tx};
+use crate::{
+    Backend, CheckRow, Result, StateRow, StateUpdate, Store, StoreError, with_read, with_tx,
+};
 
 macro_rules! check_columns {
     () => {
@@ -10,6 +10,75 @@ macro_rules! check_columns {
          tz, max_runtime_secs, manual_resume, service, extra, created_at, status, down_reason, \
          last_ping, n_pings, last_duration_ms, open_runs, last_seq, checkpoint_seq"
     };
+}
+
+/// The columns the engine loads, in the order of [`EngineRow`].
+macro_rules! engine_columns {
+    () => {
+        "id, uuid, project_id, kind, timeout_secs, grace_secs, schedule, tz, max_runtime_secs, \
+         manual_resume, extra, created_at, status, down_reason, last_ping, n_pings, \
+         last_duration_ms, open_runs, last_seq, checkpoint_seq"
+    };
+}
+
+/// One check as packed by the start-up query: a JSON array in `engine_columns!` order.
+#[derive(serde::Deserialize)]
+struct EngineRow {
+    id: i64,
+    uuid: String,
+    project_id: i64,
+    kind: String,
+    timeout_secs: i64,
+    grace_secs: i64,
+    schedule: String,
+    tz: String,
+    max_runtime_secs: Option<i64>,
+    /// SQLite gives 0/1, PostgreSQL true/false.
+    manual_resume: serde_json::Value,
+    extra: String,
+    created_at: i64,
+    status: String,
+    down_reason: Option<String>,
+    last_ping: Option<i64>,
+    n_pings: i64,
+    last_duration_ms: Option<i64>,
+    open_runs: String,
+    last_seq: Option<i64>,
+    checkpoint_seq: i64,
+}
+
+impl EngineRow {
+    fn into_check(self) -> CheckRow {
+        CheckRow {
+            id: self.id,
+            uuid: self.uuid,
+            project_id: self.project_id,
+            name: String::new(),
+            slug: String::new(),
+            tags: String::new(),
+            descr: String::new(),
+            kind: self.kind,
+            timeout_secs: self.timeout_secs,
+            grace_secs: self.grace_secs,
+            schedule: self.schedule,
+            tz: self.tz,
+            max_runtime_secs: self.max_runtime_secs,
+            manual_resume: self.manual_resume == true || self.manual_resume == 1,
+            service: None,
+            extra: self.extra,
+            created_at: self.created_at,
+            state: StateRow {
+                status: self.status,
+                down_reason: self.down_reason,
+                last_ping: self.last_ping,
+                n_pings: self.n_pings,
+                last_duration_ms: self.last_duration_ms,
+                open_runs: self.open_runs,
+                last_seq: self.last_seq,
+                checkpoint_seq: self.checkpoint_seq,
+            },
+        }
+    }
 }
 
 /// Writes one state row inside a transaction; shared by the writer's batch and the checkpoint.
@@ -174,21 +243,53 @@ impl Store {
         }))
     }
 
-    /// Streams every check to `f`, in id order, without holding them all in memory at once
-    /// (start-up with a million checks).
+    /// Hands every check to `f`, in id order, for the engine's start-up: the columns that
+    /// judge a check, with `name`, `slug`, `tags` and `descr` left empty.
+    ///
+    /// A million checks must load in well under 3 s. Streamed row by row, each row crossed
+    /// a channel from the SQLite worker thread (11 s in all); so rows come packed, 10 000 to a
+    /// JSON array built by the database, and are parsed here in one pass.
     pub async fn for_each_check(&self, mut f: impl FnMut(CheckRow)) -> Result<()> {
-        with_read!(self, |pool| {
-            let mut rows = sqlx::query_as::<_, CheckRow>(concat!(
-                "SELECT ",
-                check_columns!(),
-                " FROM checks ORDER BY id"
-            ))
-            .fetch(pool);
-            while let Some(row) = rows.try_next().await? {
-                f(row);
-            }
-        });
-        Ok(())
+        const CHUNK: i64 = 10_000;
+        let packed_sql = match self.backend {
+            Backend::Sqlite { .. } => concat!(
+                "SELECT json_group_array(json_array(",
+                engine_columns!(),
+                ")), MAX(id) FROM (SELECT * FROM checks WHERE id > $1 ORDER BY id LIMIT $2)"
+            ),
+            Backend::Postgres(_) => concat!(
+                "SELECT json_agg(json_build_array(",
+                engine_columns!(),
+                ") ORDER BY id)::text, MAX(id) FROM (SELECT * FROM checks WHERE id > $1 ORDER BY id LIMIT $2) AS c"
+            ),
+        };
+        let fetch = |after: i64| {
+            let store = self.clone();
+            // Spawned, so the database packs the next chunk while this one is parsed.
+            tokio::spawn(async move {
+                let chunk: (Option<String>, Option<i64>) = with_read!(store, |pool| {
+                    sqlx::query_as(sqlx::AssertSqlSafe(packed_sql))
+                        .bind(after)
+                        .bind(CHUNK)
+                        .fetch_one(pool)
+                        .await?
+                });
+                Ok::<_, StoreError>(chunk)
+            })
+        };
+        let mut next = fetch(0);
+        loop {
+            let chunk = next
+                .await
+                .map_err(|e| StoreError::Corrupt(e.to_string()))??;
+            let (Some(packed), Some(last)) = chunk else {
+                return Ok(());
+            };
+            next = fetch(last);
+            let rows: Vec<EngineRow> =
+                serde_json::from_str(&packed).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+            rows.into_iter().map(EngineRow::into_check).for_each(&mut f);
+        }
     }
 
     pub async fn count_checks(&self) -> Result<i64> {
