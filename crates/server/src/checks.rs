@@ -338,6 +338,39 @@ async fn resolve_channels(
     Ok(ids)
 }
 
+/// Applies a validated spec to a check, stores it through the engine (which owns check
+/// state) with its channels, and renders the result.
+async fn save(
+    state: &AppState,
+    mut row: CheckRow,
+    spec: &Spec,
+    channels: Option<Vec<i64>>,
+    create: bool,
+) -> Result<Value, ApiError> {
+    apply_spec(&mut row, spec)?;
+    let row = if create {
+        state.engine.create_check(row).await?
+    } else {
+        state.engine.update_check(row).await?
+    };
+    if let Some(ids) = &channels {
+        state.store.set_check_channels(row.id, ids).await?;
+    }
+    render(state, &row, false).await
+}
+
+/// The channels a spec names, resolved before anything is saved (`None`: leave them).
+async fn spec_channels(
+    state: &AppState,
+    project_id: i64,
+    spec: &Spec,
+) -> Result<Option<Vec<i64>>, ApiError> {
+    match &spec.channels {
+        Some(c) => Ok(Some(resolve_channels(state, project_id, c).await?)),
+        None => Ok(None),
+    }
+}
+
 /// Applies the fields present in a spec to a check row.
 fn apply_spec(row: &mut CheckRow, spec: &Spec) -> Result<(), ApiError> {
     let mut extra: Map<String, Value> = serde_json::from_str(&row.extra).unwrap_or_default();
@@ -518,10 +551,7 @@ pub async fn create(State(state): State<AppState>, headers: HeaderMap, body: Byt
     let body = json_body(&body)?.unwrap_or_else(|| json!({}));
     let scope = authorize(&state, &headers, Some(&body), true).await?;
     let spec = Spec::parse(&body)?;
-    let channels = match &spec.channels {
-        Some(c) => Some(resolve_channels(&state, scope.project_id, c).await?),
-        None => None,
-    };
+    let channels = spec_channels(&state, scope.project_id, &spec).await?;
     // `unique`: update the first check that equals the request on every listed field.
     if let Some(fields) = spec.unique.as_ref().filter(|f| !f.is_empty())
         && fields.iter().all(|f| body.get(f).is_some())
@@ -537,28 +567,14 @@ pub async fn create(State(state): State<AppState>, headers: HeaderMap, body: Byt
                 _ => false,
             })
         });
-        if let Some(mut row) = found {
-            apply_spec(&mut row, &spec)?;
-            let row = state.engine.update_check(row).await?;
-            if let Some(ids) = &channels {
-                state.store.set_check_channels(row.id, ids).await?;
-            }
-            return Ok(cors_json(
-                StatusCode::OK,
-                render(&state, &row, false).await?,
-            ));
+        if let Some(row) = found {
+            let saved = save(&state, row, &spec, channels, false).await?;
+            return Ok(cors_json(StatusCode::OK, saved));
         }
     }
-    let mut row = new_check_row(scope.project_id, state.engine.clock.now());
-    apply_spec(&mut row, &spec)?;
-    let row = state.engine.create_check(row).await?;
-    if let Some(ids) = &channels {
-        state.store.set_check_channels(row.id, ids).await?;
-    }
-    Ok(cors_json(
-        StatusCode::CREATED,
-        render(&state, &row, false).await?,
-    ))
+    let row = new_check_row(scope.project_id, state.engine.clock.now());
+    let saved = save(&state, row, &spec, channels, true).await?;
+    Ok(cors_json(StatusCode::CREATED, saved))
 }
 
 pub async fn get(
@@ -582,20 +598,12 @@ pub async fn update(
 ) -> ApiResult {
     let body = json_body(&body)?.unwrap_or_else(|| json!({}));
     let scope = authorize(&state, &headers, Some(&body), true).await?;
-    let mut row = find_check(&state, scope.project_id, &code, false).await?;
+    let row = find_check(&state, scope.project_id, &code, false).await?;
     let spec = Spec::parse(&body)?;
-    let channels = match &spec.channels {
-        Some(c) => Some(resolve_channels(&state, scope.project_id, c).await?),
-        None => None,
-    };
-    apply_spec(&mut row, &spec)?;
-    let row = state.engine.update_check(row).await?;
-    if let Some(ids) = &channels {
-        state.store.set_check_channels(row.id, ids).await?;
-    }
+    let channels = spec_channels(&state, scope.project_id, &spec).await?;
     Ok(cors_json(
         StatusCode::OK,
-        render(&state, &row, false).await?,
+        save(&state, row, &spec, channels, false).await?,
     ))
 }
 

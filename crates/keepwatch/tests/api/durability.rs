@@ -31,7 +31,12 @@ async fn every_acknowledged_ping_survives_kill_9() {
         uuids.push(check["uuid"].as_str().unwrap().to_string());
     }
     let acknowledged = Arc::new(Mutex::new(Vec::new()));
-    let deadline = Instant::now() + Duration::from_millis(1500);
+    // CI runs a short load; `bench/durability.sh` runs a longer one through the same test.
+    let run_ms = std::env::var("KEEPWATCH_DURABILITY_MS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(1500);
+    let deadline = Instant::now() + Duration::from_millis(run_ms);
     let mut workers = Vec::new();
     for worker in 0..16 {
         let (client, url, uuids, acknowledged) = (
