@@ -17,6 +17,7 @@ async fn every_acknowledged_ping_survives_kill_9() {
     let keep_all = ["--ping-log-limit", "1000000"];
     let (mut child, url, key) = start_server(&data, &keep_all);
     let key = key.unwrap();
+    crate::helpers::install_crypto();
     let client = reqwest::Client::new();
     let mut uuids = Vec::new();
     for i in 0..8 {

@@ -48,8 +48,14 @@ pub async fn spawn_app() -> TestApp {
     spawn_app_with(AppOptions::default()).await
 }
 
-pub async fn spawn_app_with(options: AppOptions) -> TestApp {
+/// reqwest is built without a default TLS provider (see the README's stack notes); every
+/// test that builds a client calls this first.
+pub fn install_crypto() {
     let _ = rustls::crypto::ring::default_provider().install_default();
+}
+
+pub async fn spawn_app_with(options: AppOptions) -> TestApp {
+    install_crypto();
     if std::env::var("TEST_LOG").is_ok() {
         let _ = tracing_subscriber::fmt().with_env_filter("info").try_init();
     }
