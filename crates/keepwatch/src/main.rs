@@ -12,6 +12,7 @@ use keepwatch_server::{AppState, ServerConfig};
 use keepwatch_store::Store;
 
 mod config;
+mod run;
 
 use config::{ServeArgs, StorageArgs};
 
@@ -57,6 +58,22 @@ Examples:
   keepwatch cron '0 0 * * *' --tz America/Denver
   keepwatch cron '30 2 * * *' --tz America/Denver --after 2026-03-07T00:00:00Z --count 3
   keepwatch cron 'Mon..Fri 09:00' --tz Europe/London")]
+    /// Run a job and report its start, exit status, duration and output tail to its check
+    #[command(after_help = "\
+Exit status: the command's own (128+N if killed by signal N); 127 if it cannot be started.
+Examples:
+  keepwatch run 5ad6aaab-77eb-4e2d-a580-83c894e15261 -- /opt/jobs/nightly.sh --full
+  KEEPWATCH_SERVER=https://keepwatch.example.com KEEPWATCH_PING_KEY=… keepwatch run nightly-events -- ./etl
+crontab:
+  0 0 * * * keepwatch run --server http://keepwatch:8000 5ad6aaab-77eb-4e2d-a580-83c894e15261 -- /opt/jobs/nightly.sh")]
+    Run(run::RunArgs),
+    /// Send one signal to a check: success, start, fail, log or an exit status
+    #[command(after_help = "\
+Examples:
+  keepwatch ping 5ad6aaab-77eb-4e2d-a580-83c894e15261
+  keepwatch ping nightly-events fail --ping-key … --data 'disk full'
+  ./backup.sh 2>&1 | keepwatch ping 5ad6aaab-77eb-4e2d-a580-83c894e15261 log --data -")]
+    Ping(run::PingArgs),
     Cron {
         /// The expression, as in a check's `schedule` field
         expr: String,
@@ -111,7 +128,7 @@ fn main() -> ExitCode {
         }
     };
     match runtime.block_on(run(cli)) {
-        Ok(()) => ExitCode::SUCCESS,
+        Ok(code) => code,
         Err(e) => {
             eprintln!("error: {e:#}");
             ExitCode::FAILURE
@@ -119,7 +136,11 @@ fn main() -> ExitCode {
     }
 }
 
-async fn run(cli: Cli) -> anyhow::Result<()> {
+async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    if let Command::Run(args) = cli.command {
+        // The wrapper exits with the job's own code, whatever happened to the pings.
+        return Ok(ExitCode::from(run::run(args).await.clamp(0, 255) as u8));
+    }
     match cli.command {
         Command::Serve(args) => serve(args).await,
         Command::Project {
@@ -161,7 +182,10 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             after,
             count,
         } => cron(&expr, &tz, after.as_deref(), count),
+        Command::Run(_) => Ok(()),
+        Command::Ping(args) => run::ping(args).await,
     }
+    .map(|()| ExitCode::SUCCESS)
 }
 
 fn validate_name(name: &str) -> anyhow::Result<()> {

@@ -9,3 +9,4 @@ mod notifications;
 mod pings;
 mod postgres;
 mod restart;
+mod runner;
