@@ -7,4 +7,4 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 KEEPWATCH_DURABILITY_MS=${1:-10000} cargo test --release -q -p keepwatch --test api durability -- --nocapture 2>&1 |
-  grep -E "durability:|test result"
+  grep -E "durability:|test result|error|panicked"
