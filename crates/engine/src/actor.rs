@@ -5,8 +5,6 @@
 
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashMap};
-
-use rustc_hash::FxHashMap;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -15,6 +13,7 @@ use keepwatch_core::check::{CheckState, Event, Outcome, PingInput, PingKind, Run
 use keepwatch_store::{
     Batch, CheckRow, EventRow, FlipRow, PingRow, StateUpdate, Store, StoreError, to_micros,
 };
+use rustc_hash::FxHashMap;
 use tokio::sync::{Notify, mpsc, oneshot};
 use uuid::Uuid;
 

@@ -281,7 +281,7 @@ impl Store {
         loop {
             let chunk = next
                 .await
-                .map_err(|e| StoreError::Corrupt(e.to_string()))??;
+                .map_err(|e| StoreError::Task(e.to_string()))??;
             let (Some(packed), Some(last)) = chunk else {
                 return Ok(());
             };

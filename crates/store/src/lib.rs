@@ -45,6 +45,8 @@ pub enum StoreError {
     Conflict(String),
     #[error("corrupt row: {0}")]
     Corrupt(String),
+    #[error("background task failed: {0}")]
+    Task(String),
 }
 
 pub type Result<T, E = StoreError> = std::result::Result<T, E>;
