@@ -14,8 +14,13 @@
 //! - A run that starts while another identified run is open (a different run id, or a different
 //!   host/pid) raises an **overlap** event naming both runs. Starts with no identity at all
 //!   (plain `curl …/start`) replace the previous anonymous run, as Healthchecks does.
+//! - A ping that names *stray* processes (other processes on the host running the same command,
+//!   found by `keepwatch run`) raises an **overlap** event naming them.
 //! - The next success brings the check **up**; an event is raised only if it was down, so a
 //!   first ping (new → up) or resuming a paused check notifies nobody, as in Healthchecks.
+//! - A successful run whose volume (items processed) is below a fraction of the median of the
+//!   check's last [`HISTORY_LEN`] successful runs, or whose duration is above a multiple of
+//!   theirs, raises an **anomaly** event; at least [`MIN_HISTORY`] earlier runs are needed.
 
 use std::time::Duration;
 
@@ -27,6 +32,13 @@ use crate::schedule::Schedule;
 
 /// At most this many runs are tracked as open per check; the oldest is forgotten first.
 pub const MAX_OPEN_RUNS: usize = 16;
+/// How many successful runs the anomaly medians are taken over.
+pub const HISTORY_LEN: usize = 10;
+/// How many earlier successful runs a median needs before a run is judged against it.
+pub const MIN_HISTORY: usize = 3;
+/// Default anomaly thresholds: volume below 50% of the median, duration above 300% of it.
+pub const DEFAULT_VOLUME_BELOW_PCT: u32 = 50;
+pub const DEFAULT_DURATION_ABOVE_PCT: u32 = 300;
 
 /// The durable status of a check.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -158,6 +170,80 @@ pub struct CheckRules {
     pub manual_resume: bool,
     /// Only POST pings count; others are recorded as ignored (Healthchecks' `methods`).
     pub post_only: bool,
+    pub anomaly: AnomalyRules,
+}
+
+/// When a successful run is anomalous, in percent of the median of recent successful runs;
+/// 0 turns a rule off.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct AnomalyRules {
+    pub volume_below_pct: u32,
+    pub duration_above_pct: u32,
+}
+
+impl Default for AnomalyRules {
+    fn default() -> Self {
+        AnomalyRules {
+            volume_below_pct: DEFAULT_VOLUME_BELOW_PCT,
+            duration_above_pct: DEFAULT_DURATION_ABOVE_PCT,
+        }
+    }
+}
+
+/// The volumes and durations of the last successful runs, oldest first.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RunHistory {
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub volumes: Vec<i64>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub durations_ms: Vec<u64>,
+}
+
+impl RunHistory {
+    pub fn is_empty(&self) -> bool {
+        self.volumes.is_empty() && self.durations_ms.is_empty()
+    }
+}
+
+/// Adds a value to a bounded history, forgetting the oldest.
+fn remember<T>(values: &mut Vec<T>, value: T) {
+    values.push(value);
+    if values.len() > HISTORY_LEN {
+        values.remove(0);
+    }
+}
+
+/// The median of the values, as a float (the mean of the middle two for an even count).
+fn median(values: impl Iterator<Item = f64>) -> Option<f64> {
+    let mut sorted: Vec<f64> = values.collect();
+    sorted.sort_by(f64::total_cmp);
+    let mid = sorted.len() / 2;
+    match sorted.len() {
+        0 => None,
+        n if n % 2 == 1 => Some(sorted[mid]),
+        _ => Some((sorted[mid - 1] + sorted[mid]) / 2.0),
+    }
+}
+
+/// Another process on the host running the same command line, as `keepwatch run` saw it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StrayProcess {
+    pub pid: u32,
+    pub started_at: DateTime<Utc>,
+    pub cmdline: String,
+}
+
+/// What made a run anomalous.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Anomaly {
+    /// `volume` or `duration`.
+    pub metric: String,
+    /// The run's volume (items) or duration (milliseconds).
+    pub value: f64,
+    /// The median of the earlier successful runs, in the same unit.
+    pub median: f64,
+    /// The threshold in percent of the median.
+    pub threshold_pct: u32,
 }
 
 /// Why a check is down.
@@ -179,6 +265,7 @@ pub struct CheckState {
     pub n_pings: i64,
     pub open_runs: Vec<OpenRun>,
     pub last_duration: Option<Duration>,
+    pub history: RunHistory,
 }
 
 impl Default for CheckState {
@@ -190,6 +277,7 @@ impl Default for CheckState {
             n_pings: 0,
             open_runs: Vec::new(),
             last_duration: None,
+            history: RunHistory::default(),
         }
     }
 }
@@ -200,6 +288,10 @@ pub struct PingInput {
     pub kind: PingKind,
     pub at: DateTime<Utc>,
     pub identity: RunIdentity,
+    /// Items the run processed, when the sender says.
+    pub volume: Option<i64>,
+    /// Other processes running the same command, when the sender looked.
+    pub strays: Vec<StrayProcess>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -211,8 +303,10 @@ pub enum EventKind {
     Failed,
     /// A run exceeded its max runtime while still running.
     Hung,
-    /// A run started while another was still open.
+    /// A run started while another was still open, or beside stray processes.
     Overlap,
+    /// A successful run processed too little or took too long against its recent median.
+    Anomaly,
     /// The check came back after being down.
     Up,
 }
@@ -224,13 +318,14 @@ impl EventKind {
             EventKind::Failed => "failed",
             EventKind::Hung => "hung",
             EventKind::Overlap => "overlap",
+            EventKind::Anomaly => "anomaly",
             EventKind::Up => "up",
         }
     }
 }
 
 /// Something to notify about.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Event {
     pub kind: EventKind,
     pub at: DateTime<Utc>,
@@ -239,6 +334,11 @@ pub struct Event {
     /// For an overlap: the run that was already open.
     pub other_run: Option<OpenRun>,
     pub exit_status: Option<u8>,
+    /// For an overlap: processes outside keepwatch running the same command.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub strays: Vec<StrayProcess>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub anomaly: Option<Anomaly>,
 }
 
 impl Event {
@@ -249,12 +349,14 @@ impl Event {
             run: None,
             other_run: None,
             exit_status: None,
+            strays: Vec::new(),
+            anomaly: None,
         }
     }
 }
 
 /// What applying a ping or a tick changed.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq)]
 pub struct Outcome {
     pub events: Vec<Event>,
     /// `(from, to)` when the status changed: Healthchecks calls this a flip.
@@ -280,14 +382,23 @@ impl CheckState {
             return outcome; // recorded, but a manually resumed check ignores pings
         }
         match ping.kind {
-            PingKind::Log | PingKind::Ignored => {}
+            PingKind::Ignored => {}
+            PingKind::Log => {
+                // `keepwatch run --lock` sends a log naming the lock holder when it does not run.
+                if !ping.strays.is_empty() {
+                    let mut event = Event::new(EventKind::Overlap, ping.at);
+                    event.strays = ping.strays.clone();
+                    outcome.events.push(event);
+                }
+            }
             PingKind::Start => {
                 // As in Healthchecks, a start does not move `last_ping`: the schedule is
                 // anchored on finishes.
                 self.start_run(ping, &mut outcome);
             }
             PingKind::Success | PingKind::Fail | PingKind::Exit(_) => {
-                self.last_ping = Some(ping.at);
+                // A spooled ping delivered late carries its own, earlier time.
+                self.last_ping = self.last_ping.max(Some(ping.at));
                 if let Some(run) = self.finish_run(&ping.identity) {
                     let took = (ping.at - run.started_at).to_std().unwrap_or_default();
                     outcome.duration = Some(took);
@@ -307,10 +418,61 @@ impl CheckState {
                     if was == Status::Down {
                         outcome.events.push(Event::new(EventKind::Up, ping.at));
                     }
+                    self.judge_run(rules, ping, outcome.duration, &mut outcome);
                 }
             }
         }
         outcome
+    }
+
+    /// Compares a successful run with the median of the earlier ones, then remembers it.
+    fn judge_run(
+        &mut self,
+        rules: &CheckRules,
+        ping: &PingInput,
+        duration: Option<Duration>,
+        outcome: &mut Outcome,
+    ) {
+        let mut anomalies = Vec::new();
+        if let Some(volume) = ping.volume {
+            let pct = rules.anomaly.volume_below_pct;
+            if pct > 0
+                && self.history.volumes.len() >= MIN_HISTORY
+                && let Some(median) = median(self.history.volumes.iter().map(|v| *v as f64))
+                && (volume as f64) < median * f64::from(pct) / 100.0
+            {
+                anomalies.push(Anomaly {
+                    metric: "volume".into(),
+                    value: volume as f64,
+                    median,
+                    threshold_pct: pct,
+                });
+            }
+            remember(&mut self.history.volumes, volume);
+        }
+        if let Some(duration) = duration {
+            let ms = u64::try_from(duration.as_millis()).unwrap_or(u64::MAX);
+            let pct = rules.anomaly.duration_above_pct;
+            if pct > 0
+                && self.history.durations_ms.len() >= MIN_HISTORY
+                && let Some(median) = median(self.history.durations_ms.iter().map(|v| *v as f64))
+                && (ms as f64) > median * f64::from(pct) / 100.0
+            {
+                anomalies.push(Anomaly {
+                    metric: "duration".into(),
+                    value: ms as f64,
+                    median,
+                    threshold_pct: pct,
+                });
+            }
+            remember(&mut self.history.durations_ms, ms);
+        }
+        for anomaly in anomalies {
+            let mut event = Event::new(EventKind::Anomaly, ping.at);
+            event.exit_status = ping.kind.exit_status();
+            event.anomaly = Some(anomaly);
+            outcome.events.push(event);
+        }
     }
 
     fn start_run(&mut self, ping: &PingInput, outcome: &mut Outcome) {
@@ -325,15 +487,16 @@ impl CheckState {
             // The same run sending its start again is not a second run.
             self.open_runs.retain(|run| run.identity.rid != Some(rid));
         }
-        if let Some(other) = self
+        let other = self
             .open_runs
             .iter()
             .rev()
-            .find(|run| run.identity.differs_from(&new_run.identity))
-        {
+            .find(|run| run.identity.differs_from(&new_run.identity));
+        if other.is_some() || !ping.strays.is_empty() {
             let mut event = Event::new(EventKind::Overlap, ping.at);
             event.run = Some(new_run.clone());
-            event.other_run = Some(other.clone());
+            event.other_run = other.cloned();
+            event.strays = ping.strays.clone();
             outcome.events.push(event);
         }
         self.open_runs.push(new_run);
@@ -492,6 +655,7 @@ mod tests {
             max_runtime: None,
             manual_resume: false,
             post_only: false,
+            anomaly: AnomalyRules::default(),
         }
     }
 
@@ -500,6 +664,8 @@ mod tests {
             kind,
             at,
             identity: RunIdentity::default(),
+            volume: None,
+            strays: Vec::new(),
         }
     }
 
@@ -512,6 +678,8 @@ mod tests {
                 host: Some(host.into()),
                 pid: Some(pid),
             },
+            volume: None,
+            strays: Vec::new(),
         }
     }
 
@@ -722,6 +890,7 @@ mod tests {
             max_runtime: None,
             manual_resume: false,
             post_only: false,
+            anomaly: AnomalyRules::default(),
         };
         let mut state = CheckState::default();
         // Friday 2026-11-27 00:02 MST = 07:02 UTC.
@@ -732,5 +901,132 @@ mod tests {
         assert_eq!(state.next_deadline(&rules), Some(expected));
         let out = state.evaluate(&rules, expected);
         assert_eq!(kinds(&out), [EventKind::Down]);
+    }
+
+    fn finish_with_volume(
+        state: &mut CheckState,
+        rules: &CheckRules,
+        at: DateTime<Utc>,
+        volume: i64,
+    ) -> Outcome {
+        let mut input = ping(PingKind::Exit(0), at);
+        input.volume = Some(volume);
+        state.apply_ping(rules, &input)
+    }
+
+    #[test]
+    fn a_run_far_below_the_median_volume_is_an_anomaly() {
+        let rules = hourly();
+        let history = |state: &mut CheckState| {
+            for (hour, volume) in [(1, 1000), (2, 1200), (3, 900)] {
+                let out = finish_with_volume(state, &rules, t(hour, 0), volume);
+                assert!(out.events.is_empty(), "too little history to judge yet");
+            }
+        };
+        // The median of 900, 1000, 1200 is 1000; 50% of it is 500, which is not below.
+        let mut state = CheckState::default();
+        history(&mut state);
+        assert!(
+            finish_with_volume(&mut state, &rules, t(4, 0), 500)
+                .events
+                .is_empty()
+        );
+        let mut state = CheckState::default();
+        history(&mut state);
+        let out = finish_with_volume(&mut state, &rules, t(4, 0), 499);
+        assert_eq!(kinds(&out), [EventKind::Anomaly]);
+        let anomaly = out.events[0].anomaly.as_ref().unwrap();
+        assert_eq!(anomaly.metric, "volume");
+        assert_eq!(
+            (anomaly.value, anomaly.median, anomaly.threshold_pct),
+            (499.0, 1000.0, 50)
+        );
+        assert_eq!(
+            state.status,
+            Status::Up,
+            "an anomaly alerts without changing the status"
+        );
+    }
+
+    #[test]
+    fn volume_history_keeps_the_last_ten_successful_runs_only() {
+        let rules = hourly();
+        let mut state = CheckState::default();
+        for i in 0..15 {
+            finish_with_volume(&mut state, &rules, t(1, i), 10 + i64::from(i));
+        }
+        assert_eq!(state.history.volumes, (15..25).collect::<Vec<i64>>());
+        // A failed run's volume is neither judged nor remembered.
+        let mut failed = ping(PingKind::Exit(1), t(2, 0));
+        failed.volume = Some(0);
+        assert_eq!(
+            kinds(&state.apply_ping(&rules, &failed)),
+            [EventKind::Failed]
+        );
+        assert_eq!(state.history.volumes.len(), 10);
+    }
+
+    #[test]
+    fn a_run_far_above_the_median_duration_is_an_anomaly_unless_turned_off() {
+        let mut rules = hourly();
+        let mut state = CheckState::default();
+        let run = |state: &mut CheckState, rules: &CheckRules, n: u32, minutes: u32| {
+            state.apply_ping(
+                rules,
+                &run_ping(PingKind::Start, t(n, 0), n.into(), "web1", n),
+            );
+            state.apply_ping(
+                rules,
+                &run_ping(PingKind::Success, t(n, minutes), n.into(), "web1", n),
+            )
+        };
+        for n in 1..=3 {
+            assert!(run(&mut state, &rules, n, 10).events.is_empty());
+        }
+        // 30 minutes is 300% of the 10-minute median: not above it.
+        assert!(run(&mut state, &rules, 4, 30).events.is_empty());
+        let out = run(&mut state, &rules, 5, 31);
+        assert_eq!(kinds(&out), [EventKind::Anomaly]);
+        assert_eq!(out.events[0].anomaly.as_ref().unwrap().metric, "duration");
+        assert_eq!(
+            out.events[0].anomaly.as_ref().unwrap().value,
+            31.0 * 60_000.0
+        );
+        rules.anomaly.duration_above_pct = 0;
+        assert!(run(&mut state, &rules, 6, 59).events.is_empty());
+    }
+
+    #[test]
+    fn a_start_beside_stray_processes_is_an_overlap_naming_them() {
+        let rules = hourly();
+        let mut state = CheckState::default();
+        let stray = StrayProcess {
+            pid: 4242,
+            started_at: t(0, 0),
+            cmdline: "/opt/jobs/nightly.sh --full".into(),
+        };
+        let mut start = run_ping(PingKind::Start, t(1, 0), 1, "web1", 77);
+        start.strays = vec![stray.clone()];
+        let out = state.apply_ping(&rules, &start);
+        assert_eq!(kinds(&out), [EventKind::Overlap]);
+        assert_eq!(out.events[0].strays, std::slice::from_ref(&stray));
+        assert_eq!(out.events[0].other_run, None);
+        // A run that did not take its lock says so with a log ping naming the holder.
+        let mut refused = ping(PingKind::Log, t(1, 5));
+        refused.strays = vec![stray];
+        assert_eq!(
+            kinds(&state.apply_ping(&rules, &refused)),
+            [EventKind::Overlap]
+        );
+        assert_eq!(state.open_runs.len(), 1, "a refused run opens nothing");
+    }
+
+    #[test]
+    fn a_late_delivered_ping_never_moves_last_ping_back() {
+        let rules = hourly();
+        let mut state = CheckState::default();
+        state.apply_ping(&rules, &ping(PingKind::Success, t(10, 0)));
+        state.apply_ping(&rules, &ping(PingKind::Success, t(9, 0)));
+        assert_eq!(state.last_ping, Some(t(10, 0)));
     }
 }

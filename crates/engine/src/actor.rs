@@ -231,10 +231,15 @@ impl Actor {
             if live.rules.post_only && request.method != "POST" {
                 request.kind = PingKind::Ignored;
             }
+            // Never in the future: the server's clock orders deadlines.
+            let at = request.at.map_or(now, |at| at.min(now));
+            let at_us = to_micros(at);
             let input = PingInput {
                 kind: request.kind,
-                at: now,
+                at,
                 identity: request.identity.clone(),
+                volume: request.volume,
+                strays: std::mem::take(&mut request.strays),
             };
             let outcome = state.apply_ping(&live.rules, &input);
             seq += 1;
@@ -246,12 +251,12 @@ impl Actor {
                 id,
                 prev_seq,
                 state.n_pings,
-                now_us,
+                at_us,
                 *request,
                 &outcome,
             ));
             if let Some((from, to)) = outcome.flip {
-                batch.flips.push(flip_row(id, now_us, from, to));
+                batch.flips.push(flip_row(id, at_us, from, to));
                 flipped.push(id);
             }
             batch
@@ -616,6 +621,9 @@ fn input_from_row(ping: &PingRow, kind: PingKind) -> PingInput {
             host: ping.host.clone(),
             pid: ping.pid.and_then(|p| u32::try_from(p).ok()),
         },
+        volume: ping.volume,
+        // Strays only raise events, which were committed with the ping: none on replay.
+        strays: Vec::new(),
     }
 }
 

@@ -12,7 +12,8 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use keepwatch_core::check::{CheckState, PingKind, RunIdentity};
+use chrono::{DateTime, Utc};
+use keepwatch_core::check::{CheckState, PingKind, RunIdentity, StrayProcess};
 use keepwatch_store::{CheckRow, Store, StoreError};
 use tokio::sync::{Notify, mpsc, oneshot};
 use tokio::task::JoinHandle;
@@ -92,6 +93,10 @@ pub struct PingRequest {
     pub volume: Option<i64>,
     pub body: Option<Vec<u8>>,
     pub body_truncated: bool,
+    /// When the ping happened, if earlier than its arrival (a ping delivered from a spool).
+    pub at: Option<DateTime<Utc>>,
+    /// Other processes running the job's command, as `keepwatch run` found them.
+    pub strays: Vec<StrayProcess>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -6,7 +6,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
-use keepwatch_core::check::{CheckRules, CheckState, DownReason, OpenRun, Status};
+use keepwatch_core::check::{
+    AnomalyRules, CheckRules, CheckState, DownReason, OpenRun, RunHistory, Status,
+};
 use keepwatch_core::schedule::Schedule;
 use keepwatch_store::{CheckRow, StateRow, from_micros, to_micros};
 use uuid::Uuid;
@@ -35,6 +37,7 @@ pub fn rules_from_row(row: &CheckRow) -> Result<CheckRules, String> {
         max_runtime: row.max_runtime_secs.map(secs),
         manual_resume: row.manual_resume,
         post_only: post_only(row),
+        anomaly: anomaly_rules(row),
     })
 }
 
@@ -43,6 +46,25 @@ fn post_only(row: &CheckRow) -> bool {
     row.extra != "{}"
         && serde_json::from_str::<serde_json::Value>(&row.extra)
             .is_ok_and(|extra| extra["methods"] == "POST")
+}
+
+/// keepwatch's `anomaly_volume_pct` and `anomaly_duration_pct`, kept in `extra`.
+pub fn anomaly_rules(row: &CheckRow) -> AnomalyRules {
+    let mut rules = AnomalyRules::default();
+    if row.extra == "{}" {
+        return rules;
+    }
+    let Ok(extra) = serde_json::from_str::<serde_json::Value>(&row.extra) else {
+        return rules;
+    };
+    let pct = |key: &str| extra[key].as_u64().and_then(|v| u32::try_from(v).ok());
+    if let Some(v) = pct("anomaly_volume_pct") {
+        rules.volume_below_pct = v;
+    }
+    if let Some(v) = pct("anomaly_duration_pct") {
+        rules.duration_above_pct = v;
+    }
+    rules
 }
 
 fn secs(s: i64) -> Duration {
@@ -58,8 +80,17 @@ pub struct RulesInterner {
 
 /// What makes up a check's rules: for periods the timeout, for schedules the expression and
 /// zone (left empty for periods, so building the key allocates nothing for them), then grace,
-/// max runtime, manual resume, POST only.
-type RulesKey = (i64, String, String, i64, Option<i64>, bool, bool);
+/// max runtime, manual resume, POST only, anomaly thresholds.
+type RulesKey = (
+    i64,
+    String,
+    String,
+    i64,
+    Option<i64>,
+    bool,
+    bool,
+    AnomalyRules,
+);
 
 impl RulesInterner {
     pub fn get(&mut self, row: &CheckRow) -> Result<Arc<CheckRules>, String> {
@@ -75,6 +106,7 @@ impl RulesInterner {
             row.max_runtime_secs,
             row.manual_resume,
             post_only(row),
+            anomaly_rules(row),
         );
         if let Some(rules) = self.by_key.get(&key) {
             return Ok(rules.clone());
@@ -104,6 +136,10 @@ pub fn state_from_row(row: &StateRow) -> CheckState {
         last_duration: row
             .last_duration_ms
             .map(|ms| Duration::from_millis(ms.max(0) as u64)),
+        history: match row.history.as_str() {
+            "{}" | "" => RunHistory::default(),
+            json => serde_json::from_str(json).unwrap_or_default(),
+        },
     }
 }
 
@@ -122,6 +158,7 @@ pub fn state_to_row(state: &CheckState, last_seq: Option<i64>, checkpoint_seq: i
         n_pings: state.n_pings,
         last_duration_ms: state.last_duration.map(|d| d.as_millis() as i64),
         open_runs: serde_json::to_string(&state.open_runs).unwrap_or_else(|_| "[]".into()),
+        history: serde_json::to_string(&state.history).unwrap_or_else(|_| "{}".into()),
         last_seq,
         checkpoint_seq,
     }

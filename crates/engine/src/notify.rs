@@ -105,7 +105,7 @@ impl Notifier {
             }),
             _ => json!({ "uuid": uuid }),
         };
-        json!({
+        let mut message = json!({
             "id": delivery.outbox_id,
             "event": delivery.event_kind,
             "at": payload["at"],
@@ -113,7 +113,14 @@ impl Notifier {
             "run": payload["run"],
             "other_run": payload["other_run"],
             "exit_status": payload["exit_status"],
-        })
+        });
+        // Present only on the events that have them: overlaps beside strays, anomalies.
+        for key in ["strays", "anomaly"] {
+            if !payload[key].is_null() {
+                message[key] = payload[key].clone();
+            }
+        }
+        message
     }
 
     /// Sends one delivery. `Ok` carries a short description of the receiver's answer.
@@ -197,7 +204,8 @@ fn headline(kind: &str) -> &'static str {
         "down" => "DOWN: the expected ping did not arrive in time",
         "failed" => "FAILED: the job reported a failure",
         "hung" => "HUNG: a run has not finished within its max runtime",
-        "overlap" => "OVERLAP: a run started while another was still running",
+        "overlap" => "OVERLAP: a run started while another copy of the job was still running",
+        "anomaly" => "ANOMALY: a run processed far less, or took far longer, than usual",
         "up" => "UP: the check is back",
         _ => "event",
     }

@@ -12,7 +12,7 @@ use chrono::{DateTime, Utc};
 use keepwatch_core::check::CheckState;
 use keepwatch_core::schedule::Schedule;
 use keepwatch_engine::CheckView;
-use keepwatch_engine::live::{rules_from_row, state_from_row};
+use keepwatch_engine::live::{anomaly_rules, rules_from_row, state_from_row};
 use keepwatch_store::{ChannelRow, CheckRow, StateRow, from_micros, to_micros};
 use serde::Deserialize;
 use serde_json::{Map, Value, json};
@@ -226,6 +226,13 @@ fn check_json(
     obj.insert("service".into(), row.service.clone().into());
     obj.insert("down_reason".into(), json!(live.down_reason));
     obj.insert("open_runs".into(), json!(live.open_runs));
+    let anomaly = anomaly_rules(row);
+    obj.insert("anomaly_volume_pct".into(), anomaly.volume_below_pct.into());
+    obj.insert(
+        "anomaly_duration_pct".into(),
+        anomaly.duration_above_pct.into(),
+    );
+    obj.insert("run_history".into(), json!(live.history));
     out
 }
 
@@ -264,6 +271,7 @@ pub fn new_check_row(project_id: i64, now: DateTime<Utc>) -> CheckRow {
         state: StateRow {
             status: "new".into(),
             open_runs: "[]".into(),
+            history: "{}".into(),
             ..StateRow::default()
         },
     }
@@ -447,6 +455,12 @@ fn apply_spec(row: &mut CheckRow, spec: &Spec) -> Result<(), ApiError> {
     }
     if let Some(v) = spec.filter_body {
         extra.insert("filter_body".into(), v.into());
+    }
+    if let Some(v) = spec.anomaly_volume_pct {
+        extra.insert("anomaly_volume_pct".into(), v.into());
+    }
+    if let Some(v) = spec.anomaly_duration_pct {
+        extra.insert("anomaly_duration_pct".into(), v.into());
     }
     row.extra = Value::Object(extra).to_string();
     Ok(())

@@ -1,8 +1,9 @@
 //! The Healthchecks-compatible ping API.
 //!
 //! `/ping/<uuid>[/start|/fail|/log|/<0-255>]` and `/ping/<ping-key>/<slug>[/…]`, any HTTP
-//! method, with `?rid=`, `?create=1` (slug form), and keepwatch's optional `host`, `pid` and
-//! `volume` (query or `X-Keepwatch-Host`/`X-Keepwatch-Pid` headers). Status codes and bodies
+//! method, with `?rid=`, `?create=1` (slug form), and keepwatch's optional `host`, `pid`,
+//! `volume` and `ts` (query or `X-Keepwatch-Host`/`X-Keepwatch-Pid` headers), and the stray
+//! processes `keepwatch run` found (`X-Keepwatch-Strays`, a JSON array). Status codes and bodies
 //! are those of Healthchecks (see the tests): `OK`, `Created` (201), `not found` (404),
 //! `ambiguous slug` (409), `invalid url format` and `invalid uuid format` (400). A 200 is sent
 //! only once the ping is committed to the database.
@@ -14,8 +15,9 @@ use axum::body::Body;
 use axum::extract::{ConnectInfo, Path, Query, State};
 use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
 use axum::response::{IntoResponse, Response};
+use chrono::{DateTime, Utc};
 use futures_util::StreamExt;
-use keepwatch_core::check::{PingKind, RunIdentity};
+use keepwatch_core::check::{PingKind, RunIdentity, StrayProcess};
 use keepwatch_engine::{PingReply, PingRequest};
 use serde::Deserialize;
 use uuid::Uuid;
@@ -37,13 +39,21 @@ pub struct PingQuery {
     host: Option<String>,
     pid: Option<String>,
     volume: Option<String>,
+    /// When the ping happened (RFC 3339 or Unix seconds), for pings delivered late from a
+    /// spool; a time in the future counts as now.
+    ts: Option<String>,
 }
+
+/// At most this many stray processes are taken from one ping.
+const MAX_STRAYS: usize = 32;
 
 /// Everything about a ping that does not depend on which check it targets.
 struct Incoming {
     kind: PingKind,
     identity: RunIdentity,
     volume: Option<i64>,
+    at: Option<DateTime<Utc>>,
+    strays: Vec<StrayProcess>,
     method: Method,
     remote_addr: String,
     scheme: String,
@@ -263,6 +273,17 @@ fn read_incoming(
                 .ok_or("invalid volume")?,
         ),
     };
+    let at = match &query.ts {
+        None => None,
+        Some(ts) => Some(parse_time(ts).ok_or("invalid ts")?),
+    };
+    let strays = match header("x-keepwatch-strays") {
+        None => Vec::new(),
+        Some(json) => serde_json::from_str::<Vec<StrayProcess>>(&json)
+            .ok()
+            .filter(|strays| strays.len() <= MAX_STRAYS)
+            .ok_or("invalid X-Keepwatch-Strays")?,
+    };
     // As Healthchecks: the first X-Forwarded-For address, else the peer.
     let remote_addr = header("x-forwarded-for")
         .and_then(|f| f.split(',').next().map(|a| a.trim().to_string()))
@@ -275,11 +296,25 @@ fn read_incoming(
         kind,
         identity: RunIdentity { rid, host, pid },
         volume,
+        at,
+        strays,
         method: method.clone(),
         remote_addr,
         scheme,
         user_agent,
     })
+}
+
+/// RFC 3339, or seconds since the Unix epoch (with an optional fraction).
+fn parse_time(s: &str) -> Option<DateTime<Utc>> {
+    if let Ok(t) = DateTime::parse_from_rfc3339(s) {
+        return Some(t.with_timezone(&Utc));
+    }
+    let seconds: f64 = s
+        .parse()
+        .ok()
+        .filter(|v: &f64| v.is_finite() && *v >= 0.0)?;
+    DateTime::from_timestamp_micros((seconds * 1e6) as i64)
 }
 
 /// Keeps the first `limit` bytes of the body and reads (but drops) the rest, so an oversized
@@ -348,6 +383,8 @@ async fn deliver(
         volume: incoming.volume,
         body,
         body_truncated,
+        at: incoming.at,
+        strays: incoming.strays,
     };
     match state.engine.ping(request).await {
         Ok(PingReply::Ok) if created => ok_response(state, StatusCode::CREATED, "Created", method),

@@ -34,6 +34,32 @@ pub struct Spec {
     pub max_runtime: Option<Option<i64>>,
     /// keepwatch: the service the check belongs to; `null` clears it.
     pub service: Option<Option<String>>,
+    /// keepwatch: a successful run whose volume is below this percent of the recent median
+    /// raises an anomaly (0 turns it off).
+    pub anomaly_volume_pct: Option<u32>,
+    /// keepwatch: a successful run longer than this percent of the recent median raises an
+    /// anomaly (0 turns it off).
+    pub anomaly_duration_pct: Option<u32>,
+}
+
+fn percent(
+    obj: &Map<String, Value>,
+    field: &str,
+    range: std::ops::RangeInclusive<u64>,
+) -> Result<Option<u32>, ApiError> {
+    match obj.get(field) {
+        None => Ok(None),
+        Some(Value::Number(n)) => match n.as_u64() {
+            Some(0) => Ok(Some(0)),
+            Some(v) if range.contains(&v) => Ok(Some(v as u32)),
+            _ => Err(invalid(format!(
+                "{field} must be 0 (off) or from {} to {}",
+                range.start(),
+                range.end()
+            ))),
+        },
+        Some(_) => Err(invalid(format!("{field} is not a number"))),
+    }
 }
 
 fn invalid(message: String) -> ApiError {
@@ -172,6 +198,8 @@ impl Spec {
             Some(Value::String(_)) => return Err(invalid("service is too long".into())),
             Some(_) => return Err(invalid("service is not a string".into())),
         };
+        spec.anomaly_volume_pct = percent(obj, "anomaly_volume_pct", 1..=100)?;
+        spec.anomaly_duration_pct = percent(obj, "anomaly_duration_pct", 101..=100_000)?;
         Ok(spec)
     }
 }

@@ -8,7 +8,7 @@ macro_rules! check_columns {
     () => {
         "id, uuid, project_id, name, slug, tags, descr, kind, timeout_secs, grace_secs, schedule, \
          tz, max_runtime_secs, manual_resume, service, extra, created_at, status, down_reason, \
-         last_ping, n_pings, last_duration_ms, open_runs, last_seq, checkpoint_seq"
+         last_ping, n_pings, last_duration_ms, open_runs, history, last_seq, checkpoint_seq"
     };
 }
 
@@ -17,7 +17,7 @@ macro_rules! engine_columns {
     () => {
         "id, uuid, project_id, kind, timeout_secs, grace_secs, schedule, tz, max_runtime_secs, \
          manual_resume, extra, created_at, status, down_reason, last_ping, n_pings, \
-         last_duration_ms, open_runs, last_seq, checkpoint_seq"
+         last_duration_ms, open_runs, history, last_seq, checkpoint_seq"
     };
 }
 
@@ -43,6 +43,7 @@ struct EngineRow {
     n_pings: i64,
     last_duration_ms: Option<i64>,
     open_runs: String,
+    history: String,
     last_seq: Option<i64>,
     checkpoint_seq: i64,
 }
@@ -74,6 +75,7 @@ impl EngineRow {
                 n_pings: self.n_pings,
                 last_duration_ms: self.last_duration_ms,
                 open_runs: self.open_runs,
+                history: self.history,
                 last_seq: self.last_seq,
                 checkpoint_seq: self.checkpoint_seq,
             },
@@ -86,7 +88,8 @@ macro_rules! write_state {
     ($tx:expr, $update:expr) => {
         sqlx::query(
             "UPDATE checks SET status = $1, down_reason = $2, last_ping = $3, n_pings = $4, \
-             last_duration_ms = $5, open_runs = $6, last_seq = $7, checkpoint_seq = $8 WHERE id = $9",
+             last_duration_ms = $5, open_runs = $6, history = $7, last_seq = $8, checkpoint_seq = $9 \
+             WHERE id = $10",
         )
         .bind(&$update.state.status)
         .bind(&$update.state.down_reason)
@@ -94,6 +97,7 @@ macro_rules! write_state {
         .bind($update.state.n_pings)
         .bind($update.state.last_duration_ms)
         .bind(&$update.state.open_runs)
+        .bind(&$update.state.history)
         .bind($update.state.last_seq)
         .bind($update.state.checkpoint_seq)
         .bind($update.check_id)
@@ -111,8 +115,8 @@ impl Store {
                 "INSERT INTO checks (uuid, project_id, name, slug, tags, descr, kind, timeout_secs, \
                  grace_secs, schedule, tz, max_runtime_secs, manual_resume, service, extra, \
                  created_at, status, down_reason, last_ping, n_pings, last_duration_ms, open_runs, \
-                 last_seq, checkpoint_seq) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, \
-                 $13, $14, $15, $16, $17, $18, $19, $20, $21, $22, $23, $24) RETURNING id",
+                 history, last_seq, checkpoint_seq) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, \
+                 $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, $21, $22, $23, $24, $25) RETURNING id",
             )
             .bind(&check.uuid)
             .bind(check.project_id)
@@ -136,6 +140,7 @@ impl Store {
             .bind(check.state.n_pings)
             .bind(check.state.last_duration_ms)
             .bind(&check.state.open_runs)
+            .bind(&check.state.history)
             .bind(check.state.last_seq)
             .bind(check.state.checkpoint_seq)
             .fetch_one(&mut *tx)
@@ -279,9 +284,7 @@ impl Store {
         };
         let mut next = fetch(0);
         loop {
-            let chunk = next
-                .await
-                .map_err(|e| StoreError::Task(e.to_string()))??;
+            let chunk = next.await.map_err(|e| StoreError::Task(e.to_string()))??;
             let (Some(packed), Some(last)) = chunk else {
                 return Ok(());
             };

@@ -40,7 +40,8 @@ pub struct CheckRow {
     pub max_runtime_secs: Option<i64>,
     pub manual_resume: bool,
     pub service: Option<String>,
-    /// JSON object of Healthchecks fields keepwatch stores but does not act on.
+    /// JSON object of the Healthchecks fields keepwatch stores but does not act on, and of
+    /// settings read by the engine only (`methods`, `anomaly_volume_pct`, …).
     pub extra: String,
     pub created_at: i64,
     #[sqlx(flatten)]
@@ -57,6 +58,8 @@ pub struct StateRow {
     pub last_duration_ms: Option<i64>,
     /// JSON array of open runs.
     pub open_runs: String,
+    /// JSON object: the volumes and durations of the last successful runs.
+    pub history: String,
     /// The check's newest ping: the head of the chain its pings are listed by.
     pub last_seq: Option<i64>,
     /// Pings with a higher seq are not reflected in this state yet (replayed at start-up).

@@ -156,6 +156,7 @@ async fn story(store: Store) {
                 n_pings: 2,
                 last_duration_ms: Some(1500),
                 open_runs: "[]".into(),
+                history: r#"{"volumes":[120,80]}"#.into(),
                 last_seq: Some(2),
                 checkpoint_seq: 2,
             },
@@ -181,6 +182,7 @@ async fn story(store: Store) {
     assert_eq!(store.max_ping_seq().await.unwrap(), 2);
     let stored = store.check_by_id(nightly.id).await.unwrap().unwrap();
     assert_eq!(stored.state.status, "up");
+    assert_eq!(stored.state.history, r#"{"volumes":[120,80]}"#);
     assert_eq!(
         (stored.state.last_seq, stored.state.checkpoint_seq),
         (Some(2), 2)

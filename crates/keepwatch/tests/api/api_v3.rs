@@ -101,10 +101,20 @@ async fn create_get_update_list_pause_resume_delete() {
             "POST",
             &format!("/api/v3/checks/{uuid}"),
             Some(&app.api_key),
-            Some(json!({"grace": 600, "max_runtime": 1800, "service": "billing"})),
+            Some(
+                json!({"grace": 600, "max_runtime": 1800, "service": "billing",
+                        "anomaly_volume_pct": 20, "anomaly_duration_pct": 0}),
+            ),
         )
         .await;
     assert_eq!(status, StatusCode::OK, "{updated}");
+    assert_eq!(
+        (
+            updated["anomaly_volume_pct"].clone(),
+            updated["anomaly_duration_pct"].clone()
+        ),
+        (json!(20), json!(0))
+    );
     assert_eq!(
         (updated["grace"].clone(), updated["name"].clone()),
         (json!(600), json!("Nightly events"))
@@ -461,6 +471,26 @@ async fn bad_input_gets_healthchecks_messages() {
             error("json validation error: max_runtime is too small")
         )
     );
+    for (body, message) in [
+        (
+            r#"{"anomaly_volume_pct": 150}"#,
+            "anomaly_volume_pct must be 0 (off) or from 1 to 100",
+        ),
+        (
+            r#"{"anomaly_duration_pct": 90}"#,
+            "anomaly_duration_pct must be 0 (off) or from 101 to 100000",
+        ),
+        (
+            r#"{"anomaly_duration_pct": "3x"}"#,
+            "anomaly_duration_pct is not a number",
+        ),
+    ] {
+        let (status, answer) = post(body).await;
+        assert_eq!(
+            (status, answer),
+            (400, error(&format!("json validation error: {message}")))
+        );
+    }
     // Nothing was created by any of these.
     let (_, list) = app
         .api("GET", "/api/v3/checks/", Some(&app.api_key), None)

@@ -253,6 +253,8 @@ async fn host_pid_volume_and_run_ids_are_recorded_and_validated() {
         ("pid=abc", "invalid pid"),
         ("volume=1.5", "invalid volume"),
         ("volume=-3", "invalid volume"),
+        ("ts=yesterday", "invalid ts"),
+        ("ts=-5", "invalid ts"),
     ] {
         let (status, _, text) = app
             .ping("GET", &format!("/ping/{uuid}?{query}"), None)
@@ -310,4 +312,48 @@ async fn a_post_only_check_records_other_methods_as_ignored() {
         )
         .await;
     assert_eq!(pings["pings"][1]["type"], "ign");
+}
+
+#[tokio::test]
+async fn a_late_ping_keeps_its_own_time_and_strays_are_validated() {
+    let app = spawn_app().await;
+    let uuid = app.create_check(json!({"name": "late"})).await["uuid"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    // A ping made an hour ago, delivered now from a spool; and one dated in the future.
+    let (status, _, _) = app
+        .ping(
+            "POST",
+            &format!("/ping/{uuid}?ts=2026-11-26T11:00:00.5Z"),
+            None,
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    let (status, _, _) = app
+        .ping("POST", &format!("/ping/{uuid}/log?ts=4102444800"), None)
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    let pings = app.pings(&uuid).await;
+    assert_eq!(pings[1]["date"], "2026-11-26T11:00:00.500000+00:00");
+    assert_eq!(
+        pings[0]["date"], "2026-11-26T12:00:00.000000+00:00",
+        "a time in the future counts as now"
+    );
+    assert_eq!(
+        app.get_check(&uuid).await["last_ping"],
+        "2026-11-26T11:00:00+00:00"
+    );
+
+    for header in ["not json", r#"[{"pid": 1}]"#] {
+        let response = app
+            .client
+            .post(app.url(&format!("/ping/{uuid}/start")))
+            .header("X-Keepwatch-Strays", header)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 400, "{header}");
+        assert_eq!(response.text().await.unwrap(), "invalid X-Keepwatch-Strays");
+    }
 }
