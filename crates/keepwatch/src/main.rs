@@ -12,7 +12,7 @@ use keepwatch_server::{AppState, ServerConfig};
 use keepwatch_store::Store;
 
 mod config;
-mod run;
+mod runner;
 
 use config::{ServeArgs, StorageArgs};
 
@@ -52,28 +52,43 @@ Examples:
         #[command(subcommand)]
         command: ApiKeyCommand,
     },
-    /// Print the next fire times of a cron or OnCalendar expression
-    #[command(after_help = "\
-Examples:
-  keepwatch cron '0 0 * * *' --tz America/Denver
-  keepwatch cron '30 2 * * *' --tz America/Denver --after 2026-03-07T00:00:00Z --count 3
-  keepwatch cron 'Mon..Fri 09:00' --tz Europe/London")]
     /// Run a job and report its start, exit status, duration and output tail to its check
     #[command(after_help = "\
-Exit status: the command's own (128+N if killed by signal N); 127 if it cannot be started.
+Exit status: the command's own (128+N if killed by signal N); 127 if it cannot be started;
+124 if --timeout killed it; 75 if --lock was held by another process and it did not run.
+Pings the server does not take are spooled and delivered, in order and with their original
+times, by the next run or by `keepwatch spool flush`.
 Examples:
   keepwatch run 5ad6aaab-77eb-4e2d-a580-83c894e15261 -- /opt/jobs/nightly.sh --full
   KEEPWATCH_SERVER=https://keepwatch.example.com KEEPWATCH_PING_KEY=… keepwatch run nightly-events -- ./etl
+  keepwatch run --lock /run/lock/etl.lock --timeout 2h --volume-regex 'loaded ([0-9]+) rows' nightly-etl -- ./etl
+  keepwatch run --volume-file /tmp/export.count exports -- ./export.sh
 crontab:
   0 0 * * * keepwatch run --server http://keepwatch:8000 5ad6aaab-77eb-4e2d-a580-83c894e15261 -- /opt/jobs/nightly.sh")]
-    Run(run::RunArgs),
+    Run(runner::RunArgs),
     /// Send one signal to a check: success, start, fail, log or an exit status
     #[command(after_help = "\
 Examples:
   keepwatch ping 5ad6aaab-77eb-4e2d-a580-83c894e15261
   keepwatch ping nightly-events fail --ping-key … --data 'disk full'
   ./backup.sh 2>&1 | keepwatch ping 5ad6aaab-77eb-4e2d-a580-83c894e15261 log --data -")]
-    Ping(run::PingArgs),
+    Ping(runner::PingArgs),
+    /// Deliver or list the pings `keepwatch run` could not send
+    #[command(after_help = "\
+Examples:
+  keepwatch spool list
+  keepwatch spool flush --server https://keepwatch.example.com
+  */5 * * * * keepwatch spool flush     # crontab: deliver even when no job runs for a while")]
+    Spool {
+        #[command(subcommand)]
+        command: runner::SpoolCommand,
+    },
+    /// Print the next fire times of a cron or OnCalendar expression
+    #[command(after_help = "\
+Examples:
+  keepwatch cron '0 0 * * *' --tz America/Denver
+  keepwatch cron '30 2 * * *' --tz America/Denver --after 2026-03-07T00:00:00Z --count 3
+  keepwatch cron 'Mon..Fri 09:00' --tz Europe/London")]
     Cron {
         /// The expression, as in a check's `schedule` field
         expr: String,
@@ -139,7 +154,7 @@ fn main() -> ExitCode {
 async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     if let Command::Run(args) = cli.command {
         // The wrapper exits with the job's own code, whatever happened to the pings.
-        return Ok(ExitCode::from(run::run(args).await.clamp(0, 255) as u8));
+        return Ok(ExitCode::from(runner::run(args).await.clamp(0, 255) as u8));
     }
     match cli.command {
         Command::Serve(args) => serve(args).await,
@@ -183,7 +198,14 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             count,
         } => cron(&expr, &tz, after.as_deref(), count),
         Command::Run(_) => Ok(()),
-        Command::Ping(args) => run::ping(args).await,
+        Command::Spool { command } => {
+            return Ok(if runner::spool_command(command).await? {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::FAILURE
+            });
+        }
+        Command::Ping(args) => runner::ping(args).await,
     }
     .map(|()| ExitCode::SUCCESS)
 }

@@ -1,29 +1,44 @@
-//! `keepwatch run` and `keepwatch ping`: the job side of the ping protocol.
+//! `keepwatch run`, `keepwatch ping` and `keepwatch spool`: the job side of the ping protocol.
 //!
-//! `run` wraps a job: it sends `/start` with a fresh run id, the host name and its pid, runs
-//! the command with stdin, stdout and stderr passed through, keeps the last part of the
-//! combined output (at most the server's `Ping-Body-Limit`), then sends the exit status with
-//! that tail and exits with exactly the command's code (128+N when killed by signal N).
-//! SIGINT, SIGTERM and SIGHUP are forwarded to the command. It never blocks or breaks the job:
-//! the start ping waits at most `--start-timeout`, and a server that is down or answers errors
-//! costs one line on stderr, never a changed exit code.
+//! `run` wraps a job: it sends `/start` with a fresh run id, the host name, its pid and any
+//! other process already running the same command; runs the command with stdin, stdout and
+//! stderr passed through; then sends the exit status with the duration, the volume and the
+//! last part of the combined output (at most the server's `Ping-Body-Limit`), and exits with
+//! exactly the command's code (128+N when killed by signal N). SIGINT, SIGTERM and SIGHUP are
+//! forwarded to the command.
+//!
+//! It never blocks or breaks the job: the start ping waits at most `--start-timeout`; pings
+//! the server does not take are spooled and sent later in order; and a server that is down,
+//! a bad URL or a broken spool costs one line on stderr, never a changed exit code.
 
-use std::collections::VecDeque;
+mod lock;
+mod output;
+mod procs;
+mod spool;
+
+use std::path::PathBuf;
 use std::process::Stdio;
-use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant, SystemTime};
 
 use anyhow::Context;
-use clap::Args;
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use chrono::{DateTime, Utc};
+use clap::{Args, Subcommand};
+use keepwatch_core::check::StrayProcess;
+use tokio::io::AsyncReadExt;
+
+use output::{Tail, VolumeMatcher};
+use spool::{Ping, SendError, Spool};
 
 /// Exit code when the command cannot be started (as a shell reports "command not found").
 pub const EXIT_CANNOT_RUN: i32 = 127;
+/// Exit code when `--timeout` killed the command (as `timeout(1)` exits).
+pub const EXIT_TIMED_OUT: i32 = 124;
+/// Exit code when `--lock` is held by another process and the command was not run
+/// (`EX_TEMPFAIL` from sysexits.h).
+pub const EXIT_LOCKED: i32 = 75;
 
 #[derive(Debug, Clone, Args)]
-pub struct Target {
-    /// The check: its UUID, or its slug together with --ping-key
-    pub check: String,
+pub struct Server {
     /// keepwatch server base URL
     #[arg(
         long,
@@ -31,20 +46,36 @@ pub struct Target {
         default_value = "http://127.0.0.1:8000"
     )]
     pub server: String,
+}
+
+impl Server {
+    fn base(&self) -> anyhow::Result<&str> {
+        let base = self.server.trim_end_matches('/');
+        let parsed = reqwest::Url::parse(base);
+        if !(base.starts_with("http://") || base.starts_with("https://")) || parsed.is_err() {
+            anyhow::bail!(
+                "--server `{}` is not an http:// or https:// URL",
+                self.server
+            );
+        }
+        Ok(base)
+    }
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct Target {
+    /// The check: its UUID, or its slug together with --ping-key
+    pub check: String,
+    #[command(flatten)]
+    pub server: Server,
     /// The project's ping key, to address the check by slug
     #[arg(long, env = "KEEPWATCH_PING_KEY", hide_env_values = true)]
     pub ping_key: Option<String>,
 }
 
 impl Target {
-    fn url(&self, suffix: &str) -> anyhow::Result<String> {
-        let base = self.server.trim_end_matches('/');
-        if !(base.starts_with("http://") || base.starts_with("https://")) {
-            anyhow::bail!(
-                "--server `{}` is not an http:// or https:// URL",
-                self.server
-            );
-        }
+    /// `/ping/<uuid>` or `/ping/<ping-key>/<slug>`, then the suffix.
+    fn path(&self, suffix: &str) -> anyhow::Result<String> {
         let check = match (uuid::Uuid::parse_str(&self.check), &self.ping_key) {
             (Ok(uuid), _) => uuid.hyphenated().to_string(),
             (Err(_), Some(key)) => format!("{key}/{}", self.check),
@@ -53,17 +84,66 @@ impl Target {
                 self.check
             ),
         };
-        Ok(format!("{base}/ping/{check}{suffix}"))
+        Ok(format!("/ping/{check}{suffix}"))
     }
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct SpoolArgs {
+    /// Where pings the server did not take wait for delivery
+    /// [default: $XDG_STATE_HOME/keepwatch/spool or ~/.local/state/keepwatch/spool]
+    #[arg(long, env = "KEEPWATCH_SPOOL_DIR", value_name = "DIR")]
+    pub spool_dir: Option<PathBuf>,
+}
+
+impl SpoolArgs {
+    fn spool(&self) -> Spool {
+        Spool {
+            dir: self.spool_dir.clone().unwrap_or_else(Spool::default_dir),
+        }
+    }
+}
+
+fn duration(s: &str) -> Result<Duration, String> {
+    if let Ok(seconds) = s.parse::<f64>() {
+        return Duration::try_from_secs_f64(seconds).map_err(|e| e.to_string());
+    }
+    humantime::parse_duration(s).map_err(|e| format!("{e} (examples: 30, 90s, 5m, 1h30m)"))
 }
 
 #[derive(Debug, Clone, Args)]
 pub struct RunArgs {
     #[command(flatten)]
     pub target: Target,
-    /// How long the start ping may hold up the job
-    #[arg(long, default_value = "5", value_name = "SECONDS")]
-    pub start_timeout: f64,
+    #[command(flatten)]
+    pub spool: SpoolArgs,
+    /// How long the start ping (and delivering spooled pings before it) may hold up the job
+    #[arg(long, default_value = "5s", value_parser = duration, value_name = "DURATION")]
+    pub start_timeout: Duration,
+    /// How long the finish ping (and delivering spooled pings before it) may take
+    #[arg(long, default_value = "10s", value_parser = duration, value_name = "DURATION")]
+    pub finish_timeout: Duration,
+    /// Run under an exclusive lock on this file; if another process holds it, do not run
+    /// the command, report an overlap naming the holder, and exit 75
+    #[arg(long, value_name = "FILE")]
+    pub lock: Option<PathBuf>,
+    /// With --lock: wait this long for the lock before giving up
+    #[arg(long, value_parser = duration, value_name = "DURATION", requires = "lock")]
+    pub lock_wait: Option<Duration>,
+    /// Kill the command (SIGTERM, then SIGKILL after --kill-after) when it runs this long,
+    /// report the run as failed, and exit 124
+    #[arg(long, value_parser = duration, value_name = "DURATION")]
+    pub timeout: Option<Duration>,
+    /// With --timeout: how long after SIGTERM to send SIGKILL
+    #[arg(long, default_value = "10s", value_parser = duration, value_name = "DURATION")]
+    pub kill_after: Duration,
+    /// A file the job writes the number of items it processed to
+    #[arg(long, value_name = "PATH", conflicts_with = "volume_regex")]
+    pub volume_file: Option<PathBuf>,
+    /// A regular expression matched on each output line; the last match's first group (or
+    /// the whole match) is the number of items processed
+    #[arg(long, value_name = "REGEX")]
+    pub volume_regex: Option<regex::Regex>,
     /// The command and its arguments
     #[arg(last = true, required = true, value_name = "COMMAND")]
     pub command: Vec<String>,
@@ -81,10 +161,29 @@ pub struct PingArgs {
     pub data: Option<String>,
 }
 
-fn client(timeout: Duration) -> anyhow::Result<reqwest::Client> {
+#[derive(Debug, Clone, Subcommand)]
+pub enum SpoolCommand {
+    /// Deliver the spooled pings, oldest first, with their original times
+    #[command(after_help = "Exit status: 0 when the spool is empty afterwards, 1 otherwise.")]
+    Flush {
+        #[command(flatten)]
+        server: Server,
+        #[command(flatten)]
+        spool: SpoolArgs,
+        /// Give up after this long
+        #[arg(long, default_value = "60s", value_parser = duration, value_name = "DURATION")]
+        timeout: Duration,
+    },
+    /// List the spooled pings, oldest first: time, then what will be sent
+    List {
+        #[command(flatten)]
+        spool: SpoolArgs,
+    },
+}
+
+fn client() -> anyhow::Result<reqwest::Client> {
     let _ = rustls::crypto::ring::default_provider().install_default();
     reqwest::Client::builder()
-        .timeout(timeout)
         .user_agent(concat!("keepwatch-run/", env!("CARGO_PKG_VERSION")))
         .build()
         .context("cannot build the HTTP client")
@@ -118,61 +217,119 @@ pub async fn ping(args: PingArgs) -> anyhow::Result<()> {
         }
         Some(text) => text.as_bytes().to_vec(),
     };
-    let url = args.target.url(&suffix)?;
-    let response = client(Duration::from_secs(10))?
-        .post(&url)
-        .body(body)
-        .send()
-        .await
-        .with_context(|| format!("cannot reach {url}"))?;
-    let status = response.status();
-    let text = response.text().await.unwrap_or_default();
-    if !status.is_success() {
-        anyhow::bail!("the server answered {status}: {text}");
-    }
-    Ok(())
-}
-
-/// The last `limit` bytes written through it.
-#[derive(Clone)]
-struct Tail {
-    bytes: Arc<Mutex<VecDeque<u8>>>,
-    limit: usize,
-}
-
-impl Tail {
-    fn push(&self, chunk: &[u8]) {
-        let mut bytes = self.bytes.lock().unwrap_or_else(|e| e.into_inner());
-        bytes.extend(chunk.iter().skip(chunk.len().saturating_sub(self.limit)));
-        let excess = bytes.len().saturating_sub(self.limit);
-        bytes.drain(..excess);
-    }
-
-    fn take(&self) -> Vec<u8> {
-        self.bytes
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .iter()
-            .copied()
-            .collect()
+    let base = args.target.server.base()?;
+    let ping = Ping {
+        path: args.target.path(&suffix)?,
+        headers: Vec::new(),
+        body,
+    };
+    match spool::send(&client()?, base, &ping, Duration::from_secs(10)).await {
+        Ok(_) => Ok(()),
+        Err(SendError::Retry(why) | SendError::Rejected(why)) => anyhow::bail!(why),
     }
 }
 
-/// Copies a child's output to ours, keeping the tail. Memory stays bounded by the tail.
-async fn pass_through(
-    mut from: impl AsyncRead + Unpin,
-    mut to: impl AsyncWrite + Unpin,
-    tail: Tail,
-) {
-    let mut buffer = vec![0u8; 64 * 1024];
-    loop {
-        match from.read(&mut buffer).await {
-            Ok(0) | Err(_) => break,
-            Ok(n) => {
-                tail.push(&buffer[..n]);
-                // A closed stdout must not stop the job: keep draining its pipe.
-                let _ = to.write_all(&buffer[..n]).await;
-                let _ = to.flush().await;
+/// `keepwatch spool flush|list`.
+pub async fn spool_command(command: SpoolCommand) -> anyhow::Result<bool> {
+    match command {
+        SpoolCommand::Flush {
+            server,
+            spool,
+            timeout,
+        } => {
+            let spool = spool.spool();
+            let flushed = spool.flush(&client()?, server.base()?, timeout).await;
+            println!(
+                "delivered {}, rejected {}, waiting {}",
+                flushed.delivered, flushed.rejected, flushed.left
+            );
+            if let Some(why) = &flushed.stopped {
+                eprintln!("keepwatch: {why}");
+            }
+            Ok(flushed.left == 0)
+        }
+        SpoolCommand::List { spool } => {
+            let spool = spool.spool();
+            let pending = spool
+                .pending()
+                .with_context(|| format!("cannot read {}", spool.dir.display()))?;
+            for path in pending {
+                let (at, ping) = Spool::read(&path)
+                    .with_context(|| format!("cannot read {}", path.display()))?;
+                println!(
+                    "{}  {}  ({} bytes)",
+                    at.to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
+                    ping.path,
+                    ping.body.len()
+                );
+            }
+            Ok(true)
+        }
+    }
+}
+
+/// Says what went wrong on stderr, once: a server that is down would otherwise be reported
+/// for every ping of the run.
+#[derive(Default)]
+struct Warning {
+    said: bool,
+}
+
+impl Warning {
+    fn say(&mut self, message: impl std::fmt::Display) {
+        if !std::mem::replace(&mut self.said, true) {
+            eprintln!("keepwatch: {message}");
+        }
+    }
+}
+
+/// Sends pings for one run, in order: while older pings wait in the spool, new ones queue
+/// behind them.
+struct Reporter {
+    http: Option<reqwest::Client>,
+    base: Option<String>,
+    spool: Spool,
+    warning: Warning,
+}
+
+impl Reporter {
+    /// Delivers what the spool holds, then `ping`; whatever cannot go now is spooled with
+    /// the time `at`. Returns the server's `Ping-Body-Limit` when it answered.
+    async fn report(&mut self, ping: Ping, at: DateTime<Utc>, budget: Duration) -> Option<usize> {
+        let (Some(http), Some(base)) = (&self.http, &self.base) else {
+            return None;
+        };
+        let give_up = Instant::now() + budget;
+        let flushed = self.spool.flush(http, base, budget).await;
+        let result = if flushed.left > 0 {
+            Err(SendError::Retry(format!(
+                "{} older pings still wait in {} ({})",
+                flushed.left,
+                self.spool.dir.display(),
+                flushed.stopped.unwrap_or_default()
+            )))
+        } else {
+            let remaining = give_up.saturating_duration_since(Instant::now());
+            spool::send(http, base, &ping, remaining).await
+        };
+        match result {
+            Ok(limit) => limit,
+            Err(SendError::Rejected(why)) => {
+                self.warning.say(format!("{why}; the ping is dropped"));
+                None
+            }
+            Err(SendError::Retry(why)) => {
+                match self.spool.push(&ping, at) {
+                    Ok(_) => self.warning.say(format!(
+                        "{why}; pings are spooled in {} for later",
+                        self.spool.dir.display()
+                    )),
+                    Err(e) => self.warning.say(format!(
+                        "{why}, and the spool {} is unusable ({e}); the ping is lost",
+                        self.spool.dir.display()
+                    )),
+                }
+                None
             }
         }
     }
@@ -180,54 +337,89 @@ async fn pass_through(
 
 /// `keepwatch run`: returns the exit code to exit with.
 pub async fn run(args: RunArgs) -> i32 {
+    let mut warning = Warning::default();
     let rid = uuid::Uuid::new_v4();
     let host = host_name();
-    let pid = std::process::id();
-    let identity = |url: &str| {
-        let mut url = reqwest::Url::parse(url)?;
-        url.query_pairs_mut()
-            .append_pair("rid", &rid.to_string())
-            .append_pair("host", &host)
-            .append_pair("pid", &pid.to_string());
-        anyhow::Ok(url)
-    };
-    // One line on stderr at most: a server that is down would otherwise be reported twice.
-    let warned = std::sync::atomic::AtomicBool::new(false);
-    let warn = |message: String| {
-        if !warned.swap(true, std::sync::atomic::Ordering::Relaxed) {
-            eprintln!("keepwatch: {message}");
+    let own_pid = std::process::id();
+    let identity = format!("rid={rid}&host={}&pid={own_pid}", encode(&host));
+    let base = args.target.server.base().map(str::to_string);
+    let paths = args
+        .target
+        .path("/start")
+        .and_then(|start| Ok((start, args.target.path("")?)));
+    let http = client();
+    let (base, paths, http) = match (base, paths, http) {
+        (Ok(base), Ok(paths), Ok(http)) => (Some(base), Some(paths), Some(http)),
+        (Err(e), ..) | (_, Err(e), _) | (.., Err(e)) => {
+            warning.say(format!("{e:#}; running the job without pings"));
+            (None, None, None)
         }
     };
-    let http = client(Duration::from_secs_f64(args.start_timeout.clamp(0.1, 60.0)));
-    let urls = (
-        args.target.url("/start").and_then(|u| identity(&u)),
-        args.target.url("").map(|u| u.to_string()),
-    );
-    let mut body_limit = 100_000usize;
-    match (&http, &urls.0) {
-        (Ok(http), Ok(url)) => match http.post(url.clone()).send().await {
-            Ok(response) if response.status().is_success() => {
-                if let Some(limit) = response
-                    .headers()
-                    .get("ping-body-limit")
-                    .and_then(|v| v.to_str().ok()?.parse().ok())
-                {
-                    body_limit = limit;
+    let mut reporter = Reporter {
+        http,
+        base,
+        spool: args.spool.spool(),
+        warning,
+    };
+
+    let _lock = match &args.lock {
+        None => None,
+        Some(path) => match lock::acquire(path, args.lock_wait.unwrap_or_default()).await {
+            Ok(lock::Outcome::Acquired(held)) => Some(held),
+            Ok(lock::Outcome::Busy(holder)) => {
+                let now = Utc::now();
+                let line = format!(
+                    "{} is locked by {}; the job was not run",
+                    path.display(),
+                    procs::report_line(&holder, now)
+                );
+                eprintln!("keepwatch: {line}");
+                if let Some((_, finish)) = &paths {
+                    let ping = Ping {
+                        path: format!("{}/log?{identity}", finish),
+                        headers: strays_header(std::slice::from_ref(&holder)),
+                        body: format!("keepwatch: {line}\n").into_bytes(),
+                    };
+                    reporter.warning.said = true; // the line above was the one line
+                    reporter.report(ping, now, args.start_timeout).await;
                 }
+                return EXIT_LOCKED;
             }
-            Ok(response) => warn(format!(
-                "start ping answered {}; running the job anyway",
-                response.status()
-            )),
-            Err(e) => warn(format!("start ping failed ({e}); running the job anyway")),
+            Err(e) => {
+                // The lock is a safety the user asked for: without it, do not run.
+                eprintln!(
+                    "keepwatch: cannot lock {}: {e}; the job was not run",
+                    path.display()
+                );
+                return EXIT_LOCKED;
+            }
         },
-        (Err(e), _) | (_, Err(e)) => warn(format!("{e:#}; running the job without pings")),
+    };
+
+    let strays = procs::same_command(&args.command, own_pid);
+    let started_at = Utc::now();
+    let started = SystemTime::now();
+    let mut body_limit = 100_000usize;
+    if let Some((start, _)) = &paths {
+        let mut body = String::new();
+        if !strays.is_empty() {
+            body.push_str("keepwatch: other processes are running this command:\n");
+            for stray in &strays {
+                body.push_str(&format!("  {}\n", procs::report_line(stray, started_at)));
+            }
+        }
+        let ping = Ping {
+            path: format!("{start}?{identity}"),
+            headers: strays_header(&strays),
+            body: body.into_bytes(),
+        };
+        if let Some(limit) = reporter.report(ping, started_at, args.start_timeout).await {
+            body_limit = limit;
+        }
     }
 
-    let tail = Tail {
-        bytes: Arc::default(),
-        limit: body_limit,
-    };
+    let tail = Tail::new(body_limit);
+    let volume_matcher = args.volume_regex.clone().map(VolumeMatcher::new);
     let (program, arguments) = args.command.split_first().expect("clap requires a command");
     let spawned = tokio::process::Command::new(program)
         .args(arguments)
@@ -235,58 +427,115 @@ pub async fn run(args: RunArgs) -> i32 {
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn();
-    let (code, outcome) = match spawned {
+    let (code, suffix) = match spawned {
         Err(e) => {
             let message = format!("cannot run `{program}`: {e}");
-            warn(message.clone());
+            eprintln!("keepwatch: {message}");
             tail.push(format!("keepwatch: {message}\n").as_bytes());
             (EXIT_CANNOT_RUN, format!("/{EXIT_CANNOT_RUN}"))
         }
         Ok(mut child) => {
-            let out = tokio::spawn(pass_through(
+            let out = tokio::spawn(output::pass_through(
                 child.stdout.take().expect("piped"),
                 tokio::io::stdout(),
                 tail.clone(),
+                volume_matcher.clone(),
             ));
-            let err = tokio::spawn(pass_through(
+            let err = tokio::spawn(output::pass_through(
                 child.stderr.take().expect("piped"),
                 tokio::io::stderr(),
                 tail.clone(),
+                volume_matcher.clone(),
             ));
-            let status = wait_forwarding_signals(&mut child).await;
-            let _ = out.await;
-            let _ = err.await;
-            let code = match status {
-                Ok(status) => exit_code(status),
-                Err(e) => {
-                    warn(format!("lost track of the command: {e}"));
-                    1
-                }
+            let waited = wait(&mut child, args.timeout, args.kill_after).await;
+            let drained = async {
+                let _ = out.await;
+                let _ = err.await;
             };
-            (code, format!("/{}", code.clamp(0, 255)))
+            if matches!(waited, Ok((_, true))) {
+                // What the killed job left running may hold its output open: stop copying.
+                let _ = tokio::time::timeout(args.kill_after, drained).await;
+            } else {
+                drained.await;
+            }
+            match waited {
+                Ok((_, true)) => {
+                    let limit = humantime::format_duration(args.timeout.unwrap_or_default());
+                    let message = format!("killed after running longer than --timeout {limit}");
+                    eprintln!("keepwatch: {message}");
+                    tail.push(format!("\nkeepwatch: {message}\n").as_bytes());
+                    (EXIT_TIMED_OUT, "/fail".to_string())
+                }
+                Ok((status, false)) => {
+                    let code = exit_code(status);
+                    (code, format!("/{}", code.clamp(0, 255)))
+                }
+                Err(e) => {
+                    eprintln!("keepwatch: lost track of the command: {e}");
+                    (1, "/1".to_string())
+                }
+            }
         }
     };
 
-    if let (Ok(http), Ok(url)) = (
-        &http,
-        identity(&format!(
-            "{}{outcome}",
-            urls.1.as_deref().unwrap_or_default()
-        )),
-    ) {
-        let finish = http
-            .post(url)
-            .timeout(Duration::from_secs(10))
-            .body(tail.take())
-            .send()
-            .await;
-        match finish {
-            Ok(response) if response.status().is_success() => {}
-            Ok(response) => warn(format!("finish ping answered {}", response.status())),
-            Err(e) => warn(format!("finish ping failed ({e})")),
+    let volume = match &args.volume_file {
+        Some(path) => volume_from_file(path, started, &mut reporter.warning),
+        None => volume_matcher.as_ref().and_then(VolumeMatcher::volume),
+    };
+    if let Some((_, finish)) = &paths {
+        let mut path = format!("{finish}{suffix}?{identity}");
+        if let Some(volume) = volume {
+            path.push_str(&format!("&volume={volume}"));
         }
+        let ping = Ping {
+            path,
+            headers: Vec::new(),
+            body: tail.take(),
+        };
+        reporter.report(ping, Utc::now(), args.finish_timeout).await;
     }
     code
+}
+
+/// Percent-encodes a query value.
+fn encode(value: &str) -> String {
+    reqwest::Url::parse_with_params("http://x/", [("v", value)])
+        .map(|url| url.query().unwrap_or_default()[2..].to_string())
+        .unwrap_or_default()
+}
+
+fn strays_header(strays: &[StrayProcess]) -> Vec<(String, String)> {
+    if strays.is_empty() {
+        return Vec::new();
+    }
+    vec![(
+        "x-keepwatch-strays".into(),
+        serde_json::to_string(strays).unwrap_or_default(),
+    )]
+}
+
+/// The number in `--volume-file`, if the job wrote it during this run.
+fn volume_from_file(path: &PathBuf, started: SystemTime, warning: &mut Warning) -> Option<i64> {
+    let fresh = std::fs::metadata(path)
+        .and_then(|m| m.modified())
+        .is_ok_and(|modified| modified >= started);
+    if !fresh {
+        warning.say(format!(
+            "--volume-file {} was not written by this run; no volume reported",
+            path.display()
+        ));
+        return None;
+    }
+    let text = std::fs::read_to_string(path).unwrap_or_default();
+    let volume = output::parse_count(&text);
+    if volume.is_none() {
+        warning.say(format!(
+            "--volume-file {} does not hold a count of items: `{}`",
+            path.display(),
+            text.trim().chars().take(40).collect::<String>()
+        ));
+    }
+    volume
 }
 
 /// The shell's convention: the exit code, or 128+N for a command killed by signal N.
@@ -297,27 +546,44 @@ fn exit_code(status: std::process::ExitStatus) -> i32 {
         .unwrap_or_else(|| 128 + status.signal().unwrap_or(0))
 }
 
-/// Waits for the child, passing SIGINT, SIGTERM and SIGHUP on to it.
-async fn wait_forwarding_signals(
+/// Waits for the child, passing SIGINT, SIGTERM and SIGHUP on to it, and enforcing
+/// `--timeout`: SIGTERM when it passes, SIGKILL `kill_after` later. The flag says whether
+/// the timeout killed it.
+async fn wait(
     child: &mut tokio::process::Child,
-) -> std::io::Result<std::process::ExitStatus> {
+    timeout: Option<Duration>,
+    kill_after: Duration,
+) -> std::io::Result<(std::process::ExitStatus, bool)> {
     use tokio::signal::unix::{SignalKind, signal};
     let pid = child.id().map(|p| p as libc::pid_t);
-    let mut int = signal(SignalKind::interrupt())?;
-    let mut term = signal(SignalKind::terminate())?;
-    let mut hup = signal(SignalKind::hangup())?;
-    loop {
-        let forward = tokio::select! {
-            status = child.wait() => return status,
-            _ = int.recv() => libc::SIGINT,
-            _ = term.recv() => libc::SIGTERM,
-            _ = hup.recv() => libc::SIGHUP,
-        };
+    let send = |signal: libc::c_int| {
         if let Some(pid) = pid {
             // SAFETY: kill(2) with our own child's pid and a valid signal number.
             unsafe {
-                libc::kill(pid, forward);
+                libc::kill(pid, signal);
             }
         }
+    };
+    let mut int = signal(SignalKind::interrupt())?;
+    let mut term = signal(SignalKind::terminate())?;
+    let mut hup = signal(SignalKind::hangup())?;
+    // Far enough to never fire when there is no timeout.
+    let far = tokio::time::Instant::now() + Duration::from_secs(100 * 365 * 86_400);
+    let mut deadline = timeout.map_or(far, |t| tokio::time::Instant::now() + t);
+    let mut timed_out = false;
+    loop {
+        let forward = tokio::select! {
+            status = child.wait() => return Ok((status?, timed_out)),
+            _ = int.recv() => libc::SIGINT,
+            _ = term.recv() => libc::SIGTERM,
+            _ = hup.recv() => libc::SIGHUP,
+            _ = tokio::time::sleep_until(deadline) => {
+                let signal = if timed_out { libc::SIGKILL } else { libc::SIGTERM };
+                timed_out = true;
+                deadline = if signal == libc::SIGKILL { far } else { tokio::time::Instant::now() + kill_after };
+                signal
+            }
+        };
+        send(forward);
     }
 }

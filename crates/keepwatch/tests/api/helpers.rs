@@ -189,6 +189,19 @@ impl TestApp {
         check
     }
 
+    /// The check's pings as the API lists them, newest first.
+    pub async fn pings(&self, uuid: &str) -> Vec<Value> {
+        let (_, body) = self
+            .api(
+                "GET",
+                &format!("/api/v3/checks/{uuid}/pings/"),
+                Some(&self.api_key),
+                None,
+            )
+            .await;
+        body["pings"].as_array().unwrap().clone()
+    }
+
     pub async fn get_check(&self, uuid: &str) -> Value {
         let (status, check) = self
             .api(

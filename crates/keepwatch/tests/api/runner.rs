@@ -1,5 +1,6 @@
 //! `keepwatch run` and `keepwatch ping` as real child processes against the real server.
 
+use std::path::Path;
 use std::process::Output;
 use std::time::Duration;
 
@@ -7,13 +8,27 @@ use serde_json::{Value, json};
 
 use crate::helpers::{Receiver, TestApp, eventually, spawn_app};
 
-async fn keepwatch(args: &[&str]) -> Output {
-    tokio::process::Command::new(env!("CARGO_BIN_EXE_keepwatch"))
+/// `keepwatch` with a spool of its own, so tests never share one (nor use the user's).
+fn command(spool: &Path, args: &[&str]) -> tokio::process::Command {
+    let mut command = tokio::process::Command::new(env!("CARGO_BIN_EXE_keepwatch"));
+    command
         .args(args)
         .env_remove("KEEPWATCH_SERVER")
-        .output()
-        .await
-        .unwrap()
+        .env("KEEPWATCH_SPOOL_DIR", spool);
+    command
+}
+
+async fn keepwatch(args: &[&str]) -> Output {
+    let spool = tempfile::tempdir().unwrap();
+    command(spool.path(), args).output().await.unwrap()
+}
+
+async fn keepwatch_with(spool: &Path, args: &[&str]) -> Output {
+    command(spool, args).output().await.unwrap()
+}
+
+fn stderr(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stderr).into_owned()
 }
 
 async fn run(app: &TestApp, uuid: &str, script: &str) -> Output {
@@ -28,18 +43,6 @@ async fn run(app: &TestApp, uuid: &str, script: &str) -> Output {
         script,
     ])
     .await
-}
-
-async fn pings(app: &TestApp, uuid: &str) -> Vec<Value> {
-    let (_, body) = app
-        .api(
-            "GET",
-            &format!("/api/v3/checks/{uuid}/pings/"),
-            Some(&app.api_key),
-            None,
-        )
-        .await;
-    body["pings"].as_array().unwrap().clone()
 }
 
 async fn body_of(app: &TestApp, ping: &Value) -> String {
@@ -74,7 +77,7 @@ async fn a_successful_job_is_passed_through_and_reported_with_its_output() {
         out.stderr, b"oops\n",
         "nothing of keepwatch's own on stderr"
     );
-    let pings = pings(&app, &uuid).await;
+    let pings = app.pings(&uuid).await;
     assert_eq!(
         (pings[0]["type"].clone(), pings[1]["type"].clone()),
         (json!("success"), json!("start"))
@@ -93,12 +96,12 @@ async fn exit_codes_signals_and_missing_commands_are_kept_and_reported() {
     let uuid = new_check(&app).await;
     let out = run(&app, &uuid, "exit 3").await;
     assert_eq!(out.status.code(), Some(3));
-    assert_eq!(pings(&app, &uuid).await[0]["exit_status"], 3);
+    assert_eq!(app.pings(&uuid).await[0]["exit_status"], 3);
     assert_eq!(app.get_check(&uuid).await["status"], "down");
 
     let out = run(&app, &uuid, "kill -TERM $$").await;
     assert_eq!(out.status.code(), Some(143), "128 + SIGTERM");
-    assert_eq!(pings(&app, &uuid).await[0]["exit_status"], 143);
+    assert_eq!(app.pings(&uuid).await[0]["exit_status"], 143);
 
     let out = keepwatch(&[
         "run",
@@ -115,7 +118,7 @@ async fn exit_codes_signals_and_missing_commands_are_kept_and_reported() {
         stderr.starts_with("keepwatch: cannot run `/no/such/command`"),
         "{stderr}"
     );
-    let last = &pings(&app, &uuid).await[0];
+    let last = &app.pings(&uuid).await[0];
     assert_eq!(last["exit_status"], 127);
     assert!(body_of(&app, last).await.contains("cannot run"));
 }
@@ -141,10 +144,10 @@ async fn a_server_that_is_down_never_changes_the_job() {
     .await;
     assert_eq!(out.status.code(), Some(5));
     assert_eq!(out.stdout, b"ran\n");
-    let stderr = String::from_utf8_lossy(&out.stderr);
+    let stderr = stderr(&out);
     assert_eq!(stderr.lines().count(), 1, "one clear line: {stderr}");
     assert!(
-        stderr.starts_with("keepwatch: start ping failed"),
+        stderr.starts_with("keepwatch: cannot reach the server") && stderr.contains("spooled"),
         "{stderr}"
     );
     // A bad server URL or an unknown check: the same, the job still runs.
@@ -166,7 +169,7 @@ async fn only_the_tail_of_a_large_output_is_sent() {
     .await;
     assert_eq!(out.status.code(), Some(0));
     assert_eq!(out.stdout.len(), 3_000_004);
-    let last = &pings(&app, &uuid).await[0];
+    let last = &app.pings(&uuid).await[0];
     let body = body_of(&app, last).await;
     assert_eq!(body.len(), 100_000);
     assert!(body.ends_with("xEND\n"));
@@ -218,7 +221,7 @@ async fn sigterm_is_forwarded_to_the_job() {
         Some(42),
         "the job's own answer to SIGTERM"
     );
-    assert_eq!(pings(&app, &uuid).await[0]["exit_status"], 42);
+    assert_eq!(app.pings(&uuid).await[0]["exit_status"], 42);
 }
 
 fn send_signal(pid: u32, signal: i32) {
@@ -266,4 +269,450 @@ async fn ping_sends_one_signal() {
     let out = keepwatch(&["ping", &uuid, "--server", &app.address]).await;
     assert!(out.status.success());
     assert_eq!(app.get_check(&uuid).await["status"], "up");
+}
+
+fn dead_server() -> String {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let address = format!("http://{}", listener.local_addr().unwrap());
+    drop(listener);
+    address
+}
+
+fn date_of(ping: &Value) -> chrono::DateTime<chrono::Utc> {
+    chrono::DateTime::parse_from_rfc3339(ping["date"].as_str().unwrap())
+        .unwrap()
+        .to_utc()
+}
+
+#[tokio::test]
+async fn pings_spooled_while_the_server_is_down_are_delivered_in_order_with_their_times() {
+    let app = spawn_app().await;
+    let uuid = new_check(&app).await;
+    let spool = tempfile::tempdir().unwrap();
+    let dead = dead_server();
+    let run_against = |server: String, script: &'static str| {
+        let (spool, uuid) = (spool.path().to_owned(), uuid.clone());
+        async move {
+            let args = ["run", &uuid, "--server", &server, "--", "sh", "-c", script];
+            keepwatch_with(&spool, &args).await
+        }
+    };
+
+    // The server is down: the job runs, and both pings wait in the spool.
+    let first = run_against(dead.clone(), "echo first").await;
+    assert_eq!(first.status.code(), Some(0));
+    let first_done = chrono::Utc::now();
+    let listed = keepwatch_with(spool.path(), &["spool", "list"]).await;
+    let listed = String::from_utf8_lossy(&listed.stdout).into_owned();
+    assert_eq!(listed.lines().count(), 2, "{listed}");
+    assert!(listed.lines().next().unwrap().contains("/start?rid="));
+    assert!(app.pings(&uuid).await.is_empty());
+
+    // The next run delivers them before its own pings.
+    let second = run_against(app.address.clone(), "echo second").await;
+    assert_eq!(second.status.code(), Some(0), "{}", stderr(&second));
+    assert_eq!(stderr(&second), "");
+
+    // Down again, then `keepwatch spool flush` once it is back.
+    let third = run_against(dead.clone(), "echo third; exit 4").await;
+    assert_eq!(third.status.code(), Some(4));
+    let third_done = chrono::Utc::now();
+    let flushed = keepwatch_with(spool.path(), &["spool", "flush", "--server", &app.address]).await;
+    assert!(flushed.status.success(), "{}", stderr(&flushed));
+    assert_eq!(
+        String::from_utf8_lossy(&flushed.stdout),
+        "delivered 2, rejected 0, waiting 0\n"
+    );
+    assert!(
+        keepwatch_with(spool.path(), &["spool", "list"])
+            .await
+            .stdout
+            .is_empty()
+    );
+
+    let mut pings = app.pings(&uuid).await;
+    pings.reverse(); // oldest first
+    let types: Vec<&str> = pings.iter().map(|p| p["type"].as_str().unwrap()).collect();
+    assert_eq!(
+        types,
+        ["start", "success", "start", "success", "start", "fail"]
+    );
+    let bodies = [
+        body_of(&app, &pings[1]).await,
+        body_of(&app, &pings[3]).await,
+        body_of(&app, &pings[5]).await,
+    ];
+    assert_eq!(bodies, ["first\n", "second\n", "third\n"]);
+    // Each ping keeps the time it was made, not the time it arrived.
+    let dates: Vec<_> = pings.iter().map(date_of).collect();
+    assert!(dates.is_sorted(), "{dates:?}");
+    assert!(dates[1] <= first_done, "spooled finish dated {}", dates[1]);
+    assert!(dates[5] <= third_done);
+    assert_eq!(pings[0]["rid"], pings[1]["rid"]);
+    assert!(
+        pings[1]["duration"].is_number(),
+        "start and finish still pair up"
+    );
+    let check = app.get_check(&uuid).await;
+    assert_eq!(check["status"], "down", "the last run failed");
+}
+
+/// A server that answers every request with 500, or accepts and never answers.
+async fn broken_server(hang: bool) -> String {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let address = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move {
+        let mut held = Vec::new();
+        while let Ok((mut socket, _)) = listener.accept().await {
+            if hang {
+                held.push(socket);
+                continue;
+            }
+            tokio::spawn(async move {
+                use tokio::io::{AsyncReadExt, AsyncWriteExt};
+                let mut buffer = [0u8; 4096];
+                let _ = socket.read(&mut buffer).await;
+                let _ = socket
+                    .write_all(b"HTTP/1.1 500 Internal Server Error\r\ncontent-length: 0\r\nconnection: close\r\n\r\n")
+                    .await;
+            });
+        }
+    });
+    address
+}
+
+#[tokio::test]
+async fn a_server_that_answers_500_or_hangs_never_holds_up_the_job() {
+    for hang in [false, true] {
+        let server = broken_server(hang).await;
+        let spool = tempfile::tempdir().unwrap();
+        let uuid = uuid::Uuid::new_v4().to_string();
+        let started = std::time::Instant::now();
+        let out = keepwatch_with(
+            spool.path(),
+            &[
+                "run",
+                &uuid,
+                "--server",
+                &server,
+                "--start-timeout",
+                "300ms",
+                "--finish-timeout",
+                "300ms",
+                "--",
+                "sh",
+                "-c",
+                "echo ran; exit 6",
+            ],
+        )
+        .await;
+        let took = started.elapsed();
+        assert_eq!(out.status.code(), Some(6), "hang={hang}");
+        assert_eq!(out.stdout, b"ran\n");
+        let stderr = stderr(&out);
+        assert_eq!(stderr.lines().count(), 1, "one clear line: {stderr}");
+        let expected = if hang {
+            "no answer within 0.3s"
+        } else {
+            "answered 500"
+        };
+        assert!(stderr.contains(expected), "{stderr}");
+        assert!(took < Duration::from_secs(5), "held up for {took:?}");
+        let spooled = std::fs::read_dir(spool.path())
+            .unwrap()
+            .filter(|entry| entry.as_ref().unwrap().path().extension() == Some("ping".as_ref()))
+            .count();
+        assert_eq!(spooled, 2, "start and finish wait for a server that works");
+    }
+}
+
+#[tokio::test]
+async fn a_stray_process_running_the_same_command_is_reported_at_the_next_start() {
+    let app = spawn_app().await;
+    let mut hook = Receiver::start(vec![]).await;
+    app.webhook_channel(&hook, None).await;
+    let uuid = new_check(&app).await;
+    // The same command line twice; only the environment makes the stray live long.
+    let marker = format!("nightly-{uuid}");
+    let script = "sleep \"${STRAY_SLEEP:-0}\"";
+    let mut stray = tokio::process::Command::new("sh")
+        .args(["-c", script, &marker])
+        .env("STRAY_SLEEP", "60")
+        .spawn()
+        .unwrap();
+    let stray_pid = stray.id().unwrap();
+    let out = keepwatch(&[
+        "run",
+        &uuid,
+        "--server",
+        &app.address,
+        "--",
+        "sh",
+        "-c",
+        script,
+        &marker,
+    ])
+    .await;
+    stray.kill().await.unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let overlap = hook.next().await.json();
+    assert_eq!(overlap["event"], "overlap");
+    let strays = overlap["strays"].as_array().unwrap();
+    assert_eq!(strays.len(), 1, "{overlap}");
+    assert_eq!(strays[0]["pid"], stray_pid);
+    assert!(strays[0]["cmdline"].as_str().unwrap().ends_with(&marker));
+    assert!(strays[0]["started_at"].is_string());
+    let start = app.pings(&uuid).await.pop().unwrap();
+    assert_eq!(start["type"], "start");
+    assert!(
+        body_of(&app, &start)
+            .await
+            .contains("other processes are running this command")
+    );
+}
+
+#[tokio::test]
+async fn a_held_lock_stops_the_run_names_the_holder_and_can_be_waited_for() {
+    let app = spawn_app().await;
+    let mut hook = Receiver::start(vec![]).await;
+    app.webhook_channel(&hook, None).await;
+    let uuid = new_check(&app).await;
+    let dir = tempfile::tempdir().unwrap();
+    let lock = dir.path().join("job.lock");
+    let lock = lock.to_str().unwrap();
+    let spool = dir.path().join("spool");
+    let holder = command(
+        &spool,
+        &[
+            "run",
+            &uuid,
+            "--server",
+            &app.address,
+            "--lock",
+            lock,
+            "--",
+            "sleep",
+            "60",
+        ],
+    )
+    .spawn()
+    .unwrap();
+    let holder_pid = holder.id().unwrap();
+    eventually(|| async { (app.get_check(&uuid).await["started"] == true).then_some(()) }).await;
+
+    let refused = keepwatch(&[
+        "run",
+        &uuid,
+        "--server",
+        &app.address,
+        "--lock",
+        lock,
+        "--",
+        "true",
+    ])
+    .await;
+    assert_eq!(refused.status.code(), Some(75), "{}", stderr(&refused));
+    let message = stderr(&refused);
+    assert_eq!(message.lines().count(), 1, "{message}");
+    assert!(
+        message.contains(&format!("locked by pid {holder_pid}")),
+        "{message}"
+    );
+    let overlap = hook.next().await.json();
+    assert_eq!(overlap["event"], "overlap");
+    assert_eq!(overlap["strays"][0]["pid"], holder_pid);
+    assert!(
+        overlap["strays"][0]["cmdline"]
+            .as_str()
+            .unwrap()
+            .contains("sleep 60")
+    );
+    let log = &app.pings(&uuid).await[0];
+    assert_eq!(
+        log["type"], "log",
+        "a refused run is logged, not counted as a run"
+    );
+
+    // A run willing to wait gets the lock once the holder's job ends.
+    let waiter = command(
+        &spool,
+        &[
+            "run",
+            &uuid,
+            "--server",
+            &app.address,
+            "--lock",
+            lock,
+            "--lock-wait",
+            "30s",
+            "--",
+            "echo",
+            "got it",
+        ],
+    )
+    .output();
+    let release = async {
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        send_signal(holder_pid, 15);
+    };
+    let (waited, ()) = tokio::join!(waiter, release);
+    let waited = waited.unwrap();
+    assert_eq!(waited.status.code(), Some(0), "{}", stderr(&waited));
+    assert_eq!(waited.stdout, b"got it\n");
+    assert_eq!(
+        holder.wait_with_output().await.unwrap().status.code(),
+        Some(143)
+    );
+}
+
+#[tokio::test]
+async fn a_run_that_processed_far_less_than_usual_raises_an_anomaly() {
+    let app = spawn_app().await;
+    let mut hook = Receiver::start(vec![]).await;
+    app.webhook_channel(&hook, None).await;
+    let uuid = new_check(&app).await;
+    for rows in [100, 120, 90, 10] {
+        let script = format!("echo loading; echo 'loaded {rows} rows'");
+        let out = keepwatch(&[
+            "run",
+            &uuid,
+            "--server",
+            &app.address,
+            "--volume-regex",
+            r"loaded (\d+) rows",
+            "--",
+            "sh",
+            "-c",
+            &script,
+        ])
+        .await;
+        assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+        assert_eq!(app.pings(&uuid).await[0]["volume"], rows);
+    }
+    let anomaly = hook.next().await.json();
+    assert_eq!(anomaly["event"], "anomaly", "{anomaly}");
+    assert_eq!(anomaly["anomaly"]["metric"], "volume");
+    assert_eq!(anomaly["anomaly"]["value"], 10.0);
+    assert_eq!(anomaly["anomaly"]["median"], 100.0);
+    assert_eq!(anomaly["anomaly"]["threshold_pct"], 50);
+    let check = app.get_check(&uuid).await;
+    assert_eq!(
+        check["status"], "up",
+        "an anomaly alerts; the run still succeeded"
+    );
+    assert_eq!(check["run_history"]["volumes"], json!([100, 120, 90, 10]));
+
+    // --volume-file: the number the job wrote during this run.
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("count");
+    let file = file.to_str().unwrap();
+    let script = format!("echo 1,234 > {file}");
+    let args = [
+        "run",
+        &uuid,
+        "--server",
+        &app.address,
+        "--volume-file",
+        file,
+        "--",
+        "sh",
+        "-c",
+        &script,
+    ];
+    assert_eq!(keepwatch(&args).await.status.code(), Some(0));
+    assert_eq!(app.pings(&uuid).await[0]["volume"], 1234);
+    // A stale file (not written by this run) reports no volume, and says so once.
+    let args = [
+        "run",
+        &uuid,
+        "--server",
+        &app.address,
+        "--volume-file",
+        file,
+        "--",
+        "true",
+    ];
+    let out = keepwatch(&args).await;
+    assert_eq!(out.status.code(), Some(0));
+    assert!(
+        stderr(&out).contains("was not written by this run"),
+        "{}",
+        stderr(&out)
+    );
+    assert_eq!(app.pings(&uuid).await[0]["volume"], json!(null));
+}
+
+#[tokio::test]
+async fn a_job_past_its_timeout_is_killed_and_reported_as_failed() {
+    let app = spawn_app().await;
+    let uuid = new_check(&app).await;
+    let out = keepwatch(&[
+        "run",
+        &uuid,
+        "--server",
+        &app.address,
+        "--timeout",
+        "300ms",
+        "--",
+        "sleep",
+        "60",
+    ])
+    .await;
+    assert_eq!(out.status.code(), Some(124));
+    assert!(stderr(&out).contains("--timeout 300ms"), "{}", stderr(&out));
+    let last = &app.pings(&uuid).await[0];
+    assert_eq!(last["type"], "fail");
+    assert!(
+        body_of(&app, last)
+            .await
+            .contains("killed after running longer than --timeout")
+    );
+    assert_eq!(app.get_check(&uuid).await["status"], "down");
+
+    // A job that ignores SIGTERM gets SIGKILL after --kill-after.
+    let started = std::time::Instant::now();
+    let out = keepwatch(&[
+        "run",
+        &uuid,
+        "--server",
+        &app.address,
+        "--timeout",
+        "200ms",
+        "--kill-after",
+        "300ms",
+        "--",
+        "sh",
+        "-c",
+        "trap '' TERM; while :; do sleep 0.05; done",
+    ])
+    .await;
+    assert_eq!(out.status.code(), Some(124));
+    assert!(started.elapsed() < Duration::from_secs(10));
+}
+
+#[tokio::test]
+async fn bad_runner_options_are_refused_before_anything_runs() {
+    for (args, expected) in [
+        (
+            vec!["--timeout", "soon"],
+            "invalid value 'soon' for '--timeout",
+        ),
+        (
+            vec!["--volume-regex", "(unclosed"],
+            "invalid value '(unclosed'",
+        ),
+        (vec!["--lock-wait", "5s"], "--lock <FILE>"),
+    ] {
+        let mut all = vec!["run"];
+        all.extend(args);
+        all.extend([
+            "00000000-0000-0000-0000-000000000000",
+            "--",
+            "touch",
+            "/tmp/never",
+        ]);
+        let out = keepwatch(&all).await;
+        assert_eq!(out.status.code(), Some(2), "{all:?}");
+        assert!(stderr(&out).contains(expected), "{}", stderr(&out));
+    }
 }
