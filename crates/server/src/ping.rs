@@ -343,32 +343,14 @@ async fn deliver(
     body_truncated: bool,
     method: &Method,
 ) -> Response {
-    let mut created = false;
-    let check = match target {
-        Target::Uuid(uuid) => uuid,
+    let (check, created) = match target {
+        Target::Uuid(uuid) => (uuid, false),
+        // Boxed: the database futures of this path would otherwise make every ping's
+        // future several KB larger, and it is copied around per request.
         Target::Slug { ping_key, slug } => {
-            let project = match state.store.project_by_ping_key(&ping_key).await {
-                Ok(Some(project)) => project,
-                Ok(None) => return text(StatusCode::NOT_FOUND, "not found"),
-                Err(e) => return unavailable(&e.to_string()),
-            };
-            let matches = match state.store.checks_by_slug(project.id, &slug).await {
-                Ok(matches) => matches,
-                Err(e) => return unavailable(&e.to_string()),
-            };
-            match matches.as_slice() {
-                [one] => Uuid::parse_str(&one.uuid).unwrap_or_default(),
-                [] if create => {
-                    match crate::checks::create_for_slug(state, project.id, &slug).await {
-                        Ok(row) => {
-                            created = true;
-                            Uuid::parse_str(&row.uuid).unwrap_or_default()
-                        }
-                        Err(e) => return unavailable(&e),
-                    }
-                }
-                [] => return text(StatusCode::NOT_FOUND, "not found"),
-                _ => return text(StatusCode::CONFLICT, "ambiguous slug"),
+            match Box::pin(resolve_slug(state, &ping_key, &slug, create)).await {
+                Ok(found) => found,
+                Err(response) => return response,
             }
         }
     };
@@ -391,6 +373,34 @@ async fn deliver(
         Ok(PingReply::Ok) => ok_response(state, StatusCode::OK, "OK", method),
         Ok(PingReply::NotFound) => text(StatusCode::NOT_FOUND, "not found"),
         Err(e) => unavailable(&e.to_string()),
+    }
+}
+
+/// The check a slug names in the project of a ping key, created if asked; the flag says
+/// whether it was created.
+async fn resolve_slug(
+    state: &AppState,
+    ping_key: &str,
+    slug: &str,
+    create: bool,
+) -> Result<(Uuid, bool), Response> {
+    let project = match state.store.project_by_ping_key(ping_key).await {
+        Ok(Some(project)) => project,
+        Ok(None) => return Err(text(StatusCode::NOT_FOUND, "not found")),
+        Err(e) => return Err(unavailable(&e.to_string())),
+    };
+    let matches = match state.store.checks_by_slug(project.id, slug).await {
+        Ok(matches) => matches,
+        Err(e) => return Err(unavailable(&e.to_string())),
+    };
+    match matches.as_slice() {
+        [one] => Ok((Uuid::parse_str(&one.uuid).unwrap_or_default(), false)),
+        [] if create => match crate::checks::create_for_slug(state, project.id, slug).await {
+            Ok(row) => Ok((Uuid::parse_str(&row.uuid).unwrap_or_default(), true)),
+            Err(e) => Err(unavailable(&e)),
+        },
+        [] => Err(text(StatusCode::NOT_FOUND, "not found")),
+        _ => Err(text(StatusCode::CONFLICT, "ambiguous slug")),
     }
 }
 

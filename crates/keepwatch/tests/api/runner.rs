@@ -716,3 +716,74 @@ async fn bad_runner_options_are_refused_before_anything_runs() {
         assert!(stderr(&out).contains(expected), "{}", stderr(&out));
     }
 }
+
+#[tokio::test]
+async fn a_broken_spool_costs_one_line_never_the_job() {
+    let dir = tempfile::tempdir().unwrap();
+    // A file where the spool directory should be: nothing can be written under it.
+    let not_a_dir = dir.path().join("spool");
+    std::fs::write(&not_a_dir, "").unwrap();
+    let uuid = uuid::Uuid::new_v4().to_string();
+    let out = keepwatch_with(
+        &not_a_dir,
+        &[
+            "run",
+            &uuid,
+            "--server",
+            &dead_server(),
+            "--",
+            "sh",
+            "-c",
+            "echo ran; exit 9",
+        ],
+    )
+    .await;
+    assert_eq!(out.status.code(), Some(9));
+    assert_eq!(out.stdout, b"ran\n");
+    let stderr = stderr(&out);
+    assert_eq!(stderr.lines().count(), 1, "{stderr}");
+    assert!(
+        stderr.contains("is unusable") && stderr.contains("the ping is lost"),
+        "{stderr}"
+    );
+}
+
+#[tokio::test]
+async fn streaming_hundreds_of_megabytes_keeps_memory_bounded() {
+    let app = spawn_app().await;
+    let uuid = new_check(&app).await;
+    let spool = tempfile::tempdir().unwrap();
+    let status = command(
+        spool.path(),
+        &[
+            "run",
+            &uuid,
+            "--server",
+            &app.address,
+            "--",
+            "sh",
+            "-c",
+            "head -c 300000000 /dev/zero; echo END",
+        ],
+    )
+    .stdout(std::process::Stdio::null())
+    .status()
+    .await
+    .unwrap();
+    assert!(status.success());
+    // The largest resident set of any process this test binary has waited for, keepwatch
+    // run included (other tests' children are small too).
+    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+    // SAFETY: getrusage fills the struct we pass.
+    assert_eq!(
+        unsafe { libc::getrusage(libc::RUSAGE_CHILDREN, &mut usage) },
+        0
+    );
+    let peak_mib = usage.ru_maxrss / 1024;
+    assert!(
+        peak_mib < 64,
+        "peak RSS {peak_mib} MiB while passing 300 MB through"
+    );
+    let last = &app.pings(&uuid).await[0];
+    assert!(body_of(&app, last).await.ends_with("\0END\n"));
+}
