@@ -4,7 +4,10 @@
 //! - [`schedule`]: cron expressions (Healthchecks' dialect), systemd OnCalendar expressions
 //!   and simple periods, with time zones and the DST rule we follow.
 //! - [`check`]: the check state machine: pings in, state and events out.
+//! - [`oncall`]: on-call schedules: layers of rotations, restrictions and overrides; who is
+//!   on call at an instant and every shift in a range.
 
 pub mod check;
 pub mod oncalendar;
+pub mod oncall;
 pub mod schedule;
