@@ -5,9 +5,10 @@
 //!   and simple periods, with time zones and the DST rule we follow.
 //! - [`check`]: the check state machine: pings in, state and events out.
 //! - [`oncall`]: on-call schedules: layers of rotations, restrictions and overrides; who is
-//!   on call at an instant and every shift in a range.
+//!   on call at an instant and every shift in a range; [`ical`] writes them as feeds.
 
 pub mod check;
+pub mod ical;
 pub mod oncalendar;
 pub mod oncall;
 pub mod schedule;
