@@ -118,7 +118,7 @@ pub fn local_to_utc(tz: Tz, local: NaiveDateTime) -> DateTime<Utc> {
 }
 
 impl WeeklyWindow {
-    fn contains(&self, local: NaiveDateTime) -> bool {
+    pub fn contains(&self, local: NaiveDateTime) -> bool {
         let (day, time) = (local.weekday(), local.time());
         if self.start < self.end {
             self.days.contains(&day) && self.start <= time && time < self.end
