@@ -12,6 +12,7 @@ use keepwatch_server::{AppState, ServerConfig};
 use keepwatch_store::Store;
 
 mod config;
+mod oncall;
 mod runner;
 
 use config::{ServeArgs, StorageArgs};
@@ -83,6 +84,21 @@ Examples:
         #[command(subcommand)]
         command: runner::SpoolCommand,
     },
+    /// Replay an alert of a service at a chosen time: who is paged when, by which contact
+    #[command(after_help = "\
+Reads the on-call configuration file (see examples/oncall.toml) and prints the alert's
+timeline: escalation steps, every notification with its contact and urgency, urgency raising,
+the last resort, and the time to the first high-urgency page.
+Examples:
+  keepwatch drill -f oncall.toml --service billing --at 2026-11-28T02:00:00-07:00
+  keepwatch drill -f oncall.toml --service billing --at 2026-11-30T14:00:00-07:00 --ack-after 12m")]
+    Drill(oncall::DrillArgs),
+    /// Print who is on call at a time (default: now), until when, and who is next
+    #[command(after_help = "\
+Examples:
+  keepwatch oncall -f oncall.toml
+  keepwatch oncall -f oncall.toml --schedule primary --at 2026-12-24T23:00:00-07:00")]
+    Oncall(oncall::OncallArgs),
     /// Print the next fire times of a cron or OnCalendar expression
     #[command(after_help = "\
 Examples:
@@ -198,6 +214,8 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             count,
         } => cron(&expr, &tz, after.as_deref(), count),
         Command::Run(_) => Ok(()),
+        Command::Drill(args) => oncall::drill(&args).map(|out| print!("{out}")),
+        Command::Oncall(args) => oncall::oncall(&args).map(|out| print!("{out}")),
         Command::Spool { command } => {
             return Ok(if runner::spool_command(command).await? {
                 ExitCode::SUCCESS

@@ -104,7 +104,7 @@ impl SpoolArgs {
     }
 }
 
-fn duration(s: &str) -> Result<Duration, String> {
+pub fn duration(s: &str) -> Result<Duration, String> {
     if let Ok(seconds) = s.parse::<f64>() {
         return Duration::try_from_secs_f64(seconds).map_err(|e| e.to_string());
     }

@@ -115,12 +115,13 @@ mod tests {
         let marker = format!("keepwatch-procs-test-{}", std::process::id());
         let command = strings(&["sleep", "30", &marker]);
         // `sleep 30 <marker>` fails at once on the extra operand: run it through sh, which
-        // keeps its own argv as given with -c.
+        // keeps its own argv as given with -c. Two commands, so sh does not exec the last one
+        // in its place (dash does), which would change the command line under the scan.
         let mut child = std::process::Command::new("sh")
-            .args(["-c", "sleep 30", "sleep", "30", &marker])
+            .args(["-c", "sleep 30; exit 0", "sleep", "30", &marker])
             .spawn()
             .unwrap();
-        let argv_of_sh = strings(&["sh", "-c", "sleep 30", "sleep", "30", &marker]);
+        let argv_of_sh = strings(&["sh", "-c", "sleep 30; exit 0", "sleep", "30", &marker]);
         let before = Utc::now() - chrono::TimeDelta::seconds(5);
         // spawn() returns once the child has exec'd, so its command line is in /proc.
         let found = same_command(&argv_of_sh, std::process::id());

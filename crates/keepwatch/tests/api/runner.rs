@@ -434,7 +434,8 @@ async fn a_stray_process_running_the_same_command_is_reported_at_the_next_start(
     let uuid = new_check(&app).await;
     // The same command line twice; only the environment makes the stray live long.
     let marker = format!("nightly-{uuid}");
-    let script = "sleep \"${STRAY_SLEEP:-0}\"";
+    // Two commands: sh must not exec sleep in its own place (dash does for the last command).
+    let script = "sleep \"${STRAY_SLEEP:-0}\"; exit 0";
     let mut stray = tokio::process::Command::new("sh")
         .args(["-c", script, &marker])
         .env("STRAY_SLEEP", "60")

@@ -1,0 +1,447 @@
+//! The on-call configuration file: people with their notification rules, schedules,
+//! escalation policies and services, in one TOML file kept in git. `keepwatch drill` and
+//! `keepwatch oncall` read it; errors name the file, the line and the field.
+
+use std::collections::HashMap;
+use std::path::Path;
+
+use anyhow::{Context, bail};
+use chrono::{DateTime, NaiveDateTime, NaiveTime, TimeDelta, Utc, Weekday};
+use keepwatch_core::oncall::{
+    Layer, OnCallSchedule, Override, Restriction, RestrictionMode, ShiftUnit, WeeklyWindow,
+};
+use keepwatch_core::paging::{
+    EscalationPolicy, EscalationStep, NotificationRule, Person, Target, Urgency, UrgencyRule,
+};
+use keepwatch_core::schedule::parse_tz;
+use serde::Deserialize;
+
+/// Minutes a low-urgency alert waits for an acknowledgment before it becomes high, unless a
+/// service says otherwise.
+pub const DEFAULT_RAISE_AFTER_MINUTES: u32 = 30;
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct File {
+    #[serde(default)]
+    people: Vec<PersonSpec>,
+    #[serde(default)]
+    schedules: Vec<ScheduleSpec>,
+    #[serde(default)]
+    policies: Vec<PolicySpec>,
+    #[serde(default)]
+    services: Vec<ServiceSpec>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PersonSpec {
+    id: String,
+    #[serde(default)]
+    contacts: HashMap<String, String>,
+    #[serde(default)]
+    rules: Vec<RuleSpec>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RuleSpec {
+    urgency: Urgency,
+    contact: String,
+    /// Minutes after being paged.
+    #[serde(default)]
+    after: u32,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ScheduleSpec {
+    name: String,
+    tz: String,
+    #[serde(default)]
+    layers: Vec<LayerSpec>,
+    #[serde(default)]
+    overrides: Vec<OverrideSpec>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct OverrideSpec {
+    user: String,
+    replaces: Option<String>,
+    /// RFC 3339 times, `2026-11-28T00:00:00-07:00`.
+    start: String,
+    end: String,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct LayerSpec {
+    name: String,
+    participants: Vec<String>,
+    /// `12h`, `1d`, `2w`.
+    shift: String,
+    /// The first handoff in the schedule's local time, `2026-11-02T09:00`.
+    start: String,
+    #[serde(default)]
+    within: Vec<WindowSpec>,
+    #[serde(default)]
+    outside: Vec<WindowSpec>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct WindowSpec {
+    days: Vec<String>,
+    /// `09:00`
+    start: String,
+    end: String,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PolicySpec {
+    name: String,
+    steps: Vec<StepSpec>,
+    #[serde(default)]
+    repeat: u32,
+    /// `user:<id>` or `schedule:<name>`.
+    last_resort: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct StepSpec {
+    targets: Vec<String>,
+    /// Minutes to wait for an acknowledgment before the next step.
+    delay: u32,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ServiceSpec {
+    name: String,
+    policy: String,
+    /// `high`, `low` or `support-hours`.
+    #[serde(default = "high")]
+    urgency: String,
+    support_hours: Option<SupportHoursSpec>,
+    /// Minutes before an unacknowledged low-urgency alert becomes high; 0 turns it off.
+    #[serde(default = "default_raise_after")]
+    raise_after: u32,
+}
+
+fn high() -> String {
+    "high".into()
+}
+
+fn default_raise_after() -> u32 {
+    DEFAULT_RAISE_AFTER_MINUTES
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SupportHoursSpec {
+    tz: String,
+    windows: Vec<WindowSpec>,
+    #[serde(default = "high_urgency")]
+    inside: Urgency,
+    #[serde(default = "low_urgency")]
+    outside: Urgency,
+}
+
+fn high_urgency() -> Urgency {
+    Urgency::High
+}
+
+fn low_urgency() -> Urgency {
+    Urgency::Low
+}
+
+pub struct Service {
+    pub name: String,
+    pub policy: String,
+    pub urgency: UrgencyRule,
+    pub raise_after: Option<TimeDelta>,
+}
+
+/// A checked on-call configuration.
+pub struct OnCall {
+    pub people: HashMap<String, Person>,
+    pub contacts: HashMap<String, HashMap<String, String>>,
+    pub schedules: HashMap<String, OnCallSchedule>,
+    pub policies: HashMap<String, EscalationPolicy>,
+    pub services: HashMap<String, Service>,
+}
+
+fn weekday(day: &str) -> Option<Weekday> {
+    day.parse::<Weekday>().ok()
+}
+
+fn windows(specs: &[WindowSpec], at: &str) -> anyhow::Result<Vec<WeeklyWindow>> {
+    specs
+        .iter()
+        .enumerate()
+        .map(|(i, w)| {
+            let days = w
+                .days
+                .iter()
+                .map(|d| {
+                    weekday(d).with_context(|| {
+                        format!("{at}.windows[{i}].days: `{d}` is not a day (mon, tue, … sun)")
+                    })
+                })
+                .collect::<anyhow::Result<Vec<_>>>()?;
+            if days.is_empty() {
+                bail!("{at}.windows[{i}].days: name at least one day");
+            }
+            Ok(WeeklyWindow {
+                days,
+                start: time_of_day(&w.start, &format!("{at}.windows[{i}].start"))?,
+                end: time_of_day(&w.end, &format!("{at}.windows[{i}].end"))?,
+            })
+        })
+        .collect()
+}
+
+fn time_of_day(text: &str, at: &str) -> anyhow::Result<NaiveTime> {
+    NaiveTime::parse_from_str(text, "%H:%M")
+        .or_else(|_| NaiveTime::parse_from_str(text, "%H:%M:%S"))
+        .with_context(|| format!("{at}: `{text}` is not a time of day such as 09:00"))
+}
+
+fn local_time(text: &str, at: &str) -> anyhow::Result<NaiveDateTime> {
+    NaiveDateTime::parse_from_str(text, "%Y-%m-%dT%H:%M")
+        .or_else(|_| NaiveDateTime::parse_from_str(text, "%Y-%m-%dT%H:%M:%S"))
+        .with_context(|| {
+            format!("{at}: `{text}` is not a local date and time such as 2026-11-02T09:00")
+        })
+}
+
+pub fn instant(text: &str, at: &str) -> anyhow::Result<DateTime<Utc>> {
+    DateTime::parse_from_rfc3339(text)
+        .map(|t| t.to_utc())
+        .with_context(|| {
+            format!("{at}: `{text}` is not an RFC 3339 time such as 2026-11-28T00:00:00-07:00")
+        })
+}
+
+fn shift(text: &str, at: &str) -> anyhow::Result<(u32, ShiftUnit)> {
+    let unit = match text.chars().last() {
+        Some('h') => ShiftUnit::Hours,
+        Some('d') => ShiftUnit::Days,
+        Some('w') => ShiftUnit::Weeks,
+        _ => bail!("{at}.shift: `{text}` is not a shift length such as 12h, 1d or 1w"),
+    };
+    match text[..text.len() - 1].parse::<u32>() {
+        Ok(n) if n > 0 => Ok((n, unit)),
+        _ => bail!("{at}.shift: `{text}` is not a shift length such as 12h, 1d or 1w"),
+    }
+}
+
+fn target(text: &str, at: &str) -> anyhow::Result<Target> {
+    match text.split_once(':') {
+        Some(("user", id)) => Ok(Target::User(id.to_string())),
+        Some(("schedule", name)) => Ok(Target::Schedule(name.to_string())),
+        _ => bail!("{at}: `{text}` is not `user:<id>` or `schedule:<name>`"),
+    }
+}
+
+impl OnCall {
+    /// Reads and checks the file; errors start with the file name (and, for syntax and
+    /// type errors, the line and column).
+    pub fn load(path: &Path) -> anyhow::Result<OnCall> {
+        let text = std::fs::read_to_string(path)
+            .with_context(|| format!("cannot read {}", path.display()))?;
+        OnCall::parse(&text).map_err(|e| anyhow::anyhow!("{}: {e:#}", path.display()))
+    }
+
+    pub fn parse(text: &str) -> anyhow::Result<OnCall> {
+        let file: File = toml::from_str(text)?;
+        let mut people = HashMap::new();
+        let mut contacts = HashMap::new();
+        for (i, p) in file.people.into_iter().enumerate() {
+            for (j, rule) in p.rules.iter().enumerate() {
+                if !p.contacts.contains_key(&rule.contact) {
+                    bail!(
+                        "people[{i}] ({}).rules[{j}].contact: `{}` is not one of this person's contacts",
+                        p.id,
+                        rule.contact
+                    );
+                }
+            }
+            let rules = p
+                .rules
+                .into_iter()
+                .map(|r| NotificationRule {
+                    urgency: r.urgency,
+                    contact: r.contact,
+                    delay_minutes: r.after,
+                })
+                .collect();
+            contacts.insert(p.id.clone(), p.contacts);
+            if people
+                .insert(
+                    p.id.clone(),
+                    Person {
+                        id: p.id.clone(),
+                        rules,
+                    },
+                )
+                .is_some()
+            {
+                bail!("people[{i}].id: `{}` appears twice", p.id);
+            }
+        }
+        let mut schedules = HashMap::new();
+        for (i, s) in file.schedules.into_iter().enumerate() {
+            let at = format!("schedules[{i}] ({})", s.name);
+            let tz = parse_tz(&s.tz).map_err(|e| anyhow::anyhow!("{at}.tz: {e}"))?;
+            let mut layers = Vec::new();
+            for (j, l) in s.layers.into_iter().enumerate() {
+                let at = format!("{at}.layers[{j}]");
+                let (shift_length, shift_unit) = shift(&l.shift, &at)?;
+                let restriction = match (l.within.is_empty(), l.outside.is_empty()) {
+                    (true, true) => None,
+                    (false, true) => Some(Restriction {
+                        mode: RestrictionMode::Within,
+                        windows: windows(&l.within, &format!("{at}.within"))?,
+                    }),
+                    (true, false) => Some(Restriction {
+                        mode: RestrictionMode::Outside,
+                        windows: windows(&l.outside, &format!("{at}.outside"))?,
+                    }),
+                    (false, false) => bail!("{at}: give `within` or `outside`, not both"),
+                };
+                layers.push(Layer {
+                    name: l.name,
+                    participants: l.participants,
+                    shift_length,
+                    shift_unit,
+                    start: local_time(&l.start, &format!("{at}.start"))?,
+                    restriction,
+                });
+            }
+            let schedule = OnCallSchedule {
+                name: s.name.clone(),
+                tz,
+                layers,
+                overrides: s
+                    .overrides
+                    .iter()
+                    .enumerate()
+                    .map(|(j, o)| {
+                        let at = format!("{at}.overrides[{j}]");
+                        Ok(Override {
+                            user: o.user.clone(),
+                            replaces: o.replaces.clone(),
+                            start: instant(&o.start, &format!("{at}.start"))?,
+                            end: instant(&o.end, &format!("{at}.end"))?,
+                        })
+                    })
+                    .collect::<anyhow::Result<Vec<_>>>()?,
+            };
+            schedule.validate(|user| people.contains_key(user))?;
+            schedules.insert(s.name, schedule);
+        }
+        let check_target = |t: &Target, at: &str| -> anyhow::Result<()> {
+            match t {
+                Target::User(id) if !people.contains_key(id) => bail!("{at}: unknown user `{id}`"),
+                Target::Schedule(name) if !schedules.contains_key(name) => {
+                    bail!("{at}: unknown schedule `{name}`")
+                }
+                _ => Ok(()),
+            }
+        };
+        let mut policies = HashMap::new();
+        for (i, p) in file.policies.into_iter().enumerate() {
+            let at = format!("policies[{i}] ({})", p.name);
+            if p.steps.is_empty() {
+                bail!("{at}.steps: a policy needs at least one step");
+            }
+            let mut steps = Vec::new();
+            for (j, step) in p.steps.into_iter().enumerate() {
+                if step.targets.is_empty() {
+                    bail!("{at}.steps[{j}].targets: a step needs at least one target");
+                }
+                let targets = step
+                    .targets
+                    .iter()
+                    .map(|t| {
+                        let target = target(t, &format!("{at}.steps[{j}].targets"))?;
+                        check_target(&target, &format!("{at}.steps[{j}].targets"))?;
+                        Ok(target)
+                    })
+                    .collect::<anyhow::Result<Vec<_>>>()?;
+                steps.push(EscalationStep {
+                    targets,
+                    delay_minutes: step.delay,
+                });
+            }
+            let last_resort = match &p.last_resort {
+                None => None,
+                Some(text) => {
+                    let t = target(text, &format!("{at}.last_resort"))?;
+                    check_target(&t, &format!("{at}.last_resort"))?;
+                    Some(t)
+                }
+            };
+            policies.insert(
+                p.name.clone(),
+                EscalationPolicy {
+                    name: p.name,
+                    steps,
+                    repeat: p.repeat,
+                    last_resort,
+                },
+            );
+        }
+        let mut services = HashMap::new();
+        for (i, s) in file.services.into_iter().enumerate() {
+            let at = format!("services[{i}] ({})", s.name);
+            if !policies.contains_key(&s.policy) {
+                bail!("{at}.policy: unknown policy `{}`", s.policy);
+            }
+            let urgency = match (s.urgency.as_str(), s.support_hours) {
+                ("high", None) => UrgencyRule::Always(Urgency::High),
+                ("low", None) => UrgencyRule::Always(Urgency::Low),
+                ("support-hours", Some(hours)) => UrgencyRule::SupportHours {
+                    tz: parse_tz(&hours.tz)
+                        .map_err(|e| anyhow::anyhow!("{at}.support_hours.tz: {e}"))?,
+                    windows: windows(&hours.windows, &format!("{at}.support_hours"))?,
+                    inside: hours.inside,
+                    outside: hours.outside,
+                },
+                ("support-hours", None) => {
+                    bail!(
+                        "{at}.support_hours: `urgency = \"support-hours\"` needs a support_hours table"
+                    )
+                }
+                ("high" | "low", Some(_)) => {
+                    bail!("{at}.support_hours: only used with `urgency = \"support-hours\"`")
+                }
+                (other, _) => {
+                    bail!("{at}.urgency: `{other}` is not high, low or support-hours")
+                }
+            };
+            let raise_after =
+                (s.raise_after > 0).then(|| TimeDelta::minutes(i64::from(s.raise_after)));
+            services.insert(
+                s.name.clone(),
+                Service {
+                    name: s.name,
+                    policy: s.policy,
+                    urgency,
+                    raise_after,
+                },
+            );
+        }
+        Ok(OnCall {
+            people,
+            contacts,
+            schedules,
+            policies,
+            services,
+        })
+    }
+}

@@ -1,0 +1,384 @@
+//! `keepwatch drill` and `keepwatch oncall`: the on-call configuration file put to the
+//! question "who gets paged when", with time as an input, so a Saturday 2 a.m. failure can be
+//! replayed on a Tuesday afternoon.
+
+mod file;
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use chrono::{DateTime, FixedOffset, TimeDelta, Utc};
+use clap::Args;
+use keepwatch_core::paging::{Page, Paging, Urgency, UrgencyRule};
+
+use crate::runner::duration;
+use file::OnCall;
+
+#[derive(Debug, Clone, Args)]
+pub struct DrillArgs {
+    /// The on-call configuration file
+    #[arg(short = 'f', long = "file", value_name = "FILE")]
+    pub file: PathBuf,
+    /// The service the alert belongs to
+    #[arg(long)]
+    pub service: String,
+    /// When the alert fires (RFC 3339; times are printed in its offset)
+    #[arg(long, value_name = "TIME")]
+    pub at: String,
+    /// Somebody acknowledges this long after the alert [default: nobody does]
+    #[arg(long, value_parser = duration, value_name = "DURATION")]
+    pub ack_after: Option<Duration>,
+    /// How long to follow the alert
+    #[arg(long, default_value = "24h", value_parser = duration, value_name = "DURATION")]
+    pub horizon: Duration,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct OncallArgs {
+    /// The on-call configuration file
+    #[arg(short = 'f', long = "file", value_name = "FILE")]
+    pub file: PathBuf,
+    /// Only this schedule [default: all, by name]
+    #[arg(long)]
+    pub schedule: Option<String>,
+    /// The time to ask about (RFC 3339) [default: now]
+    #[arg(long, value_name = "TIME")]
+    pub at: Option<String>,
+}
+
+fn parse_at(text: &str) -> anyhow::Result<DateTime<FixedOffset>> {
+    DateTime::parse_from_rfc3339(text).map_err(|_| {
+        anyhow::anyhow!("--at `{text}` is not an RFC 3339 time such as 2026-11-28T00:00:00-07:00")
+    })
+}
+
+fn elapsed(from: DateTime<Utc>, to: DateTime<Utc>) -> String {
+    let minutes = (to - from).num_minutes();
+    format!("+{}:{:02}", minutes / 60, minutes % 60)
+}
+
+/// `keepwatch drill`: prints the alert's timeline and the time to the first high-urgency page.
+pub fn drill(args: &DrillArgs) -> anyhow::Result<String> {
+    let config = OnCall::load(&args.file)?;
+    let at = parse_at(&args.at)?;
+    let offset = *at.offset();
+    let triggered_at = at.to_utc();
+    let service = config.services.get(&args.service).ok_or_else(|| {
+        let mut known: Vec<&String> = config.services.keys().collect();
+        known.sort();
+        anyhow::anyhow!(
+            "no service `{}` in {} (services: {known:?})",
+            args.service,
+            args.file.display()
+        )
+    })?;
+    let policy = &config.policies[&service.policy];
+    let urgency = service.urgency.at(triggered_at);
+    let why = match &service.urgency {
+        UrgencyRule::Always(_) => "always",
+        UrgencyRule::SupportHours { inside, .. } if *inside == urgency => "inside support hours",
+        UrgencyRule::SupportHours { .. } => "outside support hours",
+    };
+    let horizon = TimeDelta::from_std(args.horizon).unwrap_or(TimeDelta::days(1));
+    let until = match args.ack_after {
+        Some(ack) => triggered_at + TimeDelta::from_std(ack).unwrap_or_default(),
+        None => triggered_at + horizon,
+    };
+    let paging = Paging {
+        triggered_at,
+        urgency,
+        raise_after: service.raise_after,
+        policy,
+        schedules: &config.schedules,
+        people: &config.people,
+    };
+    let pages = paging.timeline(until);
+    let local = |t: DateTime<Utc>| t.with_timezone(&offset).format("%a %Y-%m-%d %H:%M");
+    let mut out = format!(
+        "Alert on service `{}` at {} (policy `{}`)\nurgency: {} ({why})",
+        service.name,
+        local(triggered_at),
+        policy.name,
+        name(urgency),
+    );
+    match (urgency, service.raise_after) {
+        (Urgency::Low, Some(after)) => out.push_str(&format!(
+            "; raised to high after {} min without acknowledgment\n",
+            after.num_minutes()
+        )),
+        (Urgency::Low, None) => out.push_str("; never raised (the service opted out)\n"),
+        _ => out.push('\n'),
+    }
+    for page in &pages {
+        let line = match page {
+            Page::Step { step, pass, .. } => format!("escalation step {step} (pass {pass})"),
+            Page::UrgencyRaised { .. } => "urgency raised to high".to_string(),
+            Page::LastResort { .. } => "last resort".to_string(),
+            Page::Notify {
+                user,
+                contact,
+                urgency,
+                ..
+            } => {
+                let address = config
+                    .contacts
+                    .get(user)
+                    .and_then(|c| c.get(contact))
+                    .map_or(String::new(), |a| format!(" <{a}>"));
+                format!("  notify {user} by {contact}{address} ({})", name(*urgency))
+            }
+            Page::Unreached { who, urgency, .. } => format!(
+                "  NOBODY REACHED: {who} has no {} urgency rule or nobody on call",
+                name(*urgency)
+            ),
+        };
+        out.push_str(&format!(
+            "{:>6}  {}  {line}\n",
+            elapsed(triggered_at, page.at()),
+            local(page.at())
+        ));
+    }
+    let first_high = pages.iter().find_map(|p| match p {
+        Page::Notify {
+            at,
+            user,
+            contact,
+            urgency: Urgency::High,
+        } => Some((*at, user, contact)),
+        _ => None,
+    });
+    match first_high {
+        Some((at, user, contact)) => out.push_str(&format!(
+            "first high-urgency page: {} ({user} by {contact})\n",
+            elapsed(triggered_at, at)
+        )),
+        None => out.push_str("first high-urgency page: none\n"),
+    }
+    match args.ack_after {
+        Some(_) => out.push_str(&format!(
+            "acknowledged at {}: nothing more is sent\n",
+            elapsed(triggered_at, until)
+        )),
+        None => {
+            let notified = pages
+                .iter()
+                .filter(|p| matches!(p, Page::Notify { .. }))
+                .count();
+            out.push_str(&format!(
+                "nobody acknowledged: {notified} notifications in {}\n",
+                humantime::format_duration(args.horizon)
+            ))
+        }
+    }
+    Ok(out)
+}
+
+fn name(urgency: Urgency) -> &'static str {
+    match urgency {
+        Urgency::High => "high",
+        Urgency::Low => "low",
+    }
+}
+
+/// `keepwatch oncall`: who is on call at the time asked, until when, and who comes next.
+pub fn oncall(args: &OncallArgs) -> anyhow::Result<String> {
+    let config = OnCall::load(&args.file)?;
+    let at = match &args.at {
+        Some(text) => parse_at(text)?,
+        None => Utc::now().fixed_offset(),
+    };
+    let offset = *at.offset();
+    let now = at.to_utc();
+    let mut names: Vec<&String> = config.schedules.keys().collect();
+    names.sort();
+    if let Some(only) = &args.schedule {
+        if !config.schedules.contains_key(only) {
+            anyhow::bail!(
+                "no schedule `{only}` in {} (schedules: {names:?})",
+                args.file.display()
+            );
+        }
+        names.retain(|n| *n == only);
+    }
+    let local = |t: DateTime<Utc>| t.with_timezone(&offset).format("%a %Y-%m-%d %H:%M");
+    let who = |users: &[String]| {
+        if users.is_empty() {
+            "nobody".to_string()
+        } else {
+            users.join(", ")
+        }
+    };
+    let mut out = String::new();
+    for name in names {
+        let schedule = &config.schedules[name];
+        let current = schedule.on_call_at(now);
+        // The next change within a year; shifts() leaves out stretches with nobody.
+        let shifts = schedule.shifts(now, now + TimeDelta::days(366));
+        let until = match shifts.first() {
+            Some(first) if first.start == now => first.end,
+            Some(first) => first.start,
+            None => now + TimeDelta::days(366),
+        };
+        let next = shifts
+            .iter()
+            .find(|s| s.start >= until)
+            .filter(|s| s.start == until)
+            .map_or_else(Vec::new, |s| s.users.clone());
+        out.push_str(&format!(
+            "{name}: {} until {}, then {}\n",
+            who(&current),
+            local(until),
+            who(&next)
+        ));
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const EXAMPLE: &str = include_str!("../../../../examples/oncall.toml");
+
+    fn write(text: &str) -> (tempfile::TempDir, PathBuf) {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("oncall.toml");
+        std::fs::write(&path, text).unwrap();
+        (dir, path)
+    }
+
+    fn drill_args(path: PathBuf, at: &str, ack: Option<&str>) -> DrillArgs {
+        DrillArgs {
+            file: path,
+            service: "billing".into(),
+            at: at.into(),
+            ack_after: ack.map(|a| duration(a).unwrap()),
+            horizon: duration("3h").unwrap(),
+        }
+    }
+
+    #[test]
+    fn the_readme_example_drills_a_saturday_night_in_denver() {
+        let (_dir, path) = write(EXAMPLE);
+        let out = drill(&drill_args(path.clone(), "2026-11-28T00:00:00-07:00", None)).unwrap();
+        let expected = "\
+Alert on service `billing` at Sat 2026-11-28 00:00 (policy `billing`)
+urgency: low (outside support hours); raised to high after 10 min without acknowledgment
+ +0:00  Sat 2026-11-28 00:00  escalation step 1 (pass 1)
+ +0:00  Sat 2026-11-28 00:00    notify alice by email <alice@example.com> (low)
+ +0:10  Sat 2026-11-28 00:10  urgency raised to high
+ +0:10  Sat 2026-11-28 00:10    notify alice by ntfy <https://ntfy.sh/alice-pages> (high)
+ +0:10  Sat 2026-11-28 00:10    notify alice by email <alice@example.com> (high)
+ +0:15  Sat 2026-11-28 00:15  escalation step 2 (pass 1)
+ +0:15  Sat 2026-11-28 00:15    notify bob by ntfy <https://ntfy.sh/bob-pages> (high)
+ +0:15  Sat 2026-11-28 00:15    notify alice by ntfy <https://ntfy.sh/alice-pages> (high)
+ +0:30  Sat 2026-11-28 00:30  escalation step 1 (pass 2)
+ +0:30  Sat 2026-11-28 00:30    notify alice by ntfy <https://ntfy.sh/alice-pages> (high)
+ +0:30  Sat 2026-11-28 00:30    notify alice by email <alice@example.com> (high)
+ +0:35  Sat 2026-11-28 00:35    notify alice by ntfy <https://ntfy.sh/alice-pages> (high)
+ +0:45  Sat 2026-11-28 00:45  escalation step 2 (pass 2)
+ +0:45  Sat 2026-11-28 00:45    notify bob by ntfy <https://ntfy.sh/bob-pages> (high)
+ +1:00  Sat 2026-11-28 01:00  last resort
+ +1:00  Sat 2026-11-28 01:00    notify lee by phone <https://hooks.example.com/page-lee> (high)
+first high-urgency page: +0:10 (alice by ntfy)
+nobody acknowledged: 10 notifications in 3h
+";
+        assert_eq!(out, expected);
+        // On a weekday afternoon the same failure is high urgency from the first page.
+        let out = drill(&drill_args(
+            path.clone(),
+            "2026-11-27T14:00:00-07:00",
+            Some("12m"),
+        ))
+        .unwrap();
+        assert!(
+            out.contains("urgency: high (inside support hours)\n"),
+            "{out}"
+        );
+        assert!(
+            out.contains("first high-urgency page: +0:00 (alice by ntfy)"),
+            "{out}"
+        );
+        assert!(
+            out.ends_with("acknowledged at +0:12: nothing more is sent\n"),
+            "{out}"
+        );
+        assert!(!out.contains("step 2"), "acknowledged before step 2: {out}");
+    }
+
+    #[test]
+    fn oncall_says_who_until_when_and_who_is_next() {
+        let (_dir, path) = write(EXAMPLE);
+        let args = OncallArgs {
+            file: path,
+            schedule: None,
+            at: Some("2026-11-28T00:00:00-07:00".into()),
+        };
+        assert_eq!(
+            oncall(&args).unwrap(),
+            "primary: alice until Mon 2026-11-30 09:00, then bob\n\
+             secondary: bob until Mon 2026-11-30 09:00, then alice\n"
+        );
+    }
+
+    #[test]
+    fn mistakes_in_the_file_are_named_with_where_they_are() {
+        let cases = [
+            (
+                "[[people]]\nid = \"a\"\nphone = 1\n",
+                "unknown field `phone`",
+            ),
+            ("[[people]]\nid = \"a\"\nphone = 1\n", "line 3"),
+            (
+                "[[schedules]]\nname = \"s\"\ntz = \"Mars/Olympus\"\n",
+                "schedules[0] (s).tz: unknown time zone `Mars/Olympus`",
+            ),
+            (
+                "[[schedules]]\nname = \"s\"\ntz = \"UTC\"\n[[schedules.layers]]\nname = \"l\"\nparticipants = []\nshift = \"1d\"\nstart = \"2026-11-02T09:00\"\n",
+                "schedule `s`: layer `l` has no participants",
+            ),
+            (
+                "[[schedules]]\nname = \"s\"\ntz = \"UTC\"\n[[schedules.layers]]\nname = \"l\"\nparticipants = [\"zed\"]\nshift = \"1d\"\nstart = \"2026-11-02T09:00\"\n",
+                "layer `l`: unknown user `zed`",
+            ),
+            (
+                "[[schedules]]\nname = \"s\"\ntz = \"UTC\"\n[[schedules.layers]]\nname = \"l\"\nparticipants = []\nshift = \"fortnight\"\nstart = \"2026-11-02T09:00\"\n",
+                "schedules[0] (s).layers[0].shift: `fortnight` is not a shift length",
+            ),
+            (
+                "[[policies]]\nname = \"p\"\nsteps = [{ targets = [\"user:ghost\"], delay = 5 }]\n",
+                "policies[0] (p).steps[0].targets: unknown user `ghost`",
+            ),
+            (
+                "[[policies]]\nname = \"p\"\nsteps = [{ targets = [\"team:ops\"], delay = 5 }]\n",
+                "`team:ops` is not `user:<id>` or `schedule:<name>`",
+            ),
+            (
+                "[[services]]\nname = \"x\"\npolicy = \"nope\"\n",
+                "services[0] (x).policy: unknown policy `nope`",
+            ),
+        ];
+        for (text, expected) in cases {
+            let (_dir, path) = write(text);
+            let error = format!("{:#}", OnCall::load(&path).err().expect(text));
+            assert!(error.starts_with(&path.display().to_string()), "{error}");
+            assert!(error.contains(expected), "{text}\n→ {error}");
+        }
+        let (_dir, path) = write(EXAMPLE);
+        let mut args = drill_args(path, "Saturday", None);
+        assert!(
+            drill(&args)
+                .unwrap_err()
+                .to_string()
+                .contains("--at `Saturday` is not an RFC 3339 time")
+        );
+        args.at = "2026-11-28T00:00:00Z".into();
+        args.service = "payroll".into();
+        assert!(
+            drill(&args)
+                .unwrap_err()
+                .to_string()
+                .contains("no service `payroll`")
+        );
+    }
+}
