@@ -97,7 +97,9 @@ Examples:
     #[command(after_help = "\
 Examples:
   keepwatch oncall -f oncall.toml
-  keepwatch oncall -f oncall.toml --schedule primary --at 2026-12-24T23:00:00-07:00")]
+  keepwatch oncall -f oncall.toml --schedule primary --at 2026-12-24T23:00:00-07:00
+  keepwatch oncall -f oncall.toml --at 2026-12-01T00:00:00Z --until 2027-01-01T00:00:00Z --user alice
+  keepwatch oncall -f oncall.toml --user alice --ical > alice-oncall.ics")]
     Oncall(oncall::OncallArgs),
     /// Print the next fire times of a cron or OnCalendar expression
     #[command(after_help = "\

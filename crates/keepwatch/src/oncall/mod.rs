@@ -44,6 +44,16 @@ pub struct OncallArgs {
     /// The time to ask about (RFC 3339) [default: now]
     #[arg(long, value_name = "TIME")]
     pub at: Option<String>,
+    /// List every shift from --at to this time instead
+    #[arg(long, value_name = "TIME")]
+    pub until: Option<String>,
+    /// Only the shifts of this person (with --until or --ical)
+    #[arg(long)]
+    pub user: Option<String>,
+    /// Print an iCalendar feed (RFC 5545) of the shifts from 7 days before --at to 90 days
+    /// after, for a calendar app to import
+    #[arg(long, conflicts_with = "until")]
+    pub ical: bool,
 }
 
 fn parse_at(text: &str) -> anyhow::Result<DateTime<FixedOffset>> {
@@ -209,6 +219,53 @@ pub fn oncall(args: &OncallArgs) -> anyhow::Result<String> {
         }
     };
     let mut out = String::new();
+    if let Some(user) = &args.user
+        && !config.people.contains_key(user)
+    {
+        anyhow::bail!("no person `{user}` in {}", args.file.display());
+    }
+    let shifts_in = |name: &str, from, to| {
+        let schedule = &config.schedules[name];
+        match &args.user {
+            Some(user) => schedule.shifts_of(user, from, to),
+            None => schedule.shifts(from, to),
+        }
+    };
+    if args.ical {
+        let (from, to) = (now - TimeDelta::days(7), now + TimeDelta::days(90));
+        let mut shifts: Vec<_> = names.iter().flat_map(|n| shifts_in(n, from, to)).collect();
+        shifts.sort_by_key(|s| s.start);
+        let title = match (&args.user, &args.schedule) {
+            (Some(user), _) => format!("On call: {user}"),
+            (None, Some(schedule)) => format!("On call: {schedule}"),
+            (None, None) => "On call".to_string(),
+        };
+        let feed_id = title.to_lowercase().replace([' ', ':'], "-");
+        return Ok(keepwatch_core::ical::feed(
+            &title,
+            &feed_id,
+            &shifts,
+            |s| s.users.join(", "),
+            Utc::now(),
+        ));
+    }
+    if let Some(until) = &args.until {
+        let until = parse_at(until)?.to_utc();
+        if until <= now || until - now > TimeDelta::days(366) {
+            anyhow::bail!("--until must be after --at and at most a year later");
+        }
+        for name in names {
+            for shift in shifts_in(name, now, until) {
+                out.push_str(&format!(
+                    "{name}  {} → {}  {}\n",
+                    local(shift.start),
+                    local(shift.end),
+                    who(&shift.users)
+                ));
+            }
+        }
+        return Ok(out);
+    }
     for name in names {
         let schedule = &config.schedules[name];
         let current = schedule.on_call_at(now);
@@ -313,11 +370,51 @@ nobody acknowledged: 10 notifications in 3h
             file: path,
             schedule: None,
             at: Some("2026-11-28T00:00:00-07:00".into()),
+            until: None,
+            user: None,
+            ical: false,
         };
         assert_eq!(
             oncall(&args).unwrap(),
             "primary: alice until Mon 2026-11-30 09:00, then bob\n\
              secondary: bob until Mon 2026-11-30 09:00, then alice\n"
+        );
+    }
+
+    #[test]
+    fn oncall_lists_shifts_and_writes_a_feed() {
+        let (_dir, path) = write(EXAMPLE);
+        let mut args = OncallArgs {
+            file: path,
+            schedule: Some("primary".into()),
+            at: Some("2026-11-28T00:00:00-07:00".into()),
+            until: Some("2026-12-14T09:00:00-07:00".into()),
+            user: None,
+            ical: false,
+        };
+        assert_eq!(
+            oncall(&args).unwrap(),
+            "primary  Sat 2026-11-28 00:00 → Mon 2026-11-30 09:00  alice\n\
+             primary  Mon 2026-11-30 09:00 → Mon 2026-12-07 09:00  bob\n\
+             primary  Mon 2026-12-07 09:00 → Mon 2026-12-14 09:00  alice\n"
+        );
+        args.user = Some("bob".into());
+        assert_eq!(
+            oncall(&args).unwrap(),
+            "primary  Mon 2026-11-30 09:00 → Mon 2026-12-07 09:00  bob\n"
+        );
+        args.until = None;
+        args.ical = true;
+        let feed = oncall(&args).unwrap();
+        assert!(
+            feed.starts_with("BEGIN:VCALENDAR\r\n") && feed.contains("DTSTART:20261130T160000Z")
+        );
+        args.user = Some("nobody-here".into());
+        assert!(
+            oncall(&args)
+                .unwrap_err()
+                .to_string()
+                .contains("no person `nobody-here`")
         );
     }
 
