@@ -6,9 +6,9 @@ use icalendar::{Calendar, Component, Event, EventLike};
 
 use crate::oncall::Shift;
 
-/// A calendar named `title` with one event per shift. `feed_id` and the shift's start make
-/// each event's UID, so a calendar app that refreshes the feed updates a changed shift
-/// instead of adding a copy; `now` is the DTSTAMP.
+/// A calendar named `title` with one event per shift. `feed_id`, the shift's start and its
+/// people make each event's UID, so refreshing the feed does not add copies of a shift;
+/// `now` is the DTSTAMP.
 pub fn feed(
     title: &str,
     feed_id: &str,
@@ -19,7 +19,11 @@ pub fn feed(
     let mut calendar = Calendar::new();
     calendar.name(title);
     for shift in shifts {
-        let uid = format!("{feed_id}-{}@keepwatch", shift.start.timestamp());
+        let uid = format!(
+            "{feed_id}-{}-{}@keepwatch",
+            shift.start.timestamp(),
+            shift.users.join("+")
+        );
         calendar.push(
             Event::new()
                 .uid(&uid)

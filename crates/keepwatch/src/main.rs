@@ -101,6 +101,28 @@ Examples:
   keepwatch oncall -f oncall.toml --at 2026-12-01T00:00:00Z --until 2027-01-01T00:00:00Z --user alice
   keepwatch oncall -f oncall.toml --user alice --ical > alice-oncall.ics")]
     Oncall(oncall::OncallArgs),
+    /// Apply an on-call configuration file: print what changes, then store it
+    #[command(after_help = "\
+Applying the same file twice changes nothing. Prints the calendar feed path of every schedule
+and person (serve it under the site URL: https://keepwatch.example.com/ical/<token>.ics).
+Examples:
+  keepwatch apply -f oncall.toml --dry-run
+  keepwatch apply -f oncall.toml --project billing --database-url postgres://keepwatch@db/keepwatch")]
+    Apply {
+        #[command(flatten)]
+        args: oncall::ApplyArgs,
+        #[command(flatten)]
+        storage: StorageArgs,
+    },
+    /// Print the on-call configuration file as last applied
+    #[command(after_help = "Example:\n  keepwatch export > oncall.toml")]
+    Export {
+        /// The project the configuration belongs to
+        #[arg(long, default_value = "default")]
+        project: String,
+        #[command(flatten)]
+        storage: StorageArgs,
+    },
     /// Print the next fire times of a cron or OnCalendar expression
     #[command(after_help = "\
 Examples:
@@ -196,13 +218,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 },
         } => {
             let store = open_store(&storage).await?;
-            let project = match store.project_by_name(&project).await? {
-                Some(p) => p,
-                None if project == "default" => ensure_default_project(&store).await?.0,
-                None => anyhow::bail!(
-                    "no project named `{project}` (create it with: keepwatch project create {project})"
-                ),
-            };
+            let project = project_named(&store, &project).await?;
             let key = store
                 .create_api_key(project.id, read_only, Utc::now().timestamp_micros())
                 .await?;
@@ -216,6 +232,24 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             count,
         } => cron(&expr, &tz, after.as_deref(), count),
         Command::Run(_) => Ok(()),
+        Command::Apply { args, storage } => {
+            let store = open_store(&storage).await?;
+            let project = project_named(&store, &args.project).await?;
+            print!("{}", oncall::apply(&store, project.id, &args).await?);
+            Ok(())
+        }
+        Command::Export { project, storage } => {
+            let store = open_store(&storage).await?;
+            let project = project_named(&store, &project).await?;
+            match store.oncall_source(project.id).await? {
+                Some(source) => print!("{source}"),
+                None => anyhow::bail!(
+                    "no on-call configuration applied to project `{}` (keepwatch apply -f <file>)",
+                    project.name
+                ),
+            }
+            Ok(())
+        }
         Command::Drill(args) => oncall::drill(&args).map(|out| print!("{out}")),
         Command::Oncall(args) => oncall::oncall(&args).map(|out| print!("{out}")),
         Command::Spool { command } => {
@@ -228,6 +262,17 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Ping(args) => runner::ping(args).await,
     }
     .map(|()| ExitCode::SUCCESS)
+}
+
+/// The project of that name; `default` is created on first use, as `serve` does.
+async fn project_named(store: &Store, name: &str) -> anyhow::Result<keepwatch_store::Project> {
+    match store.project_by_name(name).await? {
+        Some(p) => Ok(p),
+        None if name == "default" => Ok(ensure_default_project(store).await?.0),
+        None => anyhow::bail!(
+            "no project named `{name}` (create it with: keepwatch project create {name})"
+        ),
+    }
 }
 
 fn validate_name(name: &str) -> anyhow::Result<()> {

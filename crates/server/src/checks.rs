@@ -52,7 +52,7 @@ fn json_body(body: &Bytes) -> Result<Option<Value>, ApiError> {
 }
 
 /// Authenticates a request: `X-Api-Key`, or for writes `api_key` in the JSON body.
-async fn authorize(
+pub(crate) async fn authorize(
     state: &AppState,
     headers: &HeaderMap,
     body: Option<&Value>,

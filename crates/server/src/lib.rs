@@ -22,6 +22,7 @@ use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
 
 pub mod checks;
 pub mod error;
+pub mod oncall;
 pub mod ping;
 pub mod spec;
 
@@ -95,6 +96,7 @@ pub fn router(state: AppState) -> Router {
             get(checks::list_channels).post(checks::create_channel),
         )
         .route("/status/", any(status))
+        .route("/oncall/", get(oncall::who))
         .layer(middleware::from_fn(cors));
     Router::new()
         .route("/ping/{a}", any(ping::ping_one))
@@ -104,6 +106,7 @@ pub fn router(state: AppState) -> Router {
         .nest("/api/v3", api.clone())
         .nest("/api/v2", api.clone())
         .nest("/api/v1", api)
+        .route("/ical/{file}", get(oncall::feed))
         .route("/metrics", get(metrics))
         .route("/", get(index))
         .with_state(state)

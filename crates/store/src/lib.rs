@@ -21,12 +21,14 @@ use sqlx::sqlite::{
 
 mod checks;
 pub mod model;
+mod oncall;
 mod outbox;
 mod pings;
 mod projects;
 pub mod testing;
 
 pub use model::*;
+pub use oncall::FeedRow;
 pub use projects::{ApiKeyScope, generate_secret, hash_api_key};
 
 /// A storage error. Messages are safe to log; they never contain API keys.

@@ -337,8 +337,59 @@ async fn story(store: Store) {
             .is_empty()
     );
     assert_eq!(store.count_checks().await.unwrap(), 1);
+    oncall_story(&store).await;
     store.ping_db().await.unwrap();
     store.close().await;
+}
+
+/// The applied on-call configuration is replaced whole; feed tokens are made once and kept.
+async fn oncall_story(store: &Store) {
+    let project = store.create_project("oncall", 1).await.unwrap();
+    assert_eq!(store.oncall_source(project.id).await.unwrap(), None);
+    let feeds = store
+        .apply_oncall(
+            project.id,
+            "v1",
+            &[("schedule", "primary"), ("person", "alice")],
+            10,
+        )
+        .await
+        .unwrap();
+    assert_eq!(feeds.len(), 2);
+    assert!(feeds.iter().all(|f| f.token.len() == 32));
+    let again = store
+        .apply_oncall(
+            project.id,
+            "v2",
+            &[("schedule", "primary"), ("person", "bob")],
+            20,
+        )
+        .await
+        .unwrap();
+    assert_eq!(again.len(), 3);
+    let primary = |feeds: &[keepwatch_store::FeedRow]| {
+        feeds
+            .iter()
+            .find(|f| f.name == "primary")
+            .unwrap()
+            .token
+            .clone()
+    };
+    assert_eq!(primary(&feeds), primary(&again), "a feed keeps its token");
+    assert_eq!(
+        store.oncall_source(project.id).await.unwrap().as_deref(),
+        Some("v2")
+    );
+    let found = store
+        .feed_by_token(&primary(&again))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        (found.kind.as_str(), found.project_id),
+        ("schedule", project.id)
+    );
+    assert_eq!(store.feed_by_token("nope").await.unwrap(), None);
 }
 
 #[tokio::test]

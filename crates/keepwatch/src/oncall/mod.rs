@@ -2,9 +2,10 @@
 //! question "who gets paged when", with time as an input, so a Saturday 2 a.m. failure can be
 //! replayed on a Tuesday afternoon.
 
-mod file;
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
 
-use std::path::PathBuf;
+use anyhow::Context;
 use std::time::Duration;
 
 use chrono::{DateTime, FixedOffset, TimeDelta, Utc};
@@ -12,7 +13,14 @@ use clap::Args;
 use keepwatch_core::paging::{Page, Paging, Urgency, UrgencyRule};
 
 use crate::runner::duration;
-use file::OnCall;
+use keepwatch_core::oncall_file::OnCall;
+
+/// Reads and checks an on-call file; errors start with the file name.
+pub fn load(path: &Path) -> anyhow::Result<OnCall> {
+    let text =
+        std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
+    OnCall::parse(&text).map_err(|e| anyhow::anyhow!("{}: {e:#}", path.display()))
+}
 
 #[derive(Debug, Clone, Args)]
 pub struct DrillArgs {
@@ -69,7 +77,7 @@ fn elapsed(from: DateTime<Utc>, to: DateTime<Utc>) -> String {
 
 /// `keepwatch drill`: prints the alert's timeline and the time to the first high-urgency page.
 pub fn drill(args: &DrillArgs) -> anyhow::Result<String> {
-    let config = OnCall::load(&args.file)?;
+    let config = load(&args.file)?;
     let at = parse_at(&args.at)?;
     let offset = *at.offset();
     let triggered_at = at.to_utc();
@@ -192,7 +200,7 @@ fn name(urgency: Urgency) -> &'static str {
 
 /// `keepwatch oncall`: who is on call at the time asked, until when, and who comes next.
 pub fn oncall(args: &OncallArgs) -> anyhow::Result<String> {
-    let config = OnCall::load(&args.file)?;
+    let config = load(&args.file)?;
     let at = match &args.at {
         Some(text) => parse_at(text)?,
         None => Utc::now().fixed_offset(),
@@ -286,6 +294,119 @@ pub fn oncall(args: &OncallArgs) -> anyhow::Result<String> {
             who(&current),
             local(until),
             who(&next)
+        ));
+    }
+    Ok(out)
+}
+
+/// What `keepwatch apply` changes, by section and name: `+` added, `-` removed, `~` changed.
+pub fn changes(old: Option<&OnCall>, new: &OnCall) -> Vec<String> {
+    fn section<T: PartialEq>(
+        kind: &str,
+        old: Option<&HashMap<String, T>>,
+        new: &HashMap<String, T>,
+        out: &mut Vec<String>,
+    ) {
+        let empty = HashMap::new();
+        let old = old.unwrap_or(&empty);
+        let mut names: Vec<&String> = old.keys().chain(new.keys()).collect();
+        names.sort();
+        names.dedup();
+        for name in names {
+            match (old.get(name), new.get(name)) {
+                (None, Some(_)) => out.push(format!("+ {kind} {name}")),
+                (Some(_), None) => out.push(format!("- {kind} {name}")),
+                (Some(a), Some(b)) if a != b => out.push(format!("~ {kind} {name}")),
+                _ => {}
+            }
+        }
+    }
+    let mut out = Vec::new();
+    let people = |c: &OnCall| -> HashMap<
+        String,
+        (
+            keepwatch_core::paging::Person,
+            Option<HashMap<String, String>>,
+        ),
+    > {
+        c.people
+            .iter()
+            .map(|(id, p)| (id.clone(), (p.clone(), c.contacts.get(id).cloned())))
+            .collect()
+    };
+    let old_people = old.map(people);
+    section("person", old_people.as_ref(), &people(new), &mut out);
+    section(
+        "schedule",
+        old.map(|c| &c.schedules),
+        &new.schedules,
+        &mut out,
+    );
+    section("policy", old.map(|c| &c.policies), &new.policies, &mut out);
+    section("service", old.map(|c| &c.services), &new.services, &mut out);
+    out
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct ApplyArgs {
+    /// The on-call configuration file
+    #[arg(short = 'f', long = "file", value_name = "FILE")]
+    pub file: PathBuf,
+    /// Show what would change and change nothing
+    #[arg(long)]
+    pub dry_run: bool,
+    /// The project the configuration belongs to
+    #[arg(long, default_value = "default")]
+    pub project: String,
+}
+
+/// `keepwatch apply`: checks the file, prints the changes, stores it (unless a dry run) and
+/// prints the calendar feed paths.
+pub async fn apply(
+    store: &keepwatch_store::Store,
+    project_id: i64,
+    args: &ApplyArgs,
+) -> anyhow::Result<String> {
+    let text = std::fs::read_to_string(&args.file)
+        .with_context(|| format!("cannot read {}", args.file.display()))?;
+    let new =
+        OnCall::parse(&text).map_err(|e| anyhow::anyhow!("{}: {e:#}", args.file.display()))?;
+    // A stored configuration that no longer parses is replaced whole.
+    let old = store
+        .oncall_source(project_id)
+        .await?
+        .and_then(|source| OnCall::parse(&source).ok());
+    let changes = changes(old.as_ref(), &new);
+    let mut out = String::new();
+    if changes.is_empty() {
+        out.push_str("no changes\n");
+    }
+    for change in &changes {
+        out.push_str(change);
+        out.push('\n');
+    }
+    if args.dry_run {
+        out.push_str("dry run: nothing was stored\n");
+        return Ok(out);
+    }
+    let mut feeds: Vec<(&str, &str)> = new
+        .schedules
+        .keys()
+        .map(|n| ("schedule", n.as_str()))
+        .chain(new.people.keys().map(|n| ("person", n.as_str())))
+        .collect();
+    feeds.sort();
+    let rows = store
+        .apply_oncall(project_id, &text, &feeds, Utc::now().timestamp_micros())
+        .await?;
+    out.push_str("calendar feeds:\n");
+    for row in rows
+        .iter()
+        .filter(|r| feeds.contains(&(r.kind.as_str(), r.name.as_str())))
+    {
+        out.push_str(&format!(
+            "  {} {}: /ical/{}.ics\n",
+            row.kind, row.name, row.token
         ));
     }
     Ok(out)
@@ -457,7 +578,7 @@ nobody acknowledged: 10 notifications in 3h
         ];
         for (text, expected) in cases {
             let (_dir, path) = write(text);
-            let error = format!("{:#}", OnCall::load(&path).err().expect(text));
+            let error = format!("{:#}", load(&path).err().expect(text));
             assert!(error.starts_with(&path.display().to_string()), "{error}");
             assert!(error.contains(expected), "{text}\n→ {error}");
         }

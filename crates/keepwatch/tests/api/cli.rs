@@ -4,6 +4,10 @@
 use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
 
+use serde_json::json;
+
+use crate::helpers::spawn_app;
+
 fn keepwatch(args: &[&str]) -> (bool, String, String) {
     let output = Command::new(env!("CARGO_BIN_EXE_keepwatch"))
         .args(args)
@@ -212,4 +216,110 @@ fn serve_prints_the_url_and_a_key_on_first_start_only() {
     );
     child.kill().unwrap();
     child.wait().unwrap();
+}
+
+#[tokio::test]
+async fn apply_stores_the_oncall_file_idempotently_and_serves_feeds_and_oncall() {
+    let app = spawn_app().await;
+    let data_dir = app.data_dir.to_str().unwrap().to_string();
+    let example = concat!(env!("CARGO_MANIFEST_DIR"), "/../../examples/oncall.toml");
+    let apply = |extra: &'static [&'static str]| {
+        let data_dir = data_dir.clone();
+        async move {
+            let mut args = vec!["apply", "-f", example, "--data-dir", &data_dir];
+            args.extend_from_slice(extra);
+            let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_keepwatch"))
+                .args(&args)
+                .output()
+                .await
+                .unwrap();
+            assert!(
+                out.status.success(),
+                "{}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+            String::from_utf8(out.stdout).unwrap()
+        }
+    };
+    let dry = apply(&["--dry-run"]).await;
+    assert!(
+        dry.contains("+ schedule primary\n") && dry.ends_with("dry run: nothing was stored\n"),
+        "{dry}"
+    );
+    let first = apply(&[]).await;
+    assert!(
+        first.starts_with("+ person alice\n+ person bob\n+ person lee\n+ schedule primary\n"),
+        "{first}"
+    );
+    let again = apply(&[]).await;
+    assert!(
+        again.starts_with("no changes\n"),
+        "applying twice changes nothing: {again}"
+    );
+    let feed_path = again
+        .lines()
+        .find_map(|l| l.strip_prefix("  schedule primary: "))
+        .unwrap()
+        .to_string();
+
+    // The feed needs no API key (calendar apps cannot send one); its token is the secret.
+    let response = app.client.get(app.url(&feed_path)).send().await.unwrap();
+    assert_eq!(response.status(), 200);
+    assert_eq!(
+        response.headers()["content-type"],
+        "text/calendar; charset=utf-8"
+    );
+    let body = response.text().await.unwrap();
+    assert!(
+        body.contains("X-WR-CALNAME:On call: primary") && body.contains("SUMMARY:alice"),
+        "{body}"
+    );
+    let missing = app
+        .client
+        .get(app.url("/ical/not-a-token.ics"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(missing.status(), 404);
+
+    let (status, body) = app
+        .api(
+            "GET",
+            "/api/v1/oncall/?schedule=primary&at=2026-11-28T07:00:00Z",
+            Some(&app.read_key),
+            None,
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["oncall"][0]["users"], json!(["alice"]));
+    assert_eq!(body["oncall"][0]["next"], json!(["bob"]));
+    assert_eq!(body["oncall"][0]["until"], "2026-11-30T16:00:00+00:00");
+    assert!(
+        body["oncall"][0]["ical_url"]
+            .as_str()
+            .unwrap()
+            .ends_with(&feed_path)
+    );
+    let (status, _) = app.api("GET", "/api/v1/oncall/", None, None).await;
+    assert_eq!(status, 401);
+    let (status, body) = app
+        .api(
+            "GET",
+            "/api/v1/oncall/?at=tomorrow",
+            Some(&app.api_key),
+            None,
+        )
+        .await;
+    assert_eq!(
+        (status.as_u16(), body["error"].clone()),
+        (400, json!("at `tomorrow` is not an RFC 3339 time"))
+    );
+
+    // export gives back the file as applied.
+    let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_keepwatch"))
+        .args(["export", "--data-dir", &data_dir])
+        .output()
+        .await
+        .unwrap();
+    assert_eq!(out.stdout, std::fs::read(example).unwrap());
 }

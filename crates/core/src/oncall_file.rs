@@ -1,19 +1,19 @@
 //! The on-call configuration file: people with their notification rules, schedules,
-//! escalation policies and services, in one TOML file kept in git. `keepwatch drill` and
-//! `keepwatch oncall` read it; errors name the file, the line and the field.
+//! escalation policies and services, in one TOML file kept in git. `keepwatch drill`,
+//! `keepwatch oncall` and `keepwatch apply` read it; errors name the line (syntax, types,
+//! unknown fields) or the path of the field (`schedules[0] (primary).layers[1].shift`).
 
 use std::collections::HashMap;
-use std::path::Path;
 
-use anyhow::{Context, bail};
-use chrono::{DateTime, NaiveDateTime, NaiveTime, TimeDelta, Utc, Weekday};
-use keepwatch_core::oncall::{
+use crate::oncall::{
     Layer, OnCallSchedule, Override, Restriction, RestrictionMode, ShiftUnit, WeeklyWindow,
 };
-use keepwatch_core::paging::{
+use crate::paging::{
     EscalationPolicy, EscalationStep, NotificationRule, Person, Target, Urgency, UrgencyRule,
 };
-use keepwatch_core::schedule::parse_tz;
+use crate::schedule::parse_tz;
+use anyhow::{Context, bail};
+use chrono::{DateTime, NaiveDateTime, NaiveTime, TimeDelta, Utc, Weekday};
 use serde::Deserialize;
 
 /// Minutes a low-urgency alert waits for an acknowledgment before it becomes high, unless a
@@ -158,6 +158,7 @@ fn low_urgency() -> Urgency {
     Urgency::Low
 }
 
+#[derive(Debug, PartialEq)]
 pub struct Service {
     pub name: String,
     pub policy: String,
@@ -166,6 +167,7 @@ pub struct Service {
 }
 
 /// A checked on-call configuration.
+#[derive(Debug, PartialEq)]
 pub struct OnCall {
     pub people: HashMap<String, Person>,
     pub contacts: HashMap<String, HashMap<String, String>>,
@@ -248,14 +250,7 @@ fn target(text: &str, at: &str) -> anyhow::Result<Target> {
 }
 
 impl OnCall {
-    /// Reads and checks the file; errors start with the file name (and, for syntax and
-    /// type errors, the line and column).
-    pub fn load(path: &Path) -> anyhow::Result<OnCall> {
-        let text = std::fs::read_to_string(path)
-            .with_context(|| format!("cannot read {}", path.display()))?;
-        OnCall::parse(&text).map_err(|e| anyhow::anyhow!("{}: {e:#}", path.display()))
-    }
-
+    /// Parses and checks a configuration.
     pub fn parse(text: &str) -> anyhow::Result<OnCall> {
         let file: File = toml::from_str(text)?;
         let mut people = HashMap::new();

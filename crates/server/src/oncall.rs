@@ -1,0 +1,153 @@
+//! On-call over HTTP, from the configuration `keepwatch apply` stored: calendar feeds at
+//! unguessable URLs (`/ical/<token>.ics`, no API key, as calendar apps subscribe) and
+//! `GET /api/v1/oncall/` (who is on call, until when, who is next).
+
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use chrono::{DateTime, TimeDelta};
+use keepwatch_core::oncall::Shift;
+use keepwatch_core::oncall_file::OnCall;
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use crate::AppState;
+use crate::checks::authorize;
+use crate::error::ApiError;
+
+/// The configuration applied to a project, parsed; `None` when nothing was applied.
+async fn config(state: &AppState, project_id: i64) -> Result<Option<OnCall>, ApiError> {
+    let Some(source) = state.store.oncall_source(project_id).await? else {
+        return Ok(None);
+    };
+    OnCall::parse(&source)
+        .map(Some)
+        .map_err(|e| ApiError::Unavailable(format!("stored on-call configuration: {e:#}")))
+}
+
+/// `GET /ical/<token>.ics`: the shifts of a schedule or a person from 7 days ago to 90 days
+/// ahead.
+pub async fn feed(State(state): State<AppState>, Path(file): Path<String>) -> Response {
+    let not_found = || (StatusCode::NOT_FOUND, "not found").into_response();
+    let token = file.strip_suffix(".ics").unwrap_or(&file);
+    let row = match state.store.feed_by_token(token).await {
+        Ok(Some(row)) => row,
+        Ok(None) => return not_found(),
+        Err(e) => return ApiError::from(e).into_response(),
+    };
+    let config = match config(&state, row.project_id).await {
+        Ok(Some(config)) => config,
+        Ok(None) => return not_found(),
+        Err(e) => return e.into_response(),
+    };
+    let now = state.engine.clock.now();
+    let (from, to) = (now - TimeDelta::days(7), now + TimeDelta::days(90));
+    // A schedule's feed names who is on call; a person's names the schedule.
+    let (title, shifts): (String, Vec<Shift>) = match row.kind.as_str() {
+        "schedule" => match config.schedules.get(&row.name) {
+            Some(schedule) => (format!("On call: {}", row.name), schedule.shifts(from, to)),
+            None => return not_found(),
+        },
+        _ => {
+            if !config.people.contains_key(&row.name) {
+                return not_found();
+            }
+            let mut shifts: Vec<Shift> = config
+                .schedules
+                .iter()
+                .flat_map(|(name, schedule)| {
+                    schedule
+                        .shifts_of(&row.name, from, to)
+                        .into_iter()
+                        .map(|s| Shift {
+                            users: vec![name.clone()],
+                            ..s
+                        })
+                })
+                .collect();
+            shifts.sort_by(|a, b| (a.start, &a.users).cmp(&(b.start, &b.users)));
+            (format!("On call: {}", row.name), shifts)
+        }
+    };
+    let person = row.kind != "schedule";
+    let body = keepwatch_core::ical::feed(
+        &title,
+        &format!("{}-{}", row.kind, row.name),
+        &shifts,
+        |s| {
+            if person {
+                format!("On call: {}", s.users.join(", "))
+            } else {
+                s.users.join(", ")
+            }
+        },
+        now,
+    );
+    (
+        [(header::CONTENT_TYPE, "text/calendar; charset=utf-8")],
+        body,
+    )
+        .into_response()
+}
+
+#[derive(Deserialize)]
+pub struct OnCallQuery {
+    schedule: Option<String>,
+    at: Option<String>,
+}
+
+/// `GET /api/v1/oncall/?schedule=<name>&at=<RFC 3339>`.
+pub async fn who(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Query(query): Query<OnCallQuery>,
+) -> Result<Response, ApiError> {
+    let scope = authorize(&state, &headers, None, false).await?;
+    let at = match &query.at {
+        None => state.engine.clock.now(),
+        Some(text) => DateTime::parse_from_rfc3339(text)
+            .map(|t| t.to_utc())
+            .map_err(|_| ApiError::BadRequest(format!("at `{text}` is not an RFC 3339 time")))?,
+    };
+    let Some(config) = config(&state, scope.project_id).await? else {
+        return Ok(axum::Json(json!({ "oncall": [] })).into_response());
+    };
+    let mut names: Vec<&String> = config.schedules.keys().collect();
+    names.sort();
+    if let Some(only) = &query.schedule {
+        if !config.schedules.contains_key(only) {
+            return Err(ApiError::BadRequest(format!("no schedule `{only}`")));
+        }
+        names.retain(|n| *n == only);
+    }
+    let feeds = state.store.feeds(scope.project_id).await?;
+    let site = &state.config.site_url;
+    let entries: Vec<Value> = names
+        .into_iter()
+        .map(|name| {
+            let schedule = &config.schedules[name];
+            let shifts = schedule.shifts(at, at + TimeDelta::days(366));
+            let until = match shifts.first() {
+                Some(first) if first.start == at => first.end,
+                Some(first) => first.start,
+                None => at + TimeDelta::days(366),
+            };
+            let next = shifts
+                .iter()
+                .find(|s| s.start == until)
+                .map_or_else(Vec::new, |s| s.users.clone());
+            let ical = feeds
+                .iter()
+                .find(|f| f.kind == "schedule" && &f.name == name)
+                .map(|f| format!("{site}/ical/{}.ics", f.token));
+            json!({
+                "schedule": name,
+                "users": schedule.on_call_at(at),
+                "until": until.to_rfc3339(),
+                "next": next,
+                "ical_url": ical,
+            })
+        })
+        .collect();
+    Ok(axum::Json(json!({ "oncall": entries })).into_response())
+}
