@@ -39,6 +39,9 @@ pub const MIN_HISTORY: usize = 3;
 /// Default anomaly thresholds: volume below 50% of the median, duration above 300% of it.
 pub const DEFAULT_VOLUME_BELOW_PCT: u32 = 50;
 pub const DEFAULT_DURATION_ABOVE_PCT: u32 = 300;
+/// Runs whose median is shorter than this are not judged by duration: for a job of a few
+/// milliseconds, network jitter alone is several times the median.
+pub const MIN_DURATION_MEDIAN_MS: f64 = 1000.0;
 
 /// The durable status of a check.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -456,6 +459,7 @@ impl CheckState {
             if pct > 0
                 && self.history.durations_ms.len() >= MIN_HISTORY
                 && let Some(median) = median(self.history.durations_ms.iter().map(|v| *v as f64))
+                && median >= MIN_DURATION_MEDIAN_MS
                 && (ms as f64) > median * f64::from(pct) / 100.0
             {
                 anomalies.push(Anomaly {

@@ -107,11 +107,13 @@ pub fn local_to_utc(tz: Tz, local: NaiveDateTime) -> DateTime<Utc> {
         chrono::LocalResult::Single(t) => t.with_timezone(&Utc),
         chrono::LocalResult::Ambiguous(first, _) => first.with_timezone(&Utc),
         chrono::LocalResult::None => {
-            // In the gap: use the offset from a few hours before (no zone has two changes
-            // that close together).
+            // In the gap: use the offset in effect a few hours before (no zone has two
+            // changes that close together).
             let before = tz
-                .offset_from_utc_datetime(&(local - Duration::hours(3)))
-                .fix();
+                .offset_from_local_datetime(&(local - Duration::hours(3)))
+                .earliest()
+                .map_or(0, |o| o.fix().local_minus_utc());
+            let before = chrono::FixedOffset::east_opt(before).unwrap_or(Utc.fix());
             (local - Duration::seconds(i64::from(before.local_minus_utc()))).and_utc()
         }
     }
@@ -597,6 +599,16 @@ mod tests {
         assert_eq!(s.on_call_at(utc("2026-11-23T17:00:00Z")), ["alice"]); // 10:00
         assert_eq!(s.on_call_at(utc("2026-11-24T01:00:00Z")), ["nina"]); // 18:00
         assert_eq!(s.on_call_at(utc("2026-11-28T17:00:00Z")), ["nina"]); // Saturday 10:00
+    }
+
+    #[test]
+    fn a_handoff_in_the_skipped_hour_east_of_greenwich() {
+        // Sydney goes from AEST (UTC+10) to AEDT (UTC+11) at 02:00 on 2026-10-04: 02:30 does
+        // not exist and means 03:30 AEDT, 16:30 UTC the day before.
+        let t = local_to_utc(chrono_tz::Australia::Sydney, local("2026-10-04 02:30"));
+        assert_eq!(t, utc("2026-10-03T16:30:00Z"));
+        let t = local_to_utc(chrono_tz::America::Denver, local("2026-03-08 02:30"));
+        assert_eq!(t, utc("2026-03-08T09:30:00Z"));
     }
 
     #[test]

@@ -19,6 +19,9 @@ use serde::Deserialize;
 /// Minutes a low-urgency alert waits for an acknowledgment before it becomes high, unless a
 /// service says otherwise.
 pub const DEFAULT_RAISE_AFTER_MINUTES: u32 = 30;
+/// Bounds that keep a policy's timeline finite and its arithmetic in range.
+pub const MAX_REPEAT: u32 = 20;
+pub const MAX_STEP_DELAY: u32 = 7 * 24 * 60;
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -235,8 +238,14 @@ fn shift(text: &str, at: &str) -> anyhow::Result<(u32, ShiftUnit)> {
         Some('w') => ShiftUnit::Weeks,
         _ => bail!("{at}.shift: `{text}` is not a shift length such as 12h, 1d or 1w"),
     };
+    // At most about a year: longer rotations are a mistake, and would overflow the arithmetic.
+    let max = match unit {
+        ShiftUnit::Hours => 24 * 366,
+        ShiftUnit::Days => 366,
+        ShiftUnit::Weeks => 53,
+    };
     match text[..text.len() - 1].parse::<u32>() {
-        Ok(n) if n > 0 => Ok((n, unit)),
+        Ok(n) if n > 0 && n <= max => Ok((n, unit)),
         _ => bail!("{at}.shift: `{text}` is not a shift length such as 12h, 1d or 1w"),
     }
 }
@@ -337,7 +346,9 @@ impl OnCall {
                     .collect::<anyhow::Result<Vec<_>>>()?,
             };
             schedule.validate(|user| people.contains_key(user))?;
-            schedules.insert(s.name, schedule);
+            if schedules.insert(s.name.clone(), schedule).is_some() {
+                bail!("{at}.name: `{}` appears twice", s.name);
+            }
         }
         let check_target = |t: &Target, at: &str| -> anyhow::Result<()> {
             match t {
@@ -353,6 +364,12 @@ impl OnCall {
             let at = format!("policies[{i}] ({})", p.name);
             if p.steps.is_empty() {
                 bail!("{at}.steps: a policy needs at least one step");
+            }
+            if p.repeat > MAX_REPEAT {
+                bail!("{at}.repeat: at most {MAX_REPEAT}");
+            }
+            if policies.contains_key(&p.name) {
+                bail!("{at}.name: `{}` appears twice", p.name);
             }
             let mut steps = Vec::new();
             for (j, step) in p.steps.into_iter().enumerate() {
@@ -370,7 +387,7 @@ impl OnCall {
                     .collect::<anyhow::Result<Vec<_>>>()?;
                 steps.push(EscalationStep {
                     targets,
-                    delay_minutes: step.delay,
+                    delay_minutes: step.delay.min(MAX_STEP_DELAY),
                 });
             }
             let last_resort = match &p.last_resort {
@@ -394,6 +411,9 @@ impl OnCall {
         let mut services = HashMap::new();
         for (i, s) in file.services.into_iter().enumerate() {
             let at = format!("services[{i}] ({})", s.name);
+            if services.contains_key(&s.name) {
+                bail!("{at}.name: `{}` appears twice", s.name);
+            }
             if !policies.contains_key(&s.policy) {
                 bail!("{at}.policy: unknown policy `{}`", s.policy);
             }

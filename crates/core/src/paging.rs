@@ -197,6 +197,7 @@ impl Paging<'_> {
         {
             pages.push(Page::LastResort { at });
             self.notify(target, at, urgency_at(at), &mut pages);
+            started.push((at, vec![target]));
         }
         if let Some(raise) = raise_at.filter(|r| *r < until) {
             // Low-urgency notifications not yet sent when the urgency rises are replaced.
@@ -204,7 +205,12 @@ impl Paging<'_> {
                 |p| !matches!(p, Page::Notify { at, urgency: Urgency::Low, .. } if *at >= raise),
             );
             pages.push(Page::UrgencyRaised { at: raise });
-            let current = started.iter().rev().find(|(start, _)| *start <= raise);
+            // A step that starts at the raise already used the high rules.
+            let current = started
+                .iter()
+                .rev()
+                .find(|(start, _)| *start <= raise)
+                .filter(|(start, _)| *start < raise);
             for target in current
                 .map(|(_, targets)| targets.clone())
                 .unwrap_or_default()
@@ -467,6 +473,30 @@ mod tests {
                 ..
             }
         )));
+    }
+
+    #[test]
+    fn a_raise_at_a_step_start_pages_that_step_once() {
+        let w = world();
+        let paging = Paging {
+            triggered_at: utc("2026-11-28T07:00:00Z"),
+            urgency: Urgency::Low,
+            raise_after: Some(TimeDelta::minutes(15)),
+            policy: &w.policy,
+            schedules: &w.schedules,
+            people: &w.people,
+        };
+        let pages = describe(&paging.timeline(utc("2026-11-28T07:20:00Z")));
+        assert_eq!(
+            pages,
+            [
+                "07:00 step 1 pass 1",
+                "07:00 alice email Low",
+                "07:15 step 2 pass 1",
+                "07:15 bob ntfy High",
+                "07:15 urgency raised",
+            ]
+        );
     }
 
     #[test]

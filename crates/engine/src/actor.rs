@@ -35,6 +35,12 @@ const SWEEP_ROWS: i64 = 20_000;
 const CHECKPOINT_STEP: std::time::Duration = std::time::Duration::from_millis(50);
 /// A full sweep of the ping log starts at most this often.
 const SWEEP_EVERY: chrono::TimeDelta = chrono::TimeDelta::seconds(60);
+/// A ping dated this much before its arrival came late (from a spool).
+const LATE: chrono::TimeDelta = chrono::TimeDelta::seconds(5);
+/// After a late ping, a check is not judged for this long: a spool delivers a run's start
+/// and finish one request after the other, and judging between them would raise a hung or
+/// down alert for a run that in fact finished hours ago.
+const SETTLE_MICROS: i64 = 60_000_000;
 
 type Reply<T> = oneshot::Sender<Result<T, EngineError>>;
 
@@ -70,6 +76,8 @@ pub struct Actor {
     pub sweep_pos: i64,
     pub sweep_started: DateTime<Utc>,
     pub outbox_wake: Arc<Notify>,
+    /// Checks that received late pings, and until when they are left to settle.
+    pub settling: FxHashMap<i64, i64>,
 }
 
 impl Actor {
@@ -148,6 +156,7 @@ impl Actor {
             sweep_pos: 0,
             sweep_started: now,
             outbox_wake,
+            settling: FxHashMap::default(),
         };
         let ids: Vec<i64> = actor.checks.keys().copied().collect();
         for id in ids {
@@ -218,6 +227,7 @@ impl Actor {
         let mut batch = Batch::default();
         let mut replies = Vec::with_capacity(pings.len());
         let mut kinds: HashMap<&'static str, u64> = HashMap::new();
+        let mut late = Vec::new();
         let mut seq = self.seq;
         for (mut request, reply) in pings {
             let Some(&id) = self.by_uuid.get(&request.check) else {
@@ -233,6 +243,9 @@ impl Actor {
             }
             // Never in the future: the server's clock orders deadlines.
             let at = request.at.map_or(now, |at| at.min(now));
+            if at < now - LATE {
+                late.push(id);
+            }
             let at_us = to_micros(at);
             let input = PingInput {
                 kind: request.kind,
@@ -283,6 +296,9 @@ impl Actor {
         match result {
             Ok(outbox_rows) => {
                 self.seq = seq;
+                for id in late {
+                    self.settling.insert(id, now_us + SETTLE_MICROS);
+                }
                 for (id, (state, last_seq)) in pending {
                     let live = self.checks.get_mut(&id).expect("pending checks exist");
                     live.state = state;
@@ -431,9 +447,12 @@ impl Actor {
         let Some(live) = self.checks.get_mut(&id) else {
             return;
         };
-        let Some(deadline) = deadline_of(live) else {
+        let Some(mut deadline) = deadline_of(live) else {
             return;
         };
+        if let Some(until) = self.settling.get(&id) {
+            deadline = deadline.max(*until);
+        }
         if live.scheduled_at.is_none_or(|queued| deadline < queued) {
             live.scheduled_at = Some(deadline);
             self.heap.push(Reverse((deadline, id)));
@@ -459,6 +478,25 @@ impl Actor {
                     metrics::gauge!("keepwatch_engine_lag_seconds").set(lag);
                 }
                 due.push(id);
+            }
+        }
+        // Checks still settling after late pings wait until they have settled.
+        let now_us = to_micros(now);
+        due.retain(|id| match self.settling.get(id) {
+            Some(until) if *until > now_us => false,
+            Some(_) => {
+                self.settling.remove(id);
+                true
+            }
+            None => true,
+        });
+        for id in self.settling.keys().copied().collect::<Vec<_>>() {
+            if self
+                .checks
+                .get(&id)
+                .is_some_and(|l| l.scheduled_at.is_none())
+            {
+                self.reschedule(id);
             }
         }
         for chunk in due.chunks(TICK_CHUNK) {

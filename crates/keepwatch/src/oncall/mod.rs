@@ -97,6 +97,9 @@ pub fn drill(args: &DrillArgs) -> anyhow::Result<String> {
         UrgencyRule::SupportHours { inside, .. } if *inside == urgency => "inside support hours",
         UrgencyRule::SupportHours { .. } => "outside support hours",
     };
+    if args.horizon > Duration::from_secs(31 * 86_400) {
+        anyhow::bail!("--horizon: at most 31 days");
+    }
     let horizon = TimeDelta::from_std(args.horizon).unwrap_or(TimeDelta::days(1));
     let until = match args.ack_after {
         Some(ack) => triggered_at + TimeDelta::from_std(ack).unwrap_or_default(),
@@ -241,7 +244,20 @@ pub fn oncall(args: &OncallArgs) -> anyhow::Result<String> {
     };
     if args.ical {
         let (from, to) = (now - TimeDelta::days(7), now + TimeDelta::days(90));
-        let mut shifts: Vec<_> = names.iter().flat_map(|n| shifts_in(n, from, to)).collect();
+        // Several schedules in one feed: each event says which schedule it belongs to
+        // (which also keeps the event ids of two schedules apart).
+        let label = names.len() > 1 || args.user.is_some();
+        let mut shifts: Vec<_> = names
+            .iter()
+            .flat_map(|name| {
+                shifts_in(name, from, to).into_iter().map(move |mut s| {
+                    if label {
+                        s.users = vec![format!("{name}: {}", s.users.join(", "))];
+                    }
+                    s
+                })
+            })
+            .collect();
         shifts.sort_by_key(|s| s.start);
         let title = match (&args.user, &args.schedule) {
             (Some(user), _) => format!("On call: {user}"),
@@ -575,10 +591,18 @@ nobody acknowledged: 10 notifications in 3h
                 "[[services]]\nname = \"x\"\npolicy = \"nope\"\n",
                 "services[0] (x).policy: unknown policy `nope`",
             ),
+            (
+                "[[schedules]]\nname = \"s\"\ntz = \"UTC\"\n[[schedules]]\nname = \"s\"\ntz = \"UTC\"\n",
+                "schedules[1] (s).name: `s` appears twice",
+            ),
+            (
+                "[[people]]\nid = \"a\"\n[[policies]]\nname = \"p\"\nrepeat = 4294967295\nsteps = [{ targets = [\"user:a\"], delay = 5 }]\n",
+                "policies[0] (p).repeat: at most 20",
+            ),
         ];
         for (text, expected) in cases {
             let (_dir, path) = write(text);
-            let error = format!("{:#}", load(&path).err().expect(text));
+            let error = format!("{:#}", load(&path).expect_err(text));
             assert!(error.starts_with(&path.display().to_string()), "{error}");
             assert!(error.contains(expected), "{text}\n→ {error}");
         }

@@ -105,10 +105,17 @@ impl SpoolArgs {
 }
 
 pub fn duration(s: &str) -> Result<Duration, String> {
-    if let Ok(seconds) = s.parse::<f64>() {
-        return Duration::try_from_secs_f64(seconds).map_err(|e| e.to_string());
+    // Ten years: longer ones overflow the clock arithmetic and are never meant.
+    const MAX: Duration = Duration::from_secs(10 * 366 * 86_400);
+    let parsed = match s.parse::<f64>() {
+        Ok(seconds) => Duration::try_from_secs_f64(seconds).map_err(|e| e.to_string())?,
+        Err(_) => humantime::parse_duration(s)
+            .map_err(|e| format!("{e} (examples: 30, 90s, 5m, 1h30m)"))?,
+    };
+    if parsed > MAX {
+        return Err("at most 10 years".into());
     }
-    humantime::parse_duration(s).map_err(|e| format!("{e} (examples: 30, 90s, 5m, 1h30m)"))
+    Ok(parsed)
 }
 
 #[derive(Debug, Clone, Args)]
@@ -399,6 +406,7 @@ pub async fn run(args: RunArgs) -> i32 {
     let strays = procs::same_command(&args.command, own_pid);
     let started_at = Utc::now();
     let started = SystemTime::now();
+    let volume_file_before = args.volume_file.as_deref().and_then(file_version);
     let mut body_limit = 100_000usize;
     if let Some((start, _)) = &paths {
         let mut body = String::new();
@@ -479,7 +487,7 @@ pub async fn run(args: RunArgs) -> i32 {
     };
 
     let volume = match &args.volume_file {
-        Some(path) => volume_from_file(path, started, &mut reporter.warning),
+        Some(path) => volume_from_file(path, started, volume_file_before, &mut reporter.warning),
         None => volume_matcher.as_ref().and_then(VolumeMatcher::volume),
     };
     if let Some((_, finish)) = &paths {
@@ -514,11 +522,28 @@ fn strays_header(strays: &[StrayProcess]) -> Vec<(String, String)> {
     )]
 }
 
-/// The number in `--volume-file`, if the job wrote it during this run.
-fn volume_from_file(path: &PathBuf, started: SystemTime, warning: &mut Warning) -> Option<i64> {
-    let fresh = std::fs::metadata(path)
-        .and_then(|m| m.modified())
-        .is_ok_and(|modified| modified >= started);
+/// What tells one version of a file from another: inode, size, modification time.
+type FileVersion = (u64, u64, Option<SystemTime>);
+
+fn file_version(path: &std::path::Path) -> Option<FileVersion> {
+    use std::os::unix::fs::MetadataExt;
+    let m = std::fs::metadata(path).ok()?;
+    Some((m.ino(), m.len(), m.modified().ok()))
+}
+
+/// The number in `--volume-file`, if the job wrote it during this run: the file changed
+/// since the start, or was modified after it (file times can lag the clock, so a change is
+/// enough).
+fn volume_from_file(
+    path: &std::path::Path,
+    started: SystemTime,
+    before: Option<FileVersion>,
+    warning: &mut Warning,
+) -> Option<i64> {
+    let after = file_version(path);
+    let fresh = after.is_some_and(|version| {
+        Some(version) != before || version.2.is_some_and(|modified| modified >= started)
+    });
     if !fresh {
         warning.say(format!(
             "--volume-file {} was not written by this run; no volume reported",
@@ -581,6 +606,14 @@ async fn wait(
                 let signal = if timed_out { libc::SIGKILL } else { libc::SIGTERM };
                 timed_out = true;
                 deadline = if signal == libc::SIGKILL { far } else { tokio::time::Instant::now() + kill_after };
+                // What the job started goes too, as `timeout(1)` does by signalling its group:
+                // `bash job.sh` dying would otherwise leave its `sleep` or `rsync` running.
+                for descendant in pid.map_or_else(Vec::new, |p| procs::descendants(p as u32)) {
+                    // SAFETY: kill(2) with a pid from /proc and a valid signal number.
+                    unsafe {
+                        libc::kill(descendant as libc::pid_t, signal);
+                    }
+                }
                 signal
             }
         };

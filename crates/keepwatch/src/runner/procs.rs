@@ -6,10 +6,11 @@ use std::path::Path;
 use chrono::{DateTime, Utc};
 use keepwatch_core::check::StrayProcess;
 
-/// At most this many processes are reported; the oldest come first.
-const MAX_REPORTED: usize = 16;
-/// Command lines are cut to this many bytes in reports.
-const MAX_CMDLINE: usize = 512;
+/// At most this many processes are reported; the oldest come first. With the cut below the
+/// report stays under 4 KB, a header every proxy passes.
+const MAX_REPORTED: usize = 8;
+/// Command lines are cut to this many characters in reports.
+const MAX_CMDLINE: usize = 256;
 
 /// Processes other than `own_pid` whose arguments are `command`'s. The program is compared
 /// by file name, so `/usr/bin/python3 etl.py` and `python3 etl.py` are the same job.
@@ -31,13 +32,54 @@ pub fn same_command(command: &[String], own_pid: u32) -> Vec<StrayProcess> {
 /// A live process's start time and command line, if it exists.
 pub fn describe(pid: u32) -> Option<StrayProcess> {
     let argv = read_argv(pid)?;
-    let mut cmdline = argv.join(" ");
-    cmdline.truncate(cmdline.floor_char_boundary(MAX_CMDLINE));
+    // Printable ASCII only: the report travels in an HTTP header.
+    let cmdline: String = argv
+        .join(" ")
+        .chars()
+        .map(|c| {
+            if c.is_ascii_graphic() || c == ' ' {
+                c
+            } else {
+                '?'
+            }
+        })
+        .take(MAX_CMDLINE)
+        .collect();
     Some(StrayProcess {
         pid,
         started_at: start_time(pid)?,
         cmdline,
     })
+}
+
+/// The processes started by `pid`, its children's children and so on (from the parent pid
+/// in /proc/<pid>/stat).
+pub fn descendants(pid: u32) -> Vec<u32> {
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    let parents: Vec<(u32, u32)> = entries
+        .filter_map(|entry| entry.ok()?.file_name().to_str()?.parse::<u32>().ok())
+        .filter_map(|p| {
+            let stat = std::fs::read_to_string(format!("/proc/{p}/stat")).ok()?;
+            let after_name = stat.get(stat.rfind(')')? + 2..)?;
+            Some((p, after_name.split(' ').nth(1)?.parse().ok()?))
+        })
+        .collect();
+    let mut found = vec![pid];
+    let mut index = 0;
+    while index < found.len() {
+        let parent = found[index];
+        found.extend(
+            parents
+                .iter()
+                .filter(|(_, pp)| *pp == parent)
+                .map(|(p, _)| *p),
+        );
+        index += 1;
+    }
+    found.remove(0);
+    found
 }
 
 fn read_argv(pid: u32) -> Option<Vec<String>> {
@@ -65,7 +107,7 @@ fn same_argv(argv: &[String], command: &[String]) -> bool {
 fn start_time(pid: u32) -> Option<DateTime<Utc>> {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
     // The command name (field 2) may hold spaces and parentheses: count fields after it.
-    let after_name = &stat[stat.rfind(')')? + 2..];
+    let after_name = stat.get(stat.rfind(')')? + 2..)?;
     let ticks: i64 = after_name.split(' ').nth(19)?.parse().ok()?;
     let boot: i64 = std::fs::read_to_string("/proc/stat")
         .ok()?
@@ -123,11 +165,19 @@ mod tests {
             .unwrap();
         let argv_of_sh = strings(&["sh", "-c", "sleep 30; exit 0", "sleep", "30", &marker]);
         let before = Utc::now() - chrono::TimeDelta::seconds(5);
-        // spawn() returns once the child has exec'd, so its command line is in /proc.
-        let found = same_command(&argv_of_sh, std::process::id());
+        // Polled: seen once under load in CI, the scan right after spawn() found nothing.
+        let mut found = Vec::new();
+        for _ in 0..100 {
+            found = same_command(&argv_of_sh, std::process::id());
+            if !found.is_empty() {
+                break;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+        let seen = read_argv(child.id());
         child.kill().unwrap();
         child.wait().unwrap();
-        assert_eq!(found.len(), 1, "{found:?}");
+        assert_eq!(found.len(), 1, "{found:?}; the child's argv: {seen:?}");
         assert_eq!(found[0].pid, child.id());
         assert!(found[0].started_at >= before && found[0].started_at <= Utc::now());
         assert!(found[0].cmdline.ends_with(&marker));

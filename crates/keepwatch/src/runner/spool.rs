@@ -75,7 +75,11 @@ pub async fn send(
             .headers()
             .get("ping-body-limit")
             .and_then(|v| v.to_str().ok()?.parse().ok())),
-        Ok(response) if response.status().is_client_error() => {
+        // 408 and 429 say "try again later", like a 5xx.
+        Ok(response)
+            if response.status().is_client_error()
+                && !matches!(response.status().as_u16(), 408 | 429) =>
+        {
             let status = response.status();
             let text = response.text().await.unwrap_or_default();
             Err(SendError::Rejected(format!(
@@ -91,6 +95,8 @@ pub async fn send(
             "no answer within {:.1}s",
             timeout.as_secs_f64()
         ))),
+        // A request that cannot even be built will never be sent.
+        Err(e) if e.is_builder() => Err(SendError::Rejected(format!("bad request ({e})"))),
         Err(e) => Err(SendError::Retry(format!("cannot reach the server ({e})"))),
     }
 }

@@ -425,3 +425,59 @@ async fn fall_back_in_london_runs_the_0130_job_once() {
     )
     .await;
 }
+
+/// A spool delivers a run's start and finish hours late, one request after the other: the
+/// check is left to settle in between, so the long-finished run is not reported hung.
+#[tokio::test]
+async fn late_pings_from_a_spool_settle_before_the_check_is_judged() {
+    let app = spawn_app().await;
+    let mut hook = Receiver::start(vec![]).await;
+    app.webhook_channel(&hook, None).await;
+    let check = app
+        .create_check(json!({"name": "nightly", "timeout": 86400, "grace": 600, "max_runtime": 600, "channels": "*"}))
+        .await;
+    let uuid = check["uuid"].as_str().unwrap();
+    let ts = |minutes_ago: i64| {
+        (t0() - TimeDelta::minutes(minutes_ago)).to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+    };
+    let rid = "0b7c7a8e-6f25-4b47-8a36-0f0f6a0c2a11";
+    let (status, _, _) = app
+        .ping(
+            "POST",
+            &format!("/ping/{uuid}/start?rid={rid}&ts={}", ts(120)),
+            None,
+        )
+        .await;
+    assert_eq!(status, 200);
+    // The start's max runtime ran out 110 minutes ago; the finish is still on its way.
+    app.advance(TimeDelta::seconds(30));
+    app.ping(
+        "POST",
+        &format!("/ping/{uuid}/0?rid={rid}&ts={}", ts(115)),
+        None,
+    )
+    .await;
+    app.advance(TimeDelta::seconds(61));
+    let check = app.get_check(uuid).await;
+    assert_eq!(check["status"], "up", "{check}");
+    assert_eq!(check["last_duration"], 300);
+
+    // A late start that really has no finish is judged once it has settled.
+    let other = "6d1d3a5e-0d7e-4a8f-9b0e-3c5b1f7f2b22";
+    app.ping(
+        "POST",
+        &format!("/ping/{uuid}/start?rid={other}&ts={}", ts(60)),
+        None,
+    )
+    .await;
+    app.advance(TimeDelta::seconds(30));
+    assert_eq!(
+        app.get_check(uuid).await["down_reason"],
+        serde_json::Value::Null
+    );
+    app.advance(TimeDelta::seconds(31));
+    let hung = hook.next().await.json();
+    assert_eq!(hung["event"], "hung");
+    assert_eq!(hung["run"]["rid"], other);
+    assert!(hook.is_empty(), "only the run that never finished");
+}

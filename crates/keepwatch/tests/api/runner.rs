@@ -689,6 +689,26 @@ async fn a_job_past_its_timeout_is_killed_and_reported_as_failed() {
     .await;
     assert_eq!(out.status.code(), Some(124));
     assert!(started.elapsed() < Duration::from_secs(10));
+
+    // What the job started is stopped with it: the `sleep` under `sh` does not keep the
+    // output open until --kill-after (10 s by default) runs out.
+    let started = std::time::Instant::now();
+    let out = keepwatch(&[
+        "run",
+        &uuid,
+        "--server",
+        &app.address,
+        "--timeout",
+        "300ms",
+        "--",
+        "sh",
+        "-c",
+        "sleep 60; exit 0",
+    ])
+    .await;
+    assert_eq!(out.status.code(), Some(124));
+    let took = started.elapsed();
+    assert!(took < Duration::from_secs(8), "took {took:?}");
 }
 
 #[tokio::test]
