@@ -23,7 +23,9 @@ Examples:
   keepwatch serve --database-url postgres://localhost/keepwatch --listen 0.0.0.0:8000
   keepwatch project create billing                  # prints the new project's ping key
   keepwatch api-key create --project billing --read-only
-  keepwatch cron '30 2 * * *' --tz America/Denver --count 5";
+  keepwatch cron '30 2 * * *' --tz America/Denver --count 5
+  keepwatch run 5ad6aaab-77eb-4e2d-a580-83c894e15261 -- /opt/jobs/nightly.sh
+  keepwatch drill -f oncall.toml --service billing --at 2026-11-28T02:00:00-07:00";
 
 #[derive(Parser)]
 #[command(name = "keepwatch", version, about = "Cron-job monitoring, on-call paging and incident communication in one binary.", after_help = EXAMPLES)]
@@ -95,7 +97,9 @@ Examples:
     Drill(oncall::DrillArgs),
     /// Print who is on call at a time (default: now), until when, and who is next
     #[command(after_help = "\
+Without -f it asks the server (--server, --api-key) about the configuration applied there.
 Examples:
+  KEEPWATCH_API_KEY=… keepwatch oncall --server https://keepwatch.example.com
   keepwatch oncall -f oncall.toml
   keepwatch oncall -f oncall.toml --schedule primary --at 2026-12-24T23:00:00-07:00
   keepwatch oncall -f oncall.toml --at 2026-12-01T00:00:00Z --until 2027-01-01T00:00:00Z --user alice
@@ -251,7 +255,12 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             Ok(())
         }
         Command::Drill(args) => oncall::drill(&args).map(|out| print!("{out}")),
-        Command::Oncall(args) => oncall::oncall(&args).map(|out| print!("{out}")),
+        Command::Oncall(args) if args.file.is_some() => {
+            oncall::oncall(&args).map(|out| print!("{out}"))
+        }
+        Command::Oncall(args) => oncall::oncall_from_server(&args)
+            .await
+            .map(|out| print!("{out}")),
         Command::Spool { command } => {
             return Ok(if runner::spool_command(command).await? {
                 ExitCode::SUCCESS

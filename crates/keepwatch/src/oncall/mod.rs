@@ -43,9 +43,14 @@ pub struct DrillArgs {
 
 #[derive(Debug, Clone, Args)]
 pub struct OncallArgs {
-    /// The on-call configuration file
+    /// Read this on-call configuration file instead of asking the server
     #[arg(short = 'f', long = "file", value_name = "FILE")]
-    pub file: PathBuf,
+    pub file: Option<PathBuf>,
+    #[command(flatten)]
+    pub server: crate::runner::Server,
+    /// An API key of the project (read-only is enough), to ask the server
+    #[arg(long, env = "KEEPWATCH_API_KEY", hide_env_values = true)]
+    pub api_key: Option<String>,
     /// Only this schedule [default: all, by name]
     #[arg(long)]
     pub schedule: Option<String>,
@@ -202,8 +207,82 @@ fn name(urgency: Urgency) -> &'static str {
 }
 
 /// `keepwatch oncall`: who is on call at the time asked, until when, and who comes next.
+/// `keepwatch oncall` without `-f`: asks the server (`GET /api/v1/oncall/`).
+pub async fn oncall_from_server(args: &OncallArgs) -> anyhow::Result<String> {
+    if args.until.is_some() || args.user.is_some() || args.ical {
+        anyhow::bail!(
+            "--until, --user and --ical read a file: give -f <FILE> (the server serves feeds at /ical/<token>.ics)"
+        );
+    }
+    let Some(key) = &args.api_key else {
+        anyhow::bail!("give --api-key (or KEEPWATCH_API_KEY) to ask the server, or -f <FILE>");
+    };
+    let at = match &args.at {
+        Some(text) => parse_at(text)?,
+        None => Utc::now().fixed_offset(),
+    };
+    let base = args.server.base()?;
+    let mut url = reqwest::Url::parse(&format!("{base}/api/v1/oncall/"))?;
+    url.query_pairs_mut().append_pair("at", &at.to_rfc3339());
+    if let Some(schedule) = &args.schedule {
+        url.query_pairs_mut().append_pair("schedule", schedule);
+    }
+    let response = crate::runner::client()?
+        .get(url.clone())
+        .header("X-Api-Key", key)
+        .timeout(Duration::from_secs(10))
+        .send()
+        .await
+        .with_context(|| format!("cannot reach {base}"))?;
+    let status = response.status();
+    let body: serde_json::Value = response.json().await.unwrap_or_default();
+    if !status.is_success() {
+        anyhow::bail!(
+            "the server answered {status}: {}",
+            body["error"].as_str().unwrap_or("")
+        );
+    }
+    let users = |v: &serde_json::Value| {
+        let names: Vec<&str> = v
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|u| u.as_str())
+            .collect();
+        if names.is_empty() {
+            "nobody".to_string()
+        } else {
+            names.join(", ")
+        }
+    };
+    let mut out = String::new();
+    for entry in body["oncall"].as_array().into_iter().flatten() {
+        let until = entry["until"]
+            .as_str()
+            .and_then(|t| DateTime::parse_from_rfc3339(t).ok())
+            .map(|t| {
+                t.with_timezone(at.offset())
+                    .format("%a %Y-%m-%d %H:%M")
+                    .to_string()
+            })
+            .unwrap_or_default();
+        out.push_str(&format!(
+            "{}: {} until {until}, then {}\n",
+            entry["schedule"].as_str().unwrap_or(""),
+            users(&entry["users"]),
+            users(&entry["next"])
+        ));
+    }
+    if out.is_empty() {
+        out.push_str("no schedules (apply an on-call file with keepwatch apply -f <FILE>)\n");
+    }
+    Ok(out)
+}
+
+/// `keepwatch oncall -f <FILE>`: who is on call at the time asked, until when, and who is next.
 pub fn oncall(args: &OncallArgs) -> anyhow::Result<String> {
-    let config = load(&args.file)?;
+    let file = args.file.as_deref().context("-f <FILE> is required here")?;
+    let config = load(file)?;
     let at = match &args.at {
         Some(text) => parse_at(text)?,
         None => Utc::now().fixed_offset(),
@@ -216,7 +295,7 @@ pub fn oncall(args: &OncallArgs) -> anyhow::Result<String> {
         if !config.schedules.contains_key(only) {
             anyhow::bail!(
                 "no schedule `{only}` in {} (schedules: {names:?})",
-                args.file.display()
+                file.display()
             );
         }
         names.retain(|n| *n == only);
@@ -233,7 +312,7 @@ pub fn oncall(args: &OncallArgs) -> anyhow::Result<String> {
     if let Some(user) = &args.user
         && !config.people.contains_key(user)
     {
-        anyhow::bail!("no person `{user}` in {}", args.file.display());
+        anyhow::bail!("no person `{user}` in {}", file.display());
     }
     let shifts_in = |name: &str, from, to| {
         let schedule = &config.schedules[name];
@@ -504,7 +583,11 @@ nobody acknowledged: 10 notifications in 3h
     fn oncall_says_who_until_when_and_who_is_next() {
         let (_dir, path) = write(EXAMPLE);
         let args = OncallArgs {
-            file: path,
+            file: Some(path),
+            server: crate::runner::Server {
+                server: "http://127.0.0.1:9".into(),
+            },
+            api_key: None,
             schedule: None,
             at: Some("2026-11-28T00:00:00-07:00".into()),
             until: None,
@@ -522,7 +605,11 @@ nobody acknowledged: 10 notifications in 3h
     fn oncall_lists_shifts_and_writes_a_feed() {
         let (_dir, path) = write(EXAMPLE);
         let mut args = OncallArgs {
-            file: path,
+            file: Some(path),
+            server: crate::runner::Server {
+                server: "http://127.0.0.1:9".into(),
+            },
+            api_key: None,
             schedule: Some("primary".into()),
             at: Some("2026-11-28T00:00:00-07:00".into()),
             until: Some("2026-12-14T09:00:00-07:00".into()),

@@ -49,7 +49,7 @@ pub struct Server {
 }
 
 impl Server {
-    fn base(&self) -> anyhow::Result<&str> {
+    pub fn base(&self) -> anyhow::Result<&str> {
         let base = self.server.trim_end_matches('/');
         let parsed = reqwest::Url::parse(base);
         if !(base.starts_with("http://") || base.starts_with("https://")) || parsed.is_err() {
@@ -188,7 +188,7 @@ pub enum SpoolCommand {
     },
 }
 
-fn client() -> anyhow::Result<reqwest::Client> {
+pub fn client() -> anyhow::Result<reqwest::Client> {
     let _ = rustls::crypto::ring::default_provider().install_default();
     reqwest::Client::builder()
         .user_agent(concat!("keepwatch-run/", env!("CARGO_PKG_VERSION")))

@@ -315,6 +315,44 @@ async fn apply_stores_the_oncall_file_idempotently_and_serves_feeds_and_oncall()
         (400, json!("at `tomorrow` is not an RFC 3339 time"))
     );
 
+    // `keepwatch oncall` without a file asks the server.
+    let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_keepwatch"))
+        .args([
+            "oncall",
+            "--server",
+            &app.address,
+            "--at",
+            "2026-11-28T00:00:00-07:00",
+        ])
+        .env("KEEPWATCH_API_KEY", &app.read_key)
+        .output()
+        .await
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        "primary: alice until Mon 2026-11-30 09:00, then bob\n\
+         secondary: bob until Mon 2026-11-30 09:00, then alice\n"
+    );
+    let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_keepwatch"))
+        .args([
+            "oncall",
+            "--server",
+            &app.address,
+            "--api-key",
+            "0123456789abcdef0123456789abcdef",
+        ])
+        .env_remove("KEEPWATCH_API_KEY")
+        .output()
+        .await
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("401 Unauthorized: wrong api key"));
+
     // export gives back the file as applied.
     let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_keepwatch"))
         .args(["export", "--data-dir", &data_dir])
