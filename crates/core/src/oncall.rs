@@ -119,6 +119,41 @@ pub fn local_to_utc(tz: Tz, local: NaiveDateTime) -> DateTime<Utc> {
     }
 }
 
+/// The instants in `[from, to)` at which the zone's offset from UTC changes.
+fn offset_changes(tz: Tz, from: DateTime<Utc>, to: DateTime<Utc>) -> Vec<DateTime<Utc>> {
+    let offset = |t: DateTime<Utc>| tz.offset_from_utc_datetime(&t.naive_utc()).fix();
+    let step = Duration::minutes(15);
+    let mut changes = Vec::new();
+    let mut t = from;
+    while t < to {
+        let next = (t + step).min(to);
+        if offset(t) != offset(next) {
+            // The change lies in (t, next]: narrow it down to the second.
+            let (mut before, mut after) = (t, next);
+            while after - before > Duration::seconds(1) {
+                let mid = before + (after - before) / 2;
+                if offset(mid) == offset(before) {
+                    before = mid;
+                } else {
+                    after = mid;
+                }
+            }
+            changes.push(after);
+        }
+        t = next;
+    }
+    changes
+}
+
+/// Every instant a local time names: none in a skipped hour (then the instant after the
+/// gap, by [`local_to_utc`]), two in a repeated one.
+fn instants(tz: Tz, local: NaiveDateTime) -> Vec<DateTime<Utc>> {
+    match tz.from_local_datetime(&local) {
+        chrono::LocalResult::Ambiguous(a, b) => vec![a.with_timezone(&Utc), b.with_timezone(&Utc)],
+        _ => vec![local_to_utc(tz, local)],
+    }
+}
+
 impl WeeklyWindow {
     pub fn contains(&self, local: NaiveDateTime) -> bool {
         let (day, time) = (local.weekday(), local.time());
@@ -208,6 +243,8 @@ impl Layer {
         let Some(restriction) = &self.restriction else {
             return;
         };
+        // When the clocks change, the wall clock may re-enter a window (or skip part of one).
+        out.extend(offset_changes(tz, from, to));
         let first_day = from.with_timezone(&tz).date_naive() - Duration::days(1);
         let last_day = to.with_timezone(&tz).date_naive() + Duration::days(1);
         for day in first_day.iter_days().take_while(|d| *d <= last_day) {
@@ -221,10 +258,10 @@ impl Layer {
                 } else {
                     day + Duration::days(1)
                 };
-                for t in [
-                    local_to_utc(tz, day.and_time(window.start)),
-                    local_to_utc(tz, end_day.and_time(window.end)),
-                ] {
+                // Both occurrences of a repeated local time: windows are judged on the wall
+                // clock, so on the night clocks go back a window edge happens twice.
+                let edges = [day.and_time(window.start), end_day.and_time(window.end)];
+                for t in edges.into_iter().flat_map(|local| instants(tz, local)) {
                     if from <= t && t < to {
                         out.insert(t);
                     }
@@ -609,6 +646,47 @@ mod tests {
         assert_eq!(t, utc("2026-10-03T16:30:00Z"));
         let t = local_to_utc(chrono_tz::America::Denver, local("2026-03-08 02:30"));
         assert_eq!(t, utc("2026-03-08T09:30:00Z"));
+    }
+
+    #[test]
+    fn shifts_agree_with_on_call_at_in_the_repeated_hour() {
+        // Denver, 2026-11-01: 01:00-02:00 happens twice. A night layer until 01:30 covers
+        // 01:00-01:30 on the wall clock both times.
+        let mut night = layer("night", &["nina"], 1, ShiftUnit::Weeks, "2026-10-26 00:00");
+        night.restriction = Some(Restriction {
+            mode: RestrictionMode::Within,
+            windows: vec![WeeklyWindow {
+                days: vec![Weekday::Sat],
+                start: hm("22:00"),
+                end: hm("01:30"),
+            }],
+        });
+        let s = schedule(
+            chrono_tz::America::Denver,
+            vec![
+                layer("base", &["alice"], 1, ShiftUnit::Weeks, "2026-10-26 00:00"),
+                night,
+            ],
+        );
+        let (from, to) = (utc("2026-11-01T03:00:00Z"), utc("2026-11-01T12:00:00Z"));
+        let shifts = s.shifts(from, to);
+        // Every minute, the shift that holds it names who on_call_at names.
+        let mut t = from;
+        while t < to {
+            let shift = shifts.iter().find(|s| s.start <= t && t < s.end).unwrap();
+            assert_eq!(shift.users, s.on_call_at(t), "at {t}");
+            t += Duration::minutes(1);
+        }
+        assert_eq!(
+            table(&shifts),
+            rows(&[
+                ("11-01 03:00Z", "11-01 04:00Z", "alice"), // Sat 21:00 MDT
+                ("11-01 04:00Z", "11-01 07:30Z", "nina"),  // 22:00 MDT to the first 01:30
+                ("11-01 07:30Z", "11-01 08:00Z", "alice"),
+                ("11-01 08:00Z", "11-01 08:30Z", "nina"), // 01:00-01:30 MST, the second time
+                ("11-01 08:30Z", "11-01 12:00Z", "alice"),
+            ])
+        );
     }
 
     #[test]
