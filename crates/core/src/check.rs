@@ -20,7 +20,8 @@
 //!   first ping (new → up) or resuming a paused check notifies nobody, as in Healthchecks.
 //! - A successful run whose volume (items processed) is below a fraction of the median of the
 //!   check's last [`HISTORY_LEN`] successful runs, or whose duration is above a multiple of
-//!   theirs, raises an **anomaly** event; at least [`MIN_HISTORY`] earlier runs are needed.
+//!   theirs, raises an **anomaly** event; at least [`MIN_HISTORY`] earlier runs are needed,
+//!   and durations are judged only once their median reaches [`MIN_DURATION_MEDIAN_MS`].
 
 use std::time::Duration;
 
@@ -200,12 +201,6 @@ pub struct RunHistory {
     pub volumes: Vec<i64>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub durations_ms: Vec<u64>,
-}
-
-impl RunHistory {
-    pub fn is_empty(&self) -> bool {
-        self.volumes.is_empty() && self.durations_ms.is_empty()
-    }
 }
 
 /// Adds a value to a bounded history, forgetting the oldest.

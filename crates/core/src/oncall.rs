@@ -89,6 +89,16 @@ pub struct OnCallSchedule {
     pub overrides: Vec<Override>,
 }
 
+/// Who is on call at an instant, until when, and who comes next.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Handover {
+    pub users: Vec<String>,
+    /// The next change, looked for up to a year ahead (a year ahead if there is none).
+    pub until: DateTime<Utc>,
+    /// Who is on call from `until` (nobody is an empty list).
+    pub next: Vec<String>,
+}
+
 /// A stretch of time with the same people on call.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Shift {
@@ -373,6 +383,27 @@ impl OnCallSchedule {
         shifts
     }
 
+    /// Who is on call at `at`, until when, and who is next.
+    pub fn handover(&self, at: DateTime<Utc>) -> Handover {
+        let horizon = at + Duration::days(366);
+        // shifts() leaves out stretches with nobody: a gap ends at the next shift's start.
+        let shifts = self.shifts(at, horizon);
+        let until = match shifts.first() {
+            Some(first) if first.start == at => first.end,
+            Some(first) => first.start,
+            None => horizon,
+        };
+        let next = shifts
+            .iter()
+            .find(|s| s.start == until)
+            .map_or_else(Vec::new, |s| s.users.clone());
+        Handover {
+            users: self.on_call_at(at),
+            until,
+            next,
+        }
+    }
+
     /// The stretches of `[from, to)` during which `user` is on call.
     pub fn shifts_of(&self, user: &str, from: DateTime<Utc>, to: DateTime<Utc>) -> Vec<Shift> {
         let mut mine: Vec<Shift> = Vec::new();
@@ -635,6 +666,10 @@ mod tests {
         // Monday 2026-11-23 in Denver (MST, UTC-7).
         assert_eq!(s.on_call_at(utc("2026-11-23T17:00:00Z")), ["alice"]); // 10:00
         assert_eq!(s.on_call_at(utc("2026-11-24T01:00:00Z")), ["nina"]); // 18:00
+        let handover = s.handover(utc("2026-11-23T17:00:00Z"));
+        assert_eq!(handover.users, ["alice"]);
+        assert_eq!(handover.until, utc("2026-11-24T00:00:00Z"), "17:00 MST");
+        assert_eq!(handover.next, ["nina"]);
         assert_eq!(s.on_call_at(utc("2026-11-28T17:00:00Z")), ["nina"]); // Saturday 10:00
     }
 

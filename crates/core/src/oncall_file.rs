@@ -223,7 +223,7 @@ fn local_time(text: &str, at: &str) -> anyhow::Result<NaiveDateTime> {
         })
 }
 
-pub fn instant(text: &str, at: &str) -> anyhow::Result<DateTime<Utc>> {
+fn instant(text: &str, at: &str) -> anyhow::Result<DateTime<Utc>> {
     DateTime::parse_from_rfc3339(text)
         .map(|t| t.to_utc())
         .with_context(|| {

@@ -351,6 +351,7 @@ impl Actor {
                 {
                     self.by_uuid.remove(&live.uuid);
                     self.dirty.remove(&id);
+                    self.settling.remove(&id);
                 }
                 let _ = reply.send(result);
             }
@@ -481,15 +482,8 @@ impl Actor {
             }
         }
         // Checks still settling after late pings wait until they have settled.
-        let now_us = to_micros(now);
-        due.retain(|id| match self.settling.get(id) {
-            Some(until) if *until > now_us => false,
-            Some(_) => {
-                self.settling.remove(id);
-                true
-            }
-            None => true,
-        });
+        self.settling.retain(|_, until| *until > now_us);
+        due.retain(|id| !self.settling.contains_key(id));
         for id in self.settling.keys().copied().collect::<Vec<_>>() {
             if self
                 .checks

@@ -125,26 +125,16 @@ pub async fn who(
     let entries: Vec<Value> = names
         .into_iter()
         .map(|name| {
-            let schedule = &config.schedules[name];
-            let shifts = schedule.shifts(at, at + TimeDelta::days(366));
-            let until = match shifts.first() {
-                Some(first) if first.start == at => first.end,
-                Some(first) => first.start,
-                None => at + TimeDelta::days(366),
-            };
-            let next = shifts
-                .iter()
-                .find(|s| s.start == until)
-                .map_or_else(Vec::new, |s| s.users.clone());
+            let handover = config.schedules[name].handover(at);
             let ical = feeds
                 .iter()
                 .find(|f| f.kind == "schedule" && &f.name == name)
                 .map(|f| format!("{site}/ical/{}.ics", f.token));
             json!({
                 "schedule": name,
-                "users": schedule.on_call_at(at),
-                "until": until.to_rfc3339(),
-                "next": next,
+                "users": handover.users,
+                "until": handover.until.to_rfc3339(),
+                "next": handover.next,
                 "ical_url": ical,
             })
         })

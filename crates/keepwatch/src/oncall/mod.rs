@@ -17,9 +17,24 @@ use keepwatch_core::oncall_file::OnCall;
 
 /// Reads and checks an on-call file; errors start with the file name.
 pub fn load(path: &Path) -> anyhow::Result<OnCall> {
+    read(path).map(|(_, config)| config)
+}
+
+/// The file's text and the configuration it holds.
+fn read(path: &Path) -> anyhow::Result<(String, OnCall)> {
     let text =
         std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
-    OnCall::parse(&text).map_err(|e| anyhow::anyhow!("{}: {e:#}", path.display()))
+    let config = OnCall::parse(&text).map_err(|e| anyhow::anyhow!("{}: {e:#}", path.display()))?;
+    Ok((text, config))
+}
+
+/// "alice, bob", or "nobody".
+fn who(users: &[String]) -> String {
+    if users.is_empty() {
+        "nobody".to_string()
+    } else {
+        users.join(", ")
+    }
 }
 
 #[derive(Debug, Clone, Args)]
@@ -243,17 +258,8 @@ pub async fn oncall_from_server(args: &OncallArgs) -> anyhow::Result<String> {
         );
     }
     let users = |v: &serde_json::Value| {
-        let names: Vec<&str> = v
-            .as_array()
-            .into_iter()
-            .flatten()
-            .filter_map(|u| u.as_str())
-            .collect();
-        if names.is_empty() {
-            "nobody".to_string()
-        } else {
-            names.join(", ")
-        }
+        let names: Vec<String> = serde_json::from_value(v.clone()).unwrap_or_default();
+        who(&names)
     };
     let mut out = String::new();
     for entry in body["oncall"].as_array().into_iter().flatten() {
@@ -301,13 +307,6 @@ pub fn oncall(args: &OncallArgs) -> anyhow::Result<String> {
         names.retain(|n| *n == only);
     }
     let local = |t: DateTime<Utc>| t.with_timezone(&offset).format("%a %Y-%m-%d %H:%M");
-    let who = |users: &[String]| {
-        if users.is_empty() {
-            "nobody".to_string()
-        } else {
-            users.join(", ")
-        }
-    };
     let mut out = String::new();
     if let Some(user) = &args.user
         && !config.people.contains_key(user)
@@ -370,25 +369,12 @@ pub fn oncall(args: &OncallArgs) -> anyhow::Result<String> {
         return Ok(out);
     }
     for name in names {
-        let schedule = &config.schedules[name];
-        let current = schedule.on_call_at(now);
-        // The next change within a year; shifts() leaves out stretches with nobody.
-        let shifts = schedule.shifts(now, now + TimeDelta::days(366));
-        let until = match shifts.first() {
-            Some(first) if first.start == now => first.end,
-            Some(first) => first.start,
-            None => now + TimeDelta::days(366),
-        };
-        let next = shifts
-            .iter()
-            .find(|s| s.start >= until)
-            .filter(|s| s.start == until)
-            .map_or_else(Vec::new, |s| s.users.clone());
+        let handover = config.schedules[name].handover(now);
         out.push_str(&format!(
             "{name}: {} until {}, then {}\n",
-            who(&current),
-            local(until),
-            who(&next)
+            who(&handover.users),
+            local(handover.until),
+            who(&handover.next)
         ));
     }
     Ok(out)
@@ -462,10 +448,7 @@ pub async fn apply(
     project_id: i64,
     args: &ApplyArgs,
 ) -> anyhow::Result<String> {
-    let text = std::fs::read_to_string(&args.file)
-        .with_context(|| format!("cannot read {}", args.file.display()))?;
-    let new =
-        OnCall::parse(&text).map_err(|e| anyhow::anyhow!("{}: {e:#}", args.file.display()))?;
+    let (text, new) = read(&args.file)?;
     // A stored configuration that no longer parses is replaced whole.
     let old = store
         .oncall_source(project_id)

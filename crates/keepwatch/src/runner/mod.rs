@@ -380,14 +380,14 @@ pub async fn run(args: RunArgs) -> i32 {
                     path.display(),
                     procs::report_line(&holder, now)
                 );
-                eprintln!("keepwatch: {line}");
+                // This is the run's one line: a failing report after it says nothing more.
+                reporter.warning.say(&line);
                 if let Some((_, finish)) = &paths {
                     let ping = Ping {
-                        path: format!("{}/log?{identity}", finish),
+                        path: format!("{finish}/log?{identity}"),
                         headers: strays_header(std::slice::from_ref(&holder)),
                         body: format!("keepwatch: {line}\n").into_bytes(),
                     };
-                    reporter.warning.said = true; // the line above was the one line
                     reporter.report(ping, now, args.start_timeout).await;
                 }
                 return EXIT_LOCKED;

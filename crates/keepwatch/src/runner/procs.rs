@@ -60,11 +60,7 @@ pub fn descendants(pid: u32) -> Vec<u32> {
     };
     let parents: Vec<(u32, u32)> = entries
         .filter_map(|entry| entry.ok()?.file_name().to_str()?.parse::<u32>().ok())
-        .filter_map(|p| {
-            let stat = std::fs::read_to_string(format!("/proc/{p}/stat")).ok()?;
-            let after_name = stat.get(stat.rfind(')')? + 2..)?;
-            Some((p, after_name.split(' ').nth(1)?.parse().ok()?))
-        })
+        .filter_map(|p| Some((p, stat_field(p, 4)?.parse().ok()?)))
         .collect();
     let mut found = vec![pid];
     let mut index = 0;
@@ -80,6 +76,17 @@ pub fn descendants(pid: u32) -> Vec<u32> {
     }
     found.remove(0);
     found
+}
+
+/// Field `n` (counted from 1, as proc(5) does) of /proc/<pid>/stat.
+fn stat_field(pid: u32, n: usize) -> Option<String> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // Field 2, the command name, may hold spaces and parentheses: count from after it.
+    let after_name = stat.get(stat.rfind(')')? + 2..)?;
+    after_name
+        .split(' ')
+        .nth(n.checked_sub(3)?)
+        .map(str::to_string)
 }
 
 fn read_argv(pid: u32) -> Option<Vec<String>> {
@@ -105,10 +112,7 @@ fn same_argv(argv: &[String], command: &[String]) -> bool {
 
 /// Boot time plus the process's start in clock ticks (field 22 of /proc/<pid>/stat).
 fn start_time(pid: u32) -> Option<DateTime<Utc>> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    // The command name (field 2) may hold spaces and parentheses: count fields after it.
-    let after_name = stat.get(stat.rfind(')')? + 2..)?;
-    let ticks: i64 = after_name.split(' ').nth(19)?.parse().ok()?;
+    let ticks: i64 = stat_field(pid, 22)?.parse().ok()?;
     let boot: i64 = std::fs::read_to_string("/proc/stat")
         .ok()?
         .lines()

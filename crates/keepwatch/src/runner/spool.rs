@@ -5,7 +5,8 @@
 //! A file is `<micros since epoch>-<pid>-<n>.ping`: one JSON line (the path and query to
 //! send, headers, the original time), then the body. It is written under a temporary name
 //! and renamed, so a crash never leaves half a ping. A ping the server rejects for good
-//! (a 4xx: the check was deleted, say) is moved to `rejected/` rather than dropped.
+//! (a 4xx other than 408 and 429: the check was deleted, say) is moved to `rejected/` rather
+//! than dropped.
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU32, Ordering};
@@ -50,9 +51,9 @@ pub struct Flushed {
 
 /// Why a ping was not delivered.
 pub enum SendError {
-    /// Worth trying again later: no connection, a timeout, a 5xx.
+    /// Worth trying again later: no connection, a timeout, a 5xx, 408 or 429.
     Retry(String),
-    /// The server said no for good (a 4xx).
+    /// The server said no for good (another 4xx, or a request that cannot be built).
     Rejected(String),
 }
 

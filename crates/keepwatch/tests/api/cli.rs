@@ -218,21 +218,35 @@ fn serve_prints_the_url_and_a_key_on_first_start_only() {
     child.wait().unwrap();
 }
 
+/// The binary as a child of an async test, with `api_key` (if any) as KEEPWATCH_API_KEY.
+async fn keepwatch_async(args: &[&str], api_key: Option<&str>) -> std::process::Output {
+    let mut command = tokio::process::Command::new(env!("CARGO_BIN_EXE_keepwatch"));
+    command.args(args).env_remove("KEEPWATCH_API_KEY");
+    if let Some(key) = api_key {
+        command.env("KEEPWATCH_API_KEY", key);
+    }
+    command.output().await.unwrap()
+}
+
 #[tokio::test]
 async fn apply_stores_the_oncall_file_idempotently_and_serves_feeds_and_oncall() {
     let app = spawn_app().await;
     let data_dir = app.data_dir.to_str().unwrap().to_string();
     let example = concat!(env!("CARGO_MANIFEST_DIR"), "/../../examples/oncall.toml");
+    // Nothing applied yet: export says so.
+    let out = keepwatch_async(&["export", "--data-dir", &data_dir], None).await;
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr)
+            .contains("no on-call configuration applied to project `default`")
+    );
+
     let apply = |extra: &'static [&'static str]| {
         let data_dir = data_dir.clone();
         async move {
             let mut args = vec!["apply", "-f", example, "--data-dir", &data_dir];
             args.extend_from_slice(extra);
-            let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_keepwatch"))
-                .args(&args)
-                .output()
-                .await
-                .unwrap();
+            let out = keepwatch_async(&args, None).await;
             assert!(
                 out.status.success(),
                 "{}",
@@ -316,18 +330,17 @@ async fn apply_stores_the_oncall_file_idempotently_and_serves_feeds_and_oncall()
     );
 
     // `keepwatch oncall` without a file asks the server.
-    let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_keepwatch"))
-        .args([
+    let out = keepwatch_async(
+        &[
             "oncall",
             "--server",
             &app.address,
             "--at",
             "2026-11-28T00:00:00-07:00",
-        ])
-        .env("KEEPWATCH_API_KEY", &app.read_key)
-        .output()
-        .await
-        .unwrap();
+        ],
+        Some(&app.read_key),
+    )
+    .await;
     assert!(
         out.status.success(),
         "{}",
@@ -338,26 +351,36 @@ async fn apply_stores_the_oncall_file_idempotently_and_serves_feeds_and_oncall()
         "primary: alice until Mon 2026-11-30 09:00, then bob\n\
          secondary: bob until Mon 2026-11-30 09:00, then alice\n"
     );
-    let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_keepwatch"))
-        .args([
+    let out = keepwatch_async(
+        &[
             "oncall",
             "--server",
             &app.address,
             "--api-key",
             "0123456789abcdef0123456789abcdef",
-        ])
-        .env_remove("KEEPWATCH_API_KEY")
-        .output()
-        .await
-        .unwrap();
+        ],
+        None,
+    )
+    .await;
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("401 Unauthorized: wrong api key"));
 
+    let out = keepwatch_async(&["oncall", "--server", &app.address], None).await;
+    assert!(String::from_utf8_lossy(&out.stderr).contains("give --api-key (or KEEPWATCH_API_KEY)"));
+    let (status, body) = app
+        .api(
+            "GET",
+            "/api/v1/oncall/?schedule=tertiary",
+            Some(&app.read_key),
+            None,
+        )
+        .await;
+    assert_eq!(
+        (status.as_u16(), body["error"].clone()),
+        (400, json!("no schedule `tertiary`"))
+    );
+
     // export gives back the file as applied.
-    let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_keepwatch"))
-        .args(["export", "--data-dir", &data_dir])
-        .output()
-        .await
-        .unwrap();
+    let out = keepwatch_async(&["export", "--data-dir", &data_dir], None).await;
     assert_eq!(out.stdout, std::fs::read(example).unwrap());
 }

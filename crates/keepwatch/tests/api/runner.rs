@@ -31,6 +31,13 @@ fn stderr(out: &Output) -> String {
     String::from_utf8_lossy(&out.stderr).into_owned()
 }
 
+/// keepwatch's stderr, which must be one clear line whatever went wrong.
+fn one_line(out: &Output) -> String {
+    let stderr = stderr(out);
+    assert_eq!(stderr.lines().count(), 1, "one clear line: {stderr}");
+    stderr
+}
+
 async fn run(app: &TestApp, uuid: &str, script: &str) -> Output {
     keepwatch(&[
         "run",
@@ -144,8 +151,7 @@ async fn a_server_that_is_down_never_changes_the_job() {
     .await;
     assert_eq!(out.status.code(), Some(5));
     assert_eq!(out.stdout, b"ran\n");
-    let stderr = stderr(&out);
-    assert_eq!(stderr.lines().count(), 1, "one clear line: {stderr}");
+    let stderr = one_line(&out);
     assert!(
         stderr.starts_with("keepwatch: cannot reach the server") && stderr.contains("spooled"),
         "{stderr}"
@@ -317,6 +323,14 @@ async fn pings_spooled_while_the_server_is_down_are_delivered_in_order_with_thei
     let third = run_against(dead.clone(), "echo third; exit 4").await;
     assert_eq!(third.status.code(), Some(4));
     let third_done = chrono::Utc::now();
+    // A flush while the server is still down keeps everything and says so.
+    let failed = keepwatch_with(spool.path(), &["spool", "flush", "--server", &dead]).await;
+    assert_eq!(failed.status.code(), Some(1));
+    assert_eq!(
+        String::from_utf8_lossy(&failed.stdout),
+        "delivered 0, rejected 0, waiting 2\n"
+    );
+    assert!(stderr(&failed).contains("cannot reach the server"));
     let flushed = keepwatch_with(spool.path(), &["spool", "flush", "--server", &app.address]).await;
     assert!(flushed.status.success(), "{}", stderr(&flushed));
     assert_eq!(
@@ -409,8 +423,7 @@ async fn a_server_that_answers_500_or_hangs_never_holds_up_the_job() {
         let took = started.elapsed();
         assert_eq!(out.status.code(), Some(6), "hang={hang}");
         assert_eq!(out.stdout, b"ran\n");
-        let stderr = stderr(&out);
-        assert_eq!(stderr.lines().count(), 1, "one clear line: {stderr}");
+        let stderr = one_line(&out);
         let expected = if hang {
             "no answer within 0.3s"
         } else {
@@ -513,8 +526,7 @@ async fn a_held_lock_stops_the_run_names_the_holder_and_can_be_waited_for() {
     ])
     .await;
     assert_eq!(refused.status.code(), Some(75), "{}", stderr(&refused));
-    let message = stderr(&refused);
-    assert_eq!(message.lines().count(), 1, "{message}");
+    let message = one_line(&refused);
     assert!(
         message.contains(&format!("locked by pid {holder_pid}")),
         "{message}"
@@ -761,8 +773,7 @@ async fn a_broken_spool_costs_one_line_never_the_job() {
     .await;
     assert_eq!(out.status.code(), Some(9));
     assert_eq!(out.stdout, b"ran\n");
-    let stderr = stderr(&out);
-    assert_eq!(stderr.lines().count(), 1, "{stderr}");
+    let stderr = one_line(&out);
     assert!(
         stderr.contains("is unusable") && stderr.contains("the ping is lost"),
         "{stderr}"
