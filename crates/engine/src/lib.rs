@@ -147,6 +147,28 @@ async fn maintain(store: Store) {
     }
 }
 
+/// Runs the actor on a thread of its own with a one-thread runtime. On SQLite it commits each
+/// batch synchronously there (`Store::commit_batch`), so the commit neither waits for a free
+/// runtime worker nor holds one up while HTTP requests queue behind it. The returned handle
+/// finishes when the actor does.
+fn spawn_on_own_thread(
+    actor: impl std::future::Future<Output = ()> + Send + 'static,
+) -> std::io::Result<JoinHandle<()>> {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    let (done, finished) = oneshot::channel();
+    std::thread::Builder::new()
+        .name("keepwatch-engine".into())
+        .spawn(move || {
+            runtime.block_on(actor);
+            let _ = done.send(());
+        })?;
+    Ok(tokio::spawn(async move {
+        let _ = finished.await;
+    }))
+}
+
 impl Engine {
     /// Loads state (replaying pings newer than the last checkpoint), then starts the actor and
     /// the dispatcher. Deadlines that passed while the server was down fire at once, once.
@@ -161,7 +183,8 @@ impl Engine {
         // Deadlines that passed while the server was down are judged before the first ping.
         actor.tick().await;
         let (tx, rx) = mpsc::channel(16 * 1024);
-        let actor = tokio::spawn(actor.run(rx));
+        let actor = spawn_on_own_thread(actor.run(rx))
+            .map_err(|e| StoreError::Task(format!("cannot start the engine thread: {e}")))?;
         let dispatcher = dispatch::Dispatcher::new(store.clone(), clock.clone(), config, wake);
         let dispatcher = tokio::spawn(dispatcher.run());
         let maintenance = tokio::spawn(maintain(store.clone()));

@@ -84,25 +84,26 @@ impl EngineRow {
 }
 
 /// Writes one state row inside a transaction; shared by the writer's batch and the checkpoint.
+/// The statement behind [`write_state!`], also run by the SQLite writer.
+pub(crate) const WRITE_STATE: &str = "UPDATE checks SET status = $1, down_reason = $2, last_ping = $3, n_pings = $4, \
+     last_duration_ms = $5, open_runs = $6, history = $7, last_seq = $8, checkpoint_seq = $9 \
+     WHERE id = $10";
+
 macro_rules! write_state {
     ($tx:expr, $update:expr) => {
-        sqlx::query(
-            "UPDATE checks SET status = $1, down_reason = $2, last_ping = $3, n_pings = $4, \
-             last_duration_ms = $5, open_runs = $6, history = $7, last_seq = $8, checkpoint_seq = $9 \
-             WHERE id = $10",
-        )
-        .bind(&$update.state.status)
-        .bind(&$update.state.down_reason)
-        .bind($update.state.last_ping)
-        .bind($update.state.n_pings)
-        .bind($update.state.last_duration_ms)
-        .bind(&$update.state.open_runs)
-        .bind(&$update.state.history)
-        .bind($update.state.last_seq)
-        .bind($update.state.checkpoint_seq)
-        .bind($update.check_id)
-        .execute(&mut *$tx)
-        .await?
+        sqlx::query($crate::checks::WRITE_STATE)
+            .bind(&$update.state.status)
+            .bind(&$update.state.down_reason)
+            .bind($update.state.last_ping)
+            .bind($update.state.n_pings)
+            .bind($update.state.last_duration_ms)
+            .bind(&$update.state.open_runs)
+            .bind(&$update.state.history)
+            .bind($update.state.last_seq)
+            .bind($update.state.checkpoint_seq)
+            .bind($update.check_id)
+            .execute(&mut *$tx)
+            .await?
     };
 }
 pub(crate) use write_state;

@@ -12,6 +12,7 @@
 
 use std::path::Path;
 use std::str::FromStr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
@@ -25,6 +26,7 @@ mod oncall;
 mod outbox;
 mod pings;
 mod projects;
+mod sqlite_writer;
 pub mod testing;
 
 pub use model::*;
@@ -36,6 +38,8 @@ pub use projects::{ApiKeyScope, generate_secret, hash_api_key};
 pub enum StoreError {
     #[error("database error: {0}")]
     Db(#[from] sqlx::Error),
+    #[error("database error: {0}")]
+    Sqlite(#[from] rusqlite::Error),
     #[error("migration failed: {0}")]
     Migrate(#[from] sqlx::migrate::MigrateError),
     #[error("cannot create data directory {path}: {source}")]
@@ -55,13 +59,17 @@ pub type Result<T, E = StoreError> = std::result::Result<T, E>;
 
 #[derive(Clone)]
 enum Backend {
-    /// SQLite allows one writer: all writes go through a one-connection pool so they queue in
-    /// the process instead of sleeping in SQLite's busy handler.
+    /// SQLite allows one writer: writes go through a one-connection pool so they queue in the
+    /// process instead of sleeping in SQLite's busy handler, except the ping writer's batches,
+    /// which have their own connection (they wait in the busy handler only while another
+    /// write, rare next to pings, holds the lock).
     Sqlite {
         read: SqlitePool,
         write: SqlitePool,
         /// Runs passive WAL checkpoints in the background (see `wal_checkpoint`).
         maintenance: SqlitePool,
+        /// The ping writer's batch commits, on the engine's thread (see `sqlite_writer`).
+        writer: Arc<sqlite_writer::SqliteWriter>,
     },
     Postgres(PgPool),
 }
@@ -160,6 +168,7 @@ impl Store {
             .connect_with(options.clone().pragma("wal_autocheckpoint", "1000"))
             .await?;
         sqlx::migrate!("./migrations/sqlite").run(&write).await?;
+        let writer = Arc::new(sqlite_writer::SqliteWriter::open(path)?);
         let maintenance = SqlitePoolOptions::new()
             .max_connections(1)
             .connect_with(options.clone())
@@ -174,6 +183,7 @@ impl Store {
                 read,
                 write,
                 maintenance,
+                writer,
             },
         })
     }
@@ -224,6 +234,7 @@ impl Store {
                 read,
                 write,
                 maintenance,
+                ..
             } => {
                 read.close().await;
                 write.close().await;

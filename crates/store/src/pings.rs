@@ -11,7 +11,9 @@ use futures_util::TryStreamExt;
 use sqlx::QueryBuilder;
 
 use crate::checks::write_state;
-use crate::{Batch, FlipRow, PingRow, Result, StateUpdate, Store, with_read, with_tx, with_write};
+use crate::{
+    Backend, Batch, FlipRow, PingRow, Result, StateUpdate, Store, with_read, with_tx, with_write,
+};
 
 macro_rules! ping_columns {
     () => {
@@ -19,6 +21,17 @@ macro_rules! ping_columns {
          volume, body, body_truncated, duration_ms"
     };
 }
+pub(crate) use ping_columns;
+
+pub(crate) const INSERT_FLIP: &str =
+    "INSERT INTO flips (check_id, at, old_status, new_status) VALUES ($1, $2, $3, $4)";
+pub(crate) const INSERT_EVENT: &str =
+    "INSERT INTO events (check_id, kind, at, payload) VALUES ($1, $2, $3, $4) RETURNING id";
+pub(crate) const SET_REPLAY_FROM: &str = "INSERT INTO meta (key, value) VALUES ('replay_from', $1) \
+     ON CONFLICT (key) DO UPDATE SET value = excluded.value";
+/// One outbox row per channel attached to the event's check.
+pub(crate) const INSERT_OUTBOX: &str = "INSERT INTO outbox (event_id, channel_id, state, attempts, next_attempt_at, created_at) \
+     SELECT $1, channel_id, 'pending', 0, $2, $2 FROM check_channels WHERE check_id = $3";
 
 /// Same as `ping_columns!` but with the body replaced by an empty value when present, for
 /// listings that only say whether a body exists.
@@ -79,9 +92,15 @@ impl Store {
     /// Commits one writer batch in one transaction: pings, changed states, flips, and events
     /// with one outbox row per channel attached to the event's check. Returns the number of
     /// outbox rows created, so the caller can wake the dispatcher.
+    ///
+    /// On SQLite the commit runs on the calling thread without yielding (the engine calls it
+    /// from its own thread; see `sqlite_writer`).
     pub async fn commit_batch(&self, batch: &Batch, now_us: i64) -> Result<u64> {
         if batch.is_empty() {
             return Ok(0);
+        }
+        if let Backend::Sqlite { writer, .. } = &self.backend {
+            return writer.commit(batch, now_us);
         }
         let only_pings =
             batch.states.is_empty() && batch.flips.is_empty() && batch.events.is_empty();
@@ -112,7 +131,7 @@ impl Store {
                 write_state!(tx, update);
             }
             for flip in &batch.flips {
-                sqlx::query("INSERT INTO flips (check_id, at, old_status, new_status) VALUES ($1, $2, $3, $4)")
+                sqlx::query(INSERT_FLIP)
                     .bind(flip.check_id)
                     .bind(flip.at)
                     .bind(&flip.old_status)
@@ -122,25 +141,20 @@ impl Store {
             }
             let mut outbox_rows = 0;
             for event in &batch.events {
-                let event_id: i64 = sqlx::query_scalar(
-                    "INSERT INTO events (check_id, kind, at, payload) VALUES ($1, $2, $3, $4) RETURNING id",
-                )
-                .bind(event.check_id)
-                .bind(&event.kind)
-                .bind(event.at)
-                .bind(event.payload.to_string())
-                .fetch_one(&mut *tx)
-                .await?;
-                outbox_rows += sqlx::query(
-                    "INSERT INTO outbox (event_id, channel_id, state, attempts, next_attempt_at, created_at) \
-                     SELECT $1, channel_id, 'pending', 0, $2, $2 FROM check_channels WHERE check_id = $3",
-                )
-                .bind(event_id)
-                .bind(now_us)
-                .bind(event.check_id)
-                .execute(&mut *tx)
-                .await?
-                .rows_affected();
+                let event_id: i64 = sqlx::query_scalar(INSERT_EVENT)
+                    .bind(event.check_id)
+                    .bind(&event.kind)
+                    .bind(event.at)
+                    .bind(event.payload.to_string())
+                    .fetch_one(&mut *tx)
+                    .await?;
+                outbox_rows += sqlx::query(INSERT_OUTBOX)
+                    .bind(event_id)
+                    .bind(now_us)
+                    .bind(event.check_id)
+                    .execute(&mut *tx)
+                    .await?
+                    .rows_affected();
             }
             outbox_rows
         }))
@@ -185,18 +199,20 @@ impl Store {
 
     /// Writes check states taken from memory and records that every ping up to
     /// `replay_from` is reflected in the stored states.
+    ///
+    /// On SQLite this runs on the calling thread without yielding, like [`Store::commit_batch`].
     pub async fn checkpoint(&self, states: &[StateUpdate], replay_from: i64) -> Result<()> {
+        if let Backend::Sqlite { writer, .. } = &self.backend {
+            return writer.checkpoint(states, replay_from);
+        }
         with_tx!(self, |tx| {
             for update in states {
                 write_state!(tx, update);
             }
-            sqlx::query(
-                "INSERT INTO meta (key, value) VALUES ('replay_from', $1) \
-                 ON CONFLICT (key) DO UPDATE SET value = excluded.value",
-            )
-            .bind(replay_from)
-            .execute(&mut *tx)
-            .await?;
+            sqlx::query(SET_REPLAY_FROM)
+                .bind(replay_from)
+                .execute(&mut *tx)
+                .await?;
         });
         Ok(())
     }
