@@ -42,6 +42,10 @@ column -t "$WORK/results"
 python3 - "$WORK/results" <<'PY'
 import statistics, sys
 rows = [line.split() for line in open(sys.argv[1]).read().splitlines()[1:]]
+# A ratio over failed requests would be meaningless (a 503 is fast): refuse to report one.
+failed = [row for row in rows if int(row[6]) or int(row[7])]
+if failed:
+    sys.exit(f"requests failed (non-2xx or socket errors), no ratio reported: {failed}")
 for mode in ("keepalive", "close"):
     ratios, p99s = [], []
     for r in sorted({row[0] for row in rows}):
