@@ -259,6 +259,11 @@ fn target(text: &str, at: &str) -> anyhow::Result<Target> {
 }
 
 impl OnCall {
+    /// The address of one of a person's contacts (`None` if either is unknown).
+    pub fn contact_address(&self, person: &str, contact: &str) -> Option<&str> {
+        self.contacts.get(person)?.get(contact).map(String::as_str)
+    }
+
     /// Parses and checks a configuration.
     pub fn parse(text: &str) -> anyhow::Result<OnCall> {
         let file: File = toml::from_str(text)?;

@@ -33,6 +33,15 @@ pub enum Urgency {
     High,
 }
 
+impl Urgency {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Urgency::High => "high",
+            Urgency::Low => "low",
+        }
+    }
+}
+
 /// "Send to `contact` `delay_minutes` after being paged, for alerts of `urgency`."
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct NotificationRule {

@@ -76,17 +76,31 @@ pub struct Actor {
     pub sweep_pos: i64,
     pub sweep_started: DateTime<Utc>,
     pub outbox_wake: Arc<Notify>,
+    /// Wakes the pager when check events are committed (they may open or resolve alerts).
+    pub events_wake: Arc<Notify>,
     /// Checks that received late pings, and until when they are left to settle.
     pub settling: FxHashMap<i64, i64>,
 }
 
 impl Actor {
+    /// Wakes whoever reads what a committed batch wrote: the dispatcher for outbox rows, the
+    /// pager for events.
+    fn committed(&self, batch: &Batch, outbox_rows: u64) {
+        if outbox_rows > 0 {
+            self.outbox_wake.notify_one();
+        }
+        if !batch.events.is_empty() {
+            self.events_wake.notify_one();
+        }
+    }
+
     /// Loads every check and replays the pings that came after their last checkpoint.
     pub async fn load(
         store: Store,
         clock: Arc<dyn Clock>,
         config: EngineConfig,
         outbox_wake: Arc<Notify>,
+        events_wake: Arc<Notify>,
     ) -> Result<Actor, StoreError> {
         let count = usize::try_from(store.count_checks().await?).unwrap_or(0);
         let mut checks = FxHashMap::with_capacity_and_hasher(count, Default::default());
@@ -156,6 +170,7 @@ impl Actor {
             sweep_pos: 0,
             sweep_started: now,
             outbox_wake,
+            events_wake,
             settling: FxHashMap::default(),
         };
         let ids: Vec<i64> = actor.checks.keys().copied().collect();
@@ -311,9 +326,7 @@ impl Actor {
                     }
                     self.reschedule(id);
                 }
-                if outbox_rows > 0 {
-                    self.outbox_wake.notify_one();
-                }
+                self.committed(&batch, outbox_rows);
                 for reply in replies {
                     let _ = reply.send(Ok(PingReply::Ok));
                 }
@@ -432,7 +445,8 @@ impl Actor {
             check_id: id,
             state: state_to_row(&state, live.last_seq, self.seq),
         });
-        self.store.commit_batch(&batch, now_us).await?;
+        let outbox_rows = self.store.commit_batch(&batch, now_us).await?;
+        self.committed(&batch, outbox_rows);
         let live = self.checks.get_mut(&id).expect("checked above");
         live.state = state;
         live.checkpoint_seq = self.seq;
@@ -535,9 +549,7 @@ impl Actor {
                     live.checkpoint_seq = self.seq;
                     self.dirty.remove(&id);
                 }
-                if outbox_rows > 0 {
-                    self.outbox_wake.notify_one();
-                }
+                self.committed(&batch, outbox_rows);
                 for id in ids {
                     self.reschedule(*id);
                 }

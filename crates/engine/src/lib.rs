@@ -24,6 +24,7 @@ pub mod clock;
 pub mod dispatch;
 pub mod live;
 pub mod notify;
+pub mod pager;
 
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use notify::{SmtpConfig, SmtpSecurity};
@@ -127,12 +128,15 @@ pub struct Engine {
     tx: mpsc::Sender<actor::Command>,
     pub store: Store,
     pub clock: Arc<dyn Clock>,
+    /// Wakes the pager (a new alert from the events API or Alertmanager should page now).
+    pub pager_wake: Arc<Notify>,
 }
 
 /// The engine's background tasks.
 pub struct EngineTasks {
     pub actor: JoinHandle<()>,
     pub dispatcher: JoinHandle<()>,
+    pub pager: JoinHandle<()>,
     pub maintenance: JoinHandle<()>,
 }
 
@@ -178,21 +182,42 @@ impl Engine {
         config: EngineConfig,
     ) -> Result<(Engine, EngineTasks), StoreError> {
         let wake = Arc::new(Notify::new());
-        let mut actor =
-            actor::Actor::load(store.clone(), clock.clone(), config.clone(), wake.clone()).await?;
+        let pager_wake = Arc::new(Notify::new());
+        let mut actor = actor::Actor::load(
+            store.clone(),
+            clock.clone(),
+            config.clone(),
+            wake.clone(),
+            pager_wake.clone(),
+        )
+        .await?;
         // Deadlines that passed while the server was down are judged before the first ping.
         actor.tick().await;
         let (tx, rx) = mpsc::channel(16 * 1024);
         let actor = spawn_on_own_thread(actor.run(rx))
             .map_err(|e| StoreError::Task(format!("cannot start the engine thread: {e}")))?;
+        let pager = pager::Pager::new(
+            store.clone(),
+            clock.clone(),
+            config.clone(),
+            pager_wake.clone(),
+        )
+        .await?;
+        let pager = tokio::spawn(pager.run());
         let dispatcher = dispatch::Dispatcher::new(store.clone(), clock.clone(), config, wake);
         let dispatcher = tokio::spawn(dispatcher.run());
         let maintenance = tokio::spawn(maintain(store.clone()));
         Ok((
-            Engine { tx, store, clock },
+            Engine {
+                tx,
+                store,
+                clock,
+                pager_wake,
+            },
             EngineTasks {
                 actor,
                 dispatcher,
+                pager,
                 maintenance,
             },
         ))

@@ -87,6 +87,34 @@ impl Notifier {
         })
     }
 
+    /// The HTTP client deliveries use (timeout and user agent set).
+    pub fn http(&self) -> &reqwest::Client {
+        &self.http
+    }
+
+    /// Sends a plain-text email to one or more comma-separated addresses.
+    pub async fn email(&self, to: &str, subject: &str, body: &str) -> Result<String, String> {
+        let Some((transport, from)) = &self.smtp else {
+            return Err("no SMTP server is configured (smtp.host) to send email".into());
+        };
+        let mut builder = Message::builder().from(from.clone()).subject(subject);
+        for to in to.split(',').map(str::trim).filter(|t| !t.is_empty()) {
+            let to: Mailbox = to
+                .parse()
+                .map_err(|e| format!("bad recipient `{to}`: {e}"))?;
+            builder = builder.to(to);
+        }
+        let email = builder
+            .header(ContentType::TEXT_PLAIN)
+            .body(body.to_string())
+            .map_err(|e| format!("cannot build email: {e}"))?;
+        let response = transport
+            .send(email)
+            .await
+            .map_err(|e| format!("SMTP failed: {e}"))?;
+        Ok(format!("SMTP {}", response.code()))
+    }
+
     /// The JSON message for a delivery: the event, its runs and the check as it is now.
     pub async fn message(&self, delivery: &Delivery) -> Value {
         let payload: Value = serde_json::from_str(&delivery.payload).unwrap_or_default();
@@ -160,9 +188,6 @@ impl Notifier {
     }
 
     async fn send_email(&self, delivery: &Delivery, message: &Value) -> Result<String, String> {
-        let Some((transport, from)) = &self.smtp else {
-            return Err("email channel, but no SMTP server is configured (smtp.host)".into());
-        };
         let config: EmailConfig = serde_json::from_str(&delivery.channel_config)
             .map_err(|e| format!("bad email config: {e}"))?;
         let name = message["check"]["name"].as_str().filter(|n| !n.is_empty());
@@ -170,32 +195,12 @@ impl Notifier {
             .or(message["check"]["uuid"].as_str())
             .unwrap_or("check");
         let subject = format!("[keepwatch] {name}: {}", headline(&delivery.event_kind));
-        let mut builder = Message::builder().from(from.clone()).subject(subject);
-        for to in config
-            .to
-            .split(',')
-            .map(str::trim)
-            .filter(|t| !t.is_empty())
-        {
-            let to: Mailbox = to
-                .parse()
-                .map_err(|e| format!("bad recipient `{to}`: {e}"))?;
-            builder = builder.to(to);
-        }
         let body = format!(
             "{}\n\n{}\n",
             headline(&delivery.event_kind),
             serde_json::to_string_pretty(message).unwrap_or_default()
         );
-        let email = builder
-            .header(ContentType::TEXT_PLAIN)
-            .body(body)
-            .map_err(|e| format!("cannot build email: {e}"))?;
-        let response = transport
-            .send(email)
-            .await
-            .map_err(|e| format!("SMTP failed: {e}"))?;
-        Ok(format!("SMTP {}", response.code()))
+        self.email(&config.to, &subject, &body).await
     }
 }
 

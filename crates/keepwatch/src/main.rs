@@ -16,6 +16,7 @@ use keepwatch_engine::{Engine, SystemClock};
 use keepwatch_server::{AppState, ServerConfig};
 use keepwatch_store::Store;
 
+mod alert;
 mod config;
 mod oncall;
 mod runner;
@@ -110,6 +111,18 @@ Examples:
   keepwatch oncall -f oncall.toml --at 2026-12-01T00:00:00Z --until 2027-01-01T00:00:00Z --user alice
   keepwatch oncall -f oncall.toml --user alice --ical > alice-oncall.ics")]
     Oncall(oncall::OncallArgs),
+    /// List, show, acknowledge and resolve alerts (through the server's API)
+    #[command(after_help = "\
+Examples:
+  keepwatch alert list --api-key …
+  keepwatch alert show 42
+  keepwatch alert ack 42          # stops escalation and pending notifications
+  keepwatch alert resolve 42
+The API key can come from KEEPWATCH_API_KEY, the server from --server or KEEPWATCH_SERVER.")]
+    Alert {
+        #[command(subcommand)]
+        command: alert::AlertCommand,
+    },
     /// Apply an on-call configuration file: print what changes, then store it
     #[command(after_help = "\
 Applying the same file twice changes nothing. Prints the calendar feed path of every schedule
@@ -263,6 +276,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Oncall(args) if args.file.is_some() => {
             oncall::oncall(&args).map(|out| print!("{out}"))
         }
+        Command::Alert { command } => alert::run(command).await.map(|out| print!("{out}")),
         Command::Oncall(args) => oncall::oncall_from_server(&args)
             .await
             .map(|out| print!("{out}")),
@@ -385,6 +399,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     engine.flush().await.ok();
     drop(engine);
     tasks.dispatcher.abort();
+    tasks.pager.abort();
     tasks.maintenance.abort();
     let _ = tasks.actor.await;
     store.close().await;

@@ -20,6 +20,7 @@ use keepwatch_engine::Engine;
 use keepwatch_store::Store;
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
 
+pub mod alerts;
 pub mod checks;
 pub mod error;
 pub mod oncall;
@@ -97,6 +98,10 @@ pub fn router(state: AppState) -> Router {
         )
         .route("/status/", any(status))
         .route("/oncall/", get(oncall::who))
+        .route("/alerts/", get(alerts::list))
+        .route("/alerts/{id}", get(alerts::get))
+        .route("/alerts/{id}/ack", post(alerts::acknowledge))
+        .route("/alerts/{id}/resolve", post(alerts::resolve))
         .layer(middleware::from_fn(cors));
     Router::new()
         .route("/ping/{a}", any(ping::ping_one))
@@ -107,6 +112,13 @@ pub fn router(state: AppState) -> Router {
         .nest("/api/v2", api.clone())
         .nest("/api/v1", api)
         .route("/ical/{file}", get(oncall::feed))
+        .route("/api/v1/events", post(alerts::events))
+        .route("/v2/enqueue", post(alerts::events))
+        .route("/api/v1/alertmanager/{key}", post(alerts::alertmanager))
+        .route(
+            "/a/{token}",
+            get(alerts::link_confirm).post(alerts::link_act),
+        )
         .route("/metrics", get(metrics))
         .route("/", get(index))
         .with_state(state)

@@ -48,7 +48,7 @@ pub async fn feed(State(state): State<AppState>, Path(file): Path<String>) -> Re
             Some(schedule) => (format!("On call: {}", row.name), schedule.shifts(from, to)),
             None => return not_found(),
         },
-        _ => {
+        "person" => {
             if !config.people.contains_key(&row.name) {
                 return not_found();
             }
@@ -68,6 +68,8 @@ pub async fn feed(State(state): State<AppState>, Path(file): Path<String>) -> Re
             shifts.sort_by(|a, b| (a.start, &a.users).cmp(&(b.start, &b.users)));
             (format!("On call: {}", row.name), shifts)
         }
+        // Integration keys share the token table; they are not feeds.
+        _ => return not_found(),
     };
     let person = row.kind != "schedule";
     let body = keepwatch_core::ical::feed(

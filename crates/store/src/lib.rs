@@ -20,6 +20,7 @@ use sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
 };
 
+mod alerts;
 mod checks;
 pub mod model;
 mod oncall;
@@ -29,6 +30,7 @@ mod projects;
 mod sqlite_writer;
 pub mod testing;
 
+pub use alerts::{AlertLogRow, AlertRow, CheckEvent, NewAlert, NewPage, PageDelivery};
 pub use model::*;
 pub use oncall::FeedRow;
 pub use projects::{ApiKeyScope, generate_secret, hash_api_key};

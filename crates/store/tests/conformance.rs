@@ -338,6 +338,7 @@ async fn story(store: Store) {
     );
     assert_eq!(store.count_checks().await.unwrap(), 1);
     oncall_story(&store).await;
+    alert_story(&store).await;
     store.ping_db().await.unwrap();
     store.close().await;
 }
@@ -390,6 +391,147 @@ async fn oncall_story(store: &Store) {
         ("schedule", project.id)
     );
     assert_eq!(store.feed_by_token("nope").await.unwrap(), None);
+}
+
+/// One open alert per dedup key; paging is recorded only while triggered; an acknowledgment
+/// cancels pending pages; claimed pages carry their alert; attempts land in the log.
+async fn alert_story(store: &Store) {
+    use keepwatch_store::{NewAlert, NewPage};
+    let project = store.create_project("alerts", 1).await.unwrap();
+    let new = NewAlert {
+        project_id: project.id,
+        service: "billing",
+        dedup_key: "db1",
+        summary: "disk full",
+        source: "events",
+        details: "{}",
+        urgency: "low",
+    };
+    let (alert, created) = store.trigger_alert(&new, 1_000).await.unwrap();
+    assert!(created);
+    assert_eq!(
+        (alert.status.as_str(), alert.paged_until),
+        ("triggered", 999)
+    );
+    let (again, created) = store.trigger_alert(&new, 2_000).await.unwrap();
+    assert!(!created);
+    assert_eq!(again.id, alert.id);
+    let page = |person: &str, due_at| NewPage {
+        person: person.into(),
+        contact: "email".into(),
+        address: format!("{person}@example.com"),
+        urgency: "low".into(),
+        due_at,
+    };
+    let log = [(
+        1_000,
+        "escalation_step".to_string(),
+        String::new(),
+        "step 1".to_string(),
+    )];
+    assert!(
+        store
+            .record_paging(
+                alert.id,
+                1_000,
+                &log,
+                &[page("alice", 1_000), page("bob", 5_000)],
+                1_000
+            )
+            .await
+            .unwrap()
+    );
+    assert_eq!(store.next_page_due().await.unwrap(), Some(1_000));
+    let claimed = store.claim_pages(1_000, 60_000_000, 10).await.unwrap();
+    assert_eq!(claimed.len(), 1);
+    assert_eq!(
+        (claimed[0].person.as_str(), claimed[0].summary.as_str()),
+        ("alice", "disk full")
+    );
+    assert!(
+        store
+            .claim_pages(1_000, 60_000_000, 10)
+            .await
+            .unwrap()
+            .is_empty(),
+        "leased"
+    );
+    store
+        .finish_page(&claimed[0], true, "SMTP 250", None, 1_500)
+        .await
+        .unwrap();
+    let acked = store
+        .acknowledge_alert(alert.id, "alice", 2_000)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        (acked.status.as_str(), acked.acknowledged_at),
+        ("acknowledged", Some(2_000))
+    );
+    // Bob's page was cancelled, and paging an acknowledged alert records nothing.
+    assert_eq!(store.next_page_due().await.unwrap(), None);
+    assert!(
+        !store
+            .record_paging(alert.id, 9_000, &log, &[page("carol", 9_000)], 9_000)
+            .await
+            .unwrap()
+    );
+    let resolved = store
+        .resolve_alert(alert.id, "api", 3_000)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(resolved.status, "resolved");
+    let kinds: Vec<String> = store
+        .alert_log(alert.id)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|e| e.kind)
+        .collect();
+    assert_eq!(
+        kinds,
+        [
+            "triggered",
+            "trigger_repeated",
+            "escalation_step",
+            "notified",
+            "acknowledged",
+            "pages_cancelled",
+            "resolved"
+        ]
+    );
+    // Resolved: the key is free for a new alert.
+    let (fresh, created) = store.trigger_alert(&new, 4_000).await.unwrap();
+    assert!(created && fresh.id != alert.id);
+    assert_eq!(
+        store
+            .open_alert_by_dedup(project.id, "db1")
+            .await
+            .unwrap()
+            .unwrap()
+            .id,
+        fresh.id
+    );
+    assert_eq!(
+        store
+            .list_alerts(project.id, Some("open"), 10)
+            .await
+            .unwrap()
+            .len(),
+        1
+    );
+    assert_eq!(
+        store.list_alerts(project.id, None, 10).await.unwrap().len(),
+        2
+    );
+    // Secrets are made once.
+    let secret = store.secret("links").await.unwrap();
+    assert_eq!(secret.len(), 48);
+    assert_eq!(store.secret("links").await.unwrap(), secret);
+    store.set_meta("cursor", 7).await.unwrap();
+    assert_eq!(store.meta("cursor").await.unwrap(), 7);
 }
 
 #[tokio::test]

@@ -140,7 +140,7 @@ pub fn drill(args: &DrillArgs) -> anyhow::Result<String> {
         service.name,
         local(triggered_at),
         policy.name,
-        name(urgency),
+        urgency.as_str(),
     );
     match (urgency, service.raise_after) {
         (Urgency::Low, Some(after)) => out.push_str(&format!(
@@ -162,15 +162,16 @@ pub fn drill(args: &DrillArgs) -> anyhow::Result<String> {
                 ..
             } => {
                 let address = config
-                    .contacts
-                    .get(user)
-                    .and_then(|c| c.get(contact))
+                    .contact_address(user, contact)
                     .map_or(String::new(), |a| format!(" <{a}>"));
-                format!("  notify {user} by {contact}{address} ({})", name(*urgency))
+                format!(
+                    "  notify {user} by {contact}{address} ({})",
+                    urgency.as_str()
+                )
             }
             Page::Unreached { who, urgency, .. } => format!(
                 "  NOBODY REACHED: {who} has no {} urgency rule or nobody on call",
-                name(*urgency)
+                urgency.as_str()
             ),
         };
         out.push_str(&format!(
@@ -212,13 +213,6 @@ pub fn drill(args: &DrillArgs) -> anyhow::Result<String> {
         }
     }
     Ok(out)
-}
-
-fn name(urgency: Urgency) -> &'static str {
-    match urgency {
-        Urgency::High => "high",
-        Urgency::Low => "low",
-    }
 }
 
 /// `keepwatch oncall`: who is on call at the time asked, until when, and who comes next.
@@ -472,20 +466,24 @@ pub async fn apply(
         .keys()
         .map(|n| ("schedule", n.as_str()))
         .chain(new.people.keys().map(|n| ("person", n.as_str())))
+        .chain(new.services.keys().map(|n| ("service", n.as_str())))
         .collect();
     feeds.sort();
     let rows = store
         .apply_oncall(project_id, &text, &feeds, Utc::now().timestamp_micros())
         .await?;
+    let current =
+        |r: &&keepwatch_store::FeedRow| feeds.contains(&(r.kind.as_str(), r.name.as_str()));
     out.push_str("calendar feeds:\n");
-    for row in rows
-        .iter()
-        .filter(|r| feeds.contains(&(r.kind.as_str(), r.name.as_str())))
-    {
+    for row in rows.iter().filter(current).filter(|r| r.kind != "service") {
         out.push_str(&format!(
             "  {} {}: /ical/{}.ics\n",
             row.kind, row.name, row.token
         ));
+    }
+    out.push_str("integration keys (events API routing_key, /api/v1/alertmanager/<key>):\n");
+    for row in rows.iter().filter(current).filter(|r| r.kind == "service") {
+        out.push_str(&format!("  service {}: {}\n", row.name, row.token));
     }
     Ok(out)
 }

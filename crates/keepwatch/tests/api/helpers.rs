@@ -126,6 +126,7 @@ impl TestApp {
         self.engine.flush().await.unwrap();
         let tasks = self.tasks.take().unwrap();
         tasks.dispatcher.abort();
+        tasks.pager.abort();
         tasks.maintenance.abort();
         let _ = tasks.dispatcher.await;
         drop(self.engine);

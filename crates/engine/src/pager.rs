@@ -1,0 +1,528 @@
+//! The pager: turns check events into alerts, walks each triggered alert's timeline as time
+//! passes, and delivers the pages it falls due.
+//!
+//! Each step, on the engine's clock:
+//! 1. **Alerts from check events.** Events after the pager's cursor (`meta.pager_events`)
+//!    open alerts (`down`, `failed`, `hung` under the dedup key `check:<uuid>`; `overlap` and
+//!    `anomaly` under `check:<uuid>:<kind>`); `up` resolves the check's open alert.
+//! 2. **Escalation.** For every triggered alert the whole timeline is computed from its
+//!    trigger time and the project's on-call configuration (`keepwatch_core::paging`), and the
+//!    entries in `(paged_until, now]` are recorded: log lines and one page row per
+//!    notification, committed only while the alert is still triggered, so an acknowledgment
+//!    that commits first stops everything after it.
+//! 3. **Delivery.** Due page rows are claimed with a lease and sent (email, Slack, ntfy,
+//!    Discord, or a signed webhook); failures retry with exponential backoff, and every
+//!    attempt is written to the alert's log.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::{DateTime, TimeDelta, Utc};
+use hmac::{Hmac, KeyInit, Mac};
+use keepwatch_core::oncall_file::OnCall;
+use keepwatch_core::paging::{Page, Paging, Urgency};
+use keepwatch_store::{AlertRow, NewAlert, NewPage, PageDelivery, Store, StoreError, to_micros};
+use serde_json::json;
+use sha2::Sha256;
+use tokio::sync::Notify;
+
+use crate::notify::{Notifier, sign};
+use crate::{Clock, EngineConfig};
+
+/// Where the pager is in the check event stream.
+const EVENT_CURSOR: &str = "pager_events";
+/// Pages claimed per round, and how long a claim holds.
+const CLAIM_LIMIT: i64 = 100;
+const LEASE: TimeDelta = TimeDelta::seconds(60);
+/// Acknowledgment links in notifications stay valid this long.
+pub const LINK_LIFETIME: TimeDelta = TimeDelta::days(7);
+
+/// How a contact's address is reached, from its name and address.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ContactKind {
+    Email,
+    Slack,
+    Ntfy,
+    Discord,
+    Webhook,
+}
+
+impl ContactKind {
+    /// `email`, `slack`, `ntfy` and `discord` contacts by name; otherwise an address with an
+    /// `@` and no scheme is email, Slack's and Discord's webhook hosts are theirs, an ntfy
+    /// host is ntfy, and any other `http(s)://` URL is a generic webhook.
+    pub fn of(name: &str, address: &str) -> Option<ContactKind> {
+        let by_name = match name {
+            "email" => Some(ContactKind::Email),
+            "slack" => Some(ContactKind::Slack),
+            "ntfy" => Some(ContactKind::Ntfy),
+            "discord" => Some(ContactKind::Discord),
+            "webhook" => Some(ContactKind::Webhook),
+            _ => None,
+        };
+        let is_url = address.starts_with("https://") || address.starts_with("http://");
+        by_name.or(if !is_url && address.contains('@') {
+            Some(ContactKind::Email)
+        } else if address.starts_with("https://hooks.slack.com/") {
+            Some(ContactKind::Slack)
+        } else if address.contains("discord.com/api/webhooks/") {
+            Some(ContactKind::Discord)
+        } else if address.starts_with("https://ntfy.") {
+            Some(ContactKind::Ntfy)
+        } else if is_url {
+            Some(ContactKind::Webhook)
+        } else {
+            None
+        })
+    }
+}
+
+/// A signed, expiring link token for `action` (`ack` or `resolve`) on an alert:
+/// `<alert>.<action>.<expires unix seconds>.<HMAC-SHA256 hex>`.
+pub fn link_token(secret: &str, alert_id: i64, action: &str, expires: DateTime<Utc>) -> String {
+    let claim = format!("{alert_id}.{action}.{}", expires.timestamp());
+    let mut mac = Hmac::<Sha256>::new_from_slice(secret.as_bytes()).expect("any key length");
+    mac.update(claim.as_bytes());
+    format!("{claim}.{}", hex::encode(mac.finalize().into_bytes()))
+}
+
+/// Checks a link token: the alert and action it grants, or why not.
+pub fn verify_link(
+    secret: &str,
+    token: &str,
+    now: DateTime<Utc>,
+) -> Result<(i64, String), &'static str> {
+    let mut parts = token.splitn(4, '.');
+    let (Some(alert), Some(action), Some(expires), Some(signature)) =
+        (parts.next(), parts.next(), parts.next(), parts.next())
+    else {
+        return Err("this link is malformed");
+    };
+    let (Ok(alert_id), Ok(expires)) = (alert.parse::<i64>(), expires.parse::<i64>()) else {
+        return Err("this link is malformed");
+    };
+    let Ok(signature) = hex::decode(signature) else {
+        return Err("this link is malformed");
+    };
+    let mut mac = Hmac::<Sha256>::new_from_slice(secret.as_bytes()).expect("any key length");
+    mac.update(format!("{alert_id}.{action}.{expires}").as_bytes());
+    if mac.verify_slice(&signature).is_err() || !matches!(action, "ack" | "resolve") {
+        return Err("this link is not valid");
+    }
+    if now.timestamp() > expires {
+        return Err("this link has expired");
+    }
+    Ok((alert_id, action.to_string()))
+}
+
+pub struct Pager {
+    store: Store,
+    clock: Arc<dyn Clock>,
+    config: EngineConfig,
+    notifier: Notifier,
+    link_secret: String,
+    pub wake: Arc<Notify>,
+    /// Parsed on-call configurations by project, with the source they came from.
+    configs: HashMap<i64, (String, Option<Arc<OnCall>>)>,
+}
+
+impl Pager {
+    pub async fn new(
+        store: Store,
+        clock: Arc<dyn Clock>,
+        config: EngineConfig,
+        wake: Arc<Notify>,
+    ) -> Result<Pager, StoreError> {
+        let notifier = Notifier::new(
+            store.clone(),
+            config.smtp.as_ref(),
+            config.delivery_timeout,
+            config.site_url.clone(),
+        )
+        .map_err(StoreError::Task)?;
+        let link_secret = store.secret("alert_links").await?;
+        Ok(Pager {
+            store,
+            clock,
+            config,
+            notifier,
+            link_secret,
+            wake,
+            configs: HashMap::new(),
+        })
+    }
+
+    pub async fn run(mut self) {
+        loop {
+            if let Err(e) = self.step().await {
+                tracing::warn!(error = %e, "pager step failed");
+            }
+            // Timeline entries fall on whole minutes after a trigger; a round a second keeps
+            // escalation within a second of its due time. Retries wake it earlier.
+            let now = self.clock.now();
+            let mut until = now + Duration::from_secs(1);
+            if let Some(due) = self.store.next_page_due().await.ok().flatten() {
+                until = until.min(DateTime::from_timestamp_micros(due).unwrap_or(now));
+            }
+            tokio::select! {
+                _ = self.wake.notified() => {}
+                _ = self.clock.sleep_until(until) => {}
+            }
+        }
+    }
+
+    /// One round: alerts from new check events, escalation up to now, due deliveries.
+    pub async fn step(&mut self) -> Result<(), StoreError> {
+        self.alerts_from_events().await?;
+        let now = self.clock.now();
+        for alert in self.store.triggered_alerts().await? {
+            self.escalate(&alert, now).await?;
+        }
+        self.deliver_due().await
+    }
+
+    async fn oncall(&mut self, project_id: i64) -> Result<Option<Arc<OnCall>>, StoreError> {
+        let source = self
+            .store
+            .oncall_source(project_id)
+            .await?
+            .unwrap_or_default();
+        if let Some((cached, parsed)) = self.configs.get(&project_id)
+            && *cached == source
+        {
+            return Ok(parsed.clone());
+        }
+        let parsed = match OnCall::parse(&source) {
+            Ok(config) if !source.is_empty() => Some(Arc::new(config)),
+            Ok(_) => None,
+            Err(e) => {
+                tracing::warn!(project_id, error = %e, "stored on-call configuration does not parse");
+                None
+            }
+        };
+        self.configs.insert(project_id, (source, parsed.clone()));
+        Ok(parsed)
+    }
+
+    /// The service an alert of a check goes to: its own, else the project's `default`
+    /// service, else the project's only service.
+    fn service_for(config: Option<&OnCall>, own: Option<&str>) -> String {
+        if let Some(own) = own.filter(|s| !s.is_empty()) {
+            return own.to_string();
+        }
+        let Some(config) = config else {
+            return "default".into();
+        };
+        if config.services.contains_key("default") || config.services.len() != 1 {
+            return "default".into();
+        }
+        config.services.keys().next().cloned().unwrap_or_default()
+    }
+
+    /// The urgency a service gives an alert triggered at `at` (high without a configuration).
+    pub fn urgency(config: Option<&OnCall>, service: &str, at: DateTime<Utc>) -> Urgency {
+        config
+            .and_then(|c| c.services.get(service))
+            .map_or(Urgency::High, |s| s.urgency.at(at))
+    }
+
+    async fn alerts_from_events(&mut self) -> Result<(), StoreError> {
+        let mut cursor = self.store.meta(EVENT_CURSOR).await?;
+        loop {
+            let events = self.store.check_events_after(cursor, 500).await?;
+            if events.is_empty() {
+                return Ok(());
+            }
+            for event in &events {
+                let now_us = to_micros(self.clock.now());
+                let config = self.oncall(event.project_id).await?;
+                let service = Self::service_for(config.as_deref(), event.service.as_deref());
+                let name = if event.name.is_empty() {
+                    &event.uuid
+                } else {
+                    &event.name
+                };
+                let dedup = match event.kind.as_str() {
+                    "overlap" | "anomaly" => format!("check:{}:{}", event.uuid, event.kind),
+                    _ => format!("check:{}", event.uuid),
+                };
+                if event.kind == "up" {
+                    if let Some(open) = self
+                        .store
+                        .open_alert_by_dedup(event.project_id, &dedup)
+                        .await?
+                    {
+                        self.store
+                            .resolve_alert(open.id, "check recovered", now_us)
+                            .await?;
+                    }
+                    continue;
+                }
+                let at = DateTime::from_timestamp_micros(event.at).unwrap_or_else(Utc::now);
+                let urgency = Self::urgency(config.as_deref(), &service, at);
+                let summary = format!("{name} is {}", event.kind);
+                self.store
+                    .trigger_alert(
+                        &NewAlert {
+                            project_id: event.project_id,
+                            service: &service,
+                            dedup_key: &dedup,
+                            summary: &summary,
+                            source: "check",
+                            details: &event.payload,
+                            urgency: urgency.as_str(),
+                        },
+                        now_us,
+                    )
+                    .await?;
+            }
+            cursor = events.last().map_or(cursor, |e| e.id);
+            self.store.set_meta(EVENT_CURSOR, cursor).await?;
+        }
+    }
+
+    /// Records the part of an alert's timeline that fell due since the last round.
+    async fn escalate(&mut self, alert: &AlertRow, now: DateTime<Utc>) -> Result<(), StoreError> {
+        let now_us = to_micros(now);
+        if alert.paged_until >= now_us {
+            return Ok(());
+        }
+        let config = self.oncall(alert.project_id).await?;
+        let mut log = Vec::new();
+        let mut pages = Vec::new();
+        let service = config
+            .as_deref()
+            .and_then(|c| c.services.get(&alert.service).map(|s| (c, s)));
+        let policy = service.and_then(|(c, s)| c.policies.get(&s.policy).map(|p| (c, s, p)));
+        match policy {
+            None => {
+                // Nobody to page: say so once, at the trigger.
+                if alert.paged_until < alert.triggered_at {
+                    log.push((
+                        alert.triggered_at,
+                        "unrouted".to_string(),
+                        String::new(),
+                        format!(
+                            "no on-call service `{}` with an escalation policy in this project",
+                            alert.service
+                        ),
+                    ));
+                }
+            }
+            Some((config, service, policy)) => {
+                let triggered_at = DateTime::from_timestamp_micros(alert.triggered_at)
+                    .unwrap_or(now)
+                    .max(DateTime::UNIX_EPOCH);
+                let paging = Paging {
+                    triggered_at,
+                    urgency: if alert.urgency == "low" {
+                        Urgency::Low
+                    } else {
+                        Urgency::High
+                    },
+                    raise_after: service.raise_after,
+                    policy,
+                    schedules: &config.schedules,
+                    people: &config.people,
+                };
+                // Entries at `now` itself are due; those after are the next round's.
+                for page in paging.timeline(now + TimeDelta::microseconds(1)) {
+                    let at = to_micros(page.at());
+                    if at <= alert.paged_until || at > now_us {
+                        continue;
+                    }
+                    match page {
+                        Page::Step { step, pass, .. } => log.push((
+                            at,
+                            "escalation_step".into(),
+                            String::new(),
+                            format!("step {step}, pass {pass}"),
+                        )),
+                        Page::UrgencyRaised { .. } => log.push((
+                            at,
+                            "urgency_raised".into(),
+                            String::new(),
+                            "low → high: nobody acknowledged".into(),
+                        )),
+                        Page::LastResort { .. } => log.push((
+                            at,
+                            "last_resort".into(),
+                            String::new(),
+                            "every step and repeat passed unacknowledged".into(),
+                        )),
+                        Page::Unreached { who, urgency, .. } => log.push((
+                            at,
+                            "unreached".into(),
+                            who,
+                            format!("nobody to notify at {} urgency", urgency.as_str()),
+                        )),
+                        Page::Notify {
+                            user,
+                            contact,
+                            urgency,
+                            ..
+                        } => {
+                            let address = config
+                                .contact_address(&user, &contact)
+                                .unwrap_or_default()
+                                .to_string();
+                            pages.push(NewPage {
+                                person: user,
+                                contact,
+                                address,
+                                urgency: urgency.as_str().into(),
+                                due_at: at,
+                            });
+                        }
+                    }
+                }
+            }
+        }
+        // Nothing fell due: leave the mark, so an idle alert costs no write per round.
+        if log.is_empty() && pages.is_empty() {
+            return Ok(());
+        }
+        self.store
+            .record_paging(alert.id, now_us, &log, &pages, now_us)
+            .await?;
+        if !pages.is_empty() {
+            self.wake.notify_one();
+        }
+        Ok(())
+    }
+
+    async fn deliver_due(&self) -> Result<(), StoreError> {
+        loop {
+            let now = self.clock.now();
+            let claimed = self
+                .store
+                .claim_pages(
+                    to_micros(now),
+                    LEASE.num_microseconds().unwrap_or(0),
+                    CLAIM_LIMIT,
+                )
+                .await?;
+            if claimed.is_empty() {
+                return Ok(());
+            }
+            let sends = claimed.iter().map(|page| self.send(page, now));
+            let outcomes = futures_util::future::join_all(sends).await;
+            for (page, outcome) in claimed.iter().zip(outcomes) {
+                let now_us = to_micros(self.clock.now());
+                let (ok, detail) = match outcome {
+                    Ok(detail) => (true, detail),
+                    Err(detail) => (false, detail),
+                };
+                let retry_at = (!ok && page.attempts + 1 < self.config.max_attempts).then(|| {
+                    let factor = 2u32.saturating_pow(page.attempts.clamp(0, 20) as u32);
+                    let backoff = self
+                        .config
+                        .retry_base
+                        .saturating_mul(factor)
+                        .min(Duration::from_secs(3600));
+                    now_us + backoff.as_micros() as i64
+                });
+                self.store
+                    .finish_page(page, ok, &detail, retry_at, now_us)
+                    .await?;
+            }
+        }
+    }
+
+    /// The acknowledge and resolve links of an alert.
+    pub fn links(&self, alert_id: i64, now: DateTime<Utc>) -> (String, String) {
+        let expires = now + LINK_LIFETIME;
+        let base = self.config.site_url.trim_end_matches('/');
+        (
+            format!(
+                "{base}/a/{}",
+                link_token(&self.link_secret, alert_id, "ack", expires)
+            ),
+            format!(
+                "{base}/a/{}",
+                link_token(&self.link_secret, alert_id, "resolve", expires)
+            ),
+        )
+    }
+
+    async fn send(&self, page: &PageDelivery, now: DateTime<Utc>) -> Result<String, String> {
+        let kind = ContactKind::of(&page.contact, &page.address).ok_or_else(|| {
+            format!(
+                "contact `{}` (`{}`) is not an email address or URL",
+                page.contact, page.address
+            )
+        })?;
+        let (ack, resolve) = self.links(page.alert_id, now);
+        let urgency = page.urgency.to_uppercase();
+        let title = format!("[{urgency}] {} ({})", page.summary, page.service);
+        let text = format!(
+            "{title}\nAlert #{} — acknowledge: {ack}\nresolve: {resolve}",
+            page.alert_id
+        );
+        let http = self.notifier.http();
+        let request = match kind {
+            ContactKind::Email => {
+                return self
+                    .notifier
+                    .email(&page.address, &format!("[keepwatch] {title}"), &text)
+                    .await;
+            }
+            ContactKind::Slack => http.post(&page.address).json(&json!({
+                "text": format!("*{title}*\nAlert #{}: <{ack}|Acknowledge> · <{resolve}|Resolve>", page.alert_id),
+            })),
+            ContactKind::Discord => http.post(&page.address).json(&json!({
+                "content": format!("**{title}**\nAlert #{}: [Acknowledge]({ack}) · [Resolve]({resolve})", page.alert_id),
+            })),
+            ContactKind::Ntfy => http
+                .post(&page.address)
+                .header("Title", &title)
+                .header("Priority", if page.urgency == "high" { "5" } else { "3" })
+                .header("Tags", "rotating_light")
+                .header(
+                    "Actions",
+                    format!("view, Acknowledge, {ack}; view, Resolve, {resolve}"),
+                )
+                .body(format!("Alert #{} on {}", page.alert_id, page.service)),
+            ContactKind::Webhook => {
+                // `https://host/path#secret=…`: the fragment never leaves this server; it
+                // keys the signature.
+                let (url, secret) = match page.address.split_once("#secret=") {
+                    Some((url, secret)) => (url, Some(secret)),
+                    None => (page.address.as_str(), None),
+                };
+                let body = serde_json::to_vec(&json!({
+                    "alert": {
+                        "id": page.alert_id,
+                        "summary": page.summary,
+                        "service": page.service,
+                        "dedup_key": page.dedup_key,
+                        "status": page.status,
+                    },
+                    "urgency": page.urgency,
+                    "person": page.person,
+                    "links": { "acknowledge": ack, "resolve": resolve },
+                }))
+                .map_err(|e| e.to_string())?;
+                let mut request = http
+                    .post(url)
+                    .header("Content-Type", "application/json")
+                    .header("X-Keepwatch-Page", page.id.to_string());
+                if let Some(secret) = secret {
+                    request = request.header("X-Keepwatch-Signature", sign(secret, &body));
+                }
+                request.body(body)
+            }
+        };
+        let response = request
+            .send()
+            .await
+            .map_err(|e| format!("request failed: {e}"))?;
+        let status = response.status();
+        if status.is_success() {
+            Ok(format!("HTTP {}", status.as_u16()))
+        } else {
+            Err(format!("answered HTTP {}", status.as_u16()))
+        }
+    }
+}

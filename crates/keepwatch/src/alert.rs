@@ -1,0 +1,121 @@
+//! `keepwatch alert list|show|ack|resolve`: alerts through the server's API.
+
+use std::time::Duration;
+
+use anyhow::Context;
+use clap::{Args, Subcommand};
+use serde_json::Value;
+
+#[derive(Debug, Clone, Subcommand)]
+pub enum AlertCommand {
+    /// List the project's alerts, newest first
+    List {
+        /// open (default), triggered, acknowledged, resolved or all
+        #[arg(long, default_value = "open")]
+        status: String,
+        #[command(flatten)]
+        api: Api,
+    },
+    /// Show one alert with its log (triggers, escalation steps, pages, acknowledgments)
+    Show {
+        id: i64,
+        #[command(flatten)]
+        api: Api,
+    },
+    /// Acknowledge an alert: escalation and pending notifications stop
+    Ack {
+        id: i64,
+        #[command(flatten)]
+        api: Api,
+    },
+    /// Resolve an alert
+    Resolve {
+        id: i64,
+        #[command(flatten)]
+        api: Api,
+    },
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct Api {
+    #[command(flatten)]
+    pub server: crate::runner::Server,
+    /// An API key of the project (full access to acknowledge or resolve)
+    #[arg(long, env = "KEEPWATCH_API_KEY", hide_env_values = true)]
+    pub api_key: String,
+}
+
+async fn call(api: &Api, method: reqwest::Method, path: &str) -> anyhow::Result<Value> {
+    let base = api.server.base()?;
+    let who = std::env::var("USER").unwrap_or_default();
+    let response = crate::runner::client()?
+        .request(method, format!("{base}/api/v1/{path}"))
+        .header("X-Api-Key", &api.api_key)
+        .header("X-Keepwatch-User", who)
+        .timeout(Duration::from_secs(10))
+        .send()
+        .await
+        .with_context(|| format!("cannot reach {base}"))?;
+    let status = response.status();
+    let body: Value = response.json().await.unwrap_or_default();
+    if !status.is_success() {
+        anyhow::bail!(
+            "the server answered {status}: {}",
+            body["error"].as_str().unwrap_or("")
+        );
+    }
+    Ok(body)
+}
+
+fn line(alert: &Value) -> String {
+    format!(
+        "#{} {} {} [{}] {}  (service {}, since {})",
+        alert["id"],
+        alert["status"].as_str().unwrap_or(""),
+        alert["urgency"].as_str().unwrap_or(""),
+        alert["dedup_key"].as_str().unwrap_or(""),
+        alert["summary"].as_str().unwrap_or(""),
+        alert["service"].as_str().unwrap_or(""),
+        alert["triggered_at"].as_str().unwrap_or(""),
+    )
+}
+
+pub async fn run(command: AlertCommand) -> anyhow::Result<String> {
+    match command {
+        AlertCommand::List { status, api } => {
+            let query = if status == "all" {
+                String::new()
+            } else {
+                format!("?status={status}")
+            };
+            let body = call(&api, reqwest::Method::GET, &format!("alerts/{query}")).await?;
+            let alerts = body["alerts"].as_array().cloned().unwrap_or_default();
+            if alerts.is_empty() {
+                return Ok(format!("no {status} alerts\n"));
+            }
+            Ok(alerts.iter().map(|a| line(a) + "\n").collect())
+        }
+        AlertCommand::Show { id, api } => {
+            let alert = call(&api, reqwest::Method::GET, &format!("alerts/{id}")).await?;
+            let mut out = line(&alert) + "\n";
+            for entry in alert["log"].as_array().into_iter().flatten() {
+                out.push_str(&format!(
+                    "  {} {} {} {}\n",
+                    entry["at"].as_str().unwrap_or(""),
+                    entry["kind"].as_str().unwrap_or(""),
+                    entry["who"].as_str().unwrap_or(""),
+                    entry["detail"].as_str().unwrap_or(""),
+                ));
+            }
+            Ok(out)
+        }
+        AlertCommand::Ack { id, api } => {
+            let alert = call(&api, reqwest::Method::POST, &format!("alerts/{id}/ack")).await?;
+            Ok(line(&alert) + "\n")
+        }
+        AlertCommand::Resolve { id, api } => {
+            let alert = call(&api, reqwest::Method::POST, &format!("alerts/{id}/resolve")).await?;
+            Ok(line(&alert) + "\n")
+        }
+    }
+}

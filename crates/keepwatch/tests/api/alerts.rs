@@ -1,0 +1,569 @@
+//! Alerts end to end: a check event opens an alert on its service, the pager escalates it on
+//! the manual clock and delivers pages to receivers on loopback (signed webhook, Slack, ntfy),
+//! a notification's link acknowledges it only on POST, and recovery resolves it. Then the
+//! events API (PagerDuty Events v2 shape) and the Alertmanager receiver, with bad input.
+
+use axum::http::StatusCode;
+use chrono::TimeDelta;
+use keepwatch_engine::notify::sign;
+use serde_json::{Value, json};
+
+use crate::helpers::{Receiver, TestApp, eventually, spawn_app};
+
+/// Applies an on-call configuration for the default project and returns the integration
+/// key of service `billing`.
+async fn apply(app: &TestApp, source: &str) -> String {
+    let project = app.store.project_by_name("default").await.unwrap().unwrap();
+    keepwatch_core::oncall_file::OnCall::parse(source).unwrap();
+    let feeds = app
+        .store
+        .apply_oncall(project.id, source, &[("service", "billing")], 0)
+        .await
+        .unwrap();
+    feeds
+        .into_iter()
+        .find(|f| f.kind == "service")
+        .unwrap()
+        .token
+}
+
+async fn alert_log(app: &TestApp, id: i64) -> Vec<(String, String)> {
+    let (status, alert) = app
+        .api(
+            "GET",
+            &format!("/api/v1/alerts/{id}"),
+            Some(&app.read_key),
+            None,
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{alert}");
+    alert["log"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| {
+            (
+                e["kind"].as_str().unwrap().to_string(),
+                e["who"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect()
+}
+
+fn uuid_of(check: &Value) -> String {
+    let url = check["ping_url"].as_str().unwrap();
+    url.rsplit('/').next().unwrap().to_string()
+}
+
+async fn open_alerts(app: &TestApp) -> Vec<Value> {
+    let (status, body) = app
+        .api(
+            "GET",
+            "/api/v1/alerts/?status=open",
+            Some(&app.read_key),
+            None,
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    body["alerts"].as_array().unwrap().clone()
+}
+
+#[tokio::test]
+async fn a_missed_deadline_pages_the_on_call_person_until_a_link_acknowledges_it() {
+    let app = spawn_app().await;
+    let mut webhook = Receiver::start(vec![]).await;
+    let mut slack = Receiver::start(vec![]).await;
+    let mut ntfy = Receiver::start(vec![]).await;
+    let mut bob = Receiver::start(vec![]).await;
+    apply(
+        &app,
+        &format!(
+            r#"
+[[people]]
+id = "alice"
+contacts = {{ webhook = "{}#secret=s3cret", slack = "{}", ntfy = "{}" }}
+rules = [
+  {{ urgency = "high", contact = "webhook", after = 0 }},
+  {{ urgency = "high", contact = "slack", after = 0 }},
+  {{ urgency = "high", contact = "ntfy", after = 5 }},
+]
+[[people]]
+id = "bob"
+contacts = {{ webhook = "{}" }}
+rules = [{{ urgency = "high", contact = "webhook", after = 0 }}]
+[[schedules]]
+name = "primary"
+tz = "UTC"
+[[schedules.layers]]
+name = "all"
+participants = ["alice"]
+shift = "1w"
+start = "2026-11-01T00:00"
+[[policies]]
+name = "billing"
+steps = [{{ targets = ["schedule:primary"], delay = 10 }}, {{ targets = ["user:bob"], delay = 10 }}]
+[[services]]
+name = "billing"
+policy = "billing"
+urgency = "high"
+"#,
+            webhook.url, slack.url, ntfy.url, bob.url
+        ),
+    )
+    .await;
+    let check = app
+        .create_check(json!({"name": "nightly", "timeout": 60, "grace": 60, "service": "billing"}))
+        .await;
+    let uuid = uuid_of(&check);
+    let (status, _, _) = app.ping("GET", &format!("/ping/{uuid}"), None).await;
+    assert_eq!(status, StatusCode::OK);
+
+    // Deadline plus grace passes: the check goes down, an alert opens, step 1 pages alice.
+    app.advance(TimeDelta::seconds(121));
+    let page = webhook.next().await;
+    let body = page.json();
+    assert_eq!(
+        page.headers["x-keepwatch-signature"].to_str().unwrap(),
+        sign("s3cret", &page.body)
+    );
+    assert_eq!(body["alert"]["summary"], "nightly is down");
+    assert_eq!(body["alert"]["service"], "billing");
+    assert_eq!(body["alert"]["dedup_key"], format!("check:{uuid}"));
+    assert_eq!(body["urgency"], "high");
+    assert_eq!(body["person"], "alice");
+    let text = slack.next().await.json()["text"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert!(
+        text.contains("nightly is down") && text.contains("|Acknowledge>"),
+        "{text}"
+    );
+    let alerts = open_alerts(&app).await;
+    assert_eq!(alerts.len(), 1);
+    let id = alerts[0]["id"].as_i64().unwrap();
+    assert_eq!(alerts[0]["status"], "triggered");
+
+    // Five minutes on: alice's second rule, ntfy, at high priority with action buttons.
+    app.advance(TimeDelta::minutes(5));
+    let push = ntfy.next().await;
+    assert_eq!(push.headers["priority"], "5");
+    assert!(
+        push.headers["actions"]
+            .to_str()
+            .unwrap()
+            .starts_with("view, Acknowledge, http")
+    );
+
+    // The acknowledge link: GET only shows a confirmation page.
+    let ack = body["links"]["acknowledge"].as_str().unwrap();
+    let confirm = app.client.get(ack).send().await.unwrap();
+    assert_eq!(confirm.status(), 200);
+    let html = confirm.text().await.unwrap();
+    assert!(html.contains("<form method=\"post\">"), "{html}");
+    assert_eq!(open_alerts(&app).await[0]["status"], "triggered");
+    // A forged or altered link is refused.
+    let last = if ack.ends_with('0') { "1" } else { "0" };
+    let forged = format!("{}{last}", &ack[..ack.len() - 1]);
+    let refused = app.client.post(&forged).send().await.unwrap();
+    assert_eq!(refused.status(), 403);
+    // POST acknowledges.
+    let done = app.client.post(ack).send().await.unwrap();
+    assert_eq!(done.status(), 200);
+    assert!(done.text().await.unwrap().contains("is acknowledged"));
+
+    // Step 2 (bob, due 10 minutes after the trigger) never comes.
+    app.advance(TimeDelta::minutes(30));
+    let log = eventually(|| async {
+        let log = alert_log(&app, id).await;
+        log.iter().any(|(k, _)| k == "acknowledged").then_some(log)
+    })
+    .await;
+    // Give the pager rounds past step 2's time, then check bob heard nothing.
+    app.advance(TimeDelta::seconds(2));
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    assert!(bob.is_empty(), "bob was paged after the acknowledgment");
+    let kinds: Vec<&str> = log.iter().map(|(k, _)| k.as_str()).collect();
+    assert_eq!(kinds[0], "triggered");
+    assert_eq!(kinds[1], "escalation_step");
+    assert_eq!(
+        kinds.iter().filter(|k| **k == "notified").count(),
+        3,
+        "{kinds:?}"
+    );
+    assert!(
+        log.contains(&("acknowledged".into(), "link".into())),
+        "{log:?}"
+    );
+    assert_eq!(
+        kinds.iter().filter(|k| **k == "escalation_step").count(),
+        1,
+        "{kinds:?}"
+    );
+
+    // The check recovers: its alert is resolved.
+    app.ping("GET", &format!("/ping/{uuid}"), None).await;
+    eventually(|| async { open_alerts(&app).await.is_empty().then_some(()) }).await;
+    let log = alert_log(&app, id).await;
+    assert!(
+        log.contains(&("resolved".into(), "check recovered".into())),
+        "{log:?}"
+    );
+}
+
+const ONE_SERVICE: &str = r#"
+[[people]]
+id = "alice"
+contacts = { email = "alice@example.com" }
+rules = [{ urgency = "high", contact = "email", after = 0 }]
+[[policies]]
+name = "p"
+steps = [{ targets = ["user:alice"], delay = 10 }]
+[[services]]
+name = "billing"
+policy = "p"
+urgency = "high"
+"#;
+
+#[tokio::test]
+async fn the_events_api_triggers_acknowledges_and_resolves_by_dedup_key() {
+    let app = spawn_app().await;
+    let key = apply(&app, ONE_SERVICE).await;
+    let event = |action: &str, dedup: Option<&str>| {
+        let mut body = json!({
+            "routing_key": key,
+            "event_action": action,
+            "payload": {"summary": "disk full on db1", "source": "db1", "severity": "critical"},
+        });
+        if let Some(dedup) = dedup {
+            body["dedup_key"] = json!(dedup);
+        }
+        body
+    };
+    let (status, body) = app
+        .api(
+            "POST",
+            "/v2/enqueue",
+            None,
+            Some(event("trigger", Some("db1-disk"))),
+        )
+        .await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{body}");
+    assert_eq!(
+        body,
+        json!({"status": "success", "message": "Event processed", "dedup_key": "db1-disk"})
+    );
+    // The same key again adds to the open alert.
+    let (status, _) = app
+        .api(
+            "POST",
+            "/api/v1/events",
+            None,
+            Some(event("trigger", Some("db1-disk"))),
+        )
+        .await;
+    assert_eq!(status, StatusCode::ACCEPTED);
+    let alerts = open_alerts(&app).await;
+    assert_eq!(alerts.len(), 1, "{alerts:?}");
+    assert_eq!(alerts[0]["service"], "billing");
+    assert_eq!(alerts[0]["source"], "events");
+    let id = alerts[0]["id"].as_i64().unwrap();
+    // Without a dedup key, a trigger opens a new alert and returns its key.
+    let (_, body) = app
+        .api("POST", "/api/v1/events", None, Some(event("trigger", None)))
+        .await;
+    assert_eq!(body["dedup_key"].as_str().unwrap().len(), 32);
+    assert_eq!(open_alerts(&app).await.len(), 2);
+
+    let (status, _) = app
+        .api(
+            "POST",
+            "/api/v1/events",
+            None,
+            Some(event("acknowledge", Some("db1-disk"))),
+        )
+        .await;
+    assert_eq!(status, StatusCode::ACCEPTED);
+    let (_, alert) = app
+        .api(
+            "GET",
+            &format!("/api/v1/alerts/{id}"),
+            Some(&app.read_key),
+            None,
+        )
+        .await;
+    assert_eq!(alert["status"], "acknowledged");
+    let (status, _) = app
+        .api(
+            "POST",
+            "/api/v1/events",
+            None,
+            Some(event("resolve", Some("db1-disk"))),
+        )
+        .await;
+    assert_eq!(status, StatusCode::ACCEPTED);
+    let log = alert_log(&app, id).await;
+    let kinds: Vec<&str> = log.iter().map(|(k, _)| k.as_str()).collect();
+    assert_eq!(kinds.first(), Some(&"triggered"));
+    assert!(
+        kinds.contains(&"trigger_repeated") && kinds.contains(&"acknowledged"),
+        "{kinds:?}"
+    );
+    assert_eq!(kinds.last(), Some(&"resolved"));
+    // A new trigger after resolution opens a new alert under the same key.
+    app.api(
+        "POST",
+        "/api/v1/events",
+        None,
+        Some(event("trigger", Some("db1-disk"))),
+    )
+    .await;
+    assert_eq!(open_alerts(&app).await.len(), 2);
+
+    // Bad input: PagerDuty's 400 shape, naming the field.
+    for (body, field) in [
+        (json!({"event_action": "trigger"}), "routing_key"),
+        (
+            json!({"routing_key": "nope", "event_action": "trigger"}),
+            "routing_key",
+        ),
+        (
+            json!({"routing_key": key, "event_action": "explode"}),
+            "event_action",
+        ),
+        (
+            json!({"routing_key": key, "event_action": "trigger", "payload": {"source": "x", "severity": "critical"}}),
+            "payload.summary",
+        ),
+        (
+            json!({"routing_key": key, "event_action": "trigger", "payload": {"summary": "x", "source": "x", "severity": "bad"}}),
+            "payload.severity",
+        ),
+        (
+            json!({"routing_key": key, "event_action": "acknowledge"}),
+            "dedup_key",
+        ),
+        (
+            json!({"routing_key": key, "event_action": "trigger", "dedup_key": 5}),
+            "dedup_key",
+        ),
+    ] {
+        let (status, answer) = app
+            .api("POST", "/api/v1/events", None, Some(body.clone()))
+            .await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+        assert_eq!(answer["status"], "invalid event");
+        assert!(
+            answer["errors"][0].as_str().unwrap().contains(field),
+            "{answer}"
+        );
+    }
+    let (status, answer) = app
+        .api("POST", "/api/v1/events", None, Some(json!("not an object")))
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{answer}");
+
+    // The alerts API: read keys read, only full keys act, other projects' alerts are not visible.
+    let (status, _) = app
+        .api(
+            "POST",
+            &format!("/api/v1/alerts/{id}/ack"),
+            Some(&app.read_key),
+            None,
+        )
+        .await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    let (status, _) = app.api("GET", "/api/v1/alerts/", None, None).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    let (status, _) = app
+        .api(
+            "GET",
+            "/api/v1/alerts/?status=sleeping",
+            Some(&app.read_key),
+            None,
+        )
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    let (status, _) = app
+        .api("GET", "/api/v1/alerts/999999", Some(&app.read_key), None)
+        .await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    let other = app.store.create_project("other", 0).await.unwrap();
+    let other_key = app.store.create_api_key(other.id, false, 0).await.unwrap();
+    let (status, _) = app
+        .api(
+            "POST",
+            &format!("/api/v1/alerts/{id}/resolve"),
+            Some(&other_key),
+            None,
+        )
+        .await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+}
+
+fn alertmanager(status: &str, group: &str) -> Value {
+    // The documented webhook format (version 4).
+    json!({
+        "version": "4",
+        "groupKey": group,
+        "truncatedAlerts": 0,
+        "status": status,
+        "receiver": "keepwatch",
+        "groupLabels": {"alertname": "HighLatency"},
+        "commonLabels": {"alertname": "HighLatency", "severity": "page"},
+        "commonAnnotations": {"summary": "p99 above 1 s"},
+        "externalURL": "http://alertmanager:9093",
+        "alerts": [{
+            "status": status,
+            "labels": {"alertname": "HighLatency", "instance": "web1"},
+            "annotations": {"summary": "p99 above 1 s"},
+            "startsAt": "2026-11-26T11:58:00Z",
+            "endsAt": if status == "resolved" { "2026-11-26T12:05:00Z" } else { "0001-01-01T00:00:00Z" },
+            "generatorURL": "http://prometheus:9090/graph",
+            "fingerprint": "c0ffee"
+        }]
+    })
+}
+
+#[tokio::test]
+async fn the_alertmanager_receiver_keeps_one_alert_per_group() {
+    let app = spawn_app().await;
+    let key = apply(&app, ONE_SERVICE).await;
+    let path = format!("/api/v1/alertmanager/{key}");
+    let group = "{}/{}:{alertname=\"HighLatency\"}";
+    let (status, _) = app
+        .api("POST", &path, None, Some(alertmanager("firing", group)))
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    let (status, _) = app
+        .api("POST", &path, None, Some(alertmanager("firing", group)))
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    let alerts = open_alerts(&app).await;
+    assert_eq!(alerts.len(), 1, "{alerts:?}");
+    assert_eq!(
+        alerts[0]["summary"],
+        "[FIRING:1] HighLatency: p99 above 1 s"
+    );
+    assert_eq!(alerts[0]["source"], "alertmanager");
+    assert_eq!(alerts[0]["details"]["commonLabels"]["severity"], "page");
+    // Another group is another alert.
+    app.api(
+        "POST",
+        &path,
+        None,
+        Some(alertmanager("firing", "{}:{alertname=\"Other\"}")),
+    )
+    .await;
+    assert_eq!(open_alerts(&app).await.len(), 2);
+    let (status, _) = app
+        .api("POST", &path, None, Some(alertmanager("resolved", group)))
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    let open = open_alerts(&app).await;
+    assert_eq!(open.len(), 1);
+    assert_ne!(open[0]["id"], alerts[0]["id"]);
+
+    let mut old = alertmanager("firing", group);
+    old["version"] = json!("3");
+    let (status, _) = app.api("POST", &path, None, Some(old)).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    let (status, _) = app
+        .api("POST", &path, None, Some(json!({"version": "4"})))
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    let (status, _) = app
+        .api(
+            "POST",
+            "/api/v1/alertmanager/unknown",
+            None,
+            Some(alertmanager("firing", group)),
+        )
+        .await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    // An integration key is not a calendar feed.
+    let feed = app
+        .client
+        .get(app.url(&format!("/ical/{key}.ics")))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(feed.status(), 404);
+}
+
+#[tokio::test]
+async fn links_expire_and_alerts_without_a_service_are_recorded_as_unrouted() {
+    let app = spawn_app().await;
+    let mut hook = Receiver::start(vec![500]).await;
+    apply(
+        &app,
+        &format!(
+            r#"
+[[people]]
+id = "alice"
+contacts = {{ hook = "{}" }}
+rules = [{{ urgency = "high", contact = "hook", after = 0 }}]
+[[policies]]
+name = "p"
+steps = [{{ targets = ["user:alice"], delay = 10 }}]
+[[services]]
+name = "billing"
+policy = "p"
+urgency = "high"
+"#,
+            hook.url
+        ),
+    )
+    .await;
+    // A check without a service goes to the project's only service.
+    let check = app
+        .create_check(json!({"name": "a", "timeout": 60, "grace": 60}))
+        .await;
+    let uuid = uuid_of(&check);
+    app.ping("GET", &format!("/ping/{uuid}/fail"), None).await;
+    // The first delivery fails (HTTP 500) and is retried with backoff.
+    let first = hook.next().await.json();
+    assert_eq!(first["alert"]["summary"], "a is failed");
+    let id = first["alert"]["id"].as_i64().unwrap();
+    // Once the failure is recorded (retry due in 10 s), move the clock past it.
+    eventually(|| async {
+        let log = alert_log(&app, id).await;
+        log.iter().any(|(k, _)| k == "notify_failed").then_some(())
+    })
+    .await;
+    app.advance(TimeDelta::seconds(11));
+    let retry = hook.next().await.json();
+    assert_eq!(retry["alert"]["id"], first["alert"]["id"]);
+    eventually(|| async {
+        let log = alert_log(&app, id).await;
+        log.iter().any(|(k, _)| k == "notified").then_some(())
+    })
+    .await;
+
+    // Links expire after a week.
+    app.advance(TimeDelta::days(8));
+    let ack = retry["links"]["acknowledge"].as_str().unwrap();
+    let expired = app.client.post(ack).send().await.unwrap();
+    assert_eq!(expired.status(), 403);
+    assert!(expired.text().await.unwrap().contains("expired"));
+
+    // An alert for a service the configuration does not have is kept, and says why.
+    let check = app
+        .create_check(json!({"name": "b", "timeout": 60, "grace": 60, "service": "ghost"}))
+        .await;
+    let uuid = uuid_of(&check);
+    app.ping("GET", &format!("/ping/{uuid}/fail"), None).await;
+    let alert = eventually(|| async {
+        open_alerts(&app)
+            .await
+            .into_iter()
+            .find(|a| a["service"] == "ghost")
+    })
+    .await;
+    let log = eventually(|| async {
+        let log = alert_log(&app, alert["id"].as_i64().unwrap()).await;
+        log.iter().any(|(k, _)| k == "unrouted").then_some(log)
+    })
+    .await;
+    assert_eq!(log[0].0, "triggered");
+}

@@ -1,0 +1,473 @@
+//! Alerts, their append-only log, and the pages (notifications to people) the pager sends.
+//!
+//! An alert is opened by a trigger and stays open (triggered, then perhaps acknowledged)
+//! until it is resolved; a unique partial index keeps one open alert per dedup key. The pager
+//! records each stretch of an alert's timeline (escalation steps, urgency changes, pages)
+//! together with the `paged_until` mark, and only while the alert is still triggered: an
+//! acknowledgment committed first wins, and nothing after it is paged.
+
+use crate::projects::generate_secret;
+use crate::{Result, Store, with_read, with_tx};
+
+const ALERT_COLUMNS: &str = "id, project_id, service, dedup_key, summary, source, details, status, \
+     urgency, triggered_at, acknowledged_at, resolved_at, paged_until";
+
+#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow, serde::Serialize)]
+pub struct AlertRow {
+    pub id: i64,
+    pub project_id: i64,
+    pub service: String,
+    pub dedup_key: String,
+    pub summary: String,
+    /// `check`, `events` or `alertmanager`.
+    pub source: String,
+    /// JSON object.
+    pub details: String,
+    /// `triggered`, `acknowledged` or `resolved`.
+    pub status: String,
+    /// The urgency at the trigger (`high` or `low`); a raise is in the log.
+    pub urgency: String,
+    pub triggered_at: i64,
+    pub acknowledged_at: Option<i64>,
+    pub resolved_at: Option<i64>,
+    pub paged_until: i64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow, serde::Serialize)]
+pub struct AlertLogRow {
+    pub at: i64,
+    pub kind: String,
+    pub who: String,
+    pub detail: String,
+}
+
+/// A new alert, as a trigger describes it.
+#[derive(Debug, Clone)]
+pub struct NewAlert<'a> {
+    pub project_id: i64,
+    pub service: &'a str,
+    pub dedup_key: &'a str,
+    pub summary: &'a str,
+    pub source: &'a str,
+    pub details: &'a str,
+    pub urgency: &'a str,
+}
+
+/// A notification to queue: who, through which contact, at what urgency, due when.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewPage {
+    pub person: String,
+    pub contact: String,
+    pub address: String,
+    pub urgency: String,
+    pub due_at: i64,
+}
+
+/// A page claimed for delivery, with what the message needs.
+#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
+pub struct PageDelivery {
+    pub id: i64,
+    pub alert_id: i64,
+    pub person: String,
+    pub contact: String,
+    pub address: String,
+    pub urgency: String,
+    pub attempts: i64,
+    pub summary: String,
+    pub service: String,
+    pub dedup_key: String,
+    pub status: String,
+}
+
+const CLAIM_SQLITE: &str = "UPDATE pages SET next_attempt_at = $1 WHERE id IN \
+     (SELECT id FROM pages WHERE state = 'pending' AND next_attempt_at <= $2 \
+      ORDER BY next_attempt_at LIMIT $3) RETURNING id";
+const CLAIM_POSTGRES: &str = "UPDATE pages SET next_attempt_at = $1 WHERE id IN \
+     (SELECT id FROM pages WHERE state = 'pending' AND next_attempt_at <= $2 \
+      ORDER BY next_attempt_at LIMIT $3 FOR UPDATE SKIP LOCKED) RETURNING id";
+
+macro_rules! log_entry {
+    ($tx:expr, $alert:expr, $at:expr, $kind:expr, $who:expr, $detail:expr) => {
+        sqlx::query(
+            "INSERT INTO alert_log (alert_id, at, kind, who, detail) VALUES ($1, $2, $3, $4, $5)",
+        )
+        .bind($alert)
+        .bind($at)
+        .bind($kind)
+        .bind($who)
+        .bind($detail)
+        .execute(&mut *$tx)
+        .await?
+    };
+}
+
+impl Store {
+    /// Opens an alert, or, when one is open under the same dedup key, logs the repeated
+    /// trigger on it. Returns the alert and whether it is new.
+    pub async fn trigger_alert(&self, new: &NewAlert<'_>, now_us: i64) -> Result<(AlertRow, bool)> {
+        let (id, created) = with_tx!(self, |tx| {
+            let open: Option<i64> = sqlx::query_scalar(
+                "SELECT id FROM alerts WHERE project_id = $1 AND dedup_key = $2 AND status <> 'resolved'",
+            )
+            .bind(new.project_id)
+            .bind(new.dedup_key)
+            .fetch_optional(&mut *tx)
+            .await?;
+            match open {
+                Some(id) => {
+                    log_entry!(tx, id, now_us, "trigger_repeated", new.source, new.summary);
+                    (id, false)
+                }
+                None => {
+                    let id: i64 = sqlx::query_scalar(
+                        "INSERT INTO alerts (project_id, service, dedup_key, summary, source, details, \
+                         status, urgency, triggered_at, paged_until) \
+                         VALUES ($1, $2, $3, $4, $5, $6, 'triggered', $7, $8, $9) RETURNING id",
+                    )
+                    .bind(new.project_id)
+                    .bind(new.service)
+                    .bind(new.dedup_key)
+                    .bind(new.summary)
+                    .bind(new.source)
+                    .bind(new.details)
+                    .bind(new.urgency)
+                    .bind(now_us)
+                    // Pages due at the trigger itself are still to be sent.
+                    .bind(now_us - 1)
+                    .fetch_one(&mut *tx)
+                    .await?;
+                    let detail = format!("{} ({} urgency)", new.summary, new.urgency);
+                    log_entry!(tx, id, now_us, "triggered", new.source, detail);
+                    (id, true)
+                }
+            }
+        });
+        let alert = self.alert(id).await?.expect("the alert was just written");
+        Ok((alert, created))
+    }
+
+    /// Acknowledges a triggered alert: escalation stops and pending pages are cancelled.
+    /// `None` if there is no such alert; the alert unchanged if it was not triggered.
+    pub async fn acknowledge_alert(
+        &self,
+        id: i64,
+        who: &str,
+        now_us: i64,
+    ) -> Result<Option<AlertRow>> {
+        self.close_alert(id, who, now_us, "acknowledged").await
+    }
+
+    /// Resolves an open alert; pending pages are cancelled.
+    pub async fn resolve_alert(&self, id: i64, who: &str, now_us: i64) -> Result<Option<AlertRow>> {
+        self.close_alert(id, who, now_us, "resolved").await
+    }
+
+    async fn close_alert(
+        &self,
+        id: i64,
+        who: &str,
+        now_us: i64,
+        to: &str,
+    ) -> Result<Option<AlertRow>> {
+        let (from, column) = match to {
+            "acknowledged" => ("status = 'triggered'", "acknowledged_at"),
+            _ => ("status <> 'resolved'", "resolved_at"),
+        };
+        let update =
+            format!("UPDATE alerts SET status = $1, {column} = $2 WHERE id = $3 AND {from}");
+        with_tx!(self, |tx| {
+            let changed = sqlx::query(sqlx::AssertSqlSafe(update))
+                .bind(to)
+                .bind(now_us)
+                .bind(id)
+                .execute(&mut *tx)
+                .await?
+                .rows_affected();
+            if changed > 0 {
+                log_entry!(tx, id, now_us, to, who, "");
+                let cancelled = sqlx::query(
+                    "UPDATE pages SET state = 'cancelled' WHERE alert_id = $1 AND state = 'pending'",
+                )
+                .bind(id)
+                .execute(&mut *tx)
+                .await?
+                .rows_affected();
+                if cancelled > 0 {
+                    log_entry!(tx, id, now_us, "pages_cancelled", "", cancelled.to_string());
+                }
+            }
+        });
+        self.alert(id).await
+    }
+
+    pub async fn alert(&self, id: i64) -> Result<Option<AlertRow>> {
+        Ok(with_read!(self, |pool| {
+            sqlx::query_as(sqlx::AssertSqlSafe(format!(
+                "SELECT {ALERT_COLUMNS} FROM alerts WHERE id = $1"
+            )))
+            .bind(id)
+            .fetch_optional(pool)
+            .await?
+        }))
+    }
+
+    pub async fn open_alert_by_dedup(
+        &self,
+        project_id: i64,
+        dedup_key: &str,
+    ) -> Result<Option<AlertRow>> {
+        Ok(with_read!(self, |pool| {
+            sqlx::query_as(sqlx::AssertSqlSafe(format!(
+                "SELECT {ALERT_COLUMNS} FROM alerts WHERE project_id = $1 AND dedup_key = $2 \
+                 AND status <> 'resolved'"
+            )))
+            .bind(project_id)
+            .bind(dedup_key)
+            .fetch_optional(pool)
+            .await?
+        }))
+    }
+
+    /// A project's alerts, newest first; `status` filters (`open` means not resolved).
+    pub async fn list_alerts(
+        &self,
+        project_id: i64,
+        status: Option<&str>,
+        limit: i64,
+    ) -> Result<Vec<AlertRow>> {
+        let filter = match status {
+            Some("open") => " AND status <> 'resolved'",
+            Some("triggered") => " AND status = 'triggered'",
+            Some("acknowledged") => " AND status = 'acknowledged'",
+            Some("resolved") => " AND status = 'resolved'",
+            _ => "",
+        };
+        Ok(with_read!(self, |pool| {
+            sqlx::query_as(sqlx::AssertSqlSafe(format!(
+                "SELECT {ALERT_COLUMNS} FROM alerts WHERE project_id = $1{filter} ORDER BY id DESC LIMIT $2"
+            )))
+            .bind(project_id)
+            .bind(limit)
+            .fetch_all(pool)
+            .await?
+        }))
+    }
+
+    /// Every triggered alert (the pager's work list).
+    pub async fn triggered_alerts(&self) -> Result<Vec<AlertRow>> {
+        Ok(with_read!(self, |pool| {
+            sqlx::query_as(sqlx::AssertSqlSafe(format!(
+                "SELECT {ALERT_COLUMNS} FROM alerts WHERE status = 'triggered' ORDER BY id"
+            )))
+            .fetch_all(pool)
+            .await?
+        }))
+    }
+
+    pub async fn alert_log(&self, id: i64) -> Result<Vec<AlertLogRow>> {
+        Ok(with_read!(self, |pool| {
+            sqlx::query_as(
+                "SELECT at, kind, who, detail FROM alert_log WHERE alert_id = $1 ORDER BY id",
+            )
+            .bind(id)
+            .fetch_all(pool)
+            .await?
+        }))
+    }
+
+    /// Records a stretch of an alert's timeline: log entries and pages, and moves
+    /// `paged_until`, only if the alert is still triggered. Returns whether it was.
+    pub async fn record_paging(
+        &self,
+        alert_id: i64,
+        paged_until: i64,
+        log: &[(i64, String, String, String)],
+        pages: &[NewPage],
+        now_us: i64,
+    ) -> Result<bool> {
+        Ok(with_tx!(self, |tx| {
+            let open = sqlx::query(
+                "UPDATE alerts SET paged_until = $1 WHERE id = $2 AND status = 'triggered'",
+            )
+            .bind(paged_until)
+            .bind(alert_id)
+            .execute(&mut *tx)
+            .await?
+            .rows_affected()
+                > 0;
+            if open {
+                for (at, kind, who, detail) in log {
+                    log_entry!(tx, alert_id, *at, kind, who, detail);
+                }
+                for page in pages {
+                    sqlx::query(
+                        "INSERT INTO pages (alert_id, person, contact, address, urgency, next_attempt_at, created_at) \
+                         VALUES ($1, $2, $3, $4, $5, $6, $7)",
+                    )
+                    .bind(alert_id)
+                    .bind(&page.person)
+                    .bind(&page.contact)
+                    .bind(&page.address)
+                    .bind(&page.urgency)
+                    .bind(page.due_at)
+                    .bind(now_us)
+                    .execute(&mut *tx)
+                    .await?;
+                }
+            }
+            open
+        }))
+    }
+
+    /// Claims up to `limit` due pages for `lease_us` (see the channel outbox).
+    pub async fn claim_pages(
+        &self,
+        now_us: i64,
+        lease_us: i64,
+        limit: i64,
+    ) -> Result<Vec<PageDelivery>> {
+        let claim = match self.backend_name() {
+            "postgres" => CLAIM_POSTGRES,
+            _ => CLAIM_SQLITE,
+        };
+        let ids: Vec<i64> = with_tx!(self, |tx| {
+            sqlx::query_scalar(claim)
+                .bind(now_us + lease_us)
+                .bind(now_us)
+                .bind(limit)
+                .fetch_all(&mut *tx)
+                .await?
+        });
+        let mut claimed = Vec::with_capacity(ids.len());
+        for id in ids {
+            let row: Option<PageDelivery> = with_read!(self, |pool| {
+                sqlx::query_as(
+                    "SELECT p.id, p.alert_id, p.person, p.contact, p.address, p.urgency, p.attempts, \
+                     a.summary, a.service, a.dedup_key, a.status \
+                     FROM pages p JOIN alerts a ON a.id = p.alert_id WHERE p.id = $1 AND p.state = 'pending'",
+                )
+                .bind(id)
+                .fetch_optional(pool)
+                .await?
+            });
+            claimed.extend(row);
+        }
+        Ok(claimed)
+    }
+
+    /// Records a delivery attempt of a page and its outcome in the alert's log. A page of an
+    /// alert acknowledged meanwhile is left cancelled.
+    pub async fn finish_page(
+        &self,
+        page: &PageDelivery,
+        ok: bool,
+        detail: &str,
+        retry_at: Option<i64>,
+        now_us: i64,
+    ) -> Result<()> {
+        let state = match (ok, retry_at) {
+            (true, _) => "sent",
+            (false, Some(_)) => "pending",
+            (false, None) => "failed",
+        };
+        with_tx!(self, |tx| {
+            sqlx::query(
+                "UPDATE pages SET state = $1, attempts = attempts + 1, next_attempt_at = $2, \
+                 last_error = $3, sent_at = $4 WHERE id = $5 AND state = 'pending'",
+            )
+            .bind(state)
+            .bind(retry_at.unwrap_or(now_us))
+            .bind((!ok).then_some(detail))
+            .bind(ok.then_some(now_us))
+            .bind(page.id)
+            .execute(&mut *tx)
+            .await?;
+            let kind = if ok { "notified" } else { "notify_failed" };
+            let who = format!("{} via {}", page.person, page.contact);
+            log_entry!(tx, page.alert_id, now_us, kind, who, detail);
+        });
+        Ok(())
+    }
+
+    /// The earliest time a pending page is due.
+    pub async fn next_page_due(&self) -> Result<Option<i64>> {
+        Ok(with_read!(self, |pool| {
+            sqlx::query_scalar("SELECT MIN(next_attempt_at) FROM pages WHERE state = 'pending'")
+                .fetch_one(pool)
+                .await?
+        }))
+    }
+
+    /// A named process-wide secret, made on first use.
+    pub async fn secret(&self, name: &str) -> Result<String> {
+        let fresh = generate_secret(48);
+        with_tx!(self, |tx| {
+            sqlx::query(
+                "INSERT INTO secrets (name, value) VALUES ($1, $2) ON CONFLICT (name) DO NOTHING",
+            )
+            .bind(name)
+            .bind(&fresh)
+            .execute(&mut *tx)
+            .await?;
+        });
+        Ok(with_read!(self, |pool| {
+            sqlx::query_scalar("SELECT value FROM secrets WHERE name = $1")
+                .bind(name)
+                .fetch_one(pool)
+                .await?
+        }))
+    }
+
+    /// Check events after `after` (by id), oldest first, with the check's project, UUID,
+    /// name and service: what the pager turns into alerts.
+    pub async fn check_events_after(&self, after: i64, limit: i64) -> Result<Vec<CheckEvent>> {
+        Ok(with_read!(self, |pool| {
+            sqlx::query_as(
+                "SELECT e.id, e.kind, e.at, e.payload, c.project_id, c.uuid, c.name, c.service \
+                 FROM events e JOIN checks c ON c.id = e.check_id WHERE e.id > $1 ORDER BY e.id LIMIT $2",
+            )
+            .bind(after)
+            .bind(limit)
+            .fetch_all(pool)
+            .await?
+        }))
+    }
+
+    /// A small counter kept in `meta` (e.g. the pager's event cursor), 0 if unset.
+    pub async fn meta(&self, key: &str) -> Result<i64> {
+        Ok(with_read!(self, |pool| {
+            sqlx::query_scalar("SELECT value FROM meta WHERE key = $1")
+                .bind(key)
+                .fetch_optional(pool)
+                .await?
+                .unwrap_or(0)
+        }))
+    }
+
+    pub async fn set_meta(&self, key: &str, value: i64) -> Result<()> {
+        with_tx!(self, |tx| {
+            sqlx::query(
+                "INSERT INTO meta (key, value) VALUES ($1, $2) \
+                 ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+            )
+            .bind(key)
+            .bind(value)
+            .execute(&mut *tx)
+            .await?;
+        });
+        Ok(())
+    }
+}
+
+/// A check event joined with its check, for the pager.
+#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
+pub struct CheckEvent {
+    pub id: i64,
+    pub kind: String,
+    pub at: i64,
+    pub payload: String,
+    pub project_id: i64,
+    pub uuid: String,
+    pub name: String,
+    pub service: Option<String>,
+}
