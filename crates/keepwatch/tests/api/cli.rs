@@ -384,3 +384,61 @@ async fn apply_stores_the_oncall_file_idempotently_and_serves_feeds_and_oncall()
     let out = keepwatch_async(&["export", "--data-dir", &data_dir], None).await;
     assert_eq!(out.stdout, std::fs::read(example).unwrap());
 }
+
+#[tokio::test]
+async fn apply_prints_integration_keys_and_alert_commands_act_through_the_api() {
+    let app = spawn_app().await;
+    let data_dir = app.data_dir.to_str().unwrap().to_string();
+    let example = concat!(env!("CARGO_MANIFEST_DIR"), "/../../examples/oncall.toml");
+    let out = keepwatch_async(&["apply", "-f", example, "--data-dir", &data_dir], None).await;
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let applied = String::from_utf8(out.stdout).unwrap();
+    let key = applied
+        .lines()
+        .find_map(|l| l.strip_prefix("  service billing: "))
+        .unwrap_or_else(|| panic!("no integration key in: {applied}"))
+        .to_string();
+    let event = json!({
+        "routing_key": key,
+        "event_action": "trigger",
+        "dedup_key": "db1-disk",
+        "payload": {"summary": "disk full on db1", "source": "db1", "severity": "error"},
+    });
+    let (status, _) = app.api("POST", "/api/v1/events", None, Some(event)).await;
+    assert_eq!(status.as_u16(), 202);
+
+    let alert = |args: &[&str], key: &str| {
+        let mut all: Vec<String> = vec!["alert".into()];
+        all.extend(args.iter().map(|a| a.to_string()));
+        all.extend(["--server".into(), app.address.clone()]);
+        let key = key.to_string();
+        async move {
+            let all: Vec<&str> = all.iter().map(String::as_str).collect();
+            keepwatch_async(&all, Some(&key)).await
+        }
+    };
+    let out = alert(&["list"], &app.read_key).await;
+    let listed = String::from_utf8(out.stdout).unwrap();
+    assert!(out.status.success());
+    let line = listed.lines().next().unwrap();
+    assert!(line.contains("triggered") && line.contains("disk full on db1"), "{listed}");
+    let id = line.trim_start_matches('#').split(' ').next().unwrap();
+
+    // A read-only key cannot acknowledge.
+    let out = alert(&["ack", id], &app.read_key).await;
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("401"));
+    let out = alert(&["ack", id], &app.api_key).await;
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("acknowledged"));
+    let out = alert(&["show", id], &app.read_key).await;
+    let shown = String::from_utf8(out.stdout).unwrap();
+    assert!(shown.contains(" acknowledged api"), "{shown}");
+    let out = alert(&["resolve", id], &app.api_key).await;
+    assert!(String::from_utf8_lossy(&out.stdout).contains("resolved"));
+    let out = alert(&["list"], &app.read_key).await;
+    assert_eq!(String::from_utf8(out.stdout).unwrap(), "no open alerts\n");
+    let out = alert(&["ack", "999999"], &app.api_key).await;
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("404"));
+}
