@@ -14,7 +14,7 @@
 //!    Discord, or a signed webhook); failures retry with exponential backoff, and every
 //!    attempt is written to the alert's log.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -22,7 +22,10 @@ use chrono::{DateTime, TimeDelta, Utc};
 use hmac::{Hmac, KeyInit, Mac};
 use keepwatch_core::oncall_file::OnCall;
 use keepwatch_core::paging::{Page, Paging, Urgency};
-use keepwatch_store::{AlertRow, NewAlert, NewPage, PageDelivery, Store, StoreError, to_micros};
+use keepwatch_store::{
+    AlertRow, NewAlert, NewPage, PageDelivery, PageOutcome, PagingRecord, Store, StoreError,
+    to_micros,
+};
 use serde_json::json;
 use sha2::Sha256;
 use tokio::sync::Notify;
@@ -125,6 +128,16 @@ pub struct Pager {
     pub wake: Arc<Notify>,
     /// Parsed on-call configurations by project, with the source they came from.
     configs: HashMap<i64, (String, Option<Arc<OnCall>>)>,
+    /// Projects whose configuration was read this round.
+    fresh: HashSet<i64>,
+    /// When each triggered alert's timeline next has something due (computed by the last
+    /// round that walked it), so a round skips the alerts with nothing to do.
+    next_due: HashMap<i64, DateTime<Utc>>,
+    /// The triggered alerts, by id, and when the whole list was last read.
+    tracked: BTreeMap<i64, AlertRow>,
+    refreshed_at: DateTime<Utc>,
+    /// The highest alert id read so far.
+    seen: i64,
 }
 
 impl Pager {
@@ -150,6 +163,11 @@ impl Pager {
             link_secret,
             wake,
             configs: HashMap::new(),
+            fresh: HashSet::new(),
+            next_due: HashMap::new(),
+            tracked: BTreeMap::new(),
+            refreshed_at: DateTime::UNIX_EPOCH,
+            seen: 0,
         })
     }
 
@@ -158,12 +176,15 @@ impl Pager {
             if let Err(e) = self.step().await {
                 tracing::warn!(error = %e, "pager step failed");
             }
-            // Timeline entries fall on whole minutes after a trigger; a round a second keeps
-            // escalation within a second of its due time. Retries wake it earlier.
+            // The next round comes when a page, a retry or a timeline entry falls due, or
+            // after a second at most (new check events also wake it).
             let now = self.clock.now();
             let mut until = now + Duration::from_secs(1);
             if let Some(due) = self.store.next_page_due().await.ok().flatten() {
                 until = until.min(DateTime::from_timestamp_micros(due).unwrap_or(now));
+            }
+            if let Some(next) = self.next_due.values().min() {
+                until = until.min(*next);
             }
             tokio::select! {
                 _ = self.wake.notified() => {}
@@ -174,15 +195,85 @@ impl Pager {
 
     /// One round: alerts from new check events, escalation up to now, due deliveries.
     pub async fn step(&mut self) -> Result<(), StoreError> {
+        // Each project's configuration is read once a round, not once per alert.
+        self.fresh.clear();
         self.alerts_from_events().await?;
         let now = self.clock.now();
-        for alert in self.store.triggered_alerts().await? {
-            self.escalate(&alert, now).await?;
+        // Triggered alerts are kept in memory: new ones are read by id each round, and the
+        // whole list once a minute (to let go of alerts acknowledged or resolved elsewhere;
+        // until then, recording refuses to page them, which drops them too).
+        if now - self.refreshed_at >= TimeDelta::minutes(1) {
+            self.tracked = self
+                .store
+                .triggered_alerts(0)
+                .await?
+                .into_iter()
+                .map(|a| (a.id, a))
+                .collect();
+            self.refreshed_at = now;
+            self.next_due.retain(|id, _| self.tracked.contains_key(id));
+        } else {
+            let after = self
+                .tracked
+                .keys()
+                .next_back()
+                .copied()
+                .unwrap_or(0)
+                .max(self.seen);
+            self.tracked.extend(
+                self.store
+                    .triggered_alerts(after)
+                    .await?
+                    .into_iter()
+                    .map(|a| (a.id, a)),
+            );
+        }
+        self.seen = self
+            .tracked
+            .keys()
+            .next_back()
+            .copied()
+            .unwrap_or(self.seen);
+        // Only alerts with something due (or never walked) are walked. An on-call file applied
+        // since may move a timeline: the next entry is then found when the remembered time
+        // comes (steps and rules are minutes apart).
+        let due: Vec<AlertRow> = self
+            .tracked
+            .values()
+            .filter(|a| self.next_due.get(&a.id).is_none_or(|next| *next <= now))
+            .cloned()
+            .collect();
+        let mut records = Vec::new();
+        for alert in &due {
+            records.extend(self.escalate(alert, now).await?);
+        }
+        // One transaction per chunk, not per alert: a burst of alerts is one fsync per 500.
+        for chunk in records.chunks(500) {
+            let recorded = self.store.record_pagings(chunk, to_micros(now)).await?;
+            for (record, still_triggered) in chunk.iter().zip(recorded) {
+                if still_triggered {
+                    if let Some(alert) = self.tracked.get_mut(&record.alert_id) {
+                        alert.paged_until = record.paged_until;
+                    }
+                } else {
+                    self.tracked.remove(&record.alert_id);
+                    self.next_due.remove(&record.alert_id);
+                }
+            }
+        }
+        if records.iter().any(|r| !r.pages.is_empty()) {
+            self.wake.notify_one();
         }
         self.deliver_due().await
     }
 
     async fn oncall(&mut self, project_id: i64) -> Result<Option<Arc<OnCall>>, StoreError> {
+        if self.fresh.contains(&project_id)
+            && let Some((_, parsed)) = self.configs.get(&project_id)
+        {
+            return Ok(parsed.clone());
+        }
+        self.fresh.insert(project_id);
         let source = self
             .store
             .oncall_source(project_id)
@@ -282,11 +373,15 @@ impl Pager {
         }
     }
 
-    /// Records the part of an alert's timeline that fell due since the last round.
-    async fn escalate(&mut self, alert: &AlertRow, now: DateTime<Utc>) -> Result<(), StoreError> {
+    /// The part of an alert's timeline that fell due since the last round, to record.
+    async fn escalate(
+        &mut self,
+        alert: &AlertRow,
+        now: DateTime<Utc>,
+    ) -> Result<Option<PagingRecord>, StoreError> {
         let now_us = to_micros(now);
         if alert.paged_until >= now_us {
-            return Ok(());
+            return Ok(None);
         }
         let config = self.oncall(alert.project_id).await?;
         let mut log = Vec::new();
@@ -297,6 +392,8 @@ impl Pager {
         let policy = service.and_then(|(c, s)| c.policies.get(&s.policy).map(|p| (c, s, p)));
         match policy {
             None => {
+                // Nothing to walk until the configuration changes: look again in a minute.
+                self.next_due.insert(alert.id, now + TimeDelta::minutes(1));
                 // Nobody to page: say so once, at the trigger.
                 if alert.paged_until < alert.triggered_at {
                     log.push((
@@ -326,8 +423,13 @@ impl Pager {
                     schedules: &config.schedules,
                     people: &config.people,
                 };
-                // Entries at `now` itself are due; those after are the next round's.
-                for page in paging.timeline(now + TimeDelta::microseconds(1)) {
+                // Entries at `now` itself are due; those after are the next round's. The
+                // timeline to a day ahead also tells when this alert next needs a round.
+                let timeline = paging.timeline(now + TimeDelta::days(1));
+                let next = timeline.iter().map(Page::at).find(|at| *at > now);
+                self.next_due
+                    .insert(alert.id, next.unwrap_or(now + TimeDelta::minutes(1)));
+                for page in timeline {
                     let at = to_micros(page.at());
                     if at <= alert.paged_until || at > now_us {
                         continue;
@@ -381,15 +483,14 @@ impl Pager {
         }
         // Nothing fell due: leave the mark, so an idle alert costs no write per round.
         if log.is_empty() && pages.is_empty() {
-            return Ok(());
+            return Ok(None);
         }
-        self.store
-            .record_paging(alert.id, now_us, &log, &pages, now_us)
-            .await?;
-        if !pages.is_empty() {
-            self.wake.notify_one();
-        }
-        Ok(())
+        Ok(Some(PagingRecord {
+            alert_id: alert.id,
+            paged_until: now_us,
+            log,
+            pages,
+        }))
     }
 
     async fn deliver_due(&self) -> Result<(), StoreError> {
@@ -407,10 +508,11 @@ impl Pager {
                 return Ok(());
             }
             let sends = claimed.iter().map(|page| self.send(page, now));
-            let outcomes = futures_util::future::join_all(sends).await;
-            for (page, outcome) in claimed.iter().zip(outcomes) {
-                let now_us = to_micros(self.clock.now());
-                let (ok, detail) = match outcome {
+            let results = futures_util::future::join_all(sends).await;
+            let now_us = to_micros(self.clock.now());
+            let mut outcomes = Vec::with_capacity(claimed.len());
+            for (page, result) in claimed.iter().zip(results) {
+                let (ok, detail) = match result {
                     Ok(detail) => (true, detail),
                     Err(detail) => (false, detail),
                 };
@@ -423,10 +525,14 @@ impl Pager {
                         .min(Duration::from_secs(3600));
                     now_us + backoff.as_micros() as i64
                 });
-                self.store
-                    .finish_page(page, ok, &detail, retry_at, now_us)
-                    .await?;
+                outcomes.push(PageOutcome {
+                    page,
+                    ok,
+                    detail,
+                    retry_at,
+                });
             }
+            self.store.finish_pages(&outcomes, now_us).await?;
         }
     }
 

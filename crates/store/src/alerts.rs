@@ -63,6 +63,27 @@ pub struct NewPage {
     pub due_at: i64,
 }
 
+/// A stretch of one alert's timeline for the pager to record.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct PagingRecord {
+    pub alert_id: i64,
+    /// Everything up to this time is handled.
+    pub paged_until: i64,
+    /// `(at, kind, who, detail)`.
+    pub log: Vec<(i64, String, String, String)>,
+    pub pages: Vec<NewPage>,
+}
+
+/// The outcome of one delivery attempt.
+#[derive(Debug, Clone)]
+pub struct PageOutcome<'a> {
+    pub page: &'a PageDelivery,
+    pub ok: bool,
+    pub detail: String,
+    /// When to try again after a failure; `None` gives up.
+    pub retry_at: Option<i64>,
+}
+
 /// A page claimed for delivery, with what the message needs.
 #[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
 pub struct PageDelivery {
@@ -253,12 +274,13 @@ impl Store {
         }))
     }
 
-    /// Every triggered alert (the pager's work list).
-    pub async fn triggered_alerts(&self) -> Result<Vec<AlertRow>> {
+    /// Triggered alerts with an id above `after` (the pager's work list; 0 for all).
+    pub async fn triggered_alerts(&self, after: i64) -> Result<Vec<AlertRow>> {
         Ok(with_read!(self, |pool| {
             sqlx::query_as(sqlx::AssertSqlSafe(format!(
-                "SELECT {ALERT_COLUMNS} FROM alerts WHERE status = 'triggered' ORDER BY id"
+                "SELECT {ALERT_COLUMNS} FROM alerts WHERE status = 'triggered' AND id > $1 ORDER BY id"
             )))
+            .bind(after)
             .fetch_all(pool)
             .await?
         }))
@@ -277,45 +299,53 @@ impl Store {
 
     /// Records a stretch of an alert's timeline: log entries and pages, and moves
     /// `paged_until`, only if the alert is still triggered. Returns whether it was.
-    pub async fn record_paging(
-        &self,
-        alert_id: i64,
-        paged_until: i64,
-        log: &[(i64, String, String, String)],
-        pages: &[NewPage],
-        now_us: i64,
-    ) -> Result<bool> {
-        Ok(with_tx!(self, |tx| {
-            let open = sqlx::query(
-                "UPDATE alerts SET paged_until = $1 WHERE id = $2 AND status = 'triggered'",
-            )
-            .bind(paged_until)
-            .bind(alert_id)
-            .execute(&mut *tx)
+    pub async fn record_paging(&self, paging: &PagingRecord, now_us: i64) -> Result<bool> {
+        Ok(self
+            .record_pagings(std::slice::from_ref(paging), now_us)
             .await?
-            .rows_affected()
-                > 0;
-            if open {
-                for (at, kind, who, detail) in log {
-                    log_entry!(tx, alert_id, *at, kind, who, detail);
+            .first()
+            .copied()
+            .unwrap_or(false))
+    }
+
+    /// [`Store::record_paging`] for many alerts in one transaction (one fsync for a round of
+    /// the pager, not one per alert).
+    pub async fn record_pagings(&self, pagings: &[PagingRecord], now_us: i64) -> Result<Vec<bool>> {
+        Ok(with_tx!(self, |tx| {
+            let mut recorded = Vec::with_capacity(pagings.len());
+            for paging in pagings {
+                let open = sqlx::query(
+                    "UPDATE alerts SET paged_until = $1 WHERE id = $2 AND status = 'triggered'",
+                )
+                .bind(paging.paged_until)
+                .bind(paging.alert_id)
+                .execute(&mut *tx)
+                .await?
+                .rows_affected()
+                    > 0;
+                if open {
+                    for (at, kind, who, detail) in &paging.log {
+                        log_entry!(tx, paging.alert_id, *at, kind, who, detail);
+                    }
+                    for page in &paging.pages {
+                        sqlx::query(
+                            "INSERT INTO pages (alert_id, person, contact, address, urgency, next_attempt_at, created_at) \
+                             VALUES ($1, $2, $3, $4, $5, $6, $7)",
+                        )
+                        .bind(paging.alert_id)
+                        .bind(&page.person)
+                        .bind(&page.contact)
+                        .bind(&page.address)
+                        .bind(&page.urgency)
+                        .bind(page.due_at)
+                        .bind(now_us)
+                        .execute(&mut *tx)
+                        .await?;
+                    }
                 }
-                for page in pages {
-                    sqlx::query(
-                        "INSERT INTO pages (alert_id, person, contact, address, urgency, next_attempt_at, created_at) \
-                         VALUES ($1, $2, $3, $4, $5, $6, $7)",
-                    )
-                    .bind(alert_id)
-                    .bind(&page.person)
-                    .bind(&page.contact)
-                    .bind(&page.address)
-                    .bind(&page.urgency)
-                    .bind(page.due_at)
-                    .bind(now_us)
-                    .execute(&mut *tx)
-                    .await?;
-                }
+                recorded.push(open);
             }
-            open
+            recorded
         }))
     }
 
@@ -338,53 +368,51 @@ impl Store {
                 .fetch_all(&mut *tx)
                 .await?
         });
-        let mut claimed = Vec::with_capacity(ids.len());
-        for id in ids {
-            let row: Option<PageDelivery> = with_read!(self, |pool| {
-                sqlx::query_as(
-                    "SELECT p.id, p.alert_id, p.person, p.contact, p.address, p.urgency, p.attempts, \
-                     a.summary, a.service, a.dedup_key, a.status \
-                     FROM pages p JOIN alerts a ON a.id = p.alert_id WHERE p.id = $1 AND p.state = 'pending'",
-                )
-                .bind(id)
-                .fetch_optional(pool)
-                .await?
-            });
-            claimed.extend(row);
+        if ids.is_empty() {
+            return Ok(Vec::new());
         }
-        Ok(claimed)
+        Ok(with_read!(self, |pool| {
+            // Built per backend: a query builder is typed by its database.
+            let mut select = sqlx::QueryBuilder::new(
+                "SELECT p.id, p.alert_id, p.person, p.contact, p.address, p.urgency, p.attempts, \
+                 a.summary, a.service, a.dedup_key, a.status \
+                 FROM pages p JOIN alerts a ON a.id = p.alert_id WHERE p.state = 'pending' AND p.id IN (",
+            );
+            let mut list = select.separated(", ");
+            for id in &ids {
+                list.push_bind(*id);
+            }
+            select.push(") ORDER BY p.id");
+            select.build_query_as().fetch_all(pool).await?
+        }))
     }
 
-    /// Records a delivery attempt of a page and its outcome in the alert's log. A page of an
-    /// alert acknowledged meanwhile is left cancelled.
-    pub async fn finish_page(
-        &self,
-        page: &PageDelivery,
-        ok: bool,
-        detail: &str,
-        retry_at: Option<i64>,
-        now_us: i64,
-    ) -> Result<()> {
-        let state = match (ok, retry_at) {
-            (true, _) => "sent",
-            (false, Some(_)) => "pending",
-            (false, None) => "failed",
-        };
+    /// Records delivery attempts of pages and their outcomes in their alerts' logs, in one
+    /// transaction. A page of an alert acknowledged meanwhile is left cancelled.
+    pub async fn finish_pages(&self, outcomes: &[PageOutcome<'_>], now_us: i64) -> Result<()> {
         with_tx!(self, |tx| {
-            sqlx::query(
-                "UPDATE pages SET state = $1, attempts = attempts + 1, next_attempt_at = $2, \
-                 last_error = $3, sent_at = $4 WHERE id = $5 AND state = 'pending'",
-            )
-            .bind(state)
-            .bind(retry_at.unwrap_or(now_us))
-            .bind((!ok).then_some(detail))
-            .bind(ok.then_some(now_us))
-            .bind(page.id)
-            .execute(&mut *tx)
-            .await?;
-            let kind = if ok { "notified" } else { "notify_failed" };
-            let who = format!("{} via {}", page.person, page.contact);
-            log_entry!(tx, page.alert_id, now_us, kind, who, detail);
+            for outcome in outcomes {
+                let (page, ok) = (outcome.page, outcome.ok);
+                let state = match (ok, outcome.retry_at) {
+                    (true, _) => "sent",
+                    (false, Some(_)) => "pending",
+                    (false, None) => "failed",
+                };
+                sqlx::query(
+                    "UPDATE pages SET state = $1, attempts = attempts + 1, next_attempt_at = $2, \
+                     last_error = $3, sent_at = $4 WHERE id = $5 AND state = 'pending'",
+                )
+                .bind(state)
+                .bind(outcome.retry_at.unwrap_or(now_us))
+                .bind((!ok).then_some(&outcome.detail))
+                .bind(ok.then_some(now_us))
+                .bind(page.id)
+                .execute(&mut *tx)
+                .await?;
+                let kind = if ok { "notified" } else { "notify_failed" };
+                let who = format!("{} via {}", page.person, page.contact);
+                log_entry!(tx, page.alert_id, now_us, kind, who, &outcome.detail);
+            }
         });
         Ok(())
     }

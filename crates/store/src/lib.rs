@@ -30,7 +30,9 @@ mod projects;
 mod sqlite_writer;
 pub mod testing;
 
-pub use alerts::{AlertLogRow, AlertRow, CheckEvent, NewAlert, NewPage, PageDelivery};
+pub use alerts::{
+    AlertLogRow, AlertRow, CheckEvent, NewAlert, NewPage, PageDelivery, PageOutcome, PagingRecord,
+};
 pub use model::*;
 pub use oncall::FeedRow;
 pub use projects::{ApiKeyScope, generate_secret, hash_api_key};

@@ -396,7 +396,7 @@ async fn oncall_story(store: &Store) {
 /// One open alert per dedup key; paging is recorded only while triggered; an acknowledgment
 /// cancels pending pages; claimed pages carry their alert; attempts land in the log.
 async fn alert_story(store: &Store) {
-    use keepwatch_store::{NewAlert, NewPage};
+    use keepwatch_store::{NewAlert, NewPage, PageOutcome, PagingRecord};
     let project = store.create_project("alerts", 1).await.unwrap();
     let new = NewAlert {
         project_id: project.id,
@@ -423,24 +423,19 @@ async fn alert_story(store: &Store) {
         urgency: "low".into(),
         due_at,
     };
-    let log = [(
-        1_000,
-        "escalation_step".to_string(),
-        String::new(),
-        "step 1".to_string(),
-    )];
-    assert!(
-        store
-            .record_paging(
-                alert.id,
-                1_000,
-                &log,
-                &[page("alice", 1_000), page("bob", 5_000)],
-                1_000
-            )
-            .await
-            .unwrap()
-    );
+    let record = |pages| PagingRecord {
+        alert_id: alert.id,
+        paged_until: 1_000,
+        log: vec![(
+            1_000,
+            "escalation_step".into(),
+            String::new(),
+            "step 1".into(),
+        )],
+        pages,
+    };
+    let first = record(vec![page("alice", 1_000), page("bob", 5_000)]);
+    assert!(store.record_paging(&first, 1_000).await.unwrap());
     assert_eq!(store.next_page_due().await.unwrap(), Some(1_000));
     let claimed = store.claim_pages(1_000, 60_000_000, 10).await.unwrap();
     assert_eq!(claimed.len(), 1);
@@ -456,10 +451,13 @@ async fn alert_story(store: &Store) {
             .is_empty(),
         "leased"
     );
-    store
-        .finish_page(&claimed[0], true, "SMTP 250", None, 1_500)
-        .await
-        .unwrap();
+    let outcome = PageOutcome {
+        page: &claimed[0],
+        ok: true,
+        detail: "SMTP 250".into(),
+        retry_at: None,
+    };
+    store.finish_pages(&[outcome], 1_500).await.unwrap();
     let acked = store
         .acknowledge_alert(alert.id, "alice", 2_000)
         .await
@@ -471,12 +469,8 @@ async fn alert_story(store: &Store) {
     );
     // Bob's page was cancelled, and paging an acknowledged alert records nothing.
     assert_eq!(store.next_page_due().await.unwrap(), None);
-    assert!(
-        !store
-            .record_paging(alert.id, 9_000, &log, &[page("carol", 9_000)], 9_000)
-            .await
-            .unwrap()
-    );
+    let late = record(vec![page("carol", 9_000)]);
+    assert!(!store.record_paging(&late, 9_000).await.unwrap());
     let resolved = store
         .resolve_alert(alert.id, "api", 3_000)
         .await

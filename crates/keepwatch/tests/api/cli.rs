@@ -391,7 +391,11 @@ async fn apply_prints_integration_keys_and_alert_commands_act_through_the_api() 
     let data_dir = app.data_dir.to_str().unwrap().to_string();
     let example = concat!(env!("CARGO_MANIFEST_DIR"), "/../../examples/oncall.toml");
     let out = keepwatch_async(&["apply", "-f", example, "--data-dir", &data_dir], None).await;
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let applied = String::from_utf8(out.stdout).unwrap();
     let key = applied
         .lines()
@@ -421,7 +425,10 @@ async fn apply_prints_integration_keys_and_alert_commands_act_through_the_api() 
     let listed = String::from_utf8(out.stdout).unwrap();
     assert!(out.status.success());
     let line = listed.lines().next().unwrap();
-    assert!(line.contains("triggered") && line.contains("disk full on db1"), "{listed}");
+    assert!(
+        line.contains("triggered") && line.contains("disk full on db1"),
+        "{listed}"
+    );
     let id = line.trim_start_matches('#').split(' ').next().unwrap();
 
     // A read-only key cannot acknowledge.
@@ -429,7 +436,11 @@ async fn apply_prints_integration_keys_and_alert_commands_act_through_the_api() 
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("401"));
     let out = alert(&["ack", id], &app.api_key).await;
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert!(String::from_utf8_lossy(&out.stdout).contains("acknowledged"));
     let out = alert(&["show", id], &app.read_key).await;
     let shown = String::from_utf8(out.stdout).unwrap();
