@@ -3,13 +3,14 @@
 //!
 //! 1. Burst: N alerts (default 10,000) triggered at once on a service whose policy pages one
 //!    person by webhook at step 1: how many alerts per second the pager escalates and hands
-//!    to the receiver until all N have arrived.
+//!    to the receiver until all N have arrived (as summaries: one message per delivery round).
 //! 2. Steady, with those N alerts still open: M more alerts (default 3,000) whose step 2
 //!    falls due spread over 60 s: p50/p99/max from each step's due time to its arrival.
 //!
 //! Usage: pagerbench [--alerts N] [--steady M]        (bench/pager.sh builds and runs it)
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -30,7 +31,10 @@ struct Args {
     steady: usize,
 }
 
-/// Arrival times by alert id, and the order they came in.
+/// Messages received (a summary counts once).
+static MESSAGES: AtomicUsize = AtomicUsize::new(0);
+
+/// Arrival times by alert id.
 type Arrivals = Arc<Mutex<HashMap<i64, Vec<chrono::DateTime<Utc>>>>>;
 
 async fn receiver(arrivals: Arrivals) -> anyhow::Result<String> {
@@ -40,10 +44,17 @@ async fn receiver(arrivals: Arrivals) -> anyhow::Result<String> {
             let arrivals = arrivals.clone();
             async move {
                 let at = Utc::now();
-                if let Ok(page) = serde_json::from_slice::<Value>(&body)
-                    && let Some(id) = page["alert"]["id"].as_i64()
-                {
-                    arrivals.lock().unwrap().entry(id).or_default().push(at);
+                // One page, or a summary of several (`pages`).
+                if let Ok(message) = serde_json::from_slice::<Value>(&body) {
+                    let pages = match message["pages"].as_array() {
+                        Some(pages) => pages.clone(),
+                        None => vec![message],
+                    };
+                    let mut arrivals = arrivals.lock().unwrap();
+                    for id in pages.iter().filter_map(|p| p["alert"]["id"].as_i64()) {
+                        arrivals.entry(id).or_default().push(at);
+                    }
+                    MESSAGES.fetch_add(1, Ordering::Relaxed);
                 }
                 "ok"
             }
@@ -136,9 +147,10 @@ urgency = "high"
     }
     let took = started.elapsed().as_secs_f64();
     println!(
-        "burst: {} alerts escalated and delivered in {took:.2} s = {:.0} alerts/s",
+        "burst: {} alerts escalated and delivered in {took:.2} s = {:.0} alerts/s ({} messages: pages to one person in one round go out as one summary)",
         burst.len(),
-        burst.len() as f64 / took
+        burst.len() as f64 / took,
+        MESSAGES.load(Ordering::Relaxed)
     );
 
     // 2. Steady, with the burst's alerts still open (their step 2 is 10 min away): step 2 of

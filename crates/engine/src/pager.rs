@@ -38,6 +38,10 @@ const EVENT_CURSOR: &str = "pager_events";
 /// Pages claimed per round, and how long a claim holds.
 const CLAIM_LIMIT: i64 = 100;
 const LEASE: TimeDelta = TimeDelta::seconds(60);
+/// This many pages (or more) to one address in one delivery round go out as one summary
+/// message, listing at most `SUMMARY_LINES` alerts.
+const SUMMARY_AT: usize = 3;
+const SUMMARY_LINES: usize = 20;
 /// Acknowledgment links in notifications stay valid this long.
 pub const LINK_LIFETIME: TimeDelta = TimeDelta::days(7);
 
@@ -507,11 +511,36 @@ impl Pager {
             if claimed.is_empty() {
                 return Ok(());
             }
-            let sends = claimed.iter().map(|page| self.send(page, now));
+            // A flood to one address becomes one summary message, not a page per alert.
+            let mut by_address: Vec<Vec<&PageDelivery>> = Vec::new();
+            for page in &claimed {
+                match by_address.iter_mut().find(|g| g[0].address == page.address) {
+                    Some(group) => group.push(page),
+                    None => by_address.push(vec![page]),
+                }
+            }
+            let messages: Vec<Vec<&PageDelivery>> = by_address
+                .into_iter()
+                .flat_map(|group| {
+                    if group.len() >= SUMMARY_AT {
+                        vec![group]
+                    } else {
+                        group.into_iter().map(|page| vec![page]).collect()
+                    }
+                })
+                .collect();
+            let sends = messages.iter().map(|pages| self.send(pages, now));
             let results = futures_util::future::join_all(sends).await;
             let now_us = to_micros(self.clock.now());
             let mut outcomes = Vec::with_capacity(claimed.len());
-            for (page, result) in claimed.iter().zip(results) {
+            let each = messages.iter().zip(results).flat_map(|(pages, result)| {
+                let result = match (result, pages.len()) {
+                    (Ok(detail), n) if n > 1 => Ok(format!("{detail} (in a summary of {n})")),
+                    (result, _) => result,
+                };
+                pages.iter().map(move |page| (*page, result.clone()))
+            });
+            for (page, result) in each {
                 let (ok, detail) = match result {
                     Ok(detail) => (true, detail),
                     Err(detail) => (false, detail),
@@ -552,44 +581,89 @@ impl Pager {
         )
     }
 
-    async fn send(&self, page: &PageDelivery, now: DateTime<Utc>) -> Result<String, String> {
+    /// Sends one message to one address: a page, or a summary of several.
+    async fn send(&self, pages: &[&PageDelivery], now: DateTime<Utc>) -> Result<String, String> {
+        let page = pages[0];
         let kind = ContactKind::of(&page.contact, &page.address).ok_or_else(|| {
             format!(
                 "contact `{}` (`{}`) is not an email address or URL",
                 page.contact, page.address
             )
         })?;
-        let (ack, resolve) = self.links(page.alert_id, now);
-        let urgency = page.urgency.to_uppercase();
-        let title = format!("[{urgency}] {} ({})", page.summary, page.service);
-        let text = format!(
-            "{title}\nAlert #{} — acknowledge: {ack}\nresolve: {resolve}",
-            page.alert_id
-        );
+        let links: Vec<(String, String)> =
+            pages.iter().map(|p| self.links(p.alert_id, now)).collect();
+        let (ack, resolve) = &links[0];
+        let high = pages.iter().any(|p| p.urgency == "high");
+        let urgency = if high { "HIGH" } else { "LOW" };
+        let title = match pages {
+            [one] => format!("[{urgency}] {} ({})", one.summary, one.service),
+            many => format!("[{urgency}] {} alerts for {}", many.len(), page.person),
+        };
+        // One line per alert, the first SUMMARY_LINES of them.
+        let lines = |line: &dyn Fn(&PageDelivery, &str, &str) -> String| {
+            let mut out: Vec<String> = pages
+                .iter()
+                .zip(&links)
+                .take(SUMMARY_LINES)
+                .map(|(p, (ack, resolve))| line(p, ack, resolve))
+                .collect();
+            if pages.len() > SUMMARY_LINES {
+                out.push(format!("… and {} more", pages.len() - SUMMARY_LINES));
+            }
+            out.join("\n")
+        };
+        let text = lines(&|p, ack, resolve| {
+            format!(
+                "#{} {} ({}) — acknowledge: {ack} — resolve: {resolve}",
+                p.alert_id, p.summary, p.service
+            )
+        });
         let http = self.notifier.http();
         let request = match kind {
             ContactKind::Email => {
-                return self
-                    .notifier
-                    .email(&page.address, &format!("[keepwatch] {title}"), &text)
-                    .await;
+                let subject = format!("[keepwatch] {title}");
+                return self.notifier.email(&page.address, &subject, &text).await;
             }
-            ContactKind::Slack => http.post(&page.address).json(&json!({
-                "text": format!("*{title}*\nAlert #{}: <{ack}|Acknowledge> · <{resolve}|Resolve>", page.alert_id),
-            })),
-            ContactKind::Discord => http.post(&page.address).json(&json!({
-                "content": format!("**{title}**\nAlert #{}: [Acknowledge]({ack}) · [Resolve]({resolve})", page.alert_id),
-            })),
-            ContactKind::Ntfy => http
-                .post(&page.address)
-                .header("Title", &title)
-                .header("Priority", if page.urgency == "high" { "5" } else { "3" })
-                .header("Tags", "rotating_light")
-                .header(
-                    "Actions",
-                    format!("view, Acknowledge, {ack}; view, Resolve, {resolve}"),
-                )
-                .body(format!("Alert #{} on {}", page.alert_id, page.service)),
+            ContactKind::Slack => {
+                let text = lines(&|p, ack, resolve| {
+                    format!(
+                        "#{} {} ({}): <{ack}|Acknowledge> · <{resolve}|Resolve>",
+                        p.alert_id, p.summary, p.service
+                    )
+                });
+                http.post(&page.address)
+                    .json(&json!({ "text": format!("*{title}*\n{text}") }))
+            }
+            ContactKind::Discord => {
+                let text = lines(&|p, ack, resolve| {
+                    format!(
+                        "#{} {} ({}): [Acknowledge]({ack}) · [Resolve]({resolve})",
+                        p.alert_id, p.summary, p.service
+                    )
+                });
+                http.post(&page.address)
+                    .json(&json!({ "content": format!("**{title}**\n{text}") }))
+            }
+            ContactKind::Ntfy => {
+                let mut request = http
+                    .post(&page.address)
+                    .header("Title", &title)
+                    .header("Priority", if high { "5" } else { "3" })
+                    .header("Tags", "rotating_light");
+                // Buttons act on one alert; a summary lists its links in the text.
+                if pages.len() == 1 {
+                    request = request.header(
+                        "Actions",
+                        format!("view, Acknowledge, {ack}; view, Resolve, {resolve}"),
+                    );
+                }
+                let body = if pages.len() == 1 {
+                    format!("Alert #{} on {}", page.alert_id, page.service)
+                } else {
+                    text
+                };
+                request.body(body)
+            }
             ContactKind::Webhook => {
                 // `https://host/path#secret=…`: the fragment never leaves this server; it
                 // keys the signature.
@@ -597,19 +671,30 @@ impl Pager {
                     Some((url, secret)) => (url, Some(secret)),
                     None => (page.address.as_str(), None),
                 };
-                let body = serde_json::to_vec(&json!({
-                    "alert": {
-                        "id": page.alert_id,
-                        "summary": page.summary,
-                        "service": page.service,
-                        "dedup_key": page.dedup_key,
-                        "status": page.status,
-                    },
-                    "urgency": page.urgency,
-                    "person": page.person,
-                    "links": { "acknowledge": ack, "resolve": resolve },
-                }))
-                .map_err(|e| e.to_string())?;
+                let one = |p: &PageDelivery, (ack, resolve): &(String, String)| {
+                    json!({
+                        "alert": {
+                            "id": p.alert_id,
+                            "summary": p.summary,
+                            "service": p.service,
+                            "dedup_key": p.dedup_key,
+                            "status": p.status,
+                        },
+                        "urgency": p.urgency,
+                        "person": p.person,
+                        "links": { "acknowledge": ack, "resolve": resolve },
+                    })
+                };
+                let message = match pages {
+                    [single] => one(single, &links[0]),
+                    many => json!({
+                        "summary_of": many.len(),
+                        "person": page.person,
+                        "urgency": if high { "high" } else { "low" },
+                        "pages": many.iter().zip(&links).map(|(p, l)| one(p, l)).collect::<Vec<_>>(),
+                    }),
+                };
+                let body = serde_json::to_vec(&message).map_err(|e| e.to_string())?;
                 let mut request = http
                     .post(url)
                     .header("Content-Type", "application/json")

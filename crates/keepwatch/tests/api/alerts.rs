@@ -27,16 +27,15 @@ async fn apply(app: &TestApp, source: &str) -> String {
         .token
 }
 
-async fn alert_log(app: &TestApp, id: i64) -> Vec<(String, String)> {
-    let (status, alert) = app
-        .api(
-            "GET",
-            &format!("/api/v1/alerts/{id}"),
-            Some(&app.read_key),
-            None,
-        )
-        .await;
+async fn get_alert(app: &TestApp, id: i64) -> Value {
+    let path = format!("/api/v1/alerts/{id}");
+    let (status, alert) = app.api("GET", &path, Some(&app.read_key), None).await;
     assert_eq!(status, StatusCode::OK, "{alert}");
+    alert
+}
+
+async fn alert_log(app: &TestApp, id: i64) -> Vec<(String, String)> {
+    let alert = get_alert(app, id).await;
     alert["log"]
         .as_array()
         .unwrap()
@@ -211,6 +210,25 @@ urgency = "high"
     );
 }
 
+/// Service `billing` pages alice at step 1 through one webhook contact, `after` minutes on.
+fn alice_by_webhook(contact: &str, url: &str, after: u32) -> String {
+    format!(
+        r#"
+[[people]]
+id = "alice"
+contacts = {{ {contact} = "{url}" }}
+rules = [{{ urgency = "high", contact = "{contact}", after = {after} }}]
+[[policies]]
+name = "p"
+steps = [{{ targets = ["user:alice"], delay = 10 }}]
+[[services]]
+name = "billing"
+policy = "p"
+urgency = "high"
+"#
+    )
+}
+
 const ONE_SERVICE: &str = r#"
 [[people]]
 id = "alice"
@@ -284,14 +302,7 @@ async fn the_events_api_triggers_acknowledges_and_resolves_by_dedup_key() {
         )
         .await;
     assert_eq!(status, StatusCode::ACCEPTED);
-    let (_, alert) = app
-        .api(
-            "GET",
-            &format!("/api/v1/alerts/{id}"),
-            Some(&app.read_key),
-            None,
-        )
-        .await;
+    let alert = get_alert(&app, id).await;
     assert_eq!(alert["status"], "acknowledged");
     let (status, _) = app
         .api(
@@ -495,26 +506,7 @@ async fn the_alertmanager_receiver_keeps_one_alert_per_group() {
 async fn links_expire_and_alerts_without_a_service_are_recorded_as_unrouted() {
     let app = spawn_app().await;
     let mut hook = Receiver::start(vec![500]).await;
-    apply(
-        &app,
-        &format!(
-            r#"
-[[people]]
-id = "alice"
-contacts = {{ hook = "{}" }}
-rules = [{{ urgency = "high", contact = "hook", after = 0 }}]
-[[policies]]
-name = "p"
-steps = [{{ targets = ["user:alice"], delay = 10 }}]
-[[services]]
-name = "billing"
-policy = "p"
-urgency = "high"
-"#,
-            hook.url
-        ),
-    )
-    .await;
+    apply(&app, &alice_by_webhook("hook", &hook.url, 0)).await;
     // A check without a service goes to the project's only service.
     let check = app
         .create_check(json!({"name": "a", "timeout": 60, "grace": 60}))
@@ -566,4 +558,62 @@ urgency = "high"
     })
     .await;
     assert_eq!(log[0].0, "triggered");
+}
+
+#[tokio::test]
+async fn a_flood_of_alerts_reaches_a_person_as_one_summary() {
+    let app = spawn_app().await;
+    let mut hook = Receiver::start(vec![]).await;
+    let key = apply(&app, &alice_by_webhook("webhook", &hook.url, 1)).await;
+    for i in 0..5 {
+        let event = json!({
+            "routing_key": key, "event_action": "trigger", "dedup_key": format!("disk-{i}"),
+            "payload": {"summary": format!("disk {i} full"), "source": "db", "severity": "error"},
+        });
+        let (status, _) = app.api("POST", "/api/v1/events", None, Some(event)).await;
+        assert_eq!(status, StatusCode::ACCEPTED);
+    }
+    // Each alert pages alice a minute after its trigger: all five fall due together.
+    app.advance(TimeDelta::minutes(1));
+    let message = hook.next().await.json();
+    assert_eq!(message["summary_of"], 5, "{message}");
+    let pages = message["pages"].as_array().unwrap();
+    let mut summaries: Vec<&str> = pages
+        .iter()
+        .map(|p| p["alert"]["summary"].as_str().unwrap())
+        .collect();
+    summaries.sort();
+    assert_eq!(
+        summaries,
+        [
+            "disk 0 full",
+            "disk 1 full",
+            "disk 2 full",
+            "disk 3 full",
+            "disk 4 full"
+        ]
+    );
+    assert!(
+        pages
+            .iter()
+            .all(|p| p["links"]["acknowledge"].as_str().unwrap().contains("/a/"))
+    );
+    let id = pages[0]["alert"]["id"].as_i64().unwrap();
+    let alert = get_alert(&app, id).await;
+    let notified = eventually(|| async {
+        let alert = get_alert(&app, id).await;
+        alert["log"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|e| e["kind"] == "notified")
+            .cloned()
+    })
+    .await;
+    assert_eq!(
+        notified["detail"], "HTTP 200 (in a summary of 5)",
+        "{alert}"
+    );
+    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    assert!(hook.is_empty(), "one message, not five");
 }
