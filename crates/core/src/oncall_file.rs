@@ -34,6 +34,17 @@ struct File {
     policies: Vec<PolicySpec>,
     #[serde(default)]
     services: Vec<ServiceSpec>,
+    #[serde(default)]
+    maintenance: Vec<MaintenanceSpec>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct MaintenanceSpec {
+    service: Option<String>,
+    check: Option<String>,
+    start: String,
+    end: String,
 }
 
 #[derive(Deserialize)]
@@ -169,6 +180,16 @@ pub struct Service {
     pub raise_after: Option<TimeDelta>,
 }
 
+/// A maintenance window: pages for alerts of the service (or of the check, by UUID) that fall
+/// due in `[start, end)` are not sent; the alerts are still recorded.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Maintenance {
+    pub service: Option<String>,
+    pub check: Option<String>,
+    pub start: DateTime<Utc>,
+    pub end: DateTime<Utc>,
+}
+
 /// A checked on-call configuration.
 #[derive(Debug, PartialEq)]
 pub struct OnCall {
@@ -177,6 +198,7 @@ pub struct OnCall {
     pub schedules: HashMap<String, OnCallSchedule>,
     pub policies: HashMap<String, EscalationPolicy>,
     pub services: HashMap<String, Service>,
+    pub maintenance: Vec<Maintenance>,
 }
 
 fn weekday(day: &str) -> Option<Weekday> {
@@ -259,6 +281,16 @@ fn target(text: &str, at: &str) -> anyhow::Result<Target> {
 }
 
 impl OnCall {
+    /// Whether pages of an alert on `service` (from check `check`, if any) due at `at` are
+    /// held back by a maintenance window.
+    pub fn in_maintenance(&self, service: &str, check: Option<&str>, at: DateTime<Utc>) -> bool {
+        self.maintenance.iter().any(|m| {
+            let applies = m.service.as_deref() == Some(service)
+                || (m.check.is_some() && m.check.as_deref() == check);
+            applies && m.start <= at && at < m.end
+        })
+    }
+
     /// The address of one of a person's contacts (`None` if either is unknown).
     pub fn contact_address(&self, person: &str, contact: &str) -> Option<&str> {
         self.contacts.get(person)?.get(contact).map(String::as_str)
@@ -456,12 +488,105 @@ impl OnCall {
                 },
             );
         }
+        let mut maintenance = Vec::new();
+        for (i, m) in file.maintenance.into_iter().enumerate() {
+            let at = format!("maintenance[{i}]");
+            match (&m.service, &m.check) {
+                (Some(service), None) if !services.contains_key(service) => {
+                    bail!("{at}.service: unknown service `{service}`")
+                }
+                (None, Some(check)) if uuid::Uuid::try_parse(check).is_err() => {
+                    bail!("{at}.check: `{check}` is not a check UUID")
+                }
+                (Some(_), None) | (None, Some(_)) => {}
+                _ => bail!("{at}: give either `service` or `check`"),
+            }
+            let start = instant(&m.start, &format!("{at}.start"))?;
+            let end = instant(&m.end, &format!("{at}.end"))?;
+            if end <= start {
+                bail!("{at}.end: must be after start");
+            }
+            maintenance.push(Maintenance {
+                service: m.service,
+                check: m.check.map(|c| c.to_ascii_lowercase()),
+                start,
+                end,
+            });
+        }
         Ok(OnCall {
             people,
             contacts,
             schedules,
             policies,
             services,
+            maintenance,
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const BASE: &str = r#"
+[[people]]
+id = "alice"
+contacts = { email = "alice@example.com" }
+rules = [{ urgency = "high", contact = "email", after = 0 }]
+[[policies]]
+name = "p"
+steps = [{ targets = ["user:alice"], delay = 10 }]
+[[services]]
+name = "billing"
+policy = "p"
+urgency = "high"
+"#;
+
+    fn with(maintenance: &str) -> anyhow::Result<OnCall> {
+        OnCall::parse(&format!("{BASE}[[maintenance]]\n{maintenance}\n"))
+    }
+
+    #[test]
+    fn maintenance_windows_hold_pages_of_their_service_or_check() {
+        let config = with(
+            "service = \"billing\"\nstart = \"2026-11-28T00:00:00-07:00\"\nend = \"2026-11-28T04:00:00-07:00\"",
+        )
+        .unwrap();
+        let at = |t: &str| DateTime::parse_from_rfc3339(t).unwrap().to_utc();
+        assert!(config.in_maintenance("billing", None, at("2026-11-28T07:00:00Z")));
+        assert!(
+            !config.in_maintenance("billing", None, at("2026-11-28T11:00:00Z")),
+            "end is excluded"
+        );
+        assert!(!config.in_maintenance("other", None, at("2026-11-28T08:00:00Z")));
+        let uuid = "5ad6aaab-77eb-4e2d-a580-83c894e15261";
+        let config = with(&format!(
+            "check = \"{}\"\nstart = \"2026-11-28T00:00:00Z\"\nend = \"2026-11-28T01:00:00Z\"",
+            uuid.to_uppercase()
+        ))
+        .unwrap();
+        assert!(config.in_maintenance("billing", Some(uuid), at("2026-11-28T00:30:00Z")));
+        assert!(!config.in_maintenance("billing", None, at("2026-11-28T00:30:00Z")));
+    }
+
+    #[test]
+    fn bad_maintenance_windows_are_refused_with_the_field() {
+        let window = "start = \"2026-11-28T00:00:00Z\"\nend = \"2026-11-28T01:00:00Z\"";
+        for (spec, message) in [
+            (format!("service = \"ghost\"\n{window}"), "maintenance[0].service: unknown service `ghost`"),
+            (format!("check = \"not-a-uuid\"\n{window}"), "maintenance[0].check: `not-a-uuid` is not a check UUID"),
+            (window.to_string(), "maintenance[0]: give either `service` or `check`"),
+            (
+                "service = \"billing\"\nstart = \"2026-11-28T01:00:00Z\"\nend = \"2026-11-28T01:00:00Z\"".into(),
+                "maintenance[0].end: must be after start",
+            ),
+            (
+                "service = \"billing\"\nstart = \"tomorrow\"\nend = \"2026-11-28T01:00:00Z\"".into(),
+                "maintenance[0].start: `tomorrow` is not an RFC 3339 time",
+            ),
+        ] {
+            let error = with(&spec).unwrap_err().to_string();
+            assert!(error.contains(message), "{spec}: {error}");
+        }
     }
 }

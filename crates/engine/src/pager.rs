@@ -427,6 +427,11 @@ impl Pager {
                     schedules: &config.schedules,
                     people: &config.people,
                 };
+                // A check's alerts: `check:<uuid>` or `check:<uuid>:<kind>`.
+                let check = alert
+                    .dedup_key
+                    .strip_prefix("check:")
+                    .and_then(|rest| rest.split(':').next());
                 // Entries at `now` itself are due; those after are the next round's. The
                 // timeline to a day ahead also tells when this alert next needs a round.
                 let timeline = paging.timeline(now + TimeDelta::days(1));
@@ -462,6 +467,17 @@ impl Pager {
                             "unreached".into(),
                             who,
                             format!("nobody to notify at {} urgency", urgency.as_str()),
+                        )),
+                        Page::Notify {
+                            user,
+                            contact,
+                            urgency,
+                            at: due,
+                        } if config.in_maintenance(&alert.service, check, due) => log.push((
+                            at,
+                            "suppressed".into(),
+                            format!("{user} via {contact}"),
+                            format!("maintenance window ({} urgency)", urgency.as_str()),
                         )),
                         Page::Notify {
                             user,

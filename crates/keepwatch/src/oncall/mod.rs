@@ -419,6 +419,24 @@ pub fn changes(old: Option<&OnCall>, new: &OnCall) -> Vec<String> {
     );
     section("policy", old.map(|c| &c.policies), &new.policies, &mut out);
     section("service", old.map(|c| &c.services), &new.services, &mut out);
+    // Maintenance windows have no names: by what they cover and when.
+    let windows = |c: &OnCall| -> HashMap<String, ()> {
+        c.maintenance
+            .iter()
+            .map(|m| {
+                let what = m.service.as_ref().map_or_else(
+                    || format!("check {}", m.check.as_deref().unwrap_or("")),
+                    |s| format!("service {s}"),
+                );
+                (
+                    format!("{what} {} → {}", m.start.to_rfc3339(), m.end.to_rfc3339()),
+                    (),
+                )
+            })
+            .collect()
+    };
+    let old_windows = old.map(windows);
+    section("maintenance", old_windows.as_ref(), &windows(new), &mut out);
     out
 }
 

@@ -617,3 +617,41 @@ async fn a_flood_of_alerts_reaches_a_person_as_one_summary() {
     tokio::time::sleep(std::time::Duration::from_millis(200)).await;
     assert!(hook.is_empty(), "one message, not five");
 }
+
+#[tokio::test]
+async fn a_maintenance_window_records_alerts_but_sends_no_pages() {
+    let app = spawn_app().await;
+    let mut hook = Receiver::start(vec![]).await;
+    // t0 is 2026-11-26T12:00Z: billing is in maintenance for the next hour.
+    let config = alice_by_webhook("webhook", &hook.url, 0)
+        + "[[maintenance]]\nservice = \"billing\"\nstart = \"2026-11-26T11:00:00Z\"\nend = \"2026-11-26T13:00:00Z\"\n";
+    let key = apply(&app, &config).await;
+    let trigger = |dedup: &str| {
+        json!({
+            "routing_key": key, "event_action": "trigger", "dedup_key": dedup,
+            "payload": {"summary": format!("{dedup} broke"), "source": "x", "severity": "error"},
+        })
+    };
+    app.api("POST", "/api/v1/events", None, Some(trigger("during")))
+        .await;
+    let id = open_alerts(&app).await[0]["id"].as_i64().unwrap();
+    let log = eventually(|| async {
+        let log = alert_log(&app, id).await;
+        log.iter().any(|(k, _)| k == "suppressed").then_some(log)
+    })
+    .await;
+    assert!(
+        log.contains(&("suppressed".into(), "alice via webhook".into())),
+        "{log:?}"
+    );
+    // After the window, a new alert pages again.
+    app.advance(TimeDelta::hours(2));
+    app.api("POST", "/api/v1/events", None, Some(trigger("after")))
+        .await;
+    let page = hook.next().await.json();
+    assert_eq!(page["alert"]["summary"], "after broke");
+    assert!(
+        hook.is_empty(),
+        "nothing was sent for the alert during maintenance"
+    );
+}

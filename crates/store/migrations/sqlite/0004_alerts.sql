@@ -57,3 +57,7 @@ CREATE TABLE secrets (
     name   TEXT PRIMARY KEY,
     value  TEXT NOT NULL
 );
+
+-- The pager turns check events into alerts from here on: events from before this version
+-- are history, not pages to send on the first start after the upgrade.
+INSERT INTO meta (key, value) SELECT 'pager_events', COALESCE(MAX(id), 0) FROM events;
