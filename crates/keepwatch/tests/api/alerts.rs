@@ -655,3 +655,187 @@ async fn a_maintenance_window_records_alerts_but_sends_no_pages() {
         "nothing was sent for the alert during maintenance"
     );
 }
+
+/// The issue's story, through the engine on the manual clock: a check in America/Denver
+/// misses its Saturday 00:00 run; outside support hours the alert is low urgency and alice's
+/// low rule is email only; nobody acknowledges, so after 10 minutes it is raised to high and
+/// her high rules fire; at +15 the second step reaches bob through the secondary schedule; at
+/// +30 the policy repeats; an acknowledgment at +40 stops the rest (bob at +45, lee at +60).
+#[tokio::test]
+async fn a_saturday_night_miss_in_denver_escalates_on_time_until_acknowledged() {
+    use crate::helpers::{AppOptions, spawn_app_with};
+    let (mailbox, smtp) = crate::notifications::smtp_server();
+    let start = chrono::DateTime::parse_from_rfc3339("2026-11-27T23:00:00-07:00").unwrap();
+    let app = spawn_app_with(AppOptions {
+        smtp: Some(smtp),
+        start: Some(start.to_utc()),
+        ..Default::default()
+    })
+    .await;
+    let mut alice_ntfy = Receiver::start(vec![]).await;
+    let mut bob = Receiver::start(vec![]).await;
+    let mut lee = Receiver::start(vec![]).await;
+    apply(
+        &app,
+        &format!(
+            r#"
+[[people]]
+id = "alice"
+contacts = {{ email = "alice@example.com", ntfy = "{}" }}
+rules = [
+  {{ urgency = "low", contact = "email", after = 0 }},
+  {{ urgency = "high", contact = "ntfy", after = 0 }},
+  {{ urgency = "high", contact = "email", after = 0 }},
+]
+[[people]]
+id = "bob"
+contacts = {{ webhook = "{}" }}
+rules = [{{ urgency = "high", contact = "webhook", after = 0 }}, {{ urgency = "low", contact = "webhook", after = 0 }}]
+[[people]]
+id = "lee"
+contacts = {{ webhook = "{}" }}
+rules = [{{ urgency = "high", contact = "webhook", after = 0 }}]
+[[schedules]]
+name = "primary"
+tz = "America/Denver"
+[[schedules.layers]]
+name = "weekly"
+participants = ["alice"]
+shift = "1w"
+start = "2026-11-23T09:00"
+[[schedules]]
+name = "secondary"
+tz = "America/Denver"
+[[schedules.layers]]
+name = "weekly"
+participants = ["bob"]
+shift = "1w"
+start = "2026-11-23T09:00"
+[[policies]]
+name = "billing"
+steps = [{{ targets = ["schedule:primary"], delay = 15 }}, {{ targets = ["schedule:secondary"], delay = 15 }}]
+repeat = 1
+last_resort = "user:lee"
+[[services]]
+name = "billing"
+policy = "billing"
+urgency = "support-hours"
+support_hours = {{ tz = "America/Denver", windows = [{{ days = ["mon", "tue", "wed", "thu", "fri"], start = "09:00", end = "17:00" }}] }}
+raise_after = 10
+"#,
+            alice_ntfy.url, bob.url, lee.url
+        ),
+    )
+    .await;
+    let check = app
+        .create_check(json!({"name": "nightly", "schedule": "0 0 * * *", "tz": "America/Denver", "grace": 60, "service": "billing"}))
+        .await;
+    let uuid = uuid_of(&check);
+    app.ping("GET", &format!("/ping/{uuid}"), None).await;
+    let emails = || mailbox.0.lock().unwrap().len();
+
+    // Saturday 00:00 passes without a ping; at 00:01 (grace) the check is down.
+    app.advance(TimeDelta::minutes(61));
+    let first =
+        eventually(|| async { (emails() == 1).then(|| mailbox.0.lock().unwrap()[0].clone()) })
+            .await;
+    assert!(
+        first.contains("To: alice@example.com")
+            && first.contains("[LOW] nightly is down (billing)"),
+        "{first}"
+    );
+    let alert = open_alerts(&app).await[0].clone();
+    let id = alert["id"].as_i64().unwrap();
+    assert_eq!(
+        (alert["urgency"].as_str(), alert["triggered_at"].as_str()),
+        (Some("low"), Some("2026-11-28T07:01:00Z"))
+    );
+
+    // Nothing more until the raise at +10.
+    app.advance(TimeDelta::seconds(9 * 60 + 59));
+    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    assert!(alice_ntfy.is_empty() && bob.is_empty() && emails() == 1);
+    app.advance(TimeDelta::seconds(1));
+    let push = alice_ntfy.next().await;
+    assert_eq!(push.headers["priority"], "5");
+    eventually(|| async { (emails() == 2).then_some(()) }).await;
+    assert!(mailbox.0.lock().unwrap()[1].contains("[HIGH] nightly is down"));
+
+    // Each delivery is logged at the time it was made: wait for the log before moving on.
+    let notified = |count: usize| {
+        let app = &app;
+        async move {
+            eventually(|| async {
+                let log = alert_log(app, id).await;
+                (log.iter().filter(|(k, _)| k == "notified").count() >= count).then_some(())
+            })
+            .await
+        }
+    };
+    notified(3).await;
+    // +15: step 2, the secondary schedule's bob, at high urgency now.
+    app.advance(TimeDelta::minutes(5));
+    assert_eq!(bob.next().await.json()["urgency"], "high");
+    notified(4).await;
+    // +30: the policy's second pass starts at step 1 again.
+    app.advance(TimeDelta::minutes(15));
+    alice_ntfy.next().await;
+    eventually(|| async { (emails() == 3).then_some(()) }).await;
+    notified(6).await;
+
+    // Acknowledged at +40 from the CLI's API: bob (+45) and lee (+60) are never paged.
+    app.advance(TimeDelta::minutes(10));
+    let (status, acked) = app
+        .api(
+            "POST",
+            &format!("/api/v1/alerts/{id}/ack"),
+            Some(&app.api_key),
+            None,
+        )
+        .await;
+    assert_eq!(
+        (status, acked["status"].as_str()),
+        (StatusCode::OK, Some("acknowledged"))
+    );
+    app.advance(TimeDelta::minutes(30));
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    assert!(bob.is_empty() && lee.is_empty() && alice_ntfy.is_empty());
+    assert_eq!(emails(), 3);
+
+    // The log, in domain time (minutes after 00:01 MST, which is 07:01Z).
+    let alert = get_alert(&app, id).await;
+    let entries: Vec<(String, String, String)> = alert["log"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| {
+            let at = e["at"].as_str().unwrap()[11..16].to_string();
+            (
+                at,
+                e["kind"].as_str().unwrap().into(),
+                e["who"].as_str().unwrap().into(),
+            )
+        })
+        .collect();
+    let expect =
+        |at: &str, kind: &str, who: &str| (at.to_string(), kind.to_string(), who.to_string());
+    for entry in [
+        expect("07:01", "triggered", "check"),
+        expect("07:01", "escalation_step", ""),
+        expect("07:01", "notified", "alice via email"),
+        expect("07:11", "urgency_raised", ""),
+        expect("07:11", "notified", "alice via ntfy"),
+        expect("07:11", "notified", "alice via email"),
+        expect("07:16", "escalation_step", ""),
+        expect("07:16", "notified", "bob via webhook"),
+        expect("07:31", "escalation_step", ""),
+        expect("07:31", "notified", "alice via ntfy"),
+        expect("07:41", "acknowledged", "api"),
+    ] {
+        assert!(entries.contains(&entry), "{entry:?} not in {entries:#?}");
+    }
+    assert!(
+        !entries.iter().any(|(_, kind, _)| kind == "last_resort"),
+        "{entries:#?}"
+    );
+}

@@ -190,7 +190,28 @@ async fn a_failing_receiver_is_retried_with_backoff_and_every_attempt_is_kept() 
 
 /// Collects the messages a real SMTP server on loopback receives.
 #[derive(Clone, Default)]
-struct Mailbox(Arc<Mutex<Vec<String>>>, Arc<Mutex<Vec<u8>>>);
+pub struct Mailbox(pub Arc<Mutex<Vec<String>>>, Arc<Mutex<Vec<u8>>>);
+
+/// A real SMTP server on loopback (no TLS, no auth required) and the settings to reach it.
+pub fn smtp_server() -> (Mailbox, SmtpConfig) {
+    let mailbox = Mailbox::default();
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let mut server = mailin_embedded::Server::new(mailbox.clone());
+    server.with_name("mail.test").with_tcp_listener(listener);
+    std::thread::spawn(move || {
+        let _ = server.serve();
+    });
+    let config = SmtpConfig {
+        host: "127.0.0.1".into(),
+        port,
+        security: SmtpSecurity::None,
+        username: None,
+        password: None,
+        from: "keepwatch <keepwatch@example.com>".into(),
+    };
+    (mailbox, config)
+}
 
 impl mailin_embedded::Handler for Mailbox {
     fn data(&mut self, buf: &[u8]) -> std::io::Result<()> {
@@ -221,24 +242,9 @@ impl mailin_embedded::Handler for Mailbox {
 
 #[tokio::test]
 async fn email_goes_through_a_real_smtp_conversation() {
-    let mailbox = Mailbox::default();
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let port = listener.local_addr().unwrap().port();
-    let mut server = mailin_embedded::Server::new(mailbox.clone());
-    server.with_name("mail.test").with_tcp_listener(listener);
-    std::thread::spawn(move || {
-        let _ = server.serve();
-    });
-
+    let (mailbox, smtp) = smtp_server();
     let app = spawn_app_with(AppOptions {
-        smtp: Some(SmtpConfig {
-            host: "127.0.0.1".into(),
-            port,
-            security: SmtpSecurity::None,
-            username: None,
-            password: None,
-            from: "keepwatch <keepwatch@example.com>".into(),
-        }),
+        smtp: Some(smtp),
         ..Default::default()
     })
     .await;
