@@ -4,6 +4,8 @@
 //!   kept in a heap; a checkpoint moves state and pings out of the hot table.
 //! - [`dispatch`]: claims due outbox rows and delivers them with retries and backoff.
 //! - [`notify`]: the channels (webhook, email) that deliver a notification.
+//! - [`pager`]: alerts from check events, escalation through the on-call configuration, and
+//!   the pages (notifications to people) it sends.
 //! - [`clock`]: wall clock for production, manual clock for tests and drills.
 //!
 //! [`Engine`] is the handle the server and the CLI use.
@@ -174,8 +176,8 @@ fn spawn_on_own_thread(
 }
 
 impl Engine {
-    /// Loads state (replaying pings newer than the last checkpoint), then starts the actor and
-    /// the dispatcher. Deadlines that passed while the server was down fire at once, once.
+    /// Loads state (replaying pings newer than the last checkpoint), then starts the actor, the
+    /// dispatcher and the pager. Deadlines that passed while the server was down fire at once, once.
     pub async fn start(
         store: Store,
         clock: Arc<dyn Clock>,

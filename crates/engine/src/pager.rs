@@ -265,9 +265,7 @@ impl Pager {
                 }
             }
         }
-        if records.iter().any(|r| !r.pages.is_empty()) {
-            self.wake.notify_one();
-        }
+        // Pages recorded just now that are already due go out in this round.
         self.deliver_due().await
     }
 
