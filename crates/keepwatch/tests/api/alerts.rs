@@ -839,3 +839,57 @@ raise_after = 10
         "{entries:#?}"
     );
 }
+
+/// Across restarts the pager neither resends what it sent nor skips what fell due while the
+/// server was down.
+#[tokio::test]
+async fn escalation_resumes_after_a_restart_without_repeating_a_page() {
+    use crate::helpers::{AppOptions, spawn_app_with, t0};
+    let app = spawn_app().await;
+    let mut hook = Receiver::start(vec![]).await;
+    let config = alice_by_webhook("webhook", &hook.url, 0).replace(
+        r#"steps = [{ targets = ["user:alice"], delay = 10 }]"#,
+        r#"steps = [{ targets = ["user:alice"], delay = 10 }, { targets = ["user:alice"], delay = 10 }]"#,
+    );
+    let key = apply(&app, &config).await;
+    let event = json!({
+        "routing_key": key, "event_action": "trigger", "dedup_key": "db1",
+        "payload": {"summary": "db1 down", "source": "db1", "severity": "critical"},
+    });
+    app.api("POST", "/api/v1/events", None, Some(event)).await;
+    let first = hook.next().await.json();
+    let id = first["alert"]["id"].as_i64().unwrap();
+    eventually(|| async {
+        let log = alert_log(&app, id).await;
+        log.iter().any(|(k, _)| k == "notified").then_some(())
+    })
+    .await;
+    let data_dir = app.data_dir.clone();
+    let temp = app.stop().await;
+
+    // Step 2 (+10 min) fell due while the server was down: sent once after the start.
+    let restarted = |minutes| {
+        spawn_app_with(AppOptions {
+            data_dir: Some(data_dir.clone()),
+            start: Some(t0() + TimeDelta::minutes(minutes)),
+            ..Default::default()
+        })
+    };
+    let app = restarted(11).await;
+    let second = hook.next().await.json();
+    assert_eq!(second["alert"]["id"], id);
+    let log = eventually(|| async {
+        let log = alert_log(&app, id).await;
+        (log.iter().filter(|(k, _)| k == "notified").count() == 2).then_some(log)
+    })
+    .await;
+    let steps = log.iter().filter(|(k, _)| k == "escalation_step").count();
+    assert_eq!(steps, 2, "{log:?}");
+    app.stop().await;
+    let app = restarted(12).await;
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    assert!(hook.is_empty(), "a page was sent twice");
+    assert_eq!(alert_log(&app, id).await.len(), log.len());
+    app.stop().await;
+    drop(temp);
+}
