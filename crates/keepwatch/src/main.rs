@@ -1,10 +1,5 @@
 //! The `keepwatch` binary: the service (`serve`) and the commands around it.
 
-/// mimalloc: glibc's malloc was a tenth of the server's time under ping load (many small
-/// short-lived allocations across threads).
-#[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
 use std::process::ExitCode;
 use std::sync::Arc;
 

@@ -4,7 +4,7 @@
 use chrono::TimeDelta;
 use serde_json::json;
 
-use crate::helpers::{AppOptions, Receiver, spawn_app, spawn_app_with, t0};
+use crate::helpers::{AppOptions, Receiver, eventually, spawn_app, spawn_app_with, t0};
 
 #[tokio::test]
 async fn a_deadline_missed_while_down_alerts_once_after_start_and_never_again() {
@@ -39,6 +39,13 @@ async fn a_deadline_missed_while_down_alerts_once_after_start_and_never_again() 
         (check["status"].clone(), check["n_pings"].clone()),
         (json!("down"), json!(3))
     );
+    // The receiver has it; stop once the server has recorded that (a stop between the two
+    // would, rightly, send it again after the restart: delivery is at least once).
+    eventually(|| async {
+        let sent = app.notifications(&uuid).await;
+        (sent.first().is_some_and(|n| n["state"] == "sent")).then_some(())
+    })
+    .await;
     app.stop().await;
 
     let app = spawn_app_with(AppOptions {
