@@ -163,7 +163,9 @@ impl Store {
                 }
             }
         });
-        let alert = self.alert(id).await?.expect("the alert was just written");
+        let alert = self.alert(id).await?.ok_or_else(|| {
+            crate::StoreError::Conflict(format!("alert {id} was deleted as it was triggered"))
+        })?;
         Ok((alert, created))
     }
 
