@@ -126,6 +126,7 @@ urgency = "high"
         Arc::new(SystemClock),
         engine,
         Arc::new(Notify::new()),
+        store.secret("alert_links").await?.into(),
     )
     .await?;
     let started = Instant::now();

@@ -132,6 +132,8 @@ pub struct Engine {
     pub clock: Arc<dyn Clock>,
     /// Wakes the pager (a new alert from the events API or Alertmanager should page now).
     pub pager_wake: Arc<Notify>,
+    /// The key that signs the acknowledge/resolve links in notifications.
+    pub link_secret: Arc<str>,
 }
 
 /// The engine's background tasks.
@@ -198,11 +200,14 @@ impl Engine {
         let (tx, rx) = mpsc::channel(16 * 1024);
         let actor = spawn_on_own_thread(actor.run(rx))
             .map_err(|e| StoreError::Task(format!("cannot start the engine thread: {e}")))?;
+        // Read once: the pager signs links with it, the server checks them.
+        let link_secret: Arc<str> = store.secret("alert_links").await?.into();
         let pager = pager::Pager::new(
             store.clone(),
             clock.clone(),
             config.clone(),
             pager_wake.clone(),
+            link_secret.clone(),
         )
         .await?;
         let pager = tokio::spawn(pager.run());
@@ -215,6 +220,7 @@ impl Engine {
                 store,
                 clock,
                 pager_wake,
+                link_secret,
             },
             EngineTasks {
                 actor,

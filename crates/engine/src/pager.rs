@@ -128,7 +128,7 @@ pub struct Pager {
     clock: Arc<dyn Clock>,
     config: EngineConfig,
     notifier: Notifier,
-    link_secret: String,
+    link_secret: Arc<str>,
     pub wake: Arc<Notify>,
     /// Parsed on-call configurations by project, with the source they came from.
     configs: HashMap<i64, (String, Option<Arc<OnCall>>)>,
@@ -150,6 +150,7 @@ impl Pager {
         clock: Arc<dyn Clock>,
         config: EngineConfig,
         wake: Arc<Notify>,
+        link_secret: Arc<str>,
     ) -> Result<Pager, StoreError> {
         let notifier = Notifier::new(
             store.clone(),
@@ -158,7 +159,6 @@ impl Pager {
             config.site_url.clone(),
         )
         .map_err(StoreError::Task)?;
-        let link_secret = store.secret("alert_links").await?;
         Ok(Pager {
             store,
             clock,

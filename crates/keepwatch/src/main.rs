@@ -121,7 +121,8 @@ The API key can come from KEEPWATCH_API_KEY, the server from --server or KEEPWAT
     /// Apply an on-call configuration file: print what changes, then store it
     #[command(after_help = "\
 Applying the same file twice changes nothing. Prints the calendar feed path of every schedule
-and person (serve it under the site URL: https://keepwatch.example.com/ical/<token>.ics).
+and person (serve it under the site URL: https://keepwatch.example.com/ical/<token>.ics) and
+each service's integration key (the events API's routing_key, /api/v1/alertmanager/<key>).
 Examples:
   keepwatch apply -f oncall.toml --dry-run
   keepwatch apply -f oncall.toml --project billing --database-url postgres://keepwatch@db/keepwatch")]

@@ -390,18 +390,14 @@ fn escape(text: &str) -> String {
 }
 
 async fn link_alert(state: &AppState, token: &str) -> Result<(AlertRow, String), Response> {
-    let secret = state
-        .store
-        .secret("alert_links")
-        .await
-        .map_err(|e| ApiError::from(e).into_response())?;
-    let (id, action) = verify_link(&secret, token, state.engine.clock.now()).map_err(|why| {
-        page(
-            StatusCode::FORBIDDEN,
-            "Link not valid",
-            &format!("<p>{why}.</p>"),
-        )
-    })?;
+    let (id, action) = verify_link(&state.engine.link_secret, token, state.engine.clock.now())
+        .map_err(|why| {
+            page(
+                StatusCode::FORBIDDEN,
+                "Link not valid",
+                &format!("<p>{why}.</p>"),
+            )
+        })?;
     match state.store.alert(id).await {
         Ok(Some(alert)) => Ok((alert, action)),
         Ok(None) => Err(page(

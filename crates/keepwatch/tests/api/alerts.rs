@@ -538,6 +538,14 @@ async fn links_expire_and_alerts_without_a_service_are_recorded_as_unrouted() {
     let expired = app.client.post(ack).send().await.unwrap();
     assert_eq!(expired.status(), 403);
     assert!(expired.text().await.unwrap().contains("expired"));
+    let garbage = app
+        .client
+        .get(app.url("/a/not.a.token"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(garbage.status(), 403);
+    assert!(garbage.text().await.unwrap().contains("malformed"));
 
     // An alert for a service the configuration does not have is kept, and says why.
     let check = app
