@@ -46,6 +46,10 @@ pub struct EngineConfig {
     /// Timeout of one webhook request or SMTP conversation.
     pub delivery_timeout: Duration,
     pub smtp: Option<SmtpConfig>,
+    /// At most this many pager messages to one contact address per `page_rate_window`;
+    /// what is held back goes out as one summary when the window allows.
+    pub page_rate_limit: u32,
+    pub page_rate_window: Duration,
     /// Public base URL of this server, for links in notifications.
     pub site_url: String,
 }
@@ -60,6 +64,8 @@ impl Default for EngineConfig {
             delivery_concurrency: 16,
             delivery_timeout: Duration::from_secs(10),
             smtp: None,
+            page_rate_limit: 5,
+            page_rate_window: Duration::from_secs(15 * 60),
             site_url: "http://127.0.0.1:8000".into(),
         }
     }

@@ -11,10 +11,11 @@
 //!    notification, committed only while the alert is still triggered, so an acknowledgment
 //!    that commits first stops everything after it.
 //! 3. **Delivery.** Due page rows are claimed with a lease and sent (email, Slack, ntfy,
-//!    Discord, or a signed webhook); failures retry with exponential backoff, and every
-//!    attempt is written to the alert's log.
+//!    Discord, Teams, Telegram, Pushover, or a signed webhook); several to one address go
+//!    as one summary, an address over its rate limit waits for its next summary, failures
+//!    retry with exponential backoff, and every attempt is written to the alert's log.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -52,19 +53,25 @@ pub enum ContactKind {
     Slack,
     Ntfy,
     Discord,
+    Teams,
+    Telegram,
+    Pushover,
     Webhook,
 }
 
 impl ContactKind {
-    /// `email`, `slack`, `ntfy` and `discord` contacts by name; otherwise an address with an
-    /// `@` and no scheme is email, Slack's and Discord's webhook hosts are theirs, an ntfy
-    /// host is ntfy, and any other `http(s)://` URL is a generic webhook.
+    /// `email`, `slack`, `ntfy`, `discord`, `teams`, `telegram` and `pushover` contacts by
+    /// name; otherwise an address with an `@` and no scheme is email, each service's own
+    /// host is that service, and any other `http(s)://` URL is a generic webhook.
     pub fn of(name: &str, address: &str) -> Option<ContactKind> {
         let by_name = match name {
             "email" => Some(ContactKind::Email),
             "slack" => Some(ContactKind::Slack),
             "ntfy" => Some(ContactKind::Ntfy),
             "discord" => Some(ContactKind::Discord),
+            "teams" => Some(ContactKind::Teams),
+            "telegram" => Some(ContactKind::Telegram),
+            "pushover" => Some(ContactKind::Pushover),
             "webhook" => Some(ContactKind::Webhook),
             _ => None,
         };
@@ -75,6 +82,12 @@ impl ContactKind {
             Some(ContactKind::Slack)
         } else if address.contains("discord.com/api/webhooks/") {
             Some(ContactKind::Discord)
+        } else if address.contains(".webhook.office.com/") || address.contains(".logic.azure.com") {
+            Some(ContactKind::Teams)
+        } else if address.starts_with("https://api.telegram.org/") {
+            Some(ContactKind::Telegram)
+        } else if address.starts_with("https://api.pushover.net/") {
+            Some(ContactKind::Pushover)
         } else if address.starts_with("https://ntfy.") {
             Some(ContactKind::Ntfy)
         } else if is_url {
@@ -83,6 +96,26 @@ impl ContactKind {
             None
         })
     }
+}
+
+/// Splits `name=value` out of an address's query: the address without its query, and the
+/// value. `None` when the address has no such parameter.
+fn split_query_param(address: &str, name: &str) -> Option<(String, String)> {
+    let url = reqwest::Url::parse(address).ok()?;
+    let value = url.query_pairs().find(|(k, _)| k == name)?.1.into_owned();
+    let mut bare = url;
+    bare.set_query(None);
+    Some((bare.to_string(), value))
+}
+
+/// At most `max` characters of `text`, with an ellipsis when cut.
+fn truncate(text: &str, max: usize) -> String {
+    if text.chars().count() <= max {
+        return text.to_string();
+    }
+    let mut cut: String = text.chars().take(max - 1).collect();
+    cut.push('…');
+    cut
 }
 
 /// A signed, expiring link token for `action` (`ack` or `resolve`) on an alert:
@@ -142,6 +175,8 @@ pub struct Pager {
     refreshed_at: DateTime<Utc>,
     /// The highest alert id read so far.
     seen: i64,
+    /// When messages went to each address within the rate-limit window, oldest first.
+    recent: HashMap<String, VecDeque<DateTime<Utc>>>,
 }
 
 impl Pager {
@@ -172,6 +207,7 @@ impl Pager {
             tracked: BTreeMap::new(),
             refreshed_at: DateTime::UNIX_EPOCH,
             seen: 0,
+            recent: HashMap::new(),
         })
     }
 
@@ -511,7 +547,7 @@ impl Pager {
         }))
     }
 
-    async fn deliver_due(&self) -> Result<(), StoreError> {
+    async fn deliver_due(&mut self) -> Result<(), StoreError> {
         loop {
             let now = self.clock.now();
             let claimed = self
@@ -533,20 +569,52 @@ impl Pager {
                     None => by_address.push(vec![page]),
                 }
             }
-            let messages: Vec<Vec<&PageDelivery>> = by_address
-                .into_iter()
-                .flat_map(|group| {
-                    if group.len() >= SUMMARY_AT {
-                        vec![group]
-                    } else {
-                        group.into_iter().map(|page| vec![page]).collect()
+            // Each address gets at most `page_rate_limit` messages per window: what the
+            // window has no room for waits, and goes out as one summary when it has.
+            let window =
+                TimeDelta::from_std(self.config.page_rate_window).unwrap_or(TimeDelta::minutes(15));
+            let limit = self.config.page_rate_limit.max(1) as usize;
+            self.recent
+                .retain(|_, sent| sent.back().is_some_and(|at| *at > now - window));
+            let mut messages: Vec<Vec<&PageDelivery>> = Vec::new();
+            let mut held: Vec<(&PageDelivery, DateTime<Utc>)> = Vec::new();
+            for group in by_address {
+                let sent = self.recent.entry(group[0].address.clone()).or_default();
+                while sent.front().is_some_and(|at| *at <= now - window) {
+                    sent.pop_front();
+                }
+                let room = limit.saturating_sub(sent.len());
+                if room == 0 {
+                    let until = sent[0] + window;
+                    held.extend(group.into_iter().map(|page| (page, until)));
+                } else if group.len() >= SUMMARY_AT || group.len() > room {
+                    sent.push_back(now);
+                    messages.push(group);
+                } else {
+                    for page in group {
+                        sent.push_back(now);
+                        messages.push(vec![page]);
                     }
-                })
-                .collect();
+                }
+            }
             let sends = messages.iter().map(|pages| self.send(pages, now));
             let results = futures_util::future::join_all(sends).await;
             let now_us = to_micros(self.clock.now());
             let mut outcomes = Vec::with_capacity(claimed.len());
+            for (page, until) in held {
+                outcomes.push(PageOutcome {
+                    page,
+                    ok: false,
+                    detail: format!(
+                        "held back: {limit} messages to this address within {} min; \
+                         goes out in one summary at {}",
+                        window.num_minutes(),
+                        until.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+                    ),
+                    retry_at: Some(to_micros(until)),
+                    deferred: true,
+                });
+            }
             let each = messages.iter().zip(results).flat_map(|(pages, result)| {
                 let result = match (result, pages.len()) {
                     (Ok(detail), n) if n > 1 => Ok(format!("{detail} (in a summary of {n})")),
@@ -573,6 +641,7 @@ impl Pager {
                     ok,
                     detail,
                     retry_at,
+                    deferred: false,
                 });
             }
             self.store.finish_pages(&outcomes, now_us).await?;
@@ -658,6 +727,77 @@ impl Pager {
                 http.post(&page.address)
                     .json(&json!({ "content": format!("**{title}**\n{text}") }))
             }
+            ContactKind::Teams => {
+                let text = lines(&|p, ack, resolve| {
+                    format!(
+                        "#{} {} ({}): [Acknowledge]({ack}) · [Resolve]({resolve})",
+                        p.alert_id, p.summary, p.service
+                    )
+                });
+                // An Adaptive Card, which Teams' Workflows webhooks and its older incoming
+                // webhooks both accept; buttons act on one alert, a summary links each.
+                let mut card = json!({
+                    "$schema": "http://adaptivecards.io/schemas/adaptive-card.json",
+                    "type": "AdaptiveCard",
+                    "version": "1.4",
+                    "body": [
+                        {"type": "TextBlock", "text": title, "weight": "Bolder", "wrap": true},
+                        {"type": "TextBlock", "text": text, "wrap": true},
+                    ],
+                });
+                if pages.len() == 1 {
+                    card["actions"] = json!([
+                        {"type": "Action.OpenUrl", "title": "Acknowledge", "url": ack},
+                        {"type": "Action.OpenUrl", "title": "Resolve", "url": resolve},
+                    ]);
+                }
+                http.post(&page.address).json(&json!({
+                    "type": "message",
+                    "attachments": [{
+                        "contentType": "application/vnd.microsoft.card.adaptive",
+                        "content": card,
+                    }],
+                }))
+            }
+            ContactKind::Telegram => {
+                // `https://api.telegram.org/bot<token>/sendMessage?chat_id=<chat>`: the chat
+                // goes in the body, as the Bot API's sendMessage takes it.
+                let (url, chat) = split_query_param(&page.address, "chat_id")
+                    .ok_or("a telegram address needs `?chat_id=<chat>`")?;
+                let mut message = json!({
+                    "chat_id": chat,
+                    "text": truncate(&format!("{title}\n{text}"), 4096),
+                    "disable_web_page_preview": true,
+                });
+                if pages.len() == 1 {
+                    message["reply_markup"] = json!({"inline_keyboard": [[
+                        {"text": "Acknowledge", "url": ack},
+                        {"text": "Resolve", "url": resolve},
+                    ]]});
+                }
+                http.post(url).json(&message)
+            }
+            ContactKind::Pushover => {
+                // `https://api.pushover.net/1/messages.json?token=<app>&user=<user key>`:
+                // Pushover takes both as form fields. High urgency is priority 1, which
+                // sounds through the user's quiet hours.
+                let (url, token) = split_query_param(&page.address, "token")
+                    .ok_or("a pushover address needs `?token=<app token>&user=<user key>`")?;
+                let (_, user) = split_query_param(&page.address, "user")
+                    .ok_or("a pushover address needs `?token=<app token>&user=<user key>`")?;
+                let mut form = vec![
+                    ("token", token),
+                    ("user", user),
+                    ("title", truncate(&title, 250)),
+                    ("message", truncate(&text, 1024)),
+                    ("priority", if high { "1" } else { "0" }.to_string()),
+                ];
+                if pages.len() == 1 {
+                    form.push(("url", ack.clone()));
+                    form.push(("url_title", "Acknowledge".to_string()));
+                }
+                http.post(url).form(&form)
+            }
             ContactKind::Ntfy => {
                 let mut request = http
                     .post(&page.address)
@@ -729,5 +869,62 @@ impl Pager {
         } else {
             Err(format!("answered HTTP {}", status.as_u16()))
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn contact_kinds_come_from_the_name_or_the_address() {
+        let of = |name, address| ContactKind::of(name, address);
+        assert_eq!(of("x", "bob@example.com"), Some(ContactKind::Email));
+        assert_eq!(
+            of("x", "https://prod-1.westeurope.logic.azure.com/workflows/a"),
+            Some(ContactKind::Teams)
+        );
+        assert_eq!(
+            of("x", "https://acme.webhook.office.com/webhookb2/a"),
+            Some(ContactKind::Teams)
+        );
+        assert_eq!(
+            of("x", "https://api.telegram.org/bot1:A/sendMessage?chat_id=5"),
+            Some(ContactKind::Telegram)
+        );
+        assert_eq!(
+            of(
+                "x",
+                "https://api.pushover.net/1/messages.json?token=a&user=b"
+            ),
+            Some(ContactKind::Pushover)
+        );
+        assert_eq!(
+            of("pushover", "http://127.0.0.1:9/p"),
+            Some(ContactKind::Pushover)
+        );
+        assert_eq!(of("x", "https://example.com/h"), Some(ContactKind::Webhook));
+        assert_eq!(of("x", "not an address"), None);
+    }
+
+    #[test]
+    fn query_parameters_are_split_out_of_an_address() {
+        assert_eq!(
+            split_query_param(
+                "https://api.telegram.org/bot1:A/sendMessage?chat_id=-5",
+                "chat_id"
+            ),
+            Some((
+                "https://api.telegram.org/bot1:A/sendMessage".to_string(),
+                "-5".to_string()
+            ))
+        );
+        assert_eq!(
+            split_query_param("https://api.pushover.net/1/m?user=b", "token"),
+            None
+        );
+        assert_eq!(split_query_param("not a url", "token"), None);
+        assert_eq!(truncate("abcdef", 4), "abc…");
+        assert_eq!(truncate("abc", 4), "abc");
     }
 }

@@ -98,6 +98,10 @@ pub struct FileNotifications {
     /// Seconds before the first retry of a failed delivery.
     pub retry_base_secs: Option<u64>,
     pub max_attempts: Option<i64>,
+    /// Pages to one contact address per `page_rate_window_secs`; more wait and go out
+    /// together as one summary.
+    pub page_rate_limit: Option<u32>,
+    pub page_rate_window_secs: Option<u64>,
 }
 
 pub fn read_file(path: Option<&Path>) -> anyhow::Result<FileConfig> {
@@ -240,6 +244,18 @@ pub fn resolve(args: &ServeArgs) -> anyhow::Result<Settings> {
             bail!("notifications.max_attempts: {n} is out of range (1-100)");
         }
         engine.max_attempts = n;
+    }
+    if let Some(n) = notifications.page_rate_limit {
+        if !(1..=1000).contains(&n) {
+            bail!("notifications.page_rate_limit: {n} is out of range (1-1000)");
+        }
+        engine.page_rate_limit = n;
+    }
+    if let Some(secs) = notifications.page_rate_window_secs {
+        if !(1..=86_400).contains(&secs) {
+            bail!("notifications.page_rate_window_secs: {secs} is out of range (1-86400)");
+        }
+        engine.page_rate_window = Duration::from_secs(secs);
     }
     Ok(Settings {
         listen,

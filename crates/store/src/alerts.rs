@@ -82,6 +82,9 @@ pub struct PageOutcome<'a> {
     pub detail: String,
     /// When to try again after a failure; `None` gives up.
     pub retry_at: Option<i64>,
+    /// Not attempted: held back by the address's rate limit until `retry_at`, without
+    /// counting as an attempt.
+    pub deferred: bool,
 }
 
 /// A page claimed for delivery, with what the message needs.
@@ -395,6 +398,25 @@ impl Store {
         with_tx!(self, |tx| {
             for outcome in outcomes {
                 let (page, ok) = (outcome.page, outcome.ok);
+                if outcome.deferred {
+                    sqlx::query(
+                        "UPDATE pages SET next_attempt_at = $1 WHERE id = $2 AND state = 'pending'",
+                    )
+                    .bind(outcome.retry_at.unwrap_or(now_us))
+                    .bind(page.id)
+                    .execute(&mut *tx)
+                    .await?;
+                    let who = format!("{} via {}", page.person, page.contact);
+                    log_entry!(
+                        tx,
+                        page.alert_id,
+                        now_us,
+                        "rate_limited",
+                        who,
+                        &outcome.detail
+                    );
+                    continue;
+                }
                 let state = match (ok, outcome.retry_at) {
                     (true, _) => "sent",
                     (false, Some(_)) => "pending",

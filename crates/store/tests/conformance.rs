@@ -456,8 +456,22 @@ async fn alert_story(store: &Store) {
         ok: true,
         detail: "SMTP 250".into(),
         retry_at: None,
+        deferred: false,
     };
     store.finish_pages(&[outcome], 1_500).await.unwrap();
+    // Bob's page, held back by a rate limit: still pending, due again at 7_000, no attempt.
+    let bobs = store.claim_pages(5_000, 60_000_000, 10).await.unwrap();
+    let held = PageOutcome {
+        page: &bobs[0],
+        ok: false,
+        detail: "held back".into(),
+        retry_at: Some(7_000),
+        deferred: true,
+    };
+    store.finish_pages(&[held], 5_000).await.unwrap();
+    assert_eq!(store.next_page_due().await.unwrap(), Some(7_000));
+    let again = store.claim_pages(7_000, 60_000_000, 10).await.unwrap();
+    assert_eq!((again[0].person.as_str(), again[0].attempts), ("bob", 0));
     let acked = store
         .acknowledge_alert(alert.id, "alice", 2_000)
         .await
@@ -491,6 +505,7 @@ async fn alert_story(store: &Store) {
             "trigger_repeated",
             "escalation_step",
             "notified",
+            "rate_limited",
             "acknowledged",
             "pages_cancelled",
             "resolved"

@@ -627,6 +627,160 @@ async fn a_flood_of_alerts_reaches_a_person_as_one_summary() {
 }
 
 #[tokio::test]
+async fn pages_beyond_the_rate_limit_wait_and_go_out_as_one_summary() {
+    let app = spawn_app().await;
+    let mut hook = Receiver::start(vec![]).await;
+    let key = apply(&app, &alice_by_webhook("webhook", &hook.url, 0)).await;
+    let trigger = |i: usize| {
+        json!({
+            "routing_key": key, "event_action": "trigger", "dedup_key": format!("disk-{i}"),
+            "payload": {"summary": format!("disk {i} full"), "source": "db", "severity": "error"},
+        })
+    };
+    // One alert a minute: the default limit lets five messages through within 15 minutes.
+    for i in 0..7 {
+        let (status, _) = app
+            .api("POST", "/api/v1/events", None, Some(trigger(i)))
+            .await;
+        assert_eq!(status, StatusCode::ACCEPTED);
+        if i < 5 {
+            let page = hook.next().await.json();
+            assert_eq!(page["alert"]["summary"], format!("disk {i} full"));
+        }
+        app.advance(TimeDelta::minutes(1));
+    }
+    // Alerts 5 and 6 are held back, and their logs say until when.
+    let held = eventually(|| async {
+        let alerts = open_alerts(&app).await;
+        let mut held = Vec::new();
+        for alert in &alerts {
+            let id = alert["id"].as_i64().unwrap();
+            if alert_log(&app, id)
+                .await
+                .iter()
+                .any(|(k, _)| k == "rate_limited")
+            {
+                held.push(id);
+            }
+        }
+        (held.len() == 2).then_some(held)
+    })
+    .await;
+    assert!(hook.is_empty(), "nothing beyond the limit is sent early");
+    let detail = get_alert(&app, held[0]).await["log"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["kind"] == "rate_limited")
+        .unwrap()["detail"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert!(detail.contains("goes out in one summary at"), "{detail}");
+    // Fifteen minutes after the first message the window has room: one summary of both.
+    app.advance(TimeDelta::minutes(8));
+    let summary = hook.next().await.json();
+    assert_eq!(summary["summary_of"], 2, "{summary}");
+    let mut summaries: Vec<&str> = summary["pages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["alert"]["summary"].as_str().unwrap())
+        .collect();
+    summaries.sort();
+    assert_eq!(summaries, ["disk 5 full", "disk 6 full"]);
+}
+
+#[tokio::test]
+async fn teams_telegram_and_pushover_pages_carry_the_alert_and_its_links() {
+    let app = spawn_app().await;
+    let mut teams = Receiver::start(vec![]).await;
+    let mut telegram = Receiver::start(vec![]).await;
+    let mut pushover = Receiver::start(vec![]).await;
+    let key = apply(
+        &app,
+        &format!(
+            r#"
+[[people]]
+id = "alice"
+contacts = {{ teams = "{}", telegram = "{}?chat_id=-10042", pushover = "{}?token=app1&user=u1" }}
+rules = [
+  {{ urgency = "high", contact = "teams", after = 0 }},
+  {{ urgency = "high", contact = "telegram", after = 0 }},
+  {{ urgency = "high", contact = "pushover", after = 0 }},
+]
+[[policies]]
+name = "p"
+steps = [{{ targets = ["user:alice"], delay = 10 }}]
+[[services]]
+name = "billing"
+policy = "p"
+urgency = "high"
+"#,
+            teams.url, telegram.url, pushover.url
+        ),
+    )
+    .await;
+    let event = json!({
+        "routing_key": key, "event_action": "trigger", "dedup_key": "disk",
+        "payload": {"summary": "disk full", "source": "db", "severity": "error"},
+    });
+    let (status, _) = app.api("POST", "/api/v1/events", None, Some(event)).await;
+    assert_eq!(status, StatusCode::ACCEPTED);
+
+    let card = teams.next().await.json();
+    assert_eq!(card["type"], "message");
+    let attachment = &card["attachments"][0];
+    assert_eq!(
+        attachment["contentType"],
+        "application/vnd.microsoft.card.adaptive"
+    );
+    let content = &attachment["content"];
+    assert_eq!(content["type"], "AdaptiveCard");
+    assert_eq!(content["body"][0]["text"], "[HIGH] disk full (billing)");
+    assert_eq!(content["actions"][0]["title"], "Acknowledge");
+    let ack = content["actions"][0]["url"].as_str().unwrap().to_string();
+    assert!(ack.contains("/a/"), "{ack}");
+
+    let message = telegram.next().await.json();
+    assert_eq!(message["chat_id"], "-10042");
+    assert!(
+        message["text"]
+            .as_str()
+            .unwrap()
+            .starts_with("[HIGH] disk full (billing)\n#")
+    );
+    let buttons = &message["reply_markup"]["inline_keyboard"][0];
+    assert_eq!(
+        (buttons[0]["text"].as_str(), buttons[1]["text"].as_str()),
+        (Some("Acknowledge"), Some("Resolve"))
+    );
+
+    let push = pushover.next().await;
+    assert_eq!(
+        push.headers["content-type"],
+        "application/x-www-form-urlencoded"
+    );
+    let form = String::from_utf8(push.body.clone()).unwrap();
+    for field in [
+        "token=app1",
+        "user=u1",
+        "priority=1",
+        "url_title=Acknowledge",
+        "url=http",
+    ] {
+        assert!(
+            form.split('&').any(|f| f.starts_with(field)),
+            "{field} in {form}"
+        );
+    }
+    // The acknowledge link from the Teams card works like any other.
+    let done = app.client.post(&ack).send().await.unwrap();
+    assert_eq!(done.status(), 200);
+    assert_eq!(open_alerts(&app).await[0]["status"], "acknowledged");
+}
+
+#[tokio::test]
 async fn a_maintenance_window_records_alerts_but_sends_no_pages() {
     let app = spawn_app().await;
     let mut hook = Receiver::start(vec![]).await;

@@ -129,6 +129,10 @@ fn bad_configuration_exits_non_zero_naming_the_key() {
             "log_format = \"xml\"\n",
             "log_format: `xml` is not one of text, json",
         ),
+        (
+            "[notifications]\npage_rate_limit = 0\n",
+            "notifications.page_rate_limit: 0 is out of range (1-1000)",
+        ),
     ] {
         std::fs::write(&file, contents).unwrap();
         let (ok, _, err) = keepwatch(&[
