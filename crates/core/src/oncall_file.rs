@@ -291,6 +291,20 @@ impl OnCall {
         })
     }
 
+    /// What gets a token when the configuration is applied: a calendar feed per schedule and
+    /// per person, an integration key per service, as `(kind, name)`, sorted.
+    pub fn token_names(&self) -> Vec<(&'static str, &str)> {
+        let mut names: Vec<(&'static str, &str)> = self
+            .schedules
+            .keys()
+            .map(|n| ("schedule", n.as_str()))
+            .chain(self.people.keys().map(|n| ("person", n.as_str())))
+            .chain(self.services.keys().map(|n| ("service", n.as_str())))
+            .collect();
+        names.sort();
+        names
+    }
+
     /// The address of one of a person's contacts (`None` if either is unknown).
     pub fn contact_address(&self, person: &str, contact: &str) -> Option<&str> {
         self.contacts.get(person)?.get(contact).map(String::as_str)
@@ -522,6 +536,66 @@ impl OnCall {
             maintenance,
         })
     }
+}
+
+/// What `keepwatch apply` changes, by section and name: `+` added, `-` removed, `~` changed.
+pub fn changes(old: Option<&OnCall>, new: &OnCall) -> Vec<String> {
+    fn section<T: PartialEq>(
+        kind: &str,
+        old: Option<&HashMap<String, T>>,
+        new: &HashMap<String, T>,
+        out: &mut Vec<String>,
+    ) {
+        let empty = HashMap::new();
+        let old = old.unwrap_or(&empty);
+        let mut names: Vec<&String> = old.keys().chain(new.keys()).collect();
+        names.sort();
+        names.dedup();
+        for name in names {
+            match (old.get(name), new.get(name)) {
+                (None, Some(_)) => out.push(format!("+ {kind} {name}")),
+                (Some(_), None) => out.push(format!("- {kind} {name}")),
+                (Some(a), Some(b)) if a != b => out.push(format!("~ {kind} {name}")),
+                _ => {}
+            }
+        }
+    }
+    let mut out = Vec::new();
+    let people = |c: &OnCall| -> HashMap<String, (Person, Option<HashMap<String, String>>)> {
+        c.people
+            .iter()
+            .map(|(id, p)| (id.clone(), (p.clone(), c.contacts.get(id).cloned())))
+            .collect()
+    };
+    let old_people = old.map(people);
+    section("person", old_people.as_ref(), &people(new), &mut out);
+    section(
+        "schedule",
+        old.map(|c| &c.schedules),
+        &new.schedules,
+        &mut out,
+    );
+    section("policy", old.map(|c| &c.policies), &new.policies, &mut out);
+    section("service", old.map(|c| &c.services), &new.services, &mut out);
+    // Maintenance windows have no names: by what they cover and when.
+    let windows = |c: &OnCall| -> HashMap<String, ()> {
+        c.maintenance
+            .iter()
+            .map(|m| {
+                let what = m.service.as_ref().map_or_else(
+                    || format!("check {}", m.check.as_deref().unwrap_or("")),
+                    |s| format!("service {s}"),
+                );
+                (
+                    format!("{what} {} → {}", m.start.to_rfc3339(), m.end.to_rfc3339()),
+                    (),
+                )
+            })
+            .collect()
+    };
+    let old_windows = old.map(windows);
+    section("maintenance", old_windows.as_ref(), &windows(new), &mut out);
+    out
 }
 
 #[cfg(test)]

@@ -23,6 +23,8 @@ pub enum ApiError {
     NotFound,
     /// 404, empty body.
     NotFoundEmpty,
+    /// 404 `{"error": …}` (keepwatch's own API).
+    Missing(String),
     /// 409 `{"error": …}`.
     Conflict(&'static str),
     /// 503: the database did not answer.
@@ -54,6 +56,7 @@ impl IntoResponse for ApiError {
             )
                 .into_response(),
             ApiError::NotFoundEmpty => StatusCode::NOT_FOUND.into_response(),
+            ApiError::Missing(message) => json(StatusCode::NOT_FOUND, json!({ "error": message })),
             ApiError::Conflict(message) => json(StatusCode::CONFLICT, json!({ "error": message })),
             ApiError::Unavailable(message) => {
                 tracing::error!(error = %message, "API request failed");

@@ -25,6 +25,7 @@ pub mod checks;
 pub mod error;
 pub mod oncall;
 pub mod ping;
+pub mod resources;
 pub mod spec;
 
 #[derive(Debug, Clone)]
@@ -103,6 +104,20 @@ pub fn router(state: AppState) -> Router {
         .route("/alerts/{id}/ack", post(alerts::acknowledge))
         .route("/alerts/{id}/resolve", post(alerts::resolve))
         .layer(middleware::from_fn(cors));
+    // keepwatch's own resources: the on-call configuration and what it defines.
+    let oncall = Router::new()
+        .route(
+            "/oncall/config",
+            get(resources::get_config).put(resources::put_config),
+        )
+        .route("/people/", get(resources::people))
+        .route("/people/{id}", get(resources::person))
+        .route("/schedules/", get(resources::schedules))
+        .route("/schedules/{name}", get(resources::schedule))
+        .route("/policies/", get(resources::policies))
+        .route("/policies/{name}", get(resources::policy))
+        .route("/services/", get(resources::services))
+        .route("/services/{name}", get(resources::service));
     Router::new()
         .route("/ping/{a}", any(ping::ping_one))
         .route("/ping/{a}/", any(ping::ping_one))
@@ -110,7 +125,7 @@ pub fn router(state: AppState) -> Router {
         .route("/ping/{a}/{b}/{c}", any(ping::ping_three))
         .nest("/api/v3", api.clone())
         .nest("/api/v2", api.clone())
-        .nest("/api/v1", api)
+        .nest("/api/v1", api.merge(oncall))
         .route("/ical/{file}", get(oncall::feed))
         .route("/api/v1/events", post(alerts::events))
         .route("/v2/enqueue", post(alerts::events))

@@ -2,7 +2,6 @@
 //! question "who gets paged when", with time as an input, so a Saturday 2 a.m. failure can be
 //! replayed on a Tuesday afternoon.
 
-use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
 use anyhow::Context;
@@ -374,72 +373,6 @@ pub fn oncall(args: &OncallArgs) -> anyhow::Result<String> {
     Ok(out)
 }
 
-/// What `keepwatch apply` changes, by section and name: `+` added, `-` removed, `~` changed.
-pub fn changes(old: Option<&OnCall>, new: &OnCall) -> Vec<String> {
-    fn section<T: PartialEq>(
-        kind: &str,
-        old: Option<&HashMap<String, T>>,
-        new: &HashMap<String, T>,
-        out: &mut Vec<String>,
-    ) {
-        let empty = HashMap::new();
-        let old = old.unwrap_or(&empty);
-        let mut names: Vec<&String> = old.keys().chain(new.keys()).collect();
-        names.sort();
-        names.dedup();
-        for name in names {
-            match (old.get(name), new.get(name)) {
-                (None, Some(_)) => out.push(format!("+ {kind} {name}")),
-                (Some(_), None) => out.push(format!("- {kind} {name}")),
-                (Some(a), Some(b)) if a != b => out.push(format!("~ {kind} {name}")),
-                _ => {}
-            }
-        }
-    }
-    let mut out = Vec::new();
-    let people = |c: &OnCall| -> HashMap<
-        String,
-        (
-            keepwatch_core::paging::Person,
-            Option<HashMap<String, String>>,
-        ),
-    > {
-        c.people
-            .iter()
-            .map(|(id, p)| (id.clone(), (p.clone(), c.contacts.get(id).cloned())))
-            .collect()
-    };
-    let old_people = old.map(people);
-    section("person", old_people.as_ref(), &people(new), &mut out);
-    section(
-        "schedule",
-        old.map(|c| &c.schedules),
-        &new.schedules,
-        &mut out,
-    );
-    section("policy", old.map(|c| &c.policies), &new.policies, &mut out);
-    section("service", old.map(|c| &c.services), &new.services, &mut out);
-    // Maintenance windows have no names: by what they cover and when.
-    let windows = |c: &OnCall| -> HashMap<String, ()> {
-        c.maintenance
-            .iter()
-            .map(|m| {
-                let what = m.service.as_ref().map_or_else(
-                    || format!("check {}", m.check.as_deref().unwrap_or("")),
-                    |s| format!("service {s}"),
-                );
-                (
-                    format!("{what} {} → {}", m.start.to_rfc3339(), m.end.to_rfc3339()),
-                    (),
-                )
-            })
-            .collect()
-    };
-    let old_windows = old.map(windows);
-    section("maintenance", old_windows.as_ref(), &windows(new), &mut out);
-    out
-}
-
 #[derive(Debug, Clone, Args)]
 pub struct ApplyArgs {
     /// The on-call configuration file
@@ -460,18 +393,21 @@ pub async fn apply(
     project_id: i64,
     args: &ApplyArgs,
 ) -> anyhow::Result<String> {
-    let (text, new) = read(&args.file)?;
-    // A stored configuration that no longer parses is replaced whole.
-    let old = store
-        .oncall_source(project_id)
-        .await?
-        .and_then(|source| OnCall::parse(&source).ok());
-    let changes = changes(old.as_ref(), &new);
+    let (text, _) = read(&args.file)?;
+    let applied = keepwatch_server::resources::apply_config(
+        store,
+        project_id,
+        &text,
+        args.dry_run,
+        Utc::now(),
+    )
+    .await?
+    .map_err(|e| anyhow::anyhow!("{}: {e}", args.file.display()))?;
     let mut out = String::new();
-    if changes.is_empty() {
+    if applied.changes.is_empty() {
         out.push_str("no changes\n");
     }
-    for change in &changes {
+    for change in &applied.changes {
         out.push_str(change);
         out.push('\n');
     }
@@ -479,28 +415,16 @@ pub async fn apply(
         out.push_str("dry run: nothing was stored\n");
         return Ok(out);
     }
-    let mut feeds: Vec<(&str, &str)> = new
-        .schedules
-        .keys()
-        .map(|n| ("schedule", n.as_str()))
-        .chain(new.people.keys().map(|n| ("person", n.as_str())))
-        .chain(new.services.keys().map(|n| ("service", n.as_str())))
-        .collect();
-    feeds.sort();
-    let rows = store
-        .apply_oncall(project_id, &text, &feeds, Utc::now().timestamp_micros())
-        .await?;
-    let current =
-        |r: &&keepwatch_store::FeedRow| feeds.contains(&(r.kind.as_str(), r.name.as_str()));
+    let rows = applied.tokens;
     out.push_str("calendar feeds:\n");
-    for row in rows.iter().filter(current).filter(|r| r.kind != "service") {
+    for row in rows.iter().filter(|r| r.kind != "service") {
         out.push_str(&format!(
             "  {} {}: /ical/{}.ics\n",
             row.kind, row.name, row.token
         ));
     }
     out.push_str("integration keys (events API routing_key, /api/v1/alertmanager/<key>):\n");
-    for row in rows.iter().filter(current).filter(|r| r.kind == "service") {
+    for row in rows.iter().filter(|r| r.kind == "service") {
         out.push_str(&format!("  service {}: {}\n", row.name, row.token));
     }
     Ok(out)

@@ -9,5 +9,6 @@ mod helpers;
 mod notifications;
 mod pings;
 mod postgres;
+mod resources;
 mod restart;
 mod runner;

@@ -1,0 +1,198 @@
+//! The on-call configuration over REST: `PUT /api/v1/oncall/config` applies a file as
+//! `keepwatch apply` does (dry run, idempotent, errors naming line and field), and people,
+//! schedules (with shifts), policies and services read back from it.
+
+use axum::http::StatusCode;
+use serde_json::{Value, json};
+
+use crate::helpers::{TestApp, spawn_app};
+
+const CONFIG: &str = r#"
+[[people]]
+id = "alice"
+contacts = { email = "alice@example.com", slack = "https://hooks.slack.com/services/T0/B0/secret" }
+rules = [{ urgency = "high", contact = "slack", after = 0 }, { urgency = "low", contact = "email", after = 0 }]
+[[people]]
+id = "bob"
+contacts = { email = "bob@example.com" }
+rules = [{ urgency = "high", contact = "email", after = 0 }]
+[[schedules]]
+name = "primary"
+tz = "America/Denver"
+[[schedules.layers]]
+name = "daily"
+participants = ["alice", "bob"]
+shift = "1d"
+start = "2026-11-23T09:00"
+[[policies]]
+name = "billing"
+steps = [{ targets = ["schedule:primary"], delay = 15 }]
+[[services]]
+name = "billing"
+policy = "billing"
+urgency = "high"
+"#;
+
+async fn put(app: &TestApp, query: &str, key: &str, body: &str) -> (StatusCode, Value) {
+    let response = app
+        .client
+        .put(app.url(&format!("/api/v1/oncall/config{query}")))
+        .header("X-Api-Key", key)
+        .body(body.to_string())
+        .send()
+        .await
+        .unwrap();
+    let status = StatusCode::from_u16(response.status().as_u16()).unwrap();
+    let text = response.text().await.unwrap();
+    (
+        status,
+        serde_json::from_str(&text).unwrap_or(Value::String(text)),
+    )
+}
+
+#[tokio::test]
+async fn the_on_call_file_is_applied_and_read_back_over_rest() {
+    let app = spawn_app().await;
+    let (status, body) = app
+        .api("GET", "/api/v1/people/", Some(&app.read_key), None)
+        .await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    assert_eq!(
+        body["error"],
+        "no on-call configuration applied (keepwatch apply -f <file>)"
+    );
+
+    // Applying needs a full-access key; a dry run stores nothing.
+    let (status, _) = put(&app, "", &app.read_key, CONFIG).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    let (status, body) = put(&app, "?dry_run=1", &app.api_key, CONFIG).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(
+        body["changes"],
+        json!([
+            "+ person alice",
+            "+ person bob",
+            "+ schedule primary",
+            "+ policy billing",
+            "+ service billing"
+        ])
+    );
+    assert_eq!(body["dry_run"], true);
+    let (status, _) = app
+        .api("GET", "/api/v1/oncall/config", Some(&app.api_key), None)
+        .await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+
+    // Bad files are refused with the field, and nothing is stored.
+    for (bad, expected) in [
+        (
+            CONFIG.replace(r#"["alice", "bob"]"#, r#"["alice", "carol"]"#),
+            "carol",
+        ),
+        (CONFIG.replace(r#"["alice", "bob"]"#, "[]"), "participants"),
+        (
+            CONFIG.replace("America/Denver", "Mars/Olympus"),
+            "Mars/Olympus",
+        ),
+        (CONFIG.replace("schedule:primary", "schedule:nope"), "nope"),
+        ("[[people]\n".to_string(), "line 1"),
+    ] {
+        let (status, body) = put(&app, "", &app.api_key, &bad).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{bad}");
+        let error = body["error"].as_str().unwrap();
+        assert!(error.contains(expected), "{expected} in {error}");
+    }
+    let (status, _) = put(&app, "?dry_run=maybe", &app.api_key, CONFIG).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+
+    // Applied: the calendar feed and the integration key come back; twice changes nothing.
+    let (status, body) = put(&app, "", &app.api_key, CONFIG).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["changes"].as_array().unwrap().len(), 5);
+    let feeds = body["calendar_feeds"].as_array().unwrap();
+    assert!(
+        feeds.iter().any(|f| f["kind"] == "schedule"
+            && f["name"] == "primary"
+            && f["url"].as_str().unwrap().ends_with(".ics")),
+        "{body}"
+    );
+    assert_eq!(body["integration_keys"][0]["service"], "billing");
+    let (status, again) = put(&app, "", &app.api_key, CONFIG).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(again["changes"], json!([]));
+    assert_eq!(again["integration_keys"], body["integration_keys"]);
+    let (status, text) = app
+        .api("GET", "/api/v1/oncall/config", Some(&app.api_key), None)
+        .await;
+    assert_eq!((status, text.as_str()), (StatusCode::OK, Some(CONFIG)));
+
+    // People: a read-only key sees where a contact goes, not its secret URL.
+    let (status, body) = app
+        .api("GET", "/api/v1/people/", Some(&app.read_key), None)
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    let alice = &body["people"][0];
+    assert_eq!(alice["id"], "alice");
+    assert_eq!(alice["contacts"]["slack"], "https://hooks.slack.com/…");
+    assert_eq!(alice["contacts"]["email"], "…@example.com");
+    let (_, full) = app
+        .api("GET", "/api/v1/people/alice", Some(&app.api_key), None)
+        .await;
+    assert_eq!(
+        full["contacts"]["slack"],
+        "https://hooks.slack.com/services/T0/B0/secret"
+    );
+    assert_eq!(full["schedules"], json!(["primary"]));
+    assert_eq!(full["rules"][1]["urgency"], "low");
+    let (status, body) = app
+        .api("GET", "/api/v1/people/carol", Some(&app.read_key), None)
+        .await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    assert_eq!(body["error"], "no people entry with id `carol`");
+
+    // Schedules: who is on call now (the test clock: Thu 2026-11-26 05:00 in Denver, so the
+    // shift that began Wed 09:00, the third day: alice, bob, alice), and exact shifts.
+    let (_, body) = app
+        .api("GET", "/api/v1/schedules/", Some(&app.read_key), None)
+        .await;
+    let primary = &body["schedules"][0];
+    assert_eq!(primary["oncall"]["users"], json!(["alice"]));
+    assert_eq!(primary["oncall"]["until"], "2026-11-26T16:00:00+00:00");
+    assert_eq!(primary["oncall"]["next"], json!(["bob"]));
+    let path = "/api/v1/schedules/primary?from=2026-11-23T16:00:00Z&to=2026-11-25T16:00:00Z";
+    let (status, body) = app.api("GET", path, Some(&app.read_key), None).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(
+        body["shifts"],
+        json!([
+            {"start": "2026-11-23T16:00:00+00:00", "end": "2026-11-24T16:00:00+00:00", "users": ["alice"]},
+            {"start": "2026-11-24T16:00:00+00:00", "end": "2026-11-25T16:00:00+00:00", "users": ["bob"]},
+        ])
+    );
+    for (path, status) in [
+        ("/api/v1/schedules/nope", StatusCode::NOT_FOUND),
+        (
+            "/api/v1/schedules/primary?from=tomorrow",
+            StatusCode::BAD_REQUEST,
+        ),
+        (
+            "/api/v1/schedules/primary?from=2026-11-25T00:00:00Z&to=2026-11-24T00:00:00Z",
+            StatusCode::BAD_REQUEST,
+        ),
+    ] {
+        let (got, body) = app.api("GET", path, Some(&app.read_key), None).await;
+        assert_eq!(got, status, "{path}: {body}");
+    }
+
+    // Policies and services, as written.
+    let (_, body) = app
+        .api("GET", "/api/v1/policies/billing", Some(&app.read_key), None)
+        .await;
+    assert_eq!(body["steps"][0]["targets"], json!(["schedule:primary"]));
+    let (_, body) = app
+        .api("GET", "/api/v1/services/", Some(&app.read_key), None)
+        .await;
+    assert_eq!(body["services"][0]["urgency"], "high");
+    let (status, _) = app.api("GET", "/api/v1/services/", None, None).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+}

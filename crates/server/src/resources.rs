@@ -1,0 +1,352 @@
+//! The on-call configuration as REST resources under `/api/v1`: the whole file
+//! (`GET`/`PUT /oncall/config`, the same as `keepwatch export` and `keepwatch apply`), and
+//! read views of its people, schedules (with who is on call and their shifts), escalation
+//! policies and services. The file stays the one source of truth: a change is a `PUT` of
+//! the edited file, so what is in git and what the server runs cannot drift apart.
+
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderMap, header};
+use axum::response::{IntoResponse, Response};
+use chrono::{DateTime, TimeDelta, Utc};
+use keepwatch_core::oncall::OnCallSchedule;
+use keepwatch_core::oncall_file::{OnCall, changes};
+use keepwatch_store::{FeedRow, Store};
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use crate::AppState;
+use crate::checks::authorize;
+use crate::error::ApiError;
+
+/// What applying a configuration changed (or would change), and the project's tokens for it.
+pub struct Applied {
+    pub changes: Vec<String>,
+    /// Calendar feeds and integration keys of what the configuration names; empty on a dry run.
+    pub tokens: Vec<FeedRow>,
+}
+
+/// Checks `text`, compares it with the stored configuration and, unless `dry_run`, stores it
+/// and makes the tokens it needs. A text that does not parse is an `Err` with the reason
+/// (line and field); nothing is stored then.
+pub async fn apply_config(
+    store: &Store,
+    project_id: i64,
+    text: &str,
+    dry_run: bool,
+    now: DateTime<Utc>,
+) -> Result<Result<Applied, String>, keepwatch_store::StoreError> {
+    let new = match OnCall::parse(text) {
+        Ok(new) => new,
+        Err(e) => return Ok(Err(format!("{e:#}"))),
+    };
+    // A stored configuration that no longer parses is replaced whole.
+    let old = store
+        .oncall_source(project_id)
+        .await?
+        .and_then(|source| OnCall::parse(&source).ok());
+    let changes = changes(old.as_ref(), &new);
+    if dry_run {
+        return Ok(Ok(Applied {
+            changes,
+            tokens: Vec::new(),
+        }));
+    }
+    let names = new.token_names();
+    let rows = store
+        .apply_oncall(project_id, text, &names, now.timestamp_micros())
+        .await?;
+    let tokens = rows
+        .into_iter()
+        .filter(|r| names.contains(&(r.kind.as_str(), r.name.as_str())))
+        .collect();
+    Ok(Ok(Applied { changes, tokens }))
+}
+
+/// The stored configuration: its source and its content as JSON, or a 404 naming the fix.
+async fn stored(state: &AppState, project_id: i64) -> Result<(String, Value), ApiError> {
+    let missing =
+        || ApiError::Missing("no on-call configuration applied (keepwatch apply -f <file>)".into());
+    let source = state
+        .store
+        .oncall_source(project_id)
+        .await?
+        .ok_or_else(missing)?;
+    let value: Value = toml::from_str(&source)
+        .map_err(|e| ApiError::Unavailable(format!("stored on-call configuration: {e}")))?;
+    Ok((source, value))
+}
+
+/// `GET /api/v1/oncall/config` (full-access key): the applied file, as `keepwatch export`.
+pub async fn get_config(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    let scope = authorize(&state, &headers, None, true).await?;
+    let (source, _) = stored(&state, scope.project_id).await?;
+    Ok(([(header::CONTENT_TYPE, "application/toml")], source).into_response())
+}
+
+#[derive(Deserialize)]
+pub struct ApplyQuery {
+    #[serde(default)]
+    dry_run: Option<String>,
+}
+
+/// `PUT /api/v1/oncall/config[?dry_run=1]` (full-access key), the file as the body: what
+/// `keepwatch apply` does. 200 with the changes; 400 naming the line and field.
+pub async fn put_config(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Query(query): Query<ApplyQuery>,
+    body: axum::body::Bytes,
+) -> Result<Response, ApiError> {
+    let scope = authorize(&state, &headers, None, true).await?;
+    let dry_run = match query.dry_run.as_deref() {
+        None | Some("0" | "false") => false,
+        Some("" | "1" | "true") => true,
+        Some(other) => {
+            return Err(ApiError::BadRequest(format!(
+                "dry_run: `{other}` is not 1, true, 0 or false"
+            )));
+        }
+    };
+    let text = std::str::from_utf8(&body)
+        .map_err(|_| ApiError::BadRequest("the configuration is not UTF-8 text".into()))?;
+    let now = state.engine.clock.now();
+    let applied = apply_config(&state.store, scope.project_id, text, dry_run, now)
+        .await?
+        .map_err(ApiError::BadRequest)?;
+    let site = &state.config.site_url;
+    let feeds: Vec<Value> = applied
+        .tokens
+        .iter()
+        .filter(|r| r.kind != "service")
+        .map(|r| json!({"kind": r.kind, "name": r.name, "url": format!("{site}/ical/{}.ics", r.token)}))
+        .collect();
+    let keys: Vec<Value> = applied
+        .tokens
+        .iter()
+        .filter(|r| r.kind == "service")
+        .map(|r| json!({"service": r.name, "key": r.token}))
+        .collect();
+    Ok(axum::Json(json!({
+        "changes": applied.changes,
+        "dry_run": dry_run,
+        "calendar_feeds": feeds,
+        "integration_keys": keys,
+    }))
+    .into_response())
+}
+
+/// The entries of one section of the file (`people`, `schedules`, …).
+fn section(config: &Value, name: &str) -> Vec<Value> {
+    config[name].as_array().cloned().unwrap_or_default()
+}
+
+/// The entry whose `key` field is `name`, or a 404 naming what is missing.
+fn entry(config: &Value, section_name: &str, key: &str, name: &str) -> Result<Value, ApiError> {
+    section(config, section_name)
+        .into_iter()
+        .find(|e| e[key] == name)
+        .ok_or_else(|| ApiError::Missing(format!("no {section_name} entry with {key} `{name}`")))
+}
+
+/// A person as the API shows them: contact addresses are shown only to a full-access key
+/// (they hold webhook URLs and tokens); a read-only key sees the host or the domain.
+fn person_view(mut person: Value, full: bool) -> Value {
+    if let Some(contacts) = person["contacts"].as_object_mut() {
+        for (_, address) in contacts.iter_mut() {
+            let text = address.as_str().unwrap_or_default().to_string();
+            if !full {
+                *address = Value::String(redact(&text));
+            }
+        }
+    }
+    person
+}
+
+/// `https://hooks.slack.com/services/…` → `https://hooks.slack.com/…`;
+/// `alice@example.com` → `…@example.com`.
+fn redact(address: &str) -> String {
+    if let Some((scheme, rest)) = address.split_once("://") {
+        let host = rest.split('/').next().unwrap_or_default();
+        format!("{scheme}://{host}/…")
+    } else if let Some((_, domain)) = address.rsplit_once('@') {
+        format!("…@{domain}")
+    } else {
+        "…".into()
+    }
+}
+
+/// `GET /api/v1/people/`.
+pub async fn people(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    let scope = authorize(&state, &headers, None, false).await?;
+    let (_, config) = stored(&state, scope.project_id).await?;
+    let people: Vec<Value> = section(&config, "people")
+        .into_iter()
+        .map(|p| person_view(p, !scope.read_only))
+        .collect();
+    Ok(axum::Json(json!({ "people": people })).into_response())
+}
+
+/// `GET /api/v1/people/{id}`: the person and the schedules they are in.
+pub async fn person(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> Result<Response, ApiError> {
+    let scope = authorize(&state, &headers, None, false).await?;
+    let (source, config) = stored(&state, scope.project_id).await?;
+    let mut person = person_view(entry(&config, "people", "id", &id)?, !scope.read_only);
+    let parsed = parse(&source)?;
+    let mut schedules: Vec<&String> = parsed
+        .schedules
+        .iter()
+        .filter(|(_, s)| {
+            s.layers.iter().any(|l| l.participants.contains(&id))
+                || s.overrides.iter().any(|o| o.user == id)
+        })
+        .map(|(name, _)| name)
+        .collect();
+    schedules.sort();
+    person["schedules"] = json!(schedules);
+    Ok(axum::Json(person).into_response())
+}
+
+fn parse(source: &str) -> Result<OnCall, ApiError> {
+    OnCall::parse(source)
+        .map_err(|e| ApiError::Unavailable(format!("stored on-call configuration: {e:#}")))
+}
+
+#[derive(Deserialize)]
+pub struct ShiftsQuery {
+    from: Option<String>,
+    to: Option<String>,
+}
+
+fn time(text: &Option<String>, name: &str) -> Result<Option<DateTime<Utc>>, ApiError> {
+    text.as_deref()
+        .map(|t| {
+            DateTime::parse_from_rfc3339(t)
+                .map(|t| t.to_utc())
+                .map_err(|_| ApiError::BadRequest(format!("{name}: `{t}` is not an RFC 3339 time")))
+        })
+        .transpose()
+}
+
+/// Who is on call at `now`, until when, and who is next.
+fn on_call(schedule: &OnCallSchedule, now: DateTime<Utc>) -> Value {
+    let handover = schedule.handover(now);
+    json!({
+        "users": handover.users,
+        "until": handover.until.to_rfc3339(),
+        "next": handover.next,
+    })
+}
+
+/// `GET /api/v1/schedules/`: every schedule, with who is on call now and until when.
+pub async fn schedules(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    let scope = authorize(&state, &headers, None, false).await?;
+    let (source, config) = stored(&state, scope.project_id).await?;
+    let parsed = parse(&source)?;
+    let now = state.engine.clock.now();
+    let schedules: Vec<Value> = section(&config, "schedules")
+        .into_iter()
+        .map(|mut s| {
+            let name = s["name"].as_str().unwrap_or_default().to_string();
+            if let Some(schedule) = parsed.schedules.get(&name) {
+                s["oncall"] = on_call(schedule, now);
+            }
+            s
+        })
+        .collect();
+    Ok(axum::Json(json!({ "schedules": schedules })).into_response())
+}
+
+/// `GET /api/v1/schedules/{name}?from=&to=`: the schedule, who is on call now, and every
+/// shift from `from` (default now) to `to` (default a week later; at most 366 days).
+pub async fn schedule(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Path(name): Path<String>,
+    Query(query): Query<ShiftsQuery>,
+) -> Result<Response, ApiError> {
+    let scope = authorize(&state, &headers, None, false).await?;
+    let from = time(&query.from, "from")?;
+    let to = time(&query.to, "to")?;
+    let (source, config) = stored(&state, scope.project_id).await?;
+    let mut body = entry(&config, "schedules", "name", &name)?;
+    let schedule = &parse(&source)?.schedules[&name];
+    let now = state.engine.clock.now();
+    let from = from.unwrap_or(now);
+    let to = to.unwrap_or(from + TimeDelta::days(7));
+    if to <= from || to - from > TimeDelta::days(366) {
+        return Err(ApiError::BadRequest(
+            "to: must be after from, and at most 366 days later".into(),
+        ));
+    }
+    body["oncall"] = on_call(schedule, now);
+    body["shifts"] = schedule
+        .shifts(from, to)
+        .into_iter()
+        .map(
+            |s| json!({"start": s.start.to_rfc3339(), "end": s.end.to_rfc3339(), "users": s.users}),
+        )
+        .collect();
+    Ok(axum::Json(body).into_response())
+}
+
+/// `GET /api/v1/policies/` and `GET /api/v1/services/`.
+async fn list(state: &AppState, headers: &HeaderMap, name: &str) -> Result<Response, ApiError> {
+    let scope = authorize(state, headers, None, false).await?;
+    let (_, config) = stored(state, scope.project_id).await?;
+    Ok(axum::Json(json!({ name: section(&config, name) })).into_response())
+}
+
+pub async fn policies(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    list(&state, &headers, "policies").await
+}
+
+pub async fn services(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    list(&state, &headers, "services").await
+}
+
+/// `GET /api/v1/policies/{name}` and `GET /api/v1/services/{name}`.
+pub async fn policy(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Path(name): Path<String>,
+) -> Result<Response, ApiError> {
+    one(&state, &headers, "policies", &name).await
+}
+
+pub async fn service(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Path(name): Path<String>,
+) -> Result<Response, ApiError> {
+    one(&state, &headers, "services", &name).await
+}
+
+async fn one(
+    state: &AppState,
+    headers: &HeaderMap,
+    section_name: &str,
+    name: &str,
+) -> Result<Response, ApiError> {
+    let scope = authorize(state, headers, None, false).await?;
+    let (_, config) = stored(state, scope.project_id).await?;
+    Ok(axum::Json(entry(&config, section_name, "name", name)?).into_response())
+}
