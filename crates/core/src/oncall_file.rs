@@ -143,6 +143,9 @@ struct ServiceSpec {
     /// Minutes before an unacknowledged low-urgency alert becomes high; 0 turns it off.
     #[serde(default = "default_raise_after")]
     raise_after: u32,
+    /// UUIDs of the checks whose alerts go to this service (over the check's own `service`).
+    #[serde(default)]
+    checks: Vec<String>,
 }
 
 fn high() -> String {
@@ -178,6 +181,8 @@ pub struct Service {
     pub policy: String,
     pub urgency: UrgencyRule,
     pub raise_after: Option<TimeDelta>,
+    /// The check UUIDs the file binds to this service, lowercase.
+    pub checks: Vec<String>,
 }
 
 /// A maintenance window: pages for alerts of the service (or of the check, by UUID) that fall
@@ -198,6 +203,8 @@ pub struct OnCall {
     pub schedules: HashMap<String, OnCallSchedule>,
     pub policies: HashMap<String, EscalationPolicy>,
     pub services: HashMap<String, Service>,
+    /// Check UUID (lowercase) → the service the file binds it to.
+    pub check_services: HashMap<String, String>,
     pub maintenance: Vec<Maintenance>,
 }
 
@@ -460,6 +467,7 @@ impl OnCall {
             );
         }
         let mut services = HashMap::new();
+        let mut check_services = HashMap::new();
         for (i, s) in file.services.into_iter().enumerate() {
             let at = format!("services[{i}] ({})", s.name);
             if services.contains_key(&s.name) {
@@ -492,6 +500,18 @@ impl OnCall {
             };
             let raise_after =
                 (s.raise_after > 0).then(|| TimeDelta::minutes(i64::from(s.raise_after)));
+            let mut checks = Vec::with_capacity(s.checks.len());
+            for (j, check) in s.checks.iter().enumerate() {
+                let uuid = uuid::Uuid::try_parse(check)
+                    .map_err(|_| {
+                        anyhow::anyhow!("{at}.checks[{j}]: `{check}` is not a check UUID")
+                    })?
+                    .to_string();
+                if let Some(other) = check_services.insert(uuid.clone(), s.name.clone()) {
+                    bail!("{at}.checks[{j}]: check `{check}` is already in service `{other}`");
+                }
+                checks.push(uuid);
+            }
             services.insert(
                 s.name.clone(),
                 Service {
@@ -499,6 +519,7 @@ impl OnCall {
                     policy: s.policy,
                     urgency,
                     raise_after,
+                    checks,
                 },
             );
         }
@@ -533,6 +554,7 @@ impl OnCall {
             schedules,
             policies,
             services,
+            check_services,
             maintenance,
         })
     }
@@ -662,5 +684,40 @@ urgency = "high"
             let error = with(&spec).unwrap_err().to_string();
             assert!(error.contains(message), "{spec}: {error}");
         }
+    }
+
+    #[test]
+    fn services_bind_checks_by_uuid_once() {
+        let base = "[[people]]\nid = \"a\"\ncontacts = { email = \"a@x\" }\n\
+                    rules = [{ urgency = \"high\", contact = \"email\", after = 0 }]\n\
+                    [[policies]]\nname = \"p\"\nsteps = [{ targets = [\"user:a\"], delay = 5 }]\n";
+        let service = |name: &str, checks: &str| {
+            format!("[[services]]\nname = \"{name}\"\npolicy = \"p\"\nchecks = [{checks}]\n")
+        };
+        let uuid = "5F1C0E2A-3B4D-4E5F-8A9B-0C1D2E3F4A5B";
+        let ok = OnCall::parse(&format!(
+            "{base}{}",
+            service("billing", &format!("\"{uuid}\""))
+        ))
+        .unwrap();
+        assert_eq!(ok.check_services[&uuid.to_ascii_lowercase()], "billing");
+        let err = OnCall::parse(&format!("{base}{}", service("billing", "\"nightly\"")))
+            .unwrap_err()
+            .to_string();
+        assert_eq!(
+            err,
+            "services[0] (billing).checks[0]: `nightly` is not a check UUID"
+        );
+        let twice = format!(
+            "{base}{}{}",
+            service("billing", &format!("\"{uuid}\"")),
+            service("web", &format!("\"{}\"", uuid.to_ascii_lowercase()))
+        );
+        let err = OnCall::parse(&twice).unwrap_err().to_string();
+        assert!(
+            err.starts_with("services[1] (web).checks[0]: check `")
+                && err.ends_with("is already in service `billing`"),
+            "{err}"
+        );
     }
 }

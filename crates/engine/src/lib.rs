@@ -140,6 +140,8 @@ pub struct Engine {
     pub pager_wake: Arc<Notify>,
     /// The key that signs the acknowledge/resolve links in notifications.
     pub link_secret: Arc<str>,
+    /// Sends what the server sends itself: contact verification codes.
+    pub notifier: Arc<notify::Notifier>,
 }
 
 /// The engine's background tasks.
@@ -217,6 +219,14 @@ impl Engine {
         )
         .await?;
         let pager = tokio::spawn(pager.run());
+        // For messages the server sends itself (contact verification codes).
+        let notifier = notify::Notifier::new(
+            store.clone(),
+            config.smtp.as_ref(),
+            config.delivery_timeout,
+            config.site_url.clone(),
+        )
+        .map_err(StoreError::Task)?;
         let dispatcher = dispatch::Dispatcher::new(store.clone(), clock.clone(), config, wake);
         let dispatcher = tokio::spawn(dispatcher.run());
         let maintenance = tokio::spawn(maintain(store.clone()));
@@ -227,6 +237,7 @@ impl Engine {
                 clock,
                 pager_wake,
                 link_secret,
+                notifier: Arc::new(notifier),
             },
             EngineTasks {
                 actor,

@@ -98,6 +98,107 @@ impl ContactKind {
     }
 }
 
+/// Sends a short text with no links through a contact (a contact verification code): the
+/// same channels and formats as pages, without their buttons.
+pub async fn send_plain(
+    notifier: &Notifier,
+    contact: &str,
+    address: &str,
+    title: &str,
+    text: &str,
+) -> Result<String, String> {
+    let kind = ContactKind::of(contact, address).ok_or_else(|| {
+        format!("contact `{contact}` (`{address}`) is not an email address or URL")
+    })?;
+    let http = notifier.http();
+    let request = match kind {
+        ContactKind::Email => return notifier.email(address, title, text).await,
+        ContactKind::Slack => http
+            .post(address)
+            .json(&json!({"text": format!("*{title}*\n{text}")})),
+        ContactKind::Discord => http
+            .post(address)
+            .json(&json!({"content": format!("**{title}**\n{text}")})),
+        ContactKind::Teams => http.post(address).json(&teams_card(title, text, None)),
+        ContactKind::Telegram => {
+            let (url, chat) = split_query_param(address, "chat_id")
+                .ok_or("a telegram address needs `?chat_id=<chat>`")?;
+            http.post(url)
+                .json(&json!({"chat_id": chat, "text": format!("{title}\n{text}")}))
+        }
+        ContactKind::Pushover => {
+            let missing = "a pushover address needs `?token=<app token>&user=<user key>`";
+            let (url, token) = split_query_param(address, "token").ok_or(missing)?;
+            let (_, user) = split_query_param(address, "user").ok_or(missing)?;
+            http.post(url).form(&[
+                ("token", token.as_str()),
+                ("user", &user),
+                ("title", title),
+                ("message", text),
+            ])
+        }
+        ContactKind::Ntfy => http
+            .post(address)
+            .header("Title", title)
+            .body(text.to_string()),
+        ContactKind::Webhook => {
+            let (url, secret) = match address.split_once("#secret=") {
+                Some((url, secret)) => (url, Some(secret)),
+                None => (address, None),
+            };
+            let body = serde_json::to_vec(&json!({"message": {"title": title, "text": text}}))
+                .map_err(|e| e.to_string())?;
+            let mut request = http.post(url).header("Content-Type", "application/json");
+            if let Some(secret) = secret {
+                request = request.header("X-Keepwatch-Signature", sign(secret, &body));
+            }
+            request.body(body)
+        }
+    };
+    answered(request).await
+}
+
+/// A Teams message: an Adaptive Card, which Teams' Workflows webhooks and its older incoming
+/// webhooks both accept, with Acknowledge and Resolve buttons when given their links.
+fn teams_card(title: &str, text: &str, buttons: Option<(&str, &str)>) -> serde_json::Value {
+    let mut card = json!({
+        "$schema": "http://adaptivecards.io/schemas/adaptive-card.json",
+        "type": "AdaptiveCard",
+        "version": "1.4",
+        "body": [
+            {"type": "TextBlock", "text": title, "weight": "Bolder", "wrap": true},
+            {"type": "TextBlock", "text": text, "wrap": true},
+        ],
+    });
+    if let Some((ack, resolve)) = buttons {
+        card["actions"] = json!([
+            {"type": "Action.OpenUrl", "title": "Acknowledge", "url": ack},
+            {"type": "Action.OpenUrl", "title": "Resolve", "url": resolve},
+        ]);
+    }
+    json!({
+        "type": "message",
+        "attachments": [{
+            "contentType": "application/vnd.microsoft.card.adaptive",
+            "content": card,
+        }],
+    })
+}
+
+/// Sends a request; `Ok` with the status when it is a success.
+async fn answered(request: reqwest::RequestBuilder) -> Result<String, String> {
+    let response = request
+        .send()
+        .await
+        .map_err(|e| format!("request failed: {e}"))?;
+    let status = response.status();
+    if status.is_success() {
+        Ok(format!("HTTP {}", status.as_u16()))
+    } else {
+        Err(format!("answered HTTP {}", status.as_u16()))
+    }
+}
+
 /// Splits `name=value` out of an address's query: the address without its query, and the
 /// value. `None` when the address has no such parameter.
 fn split_query_param(address: &str, name: &str) -> Option<(String, String)> {
@@ -334,9 +435,13 @@ impl Pager {
         Ok(parsed)
     }
 
-    /// The service an alert of a check goes to: its own, else the project's `default`
-    /// service, else the project's only service.
-    fn service_for(config: Option<&OnCall>, own: Option<&str>) -> String {
+    /// The service an alert of a check goes to: the one the on-call file binds it to, else
+    /// its own `service` field, else the project's `default` service, else the project's
+    /// only service.
+    fn service_for(config: Option<&OnCall>, uuid: &str, own: Option<&str>) -> String {
+        if let Some(bound) = config.and_then(|c| c.check_services.get(uuid)) {
+            return bound.clone();
+        }
         if let Some(own) = own.filter(|s| !s.is_empty()) {
             return own.to_string();
         }
@@ -366,7 +471,8 @@ impl Pager {
             for event in &events {
                 let now_us = to_micros(self.clock.now());
                 let config = self.oncall(event.project_id).await?;
-                let service = Self::service_for(config.as_deref(), event.service.as_deref());
+                let service =
+                    Self::service_for(config.as_deref(), &event.uuid, event.service.as_deref());
                 let name = if event.name.is_empty() {
                     &event.uuid
                 } else {
@@ -734,30 +840,9 @@ impl Pager {
                         p.alert_id, p.summary, p.service
                     )
                 });
-                // An Adaptive Card, which Teams' Workflows webhooks and its older incoming
-                // webhooks both accept; buttons act on one alert, a summary links each.
-                let mut card = json!({
-                    "$schema": "http://adaptivecards.io/schemas/adaptive-card.json",
-                    "type": "AdaptiveCard",
-                    "version": "1.4",
-                    "body": [
-                        {"type": "TextBlock", "text": title, "weight": "Bolder", "wrap": true},
-                        {"type": "TextBlock", "text": text, "wrap": true},
-                    ],
-                });
-                if pages.len() == 1 {
-                    card["actions"] = json!([
-                        {"type": "Action.OpenUrl", "title": "Acknowledge", "url": ack},
-                        {"type": "Action.OpenUrl", "title": "Resolve", "url": resolve},
-                    ]);
-                }
-                http.post(&page.address).json(&json!({
-                    "type": "message",
-                    "attachments": [{
-                        "contentType": "application/vnd.microsoft.card.adaptive",
-                        "content": card,
-                    }],
-                }))
+                let buttons = (pages.len() == 1).then_some((ack.as_str(), resolve.as_str()));
+                http.post(&page.address)
+                    .json(&teams_card(&title, &text, buttons))
             }
             ContactKind::Telegram => {
                 // `https://api.telegram.org/bot<token>/sendMessage?chat_id=<chat>`: the chat
@@ -859,16 +944,7 @@ impl Pager {
                 request.body(body)
             }
         };
-        let response = request
-            .send()
-            .await
-            .map_err(|e| format!("request failed: {e}"))?;
-        let status = response.status();
-        if status.is_success() {
-            Ok(format!("HTTP {}", status.as_u16()))
-        } else {
-            Err(format!("answered HTTP {}", status.as_u16()))
-        }
+        answered(request).await
     }
 }
 

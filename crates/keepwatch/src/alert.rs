@@ -46,13 +46,27 @@ pub struct Api {
 }
 
 async fn call(api: &Api, method: reqwest::Method, path: &str) -> anyhow::Result<Value> {
+    call_with(api, method, path, None).await
+}
+
+/// `call` with a JSON body.
+pub(crate) async fn call_with(
+    api: &Api,
+    method: reqwest::Method,
+    path: &str,
+    body: Option<Value>,
+) -> anyhow::Result<Value> {
     let base = api.server.base()?;
     let who = std::env::var("USER").unwrap_or_default();
-    let response = crate::runner::client()?
+    let mut request = crate::runner::client()?
         .request(method, format!("{base}/api/v1/{path}"))
         .header("X-Api-Key", &api.api_key)
         .header("X-Keepwatch-User", who)
-        .timeout(Duration::from_secs(10))
+        .timeout(Duration::from_secs(30));
+    if let Some(body) = body {
+        request = request.json(&body);
+    }
+    let response = request
         .send()
         .await
         .with_context(|| format!("cannot reach {base}"))?;

@@ -13,6 +13,7 @@ use keepwatch_store::Store;
 
 mod alert;
 mod config;
+mod contact;
 mod oncall;
 mod runner;
 
@@ -117,6 +118,18 @@ The API key can come from KEEPWATCH_API_KEY, the server from --server or KEEPWAT
     Alert {
         #[command(subcommand)]
         command: alert::AlertCommand,
+    },
+    /// Verify a person's contact with a code sent through it (through the server's API)
+    #[command(after_help = "\
+Unverified contacts are still paged; `keepwatch apply` and GET /api/v1/people/ list them.
+Examples:
+  keepwatch contact send-code alice slack --api-key …
+  keepwatch contact verify alice slack 482913
+The API key (full access) can come from KEEPWATCH_API_KEY, the server from --server or
+KEEPWATCH_SERVER.")]
+    Contact {
+        #[command(subcommand)]
+        command: contact::ContactCommand,
     },
     /// Apply an on-call configuration file: print what changes, then store it
     #[command(after_help = "\
@@ -273,6 +286,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             oncall::oncall(&args).map(|out| print!("{out}"))
         }
         Command::Alert { command } => alert::run(command).await.map(|out| print!("{out}")),
+        Command::Contact { command } => contact::run(command).await.map(|out| print!("{out}")),
         Command::Oncall(args) => oncall::oncall_from_server(&args)
             .await
             .map(|out| print!("{out}")),

@@ -112,6 +112,14 @@ pub fn router(state: AppState) -> Router {
         )
         .route("/people/", get(resources::people))
         .route("/people/{id}", get(resources::person))
+        .route(
+            "/people/{id}/contacts/{contact}/send-code",
+            post(resources::send_code),
+        )
+        .route(
+            "/people/{id}/contacts/{contact}/verify",
+            post(resources::verify_code),
+        )
         .route("/schedules/", get(resources::schedules))
         .route("/schedules/{name}", get(resources::schedule))
         .route("/policies/", get(resources::policies))

@@ -23,6 +23,35 @@ pub struct Applied {
     pub changes: Vec<String>,
     /// Calendar feeds and integration keys of what the configuration names; empty on a dry run.
     pub tokens: Vec<FeedRow>,
+    /// `(person, contact)` of every contact whose address has not been verified: pages still
+    /// go to them, but nobody has shown they arrive.
+    pub unverified: Vec<(String, String)>,
+}
+
+/// The contacts of `config` whose current address no verification code has reached.
+pub async fn unverified_contacts(
+    store: &Store,
+    project_id: i64,
+    config: &OnCall,
+) -> Result<Vec<(String, String)>, keepwatch_store::StoreError> {
+    let verified = store.verified_contacts(project_id).await?;
+    let mut out: Vec<(String, String)> = config
+        .contacts
+        .iter()
+        .flat_map(|(person, contacts)| {
+            contacts
+                .iter()
+                .map(move |(contact, address)| (person, contact, address))
+        })
+        .filter(|(person, contact, address)| {
+            !verified
+                .iter()
+                .any(|(p, c, a)| p == *person && c == *contact && a == *address)
+        })
+        .map(|(person, contact, _)| (person.clone(), contact.clone()))
+        .collect();
+    out.sort();
+    Ok(out)
 }
 
 /// Checks `text`, compares it with the stored configuration and, unless `dry_run`, stores it
@@ -45,10 +74,12 @@ pub async fn apply_config(
         .await?
         .and_then(|source| OnCall::parse(&source).ok());
     let changes = changes(old.as_ref(), &new);
+    let unverified = unverified_contacts(store, project_id, &new).await?;
     if dry_run {
         return Ok(Ok(Applied {
             changes,
             tokens: Vec::new(),
+            unverified,
         }));
     }
     let names = new.token_names();
@@ -59,7 +90,11 @@ pub async fn apply_config(
         .into_iter()
         .filter(|r| names.contains(&(r.kind.as_str(), r.name.as_str())))
         .collect();
-    Ok(Ok(Applied { changes, tokens }))
+    Ok(Ok(Applied {
+        changes,
+        tokens,
+        unverified,
+    }))
 }
 
 /// The stored configuration: its source and its content as JSON, or a 404 naming the fix.
@@ -134,6 +169,11 @@ pub async fn put_config(
         "dry_run": dry_run,
         "calendar_feeds": feeds,
         "integration_keys": keys,
+        "unverified_contacts": applied
+            .unverified
+            .iter()
+            .map(|(person, contact)| json!({"person": person, "contact": contact}))
+            .collect::<Vec<_>>(),
     }))
     .into_response())
 }
@@ -153,15 +193,21 @@ fn entry(config: &Value, section_name: &str, key: &str, name: &str) -> Result<Va
 
 /// A person as the API shows them: contact addresses are shown only to a full-access key
 /// (they hold webhook URLs and tokens); a read-only key sees the host or the domain.
-fn person_view(mut person: Value, full: bool) -> Value {
+/// `verified` names each contact whose current address a verification code has reached.
+fn person_view(mut person: Value, full: bool, unverified: &[(String, String)]) -> Value {
+    let id = person["id"].as_str().unwrap_or_default().to_string();
+    let mut verified = serde_json::Map::new();
     if let Some(contacts) = person["contacts"].as_object_mut() {
-        for (_, address) in contacts.iter_mut() {
+        for (contact, address) in contacts.iter_mut() {
             let text = address.as_str().unwrap_or_default().to_string();
             if !full {
                 *address = Value::String(redact(&text));
             }
+            let pending = unverified.iter().any(|(p, c)| *p == id && c == contact);
+            verified.insert(contact.clone(), Value::Bool(!pending));
         }
     }
+    person["verified"] = Value::Object(verified);
     person
 }
 
@@ -184,10 +230,11 @@ pub async fn people(
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
     let scope = authorize(&state, &headers, None, false).await?;
-    let (_, config) = stored(&state, scope.project_id).await?;
+    let (source, config) = stored(&state, scope.project_id).await?;
+    let unverified = unverified_contacts(&state.store, scope.project_id, &parse(&source)?).await?;
     let people: Vec<Value> = section(&config, "people")
         .into_iter()
-        .map(|p| person_view(p, !scope.read_only))
+        .map(|p| person_view(p, !scope.read_only, &unverified))
         .collect();
     Ok(axum::Json(json!({ "people": people })).into_response())
 }
@@ -200,8 +247,13 @@ pub async fn person(
 ) -> Result<Response, ApiError> {
     let scope = authorize(&state, &headers, None, false).await?;
     let (source, config) = stored(&state, scope.project_id).await?;
-    let mut person = person_view(entry(&config, "people", "id", &id)?, !scope.read_only);
     let parsed = parse(&source)?;
+    let unverified = unverified_contacts(&state.store, scope.project_id, &parsed).await?;
+    let mut person = person_view(
+        entry(&config, "people", "id", &id)?,
+        !scope.read_only,
+        &unverified,
+    );
     let mut schedules: Vec<&String> = parsed
         .schedules
         .iter()
@@ -349,4 +401,137 @@ async fn one(
     let scope = authorize(state, headers, None, false).await?;
     let (_, config) = stored(state, scope.project_id).await?;
     Ok(axum::Json(entry(&config, section_name, "name", name)?).into_response())
+}
+
+/// How long a verification code stays valid.
+const CODE_LIFETIME: TimeDelta = TimeDelta::minutes(15);
+
+/// A person's contact address from the applied configuration, or a 404 naming what is missing.
+async fn contact_address(
+    state: &AppState,
+    project_id: i64,
+    person: &str,
+    contact: &str,
+) -> Result<String, ApiError> {
+    let (source, _) = stored(state, project_id).await?;
+    let config = parse(&source)?;
+    if !config.people.contains_key(person) {
+        return Err(ApiError::Missing(format!(
+            "no people entry with id `{person}`"
+        )));
+    }
+    config
+        .contact_address(person, contact)
+        .map(str::to_string)
+        .ok_or_else(|| ApiError::Missing(format!("`{person}` has no contact `{contact}`")))
+}
+
+/// `POST /api/v1/people/{id}/contacts/{contact}/send-code` (full-access key): sends a
+/// six-digit code through the contact, valid for 15 minutes. 202, or 502 when the contact
+/// could not be reached (which is what verification is for).
+pub async fn send_code(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Path((person, contact)): Path<(String, String)>,
+) -> Result<Response, ApiError> {
+    let scope = authorize(&state, &headers, None, true).await?;
+    let address = contact_address(&state, scope.project_id, &person, &contact).await?;
+    let random = u32::from_le_bytes(
+        uuid::Uuid::new_v4().as_bytes()[..4]
+            .try_into()
+            .expect("4 bytes"),
+    );
+    let code = format!("{:06}", random % 1_000_000);
+    let expires = state.engine.clock.now() + CODE_LIFETIME;
+    state
+        .store
+        .start_verification(
+            scope.project_id,
+            &person,
+            &contact,
+            &address,
+            &code,
+            expires.timestamp_micros(),
+        )
+        .await?;
+    let text = format!(
+        "Your keepwatch verification code for {person}'s contact `{contact}` is {code}. It is valid for 15 minutes."
+    );
+    let title = "keepwatch: verify this contact";
+    if let Err(e) = keepwatch_engine::pager::send_plain(
+        &state.engine.notifier,
+        &contact,
+        &address,
+        title,
+        &text,
+    )
+    .await
+    {
+        return Ok((
+            axum::http::StatusCode::BAD_GATEWAY,
+            axum::Json(json!({"error": format!("could not send the code: {e}")})),
+        )
+            .into_response());
+    }
+    Ok((
+        axum::http::StatusCode::ACCEPTED,
+        axum::Json(json!({"sent_to": redact(&address), "expires_at": expires.to_rfc3339()})),
+    )
+        .into_response())
+}
+
+#[derive(Deserialize)]
+pub struct CodeBody {
+    code: String,
+}
+
+/// `POST /api/v1/people/{id}/contacts/{contact}/verify` with `{"code": "…"}` (full-access
+/// key): 200 `{"verified": true}`, or 400 / 409 / 429 saying why not.
+pub async fn verify_code(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Path((person, contact)): Path<(String, String)>,
+    body: axum::body::Bytes,
+) -> Result<Response, ApiError> {
+    use axum::http::StatusCode;
+    use keepwatch_store::CodeCheck;
+    let scope = authorize(&state, &headers, None, true).await?;
+    let CodeBody { code } = serde_json::from_slice(&body).map_err(|_| {
+        ApiError::BadRequest("the body must be {\"code\": \"<the code you received>\"}".into())
+    })?;
+    let address = contact_address(&state, scope.project_id, &person, &contact).await?;
+    let now = state.engine.clock.now().timestamp_micros();
+    let check = state
+        .store
+        .check_verification(scope.project_id, &person, &contact, &address, &code, now)
+        .await?;
+    let (status, message) = match check {
+        CodeCheck::Verified => {
+            return Ok(
+                axum::Json(json!({"person": person, "contact": contact, "verified": true}))
+                    .into_response(),
+            );
+        }
+        CodeCheck::Wrong { attempts_left } => (
+            StatusCode::BAD_REQUEST,
+            format!("wrong code ({attempts_left} tries left)"),
+        ),
+        CodeCheck::NoCode => (
+            StatusCode::BAD_REQUEST,
+            "no code is pending for this contact; request one with send-code".into(),
+        ),
+        CodeCheck::Expired => (
+            StatusCode::BAD_REQUEST,
+            "the code has expired; request a new one with send-code".into(),
+        ),
+        CodeCheck::TooManyAttempts => (
+            StatusCode::TOO_MANY_REQUESTS,
+            "too many wrong codes; request a new one with send-code".into(),
+        ),
+        CodeCheck::AddressChanged => (
+            StatusCode::CONFLICT,
+            "the contact's address changed since the code was sent; request a new one".into(),
+        ),
+    };
+    Ok((status, axum::Json(json!({ "error": message }))).into_response())
 }

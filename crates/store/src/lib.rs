@@ -22,6 +22,7 @@ use sqlx::sqlite::{
 
 mod alerts;
 mod checks;
+mod contacts;
 pub mod model;
 mod oncall;
 mod outbox;
@@ -33,6 +34,7 @@ pub mod testing;
 pub use alerts::{
     AlertLogRow, AlertRow, CheckEvent, NewAlert, NewPage, PageDelivery, PageOutcome, PagingRecord,
 };
+pub use contacts::{CodeCheck, MAX_CODE_ATTEMPTS};
 pub use model::*;
 pub use oncall::FeedRow;
 pub use projects::{ApiKeyScope, generate_secret, hash_api_key};

@@ -339,6 +339,7 @@ async fn story(store: Store) {
     assert_eq!(store.count_checks().await.unwrap(), 1);
     oncall_story(&store).await;
     alert_story(&store).await;
+    verification_story(&store).await;
     store.ping_db().await.unwrap();
     store.close().await;
 }
@@ -395,6 +396,67 @@ async fn oncall_story(store: &Store) {
 
 /// One open alert per dedup key; paging is recorded only while triggered; an acknowledgment
 /// cancels pending pages; claimed pages carry their alert; attempts land in the log.
+async fn verification_story(store: &Store) {
+    use keepwatch_store::CodeCheck;
+    let project = store.create_project("verify", 0).await.unwrap();
+    let check = |code: &'static str, address: &'static str, now: i64| {
+        store.check_verification(project.id, "alice", "email", address, code, now)
+    };
+    assert_eq!(check("111111", "a@x", 0).await.unwrap(), CodeCheck::NoCode);
+    store
+        .start_verification(project.id, "alice", "email", "a@x", "111111", 1_000)
+        .await
+        .unwrap();
+    assert_eq!(
+        check("111111", "b@x", 0).await.unwrap(),
+        CodeCheck::AddressChanged
+    );
+    assert_eq!(
+        check("222222", "a@x", 0).await.unwrap(),
+        CodeCheck::Wrong { attempts_left: 4 }
+    );
+    assert_eq!(
+        check("111111", "a@x", 2_000).await.unwrap(),
+        CodeCheck::Expired
+    );
+    assert!(
+        store
+            .verified_contacts(project.id)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    assert_eq!(
+        check(" 111111 ", "a@x", 500).await.unwrap(),
+        CodeCheck::Verified
+    );
+    assert_eq!(
+        check("111111", "a@x", 500).await.unwrap(),
+        CodeCheck::NoCode
+    );
+    assert_eq!(
+        store.verified_contacts(project.id).await.unwrap(),
+        [("alice".to_string(), "email".to_string(), "a@x".to_string())]
+    );
+    // A new code resets the count of wrong tries.
+    store
+        .start_verification(project.id, "alice", "email", "a@x", "333333", 9_000)
+        .await
+        .unwrap();
+    for left in (0..5).rev() {
+        assert_eq!(
+            check("000000", "a@x", 0).await.unwrap(),
+            CodeCheck::Wrong {
+                attempts_left: left
+            }
+        );
+    }
+    assert_eq!(
+        check("333333", "a@x", 0).await.unwrap(),
+        CodeCheck::TooManyAttempts
+    );
+}
+
 async fn alert_story(store: &Store) {
     use keepwatch_store::{NewAlert, NewPage, PageOutcome, PagingRecord};
     let project = store.create_project("alerts", 1).await.unwrap();

@@ -411,6 +411,12 @@ pub async fn apply(
         out.push_str(change);
         out.push('\n');
     }
+    if !applied.unverified.is_empty() {
+        out.push_str("unverified contacts (pages go to them, but no code has reached them yet):\n");
+        for (person, contact) in &applied.unverified {
+            out.push_str(&format!("  {person} {contact}\n"));
+        }
+    }
     if args.dry_run {
         out.push_str("dry run: nothing was stored\n");
         return Ok(out);

@@ -781,6 +781,59 @@ urgency = "high"
 }
 
 #[tokio::test]
+async fn the_on_call_file_binds_a_check_to_its_service() {
+    let app = spawn_app().await;
+    let mut alice = Receiver::start(vec![]).await;
+    let mut bob = Receiver::start(vec![]).await;
+    // The check says nothing of a service (it would go to `default`, bob's); the file puts
+    // it in `billing`, alice's.
+    let check = app
+        .create_check(json!({"name": "invoices", "timeout": 60, "grace": 60}))
+        .await;
+    let uuid = uuid_of(&check);
+    apply(
+        &app,
+        &format!(
+            r#"
+[[people]]
+id = "alice"
+contacts = {{ webhook = "{}" }}
+rules = [{{ urgency = "high", contact = "webhook", after = 0 }}]
+[[people]]
+id = "bob"
+contacts = {{ webhook = "{}" }}
+rules = [{{ urgency = "high", contact = "webhook", after = 0 }}]
+[[policies]]
+name = "alice"
+steps = [{{ targets = ["user:alice"], delay = 10 }}]
+[[policies]]
+name = "bob"
+steps = [{{ targets = ["user:bob"], delay = 10 }}]
+[[services]]
+name = "billing"
+policy = "alice"
+checks = ["{}"]
+[[services]]
+name = "default"
+policy = "bob"
+"#,
+            alice.url,
+            bob.url,
+            uuid.to_uppercase()
+        ),
+    )
+    .await;
+    let (status, _, _) = app.ping("GET", &format!("/ping/{uuid}"), None).await;
+    assert_eq!(status, StatusCode::OK);
+    app.advance(TimeDelta::seconds(121));
+    let page = alice.next().await.json();
+    assert_eq!(page["alert"]["summary"], "invoices is down");
+    assert_eq!(page["alert"]["service"], "billing");
+    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    assert!(bob.is_empty(), "the default service's person was paged");
+}
+
+#[tokio::test]
 async fn a_maintenance_window_records_alerts_but_sends_no_pages() {
     let app = spawn_app().await;
     let mut hook = Receiver::start(vec![]).await;

@@ -223,7 +223,7 @@ fn serve_prints_the_url_and_a_key_on_first_start_only() {
 }
 
 /// The binary as a child of an async test, with `api_key` (if any) as KEEPWATCH_API_KEY.
-async fn keepwatch_async(args: &[&str], api_key: Option<&str>) -> std::process::Output {
+pub async fn keepwatch_async(args: &[&str], api_key: Option<&str>) -> std::process::Output {
     let mut command = tokio::process::Command::new(env!("CARGO_BIN_EXE_keepwatch"));
     command.args(args).env_remove("KEEPWATCH_API_KEY");
     if let Some(key) = api_key {

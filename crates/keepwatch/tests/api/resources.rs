@@ -196,3 +196,242 @@ async fn the_on_call_file_is_applied_and_read_back_over_rest() {
     let (status, _) = app.api("GET", "/api/v1/services/", None, None).await;
     assert_eq!(status, StatusCode::UNAUTHORIZED);
 }
+
+fn with_hook(url: &str) -> String {
+    format!(
+        r#"
+[[people]]
+id = "alice"
+contacts = {{ hook = "{url}" }}
+rules = [{{ urgency = "high", contact = "hook", after = 0 }}]
+[[policies]]
+name = "p"
+steps = [{{ targets = ["user:alice"], delay = 10 }}]
+[[services]]
+name = "billing"
+policy = "p"
+urgency = "high"
+"#
+    )
+}
+
+async fn verified(app: &TestApp) -> Value {
+    let (status, body) = app
+        .api("GET", "/api/v1/people/alice", Some(&app.read_key), None)
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    body["verified"]["hook"].clone()
+}
+
+/// The six-digit code in a verification message a webhook contact received.
+fn code_in(message: &Value) -> String {
+    let text = message["message"]["text"].as_str().unwrap();
+    text.split(|c: char| !c.is_ascii_digit())
+        .find(|w| w.len() == 6)
+        .unwrap_or_else(|| panic!("no code in {text}"))
+        .to_string()
+}
+
+#[tokio::test]
+async fn a_contact_is_verified_by_a_code_sent_through_it() {
+    let app = spawn_app().await;
+    let mut hook = crate::helpers::Receiver::start(vec![]).await;
+    let (status, body) = put(&app, "", &app.api_key, &with_hook(&hook.url)).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(
+        body["unverified_contacts"],
+        json!([{"person": "alice", "contact": "hook"}])
+    );
+    assert_eq!(verified(&app).await, false);
+
+    let send = "/api/v1/people/alice/contacts/hook/send-code";
+    let verify = "/api/v1/people/alice/contacts/hook/verify";
+    let (status, _) = app.api("POST", send, Some(&app.read_key), None).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    for (path, error) in [
+        (
+            "/api/v1/people/alice/contacts/sms/send-code",
+            "`alice` has no contact `sms`",
+        ),
+        (
+            "/api/v1/people/carol/contacts/hook/send-code",
+            "no people entry with id `carol`",
+        ),
+    ] {
+        let (status, body) = app.api("POST", path, Some(&app.api_key), None).await;
+        assert_eq!(
+            (status, body["error"].as_str()),
+            (StatusCode::NOT_FOUND, Some(error))
+        );
+    }
+    let (status, body) = app
+        .api(
+            "POST",
+            verify,
+            Some(&app.api_key),
+            Some(json!({"code": "000000"})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert!(
+        body["error"]
+            .as_str()
+            .unwrap()
+            .starts_with("no code is pending")
+    );
+
+    // The code arrives through the contact; a wrong one counts down, the right one verifies.
+    let (status, body) = app.api("POST", send, Some(&app.api_key), None).await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{body}");
+    let host = hook
+        .url
+        .trim_start_matches("http://")
+        .split('/')
+        .next()
+        .unwrap();
+    assert_eq!(body["sent_to"], format!("http://{host}/…"));
+    let code = code_in(&hook.next().await.json());
+    let wrong = if code == "123456" { "654321" } else { "123456" };
+    let (status, body) = app
+        .api(
+            "POST",
+            verify,
+            Some(&app.api_key),
+            Some(json!({"code": wrong})),
+        )
+        .await;
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (StatusCode::BAD_REQUEST, Some("wrong code (4 tries left)"))
+    );
+    let (status, _) = app
+        .api(
+            "POST",
+            verify,
+            Some(&app.api_key),
+            Some(json!({"number": 1})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    let (status, body) = app
+        .api(
+            "POST",
+            verify,
+            Some(&app.api_key),
+            Some(json!({"code": code})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["verified"], true);
+    assert_eq!(verified(&app).await, true);
+    // Used up: the same code does not verify twice.
+    let (status, _) = app
+        .api(
+            "POST",
+            verify,
+            Some(&app.api_key),
+            Some(json!({"code": code})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    let (_, body) = put(&app, "", &app.api_key, &with_hook(&hook.url)).await;
+    assert_eq!(body["unverified_contacts"], json!([]));
+
+    // A new address in the file is unverified again.
+    let moved = format!("{}?v=2", hook.url);
+    let (_, body) = put(&app, "", &app.api_key, &with_hook(&moved)).await;
+    assert_eq!(body["unverified_contacts"].as_array().unwrap().len(), 1);
+    assert_eq!(verified(&app).await, false);
+
+    // A code expires after 15 minutes, and five wrong tries use it up.
+    app.api("POST", send, Some(&app.api_key), None).await;
+    let code = code_in(&hook.next().await.json());
+    app.advance(chrono::TimeDelta::minutes(16));
+    let (status, body) = app
+        .api(
+            "POST",
+            verify,
+            Some(&app.api_key),
+            Some(json!({"code": code})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert!(
+        body["error"]
+            .as_str()
+            .unwrap()
+            .starts_with("the code has expired")
+    );
+    app.api("POST", send, Some(&app.api_key), None).await;
+    let code = code_in(&hook.next().await.json());
+    let wrong = if code == "123456" { "654321" } else { "123456" };
+    for _ in 0..5 {
+        app.api(
+            "POST",
+            verify,
+            Some(&app.api_key),
+            Some(json!({"code": wrong})),
+        )
+        .await;
+    }
+    let (status, _) = app
+        .api(
+            "POST",
+            verify,
+            Some(&app.api_key),
+            Some(json!({"code": code})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::TOO_MANY_REQUESTS);
+    assert_eq!(verified(&app).await, false);
+
+    // A contact that cannot be reached says so.
+    let mut broken = crate::helpers::Receiver::start(vec![500]).await;
+    put(&app, "", &app.api_key, &with_hook(&broken.url)).await;
+    let (status, body) = app.api("POST", send, Some(&app.api_key), None).await;
+    assert_eq!(status, StatusCode::BAD_GATEWAY);
+    assert_eq!(body["error"], "could not send the code: answered HTTP 500");
+    broken.next().await;
+}
+
+#[tokio::test]
+async fn the_cli_sends_and_enters_a_verification_code() {
+    let app = spawn_app().await;
+    let mut hook = crate::helpers::Receiver::start(vec![]).await;
+    put(&app, "", &app.api_key, &with_hook(&hook.url)).await;
+    let contact = |args: &[&str]| {
+        let mut all: Vec<String> = vec!["contact".into()];
+        all.extend(args.iter().map(|a| a.to_string()));
+        all.extend(["--server".into(), app.address.clone()]);
+        let key = app.api_key.clone();
+        async move {
+            let all: Vec<&str> = all.iter().map(String::as_str).collect();
+            crate::cli::keepwatch_async(&all, Some(&key)).await
+        }
+    };
+    let out = contact(&["send-code", "alice", "hook"]).await;
+    let printed = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        printed.starts_with("code sent to http://127.0.0.1"),
+        "{printed}"
+    );
+    let code = code_in(&hook.next().await.json());
+    let out = contact(&["verify", "alice", "hook", "12345x"]).await;
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("wrong code (4 tries left)"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let out = contact(&["verify", "alice", "hook", &code]).await;
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        "alice hook: verified\n"
+    );
+    assert_eq!(verified(&app).await, true);
+}
