@@ -36,6 +36,34 @@ struct File {
     services: Vec<ServiceSpec>,
     #[serde(default)]
     maintenance: Vec<MaintenanceSpec>,
+    #[serde(default)]
+    checks: Vec<DeclaredCheck>,
+}
+
+/// A check declared in the file, by its slug, with the fields of the Management API v3 of the
+/// same names (the server creates or updates it as a v3 `POST` with `unique: ["slug"]` would).
+#[derive(Debug, Clone, PartialEq, Deserialize, serde::Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct DeclaredCheck {
+    pub slug: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub timeout: Option<i64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub schedule: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tz: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub grace: Option<i64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub max_runtime: Option<i64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tags: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub desc: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub service: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -206,6 +234,8 @@ pub struct OnCall {
     /// Check UUID (lowercase) → the service the file binds it to.
     pub check_services: HashMap<String, String>,
     pub maintenance: Vec<Maintenance>,
+    /// Checks declared in the file (slugs unique), in file order.
+    pub checks: Vec<DeclaredCheck>,
 }
 
 fn weekday(day: &str) -> Option<Weekday> {
@@ -548,6 +578,28 @@ impl OnCall {
                 end,
             });
         }
+        for (i, check) in file.checks.iter().enumerate() {
+            let at = format!("checks[{i}]");
+            if check.slug.is_empty()
+                || !check
+                    .slug
+                    .chars()
+                    .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '_')
+            {
+                bail!(
+                    "{at}.slug: `{}` is not a slug (lowercase letters, digits, - and _)",
+                    check.slug
+                );
+            }
+            if file.checks[..i].iter().any(|c| c.slug == check.slug) {
+                bail!("{at}.slug: `{}` appears twice", check.slug);
+            }
+            if let Some(service) = &check.service
+                && !services.contains_key(service)
+            {
+                bail!("{at} ({}).service: unknown service `{service}`", check.slug);
+            }
+        }
         Ok(OnCall {
             people,
             contacts,
@@ -556,6 +608,7 @@ impl OnCall {
             services,
             check_services,
             maintenance,
+            checks: file.checks,
         })
     }
 }

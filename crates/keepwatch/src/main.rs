@@ -135,9 +135,14 @@ KEEPWATCH_SERVER.")]
     #[command(after_help = "\
 Applying the same file twice changes nothing. Prints the calendar feed path of every schedule
 and person (serve it under the site URL: https://keepwatch.example.com/ical/<token>.ics) and
-each service's integration key (the events API's routing_key, /api/v1/alertmanager/<key>).
+each service's integration key (the events API's routing_key, /api/v1/alertmanager/<key>),
+and the contacts no verification code has reached yet (keepwatch contact send-code). The same
+over HTTP: PUT /api/v1/oncall/config with the file as the body.
+A file that declares [[checks]] is applied through the running server (--server, --api-key),
+which creates and updates them.
 Examples:
   keepwatch apply -f oncall.toml --dry-run
+  KEEPWATCH_API_KEY=… keepwatch apply -f oncall.toml --server https://keepwatch.example.com
   keepwatch apply -f oncall.toml --project billing --database-url postgres://keepwatch@db/keepwatch")]
     Apply {
         #[command(flatten)]
@@ -263,6 +268,11 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             count,
         } => cron(&expr, &tz, after.as_deref(), count),
         Command::Run(_) => Ok(()),
+        Command::Apply { args, .. } if args.server.is_some() => {
+            let server = args.server.clone().unwrap_or_default();
+            print!("{}", oncall::apply_remote(&args, &server).await?);
+            Ok(())
+        }
         Command::Apply { args, storage } => {
             let store = open_store(&storage).await?;
             let project = project_named(&store, &args.project).await?;

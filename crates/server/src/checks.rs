@@ -380,7 +380,7 @@ async fn spec_channels(
 }
 
 /// Applies the fields present in a spec to a check row.
-fn apply_spec(row: &mut CheckRow, spec: &Spec) -> Result<(), ApiError> {
+pub(crate) fn apply_spec(row: &mut CheckRow, spec: &Spec) -> Result<(), ApiError> {
     let mut extra: Map<String, Value> = serde_json::from_str(&row.extra).unwrap_or_default();
     if let Some(v) = &spec.name {
         row.name = v.clone();

@@ -10,13 +10,15 @@ use axum::response::{IntoResponse, Response};
 use chrono::{DateTime, TimeDelta, Utc};
 use keepwatch_core::oncall::OnCallSchedule;
 use keepwatch_core::oncall_file::{OnCall, changes};
-use keepwatch_store::{FeedRow, Store};
+use keepwatch_engine::Engine;
+use keepwatch_store::{CheckRow, FeedRow, Store};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
 use crate::AppState;
-use crate::checks::authorize;
+use crate::checks::{apply_spec, authorize, new_check_row};
 use crate::error::ApiError;
+use crate::spec::Spec;
 
 /// What applying a configuration changed (or would change), and the project's tokens for it.
 pub struct Applied {
@@ -54,16 +56,19 @@ pub async fn unverified_contacts(
     Ok(out)
 }
 
-/// Checks `text`, compares it with the stored configuration and, unless `dry_run`, stores it
-/// and makes the tokens it needs. A text that does not parse is an `Err` with the reason
-/// (line and field); nothing is stored then.
+/// Checks `text`, compares it with the stored configuration and, unless `dry_run`, stores it,
+/// makes the tokens it needs, and creates or updates the checks it declares (through the
+/// engine, which only a running server has: without one a file declaring checks is refused).
+/// A text that does not parse, or a check the v3 API would refuse, is an `Err` with the
+/// reason (line and field); nothing is stored then.
 pub async fn apply_config(
     store: &Store,
+    engine: Option<&Engine>,
     project_id: i64,
     text: &str,
     dry_run: bool,
     now: DateTime<Utc>,
-) -> Result<Result<Applied, String>, keepwatch_store::StoreError> {
+) -> Result<Result<Applied, String>, ApiError> {
     let new = match OnCall::parse(text) {
         Ok(new) => new,
         Err(e) => return Ok(Err(format!("{e:#}"))),
@@ -73,7 +78,23 @@ pub async fn apply_config(
         .oncall_source(project_id)
         .await?
         .and_then(|source| OnCall::parse(&source).ok());
-    let changes = changes(old.as_ref(), &new);
+    let mut changes = changes(old.as_ref(), &new);
+    let checks = match planned_checks(store, project_id, &new, now).await? {
+        Ok(checks) => checks,
+        Err(e) => return Ok(Err(e)),
+    };
+    if !checks.is_empty() && engine.is_none() && !dry_run {
+        return Ok(Err(
+            "this file declares checks, which only the running server can create: \
+             apply it with --server (or PUT it to /api/v1/oncall/config)"
+                .into(),
+        ));
+    }
+    changes.extend(
+        checks
+            .iter()
+            .map(|(row, create)| format!("{} check {}", if *create { "+" } else { "~" }, row.slug)),
+    );
     let unverified = unverified_contacts(store, project_id, &new).await?;
     if dry_run {
         return Ok(Ok(Applied {
@@ -86,6 +107,15 @@ pub async fn apply_config(
     let rows = store
         .apply_oncall(project_id, text, &names, now.timestamp_micros())
         .await?;
+    if let Some(engine) = engine {
+        for (row, create) in checks {
+            if create {
+                engine.create_check(row).await?;
+            } else {
+                engine.update_check(row).await?;
+            }
+        }
+    }
     let tokens = rows
         .into_iter()
         .filter(|r| names.contains(&(r.kind.as_str(), r.name.as_str())))
@@ -95,6 +125,50 @@ pub async fn apply_config(
         tokens,
         unverified,
     }))
+}
+
+/// The checks the file declares that are new (`true`) or differ from what is stored
+/// (`false`), as they will be saved; or the first one the v3 API would refuse, and why.
+async fn planned_checks(
+    store: &Store,
+    project_id: i64,
+    config: &OnCall,
+    now: DateTime<Utc>,
+) -> Result<Result<Vec<(CheckRow, bool)>, String>, ApiError> {
+    if config.checks.is_empty() {
+        return Ok(Ok(Vec::new()));
+    }
+    let existing = store.list_checks(project_id).await?;
+    let mut planned = Vec::new();
+    for (i, declared) in config.checks.iter().enumerate() {
+        let at = format!("checks[{i}] ({})", declared.slug);
+        let refused = |e: ApiError| match e {
+            ApiError::BadSchedule { detail, .. } => format!("{at}: {detail}"),
+            ApiError::BadRequest(message) => format!("{at}: {message}"),
+            other => format!("{at}: {other:?}"),
+        };
+        let mut body =
+            serde_json::to_value(declared).map_err(|e| ApiError::BadRequest(e.to_string()))?;
+        if declared.name.is_none() {
+            body["name"] = json!(declared.slug);
+        }
+        let spec = match Spec::parse(&body) {
+            Ok(spec) => spec,
+            Err(e) => return Ok(Err(refused(e))),
+        };
+        let stored = existing.iter().find(|row| row.slug == declared.slug);
+        let (mut row, create) = match stored {
+            Some(row) => (row.clone(), false),
+            None => (new_check_row(project_id, now), true),
+        };
+        if let Err(e) = apply_spec(&mut row, &spec) {
+            return Ok(Err(refused(e)));
+        }
+        if create || Some(&row) != stored {
+            planned.push((row, create));
+        }
+    }
+    Ok(Ok(planned))
 }
 
 /// The stored configuration: its source and its content as JSON, or a 404 naming the fix.
@@ -148,10 +222,22 @@ pub async fn put_config(
     let text = std::str::from_utf8(&body)
         .map_err(|_| ApiError::BadRequest("the configuration is not UTF-8 text".into()))?;
     let now = state.engine.clock.now();
-    let applied = apply_config(&state.store, scope.project_id, text, dry_run, now)
-        .await?
-        .map_err(ApiError::BadRequest)?;
-    let site = &state.config.site_url;
+    let applied = apply_config(
+        &state.store,
+        Some(&state.engine),
+        scope.project_id,
+        text,
+        dry_run,
+        now,
+    )
+    .await?
+    .map_err(ApiError::BadRequest)?;
+    Ok(axum::Json(applied_json(&applied, &state.config.site_url, dry_run)).into_response())
+}
+
+/// What `PUT /api/v1/oncall/config` answers (and `keepwatch apply` prints): the changes, the
+/// calendar feed URLs under `site`, the integration keys and the unverified contacts.
+pub fn applied_json(applied: &Applied, site: &str, dry_run: bool) -> Value {
     let feeds: Vec<Value> = applied
         .tokens
         .iter()
@@ -164,7 +250,7 @@ pub async fn put_config(
         .filter(|r| r.kind == "service")
         .map(|r| json!({"service": r.name, "key": r.token}))
         .collect();
-    Ok(axum::Json(json!({
+    json!({
         "changes": applied.changes,
         "dry_run": dry_run,
         "calendar_feeds": feeds,
@@ -174,8 +260,7 @@ pub async fn put_config(
             .iter()
             .map(|(person, contact)| json!({"person": person, "contact": contact}))
             .collect::<Vec<_>>(),
-    }))
-    .into_response())
+    })
 }
 
 /// The entries of one section of the file (`people`, `schedules`, …).

@@ -384,6 +384,90 @@ pub struct ApplyArgs {
     /// The project the configuration belongs to
     #[arg(long, default_value = "default")]
     pub project: String,
+    /// Apply through this running server (PUT /api/v1/oncall/config) instead of writing the
+    /// database directly; needed for a file that declares checks
+    #[arg(long, value_name = "URL")]
+    pub server: Option<String>,
+    /// A full-access API key of the project, with --server
+    #[arg(long, env = "KEEPWATCH_API_KEY", hide_env_values = true)]
+    pub api_key: Option<String>,
+}
+
+/// `keepwatch apply --server`: the same through the server's API.
+pub async fn apply_remote(args: &ApplyArgs, server: &str) -> anyhow::Result<String> {
+    let (text, _) = read(&args.file)?;
+    let server = crate::runner::Server {
+        server: server.to_string(),
+    };
+    let base = server.base()?;
+    let key = args
+        .api_key
+        .as_deref()
+        .context("--server needs --api-key (or KEEPWATCH_API_KEY), a full-access key")?;
+    let dry_run = if args.dry_run { "?dry_run=1" } else { "" };
+    let response = crate::runner::client()?
+        .put(format!("{base}/api/v1/oncall/config{dry_run}"))
+        .header("X-Api-Key", key)
+        .body(text)
+        .timeout(Duration::from_secs(60))
+        .send()
+        .await
+        .with_context(|| format!("cannot reach {base}"))?;
+    let status = response.status();
+    let body: serde_json::Value = response.json().await.unwrap_or_default();
+    if !status.is_success() {
+        anyhow::bail!(
+            "{}: the server answered {status}: {}",
+            args.file.display(),
+            body["error"].as_str().unwrap_or_default()
+        );
+    }
+    Ok(report(&body, args.dry_run))
+}
+
+/// What `keepwatch apply` prints, from the answer of `PUT /api/v1/oncall/config`.
+fn report(body: &serde_json::Value, dry_run: bool) -> String {
+    let text_of = |v: &serde_json::Value| v.as_str().unwrap_or_default().to_string();
+    let list = |key: &str| body[key].as_array().cloned().unwrap_or_default();
+    let mut out = String::new();
+    if list("changes").is_empty() {
+        out.push_str("no changes\n");
+    }
+    for change in list("changes") {
+        out.push_str(&format!("{}\n", text_of(&change)));
+    }
+    if !list("unverified_contacts").is_empty() {
+        out.push_str("unverified contacts (pages go to them, but no code has reached them yet):\n");
+        for c in list("unverified_contacts") {
+            out.push_str(&format!(
+                "  {} {}\n",
+                text_of(&c["person"]),
+                text_of(&c["contact"])
+            ));
+        }
+    }
+    if dry_run {
+        out.push_str("dry run: nothing was stored\n");
+        return out;
+    }
+    out.push_str("calendar feeds:\n");
+    for feed in list("calendar_feeds") {
+        out.push_str(&format!(
+            "  {} {}: {}\n",
+            text_of(&feed["kind"]),
+            text_of(&feed["name"]),
+            text_of(&feed["url"])
+        ));
+    }
+    out.push_str("integration keys (events API routing_key, /api/v1/alertmanager/<key>):\n");
+    for key in list("integration_keys") {
+        out.push_str(&format!(
+            "  service {}: {}\n",
+            text_of(&key["service"]),
+            text_of(&key["key"])
+        ));
+    }
+    out
 }
 
 /// `keepwatch apply`: checks the file, prints the changes, stores it (unless a dry run) and
@@ -396,44 +480,19 @@ pub async fn apply(
     let (text, _) = read(&args.file)?;
     let applied = keepwatch_server::resources::apply_config(
         store,
+        None,
         project_id,
         &text,
         args.dry_run,
         Utc::now(),
     )
-    .await?
+    .await
+    .map_err(|e| anyhow::anyhow!("{e:?}"))?
     .map_err(|e| anyhow::anyhow!("{}: {e}", args.file.display()))?;
-    let mut out = String::new();
-    if applied.changes.is_empty() {
-        out.push_str("no changes\n");
-    }
-    for change in &applied.changes {
-        out.push_str(change);
-        out.push('\n');
-    }
-    if !applied.unverified.is_empty() {
-        out.push_str("unverified contacts (pages go to them, but no code has reached them yet):\n");
-        for (person, contact) in &applied.unverified {
-            out.push_str(&format!("  {person} {contact}\n"));
-        }
-    }
-    if args.dry_run {
-        out.push_str("dry run: nothing was stored\n");
-        return Ok(out);
-    }
-    let rows = applied.tokens;
-    out.push_str("calendar feeds:\n");
-    for row in rows.iter().filter(|r| r.kind != "service") {
-        out.push_str(&format!(
-            "  {} {}: /ical/{}.ics\n",
-            row.kind, row.name, row.token
-        ));
-    }
-    out.push_str("integration keys (events API routing_key, /api/v1/alertmanager/<key>):\n");
-    for row in rows.iter().filter(|r| r.kind == "service") {
-        out.push_str(&format!("  service {}: {}\n", row.name, row.token));
-    }
-    Ok(out)
+    Ok(report(
+        &keepwatch_server::resources::applied_json(&applied, "", args.dry_run),
+        args.dry_run,
+    ))
 }
 
 #[cfg(test)]
@@ -602,6 +661,11 @@ nobody acknowledged: 10 notifications in 3h
             (
                 "[[policies]]\nname = \"p\"\nsteps = [{ targets = [\"team:ops\"], delay = 5 }]\n",
                 "`team:ops` is not `user:<id>` or `schedule:<name>`",
+            ),
+            (
+                // A policy cannot reference a policy (itself or another): no loops to follow.
+                "[[policies]]\nname = \"p\"\nsteps = [{ targets = [\"policy:p\"], delay = 5 }]\n",
+                "policies[0] (p).steps[0].targets: `policy:p` is not `user:<id>` or `schedule:<name>`",
             ),
             (
                 "[[services]]\nname = \"x\"\npolicy = \"nope\"\n",

@@ -435,3 +435,140 @@ async fn the_cli_sends_and_enters_a_verification_code() {
     );
     assert_eq!(verified(&app).await, true);
 }
+
+const CHECKS: &str = r#"
+[[checks]]
+slug = "nightly-backup"
+name = "Nightly backup"
+schedule = "0 0 * * *"
+tz = "America/Denver"
+grace = 3600
+service = "billing"
+[[checks]]
+slug = "queue"
+timeout = 600
+grace = 60
+"#;
+
+#[tokio::test]
+async fn checks_declared_in_the_file_are_created_and_updated_by_slug() {
+    let app = spawn_app().await;
+    let file = format!("{CONFIG}{CHECKS}");
+    let (status, body) = put(&app, "?dry_run=1", &app.api_key, &file).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let changes: Vec<&str> = body["changes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(Value::as_str)
+        .filter(|c| c.contains("check"))
+        .collect();
+    assert_eq!(changes, ["+ check nightly-backup", "+ check queue"]);
+    let (_, listed) = app
+        .api("GET", "/api/v3/checks/", Some(&app.read_key), None)
+        .await;
+    assert_eq!(listed["checks"], json!([]), "a dry run creates nothing");
+
+    let (status, _) = put(&app, "", &app.api_key, &file).await;
+    assert_eq!(status, StatusCode::OK);
+    let (_, listed) = app
+        .api(
+            "GET",
+            "/api/v3/checks/?slug=nightly-backup",
+            Some(&app.read_key),
+            None,
+        )
+        .await;
+    let check = &listed["checks"][0];
+    assert_eq!(check["name"], "Nightly backup");
+    assert_eq!(check["schedule"], "0 0 * * *");
+    assert_eq!(check["tz"], "America/Denver");
+    assert_eq!(check["grace"], 3600);
+    assert_eq!(check["service"], "billing");
+    assert_eq!(check["status"], "new");
+    let (_, listed) = app
+        .api(
+            "GET",
+            "/api/v3/checks/?slug=queue",
+            Some(&app.read_key),
+            None,
+        )
+        .await;
+    assert_eq!(
+        (
+            &listed["checks"][0]["name"],
+            &listed["checks"][0]["timeout"]
+        ),
+        (&json!("queue"), &json!(600))
+    );
+
+    // Twice: nothing changes. A changed field updates the same check.
+    let (_, again) = put(&app, "", &app.api_key, &file).await;
+    assert_eq!(again["changes"], json!([]));
+    let (_, again) = put(
+        &app,
+        "",
+        &app.api_key,
+        &file.replace("grace = 60", "grace = 120"),
+    )
+    .await;
+    assert_eq!(again["changes"], json!(["~ check queue"]));
+    let (_, listed) = app
+        .api("GET", "/api/v3/checks/", Some(&app.read_key), None)
+        .await;
+    assert_eq!(listed["checks"].as_array().unwrap().len(), 2);
+
+    // What the v3 API would refuse is refused with the check and the field.
+    for (bad, expected) in [
+        (
+            file.replace("0 0 * * *", "0 0 * *"),
+            "checks[0] (nightly-backup): expected 5 fields",
+        ),
+        (
+            file.replace("service = \"billing\"", "service = \"web\""),
+            "checks[0] (nightly-backup).service: unknown service `web`",
+        ),
+        (
+            file.replace("slug = \"queue\"", "slug = \"nightly-backup\""),
+            "checks[1].slug: `nightly-backup` appears twice",
+        ),
+        (
+            file.replace("timeout = 600", "timeout = 1"),
+            "checks[1] (queue): json validation error: timeout is too small",
+        ),
+    ] {
+        let (status, body) = put(&app, "", &app.api_key, &bad).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{bad}");
+        let error = body["error"].as_str().unwrap();
+        assert!(error.starts_with(expected), "{expected} → {error}");
+    }
+
+    // From the CLI: straight to the database it refuses (only the server makes checks);
+    // with --server it goes through the API.
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("oncall.toml");
+    std::fs::write(&path, file.replace("grace = 60", "grace = 90")).unwrap();
+    let path = path.to_str().unwrap();
+    let data_dir = app.data_dir.to_str().unwrap();
+    let out =
+        crate::cli::keepwatch_async(&["apply", "-f", path, "--data-dir", data_dir], None).await;
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("apply it with --server"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let out = crate::cli::keepwatch_async(
+        &["apply", "-f", path, "--server", &app.address],
+        Some(&app.api_key),
+    )
+    .await;
+    let printed = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(printed.starts_with("~ check queue\n"), "{printed}");
+    assert!(printed.contains("  service billing: "), "{printed}");
+}

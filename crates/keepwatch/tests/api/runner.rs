@@ -505,8 +505,10 @@ async fn a_held_lock_stops_the_run_names_the_holder_and_can_be_waited_for() {
             "--lock",
             lock,
             "--",
+            // Not `sleep 60`: another test runs that at the same time, and the holder's
+            // start would report it as a stray run of the same command.
             "sleep",
-            "60",
+            "61",
         ],
     )
     .spawn()
@@ -538,7 +540,7 @@ async fn a_held_lock_stops_the_run_names_the_holder_and_can_be_waited_for() {
         overlap["strays"][0]["cmdline"]
             .as_str()
             .unwrap()
-            .contains("sleep 60")
+            .contains("sleep 61")
     );
     let log = &app.pings(&uuid).await[0];
     assert_eq!(
@@ -785,9 +787,16 @@ async fn streaming_hundreds_of_megabytes_keeps_memory_bounded() {
     let app = spawn_app().await;
     let uuid = new_check(&app).await;
     let spool = tempfile::tempdir().unwrap();
-    let status = command(
-        spool.path(),
-        &[
+    // The runner's own peak resident set, from wait4 in a small parent (python3). Not
+    // getrusage(RUSAGE_CHILDREN) or wait4 here: a child spawned with vfork carries the
+    // high-water mark of this test process, servers of other tests included, into its own.
+    const PEAK: &str = "import os, subprocess, sys\n\
+        child = subprocess.Popen(sys.argv[1:], stdout=subprocess.DEVNULL)\n\
+        _, status, usage = os.wait4(child.pid, 0)\n\
+        print(os.waitstatus_to_exitcode(status), usage.ru_maxrss)";
+    let out = tokio::process::Command::new("python3")
+        .args(["-c", PEAK, env!("CARGO_BIN_EXE_keepwatch")])
+        .args([
             "run",
             &uuid,
             "--server",
@@ -796,22 +805,16 @@ async fn streaming_hundreds_of_megabytes_keeps_memory_bounded() {
             "sh",
             "-c",
             "head -c 300000000 /dev/zero; echo END",
-        ],
-    )
-    .stdout(std::process::Stdio::null())
-    .status()
-    .await
-    .unwrap();
-    assert!(status.success());
-    // The largest resident set of any process this test binary has waited for, keepwatch
-    // run included (other tests' children are small too).
-    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
-    // SAFETY: getrusage fills the struct we pass.
-    assert_eq!(
-        unsafe { libc::getrusage(libc::RUSAGE_CHILDREN, &mut usage) },
-        0
-    );
-    let peak_mib = usage.ru_maxrss / 1024;
+        ])
+        .env_remove("KEEPWATCH_SERVER")
+        .env("KEEPWATCH_SPOOL_DIR", spool.path())
+        .output()
+        .await
+        .unwrap();
+    let printed = String::from_utf8_lossy(&out.stdout);
+    let (code, peak_kib) = printed.trim().split_once(' ').unwrap();
+    assert_eq!(code, "0", "{}", String::from_utf8_lossy(&out.stderr));
+    let peak_mib = peak_kib.parse::<u64>().unwrap() / 1024;
     assert!(
         peak_mib < 64,
         "peak RSS {peak_mib} MiB while passing 300 MB through"
