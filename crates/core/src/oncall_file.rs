@@ -174,6 +174,13 @@ struct ServiceSpec {
     /// UUIDs of the checks whose alerts go to this service (over the check's own `service`).
     #[serde(default)]
     checks: Vec<String>,
+    /// Whether a check coming back up resolves its alert (else a person resolves it).
+    #[serde(default = "yes")]
+    resolve_on_recovery: bool,
+}
+
+fn yes() -> bool {
+    true
 }
 
 fn high() -> String {
@@ -211,6 +218,7 @@ pub struct Service {
     pub raise_after: Option<TimeDelta>,
     /// The check UUIDs the file binds to this service, lowercase.
     pub checks: Vec<String>,
+    pub resolve_on_recovery: bool,
 }
 
 /// A maintenance window: pages for alerts of the service (or of the check, by UUID) that fall
@@ -550,6 +558,7 @@ impl OnCall {
                     urgency,
                     raise_after,
                     checks,
+                    resolve_on_recovery: s.resolve_on_recovery,
                 },
             );
         }

@@ -483,10 +483,15 @@ impl Pager {
                     _ => format!("check:{}", event.uuid),
                 };
                 if event.kind == "up" {
-                    if let Some(open) = self
-                        .store
-                        .open_alert_by_dedup(event.project_id, &dedup)
-                        .await?
+                    let resolves = config
+                        .as_deref()
+                        .and_then(|c| c.services.get(&service))
+                        .is_none_or(|s| s.resolve_on_recovery);
+                    if resolves
+                        && let Some(open) = self
+                            .store
+                            .open_alert_by_dedup(event.project_id, &dedup)
+                            .await?
                     {
                         self.store
                             .resolve_alert(open.id, "check recovered", now_us)

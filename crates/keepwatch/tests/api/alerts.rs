@@ -781,7 +781,7 @@ urgency = "high"
 }
 
 #[tokio::test]
-async fn the_on_call_file_binds_a_check_to_its_service() {
+async fn the_on_call_file_binds_a_check_to_a_service_that_keeps_alerts_open_on_recovery() {
     let app = spawn_app().await;
     let mut alice = Receiver::start(vec![]).await;
     let mut bob = Receiver::start(vec![]).await;
@@ -813,6 +813,7 @@ steps = [{{ targets = ["user:bob"], delay = 10 }}]
 name = "billing"
 policy = "alice"
 checks = ["{}"]
+resolve_on_recovery = false
 [[services]]
 name = "default"
 policy = "bob"
@@ -831,6 +832,19 @@ policy = "bob"
     assert_eq!(page["alert"]["service"], "billing");
     tokio::time::sleep(std::time::Duration::from_millis(200)).await;
     assert!(bob.is_empty(), "the default service's person was paged");
+
+    // Back up: billing keeps the alert open. (Another check's failure, paged to bob, shows
+    // the pager has read past the recovery.)
+    app.ping("GET", &format!("/ping/{uuid}"), None).await;
+    let other = uuid_of(&app.create_check(json!({"name": "web"})).await);
+    app.ping("GET", &format!("/ping/{other}/fail"), None).await;
+    assert_eq!(bob.next().await.json()["alert"]["summary"], "web is failed");
+    let open = open_alerts(&app).await;
+    assert!(
+        open.iter()
+            .any(|a| a["summary"] == "invoices is down" && a["status"] == "triggered"),
+        "{open:?}"
+    );
 }
 
 #[tokio::test]
