@@ -79,6 +79,8 @@ struct MaintenanceSpec {
 #[serde(deny_unknown_fields)]
 struct PersonSpec {
     id: String,
+    /// The person's IANA time zone: `keepwatch drill` shows each page at their local time.
+    tz: Option<String>,
     #[serde(default)]
     contacts: HashMap<String, String>,
     #[serde(default)]
@@ -241,6 +243,8 @@ pub struct OnCall {
     pub services: HashMap<String, Service>,
     /// Check UUID (lowercase) → the service the file binds it to.
     pub check_services: HashMap<String, String>,
+    /// The time zones of the people who gave one.
+    pub time_zones: HashMap<String, chrono_tz::Tz>,
     pub maintenance: Vec<Maintenance>,
     /// Checks declared in the file (slugs unique), in file order.
     pub checks: Vec<DeclaredCheck>,
@@ -360,7 +364,13 @@ impl OnCall {
         let file: File = toml::from_str(text)?;
         let mut people = HashMap::new();
         let mut contacts = HashMap::new();
+        let mut time_zones = HashMap::new();
         for (i, p) in file.people.into_iter().enumerate() {
+            if let Some(tz) = &p.tz {
+                let tz =
+                    parse_tz(tz).map_err(|e| anyhow::anyhow!("people[{i}] ({}).tz: {e}", p.id))?;
+                time_zones.insert(p.id.clone(), tz);
+            }
             for (j, rule) in p.rules.iter().enumerate() {
                 if !p.contacts.contains_key(&rule.contact) {
                     bail!(
@@ -616,6 +626,7 @@ impl OnCall {
             policies,
             services,
             check_services,
+            time_zones,
             maintenance,
             checks: file.checks,
         })

@@ -155,16 +155,24 @@ pub fn drill(args: &DrillArgs) -> anyhow::Result<String> {
             Page::UrgencyRaised { .. } => "urgency raised to high".to_string(),
             Page::LastResort { .. } => "last resort".to_string(),
             Page::Notify {
+                at,
                 user,
                 contact,
                 urgency,
-                ..
             } => {
                 let address = config
                     .contact_address(user, contact)
                     .map_or(String::new(), |a| format!(" <{a}>"));
+                // Where the person lives, if the file says: a 00:15 page is 08:15 in Berlin.
+                let their_time = config.time_zones.get(user).map_or(String::new(), |tz| {
+                    format!(
+                        ", {} {}",
+                        at.with_timezone(tz).format("%a %H:%M"),
+                        tz.name()
+                    )
+                });
                 format!(
-                    "  notify {user} by {contact}{address} ({})",
+                    "  notify {user} by {contact}{address} ({}{their_time})",
                     urgency.as_str()
                 )
             }
@@ -540,7 +548,7 @@ urgency: low (outside support hours); raised to high after 10 min without acknow
  +0:45  Sat 2026-11-28 00:45  escalation step 2 (pass 2)
  +0:45  Sat 2026-11-28 00:45    notify bob by ntfy <https://ntfy.sh/bob-pages> (high)
  +1:00  Sat 2026-11-28 01:00  last resort
- +1:00  Sat 2026-11-28 01:00    notify lee by phone <https://hooks.example.com/page-lee> (high)
+ +1:00  Sat 2026-11-28 01:00    notify lee by phone <https://hooks.example.com/page-lee> (high, Sat 09:00 Europe/Berlin)
 first high-urgency page: +0:10 (alice by ntfy)
 nobody acknowledged: 10 notifications in 3h
 ";
@@ -666,6 +674,10 @@ nobody acknowledged: 10 notifications in 3h
                 // A policy cannot reference a policy (itself or another): no loops to follow.
                 "[[policies]]\nname = \"p\"\nsteps = [{ targets = [\"policy:p\"], delay = 5 }]\n",
                 "policies[0] (p).steps[0].targets: `policy:p` is not `user:<id>` or `schedule:<name>`",
+            ),
+            (
+                "[[people]]\nid = \"a\"\ntz = \"Mars/Olympus\"\n",
+                "people[0] (a).tz: ",
             ),
             (
                 "[[services]]\nname = \"x\"\npolicy = \"nope\"\n",
