@@ -677,7 +677,7 @@ nobody acknowledged: 10 notifications in 3h
             ),
             (
                 "[[people]]\nid = \"a\"\ntz = \"Mars/Olympus\"\n",
-                "people[0] (a).tz: ",
+                "people[0] (a).tz: unknown time zone `Mars/Olympus`",
             ),
             (
                 "[[services]]\nname = \"x\"\npolicy = \"nope\"\n",
