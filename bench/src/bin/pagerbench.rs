@@ -17,6 +17,7 @@ use std::time::{Duration, Instant};
 use axum::routing::post;
 use chrono::{TimeDelta, Utc};
 use clap::Parser;
+use keepwatch_engine::notify::Notifier;
 use keepwatch_engine::pager::Pager;
 use keepwatch_engine::{EngineConfig, SystemClock};
 use keepwatch_store::{NewAlert, Store, to_micros};
@@ -124,12 +125,20 @@ urgency = "high"
         page_rate_limit: u32::MAX,
         ..EngineConfig::default()
     };
+    let notifier = Notifier::new(
+        store.clone(),
+        None,
+        engine.delivery_timeout,
+        engine.site_url.clone(),
+    )
+    .map_err(anyhow::Error::msg)?;
     let pager = Pager::new(
         store.clone(),
         Arc::new(SystemClock),
         engine,
         Arc::new(Notify::new()),
         store.secret("alert_links").await?.into(),
+        Arc::new(notifier),
     )
     .await?;
     let started = Instant::now();

@@ -210,23 +210,26 @@ impl Engine {
             .map_err(|e| StoreError::Task(format!("cannot start the engine thread: {e}")))?;
         // Read once: the pager signs links with it, the server checks them.
         let link_secret: Arc<str> = store.secret("alert_links").await?.into();
+        // The pager's pages and the server's own messages (contact verification codes).
+        let notifier = Arc::new(
+            notify::Notifier::new(
+                store.clone(),
+                config.smtp.as_ref(),
+                config.delivery_timeout,
+                config.site_url.clone(),
+            )
+            .map_err(StoreError::Task)?,
+        );
         let pager = pager::Pager::new(
             store.clone(),
             clock.clone(),
             config.clone(),
             pager_wake.clone(),
             link_secret.clone(),
+            notifier.clone(),
         )
         .await?;
         let pager = tokio::spawn(pager.run());
-        // For messages the server sends itself (contact verification codes).
-        let notifier = notify::Notifier::new(
-            store.clone(),
-            config.smtp.as_ref(),
-            config.delivery_timeout,
-            config.site_url.clone(),
-        )
-        .map_err(StoreError::Task)?;
         let dispatcher = dispatch::Dispatcher::new(store.clone(), clock.clone(), config, wake);
         let dispatcher = tokio::spawn(dispatcher.run());
         let maintenance = tokio::spawn(maintain(store.clone()));
@@ -237,7 +240,7 @@ impl Engine {
                 clock,
                 pager_wake,
                 link_secret,
-                notifier: Arc::new(notifier),
+                notifier,
             },
             EngineTasks {
                 actor,

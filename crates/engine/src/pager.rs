@@ -261,7 +261,7 @@ pub struct Pager {
     store: Store,
     clock: Arc<dyn Clock>,
     config: EngineConfig,
-    notifier: Notifier,
+    notifier: Arc<Notifier>,
     link_secret: Arc<str>,
     pub wake: Arc<Notify>,
     /// Parsed on-call configurations by project, with the source they came from.
@@ -287,14 +287,8 @@ impl Pager {
         config: EngineConfig,
         wake: Arc<Notify>,
         link_secret: Arc<str>,
+        notifier: Arc<Notifier>,
     ) -> Result<Pager, StoreError> {
-        let notifier = Notifier::new(
-            store.clone(),
-            config.smtp.as_ref(),
-            config.delivery_timeout,
-            config.site_url.clone(),
-        )
-        .map_err(StoreError::Task)?;
         Ok(Pager {
             store,
             clock,

@@ -125,6 +125,11 @@ async fn the_on_call_file_is_applied_and_read_back_over_rest() {
         .api("GET", "/api/v1/oncall/config", Some(&app.api_key), None)
         .await;
     assert_eq!((status, text.as_str()), (StatusCode::OK, Some(CONFIG)));
+    // The file holds contact URLs and tokens: a read-only key does not get it.
+    let (status, _) = app
+        .api("GET", "/api/v1/oncall/config", Some(&app.read_key), None)
+        .await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
 
     // People: a read-only key sees where a contact goes, not its secret URL.
     let (status, body) = app
