@@ -8,7 +8,7 @@ use chrono::{DateTime, Utc};
 use clap::{Parser, Subcommand};
 use keepwatch_core::schedule::Schedule;
 use keepwatch_engine::{Engine, SystemClock};
-use keepwatch_server::{AppState, ServerConfig};
+use keepwatch_server::{App, AppState, ServerConfig};
 use keepwatch_store::Store;
 
 mod alert;
@@ -405,7 +405,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         Some(key) => println!("  API key (full access, shown once): {key}"),
         None => println!("  API keys: create one with `keepwatch api-key create`"),
     }
-    let state = AppState {
+    let state = AppState::new(App {
         engine: engine.clone(),
         store: store.clone(),
         config: ServerConfig {
@@ -413,7 +413,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
             ..ServerConfig::new(&settings.site_url, settings.ping_body_limit)
         },
         metrics: keepwatch_server::metrics_handle(),
-    };
+    });
     keepwatch_server::serve(listener, state, shutdown_signal()).await?;
     tracing::info!("shutting down: writing state");
     engine.flush().await.ok();

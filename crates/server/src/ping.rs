@@ -8,11 +8,11 @@
 //! `ambiguous slug` (409), `invalid url format` and `invalid uuid format` (400). A 200 is sent
 //! only once the ping is committed to the database.
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::time::Instant;
 
 use axum::body::Body;
-use axum::extract::{ConnectInfo, Path, Query, State};
+use axum::extract::{ConnectInfo, Query, RawPathParams, Request, State};
 use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use chrono::{DateTime, Utc};
@@ -129,59 +129,17 @@ fn parse_action(s: &str) -> Result<Option<PingKind>, ()> {
     }))
 }
 
-pub async fn ping_one(
+/// Every ping route (`/ping/{a}`, `/ping/{a}/`, `/ping/{a}/{b}`, `/ping/{a}/{b}/{c}`). The
+/// request's parts are read in place: the `Path`, `HeaderMap` and `ConnectInfo` extractors
+/// would copy them, and this is the hot path.
+pub async fn ping(
     State(state): State<AppState>,
-    Path(code): Path<String>,
-    query: Query<PingQuery>,
-    method: Method,
-    connect: ConnectInfo<SocketAddr>,
-    headers: HeaderMap,
-    body: Body,
-) -> Response {
-    route(state, vec![code], query, method, connect, headers, body).await
-}
-
-pub async fn ping_two(
-    State(state): State<AppState>,
-    Path((a, b)): Path<(String, String)>,
-    query: Query<PingQuery>,
-    method: Method,
-    connect: ConnectInfo<SocketAddr>,
-    headers: HeaderMap,
-    body: Body,
-) -> Response {
-    route(state, vec![a, b], query, method, connect, headers, body).await
-}
-
-pub async fn ping_three(
-    State(state): State<AppState>,
-    Path((a, b, c)): Path<(String, String, String)>,
-    query: Query<PingQuery>,
-    method: Method,
-    connect: ConnectInfo<SocketAddr>,
-    headers: HeaderMap,
-    body: Body,
-) -> Response {
-    route(state, vec![a, b, c], query, method, connect, headers, body).await
-}
-
-/// Where a ping goes: a check by UUID, or a slug in the project that owns a ping key.
-enum Target {
-    Uuid(Uuid),
-    Slug { ping_key: String, slug: String },
-}
-
-async fn route(
-    state: AppState,
-    segments: Vec<String>,
-    Query(query): Query<PingQuery>,
-    method: Method,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
-    headers: HeaderMap,
-    body: Body,
+    params: RawPathParams,
+    request: Request,
 ) -> Response {
     let started = Instant::now();
-    let segments: Vec<&str> = segments.iter().map(String::as_str).collect();
+    let (parts, body) = request.into_parts();
+    let segments: Vec<&str> = params.iter().map(|(_, value)| value).collect();
     // The same URL shapes Healthchecks' routes accept, in the same order.
     let (target, action) = match segments.as_slice() {
         [code] | [code, ""] => match strict_uuid(code) {
@@ -204,7 +162,15 @@ async fn route(
     let Ok(Some(kind)) = parse_action(action) else {
         return text(StatusCode::BAD_REQUEST, "invalid url format");
     };
-    let incoming = match read_incoming(kind, &query, &method, peer, &headers) {
+    let query = match Query::<PingQuery>::try_from_uri(&parts.uri) {
+        Ok(Query(query)) => query,
+        Err(rejection) => return rejection.into_response(),
+    };
+    let peer = parts
+        .extensions
+        .get::<ConnectInfo<SocketAddr>>()
+        .map(|ConnectInfo(peer)| peer.ip());
+    let incoming = match read_incoming(kind, &query, &parts.method, peer, &parts.headers) {
         Ok(incoming) => incoming,
         Err(message) => return text(StatusCode::BAD_REQUEST, message),
     };
@@ -216,11 +182,17 @@ async fn route(
         incoming,
         body,
         truncated,
-        &method,
+        &parts.method,
     )
     .await;
     PING_SECONDS.record(started.elapsed().as_secs_f64());
     response
+}
+
+/// Where a ping goes: a check by UUID, or a slug in the project that owns a ping key.
+enum Target {
+    Uuid(Uuid),
+    Slug { ping_key: String, slug: String },
 }
 
 fn slug_target(key: &str, slug: &str) -> Target {
@@ -243,7 +215,7 @@ fn read_incoming(
     kind: PingKind,
     query: &PingQuery,
     method: &Method,
-    peer: SocketAddr,
+    peer: Option<IpAddr>,
     headers: &HeaderMap,
 ) -> Result<Incoming, &'static str> {
     let rid = match &query.rid {
@@ -288,7 +260,7 @@ fn read_incoming(
     let remote_addr = header("x-forwarded-for")
         .and_then(|f| f.split(',').next().map(|a| a.trim().to_string()))
         .filter(|a| !a.is_empty())
-        .unwrap_or_else(|| peer.ip().to_string());
+        .unwrap_or_else(|| peer.map(|ip| ip.to_string()).unwrap_or_default());
     let scheme = header("x-forwarded-proto").unwrap_or_else(|| "http".into());
     let mut user_agent = header("user-agent").unwrap_or_default();
     user_agent.truncate(user_agent.floor_char_boundary(200));

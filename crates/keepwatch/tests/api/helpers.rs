@@ -9,7 +9,7 @@ use std::time::Duration;
 use axum::http::{HeaderMap, StatusCode};
 use chrono::{DateTime, TimeZone, Utc};
 use keepwatch_engine::{Engine, EngineConfig, EngineTasks, ManualClock, SmtpConfig};
-use keepwatch_server::{AppState, ServerConfig};
+use keepwatch_server::{App, AppState, ServerConfig};
 use keepwatch_store::Store;
 use serde_json::{Value, json};
 use tokio::sync::{mpsc, oneshot};
@@ -87,12 +87,12 @@ pub async fn spawn_app_with(options: AppOptions) -> TestApp {
     let (engine, tasks) = Engine::start(store.clone(), clock.clone(), config)
         .await
         .unwrap();
-    let state = AppState {
+    let state = AppState::new(App {
         engine: engine.clone(),
         store: store.clone(),
         config: ServerConfig::new(&address, options.ping_body_limit.unwrap_or(100_000)),
         metrics: keepwatch_server::metrics_handle(),
-    };
+    });
     let (shutdown, stop) = oneshot::channel::<()>();
     let server = tokio::spawn(async move {
         keepwatch_server::serve(listener, state, async {
