@@ -21,6 +21,7 @@ pub struct Dispatcher {
     clock: Arc<dyn Clock>,
     config: EngineConfig,
     wake: Arc<Notify>,
+    notifier: Arc<Notifier>,
 }
 
 impl Dispatcher {
@@ -29,8 +30,10 @@ impl Dispatcher {
         clock: Arc<dyn Clock>,
         config: EngineConfig,
         wake: Arc<Notify>,
+        notifier: Arc<Notifier>,
     ) -> Dispatcher {
         Dispatcher {
+            notifier,
             store,
             clock,
             config,
@@ -39,18 +42,6 @@ impl Dispatcher {
     }
 
     pub async fn run(self) {
-        let notifier = match Notifier::new(
-            self.store.clone(),
-            self.config.smtp.as_ref(),
-            self.config.delivery_timeout,
-            self.config.site_url.clone(),
-        ) {
-            Ok(notifier) => Arc::new(notifier),
-            Err(e) => {
-                tracing::error!(error = %e, "notifications disabled");
-                return;
-            }
-        };
         loop {
             let now = self.clock.now();
             let claimed = self
@@ -85,7 +76,7 @@ impl Dispatcher {
             }
             let mut sends = JoinSet::new();
             for delivery in deliveries {
-                let notifier = notifier.clone();
+                let notifier = self.notifier.clone();
                 let store = self.store.clone();
                 let clock = self.clock.clone();
                 let config = self.config.clone();

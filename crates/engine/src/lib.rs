@@ -210,7 +210,8 @@ impl Engine {
             .map_err(|e| StoreError::Task(format!("cannot start the engine thread: {e}")))?;
         // Read once: the pager signs links with it, the server checks them.
         let link_secret: Arc<str> = store.secret("alert_links").await?.into();
-        // The pager's pages and the server's own messages (contact verification codes).
+        // One notifier (HTTP client, SMTP transport) for the pager, the outbox dispatcher and
+        // the server's own messages (contact verification codes).
         let notifier = Arc::new(
             notify::Notifier::new(
                 store.clone(),
@@ -230,7 +231,8 @@ impl Engine {
         )
         .await?;
         let pager = tokio::spawn(pager.run());
-        let dispatcher = dispatch::Dispatcher::new(store.clone(), clock.clone(), config, wake);
+        let dispatcher =
+            dispatch::Dispatcher::new(store.clone(), clock.clone(), config, wake, notifier.clone());
         let dispatcher = tokio::spawn(dispatcher.run());
         let maintenance = tokio::spawn(maintain(store.clone()));
         Ok((

@@ -711,9 +711,9 @@ impl Pager {
                     page,
                     ok: false,
                     detail: format!(
-                        "held back: {limit} messages to this address within {} min; \
+                        "held back: {limit} messages to this address within {}; \
                          goes out in one summary at {}",
-                        window.num_minutes(),
+                        humantime::format_duration(self.config.page_rate_window),
                         until.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
                     ),
                     retry_at: Some(to_micros(until)),

@@ -66,6 +66,11 @@ pub(crate) async fn call_with(
     if let Some(body) = body {
         request = request.json(&body);
     }
+    send(request, base).await
+}
+
+/// Sends a request to keepwatch's API: its JSON answer, or an error with the server's message.
+pub(crate) async fn send(request: reqwest::RequestBuilder, base: &str) -> anyhow::Result<Value> {
     let response = request
         .send()
         .await

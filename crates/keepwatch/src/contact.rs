@@ -18,8 +18,11 @@ pub enum ContactCommand {
     },
     /// Enter the code the contact received
     Verify {
+        /// The person's id in the on-call file
         person: String,
+        /// The contact's name in the person's `contacts`
         contact: String,
+        /// The six-digit code the contact received
         code: String,
         #[command(flatten)]
         api: Api,

@@ -274,8 +274,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         } => cron(&expr, &tz, after.as_deref(), count),
         Command::Run(_) => Ok(()),
         Command::Apply { args, .. } if args.server.is_some() => {
-            let server = args.server.clone().unwrap_or_default();
-            print!("{}", oncall::apply_remote(&args, &server).await?);
+            print!("{}", oncall::apply_remote(&args).await?);
             Ok(())
         }
         Command::Apply { args, storage } => {

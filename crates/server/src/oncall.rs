@@ -16,12 +16,16 @@ use crate::checks::authorize;
 use crate::error::ApiError;
 
 /// The configuration applied to a project, parsed; `None` when nothing was applied.
-async fn config(state: &AppState, project_id: i64) -> Result<Option<OnCall>, ApiError> {
+pub(crate) async fn config(state: &AppState, project_id: i64) -> Result<Option<OnCall>, ApiError> {
     let Some(source) = state.store.oncall_source(project_id).await? else {
         return Ok(None);
     };
-    OnCall::parse(&source)
-        .map(Some)
+    parse_stored(&source).map(Some)
+}
+
+/// Parses a stored configuration; it was valid when applied, so a failure is the server's.
+pub(crate) fn parse_stored(source: &str) -> Result<OnCall, ApiError> {
+    OnCall::parse(source)
         .map_err(|e| ApiError::Unavailable(format!("stored on-call configuration: {e:#}")))
 }
 

@@ -18,6 +18,7 @@ use serde_json::{Value, json};
 use crate::AppState;
 use crate::checks::{apply_spec, authorize, new_check_row};
 use crate::error::ApiError;
+use crate::oncall::parse_stored;
 use crate::spec::Spec;
 
 /// What applying a configuration changed (or would change), and the project's tokens for it.
@@ -173,16 +174,18 @@ async fn planned_checks(
 
 /// The stored configuration: its source and its content as JSON, or a 404 naming the fix.
 async fn stored(state: &AppState, project_id: i64) -> Result<(String, Value), ApiError> {
-    let missing =
-        || ApiError::Missing("no on-call configuration applied (keepwatch apply -f <file>)".into());
     let source = state
         .store
         .oncall_source(project_id)
         .await?
-        .ok_or_else(missing)?;
+        .ok_or_else(nothing_applied)?;
     let value: Value = toml::from_str(&source)
         .map_err(|e| ApiError::Unavailable(format!("stored on-call configuration: {e}")))?;
     Ok((source, value))
+}
+
+fn nothing_applied() -> ApiError {
+    ApiError::Missing("no on-call configuration applied (keepwatch apply -f <file>)".into())
 }
 
 /// `GET /api/v1/oncall/config` (full-access key): the applied file, as `keepwatch export`.
@@ -316,7 +319,8 @@ pub async fn people(
 ) -> Result<Response, ApiError> {
     let scope = authorize(&state, &headers, None, false).await?;
     let (source, config) = stored(&state, scope.project_id).await?;
-    let unverified = unverified_contacts(&state.store, scope.project_id, &parse(&source)?).await?;
+    let unverified =
+        unverified_contacts(&state.store, scope.project_id, &parse_stored(&source)?).await?;
     let people: Vec<Value> = section(&config, "people")
         .into_iter()
         .map(|p| person_view(p, !scope.read_only, &unverified))
@@ -332,7 +336,7 @@ pub async fn person(
 ) -> Result<Response, ApiError> {
     let scope = authorize(&state, &headers, None, false).await?;
     let (source, config) = stored(&state, scope.project_id).await?;
-    let parsed = parse(&source)?;
+    let parsed = parse_stored(&source)?;
     let unverified = unverified_contacts(&state.store, scope.project_id, &parsed).await?;
     let mut person = person_view(
         entry(&config, "people", "id", &id)?,
@@ -351,11 +355,6 @@ pub async fn person(
     schedules.sort();
     person["schedules"] = json!(schedules);
     Ok(axum::Json(person).into_response())
-}
-
-fn parse(source: &str) -> Result<OnCall, ApiError> {
-    OnCall::parse(source)
-        .map_err(|e| ApiError::Unavailable(format!("stored on-call configuration: {e:#}")))
 }
 
 #[derive(Deserialize)]
@@ -391,7 +390,7 @@ pub async fn schedules(
 ) -> Result<Response, ApiError> {
     let scope = authorize(&state, &headers, None, false).await?;
     let (source, config) = stored(&state, scope.project_id).await?;
-    let parsed = parse(&source)?;
+    let parsed = parse_stored(&source)?;
     let now = state.engine.clock.now();
     let schedules: Vec<Value> = section(&config, "schedules")
         .into_iter()
@@ -419,7 +418,7 @@ pub async fn schedule(
     let to = time(&query.to, "to")?;
     let (source, config) = stored(&state, scope.project_id).await?;
     let mut body = entry(&config, "schedules", "name", &name)?;
-    let schedule = &parse(&source)?.schedules[&name];
+    let schedule = &parse_stored(&source)?.schedules[&name];
     let now = state.engine.clock.now();
     let from = from.unwrap_or(now);
     let to = to.unwrap_or(from + TimeDelta::days(7));
@@ -498,8 +497,9 @@ async fn contact_address(
     person: &str,
     contact: &str,
 ) -> Result<String, ApiError> {
-    let (source, _) = stored(state, project_id).await?;
-    let config = parse(&source)?;
+    let config = crate::oncall::config(state, project_id)
+        .await?
+        .ok_or_else(nothing_applied)?;
     if !config.people.contains_key(person) {
         return Err(ApiError::Missing(format!(
             "no people entry with id `{person}`"
@@ -540,7 +540,9 @@ pub async fn send_code(
         )
         .await?;
     let text = format!(
-        "Your keepwatch verification code for {person}'s contact `{contact}` is {code}. It is valid for 15 minutes."
+        "Your keepwatch verification code for {person}'s contact `{contact}` is {code}. \
+         It is valid for {} minutes.",
+        CODE_LIFETIME.num_minutes()
     );
     let title = "keepwatch: verify this contact";
     if let Err(e) = keepwatch_engine::pager::send_plain(

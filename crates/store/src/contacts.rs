@@ -1,8 +1,6 @@
 //! Contact verification: a short code sent through a person's contact, entered back through
 //! the API, proves the address reaches them.
 
-use sha2::{Digest, Sha256};
-
 use crate::{Result, Store, with_read, with_tx};
 
 /// Wrong codes allowed for one sent code; after that a new code must be requested.
@@ -22,8 +20,9 @@ pub enum CodeCheck {
     AddressChanged,
 }
 
+/// Codes are stored hashed, as API keys are.
 fn hash(code: &str) -> String {
-    hex::encode(Sha256::digest(code.trim().as_bytes()))
+    crate::hash_api_key(code.trim())
 }
 
 impl Store {

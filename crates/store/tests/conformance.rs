@@ -394,8 +394,8 @@ async fn oncall_story(store: &Store) {
     assert_eq!(store.feed_by_token("nope").await.unwrap(), None);
 }
 
-/// One open alert per dedup key; paging is recorded only while triggered; an acknowledgment
-/// cancels pending pages; claimed pages carry their alert; attempts land in the log.
+/// A code verifies its contact once; wrong, expired, reused, re-addressed and too many tries
+/// are told apart.
 async fn verification_story(store: &Store) {
     use keepwatch_store::CodeCheck;
     let project = store.create_project("verify", 0).await.unwrap();
@@ -457,6 +457,8 @@ async fn verification_story(store: &Store) {
     );
 }
 
+/// One open alert per dedup key; paging is recorded only while triggered; an acknowledgment
+/// cancels pending pages; claimed pages carry their alert; attempts land in the log.
 async fn alert_story(store: &Store) {
     use keepwatch_store::{NewAlert, NewPage, PageOutcome, PagingRecord};
     let project = store.create_project("alerts", 1).await.unwrap();

@@ -243,21 +243,11 @@ pub async fn oncall_from_server(args: &OncallArgs) -> anyhow::Result<String> {
     if let Some(schedule) = &args.schedule {
         url.query_pairs_mut().append_pair("schedule", schedule);
     }
-    let response = crate::runner::client()?
+    let request = crate::runner::client()?
         .get(url.clone())
         .header("X-Api-Key", key)
-        .timeout(Duration::from_secs(10))
-        .send()
-        .await
-        .with_context(|| format!("cannot reach {base}"))?;
-    let status = response.status();
-    let body: serde_json::Value = response.json().await.unwrap_or_default();
-    if !status.is_success() {
-        anyhow::bail!(
-            "the server answered {status}: {}",
-            body["error"].as_str().unwrap_or("")
-        );
-    }
+        .timeout(Duration::from_secs(10));
+    let body = crate::alert::send(request, base).await?;
     let users = |v: &serde_json::Value| {
         let names: Vec<String> = serde_json::from_value(v.clone()).unwrap_or_default();
         who(&names)
@@ -393,7 +383,8 @@ pub struct ApplyArgs {
     #[arg(long, default_value = "default")]
     pub project: String,
     /// Apply through this running server (PUT /api/v1/oncall/config) instead of writing the
-    /// database directly; needed for a file that declares checks
+    /// database directly; needed for a file that declares checks. The API key's project is
+    /// the one changed (--project and the storage options are not used)
     #[arg(long, value_name = "URL")]
     pub server: Option<String>,
     /// A full-access API key of the project, with --server
@@ -402,10 +393,10 @@ pub struct ApplyArgs {
 }
 
 /// `keepwatch apply --server`: the same through the server's API.
-pub async fn apply_remote(args: &ApplyArgs, server: &str) -> anyhow::Result<String> {
+pub async fn apply_remote(args: &ApplyArgs) -> anyhow::Result<String> {
     let (text, _) = read(&args.file)?;
     let server = crate::runner::Server {
-        server: server.to_string(),
+        server: args.server.clone().unwrap_or_default(),
     };
     let base = server.base()?;
     let key = args
@@ -413,23 +404,14 @@ pub async fn apply_remote(args: &ApplyArgs, server: &str) -> anyhow::Result<Stri
         .as_deref()
         .context("--server needs --api-key (or KEEPWATCH_API_KEY), a full-access key")?;
     let dry_run = if args.dry_run { "?dry_run=1" } else { "" };
-    let response = crate::runner::client()?
+    let request = crate::runner::client()?
         .put(format!("{base}/api/v1/oncall/config{dry_run}"))
         .header("X-Api-Key", key)
         .body(text)
-        .timeout(Duration::from_secs(60))
-        .send()
+        .timeout(Duration::from_secs(60));
+    let body = crate::alert::send(request, base)
         .await
-        .with_context(|| format!("cannot reach {base}"))?;
-    let status = response.status();
-    let body: serde_json::Value = response.json().await.unwrap_or_default();
-    if !status.is_success() {
-        anyhow::bail!(
-            "{}: the server answered {status}: {}",
-            args.file.display(),
-            body["error"].as_str().unwrap_or_default()
-        );
-    }
+        .with_context(|| args.file.display().to_string())?;
     Ok(report(&body, args.dry_run))
 }
 

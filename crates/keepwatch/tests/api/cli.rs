@@ -133,6 +133,10 @@ fn bad_configuration_exits_non_zero_naming_the_key() {
             "[notifications]\npage_rate_limit = 0\n",
             "notifications.page_rate_limit: 0 is out of range (1-1000)",
         ),
+        (
+            "[notifications]\npage_rate_window_secs = 86401\n",
+            "notifications.page_rate_window_secs: 86401 is out of range (1-86400)",
+        ),
     ] {
         std::fs::write(&file, contents).unwrap();
         let (ok, _, err) = keepwatch(&[

@@ -184,6 +184,12 @@ async fn the_on_call_file_is_applied_and_read_back_over_rest() {
             "/api/v1/schedules/primary?from=2026-11-25T00:00:00Z&to=2026-11-24T00:00:00Z",
             StatusCode::BAD_REQUEST,
         ),
+        (
+            "/api/v1/schedules/primary?from=2026-01-01T00:00:00Z&to=2027-06-01T00:00:00Z",
+            StatusCode::BAD_REQUEST,
+        ),
+        ("/api/v1/policies/nope", StatusCode::NOT_FOUND),
+        ("/api/v1/services/nope", StatusCode::NOT_FOUND),
     ] {
         let (got, body) = app.api("GET", path, Some(&app.read_key), None).await;
         assert_eq!(got, status, "{path}: {body}");
@@ -576,4 +582,17 @@ async fn checks_declared_in_the_file_are_created_and_updated_by_slug() {
     );
     assert!(printed.starts_with("~ check queue\n"), "{printed}");
     assert!(printed.contains("  service billing: "), "{printed}");
+    // A key that may not write: the server's refusal, naming the file.
+    let out = crate::cli::keepwatch_async(
+        &["apply", "-f", path, "--server", &app.address],
+        Some(&app.read_key),
+    )
+    .await;
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(
+        stderr.contains(&format!("{path}: the server answered 401"))
+            && stderr.contains("wrong api key"),
+        "{stderr}"
+    );
 }
