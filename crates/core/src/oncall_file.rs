@@ -550,11 +550,9 @@ impl OnCall {
                 (s.raise_after > 0).then(|| TimeDelta::minutes(i64::from(s.raise_after)));
             let mut checks = Vec::with_capacity(s.checks.len());
             for (j, check) in s.checks.iter().enumerate() {
-                let uuid = uuid::Uuid::try_parse(check)
-                    .map_err(|_| {
-                        anyhow::anyhow!("{at}.checks[{j}]: `{check}` is not a check UUID")
-                    })?
-                    .to_string();
+                let uuid = check_uuid(check).ok_or_else(|| {
+                    anyhow::anyhow!("{at}.checks[{j}]: `{check}` is not a check UUID")
+                })?;
                 if let Some(other) = check_services.insert(uuid.clone(), s.name.clone()) {
                     bail!("{at}.checks[{j}]: check `{check}` is already in service `{other}`");
                 }
@@ -579,7 +577,7 @@ impl OnCall {
                 (Some(service), None) if !services.contains_key(service) => {
                     bail!("{at}.service: unknown service `{service}`")
                 }
-                (None, Some(check)) if uuid::Uuid::try_parse(check).is_err() => {
+                (None, Some(check)) if check_uuid(check).is_none() => {
                     bail!("{at}.check: `{check}` is not a check UUID")
                 }
                 (Some(_), None) | (None, Some(_)) => {}
@@ -592,7 +590,7 @@ impl OnCall {
             }
             maintenance.push(Maintenance {
                 service: m.service,
-                check: m.check.map(|c| c.to_ascii_lowercase()),
+                check: m.check.as_deref().and_then(check_uuid),
                 start,
                 end,
             });
@@ -693,6 +691,12 @@ pub fn changes(old: Option<&OnCall>, new: &OnCall) -> Vec<String> {
     out
 }
 
+/// A check UUID as the rest of keepwatch writes it (lowercase, hyphenated), whatever form
+/// the file used, so services and maintenance windows name a check the same way.
+fn check_uuid(text: &str) -> Option<String> {
+    uuid::Uuid::try_parse(text).ok().map(|u| u.to_string())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -774,6 +778,16 @@ urgency = "high"
         ))
         .unwrap();
         assert_eq!(ok.check_services[&uuid.to_ascii_lowercase()], "billing");
+        // A maintenance window names the check in the same form, however the file wrote it.
+        let window = OnCall::parse(&format!(
+            "{base}[[maintenance]]\ncheck = \"{}\"\nstart = \"2026-11-27T10:00:00Z\"\nend = \"2026-11-27T11:00:00Z\"\n",
+            uuid.replace('-', "")
+        ))
+        .unwrap();
+        assert_eq!(
+            window.maintenance[0].check.as_deref(),
+            Some(uuid.to_ascii_lowercase().as_str())
+        );
         let err = OnCall::parse(&format!("{base}{}", service("billing", "\"nightly\"")))
             .unwrap_err()
             .to_string();
