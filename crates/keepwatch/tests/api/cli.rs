@@ -112,6 +112,32 @@ async fn project_and_api_key_commands_print_only_the_secret() {
     );
 }
 
+/// The commands that talk to a running server say which server they could not reach.
+#[test]
+fn api_commands_name_a_server_they_cannot_reach() {
+    // A loopback port nothing listens on: bound, then released.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let server = format!("http://127.0.0.1:{port}");
+    let example = concat!(env!("CARGO_MANIFEST_DIR"), "/../../examples/oncall.toml");
+    let key = ["--api-key", "0123456789abcdef0123456789abcdef"];
+    for args in [
+        vec!["oncall", "--server", &server],
+        vec!["apply", "-f", example, "--server", &server],
+        vec!["alert", "list", "--server", &server],
+    ] {
+        let (ok, _, err) = keepwatch(&[&args[..], &key[..]].concat());
+        assert!(!ok, "{args:?}");
+        assert!(
+            err.contains(&format!("cannot reach {server}")),
+            "{args:?}: {err}"
+        );
+    }
+}
+
 #[test]
 fn bad_configuration_exits_non_zero_naming_the_key() {
     let dir = tempfile::tempdir().unwrap();
