@@ -13,7 +13,7 @@ use std::time::Instant;
 
 use axum::body::Body;
 use axum::extract::{ConnectInfo, Query, RawPathParams, Request, State};
-use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
+use axum::http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use chrono::{DateTime, Utc};
 use futures_util::StreamExt;
@@ -43,6 +43,14 @@ pub struct PingQuery {
     /// spool; a time in the future counts as now.
     ts: Option<String>,
 }
+
+/// The request headers a ping reads, named once (a `&str` name is parsed on every lookup).
+static HOST_HEADER: HeaderName = HeaderName::from_static("x-keepwatch-host");
+static PID_HEADER: HeaderName = HeaderName::from_static("x-keepwatch-pid");
+static STRAYS_HEADER: HeaderName = HeaderName::from_static("x-keepwatch-strays");
+static FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
+static FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
+static PING_BODY_LIMIT: HeaderName = HeaderName::from_static("ping-body-limit");
 
 /// At most this many stray processes are taken from one ping.
 const MAX_STRAYS: usize = 32;
@@ -82,7 +90,7 @@ fn ok_response(
     let mut response = text(status, if method == Method::HEAD { "" } else { body });
     let headers = response.headers_mut();
     headers.insert(
-        "Ping-Body-Limit",
+        PING_BODY_LIMIT.clone(),
         HeaderValue::from(state.config.ping_body_limit),
     );
     headers.insert(
@@ -93,16 +101,14 @@ fn ok_response(
 }
 
 /// A lowercase canonical UUID, the only form Healthchecks' URL patterns and `rid` accept.
+/// Checked byte by byte: this runs on every ping.
 fn strict_uuid(s: &str) -> Option<Uuid> {
     let canonical = s.len() == 36
-        && s.chars()
-            .all(|c| c.is_ascii_digit() || ('a'..='f').contains(&c) || c == '-');
-    if !canonical {
-        return None;
-    }
-    Uuid::parse_str(s)
-        .ok()
-        .filter(|u| u.hyphenated().to_string() == s)
+        && s.bytes().enumerate().all(|(i, b)| match i {
+            8 | 13 | 18 | 23 => b == b'-',
+            _ => b.is_ascii_digit() || (b'a'..=b'f').contains(&b),
+        });
+    canonical.then(|| Uuid::parse_str(s).ok()).flatten()
 }
 
 fn is_slug(s: &str) -> bool {
@@ -222,17 +228,17 @@ fn read_incoming(
         None => None,
         Some(rid) => Some(strict_uuid(rid).ok_or("invalid uuid format")?),
     };
-    let header = |name: &str| {
+    let header = |name: &HeaderName| {
         headers
             .get(name)
             .and_then(|v| v.to_str().ok())
             .map(str::to_string)
     };
-    let host = query.host.clone().or_else(|| header("x-keepwatch-host"));
+    let host = query.host.clone().or_else(|| header(&HOST_HEADER));
     if host.as_ref().is_some_and(|h| h.is_empty() || h.len() > 255) {
         return Err("invalid host");
     }
-    let pid = match query.pid.clone().or_else(|| header("x-keepwatch-pid")) {
+    let pid = match query.pid.clone().or_else(|| header(&PID_HEADER)) {
         None => None,
         Some(pid) => Some(pid.parse::<u32>().map_err(|_| "invalid pid")?),
     };
@@ -249,7 +255,7 @@ fn read_incoming(
         None => None,
         Some(ts) => Some(parse_time(ts).ok_or("invalid ts")?),
     };
-    let strays = match header("x-keepwatch-strays") {
+    let strays = match header(&STRAYS_HEADER) {
         None => Vec::new(),
         Some(json) => serde_json::from_str::<Vec<StrayProcess>>(&json)
             .ok()
@@ -257,12 +263,12 @@ fn read_incoming(
             .ok_or("invalid X-Keepwatch-Strays")?,
     };
     // As Healthchecks: the first X-Forwarded-For address, else the peer.
-    let remote_addr = header("x-forwarded-for")
+    let remote_addr = header(&FORWARDED_FOR)
         .and_then(|f| f.split(',').next().map(|a| a.trim().to_string()))
         .filter(|a| !a.is_empty())
         .unwrap_or_else(|| peer.map(|ip| ip.to_string()).unwrap_or_default());
-    let scheme = header("x-forwarded-proto").unwrap_or_else(|| "http".into());
-    let mut user_agent = header("user-agent").unwrap_or_default();
+    let scheme = header(&FORWARDED_PROTO).unwrap_or_else(|| "http".into());
+    let mut user_agent = header(&header::USER_AGENT).unwrap_or_default();
     user_agent.truncate(user_agent.floor_char_boundary(200));
     Ok(Incoming {
         kind,
