@@ -30,9 +30,10 @@ const TICK_CHUNK: usize = 1000;
 /// How many check states one checkpoint step writes, and how many pings one sweep step looks
 /// at, so neither holds the write lock for long between two ping batches.
 const CHECKPOINT_STATES: usize = 500;
-const SWEEP_ROWS: i64 = 20_000;
-/// The pause between checkpoint steps while there is a backlog.
-const CHECKPOINT_STEP: std::time::Duration = std::time::Duration::from_millis(50);
+const SWEEP_ROWS: i64 = 2_000;
+/// The pause between checkpoint steps while there is a backlog: short, so that steps of a
+/// few milliseconds each keep up with tens of thousands of pings a second.
+const CHECKPOINT_STEP: std::time::Duration = std::time::Duration::from_millis(10);
 /// A full sweep of the ping log starts at most this often.
 const SWEEP_EVERY: chrono::TimeDelta = chrono::TimeDelta::seconds(60);
 /// A ping dated this much before its arrival came late (from a spool).
@@ -654,15 +655,14 @@ impl Actor {
             self.sweep_pos = 0;
             self.sweep_started = self.clock.now();
         }
-        let to = (self.sweep_pos + SWEEP_ROWS).min(self.seq + 1);
         match self
             .store
-            .prune_pings(self.sweep_pos, to, self.config.ping_log_limit)
+            .prune_pings(self.sweep_pos, SWEEP_ROWS, self.config.ping_log_limit)
             .await
         {
-            Ok(deleted) => {
+            Ok((deleted, next)) => {
                 metrics::counter!("keepwatch_pings_pruned_total").increment(deleted);
-                self.sweep_pos = to;
+                self.sweep_pos = next.unwrap_or(self.seq + 1);
             }
             Err(e) => tracing::error!(error = %e, "ping sweep failed; will retry"),
         }

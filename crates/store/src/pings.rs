@@ -27,6 +27,12 @@ pub(crate) const INSERT_FLIP: &str =
     "INSERT INTO flips (check_id, at, old_status, new_status) VALUES ($1, $2, $3, $4)";
 pub(crate) const INSERT_EVENT: &str =
     "INSERT INTO events (check_id, kind, at, payload) VALUES ($1, $2, $3, $4) RETURNING id";
+/// Where a sweep step that starts at seq `$1` and looks at `$2` pings ends.
+pub(crate) const NEXT_SWEEP_START: &str =
+    "SELECT seq FROM pings WHERE seq >= $1 ORDER BY seq LIMIT 1 OFFSET $2";
+/// Deletes pings in `[$1, $2)` of deleted checks or more than `$3` behind their check's count.
+pub(crate) const PRUNE_PINGS: &str = "DELETE FROM pings WHERE seq >= $1 AND seq < $2 AND \
+     n <= COALESCE((SELECT c.n_pings FROM checks c WHERE c.id = pings.check_id), n + $3) - $3";
 pub(crate) const SET_REPLAY_FROM: &str = "INSERT INTO meta (key, value) VALUES ('replay_from', $1) \
      ON CONFLICT (key) DO UPDATE SET value = excluded.value";
 /// One outbox row per channel attached to the event's check.
@@ -217,20 +223,31 @@ impl Store {
         Ok(())
     }
 
-    /// Deletes, among pings with `from <= seq < to`, those of deleted checks and those more
-    /// than `keep` pings behind their check's stored count. Returns how many were deleted.
-    pub async fn prune_pings(&self, from: i64, to: i64, keep: i64) -> Result<u64> {
+    /// One step of the sweep: looks at the next `rows` pings from seq `from` on and deletes
+    /// those of deleted checks and those more than `keep` pings behind their check's stored
+    /// count. Returns how many were deleted and where the next step starts (`None`: the log
+    /// ends within this step). Counting rows rather than seqs keeps every step short (it
+    /// holds the write lock between two ping batches) and skips stretches already swept.
+    ///
+    /// On SQLite this runs on the calling thread without yielding, like [`Store::commit_batch`].
+    pub async fn prune_pings(&self, from: i64, rows: i64, keep: i64) -> Result<(u64, Option<i64>)> {
+        if let Backend::Sqlite { writer, .. } = &self.backend {
+            return writer.prune(from, rows, keep);
+        }
         Ok(with_tx!(self, |tx| {
-            sqlx::query(
-                "DELETE FROM pings WHERE seq >= $1 AND seq < $2 AND \
-                 n <= COALESCE((SELECT c.n_pings FROM checks c WHERE c.id = pings.check_id), n + $3) - $3",
-            )
-            .bind(from)
-            .bind(to)
-            .bind(keep)
-            .execute(&mut *tx)
-            .await?
-            .rows_affected()
+            let next: Option<i64> = sqlx::query_scalar(NEXT_SWEEP_START)
+                .bind(from)
+                .bind(rows)
+                .fetch_optional(&mut *tx)
+                .await?;
+            let deleted = sqlx::query(PRUNE_PINGS)
+                .bind(from)
+                .bind(next.unwrap_or(i64::MAX))
+                .bind(keep)
+                .execute(&mut *tx)
+                .await?
+                .rows_affected();
+            (deleted, next)
         }))
     }
 

@@ -11,7 +11,7 @@ use std::path::Path;
 use std::sync::{Mutex, MutexGuard};
 use std::time::Duration;
 
-use rusqlite::{Connection, Transaction, TransactionBehavior, params};
+use rusqlite::{Connection, OptionalExtension, Transaction, TransactionBehavior, params};
 
 use crate::{Batch, Result, StateUpdate};
 
@@ -54,6 +54,21 @@ impl SqliteWriter {
         tx.execute(crate::pings::SET_REPLAY_FROM, params![replay_from])?;
         tx.commit()?;
         Ok(())
+    }
+
+    /// One sweep step (see `Store::prune_pings`), between two ping batches on the same thread.
+    pub(crate) fn prune(&self, from: i64, rows: i64, keep: i64) -> Result<(u64, Option<i64>)> {
+        let mut connection = self.lock();
+        let tx = connection.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let next: Option<i64> = tx
+            .prepare_cached(crate::pings::NEXT_SWEEP_START)?
+            .query_row(params![from, rows], |row| row.get(0))
+            .optional()?;
+        let deleted = tx
+            .prepare_cached(crate::pings::PRUNE_PINGS)?
+            .execute(params![from, next.unwrap_or(i64::MAX), keep])?;
+        tx.commit()?;
+        Ok((deleted as u64, next))
     }
 
     /// Commits one batch in one transaction; returns the number of outbox rows created. Blocks

@@ -241,7 +241,11 @@ async fn story(store: Store) {
     );
 
     // The sweep keeps the newest `keep` pings of each check (by its stored count).
-    assert_eq!(store.prune_pings(0, 3, 1).await.unwrap(), 1);
+    assert_eq!(
+        store.prune_pings(0, 3, 1).await.unwrap(),
+        (1, None),
+        "one ping pruned; fewer than 3 pings from seq 0 on, so the log ends in this step"
+    );
     let pings = store.list_pings(nightly.id, Some(2), 10).await.unwrap();
     assert_eq!(
         pings.iter().map(|p| p.n).collect::<Vec<_>>(),
@@ -318,7 +322,7 @@ async fn story(store: Store) {
     store.delete_check(nightly.id).await.unwrap();
     assert_eq!(store.check_by_uuid(&nightly.uuid).await.unwrap(), None);
     assert_eq!(
-        store.prune_pings(0, 10, 100).await.unwrap(),
+        store.prune_pings(0, 10, 100).await.unwrap().0,
         1,
         "a deleted check's pings are swept"
     );
@@ -340,11 +344,60 @@ async fn story(store: Store) {
     oncall_story(&store).await;
     alert_story(&store).await;
     verification_story(&store).await;
+    sweep_story(&store, project.id).await;
     store.ping_db().await.unwrap();
     store.close().await;
 }
 
 /// The applied on-call configuration is replaced whole; feed tokens are made once and kept.
+/// The sweep walks the log in steps of a given number of pings, whatever their seqs.
+async fn sweep_story(store: &Store, project_id: i64) {
+    let mut busy = check(project_id, "busy", "busy");
+    busy.id = store.insert_check(&busy).await.unwrap();
+    let first = store.max_ping_seq().await.unwrap() + 1;
+    let batch = Batch {
+        pings: (0..10)
+            .map(|i| ping(first + i, busy.id, i + 1, None))
+            .collect(),
+        states: vec![StateUpdate {
+            check_id: busy.id,
+            state: StateRow {
+                status: "up".into(),
+                n_pings: 10,
+                open_runs: "[]".into(),
+                ..StateRow::default()
+            },
+        }],
+        ..Batch::default()
+    };
+    store.commit_batch(&batch, 0).await.unwrap();
+    // Keeping two of ten: each step of four pings deletes what it looked at, up to the
+    // newest two, and says where the next step starts.
+    assert_eq!(
+        store.prune_pings(first, 4, 2).await.unwrap(),
+        (4, Some(first + 4))
+    );
+    assert_eq!(
+        store.prune_pings(first + 4, 4, 2).await.unwrap(),
+        (4, Some(first + 8))
+    );
+    assert_eq!(
+        store.prune_pings(first + 8, 4, 2).await.unwrap(),
+        (0, None),
+        "the newest two are kept, and the log ends within the step"
+    );
+    let kept = store
+        .list_pings(busy.id, Some(first + 9), 10)
+        .await
+        .unwrap();
+    assert_eq!(kept.iter().map(|p| p.n).collect::<Vec<_>>(), vec![10, 9]);
+    // A step that starts in a swept stretch counts only the pings still there.
+    assert_eq!(
+        store.prune_pings(first, 1, 2).await.unwrap(),
+        (0, Some(first + 9))
+    );
+}
+
 async fn oncall_story(store: &Store) {
     let project = store.create_project("oncall", 1).await.unwrap();
     assert_eq!(store.oncall_source(project.id).await.unwrap(), None);
