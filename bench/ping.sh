@@ -2,7 +2,10 @@
 # Ping ingestion: keepwatch on SQLite (synchronous=FULL, every 200 sent after its commit)
 # against a bare axum server answering a constant 200, in the same run, with the same wrk
 # settings (2 threads, 64 connections), first with keep-alive, then with a new TCP connection
-# per ping (as curl from cron does). Prints the ratios.
+# per ping (as curl from cron does). Prints the ratios. For context it also measures
+# floor-server, the least a durable ping server can do (group commit of an append-only table,
+# no checks, no state): the distance from the floor to bare is the disk's and SQLite's, the
+# distance from keepwatch to the floor is keepwatch's own.
 #
 # Usage: bench/ping.sh [duration=10s] [rounds=3]        needs: wrk (apt-get install wrk)
 set -euo pipefail
@@ -15,9 +18,11 @@ WORK=$(mktemp -d)
 trap 'kill $(jobs -p) 2>/dev/null || true; rm -rf "$WORK"' EXIT
 
 $BIN/bare-server 127.0.0.1:9101 >"$WORK/bare.log" &
+$BIN/floor-server 127.0.0.1:9103 "$WORK/floor" >"$WORK/floor.log" 2>"$WORK/floor.err" &
 ${KEEPWATCH_ENV:-} $BIN/keepwatch serve --listen 127.0.0.1:9102 --data-dir "$WORK/data" >"$WORK/kw.log" 2>"$WORK/kw.err" &
 for _ in $(seq 50); do
-  grep -q "API key" "$WORK/kw.log" 2>/dev/null && grep -q listening "$WORK/bare.log" && break
+  grep -q "API key" "$WORK/kw.log" 2>/dev/null && grep -q listening "$WORK/bare.log" &&
+    grep -q listening "$WORK/floor.log" && break
   sleep 0.2
 done
 KEY=$(grep "API key" "$WORK/kw.log" | awk '{print $NF}')
@@ -36,6 +41,7 @@ for round in $(seq "$ROUNDS"); do
     [ "$mode" = close ] && extra=(-H "Connection: close")
     measure "$round $mode bare" http://127.0.0.1:9101 "${extra[@]}" >>"$WORK/results"
     measure "$round $mode keepwatch" http://127.0.0.1:9102 "${extra[@]}" >>"$WORK/results"
+    measure "$round $mode floor" http://127.0.0.1:9103 "${extra[@]}" >>"$WORK/results"
   done
 done
 column -t "$WORK/results"
@@ -47,13 +53,15 @@ failed = [row for row in rows if int(row[6]) or int(row[7])]
 if failed:
     sys.exit(f"requests failed (non-2xx or socket errors), no ratio reported: {failed}")
 for mode in ("keepalive", "close"):
-    ratios, p99s = [], []
-    for r in sorted({row[0] for row in rows}):
-        bare = next(x for x in rows if x[0] == r and x[1] == mode and x[2] == "bare")
-        kw = next(x for x in rows if x[0] == r and x[1] == mode and x[2] == "keepwatch")
-        ratios.append(float(kw[3]) / float(bare[3]))
-        p99s.append(float(kw[5]) / float(bare[5]))
-    print(f"{mode:9s}: keepwatch/bare req/s = {statistics.median(ratios):.2f} (rounds: {', '.join(f'{x:.2f}' for x in ratios)}); "
-          f"p99 keepwatch/bare = {statistics.median(p99s):.2f}")
+    for server in ("keepwatch", "floor"):
+        ratios, p99s = [], []
+        for r in sorted({row[0] for row in rows}):
+            bare = next(x for x in rows if x[0] == r and x[1] == mode and x[2] == "bare")
+            it = next(x for x in rows if x[0] == r and x[1] == mode and x[2] == server)
+            ratios.append(float(it[3]) / float(bare[3]))
+            p99s.append(float(it[5]) / float(bare[5]))
+        print(f"{mode:9s}: {server}/bare req/s = {statistics.median(ratios):.2f} (rounds: {', '.join(f'{x:.2f}' for x in ratios)}); "
+              f"p99 {server}/bare = {statistics.median(p99s):.2f}")
 PY
-echo "pings stored: $(grep -c . "$WORK/paths.txt") checks; server log tail:"; tail -2 "$WORK/kw.err"
+echo "keepwatch: $(grep -c . "$WORK/paths.txt") checks; server log tail:"; tail -2 "$WORK/kw.err"
+echo "floor-server: $(tail -1 "$WORK/floor.err")"
