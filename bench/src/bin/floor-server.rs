@@ -2,7 +2,7 @@
 //! `bare-server` is keepwatch's own. axum takes each ping's body and hands it to one writer
 //! thread, which commits whatever is queued in one SQLite transaction (WAL,
 //! `synchronous=FULL`, an append-only table without indexes) and only then answers 200: the
-//! group commit `../shared/LIMITS.md` measured. No check lookup, no state, no events.
+//! group commit the design notes' LIMITS measured. No check lookup, no state, no events.
 //!
 //! Usage: floor-server [127.0.0.1:9103] [data-dir]
 
