@@ -25,6 +25,11 @@ for _ in $(seq 50); do
     grep -q listening "$WORK/floor.log" && break
   sleep 0.2
 done
+# A port taken by a leftover server would be measured in its place: refuse to go on.
+for log in bare floor; do
+  grep -q listening "$WORK/$log.log" || { echo "$log server did not start (port in use?)" >&2; exit 1; }
+done
+grep -q "API key" "$WORK/kw.log" || { echo "keepwatch did not start: $(tail -2 "$WORK/kw.err")" >&2; exit 1; }
 KEY=$(grep "API key" "$WORK/kw.log" | awk '{print $NF}')
 $BIN/loadgen setup --url http://127.0.0.1:9102 --api-key "$KEY" --checks 1000 --out "$WORK/paths.txt"
 export PATHS_FILE="$WORK/paths.txt"

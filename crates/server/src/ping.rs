@@ -228,17 +228,17 @@ fn read_incoming(
         None => None,
         Some(rid) => Some(strict_uuid(rid).ok_or("invalid uuid format")?),
     };
-    let header = |name: &HeaderName| {
+    let header_text = |name: &HeaderName| {
         headers
             .get(name)
             .and_then(|v| v.to_str().ok())
             .map(str::to_string)
     };
-    let host = query.host.clone().or_else(|| header(&HOST_HEADER));
+    let host = query.host.clone().or_else(|| header_text(&HOST_HEADER));
     if host.as_ref().is_some_and(|h| h.is_empty() || h.len() > 255) {
         return Err("invalid host");
     }
-    let pid = match query.pid.clone().or_else(|| header(&PID_HEADER)) {
+    let pid = match query.pid.clone().or_else(|| header_text(&PID_HEADER)) {
         None => None,
         Some(pid) => Some(pid.parse::<u32>().map_err(|_| "invalid pid")?),
     };
@@ -255,7 +255,7 @@ fn read_incoming(
         None => None,
         Some(ts) => Some(parse_time(ts).ok_or("invalid ts")?),
     };
-    let strays = match header(&STRAYS_HEADER) {
+    let strays = match header_text(&STRAYS_HEADER) {
         None => Vec::new(),
         Some(json) => serde_json::from_str::<Vec<StrayProcess>>(&json)
             .ok()
@@ -263,12 +263,12 @@ fn read_incoming(
             .ok_or("invalid X-Keepwatch-Strays")?,
     };
     // As Healthchecks: the first X-Forwarded-For address, else the peer.
-    let remote_addr = header(&FORWARDED_FOR)
+    let remote_addr = header_text(&FORWARDED_FOR)
         .and_then(|f| f.split(',').next().map(|a| a.trim().to_string()))
         .filter(|a| !a.is_empty())
         .unwrap_or_else(|| peer.map(|ip| ip.to_string()).unwrap_or_default());
-    let scheme = header(&FORWARDED_PROTO).unwrap_or_else(|| "http".into());
-    let mut user_agent = header(&header::USER_AGENT).unwrap_or_default();
+    let scheme = header_text(&FORWARDED_PROTO).unwrap_or_else(|| "http".into());
+    let mut user_agent = header_text(&header::USER_AGENT).unwrap_or_default();
     user_agent.truncate(user_agent.floor_char_boundary(200));
     Ok(Incoming {
         kind,
