@@ -11,7 +11,7 @@ use std::path::Path;
 use std::sync::{Mutex, MutexGuard};
 use std::time::Duration;
 
-use rusqlite::{Connection, OptionalExtension, Transaction, TransactionBehavior, params};
+use rusqlite::{Connection, OptionalExtension, params};
 
 use crate::{Batch, Result, StateUpdate};
 
@@ -48,36 +48,33 @@ impl SqliteWriter {
     /// `Store::checkpoint`). Prepared statements on this thread: through sqlx, a checkpoint
     /// of a thousand states held pings up for tens of milliseconds.
     pub(crate) fn checkpoint(&self, states: &[StateUpdate], replay_from: i64) -> Result<()> {
-        let mut connection = self.lock();
-        let tx = connection.transaction_with_behavior(TransactionBehavior::Immediate)?;
-        write_states(&tx, states)?;
-        tx.execute(crate::pings::SET_REPLAY_FROM, params![replay_from])?;
-        tx.commit()?;
-        Ok(())
+        in_transaction(&self.lock(), |tx| {
+            write_states(tx, states)?;
+            tx.prepare_cached(crate::pings::SET_REPLAY_FROM)?
+                .execute(params![replay_from])?;
+            Ok(())
+        })
     }
 
     /// One sweep step (see `Store::prune_pings`), between two ping batches on the same thread.
     pub(crate) fn prune(&self, from: i64, rows: i64, keep: i64) -> Result<(u64, Option<i64>)> {
-        let mut connection = self.lock();
-        let tx = connection.transaction_with_behavior(TransactionBehavior::Immediate)?;
-        let next: Option<i64> = tx
-            .prepare_cached(crate::pings::NEXT_SWEEP_START)?
-            .query_row(params![from, rows], |row| row.get(0))
-            .optional()?;
-        let deleted = tx
-            .prepare_cached(crate::pings::PRUNE_PINGS)?
-            .execute(params![from, next.unwrap_or(i64::MAX), keep])?;
-        tx.commit()?;
-        Ok((deleted as u64, next))
+        in_transaction(&self.lock(), |tx| {
+            let next: Option<i64> = tx
+                .prepare_cached(crate::pings::NEXT_SWEEP_START)?
+                .query_row(params![from, rows], |row| row.get(0))
+                .optional()?;
+            let deleted = tx
+                .prepare_cached(crate::pings::PRUNE_PINGS)?
+                .execute(params![from, next.unwrap_or(i64::MAX), keep])?;
+            Ok((deleted as u64, next))
+        })
     }
 
     /// Commits one batch in one transaction; returns the number of outbox rows created. Blocks
     /// the calling thread for the insert and the fsync.
     pub(crate) fn commit(&self, batch: &Batch, now_us: i64) -> Result<u64> {
-        let mut connection = self.lock();
-        let tx = connection.transaction_with_behavior(TransactionBehavior::Immediate)?;
-        let mut outbox_rows = 0;
-        {
+        in_transaction(&self.lock(), |tx| {
+            let mut outbox_rows = 0;
             let mut insert_ping = tx.prepare_cached(concat!(
                 "INSERT INTO pings (",
                 crate::pings::ping_columns!(),
@@ -104,7 +101,7 @@ impl SqliteWriter {
                     p.duration_ms,
                 ])?;
             }
-            write_states(&tx, &batch.states)?;
+            write_states(tx, &batch.states)?;
             let mut insert_flip = tx.prepare_cached(crate::pings::INSERT_FLIP)?;
             for flip in &batch.flips {
                 insert_flip.execute(params![
@@ -129,13 +126,31 @@ impl SqliteWriter {
                 outbox_rows +=
                     insert_outbox.execute(params![event_id, now_us, event.check_id])? as u64;
             }
-        }
-        tx.commit()?;
-        Ok(outbox_rows)
+            Ok(outbox_rows)
+        })
     }
 }
 
-fn write_states(tx: &Transaction<'_>, states: &[StateUpdate]) -> Result<()> {
+/// Runs `work` in one `BEGIN IMMEDIATE … COMMIT`, rolled back if `work` or the commit fails.
+/// The two statements are prepared once and cached: rusqlite's `Transaction` parses them
+/// again for every batch, which showed in the writer's instruction counts.
+fn in_transaction<T>(
+    connection: &Connection,
+    work: impl FnOnce(&Connection) -> Result<T>,
+) -> Result<T> {
+    connection.prepare_cached("BEGIN IMMEDIATE")?.execute([])?;
+    let result = work(connection).and_then(|value| {
+        connection.prepare_cached("COMMIT")?.execute([])?;
+        Ok(value)
+    });
+    if result.is_err() && !connection.is_autocommit() {
+        // The error being returned is the one to report; a failed rollback adds nothing.
+        let _ = connection.execute_batch("ROLLBACK");
+    }
+    result
+}
+
+fn write_states(tx: &Connection, states: &[StateUpdate]) -> Result<()> {
     let mut write_state = tx.prepare_cached(crate::checks::WRITE_STATE)?;
     for update in states {
         let s = &update.state;
