@@ -357,3 +357,61 @@ async fn a_late_ping_keeps_its_own_time_and_strays_are_validated() {
         assert_eq!(response.text().await.unwrap(), "invalid X-Keepwatch-Strays");
     }
 }
+
+#[tokio::test]
+async fn pings_past_the_router_and_through_it_are_recorded_alike() {
+    let app = spawn_app().await;
+    let uuid = app.create_check(json!({"name": "paths"})).await["uuid"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    // Plain paths are answered without the router; a percent-encoded one goes through it
+    // (it decodes the segment, as Django does) and must be answered the same.
+    let encoded = format!("%{:02X}{}", uuid.as_bytes()[0], &uuid[1..]);
+    for path in [
+        format!("/ping/{uuid}"),
+        format!("/ping/{encoded}"),
+        format!("/ping/{encoded}/start"),
+        format!("/ping/{uuid}/0"),
+    ] {
+        let (status, headers, text) = app.ping("POST", &path, Some(b"body".to_vec())).await;
+        assert_eq!((status, text.as_str()), (StatusCode::OK, "OK"), "{path}");
+        assert_eq!(headers["ping-body-limit"], "100000", "{path}");
+    }
+    // Shapes of no ping route still get the router's 404.
+    for path in [
+        format!("/ping/{uuid}/start/extra"),
+        format!("/ping//{uuid}"),
+        format!("/ping/{uuid}//"),
+        "/ping/".to_string(),
+    ] {
+        let (status, _, _) = app.ping("GET", &path, None).await;
+        assert_eq!(status, StatusCode::NOT_FOUND, "{path}");
+    }
+    let forwarded = app
+        .client
+        .get(app.url(&format!("/ping/{uuid}/log")))
+        .header("X-Forwarded-For", "203.0.113.7, 10.0.0.1")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(forwarded.status(), 200);
+    let pings = app.pings(&uuid).await;
+    let addresses: Vec<&str> = pings
+        .iter()
+        .map(|p| p["remote_addr"].as_str().unwrap())
+        .collect();
+    // Newest first: the forwarded log ping, then the four above.
+    assert_eq!(
+        addresses,
+        [
+            "203.0.113.7",
+            "127.0.0.1",
+            "127.0.0.1",
+            "127.0.0.1",
+            "127.0.0.1"
+        ]
+    );
+    assert_eq!(pings[3]["type"], "success", "the percent-encoded ping");
+    assert_eq!(pings[2]["type"], "start");
+}
