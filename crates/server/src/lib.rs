@@ -70,18 +70,33 @@ pub struct App {
 /// The handlers' state: axum clones it for every request, so it is one `Arc` (cloning the
 /// fields themselves, a dozen reference counts and two strings, showed in ping profiles).
 #[derive(Clone)]
-pub struct AppState(Arc<App>);
+pub struct AppState(Arc<Shared>);
+
+/// The [`App`] and what every ping answer derives from it, made once.
+struct Shared {
+    app: App,
+    ping_body_limit_header: HeaderValue,
+}
 
 impl AppState {
     pub fn new(app: App) -> AppState {
-        AppState(Arc::new(app))
+        let ping_body_limit_header = HeaderValue::from(app.config.ping_body_limit);
+        AppState(Arc::new(Shared {
+            app,
+            ping_body_limit_header,
+        }))
+    }
+
+    /// The `Ping-Body-Limit` header's value.
+    pub fn ping_body_limit_header(&self) -> &HeaderValue {
+        &self.0.ping_body_limit_header
     }
 }
 
 impl std::ops::Deref for AppState {
     type Target = App;
     fn deref(&self) -> &App {
-        &self.0
+        &self.0.app
     }
 }
 

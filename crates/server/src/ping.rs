@@ -96,7 +96,7 @@ fn ok_response(
     let headers = response.headers_mut();
     headers.insert(
         PING_BODY_LIMIT.clone(),
-        HeaderValue::from(state.config.ping_body_limit),
+        state.ping_body_limit_header().clone(),
     );
     headers.insert(
         header::ACCESS_CONTROL_ALLOW_ORIGIN,
