@@ -36,8 +36,8 @@ impl SqliteWriter {
         })
     }
 
-    /// A panic while holding the lock leaves no transaction open (a `Transaction` rolls back
-    /// on drop), so a poisoned lock still guards a usable connection.
+    /// A panic while holding the lock may leave a transaction open; [`in_transaction`] rolls
+    /// it back first, so a poisoned lock still guards a usable connection.
     fn lock(&self) -> MutexGuard<'_, Connection> {
         self.connection
             .lock()
@@ -138,6 +138,10 @@ fn in_transaction<T>(
     connection: &Connection,
     work: impl FnOnce(&Connection) -> Result<T>,
 ) -> Result<T> {
+    // Left open only by a panic in an earlier `work`.
+    if !connection.is_autocommit() {
+        connection.execute_batch("ROLLBACK")?;
+    }
     connection.prepare_cached("BEGIN IMMEDIATE")?.execute([])?;
     let result = work(connection).and_then(|value| {
         connection.prepare_cached("COMMIT")?.execute([])?;

@@ -187,6 +187,14 @@ async fn story(store: Store) {
         (stored.state.last_seq, stored.state.checkpoint_seq),
         (Some(2), 2)
     );
+    // A batch that fails part-way (its second ping reuses seq 2) leaves nothing behind, and
+    // the writer goes on committing (the sweep story below commits through it again).
+    let failing = Batch {
+        pings: vec![ping(3, nightly.id, 3, None), ping(2, nightly.id, 3, None)],
+        ..Batch::default()
+    };
+    assert!(store.commit_batch(&failing, 3_000_000).await.is_err());
+    assert_eq!(store.max_ping_seq().await.unwrap(), 2);
 
     // Pings are listed by walking the chain from the head, newest first, bodies elided but
     // marked present; one ping is fetched with its body.
