@@ -13,7 +13,6 @@ use std::sync::{Arc, OnceLock};
 use std::task::{Context, Poll};
 
 use axum::Router;
-use axum::extract::connect_info::Connected;
 use axum::extract::{ConnectInfo, Request, State};
 use axum::http::{HeaderValue, Method, StatusCode, header};
 use axum::middleware::{self, Next};
@@ -274,12 +273,6 @@ async fn index() -> &'static str {
 #[derive(Clone)]
 pub struct PeerAddr(pub Arc<str>);
 
-impl Connected<IncomingStream<'_, TcpListener>> for PeerAddr {
-    fn connect_info(stream: IncomingStream<'_, TcpListener>) -> PeerAddr {
-        PeerAddr(stream.remote_addr().ip().to_string().into())
-    }
-}
-
 /// Makes each connection's [`Connection`] service.
 struct MakeConnection {
     router: Router,
@@ -299,7 +292,7 @@ impl Service<IncomingStream<'_, TcpListener>> for MakeConnection {
         std::future::ready(Ok(Connection {
             router: self.router.clone(),
             state: self.state.clone(),
-            peer: PeerAddr::connect_info(stream),
+            peer: PeerAddr(stream.remote_addr().ip().to_string().into()),
         }))
     }
 }

@@ -73,7 +73,7 @@ fn text(status: StatusCode, body: &'static str) -> Response {
     let mut response = Response::new(Body::from(body));
     *response.status_mut() = status;
     let headers = response.headers_mut();
-    // Room for the content length the server adds and `ok_response`'s two headers.
+    // Room for `ok_response`'s two headers and the content length the router adds.
     headers.reserve(5);
     headers.insert(
         header::CONTENT_TYPE,
@@ -86,13 +86,10 @@ fn text(status: StatusCode, body: &'static str) -> Response {
     response
 }
 
-fn ok_response(
-    state: &AppState,
-    status: StatusCode,
-    body: &'static str,
-    method: &Method,
-) -> Response {
-    let mut response = text(status, if method == Method::HEAD { "" } else { body });
+/// A stored ping's answer. For HEAD the body stays in the response: the server sends its
+/// `Content-Length` and not the body, the headers a GET gets, as Healthchecks does.
+fn ok_response(state: &AppState, status: StatusCode, body: &'static str) -> Response {
+    let mut response = text(status, body);
     let headers = response.headers_mut();
     headers.insert(
         PING_BODY_LIMIT.clone(),
@@ -239,7 +236,6 @@ async fn handle(
         incoming,
         body,
         truncated,
-        &parts.method,
     )
     .await;
     PING_SECONDS.record(started.elapsed().as_secs_f64());
@@ -370,7 +366,6 @@ async fn deliver(
     incoming: Incoming,
     body: Option<Vec<u8>>,
     body_truncated: bool,
-    method: &Method,
 ) -> Response {
     let (check, created) = match target {
         Target::Uuid(uuid) => (uuid, false),
@@ -398,8 +393,8 @@ async fn deliver(
         strays: incoming.strays,
     };
     match state.engine.ping(request).await {
-        Ok(PingReply::Ok) if created => ok_response(state, StatusCode::CREATED, "Created", method),
-        Ok(PingReply::Ok) => ok_response(state, StatusCode::OK, "OK", method),
+        Ok(PingReply::Ok) if created => ok_response(state, StatusCode::CREATED, "Created"),
+        Ok(PingReply::Ok) => ok_response(state, StatusCode::OK, "OK"),
         Ok(PingReply::NotFound) => text(StatusCode::NOT_FOUND, "not found"),
         Err(e) => unavailable(&e.to_string()),
     }

@@ -102,10 +102,12 @@ async fn every_ping_form_answers_like_healthchecks() {
         "the last finish was exit status 3"
     );
 
-    // HEAD is recorded too (a success), with an empty body.
+    // HEAD is recorded too (a success), with no body but the headers a GET gets, its
+    // length included (Healthchecks' Django sets it from the body it then leaves out).
     let (status, headers, text) = app.ping("HEAD", &format!("/ping/{uuid}"), None).await;
     assert_eq!((status, text.as_str()), (StatusCode::OK, ""));
     assert_eq!(headers["ping-body-limit"], "100000");
+    assert_eq!(headers["content-length"], "2");
 
     let check = app.get_check(uuid).await;
     // start, 0, fail, log, success×2, 7, 255, slug×3, HEAD = 12 pings counted.
@@ -368,15 +370,18 @@ async fn pings_past_the_router_and_through_it_are_recorded_alike() {
     // Plain paths are answered without the router; a percent-encoded one goes through it
     // (it decodes the segment, as Django does) and must be answered the same.
     let encoded = format!("%{:02X}{}", uuid.as_bytes()[0], &uuid[1..]);
-    for path in [
-        format!("/ping/{uuid}"),
-        format!("/ping/{encoded}"),
-        format!("/ping/{encoded}/start"),
-        format!("/ping/{uuid}/0"),
+    for (method, path) in [
+        ("POST", format!("/ping/{uuid}")),
+        ("POST", format!("/ping/{encoded}")),
+        ("POST", format!("/ping/{encoded}/start")),
+        ("POST", format!("/ping/{uuid}/0")),
+        ("HEAD", format!("/ping/{encoded}")),
     ] {
-        let (status, headers, text) = app.ping("POST", &path, Some(b"body".to_vec())).await;
-        assert_eq!((status, text.as_str()), (StatusCode::OK, "OK"), "{path}");
+        let (status, headers, text) = app.ping(method, &path, Some(b"body".to_vec())).await;
+        let body = if method == "HEAD" { "" } else { "OK" };
+        assert_eq!((status, text.as_str()), (StatusCode::OK, body), "{path}");
         assert_eq!(headers["ping-body-limit"], "100000", "{path}");
+        assert_eq!(headers["content-length"], "2", "{method} {path}");
     }
     // Shapes of no ping route still get the router's 404.
     for path in [
@@ -401,17 +406,9 @@ async fn pings_past_the_router_and_through_it_are_recorded_alike() {
         .iter()
         .map(|p| p["remote_addr"].as_str().unwrap())
         .collect();
-    // Newest first: the forwarded log ping, then the four above.
-    assert_eq!(
-        addresses,
-        [
-            "203.0.113.7",
-            "127.0.0.1",
-            "127.0.0.1",
-            "127.0.0.1",
-            "127.0.0.1"
-        ]
-    );
-    assert_eq!(pings[3]["type"], "success", "the percent-encoded ping");
-    assert_eq!(pings[2]["type"], "start");
+    // Newest first: the forwarded log ping, then the five above.
+    assert_eq!(addresses[0], "203.0.113.7");
+    assert_eq!(addresses[1..], ["127.0.0.1"; 5]);
+    assert_eq!(pings[4]["type"], "success", "the percent-encoded ping");
+    assert_eq!(pings[3]["type"], "start");
 }
