@@ -297,9 +297,9 @@ impl Service<IncomingStream<'_, TcpListener>> for MakeConnection {
     }
 }
 
-/// One connection's requests: pings go straight to their handler (see
-/// [`ping::direct_path`]), everything else through the router, with the peer address as
-/// `ConnectInfo<PeerAddr>`.
+/// One connection's requests: `/ping/…` paths go to [`ping::ping_direct`], which answers
+/// those of a ping route's shape itself and hands the rest to the router, like every other
+/// path.
 #[derive(Clone)]
 struct Connection {
     router: Router,
@@ -318,18 +318,31 @@ impl Service<Request> for Connection {
         Poll::Ready(Ok(()))
     }
 
-    fn call(&mut self, mut request: Request) -> Self::Future {
-        if ping::direct_path(request.uri().path()).is_some() {
-            let (state, peer) = (self.state.clone(), self.peer.clone());
+    fn call(&mut self, request: Request) -> Self::Future {
+        if request.uri().path().starts_with("/ping/") {
+            let connection = self.clone();
             return Either::Left(Box::pin(async move {
-                Ok(ping::ping_direct(state, peer, request).await)
+                Ok(ping::ping_direct(
+                    connection.state,
+                    connection.peer,
+                    connection.router,
+                    request,
+                )
+                .await)
             }));
         }
-        request
-            .extensions_mut()
-            .insert(ConnectInfo(self.peer.clone()));
-        Either::Right(self.router.call(request))
+        Either::Right(route(&mut self.router, &self.peer, request))
     }
+}
+
+/// A request through the router, with the peer address as `ConnectInfo<PeerAddr>`.
+fn route(
+    router: &mut Router,
+    peer: &PeerAddr,
+    mut request: Request,
+) -> <Router as Service<Request>>::Future {
+    request.extensions_mut().insert(ConnectInfo(peer.clone()));
+    router.call(request)
 }
 
 /// Serves until `shutdown` completes.

@@ -10,6 +10,7 @@
 
 use std::time::Instant;
 
+use axum::Router;
 use axum::body::Body;
 use axum::extract::{ConnectInfo, Query, RawPathParams, Request, State};
 use axum::http::request::Parts;
@@ -155,7 +156,8 @@ pub async fn ping(
 
 /// The segments after `/ping/` if the path has the shape of a ping route (one to three
 /// non-empty segments, or one and a trailing slash) and nothing to percent-decode: such a
-/// request is answered by [`ping_direct`] without the router, which matches it the same way.
+/// request is answered by [`ping_direct`] without the router, which would match it the same
+/// way.
 pub fn direct_path(path: &str) -> Option<([&str; 3], usize)> {
     let rest = path.strip_prefix("/ping/")?;
     if rest.contains('%') {
@@ -175,15 +177,26 @@ pub fn direct_path(path: &str) -> Option<([&str; 3], usize)> {
     Some((segments, count))
 }
 
-/// A ping whose path [`direct_path`] accepted, with the connection's peer address. Routing
-/// it here skips the router's per-request work (matching, decoded parameter copies, request
-/// extensions), about a sixth of a keep-alive ping's instructions on the HTTP threads.
-pub async fn ping_direct(state: AppState, peer: PeerAddr, request: Request) -> Response {
+/// A request for a `/ping/…` path, with the connection's peer address. One whose path
+/// [`direct_path`] accepts is answered here, skipping the router's per-request work
+/// (matching, decoded parameter copies, request extensions: about a sixth of a keep-alive
+/// ping's instructions on the HTTP threads); any other goes through the router.
+pub async fn ping_direct(
+    state: AppState,
+    peer: PeerAddr,
+    mut router: Router,
+    request: Request,
+) -> Response {
     let (parts, body) = request.into_parts();
-    let Some((segments, count)) = direct_path(parts.uri.path()) else {
-        return not_found_page();
-    };
-    handle(&state, &segments[..count], Some(&peer.0), &parts, body).await
+    match direct_path(parts.uri.path()) {
+        Some((segments, count)) => {
+            handle(&state, &segments[..count], Some(&peer.0), &parts, body).await
+        }
+        None => match crate::route(&mut router, &peer, Request::from_parts(parts, body)).await {
+            Ok(response) => response,
+            Err(infallible) => match infallible {},
+        },
+    }
 }
 
 async fn handle(

@@ -357,7 +357,6 @@ async fn story(store: Store) {
     store.close().await;
 }
 
-/// The applied on-call configuration is replaced whole; feed tokens are made once and kept.
 /// The sweep walks the log in steps of a given number of pings, whatever their seqs.
 async fn sweep_story(store: &Store, project_id: i64) {
     let mut busy = check(project_id, "busy", "busy");
@@ -406,6 +405,7 @@ async fn sweep_story(store: &Store, project_id: i64) {
     );
 }
 
+/// The applied on-call configuration is replaced whole; feed tokens are made once and kept.
 async fn oncall_story(store: &Store) {
     let project = store.create_project("oncall", 1).await.unwrap();
     assert_eq!(store.oncall_source(project.id).await.unwrap(), None);
