@@ -295,7 +295,11 @@ fn read_incoming(
             .map(str::to_string)
     };
     let host = query.host.clone().or_else(|| header_text(&HOST_HEADER));
-    if host.as_ref().is_some_and(|h| h.is_empty() || h.len() > 255) {
+    // A NUL cannot be stored in text on PostgreSQL (it failed the whole group commit there).
+    if host
+        .as_ref()
+        .is_some_and(|h| h.is_empty() || h.len() > 255 || h.contains('\0'))
+    {
         return Err("invalid host");
     }
     let pid = match query.pid.clone().or_else(|| header_text(&PID_HEADER)) {

@@ -7,6 +7,7 @@ mod cli;
 mod disk_full;
 mod durability;
 mod helpers;
+mod input_checks;
 mod notifications;
 mod pings;
 mod postgres;
