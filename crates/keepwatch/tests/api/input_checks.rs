@@ -192,3 +192,47 @@ async fn the_events_api_and_alertmanager_refuse_nul_naming_the_field() {
         .await;
     assert_eq!((status, body), (StatusCode::OK, json!({"alerts": []})));
 }
+
+/// On PostgreSQL a NUL reaching a group commit failed the whole batch: innocent pings on
+/// other checks got 503. Now the NUL pings get 400 and every other ping 200.
+#[tokio::test]
+async fn nul_pings_under_concurrent_load_on_postgres_fail_no_other_ping() {
+    let db = keepwatch_store::testing::PgDatabase::create().await;
+    let app = crate::helpers::spawn_app_with(crate::helpers::AppOptions {
+        database_url: Some(db.url.clone()),
+        ..Default::default()
+    })
+    .await;
+    let good = app.create_check(json!({"name": "good"})).await["ping_url"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let bad = app.create_check(json!({"name": "bad"})).await["ping_url"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let mut tasks = tokio::task::JoinSet::new();
+    for i in 0..400 {
+        let client = app.client.clone();
+        let url = if i % 4 == 0 {
+            format!("{bad}?host=x%00y")
+        } else {
+            format!("{good}?host=web{i}")
+        };
+        tasks.spawn(async move { (i % 4 == 0, client.get(url).send().await.unwrap().status()) });
+    }
+    let (mut good_ok, mut nul_refused) = (0, 0);
+    while let Some(result) = tasks.join_next().await {
+        match result.unwrap() {
+            (false, status) if status == 200 => good_ok += 1,
+            (true, status) if status == 400 => nul_refused += 1,
+            (nul, status) => panic!(
+                "a {} ping answered {status}",
+                if nul { "NUL" } else { "good" }
+            ),
+        }
+    }
+    assert_eq!((good_ok, nul_refused), (300, 100));
+    let uuid = good.rsplit('/').next().unwrap();
+    assert_eq!(app.get_check(uuid).await["n_pings"], 300);
+}
