@@ -236,3 +236,65 @@ async fn nul_pings_under_concurrent_load_on_postgres_fail_no_other_ping() {
     let uuid = good.rsplit('/').next().unwrap();
     assert_eq!(app.get_check(uuid).await["n_pings"], 300);
 }
+
+/// Sends `head` (request line and headers, bytes as given) and returns the status and body.
+async fn raw_request(app: &TestApp, head: &[u8]) -> (u16, String) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut stream = tokio::net::TcpStream::connect(app.address.trim_start_matches("http://"))
+        .await
+        .unwrap();
+    stream.write_all(head).await.unwrap();
+    stream
+        .write_all(b"Host: test\r\nConnection: close\r\n\r\n")
+        .await
+        .unwrap();
+    let mut answer = Vec::new();
+    stream.read_to_end(&mut answer).await.unwrap();
+    let answer = String::from_utf8_lossy(&answer).into_owned();
+    let status = answer[9..12].parse().unwrap();
+    let body = answer.split_once("\r\n\r\n").unwrap().1.to_string();
+    (status, body)
+}
+
+#[tokio::test]
+async fn ping_headers_that_are_not_text_are_refused_and_user_agents_kept() {
+    let app = spawn_app().await;
+    let uuid = app.create_check(json!({"name": "h"})).await["uuid"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let request = |header: &[u8]| {
+        let mut head = format!("GET /ping/{uuid} HTTP/1.1\r\n").into_bytes();
+        head.extend_from_slice(header);
+        head.extend_from_slice(b"\r\n");
+        head
+    };
+    assert_eq!(
+        raw_request(&app, &request(b"X-Keepwatch-Host: caf\xe9")).await,
+        (400, "invalid host".into())
+    );
+    assert_eq!(
+        raw_request(&app, &request(b"X-Keepwatch-Pid: \xff1")).await,
+        (400, "invalid pid".into())
+    );
+    // A NUL in a header is refused before any handler sees it.
+    assert_eq!(
+        raw_request(&app, &request(b"X-Keepwatch-Host: a\0b"))
+            .await
+            .0,
+        400
+    );
+    // A user agent is stored whatever its bytes; a UTF-8 host header is taken.
+    assert_eq!(
+        raw_request(
+            &app,
+            &request(b"User-Agent: caf\xc3\xa9 \xff\r\nX-Keepwatch-Host: h\xc3\xb4te")
+        )
+        .await,
+        (200, "OK".into())
+    );
+    let pings = app.pings(&uuid).await;
+    assert_eq!(pings.len(), 1, "{pings:?}");
+    assert_eq!(pings[0]["ua"], "café \u{fffd}");
+    assert_eq!(pings[0]["host"], "hôte");
+}
