@@ -235,6 +235,36 @@ async fn nul_pings_under_concurrent_load_on_postgres_fail_no_other_ping() {
     assert_eq!((good_ok, nul_refused), (300, 100));
     let uuid = good.rsplit('/').next().unwrap();
     assert_eq!(app.get_check(uuid).await["n_pings"], 300);
+
+    // Elsewhere on PostgreSQL: a NUL in a key in the path is an unknown key (was 503), and
+    // one in a channel's name a 400.
+    let (status, _) = app
+        .api("POST", "/api/v1/alertmanager/a%00b", None, Some(json!({})))
+        .await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    let status = app
+        .client
+        .get(app.url("/ical/a%00b.ics"))
+        .send()
+        .await
+        .unwrap()
+        .status();
+    assert_eq!(status, 404);
+    let (status, answer) = app
+        .api(
+            "POST",
+            "/api/v3/channels/",
+            Some(&app.api_key),
+            Some(json!({"name": "ops\u{0}", "kind": "email", "to": "a@example.com"})),
+        )
+        .await;
+    assert_eq!(
+        (status, answer),
+        (
+            StatusCode::BAD_REQUEST,
+            json!({"error": "json validation error: name contains a NUL character"})
+        )
+    );
 }
 
 /// Sends `head` (request line and headers, bytes as given) and returns the status and body.
