@@ -361,7 +361,17 @@ impl OnCall {
 
     /// Parses and checks a configuration.
     pub fn parse(text: &str) -> anyhow::Result<OnCall> {
+        // PostgreSQL cannot store a NUL in text (the file itself is stored, and its names).
+        if let Some(line) = text.lines().position(|line| line.contains('\0')) {
+            bail!("line {}: the file contains a NUL character", line + 1);
+        }
         let file: File = toml::from_str(text)?;
+        if let Some(at) = toml::from_str::<toml::Table>(text)
+            .ok()
+            .and_then(|table| toml_nul_path(&toml::Value::Table(table)))
+        {
+            bail!("{}: contains a NUL character", at.trim_start_matches('.'));
+        }
         let mut people = HashMap::new();
         let mut contacts = HashMap::new();
         let mut time_zones = HashMap::new();
@@ -697,6 +707,24 @@ fn check_uuid(text: &str) -> Option<String> {
     uuid::Uuid::try_parse(text).ok().map(|u| u.to_string())
 }
 
+/// Where a string (or key) of a TOML value holds a NUL (`\u0000` in the file), as a path.
+fn toml_nul_path(value: &toml::Value) -> Option<String> {
+    match value {
+        toml::Value::String(s) => s.contains('\0').then(String::new),
+        toml::Value::Array(items) => items
+            .iter()
+            .enumerate()
+            .find_map(|(i, item)| toml_nul_path(item).map(|rest| format!("[{i}]{rest}"))),
+        toml::Value::Table(table) => table.iter().find_map(|(key, item)| {
+            if key.contains('\0') {
+                return Some(format!(".{}", key.replace('\0', "\\0")));
+            }
+            toml_nul_path(item).map(|rest| format!(".{key}{rest}"))
+        }),
+        _ => None,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -717,6 +745,20 @@ urgency = "high"
 
     fn with(maintenance: &str) -> anyhow::Result<OnCall> {
         OnCall::parse(&format!("{BASE}[[maintenance]]\n{maintenance}\n"))
+    }
+
+    #[test]
+    fn a_nul_anywhere_is_refused_with_where_it_is() {
+        let escaped = BASE.replace("id = \"alice\"", "id = \"ali\\u0000ce\"");
+        assert_eq!(
+            OnCall::parse(&escaped).unwrap_err().to_string(),
+            "people[0].id: contains a NUL character"
+        );
+        let raw = format!("{BASE}# a comment with \0 in it\n");
+        assert_eq!(
+            OnCall::parse(&raw).unwrap_err().to_string(),
+            "line 13: the file contains a NUL character"
+        );
     }
 
     #[test]

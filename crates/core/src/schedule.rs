@@ -84,6 +84,20 @@ impl Schedule {
     /// Parses a `schedule` field: OnCalendar when it looks like one (Healthchecks' rule),
     /// cron otherwise.
     pub fn parse(expr: &str, tz: &str) -> Result<Schedule, ScheduleError> {
+        let schedule = Schedule::parse_stored(expr, tz)?;
+        // As Healthchecks (cronsim): a cron expression that never matches a date
+        // (`0 0 30 2 *`) is refused, not accepted as a check that can never be late.
+        if matches!(schedule, Schedule::Cron { .. })
+            && schedule.next_after(healthchecks_epoch()).is_none()
+        {
+            return Err(ScheduleError(format!("cron `{}` never fires", expr.trim())));
+        }
+        Ok(schedule)
+    }
+
+    /// [`Schedule::parse`] for a stored check: a cron expression that never fires, which
+    /// older versions accepted, still loads (the check is then never late).
+    pub fn parse_stored(expr: &str, tz: &str) -> Result<Schedule, ScheduleError> {
         let tz = parse_tz(tz)?;
         let expr = expr.trim();
         // Healthchecks sends `@daily` to OnCalendar (and rejects it); we accept the cron aliases.
@@ -119,8 +133,7 @@ impl Schedule {
                 tz,
             };
             // Healthchecks rejects expressions that parse but never fire (`2-30`, say).
-            let epoch = DateTime::<Utc>::from_timestamp(946_684_800, 0).unwrap_or_default();
-            if schedule.next_after(epoch).is_none() {
+            if schedule.next_after(healthchecks_epoch()).is_none() {
                 return Err(ScheduleError(format!("OnCalendar `{expr}` never fires")));
             }
             return Ok(schedule);
@@ -170,6 +183,11 @@ impl Schedule {
 
 /// cronsim's rule (from Vixie cron): day-of-month and day-of-week are OR-ed, unless either
 /// field starts with `*` (so `*/2` counts as a wildcard), in which case they are AND-ed.
+/// 2000-01-01, where Healthchecks starts looking for a schedule's first firing.
+fn healthchecks_epoch() -> DateTime<Utc> {
+    DateTime::<Utc>::from_timestamp(946_684_800, 0).unwrap_or_default()
+}
+
 fn parser(dom_and_dow: bool) -> CronParser {
     CronParser::builder()
         .seconds(Seconds::Disallowed)
@@ -457,6 +475,14 @@ mod tests {
             "expected 5 fields (minute hour day-of-month month day-of-week), got 6"
         );
         assert!(err("@reboot").starts_with("unknown alias `@reboot`"));
+        assert_eq!(err("0 0 30 2 *"), "cron `0 0 30 2 *` never fires");
+        assert_eq!(
+            err("0 0 31 4,6,9,11 *"),
+            "cron `0 0 31 4,6,9,11 *` never fires"
+        );
+        // Day-of-month or day-of-week: Mondays in February fire.
+        assert!(Schedule::parse("0 0 30 2 1", "UTC").is_ok());
+        assert!(Schedule::parse("0 0 29 2 *", "UTC").is_ok());
         assert_eq!(
             Schedule::parse("0 0 * * *", "Mars/Olympus")
                 .unwrap_err()

@@ -11,7 +11,8 @@ use std::time::Instant;
 use chrono::{DateTime, Utc};
 use keepwatch_core::check::{CheckState, Event, Outcome, PingInput, PingKind, RunIdentity};
 use keepwatch_store::{
-    Batch, CheckRow, EventRow, FlipRow, PingRow, StateUpdate, Store, StoreError, to_micros,
+    Batch, CheckRow, Committed, EventRow, FlipRow, PingRow, StateUpdate, Store, StoreError,
+    to_micros,
 };
 use rustc_hash::FxHashMap;
 use tokio::sync::{Notify, mpsc, oneshot};
@@ -339,12 +340,33 @@ impl Actor {
                 state: state_to_row(state, *last_seq, seq),
             });
         }
-        let result = self.store.commit_batch(&batch, now_us).await;
+        let result = self.store.commit_batch_isolated(&batch, now_us).await;
         metrics::histogram!("keepwatch_commit_seconds").record(started.elapsed().as_secs_f64());
         metrics::histogram!("keepwatch_batch_pings").record(batch.pings.len() as f64);
         match result {
-            Ok(outbox_rows) => {
+            Ok(Committed {
+                outbox_rows,
+                failed,
+            }) => {
                 self.seq = seq;
+                let mut replies = replies;
+                if !failed.is_empty() {
+                    // Only the pings of the checks whose rows failed get the error; their
+                    // state stays as it was (their seqs are left unused).
+                    let error = |id: i64| failed.iter().find(|(f, _)| *f == id).map(|(_, e)| e);
+                    let mut kept = Vec::with_capacity(replies.len());
+                    for (reply, ping) in replies.into_iter().zip(&batch.pings) {
+                        match error(ping.check_id) {
+                            Some(e) => {
+                                let _ = reply.send(Err(EngineError::Unavailable(e.clone())));
+                            }
+                            None => kept.push(reply),
+                        }
+                    }
+                    replies = kept;
+                    pending.retain(|id, _| error(*id).is_none());
+                    late.retain(|id| error(*id).is_none());
+                }
                 for id in late {
                     self.settling.insert(id, now_us + SETTLE_MICROS);
                 }

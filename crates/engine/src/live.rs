@@ -29,7 +29,7 @@ pub struct LiveCheck {
 pub fn rules_from_row(row: &CheckRow) -> Result<CheckRules, String> {
     let schedule = match row.kind.as_str() {
         "simple" => Schedule::Period(secs(row.timeout_secs)),
-        _ => Schedule::parse(&row.schedule, &row.tz).map_err(|e| e.to_string())?,
+        _ => Schedule::parse_stored(&row.schedule, &row.tz).map_err(|e| e.to_string())?,
     };
     Ok(CheckRules {
         schedule,

@@ -13,10 +13,12 @@ use keepwatch_engine::pager::{Pager, verify_link};
 use keepwatch_store::{AlertRow, NewAlert, to_micros};
 use serde::Deserialize;
 use serde_json::{Value, json};
+use sha2::{Digest, Sha256};
 
 use crate::AppState;
 use crate::checks::authorize;
 use crate::error::ApiError;
+use crate::spec::nul_path;
 
 /// Longest summary kept (PagerDuty's limit), and longest dedup key.
 const MAX_SUMMARY: usize = 1024;
@@ -191,6 +193,33 @@ async fn trigger(
     Ok(triggered)
 }
 
+/// An Alertmanager group's alert key: `alertmanager:<groupKey>` when that fits in 255
+/// characters, else its start and a SHA-256 of the whole groupKey. (Cut at 255 characters,
+/// two groups sharing their first 255 merged into one alert, and resolving one closed both.)
+fn group_dedup_key(group_key: &str) -> String {
+    let key = format!("alertmanager:{group_key}");
+    if key.chars().count() <= MAX_DEDUP_KEY {
+        return key;
+    }
+    let suffix = format!(
+        "…sha256:{}",
+        hex::encode(Sha256::digest(group_key.as_bytes()))
+    );
+    let head: String = key
+        .chars()
+        .take(MAX_DEDUP_KEY - suffix.chars().count())
+        .collect();
+    format!("{head}{suffix}")
+}
+
+/// A path from `nul_path` as a message names it (`payload.summary`; `body` for the body).
+fn field_name(at: &str) -> &str {
+    match at.trim_start_matches('.') {
+        "" => "body",
+        field => field,
+    }
+}
+
 /// PagerDuty's error shape for a rejected event.
 fn invalid_event(message: &str) -> Response {
     (
@@ -211,6 +240,9 @@ pub async fn events(State(state): State<AppState>, body: axum::body::Bytes) -> R
     let Ok(event) = serde_json::from_slice::<Value>(&body) else {
         return invalid_event("the body is not a JSON object");
     };
+    if let Some(at) = nul_path(&event) {
+        return invalid_event(&format!("'{}' contains a NUL character", field_name(&at)));
+    }
     let Some(key) = event["routing_key"].as_str() else {
         return invalid_event("'routing_key' is missing or not a string");
     };
@@ -303,6 +335,9 @@ pub async fn alertmanager(
     let Ok(message) = serde_json::from_slice::<Value>(&body) else {
         return bad("the body is not JSON");
     };
+    if let Some(at) = nul_path(&message) {
+        return bad(&format!("{} contains a NUL character", field_name(&at)));
+    }
     if message["version"].as_str() != Some("4") {
         return bad("unsupported Alertmanager webhook version (expected \"4\")");
     }
@@ -313,8 +348,7 @@ pub async fn alertmanager(
     ) else {
         return bad("groupKey, status and alerts are required");
     };
-    let dedup_key = format!("alertmanager:{group_key}");
-    let dedup_key: String = dedup_key.chars().take(MAX_DEDUP_KEY).collect();
+    let dedup_key = group_dedup_key(group_key);
     let result = match status {
         "firing" => {
             let firing = alerts

@@ -48,6 +48,14 @@ fn json_body(body: &Bytes) -> Result<Option<Value>, ApiError> {
             "json validation error: value is not an object".into(),
         ));
     }
+    // Text columns on PostgreSQL cannot hold a NUL: refused here for every body (checks,
+    // channels, pause), naming the field, rather than failing the write with a 503.
+    if let Some(at) = crate::spec::nul_path(&value) {
+        return Err(ApiError::BadRequest(format!(
+            "json validation error: {} contains a NUL character",
+            at.trim_start_matches('.')
+        )));
+    }
     Ok(Some(value))
 }
 

@@ -231,8 +231,15 @@ async fn cors(request: Request, next: Next) -> Response {
     response
 }
 
+/// `/api/v3/status/`: 200 "OK" only if the database answers a read and takes a write, so a
+/// load balancer or an outside monitor sees a full disk (pings then fail with 503 too).
 async fn status(State(state): State<AppState>) -> Response {
-    match state.store.ping_db().await {
+    let now_us = keepwatch_store::to_micros(state.engine.clock.now());
+    let healthy = match state.store.ping_db().await {
+        Ok(()) => state.store.probe_writes(now_us).await,
+        Err(e) => Err(e),
+    };
+    match healthy {
         Ok(()) => (
             StatusCode::OK,
             [(header::CONTENT_TYPE, "text/html; charset=utf-8")],

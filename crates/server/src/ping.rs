@@ -294,11 +294,31 @@ fn read_incoming(
             .and_then(|v| v.to_str().ok())
             .map(str::to_string)
     };
-    let host = query.host.clone().or_else(|| header_text(&HOST_HEADER));
-    if host.as_ref().is_some_and(|h| h.is_empty() || h.len() > 255) {
+    // keepwatch's own headers are refused when they are there but not UTF-8 text (silently
+    // dropping them lost the host); they cannot hold a NUL (hyper refuses the request).
+    let header_utf8 = |name: &HeaderName, error: &'static str| {
+        headers
+            .get(name)
+            .map(|v| std::str::from_utf8(v.as_bytes()).map(str::to_string))
+            .transpose()
+            .map_err(|_| error)
+    };
+    let host = match query.host.clone() {
+        Some(host) => Some(host),
+        None => header_utf8(&HOST_HEADER, "invalid host")?,
+    };
+    // A NUL cannot be stored in text on PostgreSQL (it failed the whole group commit there).
+    if host
+        .as_ref()
+        .is_some_and(|h| h.is_empty() || h.len() > 255 || h.contains('\0'))
+    {
         return Err("invalid host");
     }
-    let pid = match query.pid.clone().or_else(|| header_text(&PID_HEADER)) {
+    let pid = match query.pid.clone() {
+        Some(pid) => Some(pid),
+        None => header_utf8(&PID_HEADER, "invalid pid")?,
+    };
+    let pid = match pid {
         None => None,
         Some(pid) => Some(pid.parse::<u32>().map_err(|_| "invalid pid")?),
     };
@@ -315,7 +335,7 @@ fn read_incoming(
         None => None,
         Some(ts) => Some(parse_time(ts).ok_or("invalid ts")?),
     };
-    let strays = match header_text(&STRAYS_HEADER) {
+    let strays = match header_utf8(&STRAYS_HEADER, "invalid X-Keepwatch-Strays")? {
         None => Vec::new(),
         Some(json) => serde_json::from_str::<Vec<StrayProcess>>(&json)
             .ok()
@@ -328,7 +348,11 @@ fn read_incoming(
         .filter(|a| !a.is_empty())
         .unwrap_or_else(|| peer.unwrap_or_default().to_string());
     let scheme = header_text(&FORWARDED_PROTO).unwrap_or_else(|| "http".into());
-    let mut user_agent = header_text(&header::USER_AGENT).unwrap_or_default();
+    // Kept whatever its bytes (as Healthchecks keeps it), never a reason to refuse a ping.
+    let mut user_agent = headers
+        .get(header::USER_AGENT)
+        .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned())
+        .unwrap_or_default();
     user_agent.truncate(user_agent.floor_char_boundary(200));
     Ok(Incoming {
         kind,

@@ -6,6 +6,11 @@ use serde_json::{Map, Value};
 
 use crate::error::ApiError;
 
+/// Longest `tags` (Healthchecks' column is 500 characters) and `desc` (Healthchecks' has no
+/// limit but its request size; ours keeps a runaway script from storing megabytes per check).
+pub const MAX_TAGS: usize = 500;
+pub const MAX_DESC: usize = 10_000;
+
 pub const MIN_PERIOD: i64 = 60;
 pub const MAX_PERIOD: i64 = 31_536_000;
 
@@ -113,9 +118,16 @@ impl Spec {
         let Some(obj) = body.as_object() else {
             return Err(invalid("value is not an object".into()));
         };
+        // PostgreSQL cannot store a NUL in text: refuse it here, naming the field, instead
+        // of failing the write with a 503.
+        for (field, value) in obj {
+            if let Some(at) = nul_path(value) {
+                return Err(invalid(format!("{field}{at} contains a NUL character")));
+            }
+        }
         let mut spec = Spec {
             channels: string(obj, "channels", None)?,
-            desc: string(obj, "desc", None)?,
+            desc: string(obj, "desc", Some(MAX_DESC))?,
             failure_kw: string(obj, "failure_kw", Some(200))?,
             filter_body: boolean(obj, "filter_body")?,
             filter_subject: boolean(obj, "filter_subject")?,
@@ -145,7 +157,7 @@ impl Spec {
         spec.subject = string(obj, "subject", Some(200))?;
         spec.subject_fail = string(obj, "subject_fail", Some(200))?;
         spec.success_kw = string(obj, "success_kw", Some(200))?;
-        spec.tags = string(obj, "tags", None)?;
+        spec.tags = string(obj, "tags", Some(MAX_TAGS))?;
         spec.timeout = seconds(obj, "timeout")?;
         spec.tz = string(obj, "tz", None)?;
         if let Some(tz) = &spec.tz
@@ -201,5 +213,43 @@ impl Spec {
         spec.anomaly_volume_pct = percent(obj, "anomaly_volume_pct", 1..=100)?;
         spec.anomaly_duration_pct = percent(obj, "anomaly_duration_pct", 101..=100_000)?;
         Ok(spec)
+    }
+}
+
+/// Where in `value` a string (or an object key) holds a NUL character, as a path below it
+/// (`""` for `value` itself, `.summary`, `[2].labels.job`); `None` if nowhere. Text columns
+/// on PostgreSQL cannot hold NUL, so every JSON input is checked with this at the edge.
+pub fn nul_path(value: &Value) -> Option<String> {
+    match value {
+        Value::String(s) => s.contains('\0').then(String::new),
+        Value::Array(items) => items
+            .iter()
+            .enumerate()
+            .find_map(|(i, item)| nul_path(item).map(|rest| format!("[{i}]{rest}"))),
+        Value::Object(map) => map.iter().find_map(|(key, item)| {
+            if key.contains('\0') {
+                return Some(format!(".{}", key.replace('\0', "\\0")));
+            }
+            nul_path(item).map(|rest| format!(".{key}{rest}"))
+        }),
+        _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::nul_path;
+
+    #[test]
+    fn nul_path_names_where_the_nul_is() {
+        assert_eq!(nul_path(&json!("a\0b")), Some(String::new()));
+        assert_eq!(
+            nul_path(&json!({"a": [1, {"b": "\0"}]})),
+            Some(".a[1].b".into())
+        );
+        assert_eq!(nul_path(&json!({"a\0": 1})), Some(".a\\0".into()));
+        assert_eq!(nul_path(&json!({"a": ["x", 2, null]})), None);
     }
 }

@@ -59,7 +59,23 @@ pub enum StoreError {
     Corrupt(String),
     #[error("background task failed: {0}")]
     Task(String),
+    #[error("cannot read the free space of {path}: {source}")]
+    FreeSpace {
+        path: String,
+        source: std::io::Error,
+    },
+    #[error("the data volume has {available} bytes free (less than {MIN_FREE_BYTES})")]
+    DiskFull { available: u64 },
 }
+
+/// Below this much free space on the SQLite data volume the health endpoint fails: a write
+/// that fits in space an earlier failed write left allocated (WAL frames are overwritten in
+/// place) succeeds on a full disk, so a tiny probe write alone can say "OK" while pings fail.
+pub const MIN_FREE_BYTES: u64 = 1024 * 1024;
+
+/// The health endpoint's write (see [`Store::probe_writes`]).
+pub(crate) const WRITE_PROBE: &str = "INSERT INTO meta (key, value) VALUES ('write_probe', $1) \
+     ON CONFLICT (key) DO UPDATE SET value = excluded.value";
 
 pub type Result<T, E = StoreError> = std::result::Result<T, E>;
 
@@ -76,6 +92,8 @@ enum Backend {
         maintenance: SqlitePool,
         /// The ping writer's batch commits, on the engine's thread (see `sqlite_writer`).
         writer: Arc<sqlite_writer::SqliteWriter>,
+        /// The directory of the database file, whose free space the health endpoint checks.
+        dir: Arc<Path>,
     },
     Postgres(PgPool),
 }
@@ -114,10 +132,19 @@ macro_rules! with_tx {
     ($store:expr, |$tx:ident| $body:expr) => {
         match &$store.backend {
             $crate::Backend::Sqlite { write, .. } => {
-                let mut $tx = write.begin_with("BEGIN IMMEDIATE").await?;
-                let value = $body;
-                $tx.commit().await?;
-                value
+                let mut connection = write.acquire().await?;
+                let result: $crate::Result<_> = async {
+                    let mut $tx =
+                        sqlx::Connection::begin_with(&mut *connection, "BEGIN IMMEDIATE").await?;
+                    let value = $body;
+                    $tx.commit().await?;
+                    Ok(value)
+                }
+                .await;
+                if result.is_err() {
+                    $crate::discard_if_in_transaction(connection).await;
+                }
+                result?
             }
             $crate::Backend::Postgres(pool) => {
                 let mut $tx = pool.begin().await?;
@@ -129,6 +156,38 @@ macro_rules! with_tx {
     };
 }
 pub(crate) use {with_read, with_tx, with_write};
+
+/// Bytes free for keepwatch on the file system holding `dir` (root may use the reserved
+/// blocks too).
+fn free_bytes(dir: &Path) -> Result<u64> {
+    let stat = rustix::fs::statvfs(dir).map_err(|e| StoreError::FreeSpace {
+        path: dir.display().to_string(),
+        source: e.into(),
+    })?;
+    let blocks = if rustix::process::geteuid().is_root() {
+        stat.f_bfree
+    } else {
+        stat.f_bavail
+    };
+    Ok(blocks.saturating_mul(stat.f_frsize))
+}
+
+/// After a failed transaction on the SQLite write pool: closes the connection if sqlx still
+/// counts a transaction open on it, so the pool opens a fresh one.
+///
+/// When a COMMIT fails with SQLITE_FULL, SQLite may have rolled the transaction back itself;
+/// the ROLLBACK sqlx then queues fails ("no transaction is active") and leaves sqlx's
+/// transaction depth at 1. Returned to the pool like that, the single write connection made
+/// every later `BEGIN` fail ("attempted to call begin_with at non-zero transaction depth")
+/// until a restart, long after the disk had room again.
+async fn discard_if_in_transaction(mut connection: sqlx::pool::PoolConnection<sqlx::Sqlite>) {
+    use sqlx::Connection;
+    // The ping is answered after the queued rollback has run, so the depth read next is final.
+    if connection.ping().await.is_err() || connection.is_in_transaction() {
+        tracing::warn!("closing the SQLite write connection left in a failed transaction");
+        let _ = connection.close().await;
+    }
+}
 
 impl Store {
     /// Opens the database a URL names (`sqlite://…` or `postgres://…`), or the SQLite file
@@ -190,6 +249,11 @@ impl Store {
                 write,
                 maintenance,
                 writer,
+                dir: path
+                    .parent()
+                    .filter(|p| !p.as_os_str().is_empty())
+                    .unwrap_or(Path::new("."))
+                    .into(),
             },
         })
     }
@@ -219,6 +283,30 @@ impl Store {
         with_read!(self, |pool| {
             sqlx::query("SELECT 1").execute(pool).await?;
         });
+        Ok(())
+    }
+
+    /// A tiny write in a transaction on every path writes take (on SQLite the sqlx write pool
+    /// and the ping writer's connection), for the health endpoint: reads alone kept answering
+    /// while a full disk failed every write.
+    pub async fn probe_writes(&self, now_us: i64) -> Result<()> {
+        with_tx!(self, |tx| {
+            sqlx::query(WRITE_PROBE)
+                .bind(now_us)
+                .execute(&mut *tx)
+                .await?;
+        });
+        if let Backend::Sqlite { writer, dir, .. } = &self.backend {
+            let available = free_bytes(dir)?;
+            if available < MIN_FREE_BYTES {
+                return Err(StoreError::DiskFull { available });
+            }
+            let writer = writer.clone();
+            // The writer blocks for its fsync; off the async workers.
+            tokio::task::spawn_blocking(move || writer.probe(now_us))
+                .await
+                .map_err(|e| StoreError::Task(e.to_string()))??;
+        }
         Ok(())
     }
 

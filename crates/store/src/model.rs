@@ -125,6 +125,15 @@ pub struct Batch {
     pub events: Vec<EventRow>,
 }
 
+/// What [`Store::commit_batch_isolated`](crate::Store::commit_batch_isolated) stored.
+#[derive(Debug, Default)]
+pub struct Committed {
+    /// Outbox rows created (the dispatcher has work if above 0).
+    pub outbox_rows: u64,
+    /// Checks whose rows were not stored, with why; every other check's rows were.
+    pub failed: Vec<(i64, String)>,
+}
+
 impl Batch {
     pub fn is_empty(&self) -> bool {
         self.pings.is_empty()

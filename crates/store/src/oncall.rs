@@ -73,6 +73,11 @@ impl Store {
     }
 
     pub async fn feed_by_token(&self, token: &str) -> Result<Option<FeedRow>> {
+        // No token has one, and PostgreSQL fails a query that binds one (a 503 for a URL
+        // with `%00` in it, instead of a 404).
+        if token.contains('\0') {
+            return Ok(None);
+        }
         Ok(with_read!(self, |pool| {
             sqlx::query_as(
                 "SELECT token, project_id, kind, name FROM calendar_feeds WHERE token = $1",

@@ -70,6 +70,15 @@ impl SqliteWriter {
         })
     }
 
+    /// The health endpoint's write, through this connection (see `Store::probe_writes`).
+    pub(crate) fn probe(&self, now_us: i64) -> Result<()> {
+        in_transaction(&self.lock(), |tx| {
+            tx.prepare_cached(crate::WRITE_PROBE)?
+                .execute(params![now_us])?;
+            Ok(())
+        })
+    }
+
     /// Commits one batch in one transaction; returns the number of outbox rows created. Blocks
     /// the calling thread for the insert and the fsync.
     pub(crate) fn commit(&self, batch: &Batch, now_us: i64) -> Result<u64> {

@@ -668,6 +668,125 @@ async fn alert_story(store: &Store) {
     assert_eq!(store.meta("cursor").await.unwrap(), 7);
 }
 
+/// A group commit with one row the database refuses: only that row's check fails, every
+/// other check's pings are stored (see `Store::commit_batch_isolated`). `nul_fails`: the
+/// backend cannot store a NUL in text (PostgreSQL).
+async fn isolation_story(store: &Store, nul_fails: bool) {
+    let project = store.create_project("isolation", 1).await.unwrap();
+    let mut ids = Vec::new();
+    for name in ["a", "bad", "c"] {
+        ids.push(
+            store
+                .insert_check(&check(project.id, name, name))
+                .await
+                .unwrap(),
+        );
+    }
+    let (a, bad, c) = (ids[0], ids[1], ids[2]);
+    let up = |check_id: i64, n_pings: i64| StateUpdate {
+        check_id,
+        state: StateRow {
+            status: "up".into(),
+            n_pings,
+            open_runs: "[]".into(),
+            ..StateRow::default()
+        },
+    };
+    let listed = |check_id: i64, head: i64| async move {
+        store
+            .list_pings(check_id, Some(head), 10)
+            .await
+            .unwrap()
+            .len()
+    };
+    // The bad check's ping reuses a stored seq: refused by both backends.
+    let first = store.max_ping_seq().await.unwrap() + 1;
+    store
+        .commit_batch(
+            &Batch {
+                pings: vec![ping(first, a, 1, None)],
+                ..Batch::default()
+            },
+            0,
+        )
+        .await
+        .unwrap();
+    let batch = Batch {
+        pings: vec![
+            ping(first + 1, a, 2, None),
+            ping(first, bad, 1, None),
+            ping(first + 2, c, 1, None),
+        ],
+        states: vec![up(a, 2), up(bad, 1), up(c, 1)],
+        ..Batch::default()
+    };
+    let committed = store.commit_batch_isolated(&batch, 0).await.unwrap();
+    assert_eq!(
+        committed
+            .failed
+            .iter()
+            .map(|(id, _)| *id)
+            .collect::<Vec<_>>(),
+        vec![bad]
+    );
+    assert_eq!(listed(a, first + 1).await, 2);
+    assert_eq!(listed(c, first + 2).await, 1);
+    let stored = store.check_by_id(c).await.unwrap().unwrap();
+    assert_eq!(
+        (stored.state.status.as_str(), stored.state.n_pings),
+        ("up", 1)
+    );
+    let stored = store.check_by_id(bad).await.unwrap().unwrap();
+    assert_eq!(
+        stored.state.status, "new",
+        "the bad check's state is not written"
+    );
+
+    // A NUL in a text column (a host), through the writer's path.
+    let mut nul = ping(first + 4, bad, 1, None);
+    nul.host = Some("web\0-1".into());
+    let chained = |seq: i64, check_id: i64, n: i64, prev: i64| PingRow {
+        prev_seq: Some(prev),
+        ..ping(seq, check_id, n, None)
+    };
+    let batch = Batch {
+        pings: vec![
+            chained(first + 3, a, 3, first + 1),
+            nul,
+            chained(first + 5, c, 2, first + 2),
+        ],
+        ..Batch::default()
+    };
+    let committed = store.commit_batch_isolated(&batch, 0).await.unwrap();
+    let failed: Vec<i64> = committed.failed.iter().map(|(id, _)| *id).collect();
+    assert_eq!(failed, if nul_fails { vec![bad] } else { vec![] });
+    assert_eq!(listed(a, first + 3).await, 3);
+    assert_eq!(listed(c, first + 5).await, 2);
+
+    // A batch that fails for every check is an error, as before.
+    let batch = Batch {
+        pings: vec![ping(first, a, 4, None), ping(first + 1, c, 3, None)],
+        ..Batch::default()
+    };
+    assert!(store.commit_batch_isolated(&batch, 0).await.is_err());
+}
+
+#[tokio::test]
+async fn sqlite_isolates_a_bad_row_in_a_group_commit() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(None, dir.path()).await.unwrap();
+    isolation_story(&store, false).await;
+}
+
+#[tokio::test]
+async fn postgres_isolates_a_bad_row_in_a_group_commit() {
+    let db = PgDatabase::create().await;
+    let store = Store::open(Some(&db.url), std::path::Path::new("unused"))
+        .await
+        .unwrap();
+    isolation_story(&store, true).await;
+}
+
 #[tokio::test]
 async fn sqlite_conformance() {
     let dir = tempfile::tempdir().unwrap();

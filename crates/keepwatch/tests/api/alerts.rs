@@ -12,7 +12,7 @@ use crate::helpers::{Receiver, TestApp, eventually, spawn_app};
 
 /// Applies an on-call configuration for the default project and returns the integration
 /// key of service `billing`.
-async fn apply(app: &TestApp, source: &str) -> String {
+pub async fn apply(app: &TestApp, source: &str) -> String {
     let project = app.store.project_by_name("default").await.unwrap().unwrap();
     keepwatch_core::oncall_file::OnCall::parse(source).unwrap();
     let feeds = app
@@ -229,7 +229,7 @@ urgency = "high"
     )
 }
 
-const ONE_SERVICE: &str = r#"
+pub const ONE_SERVICE: &str = r#"
 [[people]]
 id = "alice"
 contacts = { email = "alice@example.com" }
@@ -1121,4 +1121,45 @@ async fn escalation_resumes_after_a_restart_without_repeating_a_page() {
     assert_eq!(alert_log(&app, id).await.len(), log.len());
     app.stop().await;
     drop(temp);
+}
+
+#[tokio::test]
+async fn alertmanager_groups_are_told_apart_by_their_whole_group_key() {
+    let app = spawn_app().await;
+    let key = apply(&app, ONE_SERVICE).await;
+    let path = format!("/api/v1/alertmanager/{key}");
+    // Two groups whose keys share their first 300 characters (long label sets do).
+    let common = format!("{{}}/{{severity=\"page\"}}:{{job=\"{}", "j".repeat(300));
+    let (first, second) = (format!("{common}-a\"}}"), format!("{common}-b\"}}"));
+    for group in [&first, &second] {
+        let (status, _) = app
+            .api("POST", &path, None, Some(alertmanager("firing", group)))
+            .await;
+        assert_eq!(status, StatusCode::OK);
+    }
+    let open = open_alerts(&app).await;
+    assert_eq!(open.len(), 2, "two groups, two alerts: {open:?}");
+    for alert in &open {
+        let dedup = alert["dedup_key"].as_str().unwrap();
+        assert!(
+            dedup.starts_with("alertmanager:{}/{severity=\"page\"}:{job=\"jjj"),
+            "{dedup}"
+        );
+        assert!(dedup.chars().count() <= 255, "{dedup}");
+    }
+    let (status, _) = app
+        .api("POST", &path, None, Some(alertmanager("resolved", &first)))
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    let still_open = open_alerts(&app).await;
+    assert_eq!(
+        still_open.len(),
+        1,
+        "resolving one group leaves the other open"
+    );
+    // Firing the second group again adds to its alert, not a new one.
+    app.api("POST", &path, None, Some(alertmanager("firing", &second)))
+        .await;
+    assert_eq!(open_alerts(&app).await.len(), 1);
+    assert_eq!(open_alerts(&app).await[0]["id"], still_open[0]["id"]);
 }

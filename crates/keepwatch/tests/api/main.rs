@@ -4,8 +4,10 @@
 mod alerts;
 mod api_v3;
 mod cli;
+mod disk_full;
 mod durability;
 mod helpers;
+mod input_checks;
 mod notifications;
 mod pings;
 mod postgres;
