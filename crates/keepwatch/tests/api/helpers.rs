@@ -26,6 +26,8 @@ pub struct AppOptions {
     pub smtp: Option<SmtpConfig>,
     pub ping_body_limit: Option<usize>,
     pub start: Option<DateTime<Utc>>,
+    /// Connection timeouts and cap; the server's defaults otherwise.
+    pub limits: Option<keepwatch_server::listen::ConnectionLimits>,
 }
 
 pub struct TestApp {
@@ -90,7 +92,10 @@ pub async fn spawn_app_with(options: AppOptions) -> TestApp {
     let state = AppState::new(App {
         engine: engine.clone(),
         store: store.clone(),
-        config: ServerConfig::new(&address, options.ping_body_limit.unwrap_or(100_000)),
+        config: ServerConfig {
+            limits: options.limits.unwrap_or_default(),
+            ..ServerConfig::new(&address, options.ping_body_limit.unwrap_or(100_000))
+        },
         metrics: keepwatch_server::metrics_handle(),
     });
     let (shutdown, stop) = oneshot::channel::<()>();
