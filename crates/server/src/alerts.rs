@@ -66,9 +66,11 @@ pub async fn list(
         .store
         .list_alerts(scope.project_id, status, 500)
         .await?;
-    Ok(Json(
-        json!({ "alerts": alerts.iter().map(alert_json).collect::<Vec<_>>() }),
-    ))
+    let mut body = json!({ "alerts": alerts.iter().map(alert_json).collect::<Vec<_>>() });
+    if scope.read_only {
+        crate::redact::json(&mut body);
+    }
+    Ok(Json(body))
 }
 
 async fn own_alert(state: &AppState, project_id: i64, id: &str) -> Result<AlertRow, ApiError> {
@@ -100,6 +102,9 @@ pub async fn get(
             }))
             .collect::<Vec<_>>()
     );
+    if scope.read_only {
+        crate::redact::json(&mut body);
+    }
     Ok(Json(body))
 }
 

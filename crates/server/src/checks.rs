@@ -187,10 +187,13 @@ fn check_json(
         obj.insert("last_duration".into(), duration.as_secs().into());
     }
     let site = &state.config.site_url;
-    obj.insert(
-        "badge_url".into(),
-        format!("{site}/b/2/{}.svg", row.uuid).into(),
-    );
+    // Healthchecks' badge URL has a key of its own; the UUID would be the ping URL.
+    let badge = if read_only {
+        unique_key(&row.uuid)
+    } else {
+        row.uuid.clone()
+    };
+    obj.insert("badge_url".into(), format!("{site}/b/2/{badge}.svg").into());
     if read_only {
         obj.insert("unique_key".into(), unique_key(&row.uuid).into());
     } else {
@@ -845,7 +848,8 @@ pub async fn notifications(
     Path(code): Path<String>,
 ) -> ApiResult {
     let scope = authorize(&state, &headers, None, false).await?;
-    let row = find_check(&state, scope.project_id, &code, false).await?;
+    // A read-only key is shown unique keys, not UUIDs: it names the check by one.
+    let row = find_check(&state, scope.project_id, &code, scope.read_only).await?;
     let rows = state.store.list_notifications(row.id, 100).await?;
     let ids: Vec<i64> = rows.iter().map(|r| r.outbox_id).collect();
     let attempts = state.store.list_attempts(&ids).await?;
@@ -871,5 +875,9 @@ pub async fn notifications(
             })
         })
         .collect();
-    Ok(cors_json(StatusCode::OK, json!({ "notifications": out })))
+    let mut body = json!({ "notifications": out });
+    if scope.read_only {
+        crate::redact::json(&mut body);
+    }
+    Ok(cors_json(StatusCode::OK, body))
 }

@@ -27,6 +27,7 @@ pub mod error;
 pub mod listen;
 pub mod oncall;
 pub mod ping;
+pub mod redact;
 pub mod resources;
 pub mod spec;
 

@@ -10,6 +10,7 @@ mod helpers;
 mod notifications;
 mod pings;
 mod postgres;
+mod readonly;
 mod resources;
 mod restart;
 mod runner;
