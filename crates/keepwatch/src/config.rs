@@ -54,6 +54,14 @@ pub struct ServeArgs {
     /// Time a client has to send a request's body, from the end of its headers [default: 30s]
     #[arg(long, env = "KEEPWATCH_BODY_READ_TIMEOUT", value_name = "DURATION")]
     pub body_read_timeout: Option<String>,
+    /// Checks a project may have; more are refused (403 by the API; `?create=1` pings may
+    /// create up to twice as many, then 404), as Healthchecks does [default: 10000]
+    #[arg(long, env = "KEEPWATCH_CHECK_LIMIT", value_name = "N")]
+    pub check_limit: Option<i64>,
+    /// Checks a project may create a minute (API and `?create=1` pings together); more are
+    /// refused as over the limit [default: 120]
+    #[arg(long, env = "KEEPWATCH_CHECK_CREATE_RATE", value_name = "PER_MINUTE")]
+    pub check_create_rate: Option<u32>,
     /// Connections open at once; more wait until one closes [default: 10000, or the open-file
     /// limit less 256 if lower; a larger value is used, with a warning]
     #[arg(long, env = "KEEPWATCH_MAX_CONNECTIONS", value_name = "N")]
@@ -96,6 +104,8 @@ pub struct FileConfig {
     pub idle_timeout: Option<String>,
     pub body_read_timeout: Option<String>,
     pub max_connections: Option<usize>,
+    pub check_limit: Option<i64>,
+    pub check_create_rate: Option<u32>,
     pub smtp: Option<FileSmtp>,
     pub notifications: Option<FileNotifications>,
 }
@@ -143,6 +153,8 @@ pub struct Settings {
     pub json_logs: bool,
     pub engine: EngineConfig,
     pub limits: ConnectionLimits,
+    pub check_limit: i64,
+    pub check_create_rate: u32,
 }
 
 /// File descriptors kept for everything but client connections: the database, outbound
@@ -214,6 +226,20 @@ pub fn storage(args: &StorageArgs, file: &FileConfig) -> (PathBuf, Option<String
 pub fn resolve(args: &ServeArgs, open_files: u64) -> anyhow::Result<Settings> {
     let file = read_file(args.storage.config.as_deref())?;
     let limits = connection_limits(args, &file, open_files)?;
+    let check_limit = args
+        .check_limit
+        .or(file.check_limit)
+        .unwrap_or(keepwatch_server::DEFAULT_CHECK_LIMIT);
+    if !(1..=10_000_000).contains(&check_limit) {
+        bail!("check_limit: {check_limit} is out of range (1-10000000)");
+    }
+    let check_create_rate = args
+        .check_create_rate
+        .or(file.check_create_rate)
+        .unwrap_or(keepwatch_server::DEFAULT_CHECK_CREATE_RATE);
+    if !(1..=100_000).contains(&check_create_rate) {
+        bail!("check_create_rate: {check_create_rate} is out of range (1-100000)");
+    }
     let (data_dir, database_url) = storage(&args.storage, &file);
     if let Some(url) = &database_url
         && !(url.starts_with("postgres://")
@@ -340,6 +366,8 @@ pub fn resolve(args: &ServeArgs, open_files: u64) -> anyhow::Result<Settings> {
         json_logs,
         engine,
         limits,
+        check_limit,
+        check_create_rate,
     })
 }
 

@@ -429,6 +429,8 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         config: ServerConfig {
             ping_log_limit: settings.engine.ping_log_limit,
             limits: settings.limits,
+            check_limit: settings.check_limit,
+            check_create_rate: settings.check_create_rate,
             ..ServerConfig::new(&settings.site_url, settings.ping_body_limit)
         },
         metrics: keepwatch_server::metrics_handle(),

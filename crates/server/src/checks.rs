@@ -589,6 +589,13 @@ pub async fn create(State(state): State<AppState>, headers: HeaderMap, body: Byt
             return Ok(cors_json(StatusCode::OK, saved));
         }
     }
+    // Over the limit or the rate: Healthchecks' 403 with an empty body.
+    if crate::quota::may_create(&state, scope.project_id, false)
+        .await?
+        .is_err()
+    {
+        return Err(ApiError::Forbidden);
+    }
     let row = new_check_row(scope.project_id, state.engine.clock.now());
     let saved = save(&state, row, &spec, channels, true).await?;
     Ok(cors_json(StatusCode::CREATED, saved))

@@ -27,6 +27,7 @@ pub mod error;
 pub mod listen;
 pub mod oncall;
 pub mod ping;
+pub mod quota;
 pub mod redact;
 pub mod resources;
 pub mod spec;
@@ -43,6 +44,10 @@ pub struct ServerConfig {
     pub ping_log_limit: i64,
     /// Connection timeouts and cap.
     pub limits: listen::ConnectionLimits,
+    /// Checks a project may have (`?create=1` may create up to twice as many).
+    pub check_limit: i64,
+    /// Checks a project may create a minute.
+    pub check_create_rate: u32,
 }
 
 impl ServerConfig {
@@ -54,9 +59,16 @@ impl ServerConfig {
             ping_body_limit,
             ping_log_limit: 100,
             limits: listen::ConnectionLimits::default(),
+            check_limit: DEFAULT_CHECK_LIMIT,
+            check_create_rate: DEFAULT_CHECK_CREATE_RATE,
         }
     }
 }
+
+/// Healthchecks' check limit of a self-hosted account.
+pub const DEFAULT_CHECK_LIMIT: i64 = 10_000;
+/// Enough for provisioning tools, few enough that a leaked ping key fills nothing fast.
+pub const DEFAULT_CHECK_CREATE_RATE: u32 = 120;
 
 /// What every handler shares.
 pub struct App {
@@ -75,6 +87,7 @@ pub struct AppState(Arc<Shared>);
 struct Shared {
     app: App,
     ping_body_limit_header: HeaderValue,
+    creation_rate: quota::CreationRate,
 }
 
 impl AppState {
@@ -83,7 +96,13 @@ impl AppState {
         AppState(Arc::new(Shared {
             app,
             ping_body_limit_header,
+            creation_rate: quota::CreationRate::default(),
         }))
+    }
+
+    /// Check creations per project, for [`quota::may_create`].
+    pub fn creation_rate(&self) -> &quota::CreationRate {
+        &self.0.creation_rate
     }
 
     /// The `Ping-Body-Limit` header's value.

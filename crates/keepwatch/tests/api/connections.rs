@@ -334,7 +334,7 @@ async fn out_of_file_descriptors_the_server_waits_and_serves_again() {
 }
 
 #[test]
-fn bad_connection_settings_name_the_key() {
+fn bad_connection_and_check_limit_settings_name_the_key() {
     for (args, message) in [
         (
             ["--header-read-timeout", "0s"],
@@ -351,6 +351,14 @@ fn bad_connection_settings_name_the_key() {
         (
             ["--max-connections", "0"],
             "max_connections: must be at least 1",
+        ),
+        (
+            ["--check-limit", "0"],
+            "check_limit: 0 is out of range (1-10000000)",
+        ),
+        (
+            ["--check-create-rate", "0"],
+            "check_create_rate: 0 is out of range (1-100000)",
         ),
     ] {
         let output = Command::new(env!("CARGO_BIN_EXE_keepwatch"))

@@ -3,6 +3,7 @@
 
 mod alerts;
 mod api_v3;
+mod check_limits;
 mod cli;
 mod connections;
 mod durability;
