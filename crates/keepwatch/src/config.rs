@@ -8,6 +8,7 @@ use std::time::Duration;
 use anyhow::{Context, bail};
 use clap::Args;
 use keepwatch_engine::{EngineConfig, SmtpConfig, SmtpSecurity};
+use keepwatch_server::listen::ConnectionLimits;
 use serde::Deserialize;
 
 /// Where the data lives; shared by `serve` and the admin commands.
@@ -43,6 +44,28 @@ pub struct ServeArgs {
     /// Log format: text or json [default: text]
     #[arg(long, env = "KEEPWATCH_LOG_FORMAT", value_name = "FORMAT")]
     pub log_format: Option<String>,
+    /// Time a client has to send a request's headers, from connecting (or from the first byte
+    /// of its next request on a kept-alive connection), e.g. 10s [default: 10s]
+    #[arg(long, env = "KEEPWATCH_HEADER_READ_TIMEOUT", value_name = "DURATION")]
+    pub header_read_timeout: Option<String>,
+    /// Time a kept-alive connection may wait for its next request, e.g. 60s, 2m [default: 60s]
+    #[arg(long, env = "KEEPWATCH_IDLE_TIMEOUT", value_name = "DURATION")]
+    pub idle_timeout: Option<String>,
+    /// Time a client has to send a request's body, from the end of its headers [default: 30s]
+    #[arg(long, env = "KEEPWATCH_BODY_READ_TIMEOUT", value_name = "DURATION")]
+    pub body_read_timeout: Option<String>,
+    /// Checks a project may have; more are refused (403 by the API; `?create=1` pings may
+    /// create up to twice as many, then 404), as Healthchecks does [default: 10000]
+    #[arg(long, env = "KEEPWATCH_CHECK_LIMIT", value_name = "N")]
+    pub check_limit: Option<i64>,
+    /// Checks a project may create a minute (API and `?create=1` pings together); more are
+    /// refused as over the limit [default: 120]
+    #[arg(long, env = "KEEPWATCH_CHECK_CREATE_RATE", value_name = "PER_MINUTE")]
+    pub check_create_rate: Option<u32>,
+    /// Connections open at once; more wait until one closes [default: 10000, or the open-file
+    /// limit less 256 if lower; a larger value is used, with a warning]
+    #[arg(long, env = "KEEPWATCH_MAX_CONNECTIONS", value_name = "N")]
+    pub max_connections: Option<usize>,
     /// SMTP server for email channels
     #[arg(long, env = "KEEPWATCH_SMTP_HOST", value_name = "HOST")]
     pub smtp_host: Option<String>,
@@ -77,6 +100,12 @@ pub struct FileConfig {
     pub ping_body_limit: Option<usize>,
     pub ping_log_limit: Option<i64>,
     pub log_format: Option<String>,
+    pub header_read_timeout: Option<String>,
+    pub idle_timeout: Option<String>,
+    pub body_read_timeout: Option<String>,
+    pub max_connections: Option<usize>,
+    pub check_limit: Option<i64>,
+    pub check_create_rate: Option<u32>,
     pub smtp: Option<FileSmtp>,
     pub notifications: Option<FileNotifications>,
 }
@@ -123,6 +152,61 @@ pub struct Settings {
     pub ping_body_limit: usize,
     pub json_logs: bool,
     pub engine: EngineConfig,
+    pub limits: ConnectionLimits,
+    pub check_limit: i64,
+    pub check_create_rate: u32,
+}
+
+/// File descriptors kept for everything but client connections: the database, outbound
+/// deliveries, logs.
+pub const RESERVED_FILES: u64 = 256;
+
+/// The connection settings; `open_files` is the open-file limit the process runs with.
+fn connection_limits(
+    args: &ServeArgs,
+    file: &FileConfig,
+    open_files: u64,
+) -> anyhow::Result<ConnectionLimits> {
+    let defaults = ConnectionLimits::default();
+    let duration = |key: &str, flag: &Option<String>, file: &Option<String>, default| {
+        let Some(text) = flag.as_ref().or(file.as_ref()) else {
+            return Ok(default);
+        };
+        match humantime::parse_duration(text) {
+            Ok(d) if (Duration::from_secs(1)..=Duration::from_secs(3600)).contains(&d) => Ok(d),
+            Ok(_) => bail!("{key}: `{text}` is out of range (1s-1h)"),
+            Err(e) => bail!("{key}: `{text}` is not a duration (e.g. 10s, 2m): {e}"),
+        }
+    };
+    let available = open_files.saturating_sub(RESERVED_FILES).max(1);
+    let max_connections = match args.max_connections.or(file.max_connections) {
+        None => defaults
+            .max_connections
+            .min(usize::try_from(available).unwrap_or(usize::MAX)),
+        Some(0) => bail!("max_connections: must be at least 1"),
+        Some(n) => n,
+    };
+    Ok(ConnectionLimits {
+        header_read_timeout: duration(
+            "header_read_timeout",
+            &args.header_read_timeout,
+            &file.header_read_timeout,
+            defaults.header_read_timeout,
+        )?,
+        idle_timeout: duration(
+            "idle_timeout",
+            &args.idle_timeout,
+            &file.idle_timeout,
+            defaults.idle_timeout,
+        )?,
+        body_read_timeout: duration(
+            "body_read_timeout",
+            &args.body_read_timeout,
+            &file.body_read_timeout,
+            defaults.body_read_timeout,
+        )?,
+        max_connections,
+    })
 }
 
 pub fn storage(args: &StorageArgs, file: &FileConfig) -> (PathBuf, Option<String>) {
@@ -138,8 +222,24 @@ pub fn storage(args: &StorageArgs, file: &FileConfig) -> (PathBuf, Option<String
     (data_dir, database_url)
 }
 
-pub fn resolve(args: &ServeArgs) -> anyhow::Result<Settings> {
+/// The settings of `serve`; `open_files` is the open-file limit the process runs with.
+pub fn resolve(args: &ServeArgs, open_files: u64) -> anyhow::Result<Settings> {
     let file = read_file(args.storage.config.as_deref())?;
+    let limits = connection_limits(args, &file, open_files)?;
+    let check_limit = args
+        .check_limit
+        .or(file.check_limit)
+        .unwrap_or(keepwatch_server::DEFAULT_CHECK_LIMIT);
+    if !(1..=10_000_000).contains(&check_limit) {
+        bail!("check_limit: {check_limit} is out of range (1-10000000)");
+    }
+    let check_create_rate = args
+        .check_create_rate
+        .or(file.check_create_rate)
+        .unwrap_or(keepwatch_server::DEFAULT_CHECK_CREATE_RATE);
+    if !(1..=100_000).contains(&check_create_rate) {
+        bail!("check_create_rate: {check_create_rate} is out of range (1-100000)");
+    }
     let (data_dir, database_url) = storage(&args.storage, &file);
     if let Some(url) = &database_url
         && !(url.starts_with("postgres://")
@@ -265,6 +365,9 @@ pub fn resolve(args: &ServeArgs) -> anyhow::Result<Settings> {
         ping_body_limit,
         json_logs,
         engine,
+        limits,
+        check_limit,
+        check_create_rate,
     })
 }
 

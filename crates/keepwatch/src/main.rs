@@ -44,7 +44,8 @@ Examples:
   keepwatch serve
   keepwatch serve --data-dir /var/lib/keepwatch --listen 0.0.0.0:8000 --site-url https://keepwatch.example.com
   KEEPWATCH_DATABASE_URL=postgres://keepwatch@db/keepwatch keepwatch serve
-  keepwatch serve --config /etc/keepwatch.toml --log-format json")]
+  keepwatch serve --config /etc/keepwatch.toml --log-format json
+  keepwatch serve --idle-timeout 2m --header-read-timeout 5s --max-connections 2000")]
     Serve(ServeArgs),
     /// Manage projects
     Project {
@@ -380,8 +381,21 @@ fn cron(expr: &str, tz: &str, after: Option<&str>, count: usize) -> anyhow::Resu
 }
 
 async fn serve(args: ServeArgs) -> anyhow::Result<()> {
-    let settings = config::resolve(&args)?;
+    // Each connection is a file: the usual soft limit of 1024 is too few to serve many
+    // clients, and the hard limit is there to be asked for.
+    let open_files = rlimit::increase_nofile_limit(u64::MAX).unwrap_or(1024);
+    let settings = config::resolve(&args, open_files)?;
     init_logging(settings.json_logs);
+    let for_connections = open_files.saturating_sub(config::RESERVED_FILES);
+    if settings.limits.max_connections as u64 > for_connections {
+        // Allowed: accepting backs off while no file is free, but the database and
+        // deliveries may then fail to open theirs.
+        tracing::warn!(
+            max_connections = settings.limits.max_connections,
+            open_files,
+            "max_connections is more than the open-file limit leaves for connections ({for_connections}); raise the limit (ulimit -n, LimitNOFILE=) or lower max_connections"
+        );
+    }
     // reqwest is built without a default TLS provider; ring is ours (see STACK notes).
     let _ = rustls::crypto::ring::default_provider().install_default();
     let store = Store::open(settings.database_url.as_deref(), &settings.data_dir)
@@ -399,7 +413,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         .await
         .with_context(|| format!("listen: cannot bind {}", settings.listen))?;
     let address = listener.local_addr()?;
-    tracing::info!(backend = store.backend_name(), %address, ready_ms = started.elapsed().as_millis() as u64, "keepwatch ready");
+    tracing::info!(backend = store.backend_name(), %address, open_files, max_connections = settings.limits.max_connections, ready_ms = started.elapsed().as_millis() as u64, "keepwatch ready");
     println!("keepwatch is listening on http://{address}");
     println!(
         "  ping key of project `{}`: {}",
@@ -414,6 +428,9 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         store: store.clone(),
         config: ServerConfig {
             ping_log_limit: settings.engine.ping_log_limit,
+            limits: settings.limits,
+            check_limit: settings.check_limit,
+            check_create_rate: settings.check_create_rate,
             ..ServerConfig::new(&settings.site_url, settings.ping_body_limit)
         },
         metrics: keepwatch_server::metrics_handle(),

@@ -68,9 +68,11 @@ pub async fn list(
         .store
         .list_alerts(scope.project_id, status, 500)
         .await?;
-    Ok(Json(
-        json!({ "alerts": alerts.iter().map(alert_json).collect::<Vec<_>>() }),
-    ))
+    let mut body = json!({ "alerts": alerts.iter().map(alert_json).collect::<Vec<_>>() });
+    if scope.read_only {
+        crate::redact::json(&mut body);
+    }
+    Ok(Json(body))
 }
 
 async fn own_alert(state: &AppState, project_id: i64, id: &str) -> Result<AlertRow, ApiError> {
@@ -102,6 +104,9 @@ pub async fn get(
             }))
             .collect::<Vec<_>>()
     );
+    if scope.read_only {
+        crate::redact::json(&mut body);
+    }
     Ok(Json(body))
 }
 
@@ -154,6 +159,38 @@ async fn integration(state: &AppState, key: &str) -> Result<Option<(i64, String)
         Some(row) if row.kind == "service" => Some((row.project_id, row.name)),
         _ => None,
     })
+}
+
+/// The open alert under `dedup_key` if it is `service`'s: an integration key acts on its own
+/// service's alerts only.
+async fn open_alert_of(
+    state: &AppState,
+    project_id: i64,
+    service: &str,
+    dedup_key: &str,
+) -> Result<Option<AlertRow>, keepwatch_store::StoreError> {
+    Ok(state
+        .store
+        .open_alert_by_dedup(project_id, dedup_key)
+        .await?
+        .filter(|alert| alert.service == service))
+}
+
+/// A trigger under a key another service's open alert has is refused: it would add to that
+/// alert (open alerts' keys are unique in a project).
+async fn not_another_services(
+    state: &AppState,
+    project_id: i64,
+    service: &str,
+    dedup_key: &str,
+) -> Result<(), Response> {
+    match state.store.open_alert_by_dedup(project_id, dedup_key).await {
+        Ok(Some(alert)) if alert.service != service => Err(invalid_event(
+            "'dedup_key' is in use by an open alert of another service",
+        )),
+        Ok(_) => Ok(()),
+        Err(e) => Err(ApiError::from(e).into_response()),
+    }
 }
 
 async fn oncall(state: &AppState, project_id: i64) -> Option<OnCall> {
@@ -276,6 +313,11 @@ pub async fn events(State(state): State<AppState>, body: axum::body::Bytes) -> R
             }
             let summary: String = summary.chars().take(MAX_SUMMARY).collect();
             let dedup_key = dedup_key.unwrap_or_else(|| uuid::Uuid::new_v4().simple().to_string());
+            if let Err(response) =
+                not_another_services(&state, project_id, &service, &dedup_key).await
+            {
+                return response;
+            }
             trigger(
                 &state, project_id, &service, &dedup_key, &summary, "events", payload,
             )
@@ -286,12 +328,9 @@ pub async fn events(State(state): State<AppState>, body: axum::body::Bytes) -> R
             let Some(dedup_key) = dedup_key else {
                 return invalid_event("'dedup_key' is required to acknowledge or resolve");
             };
-            // PagerDuty accepts these for unknown or closed keys and does nothing.
-            match state
-                .store
-                .open_alert_by_dedup(project_id, &dedup_key)
-                .await
-            {
+            // PagerDuty accepts these for unknown or closed keys and does nothing; another
+            // service's alert is unknown to this key.
+            match open_alert_of(&state, project_id, &service, &dedup_key).await {
                 Ok(Some(alert)) => {
                     let act = if action == "acknowledge" {
                         "ack"
@@ -364,6 +403,11 @@ pub async fn alertmanager(
                     |s| format!("[FIRING:{firing}] {name}: {s}"),
                 );
             let summary: String = summary.chars().take(MAX_SUMMARY).collect();
+            if let Err(response) =
+                not_another_services(&state, project_id, &service, &dedup_key).await
+            {
+                return response;
+            }
             let details = json!({
                 "receiver": message["receiver"],
                 "groupLabels": message["groupLabels"],
@@ -383,11 +427,7 @@ pub async fn alertmanager(
             .await
             .map(|_| ())
         }
-        "resolved" => match state
-            .store
-            .open_alert_by_dedup(project_id, &dedup_key)
-            .await
-        {
+        "resolved" => match open_alert_of(&state, project_id, &service, &dedup_key).await {
             Ok(Some(alert)) => apply(&state, alert.id, "resolve", "alertmanager")
                 .await
                 .map(|_| ()),

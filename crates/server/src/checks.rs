@@ -195,10 +195,13 @@ fn check_json(
         obj.insert("last_duration".into(), duration.as_secs().into());
     }
     let site = &state.config.site_url;
-    obj.insert(
-        "badge_url".into(),
-        format!("{site}/b/2/{}.svg", row.uuid).into(),
-    );
+    // Healthchecks' badge URL has a key of its own; the UUID would be the ping URL.
+    let badge = if read_only {
+        unique_key(&row.uuid)
+    } else {
+        row.uuid.clone()
+    };
+    obj.insert("badge_url".into(), format!("{site}/b/2/{badge}.svg").into());
     if read_only {
         obj.insert("unique_key".into(), unique_key(&row.uuid).into());
     } else {
@@ -594,6 +597,13 @@ pub async fn create(State(state): State<AppState>, headers: HeaderMap, body: Byt
             return Ok(cors_json(StatusCode::OK, saved));
         }
     }
+    // Over the limit or the rate: Healthchecks' 403 with an empty body.
+    if crate::quota::may_create(&state, scope.project_id, false)
+        .await?
+        .is_err()
+    {
+        return Err(ApiError::Forbidden);
+    }
     let row = new_check_row(scope.project_id, state.engine.clock.now());
     let saved = save(&state, row, &spec, channels, true).await?;
     Ok(cors_json(StatusCode::CREATED, saved))
@@ -853,7 +863,8 @@ pub async fn notifications(
     Path(code): Path<String>,
 ) -> ApiResult {
     let scope = authorize(&state, &headers, None, false).await?;
-    let row = find_check(&state, scope.project_id, &code, false).await?;
+    // A read-only key is shown unique keys, not UUIDs: it names the check by one.
+    let row = find_check(&state, scope.project_id, &code, scope.read_only).await?;
     let rows = state.store.list_notifications(row.id, 100).await?;
     let ids: Vec<i64> = rows.iter().map(|r| r.outbox_id).collect();
     let attempts = state.store.list_attempts(&ids).await?;
@@ -879,5 +890,9 @@ pub async fn notifications(
             })
         })
         .collect();
-    Ok(cors_json(StatusCode::OK, json!({ "notifications": out })))
+    let mut body = json!({ "notifications": out });
+    if scope.read_only {
+        crate::redact::json(&mut body);
+    }
+    Ok(cors_json(StatusCode::OK, body))
 }

@@ -7,10 +7,7 @@
 //!
 //! Plus `/api/v3/status/` (health) and `/metrics` (Prometheus text format).
 
-use std::convert::Infallible;
-use std::pin::Pin;
 use std::sync::{Arc, OnceLock};
-use std::task::{Context, Poll};
 
 use axum::Router;
 use axum::extract::{ConnectInfo, Request, State};
@@ -18,8 +15,6 @@ use axum::http::{HeaderValue, Method, StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{any, get, post};
-use axum::serve::IncomingStream;
-use futures_util::future::Either;
 use keepwatch_engine::Engine;
 use keepwatch_store::Store;
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
@@ -29,8 +24,11 @@ use tower::Service;
 pub mod alerts;
 pub mod checks;
 pub mod error;
+pub mod listen;
 pub mod oncall;
 pub mod ping;
+pub mod quota;
+pub mod redact;
 pub mod resources;
 pub mod spec;
 
@@ -44,6 +42,12 @@ pub struct ServerConfig {
     pub ping_body_limit: usize,
     /// Pings listed per check by the API.
     pub ping_log_limit: i64,
+    /// Connection timeouts and cap.
+    pub limits: listen::ConnectionLimits,
+    /// Checks a project may have (`?create=1` may create up to twice as many).
+    pub check_limit: i64,
+    /// Checks a project may create a minute.
+    pub check_create_rate: u32,
 }
 
 impl ServerConfig {
@@ -54,9 +58,17 @@ impl ServerConfig {
             site_url,
             ping_body_limit,
             ping_log_limit: 100,
+            limits: listen::ConnectionLimits::default(),
+            check_limit: DEFAULT_CHECK_LIMIT,
+            check_create_rate: DEFAULT_CHECK_CREATE_RATE,
         }
     }
 }
+
+/// Healthchecks' check limit of a self-hosted account.
+pub const DEFAULT_CHECK_LIMIT: i64 = 10_000;
+/// Enough for provisioning tools, few enough that a leaked ping key fills nothing fast.
+pub const DEFAULT_CHECK_CREATE_RATE: u32 = 120;
 
 /// What every handler shares.
 pub struct App {
@@ -75,6 +87,7 @@ pub struct AppState(Arc<Shared>);
 struct Shared {
     app: App,
     ping_body_limit_header: HeaderValue,
+    creation_rate: quota::CreationRate,
 }
 
 impl AppState {
@@ -83,7 +96,13 @@ impl AppState {
         AppState(Arc::new(Shared {
             app,
             ping_body_limit_header,
+            creation_rate: quota::CreationRate::default(),
         }))
+    }
+
+    /// Check creations per project, for [`quota::may_create`].
+    pub fn creation_rate(&self) -> &quota::CreationRate {
+        &self.0.creation_rate
     }
 
     /// The `Ping-Body-Limit` header's value.
@@ -280,68 +299,6 @@ async fn index() -> &'static str {
 #[derive(Clone)]
 pub struct PeerAddr(pub Arc<str>);
 
-/// Makes each connection's [`Connection`] service.
-struct MakeConnection {
-    router: Router,
-    state: AppState,
-}
-
-impl Service<IncomingStream<'_, TcpListener>> for MakeConnection {
-    type Response = Connection;
-    type Error = Infallible;
-    type Future = std::future::Ready<Result<Connection, Infallible>>;
-
-    fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
-        Poll::Ready(Ok(()))
-    }
-
-    fn call(&mut self, stream: IncomingStream<'_, TcpListener>) -> Self::Future {
-        std::future::ready(Ok(Connection {
-            router: self.router.clone(),
-            state: self.state.clone(),
-            peer: PeerAddr(stream.remote_addr().ip().to_string().into()),
-        }))
-    }
-}
-
-/// One connection's requests: `/ping/…` paths go to [`ping::ping_direct`], which answers
-/// those of a ping route's shape itself and hands the rest to the router, like every other
-/// path.
-#[derive(Clone)]
-struct Connection {
-    router: Router,
-    state: AppState,
-    peer: PeerAddr,
-}
-
-type PingFuture = Pin<Box<dyn Future<Output = Result<Response, Infallible>> + Send>>;
-
-impl Service<Request> for Connection {
-    type Response = Response;
-    type Error = Infallible;
-    type Future = Either<PingFuture, <Router as Service<Request>>::Future>;
-
-    fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
-        Poll::Ready(Ok(()))
-    }
-
-    fn call(&mut self, request: Request) -> Self::Future {
-        if request.uri().path().starts_with("/ping/") {
-            let connection = self.clone();
-            return Either::Left(Box::pin(async move {
-                Ok(ping::ping_direct(
-                    connection.state,
-                    connection.peer,
-                    connection.router,
-                    request,
-                )
-                .await)
-            }));
-        }
-        Either::Right(route(&mut self.router, &self.peer, request))
-    }
-}
-
 /// A request through the router, with the peer address as `ConnectInfo<PeerAddr>`.
 fn route(
     router: &mut Router,
@@ -352,17 +309,11 @@ fn route(
     router.call(request)
 }
 
-/// Serves until `shutdown` completes.
+/// Serves until `shutdown` completes (see [`listen`]).
 pub async fn serve(
     listener: TcpListener,
     state: AppState,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    let make_connection = MakeConnection {
-        router: router(state.clone()),
-        state,
-    };
-    axum::serve(listener, make_connection)
-        .with_graceful_shutdown(shutdown)
-        .await
+    listen::serve(listener, state, shutdown).await
 }

@@ -145,5 +145,10 @@ pub async fn who(
             })
         })
         .collect();
-    Ok(axum::Json(json!({ "oncall": entries })).into_response())
+    let mut body = json!({ "oncall": entries });
+    if scope.read_only {
+        // The feed URL's token reads the schedule without a key.
+        crate::redact::json(&mut body);
+    }
+    Ok(axum::Json(body).into_response())
 }

@@ -456,9 +456,14 @@ async fn resolve_slug(
     };
     match matches.as_slice() {
         [one] => Ok((Uuid::parse_str(&one.uuid).unwrap_or_default(), false)),
-        [] if create => match crate::checks::create_for_slug(state, project.id, slug).await {
-            Ok(row) => Ok((Uuid::parse_str(&row.uuid).unwrap_or_default(), true)),
-            Err(e) => Err(unavailable(&e)),
+        // Over the limit or the rate Healthchecks answers as if there were no such check.
+        [] if create => match crate::quota::may_create(state, project.id, true).await {
+            Ok(Err(_)) => Err(text(StatusCode::NOT_FOUND, "not found")),
+            Err(e) => Err(unavailable(&e.to_string())),
+            Ok(Ok(())) => match crate::checks::create_for_slug(state, project.id, slug).await {
+                Ok(row) => Ok((Uuid::parse_str(&row.uuid).unwrap_or_default(), true)),
+                Err(e) => Err(unavailable(&e)),
+            },
         },
         [] => Err(text(StatusCode::NOT_FOUND, "not found")),
         _ => Err(text(StatusCode::CONFLICT, "ambiguous slug")),

@@ -11,7 +11,7 @@ use chrono::{DateTime, TimeDelta, Utc};
 use keepwatch_core::oncall::OnCallSchedule;
 use keepwatch_core::oncall_file::{OnCall, changes};
 use keepwatch_engine::Engine;
-use keepwatch_store::{CheckRow, FeedRow, Store};
+use keepwatch_store::{ApiKeyScope, CheckRow, FeedRow, Store};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
@@ -266,6 +266,14 @@ pub fn applied_json(applied: &Applied, site: &str, dry_run: bool) -> Value {
     })
 }
 
+/// A JSON answer; to a read-only key without the secrets in it (see [`crate::redact`]).
+fn answer(scope: &ApiKeyScope, mut body: Value) -> Response {
+    if scope.read_only {
+        crate::redact::json(&mut body);
+    }
+    axum::Json(body).into_response()
+}
+
 /// The entries of one section of the file (`people`, `schedules`, …).
 fn section(config: &Value, name: &str) -> Vec<Value> {
     config[name].as_array().cloned().unwrap_or_default()
@@ -325,7 +333,7 @@ pub async fn people(
         .into_iter()
         .map(|p| person_view(p, !scope.read_only, &unverified))
         .collect();
-    Ok(axum::Json(json!({ "people": people })).into_response())
+    Ok(answer(&scope, json!({ "people": people })))
 }
 
 /// `GET /api/v1/people/{id}`: the person and the schedules they are in.
@@ -354,7 +362,7 @@ pub async fn person(
         .collect();
     schedules.sort();
     person["schedules"] = json!(schedules);
-    Ok(axum::Json(person).into_response())
+    Ok(answer(&scope, person))
 }
 
 #[derive(Deserialize)]
@@ -402,7 +410,7 @@ pub async fn schedules(
             s
         })
         .collect();
-    Ok(axum::Json(json!({ "schedules": schedules })).into_response())
+    Ok(answer(&scope, json!({ "schedules": schedules })))
 }
 
 /// `GET /api/v1/schedules/{name}?from=&to=`: the schedule, who is on call now, and every
@@ -435,14 +443,14 @@ pub async fn schedule(
             |s| json!({"start": s.start.to_rfc3339(), "end": s.end.to_rfc3339(), "users": s.users}),
         )
         .collect();
-    Ok(axum::Json(body).into_response())
+    Ok(answer(&scope, body))
 }
 
 /// `GET /api/v1/policies/` and `GET /api/v1/services/`.
 async fn list(state: &AppState, headers: &HeaderMap, name: &str) -> Result<Response, ApiError> {
     let scope = authorize(state, headers, None, false).await?;
     let (_, config) = stored(state, scope.project_id).await?;
-    Ok(axum::Json(json!({ name: section(&config, name) })).into_response())
+    Ok(answer(&scope, json!({ name: section(&config, name) })))
 }
 
 pub async fn policies(
@@ -484,7 +492,7 @@ async fn one(
 ) -> Result<Response, ApiError> {
     let scope = authorize(state, headers, None, false).await?;
     let (_, config) = stored(state, scope.project_id).await?;
-    Ok(axum::Json(entry(&config, section_name, "name", name)?).into_response())
+    Ok(answer(&scope, entry(&config, section_name, "name", name)?))
 }
 
 /// How long a verification code stays valid.

@@ -296,6 +296,16 @@ impl Store {
         }
     }
 
+    /// How many checks a project has (its check limit is on this).
+    pub async fn count_project_checks(&self, project_id: i64) -> Result<i64> {
+        Ok(with_read!(self, |pool| {
+            sqlx::query_scalar("SELECT COUNT(*) FROM checks WHERE project_id = $1")
+                .bind(project_id)
+                .fetch_one(pool)
+                .await?
+        }))
+    }
+
     pub async fn count_checks(&self) -> Result<i64> {
         Ok(with_read!(self, |pool| {
             sqlx::query_scalar("SELECT COUNT(*) FROM checks")

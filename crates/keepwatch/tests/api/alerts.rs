@@ -1163,3 +1163,99 @@ async fn alertmanager_groups_are_told_apart_by_their_whole_group_key() {
     assert_eq!(open_alerts(&app).await.len(), 1);
     assert_eq!(open_alerts(&app).await[0]["id"], still_open[0]["id"]);
 }
+
+/// An integration key acts on its own service's alerts only: service billing's key cannot
+/// acknowledge, resolve or add to service web's alerts, by events or by Alertmanager.
+#[tokio::test]
+async fn an_integration_key_cannot_act_on_another_services_alerts() {
+    let app = spawn_app().await;
+    let source =
+        format!("{ONE_SERVICE}[[services]]\nname = \"web\"\npolicy = \"p\"\nurgency = \"high\"\n");
+    let project = app.store.project_by_name("default").await.unwrap().unwrap();
+    keepwatch_core::oncall_file::OnCall::parse(&source).unwrap();
+    let feeds = app
+        .store
+        .apply_oncall(
+            project.id,
+            &source,
+            &[("service", "billing"), ("service", "web")],
+            0,
+        )
+        .await
+        .unwrap();
+    let key = |name: &str| {
+        feeds
+            .iter()
+            .find(|f| f.kind == "service" && f.name == name)
+            .unwrap()
+            .token
+            .clone()
+    };
+    let (billing, web) = (key("billing"), key("web"));
+    let event = |key: &str, action: &str| {
+        json!({
+            "routing_key": key, "event_action": action, "dedup_key": "disk",
+            "payload": {"summary": "disk full", "source": "db", "severity": "error"},
+        })
+    };
+    let (status, _) = app
+        .api("POST", "/api/v1/events", None, Some(event(&web, "trigger")))
+        .await;
+    assert_eq!(status, StatusCode::ACCEPTED);
+    // As PagerDuty does for a key it does not know: accepted, nothing done.
+    for action in ["acknowledge", "resolve"] {
+        for path in ["/api/v1/events", "/v2/enqueue"] {
+            let (status, _) = app
+                .api("POST", path, None, Some(event(&billing, action)))
+                .await;
+            assert_eq!(status, StatusCode::ACCEPTED);
+        }
+    }
+    let (status, body) = app
+        .api(
+            "POST",
+            "/api/v1/events",
+            None,
+            Some(event(&billing, "trigger")),
+        )
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert_eq!(
+        body["errors"][0],
+        "'dedup_key' is in use by an open alert of another service"
+    );
+    let open = open_alerts(&app).await;
+    assert_eq!(open.len(), 1);
+    assert_eq!(
+        (open[0]["service"].as_str(), open[0]["status"].as_str()),
+        (Some("web"), Some("triggered"))
+    );
+    let log = alert_log(&app, open[0]["id"].as_i64().unwrap()).await;
+    assert!(
+        !log.iter()
+            .any(|(kind, who)| kind == "trigger_repeated" || who == "events API"),
+        "{log:?}"
+    );
+
+    // Alertmanager: a group firing on web is not resolved through billing's receiver.
+    let group = "{}:{alertname=\"HighLatency\"}";
+    let app = &app;
+    let notify = |key: &str, status: &str| {
+        let path = format!("/api/v1/alertmanager/{key}");
+        let body = alertmanager(status, group);
+        async move { app.api("POST", &path, None, Some(body)).await }
+    };
+    assert_eq!(notify(&web, "firing").await.0, StatusCode::OK);
+    assert_eq!(notify(&billing, "resolved").await.0, StatusCode::OK);
+    assert_eq!(notify(&billing, "firing").await.0, StatusCode::BAD_REQUEST);
+    let open = open_alerts(app).await;
+    assert_eq!(open.len(), 2);
+    assert!(open.iter().all(|a| a["service"] == "web"), "{open:?}");
+
+    // Its own key still acts.
+    let (status, _) = app
+        .api("POST", "/api/v1/events", None, Some(event(&web, "resolve")))
+        .await;
+    assert_eq!(status, StatusCode::ACCEPTED);
+    assert_eq!(open_alerts(app).await.len(), 1);
+}

@@ -334,7 +334,8 @@ async fn apply_stores_the_oncall_file_idempotently_and_serves_feeds_and_oncall()
         .api(
             "GET",
             "/api/v1/oncall/?schedule=primary&at=2026-11-28T07:00:00Z",
-            Some(&app.read_key),
+            // (a read-only key is not shown feed URLs: see readonly.rs)
+            Some(&app.api_key),
             None,
         )
         .await;

@@ -26,6 +26,10 @@ pub struct AppOptions {
     pub smtp: Option<SmtpConfig>,
     pub ping_body_limit: Option<usize>,
     pub start: Option<DateTime<Utc>>,
+    /// Connection timeouts and cap; the server's defaults otherwise.
+    pub limits: Option<keepwatch_server::listen::ConnectionLimits>,
+    /// Checks per project and creations a minute; the server's defaults otherwise.
+    pub check_limit: Option<(i64, u32)>,
 }
 
 pub struct TestApp {
@@ -90,7 +94,16 @@ pub async fn spawn_app_with(options: AppOptions) -> TestApp {
     let state = AppState::new(App {
         engine: engine.clone(),
         store: store.clone(),
-        config: ServerConfig::new(&address, options.ping_body_limit.unwrap_or(100_000)),
+        config: ServerConfig {
+            limits: options.limits.unwrap_or_default(),
+            check_limit: options
+                .check_limit
+                .map_or(keepwatch_server::DEFAULT_CHECK_LIMIT, |l| l.0),
+            check_create_rate: options
+                .check_limit
+                .map_or(keepwatch_server::DEFAULT_CHECK_CREATE_RATE, |l| l.1),
+            ..ServerConfig::new(&address, options.ping_body_limit.unwrap_or(100_000))
+        },
         metrics: keepwatch_server::metrics_handle(),
     });
     let (shutdown, stop) = oneshot::channel::<()>();

@@ -3,7 +3,9 @@
 
 mod alerts;
 mod api_v3;
+mod check_limits;
 mod cli;
+mod connections;
 mod disk_full;
 mod durability;
 mod helpers;
@@ -11,6 +13,7 @@ mod input_checks;
 mod notifications;
 mod pings;
 mod postgres;
+mod readonly;
 mod resources;
 mod restart;
 mod runner;

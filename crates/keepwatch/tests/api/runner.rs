@@ -52,7 +52,7 @@ async fn run(app: &TestApp, uuid: &str, script: &str) -> Output {
     .await
 }
 
-async fn body_of(app: &TestApp, ping: &Value) -> String {
+pub async fn body_of(app: &TestApp, ping: &Value) -> String {
     let url = ping["body_url"].as_str().unwrap();
     app.client
         .get(url)
