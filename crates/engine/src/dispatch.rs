@@ -85,13 +85,13 @@ impl Dispatcher {
                     let outcome = notifier.send(&delivery).await;
                     let at = clock.now();
                     let attempts = delivery.attempts + 1;
-                    let (ok, detail) = match outcome {
-                        Ok(detail) => (true, detail),
-                        Err(detail) => (false, detail),
+                    let (ok, detail, permanent) = match outcome {
+                        Ok(detail) => (true, detail, false),
+                        Err(failure) => (false, failure.detail, failure.permanent),
                     };
                     metrics::counter!("keepwatch_deliveries_total", "outcome" => if ok { "ok" } else { "error" })
                         .increment(1);
-                    let retry_at = (!ok && attempts < config.max_attempts).then(|| {
+                    let retry_at = (!ok && !permanent && attempts < config.max_attempts).then(|| {
                         let factor = 2u32.saturating_pow(delivery.attempts.clamp(0, 20) as u32);
                         let delay = config.retry_base.saturating_mul(factor).min(Duration::from_secs(3600));
                         to_micros(at + delay)

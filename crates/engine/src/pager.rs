@@ -19,6 +19,7 @@ use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 use std::sync::Arc;
 use std::time::Duration;
 
+use base64::prelude::{BASE64_STANDARD, Engine as _};
 use chrono::{DateTime, TimeDelta, Utc};
 use hmac::{Hmac, KeyInit, Mac};
 use keepwatch_core::oncall_file::OnCall;
@@ -31,7 +32,7 @@ use serde_json::json;
 use sha2::Sha256;
 use tokio::sync::Notify;
 
-use crate::notify::{Notifier, sign};
+use crate::notify::{Failure, Notifier, one_line, sign};
 use crate::{Clock, EngineConfig};
 
 /// Where the pager is in the check event stream.
@@ -106,9 +107,11 @@ pub async fn send_plain(
     address: &str,
     title: &str,
     text: &str,
-) -> Result<String, String> {
+) -> Result<String, Failure> {
     let kind = ContactKind::of(contact, address).ok_or_else(|| {
-        format!("contact `{contact}` (`{address}`) is not an email address or URL")
+        Failure::permanent(format!(
+            "contact `{contact}` (`{address}`) is not an email address or URL"
+        ))
     })?;
     let http = notifier.http();
     let request = match kind {
@@ -139,7 +142,7 @@ pub async fn send_plain(
         }
         ContactKind::Ntfy => http
             .post(address)
-            .header("Title", title)
+            .header("Title", ntfy_header(title))
             .body(text.to_string()),
         ContactKind::Webhook => {
             let (url, secret) = match address.split_once("#secret=") {
@@ -147,7 +150,7 @@ pub async fn send_plain(
                 None => (address, None),
             };
             let body = serde_json::to_vec(&json!({"message": {"title": title, "text": text}}))
-                .map_err(|e| e.to_string())?;
+                .map_err(|e| Failure::permanent(e.to_string()))?;
             let mut request = http.post(url).header("Content-Type", "application/json");
             if let Some(secret) = secret {
                 request = request.header("X-Keepwatch-Signature", sign(secret, &body));
@@ -155,7 +158,18 @@ pub async fn send_plain(
             request.body(body)
         }
     };
-    answered(request).await
+    notifier.execute(request).await
+}
+
+/// A header value for ntfy from any text: on one line, and RFC 2047-encoded (which ntfy
+/// decodes) when it is not plain ASCII, since an HTTP header value cannot carry it as is.
+pub fn ntfy_header(text: &str) -> String {
+    let text = one_line(text);
+    if text.is_ascii() {
+        text
+    } else {
+        format!("=?UTF-8?B?{}?=", BASE64_STANDARD.encode(text))
+    }
 }
 
 /// A Teams message: an Adaptive Card, which Teams' Workflows webhooks and its older incoming
@@ -183,20 +197,6 @@ fn teams_card(title: &str, text: &str, buttons: Option<(&str, &str)>) -> serde_j
             "content": card,
         }],
     })
-}
-
-/// Sends a request; `Ok` with the status when it is a success.
-async fn answered(request: reqwest::RequestBuilder) -> Result<String, String> {
-    let response = request
-        .send()
-        .await
-        .map_err(|e| format!("request failed: {e}"))?;
-    let status = response.status();
-    if status.is_success() {
-        Ok(format!("HTTP {}", status.as_u16()))
-    } else {
-        Err(format!("answered HTTP {}", status.as_u16()))
-    }
 }
 
 /// Splits `name=value` out of an address's query: the address without its query, and the
@@ -728,19 +728,20 @@ impl Pager {
                 pages.iter().map(move |page| (*page, result.clone()))
             });
             for (page, result) in each {
-                let (ok, detail) = match result {
-                    Ok(detail) => (true, detail),
-                    Err(detail) => (false, detail),
+                let (ok, detail, permanent) = match result {
+                    Ok(detail) => (true, detail, false),
+                    Err(failure) => (false, failure.detail, failure.permanent),
                 };
-                let retry_at = (!ok && page.attempts + 1 < self.config.max_attempts).then(|| {
-                    let factor = 2u32.saturating_pow(page.attempts.clamp(0, 20) as u32);
-                    let backoff = self
-                        .config
-                        .retry_base
-                        .saturating_mul(factor)
-                        .min(Duration::from_secs(3600));
-                    now_us + backoff.as_micros() as i64
-                });
+                let retry_at = (!ok && !permanent && page.attempts + 1 < self.config.max_attempts)
+                    .then(|| {
+                        let factor = 2u32.saturating_pow(page.attempts.clamp(0, 20) as u32);
+                        let backoff = self
+                            .config
+                            .retry_base
+                            .saturating_mul(factor)
+                            .min(Duration::from_secs(3600));
+                        now_us + backoff.as_micros() as i64
+                    });
                 outcomes.push(PageOutcome {
                     page,
                     ok,
@@ -770,13 +771,13 @@ impl Pager {
     }
 
     /// Sends one message to one address: a page, or a summary of several.
-    async fn send(&self, pages: &[&PageDelivery], now: DateTime<Utc>) -> Result<String, String> {
+    async fn send(&self, pages: &[&PageDelivery], now: DateTime<Utc>) -> Result<String, Failure> {
         let page = pages[0];
         let kind = ContactKind::of(&page.contact, &page.address).ok_or_else(|| {
-            format!(
+            Failure::permanent(format!(
                 "contact `{}` (`{}`) is not an email address or URL",
                 page.contact, page.address
-            )
+            ))
         })?;
         let links: Vec<(String, String)> =
             pages.iter().map(|p| self.links(p.alert_id, now)).collect();
@@ -885,7 +886,7 @@ impl Pager {
             ContactKind::Ntfy => {
                 let mut request = http
                     .post(&page.address)
-                    .header("Title", &title)
+                    .header("Title", ntfy_header(&title))
                     .header("Priority", if high { "5" } else { "3" })
                     .header("Tags", "rotating_light");
                 // Buttons act on one alert; a summary lists its links in the text.
@@ -932,7 +933,8 @@ impl Pager {
                         "pages": many.iter().zip(&links).map(|(p, l)| one(p, l)).collect::<Vec<_>>(),
                     }),
                 };
-                let body = serde_json::to_vec(&message).map_err(|e| e.to_string())?;
+                let body =
+                    serde_json::to_vec(&message).map_err(|e| Failure::permanent(e.to_string()))?;
                 let mut request = http
                     .post(url)
                     .header("Content-Type", "application/json")
@@ -943,7 +945,7 @@ impl Pager {
                 request.body(body)
             }
         };
-        answered(request).await
+        self.notifier.execute(request).await
     }
 }
 

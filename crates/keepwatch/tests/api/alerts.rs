@@ -12,7 +12,7 @@ use crate::helpers::{Receiver, TestApp, eventually, spawn_app};
 
 /// Applies an on-call configuration for the default project and returns the integration
 /// key of service `billing`.
-async fn apply(app: &TestApp, source: &str) -> String {
+pub(crate) async fn apply(app: &TestApp, source: &str) -> String {
     let project = app.store.project_by_name("default").await.unwrap().unwrap();
     keepwatch_core::oncall_file::OnCall::parse(source).unwrap();
     let feeds = app
@@ -211,7 +211,7 @@ urgency = "high"
 }
 
 /// Service `billing` pages alice at step 1 through one webhook contact, `after` minutes on.
-fn alice_by_webhook(contact: &str, url: &str, after: u32) -> String {
+pub(crate) fn alice_by_webhook(contact: &str, url: &str, after: u32) -> String {
     format!(
         r#"
 [[people]]

@@ -26,6 +26,9 @@ pub struct AppOptions {
     pub smtp: Option<SmtpConfig>,
     pub ping_body_limit: Option<usize>,
     pub start: Option<DateTime<Utc>>,
+    /// Refuse private destinations, as `keepwatch serve` does by default (the tests'
+    /// receivers are on loopback, so they are allowed unless this is set).
+    pub refuse_private: bool,
 }
 
 pub struct TestApp {
@@ -82,6 +85,7 @@ pub async fn spawn_app_with(options: AppOptions) -> TestApp {
     let config = EngineConfig {
         smtp: options.smtp,
         site_url: address.clone(),
+        allow_private_destinations: !options.refuse_private,
         ..EngineConfig::default()
     };
     let (engine, tasks) = Engine::start(store.clone(), clock.clone(), config)

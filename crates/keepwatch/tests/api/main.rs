@@ -4,6 +4,7 @@
 mod alerts;
 mod api_v3;
 mod cli;
+mod delivery;
 mod durability;
 mod helpers;
 mod notifications;
