@@ -171,3 +171,78 @@ async fn pages_to_private_destinations_fail_at_once_with_the_reason_in_the_alert
     assert_eq!(app.store.next_page_due().await.unwrap(), None);
     assert!(hook.is_empty());
 }
+
+#[tokio::test]
+async fn pages_whose_text_has_line_breaks_control_characters_or_non_ascii_are_delivered() {
+    use base64::prelude::{BASE64_STANDARD, Engine as _};
+    let (mailbox, smtp) = crate::notifications::smtp_server();
+    let app = spawn_app_with(AppOptions {
+        smtp: Some(smtp),
+        ..AppOptions::default()
+    })
+    .await;
+    let mut ntfy = Receiver::start(vec![]).await;
+    let key = apply(
+        &app,
+        &format!(
+            r#"
+[[people]]
+id = "alice"
+contacts = {{ ntfy = "{}", email = "alice@example.com" }}
+rules = [{{ urgency = "high", contact = "ntfy", after = 0 }}, {{ urgency = "high", contact = "email", after = 0 }}]
+[[policies]]
+name = "p"
+steps = [{{ targets = ["user:alice"], delay = 10 }}]
+[[services]]
+name = "billing"
+policy = "p"
+urgency = "high"
+"#,
+            ntfy.url
+        ),
+    )
+    .await;
+    let summary = "disk\r\nBcc: eve@example.com\tfull \u{7}in Zürich ✓";
+    let (status, body) = app
+        .api(
+            "POST",
+            "/api/v1/events",
+            None,
+            Some(json!({
+                "routing_key": key,
+                "event_action": "trigger",
+                "payload": {"summary": summary, "source": "db1", "severity": "critical"},
+            })),
+        )
+        .await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{body}");
+    // ntfy: the title on one line, RFC 2047-encoded (ntfy decodes it) as it is not ASCII.
+    let push = ntfy.next().await;
+    let title = push.headers["title"].to_str().unwrap();
+    let encoded = title
+        .strip_prefix("=?UTF-8?B?")
+        .and_then(|t| t.strip_suffix("?="))
+        .unwrap_or_else(|| panic!("not an encoded word: {title}"));
+    let decoded = String::from_utf8(BASE64_STANDARD.decode(encoded).unwrap()).unwrap();
+    assert_eq!(
+        decoded,
+        "[HIGH] disk  Bcc: eve@example.com full  in Zürich ✓ (billing)"
+    );
+    // Email: the subject stays one header; nothing after the line break became a header.
+    let mail = eventually(|| async { mailbox.0.lock().unwrap().first().cloned() }).await;
+    let headers = mail.split("\r\n\r\n").next().unwrap();
+    assert!(
+        !headers
+            .lines()
+            .any(|l| l.to_ascii_lowercase().starts_with("bcc:")),
+        "{mail}"
+    );
+    let log = log_with(&app, "notified").await;
+    let notified = log.iter().filter(|e| e["kind"] == "notified").count();
+    let failed: Vec<&Value> = log
+        .iter()
+        .filter(|e| e["kind"] == "notify_failed")
+        .collect();
+    assert!(failed.is_empty(), "{failed:?}");
+    assert!(notified >= 1);
+}
