@@ -224,6 +224,87 @@ impl Lanes {
     }
 }
 
+/// Rows (or messages) in hand for one destination at most: what its lanes take, and as many
+/// waiting. A destination with that many gets no more claimed until one finishes; its rows
+/// stay in the store, so a slow receiver does not crowd out the others.
+pub const HELD_PER_DESTINATION: usize = 2 * PER_DESTINATION;
+/// Sends in hand at most, in multiples of the number sent at once.
+pub const HELD_PER_SLOT: usize = 4;
+
+/// What a delivery loop has claimed and not yet recorded, by the send task carrying it: a
+/// row claimed again (its lease ran out while it waited here) is recognised, not sent twice.
+pub struct Held<K> {
+    /// Row id → (what leaves it out of the next claim: its channel or address, destination).
+    rows: HashMap<i64, (K, String)>,
+    /// Sends in hand per destination.
+    per_destination: HashMap<String, usize>,
+    /// Send task → (destination, its rows).
+    tasks: HashMap<tokio::task::Id, (String, Vec<i64>)>,
+}
+
+impl<K> Default for Held<K> {
+    fn default() -> Self {
+        Held {
+            rows: HashMap::new(),
+            per_destination: HashMap::new(),
+            tasks: HashMap::new(),
+        }
+    }
+}
+
+impl<K: Clone + Ord> Held<K> {
+    /// A send task carrying `rows` (id and claim key) to `destination`.
+    pub fn add(&mut self, rows: Vec<(i64, K)>, destination: String, task: tokio::task::Id) {
+        *self.per_destination.entry(destination.clone()).or_default() += 1;
+        let ids = rows.iter().map(|(id, _)| *id).collect();
+        for (id, key) in rows {
+            self.rows.insert(id, (key, destination.clone()));
+        }
+        self.tasks.insert(task, (destination, ids));
+    }
+
+    /// A send task ended: recorded, or (a panic) left to be retried when its lease runs out.
+    pub fn release(&mut self, done: Result<(tokio::task::Id, ()), tokio::task::JoinError>) {
+        let task = done.map_or_else(|e| e.id(), |(id, ())| id);
+        let Some((destination, ids)) = self.tasks.remove(&task) else {
+            return;
+        };
+        for id in ids {
+            self.rows.remove(&id);
+        }
+        if let Some(count) = self.per_destination.get_mut(&destination) {
+            *count -= 1;
+            if *count == 0 {
+                self.per_destination.remove(&destination);
+            }
+        }
+    }
+
+    pub fn holds(&self, id: i64) -> bool {
+        self.rows.contains_key(&id)
+    }
+
+    /// Send tasks in hand.
+    pub fn sends(&self) -> usize {
+        self.tasks.len()
+    }
+
+    /// Claim keys of the destinations that have all they may hold.
+    pub fn busy(&self) -> Vec<K> {
+        let mut busy: Vec<K> = self
+            .rows
+            .values()
+            .filter(|(_, d)| {
+                self.per_destination.get(d).copied().unwrap_or(0) >= HELD_PER_DESTINATION
+            })
+            .map(|(key, _)| key.clone())
+            .collect();
+        busy.sort_unstable();
+        busy.dedup();
+        busy
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

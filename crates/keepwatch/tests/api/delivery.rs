@@ -133,22 +133,24 @@ async fn fail_check(app: &TestApp, name: &str) {
     app.ping("GET", &format!("/ping/{uuid}/fail"), None).await;
 }
 
+/// The logs of the project's alerts.
+async fn alert_logs(app: &TestApp) -> Vec<Vec<Value>> {
+    let (_, alerts) = app
+        .api("GET", "/api/v1/alerts/", Some(&app.api_key), None)
+        .await;
+    let mut logs = Vec::new();
+    for alert in alerts["alerts"].as_array().unwrap() {
+        let path = format!("/api/v1/alerts/{}", alert["id"]);
+        let (_, alert) = app.api("GET", &path, Some(&app.api_key), None).await;
+        logs.push(alert["log"].as_array().unwrap().clone());
+    }
+    logs
+}
+
 /// The log of the only alert once it has an entry of `kind`.
 async fn log_with(app: &TestApp, kind: &str) -> Vec<Value> {
     eventually(|| async {
-        let (_, alerts) = app
-            .api("GET", "/api/v1/alerts/", Some(&app.api_key), None)
-            .await;
-        let id = alerts["alerts"][0]["id"].as_i64()?;
-        let (_, alert) = app
-            .api(
-                "GET",
-                &format!("/api/v1/alerts/{id}"),
-                Some(&app.api_key),
-                None,
-            )
-            .await;
-        let log = alert["log"].as_array()?.clone();
+        let log = alert_logs(app).await.pop()?;
         log.iter().any(|e| e["kind"] == kind).then_some(log)
     })
     .await
@@ -245,4 +247,151 @@ urgency = "high"
         .collect();
     assert!(failed.is_empty(), "{failed:?}");
     assert!(notified >= 1);
+}
+
+/// A receiver that takes requests and never answers them; counts the requests it holds.
+struct Hung {
+    url: String,
+    holding: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+}
+
+impl Hung {
+    async fn start() -> Hung {
+        use tokio::io::AsyncReadExt;
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}/hook", listener.local_addr().unwrap());
+        let holding = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let count = holding.clone();
+        tokio::spawn(async move {
+            while let Ok((mut socket, _)) = listener.accept().await {
+                let count = count.clone();
+                tokio::spawn(async move {
+                    let mut request = Vec::new();
+                    let mut buf = [0u8; 4096];
+                    while !request.windows(4).any(|w| w == b"\r\n\r\n") {
+                        match socket.read(&mut buf).await {
+                            Ok(0) | Err(_) => return,
+                            Ok(n) => request.extend_from_slice(&buf[..n]),
+                        }
+                    }
+                    count.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                    // Never answer; keep the connection open.
+                    let _ = socket.read(&mut buf).await;
+                    std::future::pending::<()>().await;
+                });
+            }
+        });
+        Hung { url, holding }
+    }
+
+    fn holding(&self) -> usize {
+        self.holding.load(std::sync::atomic::Ordering::SeqCst)
+    }
+}
+
+#[tokio::test]
+async fn a_hanging_channel_does_not_hold_up_the_others() {
+    let app = spawn_app().await;
+    let hung = Hung::start().await;
+    let hung_channel = channel(&app, &hung.url).await;
+    let mut healthy = Vec::new();
+    for _ in 0..3 {
+        let receiver = Receiver::start(vec![]).await;
+        channel(&app, &receiver.url).await;
+        healthy.push(receiver);
+    }
+    // 20 checks fail at once: 80 deliveries, 20 of them to the receiver that never answers
+    // (more than the dispatcher sends at once).
+    let mut uuids = Vec::new();
+    for i in 0..20 {
+        let check = app
+            .create_check(json!({"name": format!("c{i}"), "channels": "*"}))
+            .await;
+        uuids.push(check["uuid"].as_str().unwrap().to_string());
+    }
+    for uuid in &uuids {
+        app.ping("GET", &format!("/ping/{uuid}/fail"), None).await;
+    }
+    for receiver in &mut healthy {
+        for _ in 0..20 {
+            assert_eq!(receiver.next().await.json()["event"], "failed");
+        }
+    }
+    // Every healthy delivery is recorded, while the hanging receiver still holds its first
+    // requests unanswered (none of its attempts has ended), and it holds only a few.
+    for uuid in &uuids {
+        let notifications = eventually(|| async {
+            let n = app.notifications(uuid).await;
+            let done = n
+                .iter()
+                .filter(|n| n["channel"] != hung_channel.as_str())
+                .all(|n| n["state"] == "sent");
+            done.then_some(n)
+        })
+        .await;
+        let to_hung = notifications
+            .iter()
+            .find(|n| n["channel"] == hung_channel.as_str())
+            .unwrap();
+        assert_eq!(
+            (&to_hung["state"], &to_hung["attempts"]),
+            (&json!("pending"), &json!(0))
+        );
+    }
+    let holding = hung.holding();
+    assert!(
+        (1..=4).contains(&holding),
+        "{holding} requests to one receiver at once"
+    );
+}
+
+#[tokio::test]
+async fn a_hanging_contact_does_not_hold_up_other_pages() {
+    let app = spawn_app().await;
+    let hung = Hung::start().await;
+    let mut bob = Receiver::start(vec![]).await;
+    apply(
+        &app,
+        &format!(
+            r#"
+[[people]]
+id = "alice"
+contacts = {{ hook = "{}" }}
+rules = [{{ urgency = "high", contact = "hook", after = 0 }}]
+[[people]]
+id = "bob"
+contacts = {{ hook = "{}" }}
+rules = [{{ urgency = "high", contact = "hook", after = 0 }}]
+[[policies]]
+name = "p"
+steps = [{{ targets = ["user:alice", "user:bob"], delay = 10 }}]
+[[services]]
+name = "billing"
+policy = "p"
+urgency = "high"
+"#,
+            hung.url, bob.url
+        ),
+    )
+    .await;
+    // Two alerts, one after the other: each pages alice (who never answers) and bob.
+    fail_check(&app, "first").await;
+    assert_eq!(
+        bob.next().await.json()["alert"]["summary"],
+        "first is failed"
+    );
+    fail_check(&app, "second").await;
+    assert_eq!(
+        bob.next().await.json()["alert"]["summary"],
+        "second is failed"
+    );
+    // Bob's second page came while alice's first was still under way: nothing ended it.
+    assert!(hung.holding() >= 1);
+    for log in alert_logs(&app).await {
+        assert!(
+            !log.iter()
+                .any(|e| e["kind"] == "notify_failed" && e["who"] == "alice via hook"),
+            "{log:?}"
+        );
+    }
 }
