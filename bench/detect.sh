@@ -12,7 +12,7 @@ VICTIMS=${2:-300}
 cargo build --release -q -p keepwatch -p keepwatch-bench
 WORK=$(mktemp -d)
 trap 'kill $(jobs -p) 2>/dev/null || true; rm -rf "$WORK"' EXIT
-target/release/keepwatch serve --listen 127.0.0.1:9111 --data-dir "$WORK/data" >"$WORK/kw.log" 2>"$WORK/kw.err" &
+target/release/keepwatch serve --allow-private-destinations --listen 127.0.0.1:9111 --data-dir "$WORK/data" >"$WORK/kw.log" 2>"$WORK/kw.err" &
 for _ in $(seq 50); do grep -q "API key" "$WORK/kw.log" 2>/dev/null && break; sleep 0.2; done
 KEY=$(grep "API key" "$WORK/kw.log" | awk '{print $NF}')
 target/release/loadgen detect --url http://127.0.0.1:9111 --api-key "$KEY" --active "$ACTIVE" --victims "$VICTIMS"

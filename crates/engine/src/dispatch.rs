@@ -1,18 +1,29 @@
 //! Delivers the outbox. Rows are claimed with a lease (see the store), sent concurrently,
 //! and every attempt is recorded. A failure is retried after `retry_base × 2^attempts`
-//! (at most an hour) until `max_attempts`, then the row is marked failed.
+//! (at most an hour) until `max_attempts`, then the row is marked failed; a permanent failure
+//! (a refused destination, an unusable address) is marked failed at once.
+//!
+//! Sends run in a pool that refills as each one finishes: at most `delivery_concurrency` at
+//! once and [`PER_DESTINATION`](crate::destination::PER_DESTINATION) to one receiver
+//! ([`Lanes`]), each bounded by the delivery timeout. A destination with
+//! [`HELD_PER_DESTINATION`] rows in hand gets no more until one finishes (its rows stay in the
+//! outbox for later claims), so a slow or hanging receiver holds up only its own deliveries.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use keepwatch_store::{AttemptResult, Store, from_micros, to_micros};
+use keepwatch_store::{AttemptResult, Delivery, Store, from_micros, to_micros};
 use tokio::sync::Notify;
 use tokio::task::JoinSet;
 
 use crate::EngineConfig;
 use crate::clock::Clock;
-use crate::notify::Notifier;
+use crate::destination::{HELD_PER_DESTINATION, HELD_PER_SLOT, Held, Lanes};
+use crate::notify::{Failure, Notifier};
 
+/// How long a claim holds. A claimed row waits at most `HELD_PER_DESTINATION /
+/// PER_DESTINATION` delivery timeouts (plus one claim's worth) for its turn, well within it;
+/// a row whose lease ran out while it waited here is still this process's (see `held`).
 const LEASE: Duration = Duration::from_secs(120);
 const IDLE_POLL: Duration = Duration::from_secs(30);
 
@@ -42,21 +53,39 @@ impl Dispatcher {
     }
 
     pub async fn run(self) {
+        let lanes = Lanes::new(self.config.delivery_concurrency);
+        let max_held = self.config.delivery_concurrency.max(1) * HELD_PER_SLOT;
+        let mut sends: JoinSet<()> = JoinSet::new();
+        // Outbox rows in hand, left out of claims by channel.
+        let mut held: Held<i64> = Held::default();
         loop {
+            while let Some(done) = sends.try_join_next_with_id() {
+                held.release(done);
+            }
+            let room = max_held.saturating_sub(held.sends());
+            if room == 0 {
+                if let Some(done) = sends.join_next_with_id().await {
+                    held.release(done);
+                }
+                continue;
+            }
             let now = self.clock.now();
+            let busy = held.busy();
             let claimed = self
                 .store
-                .claim_due(
+                .claim_due_except(
                     to_micros(now),
                     to_micros(now + LEASE),
-                    self.config.delivery_concurrency as i64,
+                    room.min(HELD_PER_DESTINATION) as i64,
+                    &busy,
                 )
                 .await;
             let deliveries = match claimed {
                 Ok(deliveries) => deliveries,
                 Err(e) => {
                     tracing::error!(error = %e, "cannot claim notifications");
-                    self.idle(Some(now + Duration::from_secs(1))).await;
+                    self.idle(Some(now + Duration::from_secs(1)), &mut sends, &mut held)
+                        .await;
                     continue;
                 }
             };
@@ -64,65 +93,107 @@ impl Dispatcher {
                 metrics::gauge!("keepwatch_outbox_pending").set(depth as f64);
             }
             if deliveries.is_empty() {
+                // Rows of busy destinations may be due already: those wait for a send to
+                // finish, not for their due time.
                 let next = self
                     .store
                     .next_outbox_due()
                     .await
                     .ok()
                     .flatten()
-                    .map(from_micros);
-                self.idle(next).await;
+                    .map(from_micros)
+                    .filter(|next| *next > now);
+                self.idle(next, &mut sends, &mut held).await;
                 continue;
             }
-            let mut sends = JoinSet::new();
             for delivery in deliveries {
-                let notifier = self.notifier.clone();
-                let store = self.store.clone();
-                let clock = self.clock.clone();
-                let config = self.config.clone();
-                sends.spawn(async move {
-                    let started = Instant::now();
-                    let outcome = notifier.send(&delivery).await;
-                    let at = clock.now();
-                    let attempts = delivery.attempts + 1;
-                    let (ok, detail) = match outcome {
-                        Ok(detail) => (true, detail),
-                        Err(detail) => (false, detail),
-                    };
-                    metrics::counter!("keepwatch_deliveries_total", "outcome" => if ok { "ok" } else { "error" })
-                        .increment(1);
-                    let retry_at = (!ok && attempts < config.max_attempts).then(|| {
-                        let factor = 2u32.saturating_pow(delivery.attempts.clamp(0, 20) as u32);
-                        let delay = config.retry_base.saturating_mul(factor).min(Duration::from_secs(3600));
-                        to_micros(at + delay)
-                    });
-                    if !ok {
-                        tracing::warn!(outbox = delivery.outbox_id, channel = %delivery.channel_name, attempts, error = %detail, "delivery failed");
-                    }
-                    let result = AttemptResult {
-                        outbox_id: delivery.outbox_id,
-                        at: to_micros(at),
-                        ok,
-                        detail,
-                        took_ms: started.elapsed().as_millis() as i64,
-                        retry_at,
-                    };
-                    if let Err(e) = store.record_attempt(&result).await {
-                        tracing::error!(error = %e, "cannot record delivery attempt");
-                    }
-                });
+                // Claimed again after its lease ran out while it waited here: still ours, and
+                // already on its way.
+                if held.holds(delivery.outbox_id) {
+                    continue;
+                }
+                let (outbox_id, channel_id) = (delivery.outbox_id, delivery.channel_id);
+                let destination = Notifier::destination(&delivery);
+                let task =
+                    sends.spawn(self.deliver(lanes.clone(), destination.clone(), delivery.clone()));
+                held.add(vec![(outbox_id, channel_id)], destination, task.id());
             }
-            while sends.join_next().await.is_some() {}
         }
     }
 
-    /// Waits until woken by a new outbox row, until `next` (a retry coming due), or a poll.
-    async fn idle(&self, next: Option<chrono::DateTime<chrono::Utc>>) {
+    /// Sends one row when its destination has a free lane, and records the attempt.
+    fn deliver(
+        &self,
+        lanes: Lanes,
+        destination: String,
+        delivery: Delivery,
+    ) -> impl Future<Output = ()> + Send + 'static {
+        let notifier = self.notifier.clone();
+        let store = self.store.clone();
+        let clock = self.clock.clone();
+        let config = self.config.clone();
+        async move {
+            let (outcome, took) = lanes
+                .run(&destination, async {
+                    let started = Instant::now();
+                    let outcome =
+                        tokio::time::timeout(notifier.timeout(), notifier.send(&delivery))
+                            .await
+                            .unwrap_or_else(|_| {
+                                Err(Failure::transient("no answer within the delivery timeout"))
+                            });
+                    (outcome, started.elapsed())
+                })
+                .await;
+            let at = clock.now();
+            let attempts = delivery.attempts + 1;
+            let (ok, detail, permanent) = match outcome {
+                Ok(detail) => (true, detail, false),
+                Err(failure) => (false, failure.detail, failure.permanent),
+            };
+            metrics::counter!("keepwatch_deliveries_total", "outcome" => if ok { "ok" } else { "error" })
+                .increment(1);
+            let retry_at = (!ok && !permanent && attempts < config.max_attempts).then(|| {
+                let factor = 2u32.saturating_pow(delivery.attempts.clamp(0, 20) as u32);
+                let delay = config
+                    .retry_base
+                    .saturating_mul(factor)
+                    .min(Duration::from_secs(3600));
+                to_micros(at + delay)
+            });
+            if !ok {
+                tracing::warn!(outbox = delivery.outbox_id, channel = %delivery.channel_name, attempts, error = %detail, "delivery failed");
+            }
+            let result = AttemptResult {
+                outbox_id: delivery.outbox_id,
+                at: to_micros(at),
+                ok,
+                detail,
+                took_ms: took.as_millis() as i64,
+                retry_at,
+            };
+            if let Err(e) = store.record_attempt(&result).await {
+                tracing::error!(error = %e, "cannot record delivery attempt");
+            }
+        }
+    }
+
+    /// Waits until woken by a new outbox row, until `next` (a retry coming due), until a
+    /// send finishes (its destination may take more now), or a poll.
+    async fn idle(
+        &self,
+        next: Option<chrono::DateTime<chrono::Utc>>,
+        sends: &mut JoinSet<()>,
+        held: &mut Held<i64>,
+    ) {
         let poll = self.clock.now() + IDLE_POLL;
         let until = next.map_or(poll, |n| n.min(poll));
         tokio::select! {
             _ = self.wake.notified() => {}
             _ = self.clock.sleep_until(until) => {}
+            Some(done) = sends.join_next_with_id() => {
+                held.release(done);
+            }
         }
     }
 }

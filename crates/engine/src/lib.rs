@@ -23,6 +23,7 @@ use uuid::Uuid;
 
 pub mod actor;
 pub mod clock;
+pub mod destination;
 pub mod dispatch;
 pub mod live;
 pub mod notify;
@@ -45,6 +46,9 @@ pub struct EngineConfig {
     pub delivery_concurrency: usize,
     /// Timeout of one webhook request or SMTP conversation.
     pub delivery_timeout: Duration,
+    /// Deliver to loopback, private, link-local and other non-public addresses (receivers on
+    /// the operator's own network). Off: such destinations are refused (see [`destination`]).
+    pub allow_private_destinations: bool,
     pub smtp: Option<SmtpConfig>,
     /// At most this many pager messages to one contact address per `page_rate_window`;
     /// what is held back goes out as one summary when the window allows.
@@ -63,6 +67,7 @@ impl Default for EngineConfig {
             max_attempts: 8,
             delivery_concurrency: 16,
             delivery_timeout: Duration::from_secs(10),
+            allow_private_destinations: false,
             smtp: None,
             page_rate_limit: 5,
             page_rate_window: Duration::from_secs(15 * 60),
@@ -212,15 +217,8 @@ impl Engine {
         let link_secret: Arc<str> = store.secret("alert_links").await?.into();
         // One notifier (HTTP client, SMTP transport) for the pager, the outbox dispatcher and
         // the server's own messages (contact verification codes).
-        let notifier = Arc::new(
-            notify::Notifier::new(
-                store.clone(),
-                config.smtp.as_ref(),
-                config.delivery_timeout,
-                config.site_url.clone(),
-            )
-            .map_err(StoreError::Task)?,
-        );
+        let notifier =
+            Arc::new(notify::Notifier::new(store.clone(), &config).map_err(StoreError::Task)?);
         let pager = pager::Pager::new(
             store.clone(),
             clock.clone(),

@@ -4,6 +4,7 @@
 //! JSON; when the channel has a secret, `X-Keepwatch-Signature: sha256=<hex>` carries the
 //! HMAC-SHA256 of the exact body bytes, so receivers can verify it came from us.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use hmac::{Hmac, KeyInit, Mac};
@@ -14,6 +15,19 @@ use lettre::{AsyncSmtpTransport, AsyncTransport, Message, Tokio1Executor};
 use serde::Deserialize;
 use serde_json::{Value, json};
 use sha2::Sha256;
+
+use crate::{EngineConfig, destination};
+
+/// Connecting to a receiver may take at most this long (within the delivery timeout).
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// `text` on one line: control characters (line breaks, tabs, escapes) become spaces, so the
+/// text can go in a header.
+pub fn one_line(text: &str) -> String {
+    text.chars()
+        .map(|c| if c.is_control() { ' ' } else { c })
+        .collect()
+}
 
 /// How the SMTP connection is secured.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
@@ -56,62 +70,174 @@ pub fn sign(secret: &str, body: &[u8]) -> String {
     format!("sha256={}", hex::encode(mac.finalize().into_bytes()))
 }
 
+/// Why a delivery did not succeed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Failure {
+    /// What the delivery log says.
+    pub detail: String,
+    /// Retrying cannot help (an unusable address, a refused destination): fail now.
+    pub permanent: bool,
+    /// `detail` says nothing about whether or how a host answered, so it may be shown to an
+    /// API caller (a transport error would tell an open port from a closed one).
+    pub shareable: bool,
+}
+
+impl Failure {
+    /// A failure worth retrying; its detail stays in the delivery log.
+    pub fn transient(detail: impl Into<String>) -> Failure {
+        Failure {
+            detail: detail.into(),
+            permanent: false,
+            shareable: false,
+        }
+    }
+
+    /// An address or configuration that cannot be delivered to: no retries.
+    pub fn permanent(detail: impl Into<String>) -> Failure {
+        Failure {
+            detail: detail.into(),
+            permanent: true,
+            shareable: true,
+        }
+    }
+}
+
+/// Messages the delivery code raises itself are about the address or the configuration
+/// (`a telegram address needs ?chat_id=`): retrying cannot help.
+impl From<&str> for Failure {
+    fn from(detail: &str) -> Failure {
+        Failure::permanent(detail)
+    }
+}
+
+impl std::fmt::Display for Failure {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.detail)
+    }
+}
+
+/// A failed HTTP request as the delivery log tells it: never the URL (it can hold a token,
+/// as Telegram's does).
+fn request_failure(error: reqwest::Error) -> Failure {
+    if destination::is_refused(&error) {
+        return Failure::permanent(destination::PRIVATE_REFUSED);
+    }
+    if error.is_builder() {
+        return Failure::permanent(format!("cannot build the request: {}", error.without_url()));
+    }
+    let what = if error.is_timeout() {
+        "no answer within the delivery timeout"
+    } else if error.is_connect() {
+        "could not connect"
+    } else if error.is_redirect() {
+        "too many redirects"
+    } else {
+        "the request failed"
+    };
+    // The innermost cause (`connection refused`, a TLS error) is what an operator needs.
+    let mut cause: &dyn std::error::Error = &error;
+    while let Some(source) = cause.source() {
+        cause = source;
+    }
+    Failure::transient(format!("request failed: {what} ({cause})"))
+}
+
 pub struct Notifier {
     http: reqwest::Client,
     smtp: Option<(AsyncSmtpTransport<Tokio1Executor>, Mailbox)>,
     store: Store,
     site_url: String,
+    allow_private: bool,
+    timeout: Duration,
 }
 
 impl Notifier {
-    pub fn new(
-        store: Store,
-        smtp: Option<&SmtpConfig>,
-        timeout: Duration,
-        site_url: String,
-    ) -> Result<Notifier, String> {
-        let http = reqwest::Client::builder()
+    pub fn new(store: Store, config: &EngineConfig) -> Result<Notifier, String> {
+        let timeout = config.delivery_timeout;
+        let allow_private = config.allow_private_destinations;
+        let mut http = reqwest::Client::builder()
             .timeout(timeout)
-            .user_agent(concat!("keepwatch/", env!("CARGO_PKG_VERSION")))
+            // A receiver that does not accept the connection fails fast, not at the
+            // overall timeout.
+            .connect_timeout(timeout.min(CONNECT_TIMEOUT))
+            .redirect(destination::redirect_policy(allow_private))
+            .user_agent(concat!("keepwatch/", env!("CARGO_PKG_VERSION")));
+        if !allow_private {
+            http = http.dns_resolver(Arc::new(destination::PublicResolver));
+        }
+        let http = http
             .build()
             .map_err(|e| format!("cannot build HTTP client: {e}"))?;
-        let smtp = match smtp {
-            Some(config) => Some(smtp_transport(config, timeout)?),
+        let smtp = match &config.smtp {
+            Some(smtp) => Some(smtp_transport(smtp, timeout)?),
             None => None,
         };
         Ok(Notifier {
             http,
             smtp,
             store,
-            site_url,
+            site_url: config.site_url.clone(),
+            allow_private,
+            timeout,
         })
     }
 
-    /// The HTTP client deliveries use (timeout and user agent set).
+    /// The HTTP client deliveries use (timeouts, redirect policy and user agent set). Send
+    /// its requests with [`Notifier::execute`], which checks the destination.
     pub fn http(&self) -> &reqwest::Client {
         &self.http
     }
 
+    /// The longest one delivery may take, SMTP conversation included.
+    pub fn timeout(&self) -> Duration {
+        self.timeout + Duration::from_secs(1)
+    }
+
+    /// Sends a request; `Ok` with the status when it is a success. A private IP literal is
+    /// refused here (names are refused by the resolver).
+    pub async fn execute(&self, request: reqwest::RequestBuilder) -> Result<String, Failure> {
+        let request = request.build().map_err(request_failure)?;
+        if !self.allow_private && destination::check_url(request.url()).is_err() {
+            return Err(Failure::permanent(destination::PRIVATE_REFUSED));
+        }
+        let response = self.http.execute(request).await.map_err(request_failure)?;
+        let status = response.status();
+        if status.is_success() {
+            Ok(format!("HTTP {}", status.as_u16()))
+        } else {
+            Err(Failure {
+                detail: format!("answered HTTP {}", status.as_u16()),
+                permanent: false,
+                shareable: true,
+            })
+        }
+    }
+
     /// Sends a plain-text email to one or more comma-separated addresses.
-    pub async fn email(&self, to: &str, subject: &str, body: &str) -> Result<String, String> {
+    pub async fn email(&self, to: &str, subject: &str, body: &str) -> Result<String, Failure> {
         let Some((transport, from)) = &self.smtp else {
             return Err("no SMTP server is configured (smtp.host) to send email".into());
         };
+        // A subject is one line: a line break in it (from a check or alert name) would end
+        // the header. Non-ASCII text is encoded by lettre.
+        let subject = one_line(subject);
         let mut builder = Message::builder().from(from.clone()).subject(subject);
         for to in to.split(',').map(str::trim).filter(|t| !t.is_empty()) {
             let to: Mailbox = to
                 .parse()
-                .map_err(|e| format!("bad recipient `{to}`: {e}"))?;
+                .map_err(|e| Failure::permanent(format!("bad recipient `{to}`: {e}")))?;
             builder = builder.to(to);
         }
         let email = builder
             .header(ContentType::TEXT_PLAIN)
             .body(body.to_string())
-            .map_err(|e| format!("cannot build email: {e}"))?;
-        let response = transport
-            .send(email)
-            .await
-            .map_err(|e| format!("SMTP failed: {e}"))?;
+            .map_err(|e| Failure::permanent(format!("cannot build email: {e}")))?;
+        let response = transport.send(email).await.map_err(|e| Failure {
+            detail: format!("SMTP failed: {e}"),
+            // A 5xx answer (unknown mailbox) will not change on a retry.
+            permanent: e.is_permanent(),
+            shareable: false,
+        })?;
         Ok(format!("SMTP {}", response.code()))
     }
 
@@ -152,19 +278,31 @@ impl Notifier {
     }
 
     /// Sends one delivery. `Ok` carries a short description of the receiver's answer.
-    pub async fn send(&self, delivery: &Delivery) -> Result<String, String> {
+    pub async fn send(&self, delivery: &Delivery) -> Result<String, Failure> {
         let message = self.message(delivery).await;
         match delivery.channel_kind.as_str() {
             "webhook" => self.send_webhook(delivery, &message).await,
             "email" => self.send_email(delivery, &message).await,
-            other => Err(format!("unknown channel kind `{other}`")),
+            other => Err(Failure::permanent(format!(
+                "unknown channel kind `{other}`"
+            ))),
         }
     }
 
-    async fn send_webhook(&self, delivery: &Delivery, message: &Value) -> Result<String, String> {
+    /// Where a delivery goes, for the per-destination limit (see [`destination::Lanes`]).
+    pub fn destination(delivery: &Delivery) -> String {
+        match serde_json::from_str::<WebhookConfig>(&delivery.channel_config) {
+            Ok(config) if delivery.channel_kind == "webhook" => {
+                destination::destination_of(&config.url)
+            }
+            _ => "smtp".into(),
+        }
+    }
+
+    async fn send_webhook(&self, delivery: &Delivery, message: &Value) -> Result<String, Failure> {
         let config: WebhookConfig = serde_json::from_str(&delivery.channel_config)
-            .map_err(|e| format!("bad webhook config: {e}"))?;
-        let body = serde_json::to_vec(message).map_err(|e| e.to_string())?;
+            .map_err(|e| Failure::permanent(format!("bad webhook config: {e}")))?;
+        let body = serde_json::to_vec(message).map_err(|e| Failure::permanent(e.to_string()))?;
         let mut request = self
             .http
             .post(&config.url)
@@ -174,22 +312,17 @@ impl Notifier {
         if let Some(secret) = &config.secret {
             request = request.header("X-Keepwatch-Signature", sign(secret, &body));
         }
-        let response = request
-            .body(body)
-            .send()
-            .await
-            .map_err(|e| format!("webhook request failed: {e}"))?;
-        let status = response.status();
-        if status.is_success() {
-            Ok(format!("HTTP {}", status.as_u16()))
-        } else {
-            Err(format!("webhook answered HTTP {}", status.as_u16()))
-        }
+        self.execute(request.body(body)).await.map_err(|mut e| {
+            if e.detail.starts_with("answered") {
+                e.detail.insert_str(0, "webhook ");
+            }
+            e
+        })
     }
 
-    async fn send_email(&self, delivery: &Delivery, message: &Value) -> Result<String, String> {
+    async fn send_email(&self, delivery: &Delivery, message: &Value) -> Result<String, Failure> {
         let config: EmailConfig = serde_json::from_str(&delivery.channel_config)
-            .map_err(|e| format!("bad email config: {e}"))?;
+            .map_err(|e| Failure::permanent(format!("bad email config: {e}")))?;
         let name = message["check"]["name"].as_str().filter(|n| !n.is_empty());
         let name = name
             .or(message["check"]["uuid"].as_str())

@@ -19,6 +19,7 @@ use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 use std::sync::Arc;
 use std::time::Duration;
 
+use base64::prelude::{BASE64_STANDARD, Engine as _};
 use chrono::{DateTime, TimeDelta, Utc};
 use hmac::{Hmac, KeyInit, Mac};
 use keepwatch_core::oncall_file::OnCall;
@@ -30,15 +31,18 @@ use keepwatch_store::{
 use serde_json::json;
 use sha2::Sha256;
 use tokio::sync::Notify;
+use tokio::task::JoinSet;
 
-use crate::notify::{Notifier, sign};
+use crate::destination::{HELD_PER_SLOT, Held, Lanes, destination_of};
+use crate::notify::{Failure, Notifier, one_line, sign};
 use crate::{Clock, EngineConfig};
 
 /// Where the pager is in the check event stream.
 const EVENT_CURSOR: &str = "pager_events";
-/// Pages claimed per round, and how long a claim holds.
+/// Pages claimed per round, and how long a claim holds (as the outbox's: a message may wait
+/// a few delivery timeouts for its destination's lane).
 const CLAIM_LIMIT: i64 = 100;
-const LEASE: TimeDelta = TimeDelta::seconds(60);
+const LEASE: TimeDelta = TimeDelta::seconds(120);
 /// This many pages (or more) to one address in one delivery round go out as one summary
 /// message, listing at most `SUMMARY_LINES` alerts.
 const SUMMARY_AT: usize = 3;
@@ -106,9 +110,11 @@ pub async fn send_plain(
     address: &str,
     title: &str,
     text: &str,
-) -> Result<String, String> {
+) -> Result<String, Failure> {
     let kind = ContactKind::of(contact, address).ok_or_else(|| {
-        format!("contact `{contact}` (`{address}`) is not an email address or URL")
+        Failure::permanent(format!(
+            "contact `{contact}` (`{address}`) is not an email address or URL"
+        ))
     })?;
     let http = notifier.http();
     let request = match kind {
@@ -139,7 +145,7 @@ pub async fn send_plain(
         }
         ContactKind::Ntfy => http
             .post(address)
-            .header("Title", title)
+            .header("Title", ntfy_header(title))
             .body(text.to_string()),
         ContactKind::Webhook => {
             let (url, secret) = match address.split_once("#secret=") {
@@ -147,7 +153,7 @@ pub async fn send_plain(
                 None => (address, None),
             };
             let body = serde_json::to_vec(&json!({"message": {"title": title, "text": text}}))
-                .map_err(|e| e.to_string())?;
+                .map_err(|e| Failure::permanent(e.to_string()))?;
             let mut request = http.post(url).header("Content-Type", "application/json");
             if let Some(secret) = secret {
                 request = request.header("X-Keepwatch-Signature", sign(secret, &body));
@@ -155,7 +161,18 @@ pub async fn send_plain(
             request.body(body)
         }
     };
-    answered(request).await
+    notifier.execute(request).await
+}
+
+/// A header value for ntfy from any text: on one line, and RFC 2047-encoded (which ntfy
+/// decodes) when it is not plain ASCII, since an HTTP header value cannot carry it as is.
+pub fn ntfy_header(text: &str) -> String {
+    let text = one_line(text);
+    if text.is_ascii() {
+        text
+    } else {
+        format!("=?UTF-8?B?{}?=", BASE64_STANDARD.encode(text))
+    }
 }
 
 /// A Teams message: an Adaptive Card, which Teams' Workflows webhooks and its older incoming
@@ -183,20 +200,6 @@ fn teams_card(title: &str, text: &str, buttons: Option<(&str, &str)>) -> serde_j
             "content": card,
         }],
     })
-}
-
-/// Sends a request; `Ok` with the status when it is a success.
-async fn answered(request: reqwest::RequestBuilder) -> Result<String, String> {
-    let response = request
-        .send()
-        .await
-        .map_err(|e| format!("request failed: {e}"))?;
-    let status = response.status();
-    if status.is_success() {
-        Ok(format!("HTTP {}", status.as_u16()))
-    } else {
-        Err(format!("answered HTTP {}", status.as_u16()))
-    }
 }
 
 /// Splits `name=value` out of an address's query: the address without its query, and the
@@ -257,13 +260,26 @@ pub fn verify_link(
     Ok((alert_id, action.to_string()))
 }
 
+/// What sending a page needs, apart from the pager's own state: cloned into each send.
+#[derive(Clone)]
+struct Messenger {
+    notifier: Arc<Notifier>,
+    link_secret: Arc<str>,
+    site_url: String,
+}
+
 pub struct Pager {
     store: Store,
     clock: Arc<dyn Clock>,
     config: EngineConfig,
-    notifier: Arc<Notifier>,
-    link_secret: Arc<str>,
+    messenger: Messenger,
     pub wake: Arc<Notify>,
+    /// Sends under way, at most `delivery_concurrency` at once and [`crate::destination::PER_DESTINATION`] to
+    /// one destination; `held` is what they carry.
+    lanes: Lanes,
+    sends: JoinSet<()>,
+    /// Pages in hand, left out of claims by address.
+    held: Held<String>,
     /// Parsed on-call configurations by project, with the source they came from.
     configs: HashMap<i64, (String, Option<Arc<OnCall>>)>,
     /// Projects whose configuration was read this round.
@@ -292,10 +308,16 @@ impl Pager {
         Ok(Pager {
             store,
             clock,
+            lanes: Lanes::new(config.delivery_concurrency),
+            messenger: Messenger {
+                notifier,
+                link_secret,
+                site_url: config.site_url.clone(),
+            },
             config,
-            notifier,
-            link_secret,
             wake,
+            sends: JoinSet::new(),
+            held: Held::default(),
             configs: HashMap::new(),
             fresh: HashSet::new(),
             next_due: HashMap::new(),
@@ -307,24 +329,38 @@ impl Pager {
     }
 
     pub async fn run(mut self) {
+        let mut full_round = true;
         loop {
-            if let Err(e) = self.step().await {
+            let done = if full_round {
+                self.step().await
+            } else {
+                self.deliver_due().await
+            };
+            if let Err(e) = done {
                 tracing::warn!(error = %e, "pager step failed");
             }
             // The next round comes when a page, a retry or a timeline entry falls due, or
-            // after a second at most (new check events also wake it).
+            // after a second at most (new check events also wake it). Pages already due wait
+            // for their destination (a send finishing), not for their due time.
             let now = self.clock.now();
             let mut until = now + Duration::from_secs(1);
-            if let Some(due) = self.store.next_page_due().await.ok().flatten() {
-                until = until.min(DateTime::from_timestamp_micros(due).unwrap_or(now));
+            if let Some(due) = self.store.next_page_due().await.ok().flatten()
+                && let Some(due) = DateTime::from_timestamp_micros(due).filter(|d| *d > now)
+            {
+                until = until.min(due);
             }
             if let Some(next) = self.next_due.values().min() {
                 until = until.min(*next);
             }
-            tokio::select! {
-                _ = self.wake.notified() => {}
-                _ = self.clock.sleep_until(until) => {}
-            }
+            // A finished send frees room: deliver what waited for it, without a full round.
+            full_round = tokio::select! {
+                _ = self.wake.notified() => true,
+                _ = self.clock.sleep_until(until) => true,
+                Some(done) = self.sends.join_next_with_id() => {
+                    self.held.release(done);
+                    false
+                }
+            };
         }
     }
 
@@ -654,18 +690,33 @@ impl Pager {
 
     async fn deliver_due(&mut self) -> Result<(), StoreError> {
         loop {
+            while let Some(done) = self.sends.try_join_next_with_id() {
+                self.held.release(done);
+            }
+            let max_held = self.config.delivery_concurrency.max(1) * HELD_PER_SLOT;
+            if self.held.sends() >= max_held {
+                return Ok(());
+            }
             let now = self.clock.now();
+            let busy = self.held.busy();
             let claimed = self
                 .store
-                .claim_pages(
+                .claim_pages_except(
                     to_micros(now),
                     LEASE.num_microseconds().unwrap_or(0),
                     CLAIM_LIMIT,
+                    &busy,
                 )
                 .await?;
             if claimed.is_empty() {
                 return Ok(());
             }
+            // Claimed again after its lease ran out while it waited here: still ours, and
+            // already on its way.
+            let claimed: Vec<PageDelivery> = claimed
+                .into_iter()
+                .filter(|p| !self.held.holds(p.id))
+                .collect();
             // A flood to one address becomes one summary message, not a page per alert.
             let mut by_address: Vec<Vec<&PageDelivery>> = Vec::new();
             for page in &claimed {
@@ -702,61 +753,107 @@ impl Pager {
                     }
                 }
             }
-            let sends = messages.iter().map(|pages| self.send(pages, now));
-            let results = futures_util::future::join_all(sends).await;
-            let now_us = to_micros(self.clock.now());
-            let mut outcomes = Vec::with_capacity(claimed.len());
-            for (page, until) in held {
-                outcomes.push(PageOutcome {
-                    page,
-                    ok: false,
-                    detail: format!(
-                        "held back: {limit} messages to this address within {}; \
-                         goes out in one summary at {}",
-                        humantime::format_duration(self.config.page_rate_window),
-                        until.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
-                    ),
-                    retry_at: Some(to_micros(until)),
-                    deferred: true,
-                });
+            if !held.is_empty() {
+                let outcomes: Vec<PageOutcome> = held
+                    .into_iter()
+                    .map(|(page, until)| PageOutcome {
+                        page,
+                        ok: false,
+                        detail: format!(
+                            "held back: {limit} messages to this address within {}; \
+                             goes out in one summary at {}",
+                            humantime::format_duration(self.config.page_rate_window),
+                            until.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+                        ),
+                        retry_at: Some(to_micros(until)),
+                        deferred: true,
+                    })
+                    .collect();
+                self.store
+                    .finish_pages(&outcomes, to_micros(self.clock.now()))
+                    .await?;
             }
-            let each = messages.iter().zip(results).flat_map(|(pages, result)| {
-                let result = match (result, pages.len()) {
-                    (Ok(detail), n) if n > 1 => Ok(format!("{detail} (in a summary of {n})")),
-                    (result, _) => result,
-                };
-                pages.iter().map(move |page| (*page, result.clone()))
-            });
-            for (page, result) in each {
-                let (ok, detail) = match result {
-                    Ok(detail) => (true, detail),
-                    Err(detail) => (false, detail),
-                };
-                let retry_at = (!ok && page.attempts + 1 < self.config.max_attempts).then(|| {
-                    let factor = 2u32.saturating_pow(page.attempts.clamp(0, 20) as u32);
-                    let backoff = self
-                        .config
-                        .retry_base
-                        .saturating_mul(factor)
-                        .min(Duration::from_secs(3600));
-                    now_us + backoff.as_micros() as i64
-                });
-                outcomes.push(PageOutcome {
-                    page,
-                    ok,
-                    detail,
-                    retry_at,
-                    deferred: false,
-                });
+            for pages in messages {
+                let pages: Vec<PageDelivery> = pages.into_iter().cloned().collect();
+                let destination = destination_of(&pages[0].address);
+                let send = self.deliver(destination.clone(), pages.clone(), now);
+                let task = self.sends.spawn(send);
+                let rows = pages.iter().map(|p| (p.id, p.address.clone())).collect();
+                self.held.add(rows, destination, task.id());
             }
-            self.store.finish_pages(&outcomes, now_us).await?;
+        }
+    }
+
+    /// Sends one message (a page, or a summary of several) when its destination has a free
+    /// lane, and records the outcome of each of its pages.
+    fn deliver(
+        &self,
+        destination: String,
+        pages: Vec<PageDelivery>,
+        now: DateTime<Utc>,
+    ) -> impl Future<Output = ()> + Send + 'static {
+        let lanes = self.lanes.clone();
+        let messenger = self.messenger.clone();
+        let store = self.store.clone();
+        let clock = self.clock.clone();
+        let (retry_base, max_attempts) = (self.config.retry_base, self.config.max_attempts);
+        async move {
+            let refs: Vec<&PageDelivery> = pages.iter().collect();
+            let timeout = messenger.notifier.timeout();
+            let result = lanes
+                .run(&destination, async {
+                    tokio::time::timeout(timeout, messenger.send(&refs, now))
+                        .await
+                        .unwrap_or_else(|_| {
+                            Err(Failure::transient("no answer within the delivery timeout"))
+                        })
+                })
+                .await;
+            let result = match (result, pages.len()) {
+                (Ok(detail), n) if n > 1 => Ok(format!("{detail} (in a summary of {n})")),
+                (result, _) => result,
+            };
+            let now_us = to_micros(clock.now());
+            let outcomes: Vec<PageOutcome> = pages
+                .iter()
+                .map(|page| {
+                    let (ok, detail, permanent) = match result.clone() {
+                        Ok(detail) => (true, detail, false),
+                        Err(failure) => (false, failure.detail, failure.permanent),
+                    };
+                    let retry_at =
+                        (!ok && !permanent && page.attempts + 1 < max_attempts).then(|| {
+                            let factor = 2u32.saturating_pow(page.attempts.clamp(0, 20) as u32);
+                            let backoff = retry_base
+                                .saturating_mul(factor)
+                                .min(Duration::from_secs(3600));
+                            now_us + backoff.as_micros() as i64
+                        });
+                    PageOutcome {
+                        page,
+                        ok,
+                        detail,
+                        retry_at,
+                        deferred: false,
+                    }
+                })
+                .collect();
+            if let Err(e) = store.finish_pages(&outcomes, now_us).await {
+                tracing::error!(error = %e, "cannot record page deliveries");
+            }
         }
     }
 
     /// The acknowledge and resolve links of an alert.
     pub fn links(&self, alert_id: i64, now: DateTime<Utc>) -> (String, String) {
+        self.messenger.links(alert_id, now)
+    }
+}
+
+impl Messenger {
+    fn links(&self, alert_id: i64, now: DateTime<Utc>) -> (String, String) {
         let expires = now + LINK_LIFETIME;
-        let base = self.config.site_url.trim_end_matches('/');
+        let base = self.site_url.trim_end_matches('/');
         (
             format!(
                 "{base}/a/{}",
@@ -770,13 +867,13 @@ impl Pager {
     }
 
     /// Sends one message to one address: a page, or a summary of several.
-    async fn send(&self, pages: &[&PageDelivery], now: DateTime<Utc>) -> Result<String, String> {
+    async fn send(&self, pages: &[&PageDelivery], now: DateTime<Utc>) -> Result<String, Failure> {
         let page = pages[0];
         let kind = ContactKind::of(&page.contact, &page.address).ok_or_else(|| {
-            format!(
+            Failure::permanent(format!(
                 "contact `{}` (`{}`) is not an email address or URL",
                 page.contact, page.address
-            )
+            ))
         })?;
         let links: Vec<(String, String)> =
             pages.iter().map(|p| self.links(p.alert_id, now)).collect();
@@ -885,7 +982,7 @@ impl Pager {
             ContactKind::Ntfy => {
                 let mut request = http
                     .post(&page.address)
-                    .header("Title", &title)
+                    .header("Title", ntfy_header(&title))
                     .header("Priority", if high { "5" } else { "3" })
                     .header("Tags", "rotating_light");
                 // Buttons act on one alert; a summary lists its links in the text.
@@ -932,7 +1029,8 @@ impl Pager {
                         "pages": many.iter().zip(&links).map(|(p, l)| one(p, l)).collect::<Vec<_>>(),
                     }),
                 };
-                let body = serde_json::to_vec(&message).map_err(|e| e.to_string())?;
+                let body =
+                    serde_json::to_vec(&message).map_err(|e| Failure::permanent(e.to_string()))?;
                 let mut request = http
                     .post(url)
                     .header("Content-Type", "application/json")
@@ -943,7 +1041,7 @@ impl Pager {
                 request.body(body)
             }
         };
-        answered(request).await
+        self.notifier.execute(request).await
     }
 }
 

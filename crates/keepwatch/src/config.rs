@@ -87,6 +87,12 @@ pub struct ServeArgs {
     /// Sender address of notification emails [default: keepwatch@localhost]
     #[arg(long, env = "KEEPWATCH_SMTP_FROM", value_name = "ADDRESS")]
     pub smtp_from: Option<String>,
+    /// Deliver webhooks and pages to loopback, private, link-local and other non-public
+    /// addresses (receivers on your own network, e.g. http://10.0.0.5/hook). Off by default:
+    /// such destinations are refused, after DNS resolution, so channel and contact URLs
+    /// cannot reach internal services or cloud metadata
+    #[arg(long, env = "KEEPWATCH_ALLOW_PRIVATE_DESTINATIONS")]
+    pub allow_private_destinations: bool,
 }
 
 /// The TOML file. Unknown keys are errors, so a typo does not silently do nothing.
@@ -131,6 +137,8 @@ pub struct FileNotifications {
     /// together as one summary.
     pub page_rate_limit: Option<u32>,
     pub page_rate_window_secs: Option<u64>,
+    /// As `--allow-private-destinations`.
+    pub allow_private_destinations: Option<bool>,
 }
 
 pub fn read_file(path: Option<&Path>) -> anyhow::Result<FileConfig> {
@@ -331,6 +339,8 @@ pub fn resolve(args: &ServeArgs, open_files: u64) -> anyhow::Result<Settings> {
         smtp,
         site_url: site_url.trim_end_matches('/').to_string(),
         ping_log_limit,
+        allow_private_destinations: args.allow_private_destinations
+            || notifications.allow_private_destinations.unwrap_or(false),
         ..EngineConfig::default()
     };
     if let Some(secs) = notifications.retry_base_secs {

@@ -45,7 +45,8 @@ Examples:
   keepwatch serve --data-dir /var/lib/keepwatch --listen 0.0.0.0:8000 --site-url https://keepwatch.example.com
   KEEPWATCH_DATABASE_URL=postgres://keepwatch@db/keepwatch keepwatch serve
   keepwatch serve --config /etc/keepwatch.toml --log-format json
-  keepwatch serve --idle-timeout 2m --header-read-timeout 5s --max-connections 2000")]
+  keepwatch serve --idle-timeout 2m --header-read-timeout 5s --max-connections 2000
+  keepwatch serve --allow-private-destinations    # webhooks to receivers on your own network")]
     Serve(ServeArgs),
     /// Manage projects
     Project {

@@ -562,9 +562,17 @@ pub async fn send_code(
     )
     .await
     {
+        // A transport error would tell an open port from a closed one: only say that the
+        // address could not be reached (the server log has the detail).
+        let reason = if e.shareable {
+            e.detail
+        } else {
+            tracing::info!(person, contact, error = %e, "verification code not delivered");
+            "the contact's address could not be reached".to_string()
+        };
         return Ok((
             axum::http::StatusCode::BAD_GATEWAY,
-            axum::Json(json!({"error": format!("could not send the code: {e}")})),
+            axum::Json(json!({"error": format!("could not send the code: {reason}")})),
         )
             .into_response());
     }

@@ -103,11 +103,14 @@ pub struct PageDelivery {
     pub status: String,
 }
 
+/// `$4` is a JSON array of addresses left out (their destination is busy).
 const CLAIM_SQLITE: &str = "UPDATE pages SET next_attempt_at = $1 WHERE id IN \
      (SELECT id FROM pages WHERE state = 'pending' AND next_attempt_at <= $2 \
+      AND address NOT IN (SELECT value FROM json_each($4)) \
       ORDER BY next_attempt_at LIMIT $3) RETURNING id";
 const CLAIM_POSTGRES: &str = "UPDATE pages SET next_attempt_at = $1 WHERE id IN \
      (SELECT id FROM pages WHERE state = 'pending' AND next_attempt_at <= $2 \
+      AND address NOT IN (SELECT json_array_elements_text($4::text::json)) \
       ORDER BY next_attempt_at LIMIT $3 FOR UPDATE SKIP LOCKED) RETURNING id";
 
 macro_rules! log_entry {
@@ -361,6 +364,19 @@ impl Store {
         lease_us: i64,
         limit: i64,
     ) -> Result<Vec<PageDelivery>> {
+        self.claim_pages_except(now_us, lease_us, limit, &[]).await
+    }
+
+    /// As [`Store::claim_pages`], leaving out the pages to `addresses` (the pager's
+    /// destinations that have all they can take), so they do not crowd out the others.
+    pub async fn claim_pages_except(
+        &self,
+        now_us: i64,
+        lease_us: i64,
+        limit: i64,
+        addresses: &[String],
+    ) -> Result<Vec<PageDelivery>> {
+        let except = serde_json::to_string(addresses).expect("a list of strings");
         let claim = match self.backend_name() {
             "postgres" => CLAIM_POSTGRES,
             _ => CLAIM_SQLITE,
@@ -370,6 +386,7 @@ impl Store {
                 .bind(now_us + lease_us)
                 .bind(now_us)
                 .bind(limit)
+                .bind(&except)
                 .fetch_all(&mut *tx)
                 .await?
         });

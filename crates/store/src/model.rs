@@ -159,6 +159,7 @@ pub struct ChannelRow {
 #[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
 pub struct Delivery {
     pub outbox_id: i64,
+    pub channel_id: i64,
     pub attempts: i64,
     pub event_kind: String,
     pub payload: String,

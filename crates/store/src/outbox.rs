@@ -12,13 +12,16 @@ use crate::{
     with_read, with_tx,
 };
 
+/// `$4` is a JSON array of channel ids left out (their destination is busy).
 const CLAIM_SQLITE: &str = "UPDATE outbox SET next_attempt_at = $1 WHERE id IN \
      (SELECT id FROM outbox WHERE state = 'pending' AND next_attempt_at <= $2 \
+      AND channel_id NOT IN (SELECT value FROM json_each($4)) \
       ORDER BY next_attempt_at LIMIT $3) RETURNING id";
 
 /// PostgreSQL: several instances may claim at once; SKIP LOCKED keeps them apart.
 const CLAIM_POSTGRES: &str = "UPDATE outbox SET next_attempt_at = $1 WHERE id IN \
      (SELECT id FROM outbox WHERE state = 'pending' AND next_attempt_at <= $2 \
+      AND channel_id NOT IN (SELECT value::bigint FROM json_array_elements_text($4::text::json)) \
       ORDER BY next_attempt_at LIMIT $3 FOR UPDATE SKIP LOCKED) RETURNING id";
 
 impl Store {
@@ -113,6 +116,20 @@ impl Store {
         lease_until_us: i64,
         limit: i64,
     ) -> Result<Vec<Delivery>> {
+        self.claim_due_except(now_us, lease_until_us, limit, &[])
+            .await
+    }
+
+    /// As [`Store::claim_due`], leaving out the rows of `channels` (the dispatcher's
+    /// destinations that have all they can take), so they do not crowd out the others.
+    pub async fn claim_due_except(
+        &self,
+        now_us: i64,
+        lease_until_us: i64,
+        limit: i64,
+        channels: &[i64],
+    ) -> Result<Vec<Delivery>> {
+        let except = serde_json::to_string(channels).expect("a list of numbers");
         let claim = match self.backend {
             Backend::Sqlite { .. } => CLAIM_SQLITE,
             Backend::Postgres(_) => CLAIM_POSTGRES,
@@ -122,6 +139,7 @@ impl Store {
                 .bind(lease_until_us)
                 .bind(now_us)
                 .bind(limit)
+                .bind(&except)
                 .fetch_all(&mut *tx)
                 .await?
         });
@@ -129,7 +147,7 @@ impl Store {
         for id in ids {
             let delivery: Option<Delivery> = with_read!(self, |pool| {
                 sqlx::query_as(
-                    "SELECT o.id AS outbox_id, o.attempts, e.kind AS event_kind, e.payload, \
+                    "SELECT o.id AS outbox_id, o.channel_id, o.attempts, e.kind AS event_kind, e.payload, \
                      c.kind AS channel_kind, c.name AS channel_name, c.config AS channel_config \
                      FROM outbox o JOIN events e ON e.id = o.event_id JOIN channels c ON c.id = o.channel_id \
                      WHERE o.id = $1",

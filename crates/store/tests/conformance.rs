@@ -272,7 +272,13 @@ async fn story(store: Store) {
     );
 
     // Outbox: claim, fail with a retry, claim again when due, succeed.
+    let except = store
+        .claim_due_except(2_000_000, 9_000_000, 10, &[hook.id])
+        .await
+        .unwrap();
+    assert!(except.is_empty(), "rows of a busy channel are left");
     let claimed = store.claim_due(2_000_000, 9_000_000, 10).await.unwrap();
+    assert_eq!(claimed[0].channel_id, hook.id);
     assert_eq!(claimed.len(), 1);
     assert_eq!(claimed[0].channel_kind, "webhook");
     assert!(
@@ -562,6 +568,12 @@ async fn alert_story(store: &Store) {
     let first = record(vec![page("alice", 1_000), page("bob", 5_000)]);
     assert!(store.record_paging(&first, 1_000).await.unwrap());
     assert_eq!(store.next_page_due().await.unwrap(), Some(1_000));
+    let alices = ["alice@example.com".to_string()];
+    let except = store.claim_pages_except(1_000, 60_000_000, 10, &alices);
+    assert!(
+        except.await.unwrap().is_empty(),
+        "pages to a busy address are left"
+    );
     let claimed = store.claim_pages(1_000, 60_000_000, 10).await.unwrap();
     assert_eq!(claimed.len(), 1);
     assert_eq!(

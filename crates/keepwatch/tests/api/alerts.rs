@@ -211,7 +211,7 @@ urgency = "high"
 }
 
 /// Service `billing` pages alice at step 1 through one webhook contact, `after` minutes on.
-fn alice_by_webhook(contact: &str, url: &str, after: u32) -> String {
+pub(crate) fn alice_by_webhook(contact: &str, url: &str, after: u32) -> String {
     format!(
         r#"
 [[people]]

@@ -30,6 +30,9 @@ pub struct AppOptions {
     pub limits: Option<keepwatch_server::listen::ConnectionLimits>,
     /// Checks per project and creations a minute; the server's defaults otherwise.
     pub check_limit: Option<(i64, u32)>,
+    /// Refuse private destinations, as `keepwatch serve` does by default (the tests'
+    /// receivers are on loopback, so they are allowed unless this is set).
+    pub refuse_private: bool,
 }
 
 pub struct TestApp {
@@ -86,6 +89,7 @@ pub async fn spawn_app_with(options: AppOptions) -> TestApp {
     let config = EngineConfig {
         smtp: options.smtp,
         site_url: address.clone(),
+        allow_private_destinations: !options.refuse_private,
         ..EngineConfig::default()
     };
     let (engine, tasks) = Engine::start(store.clone(), clock.clone(), config)

@@ -6,6 +6,7 @@ mod api_v3;
 mod check_limits;
 mod cli;
 mod connections;
+mod delivery;
 mod disk_full;
 mod durability;
 mod helpers;
