@@ -46,57 +46,7 @@ const SUMMARY_LINES: usize = 20;
 /// Acknowledgment links in notifications stay valid this long.
 pub const LINK_LIFETIME: TimeDelta = TimeDelta::days(7);
 
-/// How a contact's address is reached, from its name and address.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ContactKind {
-    Email,
-    Slack,
-    Ntfy,
-    Discord,
-    Teams,
-    Telegram,
-    Pushover,
-    Webhook,
-}
-
-impl ContactKind {
-    /// `email`, `slack`, `ntfy`, `discord`, `teams`, `telegram` and `pushover` contacts by
-    /// name; otherwise an address with an `@` and no scheme is email, each service's own
-    /// host is that service, and any other `http(s)://` URL is a generic webhook.
-    pub fn of(name: &str, address: &str) -> Option<ContactKind> {
-        let by_name = match name {
-            "email" => Some(ContactKind::Email),
-            "slack" => Some(ContactKind::Slack),
-            "ntfy" => Some(ContactKind::Ntfy),
-            "discord" => Some(ContactKind::Discord),
-            "teams" => Some(ContactKind::Teams),
-            "telegram" => Some(ContactKind::Telegram),
-            "pushover" => Some(ContactKind::Pushover),
-            "webhook" => Some(ContactKind::Webhook),
-            _ => None,
-        };
-        let is_url = address.starts_with("https://") || address.starts_with("http://");
-        by_name.or(if !is_url && address.contains('@') {
-            Some(ContactKind::Email)
-        } else if address.starts_with("https://hooks.slack.com/") {
-            Some(ContactKind::Slack)
-        } else if address.contains("discord.com/api/webhooks/") {
-            Some(ContactKind::Discord)
-        } else if address.contains(".webhook.office.com/") || address.contains(".logic.azure.com") {
-            Some(ContactKind::Teams)
-        } else if address.starts_with("https://api.telegram.org/") {
-            Some(ContactKind::Telegram)
-        } else if address.starts_with("https://api.pushover.net/") {
-            Some(ContactKind::Pushover)
-        } else if address.starts_with("https://ntfy.") {
-            Some(ContactKind::Ntfy)
-        } else if is_url {
-            Some(ContactKind::Webhook)
-        } else {
-            None
-        })
-    }
-}
+pub use keepwatch_core::contact::ContactKind;
 
 /// Sends a short text with no links through a contact (a contact verification code): the
 /// same channels and formats as pages, without their buttons.
