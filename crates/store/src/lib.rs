@@ -36,7 +36,7 @@ pub use alerts::{
 };
 pub use contacts::{CodeCheck, MAX_CODE_ATTEMPTS};
 pub use model::*;
-pub use oncall::FeedRow;
+pub use oncall::{AppliedOnCall, FeedRow};
 pub use projects::{ApiKeyScope, generate_secret, hash_api_key};
 
 /// A storage error. Messages are safe to log; they never contain API keys.
@@ -84,6 +84,8 @@ enum Backend {
 #[derive(Clone)]
 pub struct Store {
     backend: Backend,
+    /// Applied on-call configurations, parsed once per apply (see `oncall`).
+    oncall_cache: Arc<oncall::OnCallCache>,
 }
 
 /// Runs `$body` with `$pool` bound to the backend's pool for reads.
@@ -191,6 +193,7 @@ impl Store {
                 maintenance,
                 writer,
             },
+            oncall_cache: Arc::default(),
         })
     }
 
@@ -203,6 +206,7 @@ impl Store {
         sqlx::migrate!("./migrations/postgres").run(&pool).await?;
         Ok(Store {
             backend: Backend::Postgres(pool),
+            oncall_cache: Arc::default(),
         })
     }
 
