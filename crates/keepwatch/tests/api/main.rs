@@ -7,6 +7,7 @@ mod cli;
 mod durability;
 mod helpers;
 mod notifications;
+mod oncall_load;
 mod pings;
 mod postgres;
 mod resources;
