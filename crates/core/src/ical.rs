@@ -2,13 +2,13 @@
 //! written in UTC (`…Z`), which every calendar app reads without a time zone definition.
 
 use chrono::{DateTime, Utc};
-use icalendar::{Calendar, Component, Event, EventLike};
 
 use crate::oncall::Shift;
 
 /// A calendar named `title` with one event per shift. `feed_id`, the shift's start and its
 /// people make each event's UID, so refreshing the feed does not add copies of a shift;
-/// `now` is the DTSTAMP.
+/// `now` is the DTSTAMP. Every text value is escaped and every line folded (RFC 5545 3.1 and
+/// 3.3.11): a name cannot start a property or an event of its own.
 pub fn feed(
     title: &str,
     feed_id: &str,
@@ -16,25 +16,83 @@ pub fn feed(
     summary: impl Fn(&Shift) -> String,
     now: DateTime<Utc>,
 ) -> String {
-    let mut calendar = Calendar::new();
-    calendar.name(title);
+    let mut out = String::new();
+    for fixed in [
+        "BEGIN:VCALENDAR",
+        "VERSION:2.0",
+        "PRODID:-//keepwatch//on-call feed//EN",
+        "CALSCALE:GREGORIAN",
+    ] {
+        line(&mut out, fixed);
+    }
+    line(&mut out, &format!("NAME:{}", text(title)));
+    line(&mut out, &format!("X-WR-CALNAME:{}", text(title)));
     for shift in shifts {
         let uid = format!(
             "{feed_id}-{}-{}@keepwatch",
             shift.start.timestamp(),
             shift.users.join("+")
         );
-        calendar.push(
-            Event::new()
-                .uid(&uid)
-                .summary(&summary(shift))
-                .starts(shift.start)
-                .ends(shift.end)
-                .timestamp(now)
-                .done(),
-        );
+        line(&mut out, "BEGIN:VEVENT");
+        line(&mut out, &format!("UID:{}", text(&uid)));
+        line(&mut out, &format!("DTSTAMP:{}", stamp(now)));
+        line(&mut out, &format!("DTSTART:{}", stamp(shift.start)));
+        line(&mut out, &format!("DTEND:{}", stamp(shift.end)));
+        line(&mut out, &format!("SUMMARY:{}", text(&summary(shift))));
+        line(&mut out, "END:VEVENT");
     }
-    calendar.done().to_string()
+    line(&mut out, "END:VCALENDAR");
+    out
+}
+
+fn stamp(t: DateTime<Utc>) -> String {
+    t.format("%Y%m%dT%H%M%SZ").to_string()
+}
+
+/// A TEXT value (RFC 5545 3.3.11): backslash, semicolon and comma escaped, a line break
+/// (CRLF, CR or LF) written as `\n`, other control characters left out.
+fn text(value: &str) -> String {
+    let mut out = String::with_capacity(value.len());
+    let mut chars = value.chars().peekable();
+    while let Some(c) = chars.next() {
+        match c {
+            '\\' => out.push_str("\\\\"),
+            ';' => out.push_str("\\;"),
+            ',' => out.push_str("\\,"),
+            '\r' => {
+                chars.next_if_eq(&'\n');
+                out.push_str("\\n");
+            }
+            '\n' => out.push_str("\\n"),
+            '\t' => out.push(c),
+            c if c.is_control() => {}
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+/// Appends a content line folded at 75 octets (RFC 5545 3.1): each continuation line starts
+/// with a space; a fold never splits a UTF-8 character.
+fn line(out: &mut String, content: &str) {
+    let mut rest = content;
+    let mut limit = 75;
+    loop {
+        if rest.len() <= limit {
+            out.push_str(rest);
+            out.push_str("\r\n");
+            return;
+        }
+        let mut cut = limit;
+        while !rest.is_char_boundary(cut) {
+            cut -= 1;
+        }
+        out.push_str(&rest[..cut]);
+        out.push_str("\r\n ");
+        rest = &rest[cut..];
+        // The leading space counts toward the next line's 75 octets.
+        limit = 74;
+    }
 }
 
 #[cfg(test)]
@@ -116,6 +174,7 @@ mod tests {
             assert_eq!(event.2, shift.users.join(", "));
         }
         assert_eq!(events[2].2, "carol", "the override shows in the feed");
+        assert!(text.contains("\r\nNAME:primary\r\n"));
 
         // A person's feed: only their shifts, with stable UIDs across refreshes.
         let bobs = schedule.shifts_of("bob", from, to);
@@ -127,5 +186,43 @@ mod tests {
         let expected: Vec<_> = bobs.iter().map(|s| (s.start, s.end)).collect();
         assert_eq!(spans, expected);
         assert!(events.iter().all(|e| e.3.starts_with("u-bob-")));
+    }
+
+    #[test]
+    fn names_are_escaped_and_long_lines_folded() {
+        let start = utc("2026-03-06T09:00:00Z");
+        let shifts = [Shift {
+            start,
+            end: start + chrono::TimeDelta::hours(8),
+            users: vec![
+                "bob\r\nEND:VEVENT\r\nBEGIN:VEVENT".into(),
+                "a;b,c\\d".into(),
+            ],
+        }];
+        let title = format!("{}\nX-INJECTED:1 é", "x".repeat(100));
+        let text = feed(&title, "s\r1", &shifts, |s| s.users.join(", "), start);
+        for l in text.split("\r\n") {
+            assert!(l.len() <= 75, "{l:?} is {} octets", l.len());
+            assert!(
+                !l.starts_with("X-INJECTED") && !l.starts_with("END:VEVENT\\"),
+                "{l:?}"
+            );
+        }
+        let lines: Vec<&str> = text.split("\r\n").collect();
+        assert_eq!(lines.iter().filter(|l| **l == "BEGIN:VEVENT").count(), 1);
+        assert_eq!(lines.iter().filter(|l| **l == "END:VEVENT").count(), 1);
+        assert!(!text.replace("\r\n", "").contains(['\r', '\n']));
+        // Read back by an independent parser (which unfolds but keeps the escapes).
+        let events = parse(&text);
+        assert_eq!(events.len(), 1);
+        assert_eq!(
+            events[0].2,
+            "bob\\nEND:VEVENT\\nBEGIN:VEVENT\\, a\\;b\\,c\\\\d"
+        );
+        let unfolded = text.replace("\r\n ", "");
+        assert!(unfolded.contains(&format!(
+            "X-WR-CALNAME:{}\\nX-INJECTED:1 é\r\n",
+            "x".repeat(100)
+        )));
     }
 }

@@ -10,6 +10,7 @@
 //! - [`paging`]: who gets paged when: urgency, escalation, notification rules, raising.
 
 pub mod check;
+pub mod contact;
 pub mod ical;
 pub mod oncalendar;
 pub mod oncall;

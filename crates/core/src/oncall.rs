@@ -339,7 +339,13 @@ impl OnCallSchedule {
     /// Who is on call at `t`: the highest covering layer's person (after replacements), then
     /// anyone added by an override.
     pub fn on_call_at(&self, t: DateTime<Utc>) -> Vec<String> {
-        let active = || self.overrides.iter().filter(|o| o.start <= t && t < o.end);
+        self.on_call_at_with(t, &self.overrides)
+    }
+
+    /// [`Self::on_call_at`] with `overrides` (a subset of the schedule's holding every one
+    /// active at `t`).
+    fn on_call_at_with(&self, t: DateTime<Utc>, overrides: &[Override]) -> Vec<String> {
+        let active = || overrides.iter().filter(|o| o.start <= t && t < o.end);
         let mut users = Vec::new();
         if let Some(base) = self.layers.iter().rev().find_map(|l| l.user_at(self.tz, t)) {
             let replaced = active().find(|o| o.replaces.as_deref() == Some(base));
@@ -367,9 +373,16 @@ impl OnCallSchedule {
             );
         }
         let cuts: Vec<_> = cuts.into_iter().filter(|t| *t <= to).collect();
+        // Only the overrides that overlap the range are looked at for each cut.
+        let within: Vec<Override> = self
+            .overrides
+            .iter()
+            .filter(|o| o.start < to && from < o.end)
+            .cloned()
+            .collect();
         let mut shifts: Vec<Shift> = Vec::new();
         for pair in cuts.windows(2) {
-            let users = self.on_call_at(pair[0]);
+            let users = self.on_call_at_with(pair[0], &within);
             match shifts.last_mut() {
                 Some(last) if last.end == pair[0] && last.users == users => last.end = pair[1],
                 _ if users.is_empty() => {}
@@ -385,14 +398,23 @@ impl OnCallSchedule {
 
     /// Who is on call at `at`, until when, and who is next.
     pub fn handover(&self, at: DateTime<Utc>) -> Handover {
-        let horizon = at + Duration::days(366);
-        // shifts() leaves out stretches with nobody: a gap ends at the next shift's start.
-        let shifts = self.shifts(at, horizon);
-        let until = match shifts.first() {
-            Some(first) if first.start == at => first.end,
-            Some(first) => first.start,
-            None => horizon,
-        };
+        // The next change is looked for a day ahead first, then further: the cost of the
+        // answer follows how far the change is, not a year of hourly shifts every time.
+        let mut shifts = Vec::new();
+        let mut until = at;
+        for days in [1, 8, 31, 366] {
+            let horizon = at + Duration::days(days);
+            // shifts() leaves out stretches with nobody: a gap ends at the next shift's start.
+            shifts = self.shifts(at, horizon);
+            until = match shifts.first() {
+                Some(first) if first.start == at => first.end,
+                Some(first) => first.start,
+                None => horizon,
+            };
+            if until < horizon {
+                break;
+            }
+        }
         let next = shifts
             .iter()
             .find(|s| s.start == until)
@@ -671,6 +693,41 @@ mod tests {
         assert_eq!(handover.until, utc("2026-11-24T00:00:00Z"), "17:00 MST");
         assert_eq!(handover.next, ["nina"]);
         assert_eq!(s.on_call_at(utc("2026-11-28T17:00:00Z")), ["nina"]); // Saturday 10:00
+    }
+
+    #[test]
+    fn handover_finds_near_and_far_changes_as_a_year_of_shifts_would() {
+        let mut s = schedule(
+            chrono_tz::America::Denver,
+            vec![layer(
+                "base",
+                &["alice"],
+                1,
+                ShiftUnit::Weeks,
+                "2026-11-02 00:00",
+            )],
+        );
+        // One participant: nobody else for a year; then an override five weeks out.
+        let at = utc("2026-11-23T17:00:00Z");
+        let year = |s: &OnCallSchedule| {
+            let shifts = s.shifts(at, at + Duration::days(366));
+            (shifts[0].end, shifts.get(1).map(|s| s.users.clone()))
+        };
+        let h = s.handover(at);
+        assert_eq!(
+            (h.until, h.next.is_empty()),
+            (at + Duration::days(366), true)
+        );
+        assert_eq!(year(&s).0, h.until);
+        s.overrides.push(Override {
+            user: "bob".into(),
+            replaces: Some("alice".into()),
+            start: utc("2026-12-30T00:00:00Z"),
+            end: utc("2026-12-31T00:00:00Z"),
+        });
+        let h = s.handover(at);
+        assert_eq!((h.until, Some(h.next)), year(&s));
+        assert_eq!(h.until, utc("2026-12-30T00:00:00Z"));
     }
 
     #[test]

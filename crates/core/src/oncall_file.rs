@@ -5,6 +5,7 @@
 
 use std::collections::HashMap;
 
+use crate::contact::ContactKind;
 use crate::oncall::{
     Layer, OnCallSchedule, Override, Restriction, RestrictionMode, ShiftUnit, WeeklyWindow,
 };
@@ -19,8 +20,10 @@ use serde::Deserialize;
 /// Minutes a low-urgency alert waits for an acknowledgment before it becomes high, unless a
 /// service says otherwise.
 pub const DEFAULT_RAISE_AFTER_MINUTES: u32 = 30;
-/// Bounds that keep a policy's timeline finite and its arithmetic in range.
+/// Bounds that keep a policy's timeline finite and its arithmetic in range: values outside
+/// are refused with the range, never cut silently.
 pub const MAX_REPEAT: u32 = 20;
+/// Minutes, for a step's `delay`, a rule's `after` and a service's `raise_after`: 7 days.
 pub const MAX_STEP_DELAY: u32 = 7 * 24 * 60;
 
 #[derive(Deserialize)]
@@ -81,8 +84,9 @@ struct PersonSpec {
     id: String,
     /// The person's IANA time zone: `keepwatch drill` shows each page at their local time.
     tz: Option<String>,
+    /// Spanned, so an undeliverable address is reported with its line.
     #[serde(default)]
-    contacts: HashMap<String, String>,
+    contacts: HashMap<String, toml::Spanned<String>>,
     #[serde(default)]
     rules: Vec<RuleSpec>,
 }
@@ -317,8 +321,37 @@ fn shift(text: &str, at: &str) -> anyhow::Result<(u32, ShiftUnit)> {
     };
     match text[..text.len() - 1].parse::<u32>() {
         Ok(n) if n > 0 && n <= max => Ok((n, unit)),
+        Ok(_) => bail!(
+            "{at}.shift: `{text}` is out of range (1h to {}h, 1d to 366d, 1w to 53w)",
+            24 * 366
+        ),
         _ => bail!("{at}.shift: `{text}` is not a shift length such as 12h, 1d or 1w"),
     }
+}
+
+/// A name written into logs, answers and calendar feeds: control characters (a newline
+/// would start a new iCalendar property) are refused.
+fn name(text: &str, at: &str) -> anyhow::Result<()> {
+    if text.chars().any(char::is_control) {
+        bail!("{at}: {text:?} contains a control character");
+    }
+    Ok(())
+}
+
+/// A number of minutes in `0..=max`, or an error with the accepted range.
+fn minutes(value: u32, max: u32, at: &str) -> anyhow::Result<u32> {
+    if value > max {
+        bail!("{at}: {value} is out of range (0 to {max} minutes)");
+    }
+    Ok(value)
+}
+
+/// The line (from 1) of a byte offset of `text`.
+fn line_of(text: &str, offset: usize) -> usize {
+    1 + text.as_bytes()[..offset.min(text.len())]
+        .iter()
+        .filter(|b| **b == b'\n')
+        .count()
 }
 
 fn target(text: &str, at: &str) -> anyhow::Result<Target> {
@@ -376,6 +409,14 @@ impl OnCall {
         let mut contacts = HashMap::new();
         let mut time_zones = HashMap::new();
         for (i, p) in file.people.into_iter().enumerate() {
+            name(&p.id, &format!("people[{i}].id"))?;
+            for (contact, address) in &p.contacts {
+                let at = format!("people[{i}] ({}).contacts.{contact}", p.id);
+                name(contact, &at)?;
+                ContactKind::check(contact, address.get_ref()).map_err(|e| {
+                    anyhow::anyhow!("{at} (line {}): {e}", line_of(text, address.span().start))
+                })?;
+            }
             if let Some(tz) = &p.tz {
                 let tz =
                     parse_tz(tz).map_err(|e| anyhow::anyhow!("people[{i}] ({}).tz: {e}", p.id))?;
@@ -393,13 +434,25 @@ impl OnCall {
             let rules = p
                 .rules
                 .into_iter()
-                .map(|r| NotificationRule {
-                    urgency: r.urgency,
-                    contact: r.contact,
-                    delay_minutes: r.after,
+                .enumerate()
+                .map(|(j, r)| {
+                    Ok(NotificationRule {
+                        urgency: r.urgency,
+                        contact: r.contact,
+                        delay_minutes: minutes(
+                            r.after,
+                            MAX_STEP_DELAY,
+                            &format!("people[{i}] ({}).rules[{j}].after", p.id),
+                        )?,
+                    })
                 })
+                .collect::<anyhow::Result<_>>()?;
+            let addresses = p
+                .contacts
+                .into_iter()
+                .map(|(contact, address)| (contact, address.into_inner()))
                 .collect();
-            contacts.insert(p.id.clone(), p.contacts);
+            contacts.insert(p.id.clone(), addresses);
             if people
                 .insert(
                     p.id.clone(),
@@ -415,11 +468,13 @@ impl OnCall {
         }
         let mut schedules = HashMap::new();
         for (i, s) in file.schedules.into_iter().enumerate() {
+            name(&s.name, &format!("schedules[{i}].name"))?;
             let at = format!("schedules[{i}] ({})", s.name);
             let tz = parse_tz(&s.tz).map_err(|e| anyhow::anyhow!("{at}.tz: {e}"))?;
             let mut layers = Vec::new();
             for (j, l) in s.layers.into_iter().enumerate() {
                 let at = format!("{at}.layers[{j}]");
+                name(&l.name, &format!("{at}.name"))?;
                 let (shift_length, shift_unit) = shift(&l.shift, &at)?;
                 let restriction = match (l.within.is_empty(), l.outside.is_empty()) {
                     (true, true) => None,
@@ -477,12 +532,16 @@ impl OnCall {
         };
         let mut policies = HashMap::new();
         for (i, p) in file.policies.into_iter().enumerate() {
+            name(&p.name, &format!("policies[{i}].name"))?;
             let at = format!("policies[{i}] ({})", p.name);
             if p.steps.is_empty() {
                 bail!("{at}.steps: a policy needs at least one step");
             }
             if p.repeat > MAX_REPEAT {
-                bail!("{at}.repeat: at most {MAX_REPEAT}");
+                bail!(
+                    "{at}.repeat: {} is out of range (0 to {MAX_REPEAT})",
+                    p.repeat
+                );
             }
             if policies.contains_key(&p.name) {
                 bail!("{at}.name: `{}` appears twice", p.name);
@@ -503,7 +562,11 @@ impl OnCall {
                     .collect::<anyhow::Result<Vec<_>>>()?;
                 steps.push(EscalationStep {
                     targets,
-                    delay_minutes: step.delay.min(MAX_STEP_DELAY),
+                    delay_minutes: minutes(
+                        step.delay,
+                        MAX_STEP_DELAY,
+                        &format!("{at}.steps[{j}].delay"),
+                    )?,
                 });
             }
             let last_resort = match &p.last_resort {
@@ -527,6 +590,7 @@ impl OnCall {
         let mut services = HashMap::new();
         let mut check_services = HashMap::new();
         for (i, s) in file.services.into_iter().enumerate() {
+            name(&s.name, &format!("services[{i}].name"))?;
             let at = format!("services[{i}] ({})", s.name);
             if services.contains_key(&s.name) {
                 bail!("{at}.name: `{}` appears twice", s.name);
@@ -556,6 +620,7 @@ impl OnCall {
                     bail!("{at}.urgency: `{other}` is not high, low or support-hours")
                 }
             };
+            minutes(s.raise_after, MAX_STEP_DELAY, &format!("{at}.raise_after"))?;
             let raise_after =
                 (s.raise_after > 0).then(|| TimeDelta::minutes(i64::from(s.raise_after)));
             let mut checks = Vec::with_capacity(s.checks.len());
@@ -803,6 +868,134 @@ urgency = "high"
             let error = with(&spec).unwrap_err().to_string();
             assert!(error.contains(message), "{spec}: {error}");
         }
+    }
+
+    /// `BASE` with one line replaced, parsed: the error's text.
+    fn refused(from: &str, to: &str) -> String {
+        assert!(BASE.contains(from), "{from}");
+        OnCall::parse(&BASE.replacen(from, to, 1))
+            .unwrap_err()
+            .to_string()
+    }
+
+    #[test]
+    fn undeliverable_contacts_are_refused_with_their_line_and_field() {
+        // BASE's contacts are on line 4.
+        let contacts = "contacts = { email = \"alice@example.com\" }";
+        for (contact, address, reason) in [
+            ("webhook", "hooks.example.com/x", "is not an http(s) URL"),
+            ("email", "not an email", "is not an email address"),
+            (
+                "phone",
+                "555-1234",
+                "is not an email address or an http(s) URL",
+            ),
+            (
+                "slack",
+                "hooks.slack.com/services/T/B/X",
+                "is not an http(s) URL",
+            ),
+            (
+                "discord",
+                "ftp://discord.com/api/webhooks/1/x",
+                "scheme `ftp`",
+            ),
+            ("teams", "https://", "is not an http(s) URL"),
+            (
+                "telegram",
+                "https://api.telegram.org/botT/sendMessage",
+                "no `chat_id` parameter",
+            ),
+            (
+                "pushover",
+                "https://api.pushover.net/1/messages.json?token=t",
+                "no `user` parameter",
+            ),
+            ("ntfy", "ntfy.sh/alerts", "is not an http(s) URL"),
+        ] {
+            // The rule's contact stays deliverable unless it is the one under test.
+            let spec = if contact == "email" {
+                format!("contacts = {{ email = \"{address}\" }}")
+            } else {
+                format!("contacts = {{ email = \"alice@example.com\", {contact} = \"{address}\" }}")
+            };
+            let error = refused(contacts, &spec);
+            let field = format!("people[0] (alice).contacts.{contact} (line 4): `{address}`");
+            assert!(
+                error.starts_with(&field) && error.contains(reason),
+                "{contact}: {error}"
+            );
+        }
+    }
+
+    #[test]
+    fn names_with_control_characters_are_refused() {
+        for (from, to, field) in [
+            ("id = \"alice\"", "id = \"ali\\nce\"", "people[0].id"),
+            (
+                "name = \"p\"",
+                "name = \"p\\r\\nX-EVIL:1\"",
+                "policies[0].name",
+            ),
+            (
+                "name = \"billing\"",
+                "name = \"bill\\u0007ing\"",
+                "services[0].name",
+            ),
+        ] {
+            let error = refused(from, to);
+            assert!(
+                error.starts_with(field) && error.ends_with("contains a control character"),
+                "{error}"
+            );
+        }
+        let schedule = format!("{BASE}[[schedules]]\nname = \"pri\\nmary\"\ntz = \"UTC\"\n");
+        let error = OnCall::parse(&schedule).unwrap_err().to_string();
+        assert_eq!(
+            error,
+            "schedules[0].name: \"pri\\nmary\" contains a control character"
+        );
+    }
+
+    #[test]
+    fn out_of_range_numbers_are_refused_with_the_range() {
+        for (from, to, error) in [
+            (
+                "delay = 10",
+                "delay = 99999999",
+                "policies[0] (p).steps[0].delay: 99999999 is out of range (0 to 10080 minutes)",
+            ),
+            (
+                "after = 0",
+                "after = 10081",
+                "people[0] (alice).rules[0].after: 10081 is out of range (0 to 10080 minutes)",
+            ),
+            (
+                "urgency = \"high\"\n",
+                "urgency = \"high\"\nraise_after = 20000\n",
+                "services[0] (billing).raise_after: 20000 is out of range (0 to 10080 minutes)",
+            ),
+            (
+                "delay = 10 }]",
+                "delay = 10 }]\nrepeat = 21",
+                "policies[0] (p).repeat: 21 is out of range (0 to 20)",
+            ),
+        ] {
+            assert_eq!(refused(from, to), error);
+        }
+        // The largest accepted values still parse.
+        let max = BASE
+            .replace("delay = 10", "delay = 10080")
+            .replace("after = 0", "after = 10080");
+        assert!(OnCall::parse(&max).is_ok());
+        let shift = format!(
+            "{BASE}[[schedules]]\nname = \"s\"\ntz = \"UTC\"\n[[schedules.layers]]\nname = \"l\"\n\
+             participants = [\"alice\"]\nshift = \"400d\"\nstart = \"2026-11-02T09:00\"\n"
+        );
+        assert_eq!(
+            OnCall::parse(&shift).unwrap_err().to_string(),
+            "schedules[0] (s).layers[0].shift: `400d` is out of range (1h to 8784h, 1d to 366d, 1w to 53w)"
+        );
     }
 
     #[test]

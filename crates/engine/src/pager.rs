@@ -24,6 +24,7 @@ use chrono::{DateTime, TimeDelta, Utc};
 use hmac::{Hmac, KeyInit, Mac};
 use keepwatch_core::oncall_file::OnCall;
 use keepwatch_core::paging::{Page, Paging, Urgency};
+use keepwatch_store::AppliedOnCall;
 use keepwatch_store::{
     AlertRow, NewAlert, NewPage, PageDelivery, PageOutcome, PagingRecord, Store, StoreError,
     to_micros,
@@ -50,57 +51,7 @@ const SUMMARY_LINES: usize = 20;
 /// Acknowledgment links in notifications stay valid this long.
 pub const LINK_LIFETIME: TimeDelta = TimeDelta::days(7);
 
-/// How a contact's address is reached, from its name and address.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ContactKind {
-    Email,
-    Slack,
-    Ntfy,
-    Discord,
-    Teams,
-    Telegram,
-    Pushover,
-    Webhook,
-}
-
-impl ContactKind {
-    /// `email`, `slack`, `ntfy`, `discord`, `teams`, `telegram` and `pushover` contacts by
-    /// name; otherwise an address with an `@` and no scheme is email, each service's own
-    /// host is that service, and any other `http(s)://` URL is a generic webhook.
-    pub fn of(name: &str, address: &str) -> Option<ContactKind> {
-        let by_name = match name {
-            "email" => Some(ContactKind::Email),
-            "slack" => Some(ContactKind::Slack),
-            "ntfy" => Some(ContactKind::Ntfy),
-            "discord" => Some(ContactKind::Discord),
-            "teams" => Some(ContactKind::Teams),
-            "telegram" => Some(ContactKind::Telegram),
-            "pushover" => Some(ContactKind::Pushover),
-            "webhook" => Some(ContactKind::Webhook),
-            _ => None,
-        };
-        let is_url = address.starts_with("https://") || address.starts_with("http://");
-        by_name.or(if !is_url && address.contains('@') {
-            Some(ContactKind::Email)
-        } else if address.starts_with("https://hooks.slack.com/") {
-            Some(ContactKind::Slack)
-        } else if address.contains("discord.com/api/webhooks/") {
-            Some(ContactKind::Discord)
-        } else if address.contains(".webhook.office.com/") || address.contains(".logic.azure.com") {
-            Some(ContactKind::Teams)
-        } else if address.starts_with("https://api.telegram.org/") {
-            Some(ContactKind::Telegram)
-        } else if address.starts_with("https://api.pushover.net/") {
-            Some(ContactKind::Pushover)
-        } else if address.starts_with("https://ntfy.") {
-            Some(ContactKind::Ntfy)
-        } else if is_url {
-            Some(ContactKind::Webhook)
-        } else {
-            None
-        })
-    }
-}
+pub use keepwatch_core::contact::ContactKind;
 
 /// Sends a short text with no links through a contact (a contact verification code): the
 /// same channels and formats as pages, without their buttons.
@@ -280,10 +231,11 @@ pub struct Pager {
     sends: JoinSet<()>,
     /// Pages in hand, left out of claims by address.
     held: Held<String>,
-    /// Parsed on-call configurations by project, with the source they came from.
-    configs: HashMap<i64, (String, Option<Arc<OnCall>>)>,
-    /// Projects whose configuration was read this round.
-    fresh: HashSet<i64>,
+    /// The configurations read this round, by project (the store parses each once per
+    /// apply; this saves the version query per alert).
+    configs: HashMap<i64, Option<Arc<AppliedOnCall>>>,
+    /// Each project's applied version as last seen: a new one re-plans its open alerts.
+    versions: HashMap<i64, i64>,
     /// When each triggered alert's timeline next has something due (computed by the last
     /// round that walked it), so a round skips the alerts with nothing to do.
     next_due: HashMap<i64, DateTime<Utc>>,
@@ -319,7 +271,7 @@ impl Pager {
             sends: JoinSet::new(),
             held: Held::default(),
             configs: HashMap::new(),
-            fresh: HashSet::new(),
+            versions: HashMap::new(),
             next_due: HashMap::new(),
             tracked: BTreeMap::new(),
             refreshed_at: DateTime::UNIX_EPOCH,
@@ -367,7 +319,8 @@ impl Pager {
     /// One round: alerts from new check events, escalation up to now, due deliveries.
     pub async fn step(&mut self) -> Result<(), StoreError> {
         // Each project's configuration is read once a round, not once per alert.
-        self.fresh.clear();
+        self.configs.clear();
+        let replan = self.applied_since().await?;
         self.alerts_from_events().await?;
         let now = self.clock.now();
         // Triggered alerts are kept in memory: new ones are read by id each round, and the
@@ -405,9 +358,13 @@ impl Pager {
             .next_back()
             .copied()
             .unwrap_or(self.seen);
-        // Only alerts with something due (or never walked) are walked. An on-call file applied
-        // since may move a timeline: the next entry is then found when the remembered time
-        // comes (steps and rules are minutes apart).
+        // A file applied since: its project's open alerts are walked now, from the new file.
+        for alert in self.tracked.values() {
+            if replan.contains(&alert.project_id) {
+                self.next_due.remove(&alert.id);
+            }
+        }
+        // Only alerts with something due (or never walked, or re-planned) are walked.
         let due: Vec<AlertRow> = self
             .tracked
             .values()
@@ -436,33 +393,30 @@ impl Pager {
         self.deliver_due().await
     }
 
-    async fn oncall(&mut self, project_id: i64) -> Result<Option<Arc<OnCall>>, StoreError> {
-        if self.fresh.contains(&project_id)
-            && let Some((_, parsed)) = self.configs.get(&project_id)
-        {
-            return Ok(parsed.clone());
-        }
-        self.fresh.insert(project_id);
-        let source = self
-            .store
-            .oncall_source(project_id)
-            .await?
-            .unwrap_or_default();
-        if let Some((cached, parsed)) = self.configs.get(&project_id)
-            && *cached == source
-        {
-            return Ok(parsed.clone());
-        }
-        let parsed = match OnCall::parse(&source) {
-            Ok(config) if !source.is_empty() => Some(Arc::new(config)),
-            Ok(_) => None,
-            Err(e) => {
-                tracing::warn!(project_id, error = %e, "stored on-call configuration does not parse");
-                None
+    /// The projects whose on-call file was applied since the last round.
+    async fn applied_since(&mut self) -> Result<HashSet<i64>, StoreError> {
+        let mut changed = HashSet::new();
+        for (project_id, version) in self.store.oncall_versions().await? {
+            if self.versions.insert(project_id, version) != Some(version) {
+                changed.insert(project_id);
+                if let Some(applied) = self.oncall(project_id).await?
+                    && let Err(e) = &applied.config
+                {
+                    tracing::warn!(project_id, error = %e, "stored on-call configuration does not parse");
+                }
             }
-        };
-        self.configs.insert(project_id, (source, parsed.clone()));
-        Ok(parsed)
+        }
+        Ok(changed)
+    }
+
+    /// The project's applied configuration, read once a round.
+    async fn oncall(&mut self, project_id: i64) -> Result<Option<Arc<AppliedOnCall>>, StoreError> {
+        if let Some(applied) = self.configs.get(&project_id) {
+            return Ok(applied.clone());
+        }
+        let applied = self.store.oncall(project_id).await?;
+        self.configs.insert(project_id, applied.clone());
+        Ok(applied)
     }
 
     /// The service an alert of a check goes to: the one the on-call file binds it to, else
@@ -500,9 +454,9 @@ impl Pager {
             }
             for event in &events {
                 let now_us = to_micros(self.clock.now());
-                let config = self.oncall(event.project_id).await?;
-                let service =
-                    Self::service_for(config.as_deref(), &event.uuid, event.service.as_deref());
+                let applied = self.oncall(event.project_id).await?;
+                let config = applied.as_deref().and_then(|a| a.config.as_ref().ok());
+                let service = Self::service_for(config, &event.uuid, event.service.as_deref());
                 let name = if event.name.is_empty() {
                     &event.uuid
                 } else {
@@ -514,7 +468,6 @@ impl Pager {
                 };
                 if event.kind == "up" {
                     let resolves = config
-                        .as_deref()
                         .and_then(|c| c.services.get(&service))
                         .is_none_or(|s| s.resolve_on_recovery);
                     if resolves
@@ -530,7 +483,7 @@ impl Pager {
                     continue;
                 }
                 let at = DateTime::from_timestamp_micros(event.at).unwrap_or_else(Utc::now);
-                let urgency = Self::urgency(config.as_deref(), &service, at);
+                let urgency = Self::urgency(config, &service, at);
                 let summary = format!("{name} is {}", event.kind);
                 self.store
                     .trigger_alert(
@@ -562,12 +515,14 @@ impl Pager {
         if alert.paged_until >= now_us {
             return Ok(None);
         }
-        let config = self.oncall(alert.project_id).await?;
+        let applied = self.oncall(alert.project_id).await?;
+        // Entries a file applied later moved before its apply did not happen then: they
+        // happen now, and are logged now.
+        let applied_at = applied.as_ref().map_or(i64::MIN, |a| a.applied_at);
+        let config = applied.as_deref().and_then(|a| a.config.as_ref().ok());
         let mut log = Vec::new();
         let mut pages = Vec::new();
-        let service = config
-            .as_deref()
-            .and_then(|c| c.services.get(&alert.service).map(|s| (c, s)));
+        let service = config.and_then(|c| c.services.get(&alert.service).map(|s| (c, s)));
         let policy = service.and_then(|(c, s)| c.policies.get(&s.policy).map(|p| (c, s, p)));
         match policy {
             None => {
@@ -618,6 +573,7 @@ impl Pager {
                     if at <= alert.paged_until || at > now_us {
                         continue;
                     }
+                    let at = if at < applied_at { now_us } else { at };
                     match page {
                         Page::Step { step, pass, .. } => log.push((
                             at,

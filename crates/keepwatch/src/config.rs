@@ -77,12 +77,14 @@ pub struct ServeArgs {
     pub smtp_security: Option<String>,
     #[arg(long, env = "KEEPWATCH_SMTP_USERNAME", value_name = "USER")]
     pub smtp_username: Option<String>,
-    #[arg(
-        long,
-        env = "KEEPWATCH_SMTP_PASSWORD",
-        value_name = "PASSWORD",
-        hide_env_values = true
-    )]
+    /// File holding the SMTP password (a trailing newline is ignored). The password is not a
+    /// flag, since `ps` shows every process's command line: give it in this file, in the
+    /// KEEPWATCH_SMTP_PASSWORD environment variable, or as `password` or `password_file` in
+    /// the config file's [smtp] section, e.g. --smtp-password-file /run/secrets/smtp
+    #[arg(long, env = "KEEPWATCH_SMTP_PASSWORD_FILE", value_name = "PATH")]
+    pub smtp_password_file: Option<PathBuf>,
+    /// From the KEEPWATCH_SMTP_PASSWORD environment variable only (see above).
+    #[arg(skip = std::env::var("KEEPWATCH_SMTP_PASSWORD").ok())]
     pub smtp_password: Option<String>,
     /// Sender address of notification emails [default: keepwatch@localhost]
     #[arg(long, env = "KEEPWATCH_SMTP_FROM", value_name = "ADDRESS")]
@@ -124,6 +126,8 @@ pub struct FileSmtp {
     pub security: Option<String>,
     pub username: Option<String>,
     pub password: Option<String>,
+    /// A file holding the password, instead of `password`.
+    pub password_file: Option<PathBuf>,
     pub from: Option<String>,
 }
 
@@ -296,6 +300,7 @@ pub fn resolve(args: &ServeArgs, open_files: u64) -> anyhow::Result<Settings> {
         other => bail!("log_format: `{other}` is not one of text, json"),
     };
     let smtp_file = file.smtp.unwrap_or_default();
+    let smtp_password = smtp_password(args, &smtp_file)?;
     let smtp_host = args.smtp_host.clone().or(smtp_file.host);
     let smtp = match smtp_host {
         None => None,
@@ -329,7 +334,7 @@ pub fn resolve(args: &ServeArgs, open_files: u64) -> anyhow::Result<Settings> {
                 port: args.smtp_port.or(smtp_file.port).unwrap_or(default_port),
                 security,
                 username: args.smtp_username.clone().or(smtp_file.username),
-                password: args.smtp_password.clone().or(smtp_file.password),
+                password: smtp_password,
                 from,
             })
         }
@@ -381,6 +386,30 @@ pub fn resolve(args: &ServeArgs, open_files: u64) -> anyhow::Result<Settings> {
     })
 }
 
+/// The SMTP password: from KEEPWATCH_SMTP_PASSWORD or --smtp-password-file, else from the
+/// config file's `password` or `password_file`; two sources at one level are an error.
+fn smtp_password(args: &ServeArgs, file: &FileSmtp) -> anyhow::Result<Option<String>> {
+    let read = |path: &Path, key: &str| -> anyhow::Result<Option<String>> {
+        let text = std::fs::read_to_string(path)
+            .with_context(|| format!("{key}: cannot read {}", path.display()))?;
+        Ok(Some(text.trim_end_matches(['\r', '\n']).to_string()))
+    };
+    match (&args.smtp_password, &args.smtp_password_file) {
+        (Some(_), Some(_)) => {
+            bail!("smtp password: give KEEPWATCH_SMTP_PASSWORD or --smtp-password-file, not both")
+        }
+        (Some(password), None) => return Ok(Some(password.clone())),
+        (None, Some(path)) => return read(path, "--smtp-password-file"),
+        (None, None) => {}
+    }
+    match (&file.password, &file.password_file) {
+        (Some(_), Some(_)) => bail!("smtp.password_file: give password or password_file, not both"),
+        (Some(password), None) => Ok(Some(password.clone())),
+        (None, Some(path)) => read(path, "smtp.password_file"),
+        (None, None) => Ok(None),
+    }
+}
+
 /// Email address syntax check without pulling lettre into this crate's public API.
 mod lettre_check {
     pub struct Mailbox;
@@ -399,5 +428,77 @@ mod lettre_check {
                 _ => Err(()),
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    #[derive(Parser)]
+    struct Cli {
+        #[command(flatten)]
+        serve: ServeArgs,
+    }
+
+    fn password(args: &[&str]) -> anyhow::Result<Option<String>> {
+        let cli = Cli::try_parse_from([&["keepwatch", "--smtp-host", "mail"], args].concat())?;
+        Ok(resolve(&cli.serve, 1 << 20)?
+            .engine
+            .smtp
+            .and_then(|s| s.password))
+    }
+
+    #[test]
+    fn the_smtp_password_comes_from_a_file_never_from_a_flag() {
+        let dir = tempfile::tempdir().unwrap();
+        let secret = dir.path().join("smtp-password");
+        std::fs::write(&secret, "s3cret\n").unwrap();
+        let secret = secret.to_str().unwrap();
+        assert_eq!(
+            password(&["--smtp-password-file", secret])
+                .unwrap()
+                .as_deref(),
+            Some("s3cret")
+        );
+        let error = password(&["--smtp-password", "s3cret"])
+            .unwrap_err()
+            .to_string();
+        assert!(
+            error.contains("unexpected argument '--smtp-password'"),
+            "{error}"
+        );
+        // The config file's [smtp] section: `password_file` or `password`, not both.
+        let config = dir.path().join("keepwatch.toml");
+        let config = config.to_str().unwrap();
+        std::fs::write(config, format!("[smtp]\npassword_file = \"{secret}\"\n")).unwrap();
+        assert_eq!(
+            password(&["--config", config]).unwrap().as_deref(),
+            Some("s3cret")
+        );
+        std::fs::write(config, "[smtp]\npassword = \"inline\"\n").unwrap();
+        assert_eq!(
+            password(&["--config", config]).unwrap().as_deref(),
+            Some("inline")
+        );
+        std::fs::write(
+            config,
+            format!("[smtp]\npassword = \"inline\"\npassword_file = \"{secret}\"\n"),
+        )
+        .unwrap();
+        let error = password(&["--config", config]).unwrap_err().to_string();
+        assert_eq!(
+            error,
+            "smtp.password_file: give password or password_file, not both"
+        );
+        let missing = dir.path().join("nope");
+        let error = password(&["--smtp-password-file", missing.to_str().unwrap()])
+            .unwrap_err()
+            .to_string();
+        assert!(
+            error.starts_with("--smtp-password-file: cannot read"),
+            "{error}"
+        );
     }
 }

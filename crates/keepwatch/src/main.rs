@@ -142,6 +142,12 @@ and the contacts no verification code has reached yet (keepwatch contact send-co
 over HTTP: PUT /api/v1/oncall/config with the file as the body.
 A file that declares [[checks]] is applied through the running server (--server, --api-key),
 which creates and updates them.
+A file is refused, naming the field (and for contacts the line), when a contact could not be
+delivered to (email must be an address, the other kinds http(s) URLs with a host, Telegram's
+with ?chat_id=, Pushover's with ?token=&user=), a name holds a control character, or a number
+is out of range (delay, after, raise_after 0-10080 minutes; repeat 0-20). Open alerts follow
+the applied file at once: pending steps fall due at their new times, and each alert's log
+records the apply.
 Examples:
   keepwatch apply -f oncall.toml --dry-run
   KEEPWATCH_API_KEY=… keepwatch apply -f oncall.toml --server https://keepwatch.example.com

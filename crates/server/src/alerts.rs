@@ -4,13 +4,14 @@
 //! acknowledge/resolve links of notifications (`/a/<token>`: a confirmation page on GET, the
 //! action only on POST, so mail scanners that open links do not acknowledge pages).
 
+use std::sync::Arc;
+
 use axum::Json;
 use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{Html, IntoResponse, Response};
-use keepwatch_core::oncall_file::OnCall;
 use keepwatch_engine::pager::{Pager, verify_link};
-use keepwatch_store::{AlertRow, NewAlert, to_micros};
+use keepwatch_store::{AlertRow, AppliedOnCall, NewAlert, to_micros};
 use serde::Deserialize;
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
@@ -193,9 +194,9 @@ async fn not_another_services(
     }
 }
 
-async fn oncall(state: &AppState, project_id: i64) -> Option<OnCall> {
-    let source = state.store.oncall_source(project_id).await.ok()??;
-    OnCall::parse(&source).ok()
+/// The project's applied configuration, from the store's cache (parsed once per apply).
+async fn oncall(state: &AppState, project_id: i64) -> Option<Arc<AppliedOnCall>> {
+    state.store.oncall(project_id).await.ok()?
 }
 
 /// Opens (or adds a repeated trigger to) an alert on a service.
@@ -210,7 +211,8 @@ async fn trigger(
 ) -> Result<(AlertRow, bool), ApiError> {
     let now = state.engine.clock.now();
     let config = oncall(state, project_id).await;
-    let urgency = Pager::urgency(config.as_ref(), service, now);
+    let config = config.as_deref().and_then(|c| c.config.as_ref().ok());
+    let urgency = Pager::urgency(config, service, now);
     let triggered = state
         .store
         .trigger_alert(

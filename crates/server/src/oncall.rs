@@ -5,9 +5,12 @@
 use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use chrono::{DateTime, TimeDelta};
+use std::sync::Arc;
+
+use chrono::{DateTime, TimeDelta, Utc};
 use keepwatch_core::oncall::Shift;
 use keepwatch_core::oncall_file::OnCall;
+use keepwatch_store::{AppliedOnCall, FeedRow};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
@@ -15,18 +18,43 @@ use crate::AppState;
 use crate::checks::authorize;
 use crate::error::ApiError;
 
-/// The configuration applied to a project, parsed; `None` when nothing was applied.
-pub(crate) async fn config(state: &AppState, project_id: i64) -> Result<Option<OnCall>, ApiError> {
-    let Some(source) = state.store.oncall_source(project_id).await? else {
+/// The configuration applied to a project, parsed once per apply and shared (see
+/// `Store::oncall`); `None` when nothing was applied.
+pub(crate) async fn config(
+    state: &AppState,
+    project_id: i64,
+) -> Result<Option<Arc<AppliedOnCall>>, ApiError> {
+    let Some(applied) = state.store.oncall(project_id).await? else {
         return Ok(None);
     };
-    parse_stored(&source).map(Some)
+    parsed(&applied)?;
+    Ok(Some(applied))
 }
 
-/// Parses a stored configuration; it was valid when applied, so a failure is the server's.
-pub(crate) fn parse_stored(source: &str) -> Result<OnCall, ApiError> {
-    OnCall::parse(source)
-        .map_err(|e| ApiError::Unavailable(format!("stored on-call configuration: {e:#}")))
+/// The parsed configuration; it was valid when applied, so a failure is the server's.
+pub(crate) fn parsed(applied: &AppliedOnCall) -> Result<&OnCall, ApiError> {
+    applied
+        .config
+        .as_ref()
+        .map_err(|e| ApiError::Unavailable(format!("stored on-call configuration: {e}")))
+}
+
+/// At most this many CPU-heavy on-call computations (shifts and handovers over a large file)
+/// run at once, each on the blocking pool: the async workers stay free for pings and the
+/// rest of the API, and a burst of such requests queues instead of taking every core.
+static HEAVY: tokio::sync::Semaphore = tokio::sync::Semaphore::const_new(2);
+
+/// Runs `work` off the async workers, within [`HEAVY`]'s bound.
+pub(crate) async fn off_runtime<T: Send + 'static>(
+    work: impl FnOnce() -> T + Send + 'static,
+) -> Result<T, ApiError> {
+    let _permit = HEAVY
+        .acquire()
+        .await
+        .map_err(|e| ApiError::Unavailable(e.to_string()))?;
+    tokio::task::spawn_blocking(work)
+        .await
+        .map_err(|e| ApiError::Unavailable(format!("on-call computation failed: {e}")))
 }
 
 /// `GET /ical/<token>.ics`: the shifts of a schedule or a person from 7 days ago to 90 days
@@ -39,22 +67,36 @@ pub async fn feed(State(state): State<AppState>, Path(file): Path<String>) -> Re
         Ok(None) => return not_found(),
         Err(e) => return ApiError::from(e).into_response(),
     };
-    let config = match config(&state, row.project_id).await {
-        Ok(Some(config)) => config,
+    let applied = match config(&state, row.project_id).await {
+        Ok(Some(applied)) => applied,
         Ok(None) => return not_found(),
         Err(e) => return e.into_response(),
     };
     let now = state.engine.clock.now();
+    match off_runtime(move || feed_body(&applied, &row, now)).await {
+        Ok(Some(body)) => (
+            [(header::CONTENT_TYPE, "text/calendar; charset=utf-8")],
+            body,
+        )
+            .into_response(),
+        Ok(None) => not_found(),
+        Err(e) => e.into_response(),
+    }
+}
+
+/// The iCalendar text of a feed, `None` if what it names is gone.
+fn feed_body(applied: &AppliedOnCall, row: &FeedRow, now: DateTime<Utc>) -> Option<String> {
+    let config = applied.config.as_ref().ok()?;
     let (from, to) = (now - TimeDelta::days(7), now + TimeDelta::days(90));
     // A schedule's feed names who is on call; a person's names the schedule.
     let (title, shifts): (String, Vec<Shift>) = match row.kind.as_str() {
-        "schedule" => match config.schedules.get(&row.name) {
-            Some(schedule) => (format!("On call: {}", row.name), schedule.shifts(from, to)),
-            None => return not_found(),
-        },
+        "schedule" => {
+            let schedule = config.schedules.get(&row.name)?;
+            (format!("On call: {}", row.name), schedule.shifts(from, to))
+        }
         "person" => {
             if !config.people.contains_key(&row.name) {
-                return not_found();
+                return None;
             }
             let mut shifts: Vec<Shift> = config
                 .schedules
@@ -73,7 +115,7 @@ pub async fn feed(State(state): State<AppState>, Path(file): Path<String>) -> Re
             (format!("On call: {}", row.name), shifts)
         }
         // Integration keys share the token table; they are not feeds.
-        _ => return not_found(),
+        _ => return None,
     };
     let person = row.kind != "schedule";
     let body = keepwatch_core::ical::feed(
@@ -89,11 +131,7 @@ pub async fn feed(State(state): State<AppState>, Path(file): Path<String>) -> Re
         },
         now,
     );
-    (
-        [(header::CONTENT_TYPE, "text/calendar; charset=utf-8")],
-        body,
-    )
-        .into_response()
+    Some(body)
 }
 
 #[derive(Deserialize)]
@@ -115,22 +153,49 @@ pub async fn who(
             .map(|t| t.to_utc())
             .map_err(|_| ApiError::BadRequest(format!("at `{text}` is not an RFC 3339 time")))?,
     };
-    let Some(config) = config(&state, scope.project_id).await? else {
+    let Some(applied) = config(&state, scope.project_id).await? else {
         return Ok(axum::Json(json!({ "oncall": [] })).into_response());
     };
-    let mut names: Vec<&String> = config.schedules.keys().collect();
-    names.sort();
-    if let Some(only) = &query.schedule {
-        if !config.schedules.contains_key(only) {
-            return Err(ApiError::BadRequest(format!("no schedule `{only}`")));
-        }
-        names.retain(|n| *n == only);
+    if let Some(only) = &query.schedule
+        && !parsed(&applied)?.schedules.contains_key(only)
+    {
+        return Err(ApiError::BadRequest(format!("no schedule `{only}`")));
     }
     let feeds = state.store.feeds(scope.project_id).await?;
-    let site = &state.config.site_url;
-    let entries: Vec<Value> = names
-        .into_iter()
+    let site = state.config.site_url.clone();
+    let only = query.schedule;
+    let entries = off_runtime(move || {
+        let Ok(config) = applied.config.as_ref() else {
+            return Vec::new();
+        };
+        let mut names: Vec<&String> = config.schedules.keys().collect();
+        names.sort();
+        if let Some(only) = &only {
+            names.retain(|n| *n == only);
+        }
+        handovers(config, &names, &feeds, &site, at)
+    })
+    .await?;
+    let mut body = json!({ "oncall": entries });
+    if scope.read_only {
+        // The feed URL's token reads the schedule without a key.
+        crate::redact::json(&mut body);
+    }
+    Ok(axum::Json(body).into_response())
+}
+
+/// Who is on call in each named schedule at `at`, with the schedule's feed URL.
+fn handovers(
+    config: &OnCall,
+    names: &[&String],
+    feeds: &[FeedRow],
+    site: &str,
+    at: DateTime<Utc>,
+) -> Vec<Value> {
+    names
+        .iter()
         .map(|name| {
+            let name = *name;
             let handover = config.schedules[name].handover(at);
             let ical = feeds
                 .iter()
@@ -144,11 +209,5 @@ pub async fn who(
                 "ical_url": ical,
             })
         })
-        .collect();
-    let mut body = json!({ "oncall": entries });
-    if scope.read_only {
-        // The feed URL's token reads the schedule without a key.
-        crate::redact::json(&mut body);
-    }
-    Ok(axum::Json(body).into_response())
+        .collect()
 }

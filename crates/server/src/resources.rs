@@ -4,6 +4,8 @@
 //! policies and services. The file stays the one source of truth: a change is a `PUT` of
 //! the edited file, so what is in git and what the server runs cannot drift apart.
 
+use std::sync::Arc;
+
 use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, header};
 use axum::response::{IntoResponse, Response};
@@ -11,14 +13,14 @@ use chrono::{DateTime, TimeDelta, Utc};
 use keepwatch_core::oncall::OnCallSchedule;
 use keepwatch_core::oncall_file::{OnCall, changes};
 use keepwatch_engine::Engine;
-use keepwatch_store::{ApiKeyScope, CheckRow, FeedRow, Store};
+use keepwatch_store::{ApiKeyScope, AppliedOnCall, CheckRow, FeedRow, Store};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
 use crate::AppState;
 use crate::checks::{apply_spec, authorize, new_check_row};
 use crate::error::ApiError;
-use crate::oncall::parse_stored;
+use crate::oncall::{off_runtime, parsed};
 use crate::spec::Spec;
 
 /// What applying a configuration changed (or would change), and the project's tokens for it.
@@ -70,16 +72,21 @@ pub async fn apply_config(
     dry_run: bool,
     now: DateTime<Utc>,
 ) -> Result<Result<Applied, String>, ApiError> {
-    let new = match OnCall::parse(text) {
+    // Parsing a large file is CPU work: off the async workers.
+    let owned = text.to_string();
+    let new = match tokio::task::spawn_blocking(move || OnCall::parse(&owned))
+        .await
+        .map_err(|e| ApiError::Unavailable(format!("parsing the configuration failed: {e}")))?
+    {
         Ok(new) => new,
         Err(e) => return Ok(Err(format!("{e:#}"))),
     };
-    // A stored configuration that no longer parses is replaced whole.
-    let old = store
-        .oncall_source(project_id)
-        .await?
-        .and_then(|source| OnCall::parse(&source).ok());
-    let mut changes = changes(old.as_ref(), &new);
+    // The stored configuration, from the cache; one that no longer parses is replaced whole.
+    let old = store.oncall(project_id).await?;
+    let old = old
+        .as_ref()
+        .and_then(|applied| applied.config.as_ref().ok());
+    let mut changes = changes(old, &new);
     let checks = match planned_checks(store, project_id, &new, now).await? {
         Ok(checks) => checks,
         Err(e) => return Ok(Err(e)),
@@ -109,6 +116,8 @@ pub async fn apply_config(
         .apply_oncall(project_id, text, &names, now.timestamp_micros())
         .await?;
     if let Some(engine) = engine {
+        // Open alerts are re-planned from the new file now, not at their old due times.
+        engine.pager_wake.notify_one();
         for (row, create) in checks {
             if create {
                 engine.create_check(row).await?;
@@ -172,16 +181,21 @@ async fn planned_checks(
     Ok(Ok(planned))
 }
 
-/// The stored configuration: its source and its content as JSON, or a 404 naming the fix.
-async fn stored(state: &AppState, project_id: i64) -> Result<(String, Value), ApiError> {
-    let source = state
+/// The stored configuration (parsed once per apply), or a 404 naming the fix.
+async fn stored(state: &AppState, project_id: i64) -> Result<Arc<AppliedOnCall>, ApiError> {
+    state
         .store
-        .oncall_source(project_id)
+        .oncall(project_id)
         .await?
-        .ok_or_else(nothing_applied)?;
-    let value: Value = toml::from_str(&source)
-        .map_err(|e| ApiError::Unavailable(format!("stored on-call configuration: {e}")))?;
-    Ok((source, value))
+        .ok_or_else(nothing_applied)
+}
+
+/// The stored configuration's content as JSON.
+fn json_of(applied: &AppliedOnCall) -> Result<&Value, ApiError> {
+    applied
+        .json
+        .as_ref()
+        .map_err(|e| ApiError::Unavailable(format!("stored on-call configuration: {e}")))
 }
 
 fn nothing_applied() -> ApiError {
@@ -194,8 +208,12 @@ pub async fn get_config(
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
     let scope = authorize(&state, &headers, None, true).await?;
-    let (source, _) = stored(&state, scope.project_id).await?;
-    Ok(([(header::CONTENT_TYPE, "application/toml")], source).into_response())
+    let applied = stored(&state, scope.project_id).await?;
+    Ok((
+        [(header::CONTENT_TYPE, "application/toml")],
+        applied.source.clone(),
+    )
+        .into_response())
 }
 
 #[derive(Deserialize)]
@@ -326,10 +344,10 @@ pub async fn people(
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
     let scope = authorize(&state, &headers, None, false).await?;
-    let (source, config) = stored(&state, scope.project_id).await?;
-    let unverified =
-        unverified_contacts(&state.store, scope.project_id, &parse_stored(&source)?).await?;
-    let people: Vec<Value> = section(&config, "people")
+    let applied = stored(&state, scope.project_id).await?;
+    let config = json_of(&applied)?;
+    let unverified = unverified_contacts(&state.store, scope.project_id, parsed(&applied)?).await?;
+    let people: Vec<Value> = section(config, "people")
         .into_iter()
         .map(|p| person_view(p, !scope.read_only, &unverified))
         .collect();
@@ -343,11 +361,12 @@ pub async fn person(
     Path(id): Path<String>,
 ) -> Result<Response, ApiError> {
     let scope = authorize(&state, &headers, None, false).await?;
-    let (source, config) = stored(&state, scope.project_id).await?;
-    let parsed = parse_stored(&source)?;
-    let unverified = unverified_contacts(&state.store, scope.project_id, &parsed).await?;
+    let applied = stored(&state, scope.project_id).await?;
+    let config = json_of(&applied)?;
+    let parsed = parsed(&applied)?;
+    let unverified = unverified_contacts(&state.store, scope.project_id, parsed).await?;
     let mut person = person_view(
-        entry(&config, "people", "id", &id)?,
+        entry(config, "people", "id", &id)?,
         !scope.read_only,
         &unverified,
     );
@@ -397,19 +416,26 @@ pub async fn schedules(
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
     let scope = authorize(&state, &headers, None, false).await?;
-    let (source, config) = stored(&state, scope.project_id).await?;
-    let parsed = parse_stored(&source)?;
+    let applied = stored(&state, scope.project_id).await?;
+    json_of(&applied)?;
+    parsed(&applied)?;
     let now = state.engine.clock.now();
-    let schedules: Vec<Value> = section(&config, "schedules")
-        .into_iter()
-        .map(|mut s| {
-            let name = s["name"].as_str().unwrap_or_default().to_string();
-            if let Some(schedule) = parsed.schedules.get(&name) {
-                s["oncall"] = on_call(schedule, now);
-            }
-            s
-        })
-        .collect();
+    let schedules = off_runtime(move || {
+        let (Ok(config), Ok(parsed)) = (&applied.json, &applied.config) else {
+            return Vec::new();
+        };
+        section(config, "schedules")
+            .into_iter()
+            .map(|mut s| {
+                let name = s["name"].as_str().unwrap_or_default().to_string();
+                if let Some(schedule) = parsed.schedules.get(&name) {
+                    s["oncall"] = on_call(schedule, now);
+                }
+                s
+            })
+            .collect::<Vec<Value>>()
+    })
+    .await?;
     Ok(answer(&scope, json!({ "schedules": schedules })))
 }
 
@@ -424,9 +450,13 @@ pub async fn schedule(
     let scope = authorize(&state, &headers, None, false).await?;
     let from = time(&query.from, "from")?;
     let to = time(&query.to, "to")?;
-    let (source, config) = stored(&state, scope.project_id).await?;
-    let mut body = entry(&config, "schedules", "name", &name)?;
-    let schedule = &parse_stored(&source)?.schedules[&name];
+    let applied = stored(&state, scope.project_id).await?;
+    let mut body = entry(json_of(&applied)?, "schedules", "name", &name)?;
+    if !parsed(&applied)?.schedules.contains_key(&name) {
+        return Err(ApiError::Missing(format!(
+            "no schedules entry with name `{name}`"
+        )));
+    }
     let now = state.engine.clock.now();
     let from = from.unwrap_or(now);
     let to = to.unwrap_or(from + TimeDelta::days(7));
@@ -435,22 +465,36 @@ pub async fn schedule(
             "to: must be after from, and at most 366 days later".into(),
         ));
     }
-    body["oncall"] = on_call(schedule, now);
-    body["shifts"] = schedule
-        .shifts(from, to)
-        .into_iter()
-        .map(
-            |s| json!({"start": s.start.to_rfc3339(), "end": s.end.to_rfc3339(), "users": s.users}),
-        )
-        .collect();
+    let (oncall, shifts) = off_runtime(move || {
+        let Some(schedule) = applied
+            .config
+            .as_ref()
+            .ok()
+            .and_then(|c| c.schedules.get(&name))
+        else {
+            return (Value::Null, Value::Null);
+        };
+        let shifts = schedule
+            .shifts(from, to)
+            .into_iter()
+            .map(|s| json!({"start": s.start.to_rfc3339(), "end": s.end.to_rfc3339(), "users": s.users}))
+            .collect();
+        (on_call(schedule, now), shifts)
+    })
+    .await?;
+    body["oncall"] = oncall;
+    body["shifts"] = shifts;
     Ok(answer(&scope, body))
 }
 
 /// `GET /api/v1/policies/` and `GET /api/v1/services/`.
 async fn list(state: &AppState, headers: &HeaderMap, name: &str) -> Result<Response, ApiError> {
     let scope = authorize(state, headers, None, false).await?;
-    let (_, config) = stored(state, scope.project_id).await?;
-    Ok(answer(&scope, json!({ name: section(&config, name) })))
+    let applied = stored(state, scope.project_id).await?;
+    Ok(answer(
+        &scope,
+        json!({ name: section(json_of(&applied)?, name) }),
+    ))
 }
 
 pub async fn policies(
@@ -491,8 +535,11 @@ async fn one(
     name: &str,
 ) -> Result<Response, ApiError> {
     let scope = authorize(state, headers, None, false).await?;
-    let (_, config) = stored(state, scope.project_id).await?;
-    Ok(answer(&scope, entry(&config, section_name, "name", name)?))
+    let applied = stored(state, scope.project_id).await?;
+    Ok(answer(
+        &scope,
+        entry(json_of(&applied)?, section_name, "name", name)?,
+    ))
 }
 
 /// How long a verification code stays valid.
@@ -505,9 +552,10 @@ async fn contact_address(
     person: &str,
     contact: &str,
 ) -> Result<String, ApiError> {
-    let config = crate::oncall::config(state, project_id)
+    let applied = crate::oncall::config(state, project_id)
         .await?
         .ok_or_else(nothing_applied)?;
+    let config = parsed(&applied)?;
     if !config.people.contains_key(person) {
         return Err(ApiError::Missing(format!(
             "no people entry with id `{person}`"

@@ -36,7 +36,7 @@ pub use alerts::{
 };
 pub use contacts::{CodeCheck, MAX_CODE_ATTEMPTS};
 pub use model::*;
-pub use oncall::FeedRow;
+pub use oncall::{AppliedOnCall, FeedRow};
 pub use projects::{ApiKeyScope, generate_secret, hash_api_key};
 
 /// A storage error. Messages are safe to log; they never contain API keys.
@@ -102,6 +102,8 @@ enum Backend {
 #[derive(Clone)]
 pub struct Store {
     backend: Backend,
+    /// Applied on-call configurations, parsed once per apply (see `oncall`).
+    oncall_cache: Arc<oncall::OnCallCache>,
 }
 
 /// Runs `$body` with `$pool` bound to the backend's pool for reads.
@@ -255,6 +257,7 @@ impl Store {
                     .unwrap_or(Path::new("."))
                     .into(),
             },
+            oncall_cache: Arc::default(),
         })
     }
 
@@ -267,6 +270,7 @@ impl Store {
         sqlx::migrate!("./migrations/postgres").run(&pool).await?;
         Ok(Store {
             backend: Backend::Postgres(pool),
+            oncall_cache: Arc::default(),
         })
     }
 

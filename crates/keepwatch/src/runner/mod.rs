@@ -90,8 +90,10 @@ impl Target {
 
 #[derive(Debug, Clone, Args)]
 pub struct SpoolArgs {
-    /// Where pings the server did not take wait for delivery
-    /// [default: $XDG_STATE_HOME/keepwatch/spool or ~/.local/state/keepwatch/spool]
+    /// Where pings the server did not take wait for delivery; it must be this user's own and
+    /// not writable by others (it is created 0700)
+    /// [default: $XDG_STATE_HOME/keepwatch/spool or ~/.local/state/keepwatch/spool,
+    /// without either /tmp/keepwatch-spool-<uid>]
     #[arg(long, env = "KEEPWATCH_SPOOL_DIR", value_name = "DIR")]
     pub spool_dir: Option<PathBuf>,
 }

@@ -7,6 +7,12 @@
 //! and renamed, so a crash never leaves half a ping. A ping the server rejects for good
 //! (a 4xx other than 408 and 429: the check was deleted, say) is moved to `rejected/` rather
 //! than dropped.
+//!
+//! The directory must be this user's own and not writable by others (it is created 0700):
+//! without `HOME` it is a predictable path under /tmp that another local user could create
+//! first, to read the pings (their URLs are the checks' secrets) or plant some. A spooled
+//! entry is replayed only if it is a ping of the configured server: a path starting with
+//! `/ping/` (never a URL, `//host` or `@host`), with only keepwatch's own headers.
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU32, Ordering};
@@ -102,6 +108,27 @@ pub async fn send(
     }
 }
 
+/// A spooled entry is sent to the configured server only: its path is appended to the
+/// server's URL, so it must be a `/ping/…` path (an `@host` or `//host` would send it, with
+/// its check's secret, elsewhere), and it may carry keepwatch's own headers only.
+fn validate(header: &Header) -> Result<(), String> {
+    let path = &header.path;
+    let clean = path.chars().all(|c| c.is_ascii_graphic() && c != '\\');
+    if !path.starts_with("/ping/") || path.starts_with("/ping//") || !clean {
+        return Err(format!("path `{}` is not /ping/…", path.escape_debug()));
+    }
+    if let Some((name, _)) = header.headers.iter().find(|(name, value)| {
+        !name.to_ascii_lowercase().starts_with("x-keepwatch-")
+            || value.chars().any(char::is_control)
+    }) {
+        return Err(format!(
+            "header `{}` is not one keepwatch sends",
+            name.escape_debug()
+        ));
+    }
+    Ok(())
+}
+
 impl Spool {
     /// `$KEEPWATCH_SPOOL_DIR` or `--spool-dir`, else `$XDG_STATE_HOME/keepwatch/spool`, else
     /// `~/.local/state/keepwatch/spool`, else a per-user directory under /tmp.
@@ -118,10 +145,50 @@ impl Spool {
         }))
     }
 
+    /// Creates the directory (0700) if it is missing, and checks it is private.
+    fn ensure_private(&self) -> std::io::Result<()> {
+        use std::os::unix::fs::DirBuilderExt;
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(&self.dir)?;
+        self.check_private()
+    }
+
+    /// Refuses a directory owned by another user, or writable by its group or by others.
+    fn check_private(&self) -> std::io::Result<()> {
+        use std::os::unix::fs::MetadataExt;
+        let meta = std::fs::metadata(&self.dir)?;
+        // SAFETY: getuid has no preconditions.
+        let uid = unsafe { libc::getuid() };
+        let why = if !meta.is_dir() {
+            Some("it is not a directory".to_string())
+        } else if meta.uid() != uid {
+            Some(format!(
+                "it belongs to uid {}, not to this user (uid {uid}), who could read or plant pings",
+                meta.uid()
+            ))
+        } else if meta.mode() & 0o022 != 0 {
+            Some(format!(
+                "its group or other users may write to it (mode {:o}); chmod 700 it",
+                meta.mode() & 0o777
+            ))
+        } else {
+            None
+        };
+        match why {
+            None => Ok(()),
+            Some(why) => Err(std::io::Error::new(
+                std::io::ErrorKind::PermissionDenied,
+                format!("refusing the spool directory {}: {why}", self.dir.display()),
+            )),
+        }
+    }
+
     /// Keeps a ping for later, stamped with the time it was made.
     pub fn push(&self, ping: &Ping, at: DateTime<Utc>) -> std::io::Result<PathBuf> {
         static COUNTER: AtomicU32 = AtomicU32::new(0);
-        std::fs::create_dir_all(&self.dir)?;
+        self.ensure_private()?;
         let separator = if ping.path.contains('?') { '&' } else { '?' };
         let header = Header {
             path: format!(
@@ -150,6 +217,10 @@ impl Spool {
 
     /// The waiting pings, oldest first. A missing directory is an empty spool.
     pub fn pending(&self) -> std::io::Result<Vec<PathBuf>> {
+        match self.check_private() {
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+            checked => checked?,
+        }
         let entries = match std::fs::read_dir(&self.dir) {
             Ok(entries) => entries,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
@@ -174,6 +245,12 @@ impl Spool {
             .position(|b| *b == b'\n')
             .unwrap_or(content.len());
         let header: Header = serde_json::from_slice(&content[..split])?;
+        validate(&header).map_err(|why| {
+            std::io::Error::new(
+                std::io::ErrorKind::InvalidData,
+                format!("not a ping of this server: {why}"),
+            )
+        })?;
         let body = content.get(split + 1..).unwrap_or_default().to_vec();
         Ok((
             header.at,
@@ -309,5 +386,118 @@ mod tests {
         let (_, last) = Spool::read(&pending[2]).unwrap();
         assert!(last.path.starts_with("/ping/abc?ts="), "{}", last.path);
         assert_eq!(last.headers[0].0, "x-keepwatch-strays");
+    }
+
+    #[test]
+    fn a_spool_directory_of_another_user_or_writable_by_others_is_refused() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let spool = Spool {
+            dir: dir.path().join("spool"),
+        };
+        let ping = Ping {
+            path: "/ping/abc".into(),
+            headers: Vec::new(),
+            body: Vec::new(),
+        };
+        spool.push(&ping, Utc::now()).unwrap();
+        let mode = std::fs::metadata(&spool.dir).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o700, "created private");
+        std::fs::set_permissions(&spool.dir, std::fs::Permissions::from_mode(0o777)).unwrap();
+        let error = spool.push(&ping, Utc::now()).unwrap_err().to_string();
+        assert!(error.contains("may write to it (mode 777)"), "{error}");
+        let error = spool.pending().unwrap_err().to_string();
+        assert!(error.starts_with("refusing the spool directory"), "{error}");
+        std::fs::set_permissions(&spool.dir, std::fs::Permissions::from_mode(0o700)).unwrap();
+        // Pre-created by another user (as root, the tests can give it away).
+        // SAFETY: getuid has no preconditions.
+        if unsafe { libc::getuid() } == 0 {
+            std::os::unix::fs::chown(&spool.dir, Some(65534), Some(65534)).unwrap();
+            let error = spool.pending().unwrap_err().to_string();
+            assert!(
+                error.contains("belongs to uid 65534, not to this user"),
+                "{error}"
+            );
+            assert!(spool.push(&ping, Utc::now()).is_err());
+        }
+    }
+
+    #[test]
+    fn spooled_entries_that_are_not_pings_of_this_server_are_not_replayed() {
+        let dir = tempfile::tempdir().unwrap();
+        let spool = Spool {
+            dir: dir.path().join("spool"),
+        };
+        spool.ensure_private().unwrap();
+        for (n, (path, headers, why)) in [
+            ("@evil.example/ping/abc", vec![], "is not /ping/"),
+            ("//evil.example/ping/abc", vec![], "is not /ping/"),
+            ("https://evil.example/ping/abc", vec![], "is not /ping/"),
+            ("/ping//evil.example/x", vec![], "is not /ping/"),
+            ("/ping/abc\r\nHost: evil", vec![], "is not /ping/"),
+            ("/api/v3/checks/", vec![], "is not /ping/"),
+            (
+                "/ping/abc",
+                vec![("Authorization".to_string(), "Bearer x".to_string())],
+                "header `Authorization` is not one keepwatch sends",
+            ),
+        ]
+        .into_iter()
+        .enumerate()
+        {
+            let header = Header {
+                path: path.to_string(),
+                headers,
+                at: Utc::now(),
+            };
+            let mut content = serde_json::to_vec(&header).unwrap();
+            content.push(b'\n');
+            let file = spool.dir.join(format!("{n:020}-1-0000.ping"));
+            std::fs::write(&file, content).unwrap();
+            let error = Spool::read(&file).unwrap_err().to_string();
+            assert!(
+                error.starts_with("not a ping of this server") && error.contains(why),
+                "{path}: {error}"
+            );
+        }
+    }
+
+    #[tokio::test]
+    async fn a_flush_moves_a_planted_entry_to_rejected_without_sending_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let spool = Spool {
+            dir: dir.path().join("spool"),
+        };
+        spool.ensure_private().unwrap();
+        let header = Header {
+            path: "@127.0.0.1:9/ping/abc".into(),
+            headers: Vec::new(),
+            at: Utc::now(),
+        };
+        let planted = spool.dir.join("00000000000000000001-1-0000.ping");
+        std::fs::write(&planted, serde_json::to_vec(&header).unwrap()).unwrap();
+        let flushed = spool
+            .flush(
+                &super::super::client().unwrap(),
+                "http://keepwatch.invalid",
+                Duration::from_secs(5),
+            )
+            .await;
+        assert_eq!(
+            (flushed.delivered, flushed.rejected, flushed.left),
+            (0, 1, 0)
+        );
+        assert!(
+            flushed
+                .stopped
+                .unwrap()
+                .contains("not a ping of this server")
+        );
+        assert!(
+            spool
+                .dir
+                .join("rejected/00000000000000000001-1-0000.ping")
+                .exists()
+        );
     }
 }

@@ -1259,3 +1259,134 @@ async fn an_integration_key_cannot_act_on_another_services_alerts() {
     assert_eq!(status, StatusCode::ACCEPTED);
     assert_eq!(open_alerts(app).await.len(), 1);
 }
+
+/// Alice, then bob `delays[0]` minutes later, then carol `delays[1]` minutes after bob, each
+/// through their own webhook receiver.
+fn three_steps(urls: [&str; 3], delays: [u32; 2]) -> String {
+    let mut file = String::new();
+    for (who, url) in ["alice", "bob", "carol"].iter().zip(urls) {
+        file.push_str(&format!(
+            "[[people]]\nid = \"{who}\"\ncontacts = {{ webhook = \"{url}\" }}\n\
+             rules = [{{ urgency = \"high\", contact = \"webhook\", after = 0 }}]\n"
+        ));
+    }
+    file.push_str(&format!(
+        "[[policies]]\nname = \"p\"\nsteps = [\n\
+         {{ targets = [\"user:alice\"], delay = {} }},\n\
+         {{ targets = [\"user:bob\"], delay = {} }},\n\
+         {{ targets = [\"user:carol\"], delay = 10 }},\n]\n\
+         [[services]]\nname = \"billing\"\npolicy = \"p\"\nurgency = \"high\"\n",
+        delays[0], delays[1]
+    ));
+    file
+}
+
+#[tokio::test]
+async fn an_apply_re_plans_open_alerts_from_the_new_file_without_backdating() {
+    let app = spawn_app().await;
+    let (mut alice, mut bob, mut carol) = (
+        Receiver::start(vec![]).await,
+        Receiver::start(vec![]).await,
+        Receiver::start(vec![]).await,
+    );
+    let owned = [alice.url.clone(), bob.url.clone(), carol.url.clone()];
+    let urls = [owned[0].as_str(), owned[1].as_str(), owned[2].as_str()];
+    let put = |file: String| {
+        let app = &app;
+        async move {
+            let response = app
+                .client
+                .put(app.url("/api/v1/oncall/config"))
+                .header("X-Api-Key", &app.api_key)
+                .body(file)
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(
+                response.status().as_u16(),
+                200,
+                "{}",
+                response.text().await.unwrap()
+            );
+        }
+    };
+    put(three_steps(urls, [10, 10])).await;
+    let project = app.store.project_by_name("default").await.unwrap().unwrap();
+    let key = app
+        .store
+        .feeds(project.id)
+        .await
+        .unwrap()
+        .into_iter()
+        .find(|f| f.kind == "service")
+        .unwrap()
+        .token;
+    let body = json!({"routing_key": key, "event_action": "trigger", "dedup_key": "disk",
+                      "payload": {"summary": "disk full", "source": "db1", "severity": "critical"}});
+    let (status, _) = app.api("POST", "/api/v1/events", None, Some(body)).await;
+    assert_eq!(status, StatusCode::ACCEPTED);
+    let id = open_alerts(&app).await[0]["id"].as_i64().unwrap();
+    alice.next().await;
+    let t0 = crate::helpers::t0();
+    let entries = || async {
+        get_alert(&app, id).await["log"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|e| {
+                (
+                    e["kind"].as_str().unwrap().to_string(),
+                    e["detail"].as_str().unwrap().to_string(),
+                    chrono::DateTime::parse_from_rfc3339(e["at"].as_str().unwrap())
+                        .unwrap()
+                        .to_utc(),
+                )
+            })
+            .collect::<Vec<_>>()
+    };
+
+    // Two minutes in, bob's step moves from minute 10 to minute 5: he is paged at minute 5.
+    app.advance(TimeDelta::minutes(2));
+    put(three_steps(urls, [5, 10])).await;
+    app.advance(TimeDelta::minutes(3));
+    bob.next().await;
+    let log = entries().await;
+    let applied = log
+        .iter()
+        .filter(|(kind, _, _)| kind == "config_applied")
+        .map(|(_, detail, at)| (detail.as_str(), *at))
+        .collect::<Vec<_>>();
+    assert_eq!(
+        applied,
+        [(
+            "on-call configuration applied: pending steps follow the new file",
+            t0 + TimeDelta::minutes(2)
+        )],
+        "{log:?}"
+    );
+    let step = |log: &[(String, String, chrono::DateTime<chrono::Utc>)], n: &str| {
+        log.iter()
+            .find(|(kind, detail, _)| kind == "escalation_step" && detail.starts_with(n))
+            .map(|(_, _, at)| *at)
+    };
+    assert_eq!(step(&log, "step 2,"), Some(t0 + TimeDelta::minutes(5)));
+    assert!(carol.is_empty());
+
+    // At minute 8, carol's step moves from minute 15 to minute 6, already past: she is paged
+    // at once, and the log says minute 8, when it happened.
+    app.advance(TimeDelta::minutes(3));
+    put(three_steps(urls, [5, 1])).await;
+    carol.next().await;
+    let log = entries().await;
+    assert_eq!(
+        step(&log, "step 3,"),
+        Some(t0 + TimeDelta::minutes(8)),
+        "{log:?}"
+    );
+    let kinds: Vec<&str> = log.iter().map(|(k, _, _)| k.as_str()).collect();
+    assert_eq!(
+        kinds.iter().filter(|k| **k == "config_applied").count(),
+        2,
+        "{kinds:?}"
+    );
+}

@@ -12,6 +12,7 @@ mod durability;
 mod helpers;
 mod input_checks;
 mod notifications;
+mod oncall_load;
 mod pings;
 mod postgres;
 mod readonly;
