@@ -68,6 +68,36 @@ pub enum StoreError {
     DiskFull { available: u64 },
 }
 
+impl StoreError {
+    /// Whether the error is about one row's data (a constraint, a value the column cannot
+    /// hold, such as a NUL in PostgreSQL text) rather than the database as a whole (a full
+    /// disk, a lost connection): only then is committing a batch's rows check by check worth
+    /// it (see `Store::commit_batch_isolated`).
+    pub fn is_about_a_row(&self) -> bool {
+        use rusqlite::ErrorCode;
+        match self {
+            StoreError::Db(sqlx::Error::Encode(_)) => true,
+            StoreError::Db(sqlx::Error::Database(e)) => {
+                if let Some(pg) = e.try_downcast_ref::<sqlx::postgres::PgDatabaseError>() {
+                    // SQLSTATE classes 22 (data exception) and 23 (integrity constraint).
+                    matches!(pg.code().get(..2), Some("22" | "23"))
+                } else {
+                    // SQLite's primary codes TOOBIG, CONSTRAINT, MISMATCH and RANGE.
+                    e.code()
+                        .and_then(|code| code.parse::<i32>().ok())
+                        .is_some_and(|code| matches!(code & 0xff, 18 | 19 | 20 | 25))
+                }
+            }
+            StoreError::Sqlite(rusqlite::Error::SqliteFailure(e, _)) => matches!(
+                e.code,
+                ErrorCode::ConstraintViolation | ErrorCode::TooBig | ErrorCode::TypeMismatch
+            ),
+            StoreError::Sqlite(rusqlite::Error::ToSqlConversionFailure(_)) => true,
+            _ => false,
+        }
+    }
+}
+
 /// Below this much free space on the SQLite data volume the health endpoint fails: a write
 /// that fits in space an earlier failed write left allocated (WAL frames are overwritten in
 /// place) succeeds on a full disk, so a tiny probe write alone can say "OK" while pings fail.

@@ -167,8 +167,8 @@ impl Store {
         }))
     }
 
-    /// [`Store::commit_batch`] for a batch of many requests: if the batch as a whole fails,
-    /// each check's rows are committed on their own, so a row that cannot be stored fails
+    /// [`Store::commit_batch`] for a batch of many requests: if the batch as a whole fails
+    /// because of a row's data, each check's rows are committed on their own, so a row that cannot be stored fails
     /// only the pings of its own check (an error is returned only if every check failed, a
     /// full disk say). On PostgreSQL one ping with a NUL in a text column failed a whole
     /// group commit: 37% of the pings of other checks got a 503.
@@ -191,7 +191,9 @@ impl Store {
         checks.extend(batch.events.iter().map(|e| e.check_id));
         checks.sort_unstable();
         checks.dedup();
-        if checks.len() < 2 {
+        // A full disk or a lost connection fails every check's rows as well: retrying them
+        // one by one would only repeat the failure (and its fsyncs) per check.
+        if checks.len() < 2 || !whole.is_about_a_row() {
             return Err(whole);
         }
         let total = checks.len();

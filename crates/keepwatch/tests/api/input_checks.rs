@@ -236,6 +236,60 @@ async fn nul_pings_under_concurrent_load_on_postgres_fail_no_other_ping() {
     let uuid = good.rsplit('/').next().unwrap();
     assert_eq!(app.get_check(uuid).await["n_pings"], 300);
 
+    // Past the edge (straight into the engine, as a future input path might): a NUL row in
+    // a group commit fails only its own ping; the HTTP pings batched with it are stored.
+    let bad_uuid: uuid::Uuid = bad.rsplit('/').next().unwrap().parse().unwrap();
+    let nul_ping = || keepwatch_engine::PingRequest {
+        check: bad_uuid,
+        kind: keepwatch_core::check::PingKind::Success,
+        identity: keepwatch_core::check::RunIdentity {
+            rid: None,
+            host: Some("x\0y".into()),
+            pid: None,
+        },
+        scheme: "http".into(),
+        method: "GET".into(),
+        remote_addr: "127.0.0.1".into(),
+        user_agent: String::new(),
+        volume: None,
+        body: None,
+        body_truncated: false,
+        at: None,
+        strays: Vec::new(),
+    };
+    // Each task: good, good, NUL, good, so NUL rows land in batches with good pings.
+    let mut tasks = tokio::task::JoinSet::new();
+    for _ in 0..100 {
+        let (client, engine, good) = (app.client.clone(), app.engine.clone(), good.clone());
+        let request = nul_ping();
+        tasks.spawn(async move {
+            let mut outcomes = Vec::new();
+            let mut request = Some(request);
+            for step in 0..4 {
+                if step == 2 {
+                    let ok = engine.ping(request.take().unwrap()).await.is_ok();
+                    outcomes.push(("nul", ok));
+                } else {
+                    let status = client.get(&good).send().await.unwrap().status();
+                    outcomes.push(("good", status == 200));
+                }
+            }
+            outcomes
+        });
+    }
+    let mut outcomes = std::collections::BTreeMap::new();
+    while let Some(result) = tasks.join_next().await {
+        for outcome in result.unwrap() {
+            *outcomes.entry(outcome).or_insert(0) += 1;
+        }
+    }
+    assert_eq!(
+        outcomes,
+        [(("good", true), 300), (("nul", false), 100)].into(),
+        "no good ping fails with the bad ones"
+    );
+    assert_eq!(app.get_check(uuid).await["n_pings"], 600);
+
     // Elsewhere on PostgreSQL: a NUL in a key in the path is an unknown key (was 503), and
     // one in a channel's name a 400.
     let (status, _) = app
