@@ -27,7 +27,8 @@ pub struct AppliedOnCall {
 impl AppliedOnCall {
     fn parse(source: String, applied_at: i64) -> AppliedOnCall {
         AppliedOnCall {
-            config: OnCall::parse(&source).map_err(|e| format!("{e:#}")),
+            // Checked when applied; read back without the checks an earlier version lacked.
+            config: OnCall::parse_applied(&source).map_err(|e| format!("{e:#}")),
             json: toml::from_str(&source).map_err(|e| e.to_string()),
             source,
             applied_at,

@@ -459,6 +459,72 @@ async fn oncall_story(store: &Store) {
         ("schedule", project.id)
     );
     assert_eq!(store.feed_by_token("nope").await.unwrap(), None);
+
+    // The parsed configuration is cached per apply: reads share one parse, and each apply,
+    // even in the same microsecond, is a new version.
+    let valid = "[[people]]\nid = \"alice\"\n";
+    store
+        .apply_oncall(project.id, valid, &[], 20)
+        .await
+        .unwrap();
+    let parses = store.oncall_parses();
+    let first = store.oncall(project.id).await.unwrap().unwrap();
+    assert_eq!(
+        first.applied_at, 21,
+        "applied at 20 again: one more than before"
+    );
+    assert!(first.config.as_ref().unwrap().people.contains_key("alice"));
+    assert_eq!(first.json.as_ref().unwrap()["people"][0]["id"], "alice");
+    let second = store.oncall(project.id).await.unwrap().unwrap();
+    assert!(std::sync::Arc::ptr_eq(&first, &second));
+    assert_eq!(store.oncall_parses(), parses + 1);
+    let versions = store.oncall_versions().await.unwrap();
+    assert!(versions.contains(&(project.id, 21)), "{versions:?}");
+
+    // A changed file is logged in each open alert of the project; the same file again is not.
+    let (alert, _) = store
+        .trigger_alert(
+            &keepwatch_store::NewAlert {
+                project_id: project.id,
+                service: "billing",
+                dedup_key: "db1",
+                summary: "disk full",
+                source: "events",
+                details: "{}",
+                urgency: "high",
+            },
+            30,
+        )
+        .await
+        .unwrap();
+    let changed = "[[people]]\nid = \"bob\"\n";
+    store
+        .apply_oncall(project.id, changed, &[], 40)
+        .await
+        .unwrap();
+    store
+        .apply_oncall(project.id, changed, &[], 50)
+        .await
+        .unwrap();
+    let applied: Vec<(i64, String)> = store
+        .alert_log(alert.id)
+        .await
+        .unwrap()
+        .into_iter()
+        .filter(|e| e.kind == "config_applied")
+        .map(|e| (e.at, e.detail))
+        .collect();
+    assert_eq!(
+        applied,
+        [(
+            40,
+            "on-call configuration applied: pending steps follow the new file".to_string()
+        )]
+    );
+    let latest = store.oncall(project.id).await.unwrap().unwrap();
+    assert_eq!(latest.applied_at, 50);
+    assert!(latest.config.as_ref().unwrap().people.contains_key("bob"));
+    assert_eq!(store.oncall_parses(), parses + 2);
 }
 
 /// A code verifies its contact once; wrong, expired, reused, re-addressed and too many tries

@@ -671,7 +671,7 @@ nobody acknowledged: 10 notifications in 3h
             ),
             (
                 "[[people]]\nid = \"a\"\n[[policies]]\nname = \"p\"\nrepeat = 4294967295\nsteps = [{ targets = [\"user:a\"], delay = 5 }]\n",
-                "policies[0] (p).repeat: at most 20",
+                "policies[0] (p).repeat: 4294967295 is out of range (0 to 20)",
             ),
         ];
         for (text, expected) in cases {
