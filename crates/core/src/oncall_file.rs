@@ -820,6 +820,22 @@ fn toml_nul_path(value: &toml::Value) -> Option<String> {
     }
 }
 
+/// A file's bytes as text, or where they stop being UTF-8 as an editor shows it: line,
+/// column and byte offset.
+pub fn utf8_text(bytes: &[u8]) -> Result<&str, String> {
+    std::str::from_utf8(bytes).map_err(|e| {
+        let good = &bytes[..e.valid_up_to()];
+        let line = good.iter().filter(|b| **b == b'\n').count() + 1;
+        let line_start = good.iter().rposition(|b| *b == b'\n').map_or(0, |i| i + 1);
+        // Columns count characters; all before the bad byte is valid UTF-8.
+        let column = String::from_utf8_lossy(&good[line_start..]).chars().count() + 1;
+        format!(
+            "line {line}, column {column} (byte {}) is not valid UTF-8",
+            e.valid_up_to()
+        )
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -1091,6 +1107,19 @@ urgency = "high"
             err.starts_with("services[1] (web).checks[0]: check `")
                 && err.ends_with("is already in service `billing`"),
             "{err}"
+        );
+    }
+
+    #[test]
+    fn a_file_that_is_not_utf8_is_refused_with_where() {
+        assert_eq!(utf8_text(b"a = 1\n"), Ok("a = 1\n"));
+        assert_eq!(
+            utf8_text(b"[[people]]\nid = \"j\xc3\xa9r\xff\"\n"),
+            Err("line 2, column 10 (byte 21) is not valid UTF-8".to_string())
+        );
+        assert_eq!(
+            utf8_text(b"\xfe"),
+            Err("line 1, column 1 (byte 0) is not valid UTF-8".to_string())
         );
     }
 }

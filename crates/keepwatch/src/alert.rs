@@ -76,12 +76,12 @@ pub(crate) async fn send(request: reqwest::RequestBuilder, base: &str) -> anyhow
         .await
         .with_context(|| format!("cannot reach {base}"))?;
     let status = response.status();
-    let body: Value = response.json().await.unwrap_or_default();
+    let text = response.text().await.unwrap_or_default();
+    let body: Value = serde_json::from_str(&text).unwrap_or_default();
     if !status.is_success() {
-        anyhow::bail!(
-            "the server answered {status}: {}",
-            body["error"].as_str().unwrap_or("")
-        );
+        // keepwatch answers `{"error": …}`; a proxy in between may answer anything.
+        let why = body["error"].as_str().unwrap_or(text.trim());
+        anyhow::bail!("the server answered {status}: {why}");
     }
     Ok(body)
 }

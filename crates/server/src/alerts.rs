@@ -77,11 +77,13 @@ pub async fn list(
 }
 
 async fn own_alert(state: &AppState, project_id: i64, id: &str) -> Result<AlertRow, ApiError> {
-    let id: i64 = id.parse().map_err(|_| ApiError::NotFound)?;
-    match state.store.alert(id).await? {
+    // keepwatch's own API answers JSON, not the HTML 404 of Healthchecks' check routes.
+    let missing = || ApiError::Missing(format!("no alert with id `{id}`"));
+    let number: i64 = id.parse().map_err(|_| missing())?;
+    match state.store.alert(number).await? {
         Some(alert) if alert.project_id == project_id => Ok(alert),
         Some(_) => Err(ApiError::Forbidden),
-        None => Err(ApiError::NotFound),
+        None => Err(missing()),
     }
 }
 
@@ -451,11 +453,59 @@ fn page(status: StatusCode, title: &str, body: &str) -> Response {
          <title>{title}</title></head><body><h1>{title}</h1>{body}</body></html>"
     );
     let mut response = (status, Html(html)).into_response();
-    response.headers_mut().insert(
+    let headers = response.headers_mut();
+    headers.insert(
         header::CACHE_CONTROL,
         header::HeaderValue::from_static("no-store"),
     );
+    // The page holds a button that acts: no other site may frame it (clickjacking), it
+    // loads nothing, and its form posts only back here.
+    headers.insert(
+        header::X_FRAME_OPTIONS,
+        header::HeaderValue::from_static("DENY"),
+    );
+    headers.insert(
+        header::CONTENT_SECURITY_POLICY,
+        header::HeaderValue::from_static(
+            "default-src 'none'; frame-ancestors 'none'; form-action 'self'",
+        ),
+    );
+    // The link is the credential: never send it to another site as a Referer.
+    headers.insert(
+        header::REFERRER_POLICY,
+        header::HeaderValue::from_static("same-origin"),
+    );
     response
+}
+
+/// Whether a POST on a link may come from a page of another site. Browsers send `Origin`
+/// (or at least `Referer`) with a form post; a post made by another site's page names that
+/// site, and is refused (CSRF). A client that sends neither (curl, a chat app's action
+/// button) is not a browser carrying someone's session, and the signed link is enough.
+fn cross_site(state: &AppState, headers: &HeaderMap) -> Option<String> {
+    let from = headers
+        .get(header::ORIGIN)
+        .or_else(|| headers.get(header::REFERER))?;
+    let from = from.to_str().unwrap_or("");
+    let authority = |url: &str| -> Option<String> {
+        let rest = url.split_once("://")?.1;
+        let end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+        Some(rest[..end].to_ascii_lowercase())
+    };
+    let Some(origin) = authority(from) else {
+        return Some(from.to_string());
+    };
+    let host = headers
+        .get(header::HOST)
+        .and_then(|h| h.to_str().ok())
+        .map(str::to_ascii_lowercase);
+    // Behind a reverse proxy the Host may be rewritten: the public site URL counts too.
+    let site = authority(&state.config.site_url);
+    if Some(&origin) == host.as_ref() || Some(&origin) == site.as_ref() {
+        None
+    } else {
+        Some(from.to_string())
+    }
 }
 
 fn escape(text: &str) -> String {
@@ -513,7 +563,20 @@ pub async fn link_confirm(State(state): State<AppState>, Path(token): Path<Strin
 }
 
 /// POST on a notification's link: the action itself.
-pub async fn link_act(State(state): State<AppState>, Path(token): Path<String>) -> Response {
+pub async fn link_act(
+    State(state): State<AppState>,
+    Path(token): Path<String>,
+    headers: HeaderMap,
+) -> Response {
+    if let Some(from) = cross_site(&state, &headers) {
+        tracing::warn!(from = %from, "a link post from another site was refused");
+        return page(
+            StatusCode::FORBIDDEN,
+            "Not from this site",
+            "<p>This action was sent by a page of another site and was not taken. \
+             Open the link from your notification and press the button there.</p>",
+        );
+    }
     let (alert, action) = match link_alert(&state, &token).await {
         Ok(found) => found,
         Err(response) => return response,

@@ -27,6 +27,8 @@ pub enum ApiError {
     Missing(String),
     /// 409 `{"error": …}`.
     Conflict(&'static str),
+    /// 413 `{"error": …}`: what was too large and the most accepted.
+    TooLarge(String),
     /// 503: the database did not answer.
     Unavailable(String),
 }
@@ -58,6 +60,9 @@ impl IntoResponse for ApiError {
             ApiError::NotFoundEmpty => StatusCode::NOT_FOUND.into_response(),
             ApiError::Missing(message) => json(StatusCode::NOT_FOUND, json!({ "error": message })),
             ApiError::Conflict(message) => json(StatusCode::CONFLICT, json!({ "error": message })),
+            ApiError::TooLarge(message) => {
+                json(StatusCode::PAYLOAD_TOO_LARGE, json!({ "error": message }))
+            }
             ApiError::Unavailable(message) => {
                 tracing::error!(error = %message, "API request failed");
                 json(

@@ -10,7 +10,7 @@
 use std::sync::{Arc, OnceLock};
 
 use axum::Router;
-use axum::extract::{ConnectInfo, Request, State};
+use axum::extract::{ConnectInfo, DefaultBodyLimit, Request, State};
 use axum::http::{HeaderValue, Method, StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
@@ -184,7 +184,9 @@ pub fn router(state: AppState) -> Router {
     let oncall = Router::new()
         .route(
             "/oncall/config",
-            get(resources::get_config).put(resources::put_config),
+            get(resources::get_config)
+                .put(resources::put_config)
+                .layer(DefaultBodyLimit::max(resources::ONCALL_FILE_LIMIT)),
         )
         .route("/people/", get(resources::people))
         .route("/people/{id}", get(resources::person))

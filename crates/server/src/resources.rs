@@ -6,12 +6,13 @@
 
 use std::sync::Arc;
 
+use axum::extract::rejection::BytesRejection;
 use axum::extract::{Path, Query, State};
-use axum::http::{HeaderMap, header};
+use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use chrono::{DateTime, TimeDelta, Utc};
 use keepwatch_core::oncall::OnCallSchedule;
-use keepwatch_core::oncall_file::{OnCall, changes};
+use keepwatch_core::oncall_file::{OnCall, changes, utf8_text};
 use keepwatch_engine::Engine;
 use keepwatch_store::{ApiKeyScope, AppliedOnCall, CheckRow, FeedRow, Store};
 use serde::Deserialize;
@@ -228,9 +229,18 @@ pub async fn put_config(
     State(state): State<AppState>,
     headers: HeaderMap,
     Query(query): Query<ApplyQuery>,
-    body: axum::body::Bytes,
+    body: Result<axum::body::Bytes, BytesRejection>,
 ) -> Result<Response, ApiError> {
     let scope = authorize(&state, &headers, None, true).await?;
+    let body = body.map_err(|rejection| {
+        if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
+            ApiError::TooLarge(format!(
+                "the configuration is larger than {ONCALL_FILE_LIMIT} bytes, the most accepted"
+            ))
+        } else {
+            ApiError::BadRequest(rejection.body_text())
+        }
+    })?;
     let dry_run = match query.dry_run.as_deref() {
         None | Some("0" | "false") => false,
         Some("" | "1" | "true") => true,
@@ -240,8 +250,8 @@ pub async fn put_config(
             )));
         }
     };
-    let text = std::str::from_utf8(&body)
-        .map_err(|_| ApiError::BadRequest("the configuration is not UTF-8 text".into()))?;
+    let text = utf8_text(&body)
+        .map_err(|e| ApiError::BadRequest(format!("the configuration is not UTF-8 text: {e}")))?;
     let now = state.engine.clock.now();
     let applied = apply_config(
         &state.store,
@@ -255,6 +265,10 @@ pub async fn put_config(
     .map_err(ApiError::BadRequest)?;
     Ok(axum::Json(applied_json(&applied, &state.config.site_url, dry_run)).into_response())
 }
+
+/// The largest on-call file `PUT /api/v1/oncall/config` takes (a file of 150 people and 30
+/// schedules is about 355 KB).
+pub const ONCALL_FILE_LIMIT: usize = 2 << 20;
 
 /// What `PUT /api/v1/oncall/config` answers (and `keepwatch apply` prints): the changes, the
 /// calendar feed URLs under `site`, the integration keys and the unverified contacts.

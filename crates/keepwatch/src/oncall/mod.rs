@@ -21,8 +21,7 @@ pub fn load(path: &Path) -> anyhow::Result<OnCall> {
 
 /// The file's text and the configuration it holds.
 fn read(path: &Path) -> anyhow::Result<(String, OnCall)> {
-    let text =
-        std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
+    let text = crate::config::read_text(path)?;
     let config = OnCall::parse(&text).map_err(|e| anyhow::anyhow!("{}: {e:#}", path.display()))?;
     Ok((text, config))
 }

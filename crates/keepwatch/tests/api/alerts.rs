@@ -161,13 +161,48 @@ urgency = "high"
     let html = confirm.text().await.unwrap();
     assert!(html.contains("<form method=\"post\">"), "{html}");
     assert_eq!(open_alerts(&app).await[0]["status"], "triggered");
+    // No other site may frame the page or post its form for someone (CSRF).
+    for (name, value) in [
+        ("x-frame-options", "DENY"),
+        (
+            "content-security-policy",
+            "default-src 'none'; frame-ancestors 'none'; form-action 'self'",
+        ),
+        ("referrer-policy", "same-origin"),
+    ] {
+        let confirm = app.client.get(ack).send().await.unwrap();
+        assert_eq!(confirm.headers()[name], value, "{name}");
+    }
+    for (header, from) in [
+        ("Origin", "https://evil.example"),
+        ("Origin", "null"),
+        ("Referer", "https://evil.example/page.html"),
+    ] {
+        let csrf = app
+            .client
+            .post(ack)
+            .header(header, from)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(csrf.status(), 403, "{header}: {from}");
+        assert!(csrf.text().await.unwrap().contains("another site"));
+    }
+    assert_eq!(open_alerts(&app).await[0]["status"], "triggered");
     // A forged or altered link is refused.
     let last = if ack.ends_with('0') { "1" } else { "0" };
     let forged = format!("{}{last}", &ack[..ack.len() - 1]);
     let refused = app.client.post(&forged).send().await.unwrap();
     assert_eq!(refused.status(), 403);
-    // POST acknowledges.
-    let done = app.client.post(ack).send().await.unwrap();
+    // POST acknowledges, from the confirmation page itself (same origin) as from a client
+    // that sends no Origin.
+    let done = app
+        .client
+        .post(ack)
+        .header("Origin", app.url("").trim_end_matches('/'))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(done.status(), 200);
     assert!(done.text().await.unwrap().contains("is acknowledged"));
 
@@ -395,10 +430,15 @@ async fn the_events_api_triggers_acknowledges_and_resolves_by_dedup_key() {
         )
         .await;
     assert_eq!(status, StatusCode::BAD_REQUEST);
-    let (status, _) = app
-        .api("GET", "/api/v1/alerts/999999", Some(&app.read_key), None)
-        .await;
-    assert_eq!(status, StatusCode::NOT_FOUND);
+    // Unknown ids answer JSON that says what was not found.
+    for (path, message) in [
+        ("/api/v1/alerts/999999", "no alert with id `999999`"),
+        ("/api/v1/alerts/abc", "no alert with id `abc`"),
+    ] {
+        let (status, body) = app.api("GET", path, Some(&app.read_key), None).await;
+        assert_eq!(status, StatusCode::NOT_FOUND);
+        assert_eq!(body["error"], message, "{path}");
+    }
     let other = app.store.create_project("other", 0).await.unwrap();
     let other_key = app.store.create_api_key(other.id, false, 0).await.unwrap();
     let (status, _) = app

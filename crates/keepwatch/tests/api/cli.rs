@@ -175,6 +175,20 @@ fn bad_configuration_exits_non_zero_naming_the_key() {
         assert!(!ok, "{contents}");
         assert!(err.contains(expected), "{contents}: {err}");
     }
+    // A file that is not UTF-8 is refused saying where, as an editor would show it.
+    std::fs::write(&file, b"# ok\nlisten = \"caf\xe9\"\n").unwrap();
+    let (ok, _, err) = keepwatch(&[
+        "serve",
+        "--data-dir",
+        data,
+        "--config",
+        file.to_str().unwrap(),
+    ]);
+    assert!(!ok);
+    assert!(
+        err.contains("keepwatch.toml: line 2, column 14 (byte 18) is not valid UTF-8"),
+        "{err}"
+    );
     let output = Command::new(env!("CARGO_BIN_EXE_keepwatch"))
         .args(["serve", "--data-dir", data])
         .env("KEEPWATCH_LISTEN", "999.1.1.1:80")

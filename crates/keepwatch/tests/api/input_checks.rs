@@ -150,6 +150,41 @@ async fn the_on_call_file_refuses_nul_and_checks_that_never_fire() {
 }
 
 #[tokio::test]
+async fn an_on_call_file_not_utf8_or_too_large_is_refused_saying_where_and_how_large() {
+    let app = spawn_app().await;
+    let put = |body: Vec<u8>| async {
+        let response = app
+            .client
+            .put(app.url("/api/v1/oncall/config"))
+            .header("X-Api-Key", &app.api_key)
+            .body(body)
+            .send()
+            .await
+            .unwrap();
+        let status = response.status().as_u16();
+        (status, response.json::<Value>().await.unwrap())
+    };
+    let mut latin1 = ONE_SERVICE.as_bytes().to_vec();
+    latin1.extend_from_slice(b"# caf\xe9\n");
+    let line = ONE_SERVICE.lines().count() + 1;
+    let (status, body) = put(latin1.clone()).await;
+    assert_eq!(status, 400);
+    assert_eq!(
+        body["error"],
+        format!(
+            "the configuration is not UTF-8 text: line {line}, column 6 (byte {}) is not valid UTF-8",
+            latin1.len() - 2
+        )
+    );
+    let (status, body) = put(vec![b'#'; 2 * 1024 * 1024 + 1]).await;
+    assert_eq!(status, 413);
+    assert_eq!(
+        body["error"],
+        "the configuration is larger than 2097152 bytes, the most accepted"
+    );
+}
+
+#[tokio::test]
 async fn the_events_api_and_alertmanager_refuse_nul_naming_the_field() {
     let app = spawn_app().await;
     let key = apply(&app, ONE_SERVICE).await;
