@@ -9,6 +9,8 @@
 #   git worktree add /tmp/kw-prev HEAD~1 && (cd /tmp/kw-prev && cargo build --release)
 #   cargo build --release && bench/ab.sh /tmp/kw-prev/target/release/keepwatch target/release/keepwatch
 set -euo pipefail
+# The scripts create their checks faster and in greater number than a project may by default.
+export KEEPWATCH_CHECK_CREATE_RATE=100000 KEEPWATCH_CHECK_LIMIT=10000000
 cd "$(dirname "$0")/.."
 A=$(realpath "$1")
 B=$(realpath "$2")

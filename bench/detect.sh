@@ -6,6 +6,8 @@
 #
 # Usage: bench/detect.sh [active=100000] [victims=300]      (takes 2-4 minutes)
 set -euo pipefail
+# The scripts create their checks faster and in greater number than a project may by default.
+export KEEPWATCH_CHECK_CREATE_RATE=100000 KEEPWATCH_CHECK_LIMIT=10000000
 cd "$(dirname "$0")/.."
 ACTIVE=${1:-100000}
 VICTIMS=${2:-300}

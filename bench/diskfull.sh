@@ -7,6 +7,8 @@
 #
 # Usage: bench/diskfull.sh [rounds=3]
 set -euo pipefail
+# The notification receiver is on loopback.
+export KEEPWATCH_ALLOW_PRIVATE_DESTINATIONS=true
 cd "$(dirname "$0")/.."
 cargo build --release -q -p keepwatch
 BIN=$PWD/target/release/keepwatch

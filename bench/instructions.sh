@@ -7,6 +7,8 @@
 #
 # Usage: bench/instructions.sh        needs: valgrind, wrk (apt-get install valgrind wrk)
 set -euo pipefail
+# The scripts create their checks faster and in greater number than a project may by default.
+export KEEPWATCH_CHECK_CREATE_RATE=100000 KEEPWATCH_CHECK_LIMIT=10000000
 cd "$(dirname "$0")/.."
 cargo build --release -q -p keepwatch -p keepwatch-bench
 BIN=$PWD/target/release

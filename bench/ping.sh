@@ -9,6 +9,8 @@
 #
 # Usage: bench/ping.sh [duration=10s] [rounds=3]        needs: wrk (apt-get install wrk)
 set -euo pipefail
+# The scripts create their checks faster and in greater number than a project may by default.
+export KEEPWATCH_CHECK_CREATE_RATE=100000 KEEPWATCH_CHECK_LIMIT=10000000
 cd "$(dirname "$0")/.."
 DURATION=${1:-10s}
 ROUNDS=${2:-3}
