@@ -133,39 +133,54 @@ impl Store {
     /// trigger on it. Returns the alert and whether it is new.
     pub async fn trigger_alert(&self, new: &NewAlert<'_>, now_us: i64) -> Result<(AlertRow, bool)> {
         let (id, created) = with_tx!(self, |tx| {
-            let open: Option<i64> = sqlx::query_scalar(
-                "SELECT id FROM alerts WHERE project_id = $1 AND dedup_key = $2 AND status <> 'resolved'",
-            )
-            .bind(new.project_id)
-            .bind(new.dedup_key)
-            .fetch_optional(&mut *tx)
-            .await?;
-            match open {
-                Some(id) => {
-                    log_entry!(tx, id, now_us, "trigger_repeated", new.source, new.summary);
-                    (id, false)
-                }
-                None => {
-                    let id: i64 = sqlx::query_scalar(
-                        "INSERT INTO alerts (project_id, service, dedup_key, summary, source, details, \
-                         status, urgency, triggered_at, paged_until) \
-                         VALUES ($1, $2, $3, $4, $5, $6, 'triggered', $7, $8, $9) RETURNING id",
-                    )
-                    .bind(new.project_id)
-                    .bind(new.service)
-                    .bind(new.dedup_key)
-                    .bind(new.summary)
-                    .bind(new.source)
-                    .bind(new.details)
-                    .bind(new.urgency)
-                    .bind(now_us)
-                    // Pages due at the trigger itself are still to be sent.
-                    .bind(now_us - 1)
-                    .fetch_one(&mut *tx)
-                    .await?;
+            // Insert, or attach to the open alert with this key. `ON CONFLICT` waits for a
+            // concurrent insert of the same key to commit and then does nothing, where a plain
+            // insert would fail on the unique index. The open alert can be resolved between the
+            // insert and the lookup; the next insert then succeeds.
+            let mut attempts = 0;
+            loop {
+                let inserted: Option<i64> = sqlx::query_scalar(
+                    "INSERT INTO alerts (project_id, service, dedup_key, summary, source, details, \
+                     status, urgency, triggered_at, paged_until) \
+                     VALUES ($1, $2, $3, $4, $5, $6, 'triggered', $7, $8, $9) \
+                     ON CONFLICT (project_id, dedup_key) WHERE status <> 'resolved' DO NOTHING \
+                     RETURNING id",
+                )
+                .bind(new.project_id)
+                .bind(new.service)
+                .bind(new.dedup_key)
+                .bind(new.summary)
+                .bind(new.source)
+                .bind(new.details)
+                .bind(new.urgency)
+                .bind(now_us)
+                // Pages due at the trigger itself are still to be sent.
+                .bind(now_us - 1)
+                .fetch_optional(&mut *tx)
+                .await?;
+                if let Some(id) = inserted {
                     let detail = format!("{} ({} urgency)", new.summary, new.urgency);
                     log_entry!(tx, id, now_us, "triggered", new.source, detail);
-                    (id, true)
+                    break (id, true);
+                }
+                let open: Option<i64> = sqlx::query_scalar(
+                    "SELECT id FROM alerts \
+                     WHERE project_id = $1 AND dedup_key = $2 AND status <> 'resolved'",
+                )
+                .bind(new.project_id)
+                .bind(new.dedup_key)
+                .fetch_optional(&mut *tx)
+                .await?;
+                if let Some(id) = open {
+                    log_entry!(tx, id, now_us, "trigger_repeated", new.source, new.summary);
+                    break (id, false);
+                }
+                attempts += 1;
+                if attempts == 3 {
+                    return Err(crate::StoreError::Conflict(format!(
+                        "the open alert for `{}` kept changing as it was triggered",
+                        new.dedup_key
+                    )));
                 }
             }
         });

@@ -884,3 +884,54 @@ async fn postgres_conformance() {
     assert_eq!(store.backend_name(), "postgres");
     story(store).await;
 }
+
+/// Fifty triggers with one dedup key at once: one alert, fifty log entries, no error
+/// (the events API answers 202 to each of them, never a 503 for losing a race).
+async fn concurrent_trigger_story(store: &Store) {
+    use keepwatch_store::NewAlert;
+    let project = store.create_project("races", 1).await.unwrap();
+    let triggers = (0..50).map(|n| {
+        let store = store.clone();
+        tokio::spawn(async move {
+            let new = NewAlert {
+                project_id: project.id,
+                service: "billing",
+                dedup_key: "db1",
+                summary: "disk full",
+                source: "events",
+                details: "{}",
+                urgency: "high",
+            };
+            store.trigger_alert(&new, 1_000 + n).await
+        })
+    });
+    let mut ids = Vec::new();
+    let mut created = 0;
+    for trigger in futures_util::future::join_all(triggers).await {
+        let (alert, new) = trigger.unwrap().expect("a concurrent trigger failed");
+        ids.push(alert.id);
+        created += usize::from(new);
+    }
+    ids.dedup();
+    assert_eq!(ids.len(), 1, "one alert for one dedup key: {ids:?}");
+    assert_eq!(created, 1);
+    let log = store.alert_log(ids[0]).await.unwrap();
+    let kinds = |kind: &str| log.iter().filter(|entry| entry.kind == kind).count();
+    assert_eq!((kinds("triggered"), kinds("trigger_repeated")), (1, 49));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn sqlite_concurrent_triggers_make_one_alert() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(None, dir.path()).await.unwrap();
+    concurrent_trigger_story(&store).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn postgres_concurrent_triggers_make_one_alert() {
+    let db = PgDatabase::create().await;
+    let store = Store::open(Some(&db.url), std::path::Path::new("unused"))
+        .await
+        .unwrap();
+    concurrent_trigger_story(&store).await;
+}
