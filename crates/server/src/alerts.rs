@@ -11,13 +11,13 @@ use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{Html, IntoResponse, Response};
 use keepwatch_engine::pager::{Pager, verify_link};
-use keepwatch_store::{AlertRow, AppliedOnCall, NewAlert, to_micros};
+use keepwatch_store::{AlertRow, ApiKeyScope, AppliedOnCall, NewAlert, to_micros};
 use serde::Deserialize;
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 
 use crate::AppState;
-use crate::checks::authorize;
+use crate::auth::{FullKey, ReadKey};
 use crate::error::ApiError;
 use crate::spec::nul_path;
 
@@ -52,10 +52,9 @@ pub struct ListQuery {
 
 pub async fn list(
     State(state): State<AppState>,
-    headers: HeaderMap,
     Query(query): Query<ListQuery>,
+    ReadKey(scope): ReadKey,
 ) -> Result<Json<Value>, ApiError> {
-    let scope = authorize(&state, &headers, None, false).await?;
     let status = query.status.as_deref();
     if !matches!(
         status,
@@ -89,10 +88,9 @@ async fn own_alert(state: &AppState, project_id: i64, id: &str) -> Result<AlertR
 
 pub async fn get(
     State(state): State<AppState>,
-    headers: HeaderMap,
     Path(id): Path<String>,
+    ReadKey(scope): ReadKey,
 ) -> Result<Json<Value>, ApiError> {
-    let scope = authorize(&state, &headers, None, false).await?;
     let alert = own_alert(&state, scope.project_id, &id).await?;
     let log = state.store.alert_log(alert.id).await?;
     let mut body = alert_json(&alert);
@@ -114,36 +112,38 @@ pub async fn get(
 }
 
 pub async fn acknowledge(
-    state: State<AppState>,
-    headers: HeaderMap,
-    id: Path<String>,
-) -> Result<Json<Value>, ApiError> {
-    act(state, headers, id, "ack").await
-}
-
-pub async fn resolve(
-    state: State<AppState>,
-    headers: HeaderMap,
-    id: Path<String>,
-) -> Result<Json<Value>, ApiError> {
-    act(state, headers, id, "resolve").await
-}
-
-async fn act(
     State(state): State<AppState>,
     headers: HeaderMap,
     Path(id): Path<String>,
-    action: &str,
+    FullKey(scope): FullKey,
 ) -> Result<Json<Value>, ApiError> {
-    let scope = authorize(&state, &headers, None, true).await?;
-    let alert = own_alert(&state, scope.project_id, &id).await?;
+    act(&state, &headers, &id, "ack", &scope).await
+}
+
+pub async fn resolve(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+    FullKey(scope): FullKey,
+) -> Result<Json<Value>, ApiError> {
+    act(&state, &headers, &id, "resolve", &scope).await
+}
+
+async fn act(
+    state: &AppState,
+    headers: &HeaderMap,
+    id: &str,
+    action: &str,
+    scope: &ApiKeyScope,
+) -> Result<Json<Value>, ApiError> {
+    let alert = own_alert(state, scope.project_id, id).await?;
     // Who: the name a client gives (the CLI sends the user's login), else "api".
     let who = headers
         .get("x-keepwatch-user")
         .and_then(|v| v.to_str().ok())
         .filter(|v| !v.is_empty() && v.len() <= 100)
         .map_or_else(|| "api".to_string(), |v| format!("api ({v})"));
-    let alert = apply(&state, alert.id, action, &who).await?;
+    let alert = apply(state, alert.id, action, &who).await?;
     Ok(Json(alert_json(&alert)))
 }
 

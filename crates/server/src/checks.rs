@@ -4,9 +4,8 @@
 //! (`max_runtime`, `service`, `down_reason`, …) are extra keys that clients ignore.
 
 use axum::Json;
-use axum::body::Bytes;
 use axum::extract::{Path, State};
-use axum::http::{HeaderMap, StatusCode, header};
+use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use chrono::{DateTime, Utc};
 use keepwatch_core::check::CheckState;
@@ -20,6 +19,7 @@ use sha1::{Digest, Sha1};
 use uuid::Uuid;
 
 use crate::AppState;
+use crate::auth::{FullKey, FullKeyJson, ReadKey};
 use crate::error::ApiError;
 use crate::spec::Spec;
 
@@ -34,57 +34,6 @@ fn iso_seconds(t: DateTime<Utc>) -> String {
 pub fn unique_key(uuid: &str) -> String {
     let hex: String = uuid.replace('-', "").chars().take(16).collect();
     hex::encode(Sha1::digest(hex.as_bytes()))
-}
-
-/// Reads the request body as JSON (empty means none). Healthchecks checks this before the key.
-fn json_body(body: &Bytes) -> Result<Option<Value>, ApiError> {
-    if body.is_empty() {
-        return Ok(None);
-    }
-    let value: Value = serde_json::from_slice(body)
-        .map_err(|_| ApiError::BadRequest("could not parse request body".into()))?;
-    if !value.is_object() {
-        return Err(ApiError::BadRequest(
-            "json validation error: value is not an object".into(),
-        ));
-    }
-    // Text columns on PostgreSQL cannot hold a NUL: refused here for every body (checks,
-    // channels, pause), naming the field, rather than failing the write with a 503.
-    if let Some(at) = crate::spec::nul_path(&value) {
-        return Err(ApiError::BadRequest(format!(
-            "json validation error: {} contains a NUL character",
-            at.trim_start_matches('.')
-        )));
-    }
-    Ok(Some(value))
-}
-
-/// Authenticates a request: `X-Api-Key`, or for writes `api_key` in the JSON body.
-pub(crate) async fn authorize(
-    state: &AppState,
-    headers: &HeaderMap,
-    body: Option<&Value>,
-    write: bool,
-) -> Result<keepwatch_store::ApiKeyScope, ApiError> {
-    let key = match headers.get("x-api-key") {
-        Some(v) => v.to_str().unwrap_or_default().to_string(),
-        None if write => body
-            .and_then(|b| b.get("api_key"))
-            .map(|k| {
-                k.as_str()
-                    .map(str::to_string)
-                    .unwrap_or_else(|| k.to_string())
-            })
-            .unwrap_or_default(),
-        None => String::new(),
-    };
-    if key.len() != 32 {
-        return Err(ApiError::Unauthorized("missing api key"));
-    }
-    match state.store.api_key_scope(&key).await? {
-        Some(scope) if !(write && scope.read_only) => Ok(scope),
-        _ => Err(ApiError::Unauthorized("wrong api key")),
-    }
 }
 
 /// Finds a check by UUID (or, for reads, by unique key) and checks it is the caller's.
@@ -486,10 +435,9 @@ pub struct ListQuery {
 
 pub async fn list(
     State(state): State<AppState>,
-    headers: HeaderMap,
     axum_extra_query: RawQuery,
+    ReadKey(scope): ReadKey,
 ) -> ApiResult {
-    let scope = authorize(&state, &headers, None, false).await?;
     let query = axum_extra_query.parse();
     let rows = state.store.list_checks(scope.project_id).await?;
     let rows: Vec<CheckRow> = rows
@@ -572,9 +520,11 @@ fn serde_urlencoded_pairs(query: &str) -> Vec<(String, String)> {
     .unwrap_or_default()
 }
 
-pub async fn create(State(state): State<AppState>, headers: HeaderMap, body: Bytes) -> ApiResult {
-    let body = json_body(&body)?.unwrap_or_else(|| json!({}));
-    let scope = authorize(&state, &headers, Some(&body), true).await?;
+pub async fn create(
+    State(state): State<AppState>,
+    FullKeyJson { scope, body }: FullKeyJson,
+) -> ApiResult {
+    let body = body.unwrap_or_else(|| json!({}));
     let spec = Spec::parse(&body)?;
     let channels = spec_channels(&state, scope.project_id, &spec).await?;
     // `unique`: update the first check that equals the request on every listed field.
@@ -611,10 +561,9 @@ pub async fn create(State(state): State<AppState>, headers: HeaderMap, body: Byt
 
 pub async fn get(
     State(state): State<AppState>,
-    headers: HeaderMap,
     Path(code): Path<String>,
+    ReadKey(scope): ReadKey,
 ) -> ApiResult {
-    let scope = authorize(&state, &headers, None, false).await?;
     let row = find_check(&state, scope.project_id, &code, true).await?;
     Ok(cors_json(
         StatusCode::OK,
@@ -624,12 +573,10 @@ pub async fn get(
 
 pub async fn update(
     State(state): State<AppState>,
-    headers: HeaderMap,
     Path(code): Path<String>,
-    body: Bytes,
+    FullKeyJson { scope, body }: FullKeyJson,
 ) -> ApiResult {
-    let body = json_body(&body)?.unwrap_or_else(|| json!({}));
-    let scope = authorize(&state, &headers, Some(&body), true).await?;
+    let body = body.unwrap_or_else(|| json!({}));
     let row = find_check(&state, scope.project_id, &code, false).await?;
     let spec = Spec::parse(&body)?;
     let channels = spec_channels(&state, scope.project_id, &spec).await?;
@@ -641,10 +588,9 @@ pub async fn update(
 
 pub async fn delete(
     State(state): State<AppState>,
-    headers: HeaderMap,
     Path(code): Path<String>,
+    FullKey(scope): FullKey,
 ) -> ApiResult {
-    let scope = authorize(&state, &headers, None, true).await?;
     let row = find_check(&state, scope.project_id, &code, false).await?;
     let mut rendered = render(&state, &row, false).await?;
     state.engine.delete_check(row.id).await?;
@@ -654,12 +600,9 @@ pub async fn delete(
 
 pub async fn pause(
     State(state): State<AppState>,
-    headers: HeaderMap,
     Path(code): Path<String>,
-    body: Bytes,
+    FullKeyJson { scope, .. }: FullKeyJson,
 ) -> ApiResult {
-    let body = json_body(&body)?;
-    let scope = authorize(&state, &headers, body.as_ref(), true).await?;
     let row = find_check(&state, scope.project_id, &code, false).await?;
     state.engine.pause(row.id).await?;
     Ok(cors_json(
@@ -670,12 +613,9 @@ pub async fn pause(
 
 pub async fn resume(
     State(state): State<AppState>,
-    headers: HeaderMap,
     Path(code): Path<String>,
-    body: Bytes,
+    FullKeyJson { scope, .. }: FullKeyJson,
 ) -> ApiResult {
-    let body = json_body(&body)?;
-    let scope = authorize(&state, &headers, body.as_ref(), true).await?;
     let row = find_check(&state, scope.project_id, &code, false).await?;
     if !state.engine.resume(row.id).await? {
         return Err(ApiError::Conflict("check is not paused"));
@@ -688,10 +628,9 @@ pub async fn resume(
 
 pub async fn pings(
     State(state): State<AppState>,
-    headers: HeaderMap,
     Path(code): Path<String>,
+    FullKey(scope): FullKey,
 ) -> ApiResult {
-    let scope = authorize(&state, &headers, None, true).await?;
     let row = find_check(&state, scope.project_id, &code, false).await?;
     let head = live_states(&state, std::slice::from_ref(&row))
         .await?
@@ -735,10 +674,9 @@ pub async fn pings(
 
 pub async fn ping_body(
     State(state): State<AppState>,
-    headers: HeaderMap,
     Path((code, n)): Path<(String, i64)>,
+    FullKey(scope): FullKey,
 ) -> ApiResult {
-    let scope = authorize(&state, &headers, None, true).await?;
     let row = find_check(&state, scope.project_id, &code, false).await?;
     let head = live_states(&state, std::slice::from_ref(&row))
         .await?
@@ -759,11 +697,10 @@ pub async fn ping_body(
 
 pub async fn flips(
     State(state): State<AppState>,
-    headers: HeaderMap,
     Path(code): Path<String>,
     query: RawQuery,
+    ReadKey(scope): ReadKey,
 ) -> ApiResult {
-    let scope = authorize(&state, &headers, None, false).await?;
     let row = find_check(&state, scope.project_id, &code, true).await?;
     let int = |name: &str, max: i64| -> Result<Option<i64>, ApiError> {
         match query.get(name) {
@@ -793,8 +730,7 @@ pub async fn flips(
     Ok(cors_json(StatusCode::OK, json!({ "flips": flips })))
 }
 
-pub async fn list_channels(State(state): State<AppState>, headers: HeaderMap) -> ApiResult {
-    let scope = authorize(&state, &headers, None, true).await?;
+pub async fn list_channels(State(state): State<AppState>, FullKey(scope): FullKey) -> ApiResult {
     let channels = state.store.list_channels(scope.project_id).await?;
     let channels: Vec<Value> = channels
         .iter()
@@ -807,11 +743,9 @@ pub async fn list_channels(State(state): State<AppState>, headers: HeaderMap) ->
 /// `{"name", "kind": "email", "to"}`.
 pub async fn create_channel(
     State(state): State<AppState>,
-    headers: HeaderMap,
-    body: Bytes,
+    FullKeyJson { scope, body }: FullKeyJson,
 ) -> ApiResult {
-    let body = json_body(&body)?.unwrap_or_else(|| json!({}));
-    let scope = authorize(&state, &headers, Some(&body), true).await?;
+    let body = body.unwrap_or_else(|| json!({}));
     let field = |name: &str| body.get(name).and_then(Value::as_str).map(str::to_string);
     let name = field("name")
         .filter(|n| !n.is_empty() && n.len() <= 100)
@@ -859,10 +793,9 @@ pub async fn create_channel(
 /// keepwatch: a check's notifications with every delivery attempt.
 pub async fn notifications(
     State(state): State<AppState>,
-    headers: HeaderMap,
     Path(code): Path<String>,
+    ReadKey(scope): ReadKey,
 ) -> ApiResult {
-    let scope = authorize(&state, &headers, None, false).await?;
     // A read-only key is shown unique keys, not UUIDs: it names the check by one.
     let row = find_check(&state, scope.project_id, &code, scope.read_only).await?;
     let rows = state.store.list_notifications(row.id, 100).await?;

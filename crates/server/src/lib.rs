@@ -22,6 +22,7 @@ use tokio::net::TcpListener;
 use tower::Service;
 
 pub mod alerts;
+pub mod auth;
 pub mod checks;
 pub mod error;
 pub mod listen;

@@ -3,7 +3,7 @@
 //! `GET /api/v1/oncall/` (who is on call, until when, who is next).
 
 use axum::extract::{Path, Query, State};
-use axum::http::{HeaderMap, StatusCode, header};
+use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use std::sync::Arc;
 
@@ -15,7 +15,7 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 use crate::AppState;
-use crate::checks::authorize;
+use crate::auth::ReadKey;
 use crate::error::ApiError;
 
 /// The configuration applied to a project, parsed once per apply and shared (see
@@ -143,10 +143,9 @@ pub struct OnCallQuery {
 /// `GET /api/v1/oncall/?schedule=<name>&at=<RFC 3339>`.
 pub async fn who(
     State(state): State<AppState>,
-    headers: HeaderMap,
     Query(query): Query<OnCallQuery>,
+    ReadKey(scope): ReadKey,
 ) -> Result<Response, ApiError> {
-    let scope = authorize(&state, &headers, None, false).await?;
     let at = match &query.at {
         None => state.engine.clock.now(),
         Some(text) => DateTime::parse_from_rfc3339(text)

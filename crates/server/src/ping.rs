@@ -23,10 +23,8 @@ use keepwatch_engine::{PingReply, PingRequest};
 use serde::Deserialize;
 use uuid::Uuid;
 
+use crate::error::DJANGO_NOT_FOUND;
 use crate::{AppState, PeerAddr};
-
-/// Django's generic 404 page, which Healthchecks returns for ping URLs that match no route.
-pub const DJANGO_NOT_FOUND: &str = "\n<!doctype html>\n<html lang=\"en\">\n<head>\n  <title>Not Found</title>\n</head>\n<body>\n  <h1>Not Found</h1><p>The requested resource was not found on this server.</p>\n</body>\n</html>\n";
 
 /// Registered once: looking a metric up by name on every ping showed in profiles. The
 /// recorder is installed before the server starts, so the handle is the real one.

@@ -8,7 +8,7 @@ use std::sync::Arc;
 
 use axum::extract::rejection::BytesRejection;
 use axum::extract::{Path, Query, State};
-use axum::http::{HeaderMap, StatusCode, header};
+use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use chrono::{DateTime, TimeDelta, Utc};
 use keepwatch_core::oncall::OnCallSchedule;
@@ -19,7 +19,8 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 use crate::AppState;
-use crate::checks::{apply_spec, authorize, new_check_row};
+use crate::auth::{FullKey, ReadKey};
+use crate::checks::{apply_spec, new_check_row};
 use crate::error::ApiError;
 use crate::oncall::{off_runtime, parsed};
 use crate::spec::Spec;
@@ -206,9 +207,8 @@ fn nothing_applied() -> ApiError {
 /// `GET /api/v1/oncall/config` (full-access key): the applied file, as `keepwatch export`.
 pub async fn get_config(
     State(state): State<AppState>,
-    headers: HeaderMap,
+    FullKey(scope): FullKey,
 ) -> Result<Response, ApiError> {
-    let scope = authorize(&state, &headers, None, true).await?;
     let applied = stored(&state, scope.project_id).await?;
     Ok((
         [(header::CONTENT_TYPE, "application/toml")],
@@ -227,11 +227,10 @@ pub struct ApplyQuery {
 /// `keepwatch apply` does. 200 with the changes; 400 naming the line and field.
 pub async fn put_config(
     State(state): State<AppState>,
-    headers: HeaderMap,
     Query(query): Query<ApplyQuery>,
+    FullKey(scope): FullKey,
     body: Result<axum::body::Bytes, BytesRejection>,
 ) -> Result<Response, ApiError> {
-    let scope = authorize(&state, &headers, None, true).await?;
     let body = body.map_err(|rejection| {
         if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
             ApiError::TooLarge(format!(
@@ -355,9 +354,8 @@ fn redact(address: &str) -> String {
 /// `GET /api/v1/people/`.
 pub async fn people(
     State(state): State<AppState>,
-    headers: HeaderMap,
+    ReadKey(scope): ReadKey,
 ) -> Result<Response, ApiError> {
-    let scope = authorize(&state, &headers, None, false).await?;
     let applied = stored(&state, scope.project_id).await?;
     let config = json_of(&applied)?;
     let unverified = unverified_contacts(&state.store, scope.project_id, parsed(&applied)?).await?;
@@ -371,10 +369,9 @@ pub async fn people(
 /// `GET /api/v1/people/{id}`: the person and the schedules they are in.
 pub async fn person(
     State(state): State<AppState>,
-    headers: HeaderMap,
     Path(id): Path<String>,
+    ReadKey(scope): ReadKey,
 ) -> Result<Response, ApiError> {
-    let scope = authorize(&state, &headers, None, false).await?;
     let applied = stored(&state, scope.project_id).await?;
     let config = json_of(&applied)?;
     let parsed = parsed(&applied)?;
@@ -427,9 +424,8 @@ fn on_call(schedule: &OnCallSchedule, now: DateTime<Utc>) -> Value {
 /// `GET /api/v1/schedules/`: every schedule, with who is on call now and until when.
 pub async fn schedules(
     State(state): State<AppState>,
-    headers: HeaderMap,
+    ReadKey(scope): ReadKey,
 ) -> Result<Response, ApiError> {
-    let scope = authorize(&state, &headers, None, false).await?;
     let applied = stored(&state, scope.project_id).await?;
     json_of(&applied)?;
     parsed(&applied)?;
@@ -457,11 +453,10 @@ pub async fn schedules(
 /// shift from `from` (default now) to `to` (default a week later; at most 366 days).
 pub async fn schedule(
     State(state): State<AppState>,
-    headers: HeaderMap,
     Path(name): Path<String>,
     Query(query): Query<ShiftsQuery>,
+    ReadKey(scope): ReadKey,
 ) -> Result<Response, ApiError> {
-    let scope = authorize(&state, &headers, None, false).await?;
     let from = time(&query.from, "from")?;
     let to = time(&query.to, "to")?;
     let applied = stored(&state, scope.project_id).await?;
@@ -502,56 +497,54 @@ pub async fn schedule(
 }
 
 /// `GET /api/v1/policies/` and `GET /api/v1/services/`.
-async fn list(state: &AppState, headers: &HeaderMap, name: &str) -> Result<Response, ApiError> {
-    let scope = authorize(state, headers, None, false).await?;
+async fn list(state: &AppState, scope: &ApiKeyScope, name: &str) -> Result<Response, ApiError> {
     let applied = stored(state, scope.project_id).await?;
     Ok(answer(
-        &scope,
+        scope,
         json!({ name: section(json_of(&applied)?, name) }),
     ))
 }
 
 pub async fn policies(
     State(state): State<AppState>,
-    headers: HeaderMap,
+    ReadKey(scope): ReadKey,
 ) -> Result<Response, ApiError> {
-    list(&state, &headers, "policies").await
+    list(&state, &scope, "policies").await
 }
 
 pub async fn services(
     State(state): State<AppState>,
-    headers: HeaderMap,
+    ReadKey(scope): ReadKey,
 ) -> Result<Response, ApiError> {
-    list(&state, &headers, "services").await
+    list(&state, &scope, "services").await
 }
 
 /// `GET /api/v1/policies/{name}` and `GET /api/v1/services/{name}`.
 pub async fn policy(
     State(state): State<AppState>,
-    headers: HeaderMap,
     Path(name): Path<String>,
+    ReadKey(scope): ReadKey,
 ) -> Result<Response, ApiError> {
-    one(&state, &headers, "policies", &name).await
+    one(&state, &scope, "policies", &name).await
 }
 
 pub async fn service(
     State(state): State<AppState>,
-    headers: HeaderMap,
     Path(name): Path<String>,
+    ReadKey(scope): ReadKey,
 ) -> Result<Response, ApiError> {
-    one(&state, &headers, "services", &name).await
+    one(&state, &scope, "services", &name).await
 }
 
 async fn one(
     state: &AppState,
-    headers: &HeaderMap,
+    scope: &ApiKeyScope,
     section_name: &str,
     name: &str,
 ) -> Result<Response, ApiError> {
-    let scope = authorize(state, headers, None, false).await?;
     let applied = stored(state, scope.project_id).await?;
     Ok(answer(
-        &scope,
+        scope,
         entry(json_of(&applied)?, section_name, "name", name)?,
     ))
 }
@@ -586,10 +579,9 @@ async fn contact_address(
 /// could not be reached (which is what verification is for).
 pub async fn send_code(
     State(state): State<AppState>,
-    headers: HeaderMap,
     Path((person, contact)): Path<(String, String)>,
+    FullKey(scope): FullKey,
 ) -> Result<Response, ApiError> {
-    let scope = authorize(&state, &headers, None, true).await?;
     let address = contact_address(&state, scope.project_id, &person, &contact).await?;
     let random = u32::from_le_bytes(
         uuid::Uuid::new_v4().as_bytes()[..4]
@@ -654,13 +646,12 @@ pub struct CodeBody {
 /// key): 200 `{"verified": true}`, or 400 / 409 / 429 saying why not.
 pub async fn verify_code(
     State(state): State<AppState>,
-    headers: HeaderMap,
     Path((person, contact)): Path<(String, String)>,
+    FullKey(scope): FullKey,
     body: axum::body::Bytes,
 ) -> Result<Response, ApiError> {
     use axum::http::StatusCode;
     use keepwatch_store::CodeCheck;
-    let scope = authorize(&state, &headers, None, true).await?;
     let CodeBody { code } = serde_json::from_slice(&body).map_err(|_| {
         ApiError::BadRequest("the body must be {\"code\": \"<the code you received>\"}".into())
     })?;
