@@ -1,19 +1,14 @@
 //! The pure core of keepwatch: everything here takes `now` as an argument and does no I/O,
-//! so the engine, the tests and (later) drills run the same code against any clock.
+//! so the engine, the tests and drills run the same code against any clock.
 //!
-//! - [`schedule`]: cron expressions (Healthchecks' dialect), systemd OnCalendar expressions
-//!   and simple periods, with time zones and the DST rule we follow.
+//! - [`schedule`]: when a check is due: cron expressions (Healthchecks' dialect), systemd
+//!   OnCalendar expressions and simple periods, with time zones and the DST rule we follow.
 //! - [`check`]: the check state machine: pings in, state and events out.
-//! - [`oncall`]: on-call schedules: layers of rotations, restrictions and overrides; who is
-//!   on call at an instant and every shift in a range; [`ical`] writes them as feeds.
-//! - [`oncall_file`]: the on-call configuration file (TOML) that puts these together.
-//! - [`paging`]: who gets paged when: urgency, escalation, notification rules, raising.
+//! - [`oncall`]: who is on call and how to reach them: rotations, the configuration file,
+//!   contacts, iCal feeds.
+//! - [`alert`]: what happens to an open alert: its paging timeline.
 
+pub mod alert;
 pub mod check;
-pub mod contact;
-pub mod ical;
-pub mod oncalendar;
 pub mod oncall;
-pub mod oncall_file;
-pub mod paging;
 pub mod schedule;

@@ -6,7 +6,7 @@
 //!    open alerts (`down`, `failed`, `hung` under the dedup key `check:<uuid>`; `overlap` and
 //!    `anomaly` under `check:<uuid>:<kind>`); `up` resolves the check's open alert.
 //! 2. **Escalation.** For every triggered alert the whole timeline is computed from its
-//!    trigger time and the project's on-call configuration (`keepwatch_core::paging`), and the
+//!    trigger time and the project's on-call configuration (`keepwatch_core::alert::paging`), and the
 //!    entries in `(paged_until, now]` are recorded: log lines and one page row per
 //!    notification, committed only while the alert is still triggered, so an acknowledgment
 //!    that commits first stops everything after it.
@@ -22,8 +22,8 @@ use std::time::Duration;
 use base64::prelude::{BASE64_STANDARD, Engine as _};
 use chrono::{DateTime, TimeDelta, Utc};
 use hmac::{Hmac, KeyInit, Mac};
-use keepwatch_core::oncall_file::OnCall;
-use keepwatch_core::paging::{Page, Paging, Urgency};
+use keepwatch_core::alert::paging::{Page, Paging, Urgency};
+use keepwatch_core::oncall::config::OnCall;
 use keepwatch_store::AppliedOnCall;
 use keepwatch_store::{
     AlertRow, NewAlert, NewPage, PageDelivery, PageOutcome, PagingRecord, Store, StoreError,
@@ -51,7 +51,7 @@ const SUMMARY_LINES: usize = 20;
 /// Acknowledgment links in notifications stay valid this long.
 pub const LINK_LIFETIME: TimeDelta = TimeDelta::days(7);
 
-pub use keepwatch_core::contact::ContactKind;
+pub use keepwatch_core::oncall::contact::ContactKind;
 
 /// Sends a short text with no links through a contact (a contact verification code): the
 /// same channels and formats as pages, without their buttons.

@@ -156,7 +156,7 @@ pub fn read_file(path: Option<&Path>) -> anyhow::Result<FileConfig> {
 /// A text file's contents; an error names the file, and for bytes that are not UTF-8, where.
 pub fn read_text(path: &Path) -> anyhow::Result<String> {
     let bytes = std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))?;
-    keepwatch_core::oncall_file::utf8_text(&bytes)
+    keepwatch_core::oncall::config::utf8_text(&bytes)
         .map(str::to_string)
         .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))
 }

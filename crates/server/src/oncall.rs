@@ -9,7 +9,7 @@ use std::sync::Arc;
 
 use chrono::{DateTime, TimeDelta, Utc};
 use keepwatch_core::oncall::Shift;
-use keepwatch_core::oncall_file::OnCall;
+use keepwatch_core::oncall::config::OnCall;
 use keepwatch_store::{AppliedOnCall, FeedRow};
 use serde::Deserialize;
 use serde_json::{Value, json};
@@ -118,7 +118,7 @@ fn feed_body(applied: &AppliedOnCall, row: &FeedRow, now: DateTime<Utc>) -> Opti
         _ => return None,
     };
     let person = row.kind != "schedule";
-    let body = keepwatch_core::ical::feed(
+    let body = keepwatch_core::oncall::ical::feed(
         &title,
         &format!("{}-{}", row.kind, row.name),
         &shifts,

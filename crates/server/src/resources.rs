@@ -12,7 +12,7 @@ use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use chrono::{DateTime, TimeDelta, Utc};
 use keepwatch_core::oncall::OnCallSchedule;
-use keepwatch_core::oncall_file::{OnCall, changes, utf8_text};
+use keepwatch_core::oncall::config::{OnCall, changes, utf8_text};
 use keepwatch_engine::Engine;
 use keepwatch_store::{ApiKeyScope, AppliedOnCall, CheckRow, FeedRow, Store};
 use serde::Deserialize;

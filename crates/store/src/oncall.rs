@@ -5,7 +5,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use keepwatch_core::oncall_file::OnCall;
+use keepwatch_core::oncall::config::OnCall;
 
 use crate::projects::generate_secret;
 use crate::{Result, Store, StoreError, with_read, with_tx};

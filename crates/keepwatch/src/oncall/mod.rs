@@ -9,10 +9,10 @@ use std::time::Duration;
 
 use chrono::{DateTime, FixedOffset, TimeDelta, Utc};
 use clap::Args;
-use keepwatch_core::paging::{Page, Paging, Urgency, UrgencyRule};
+use keepwatch_core::alert::paging::{Page, Paging, Urgency, UrgencyRule};
 
 use crate::runner::duration;
-use keepwatch_core::oncall_file::OnCall;
+use keepwatch_core::oncall::config::OnCall;
 
 /// Reads and checks an on-call file; errors start with the file name.
 pub fn load(path: &Path) -> anyhow::Result<OnCall> {
@@ -333,7 +333,7 @@ pub fn oncall(args: &OncallArgs) -> anyhow::Result<String> {
             (None, None) => "On call".to_string(),
         };
         let feed_id = title.to_lowercase().replace([' ', ':'], "-");
-        return Ok(keepwatch_core::ical::feed(
+        return Ok(keepwatch_core::oncall::ical::feed(
             &title,
             &feed_id,
             &shifts,

@@ -14,7 +14,7 @@ use crate::helpers::{Receiver, TestApp, eventually, spawn_app};
 /// key of service `billing`.
 pub async fn apply(app: &TestApp, source: &str) -> String {
     let project = app.store.project_by_name("default").await.unwrap().unwrap();
-    keepwatch_core::oncall_file::OnCall::parse(source).unwrap();
+    keepwatch_core::oncall::config::OnCall::parse(source).unwrap();
     let feeds = app
         .store
         .apply_oncall(project.id, source, &[("service", "billing")], 0)
@@ -1212,7 +1212,7 @@ async fn an_integration_key_cannot_act_on_another_services_alerts() {
     let source =
         format!("{ONE_SERVICE}[[services]]\nname = \"web\"\npolicy = \"p\"\nurgency = \"high\"\n");
     let project = app.store.project_by_name("default").await.unwrap().unwrap();
-    keepwatch_core::oncall_file::OnCall::parse(&source).unwrap();
+    keepwatch_core::oncall::config::OnCall::parse(&source).unwrap();
     let feeds = app
         .store
         .apply_oncall(

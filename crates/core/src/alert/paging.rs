@@ -24,7 +24,7 @@ use chrono::{DateTime, TimeDelta, Utc};
 use chrono_tz::Tz;
 use serde::{Deserialize, Serialize};
 
-use crate::oncall::{OnCallSchedule, WeeklyWindow};
+use crate::oncall::rotation::{OnCallSchedule, WeeklyWindow};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -276,7 +276,7 @@ impl Paging<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::oncall::{Layer, ShiftUnit};
+    use crate::oncall::rotation::{Layer, ShiftUnit};
     use chrono::{NaiveTime, Weekday};
 
     fn utc(s: &str) -> DateTime<Utc> {

@@ -5,17 +5,43 @@
 
 use std::collections::HashMap;
 
-use crate::contact::ContactKind;
-use crate::oncall::{
-    Layer, OnCallSchedule, Override, Restriction, RestrictionMode, ShiftUnit, WeeklyWindow,
-};
-use crate::paging::{
+use crate::alert::paging::{
     EscalationPolicy, EscalationStep, NotificationRule, Person, Target, Urgency, UrgencyRule,
 };
+use crate::oncall::contact::ContactKind;
+use crate::oncall::rotation::{
+    Layer, OnCallError, OnCallSchedule, Override, Restriction, RestrictionMode, ShiftUnit,
+    WeeklyWindow,
+};
 use crate::schedule::parse_tz;
-use anyhow::{Context, bail};
 use chrono::{DateTime, NaiveDateTime, NaiveTime, TimeDelta, Utc, Weekday};
 use serde::Deserialize;
+
+/// Why an on-call file was refused: the line, or the path of the field, and what is wrong.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct ConfigError(pub String);
+
+impl From<toml::de::Error> for ConfigError {
+    fn from(error: toml::de::Error) -> ConfigError {
+        ConfigError(error.to_string())
+    }
+}
+
+impl From<OnCallError> for ConfigError {
+    fn from(error: OnCallError) -> ConfigError {
+        ConfigError(error.to_string())
+    }
+}
+
+type Result<T, E = ConfigError> = std::result::Result<T, E>;
+
+/// Returns a [`ConfigError`] with the formatted message.
+macro_rules! bail {
+    ($($message:tt)*) => {
+        return Err(ConfigError(format!($($message)*)))
+    };
+}
 
 /// Minutes a low-urgency alert waits for an acknowledgment before it becomes high, unless a
 /// service says otherwise.
@@ -258,7 +284,7 @@ fn weekday(day: &str) -> Option<Weekday> {
     day.parse::<Weekday>().ok()
 }
 
-fn windows(specs: &[WindowSpec], at: &str) -> anyhow::Result<Vec<WeeklyWindow>> {
+fn windows(specs: &[WindowSpec], at: &str) -> Result<Vec<WeeklyWindow>> {
     specs
         .iter()
         .enumerate()
@@ -267,11 +293,13 @@ fn windows(specs: &[WindowSpec], at: &str) -> anyhow::Result<Vec<WeeklyWindow>> 
                 .days
                 .iter()
                 .map(|d| {
-                    weekday(d).with_context(|| {
-                        format!("{at}.windows[{i}].days: `{d}` is not a day (mon, tue, … sun)")
+                    weekday(d).ok_or_else(|| {
+                        ConfigError(format!(
+                            "{at}.windows[{i}].days: `{d}` is not a day (mon, tue, … sun)"
+                        ))
                     })
                 })
-                .collect::<anyhow::Result<Vec<_>>>()?;
+                .collect::<Result<Vec<_>>>()?;
             if days.is_empty() {
                 bail!("{at}.windows[{i}].days: name at least one day");
             }
@@ -284,29 +312,33 @@ fn windows(specs: &[WindowSpec], at: &str) -> anyhow::Result<Vec<WeeklyWindow>> 
         .collect()
 }
 
-fn time_of_day(text: &str, at: &str) -> anyhow::Result<NaiveTime> {
+fn time_of_day(text: &str, at: &str) -> Result<NaiveTime> {
     NaiveTime::parse_from_str(text, "%H:%M")
         .or_else(|_| NaiveTime::parse_from_str(text, "%H:%M:%S"))
-        .with_context(|| format!("{at}: `{text}` is not a time of day such as 09:00"))
+        .map_err(|_| ConfigError(format!("{at}: `{text}` is not a time of day such as 09:00")))
 }
 
-fn local_time(text: &str, at: &str) -> anyhow::Result<NaiveDateTime> {
+fn local_time(text: &str, at: &str) -> Result<NaiveDateTime> {
     NaiveDateTime::parse_from_str(text, "%Y-%m-%dT%H:%M")
         .or_else(|_| NaiveDateTime::parse_from_str(text, "%Y-%m-%dT%H:%M:%S"))
-        .with_context(|| {
-            format!("{at}: `{text}` is not a local date and time such as 2026-11-02T09:00")
+        .map_err(|_| {
+            ConfigError(format!(
+                "{at}: `{text}` is not a local date and time such as 2026-11-02T09:00"
+            ))
         })
 }
 
-fn instant(text: &str, at: &str) -> anyhow::Result<DateTime<Utc>> {
+fn instant(text: &str, at: &str) -> Result<DateTime<Utc>> {
     DateTime::parse_from_rfc3339(text)
         .map(|t| t.to_utc())
-        .with_context(|| {
-            format!("{at}: `{text}` is not an RFC 3339 time such as 2026-11-28T00:00:00-07:00")
+        .map_err(|_| {
+            ConfigError(format!(
+                "{at}: `{text}` is not an RFC 3339 time such as 2026-11-28T00:00:00-07:00"
+            ))
         })
 }
 
-fn shift(text: &str, at: &str) -> anyhow::Result<(u32, ShiftUnit)> {
+fn shift(text: &str, at: &str) -> Result<(u32, ShiftUnit)> {
     let unit = match text.chars().last() {
         Some('h') => ShiftUnit::Hours,
         Some('d') => ShiftUnit::Days,
@@ -339,7 +371,7 @@ struct Checks {
 impl Checks {
     /// A name written into logs, answers and calendar feeds: control characters (a newline
     /// would start a new iCalendar property) are refused.
-    fn name(&self, text: &str, at: &str) -> anyhow::Result<()> {
+    fn name(&self, text: &str, at: &str) -> Result<()> {
         if self.strict && text.chars().any(char::is_control) {
             bail!("{at}: {text:?} contains a control character");
         }
@@ -347,7 +379,7 @@ impl Checks {
     }
 
     /// A number of minutes in `0..=max`, or an error with the accepted range.
-    fn minutes(&self, value: u32, max: u32, at: &str) -> anyhow::Result<u32> {
+    fn minutes(&self, value: u32, max: u32, at: &str) -> Result<u32> {
         if value > max {
             if self.strict {
                 bail!("{at}: {value} is out of range (0 to {max} minutes)");
@@ -374,7 +406,7 @@ fn line_of(text: &str, offset: usize) -> usize {
         .count()
 }
 
-fn target(text: &str, at: &str) -> anyhow::Result<Target> {
+fn target(text: &str, at: &str) -> Result<Target> {
     match text.split_once(':') {
         Some(("user", id)) => Ok(Target::User(id.to_string())),
         Some(("schedule", name)) => Ok(Target::Schedule(name.to_string())),
@@ -413,7 +445,7 @@ impl OnCall {
     }
 
     /// Parses and checks a configuration, as `keepwatch apply` does before storing it.
-    pub fn parse(text: &str) -> anyhow::Result<OnCall> {
+    pub fn parse(text: &str) -> Result<OnCall> {
         // PostgreSQL cannot store a NUL in text (the file itself is stored, and its names).
         if let Some(line) = text.lines().position(|line| line.contains('\0')) {
             bail!("line {}: the file contains a NUL character", line + 1);
@@ -429,11 +461,11 @@ impl OnCall {
 
     /// Reads a configuration stored by an apply, perhaps of an earlier version with fewer
     /// checks: contacts, names and ranges are not held against it again.
-    pub fn parse_applied(text: &str) -> anyhow::Result<OnCall> {
+    pub fn parse_applied(text: &str) -> Result<OnCall> {
         OnCall::parse_with(text, &Checks { strict: false })
     }
 
-    fn parse_with(text: &str, rules: &Checks) -> anyhow::Result<OnCall> {
+    fn parse_with(text: &str, rules: &Checks) -> Result<OnCall> {
         let file: File = toml::from_str(text)?;
         let mut people = HashMap::new();
         let mut contacts = HashMap::new();
@@ -444,12 +476,15 @@ impl OnCall {
                 let at = format!("people[{i}] ({}).contacts.{contact}", p.id);
                 rules.name(contact, &at)?;
                 rules.contact(contact, address.get_ref()).map_err(|e| {
-                    anyhow::anyhow!("{at} (line {}): {e}", line_of(text, address.span().start))
+                    ConfigError(format!(
+                        "{at} (line {}): {e}",
+                        line_of(text, address.span().start)
+                    ))
                 })?;
             }
             if let Some(tz) = &p.tz {
-                let tz =
-                    parse_tz(tz).map_err(|e| anyhow::anyhow!("people[{i}] ({}).tz: {e}", p.id))?;
+                let tz = parse_tz(tz)
+                    .map_err(|e| ConfigError(format!("people[{i}] ({}).tz: {e}", p.id)))?;
                 time_zones.insert(p.id.clone(), tz);
             }
             for (j, rule) in p.rules.iter().enumerate() {
@@ -476,7 +511,7 @@ impl OnCall {
                         )?,
                     })
                 })
-                .collect::<anyhow::Result<_>>()?;
+                .collect::<Result<_>>()?;
             let addresses = p
                 .contacts
                 .into_iter()
@@ -500,7 +535,7 @@ impl OnCall {
         for (i, s) in file.schedules.into_iter().enumerate() {
             rules.name(&s.name, &format!("schedules[{i}].name"))?;
             let at = format!("schedules[{i}] ({})", s.name);
-            let tz = parse_tz(&s.tz).map_err(|e| anyhow::anyhow!("{at}.tz: {e}"))?;
+            let tz = parse_tz(&s.tz).map_err(|e| ConfigError(format!("{at}.tz: {e}")))?;
             let mut layers = Vec::new();
             for (j, l) in s.layers.into_iter().enumerate() {
                 let at = format!("{at}.layers[{j}]");
@@ -544,14 +579,14 @@ impl OnCall {
                             end: instant(&o.end, &format!("{at}.end"))?,
                         })
                     })
-                    .collect::<anyhow::Result<Vec<_>>>()?,
+                    .collect::<Result<Vec<_>>>()?,
             };
             schedule.validate(|user| people.contains_key(user))?;
             if schedules.insert(s.name.clone(), schedule).is_some() {
                 bail!("{at}.name: `{}` appears twice", s.name);
             }
         }
-        let check_target = |t: &Target, at: &str| -> anyhow::Result<()> {
+        let check_target = |t: &Target, at: &str| -> Result<()> {
             match t {
                 Target::User(id) if !people.contains_key(id) => bail!("{at}: unknown user `{id}`"),
                 Target::Schedule(name) if !schedules.contains_key(name) => {
@@ -589,7 +624,7 @@ impl OnCall {
                         check_target(&target, &format!("{at}.steps[{j}].targets"))?;
                         Ok(target)
                     })
-                    .collect::<anyhow::Result<Vec<_>>>()?;
+                    .collect::<Result<Vec<_>>>()?;
                 steps.push(EscalationStep {
                     targets,
                     delay_minutes: rules.minutes(
@@ -633,7 +668,7 @@ impl OnCall {
                 ("low", None) => UrgencyRule::Always(Urgency::Low),
                 ("support-hours", Some(hours)) => UrgencyRule::SupportHours {
                     tz: parse_tz(&hours.tz)
-                        .map_err(|e| anyhow::anyhow!("{at}.support_hours.tz: {e}"))?,
+                        .map_err(|e| ConfigError(format!("{at}.support_hours.tz: {e}")))?,
                     windows: windows(&hours.windows, &format!("{at}.support_hours"))?,
                     inside: hours.inside,
                     outside: hours.outside,
@@ -656,7 +691,7 @@ impl OnCall {
             let mut checks = Vec::with_capacity(s.checks.len());
             for (j, check) in s.checks.iter().enumerate() {
                 let uuid = check_uuid(check).ok_or_else(|| {
-                    anyhow::anyhow!("{at}.checks[{j}]: `{check}` is not a check UUID")
+                    ConfigError(format!("{at}.checks[{j}]: `{check}` is not a check UUID"))
                 })?;
                 if let Some(other) = check_services.insert(uuid.clone(), s.name.clone()) {
                     bail!("{at}.checks[{j}]: check `{check}` is already in service `{other}`");
@@ -854,7 +889,7 @@ policy = "p"
 urgency = "high"
 "#;
 
-    fn with(maintenance: &str) -> anyhow::Result<OnCall> {
+    fn with(maintenance: &str) -> Result<OnCall> {
         OnCall::parse(&format!("{BASE}[[maintenance]]\n{maintenance}\n"))
     }
 

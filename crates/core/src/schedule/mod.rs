@@ -7,7 +7,7 @@
 //!   (ranges, steps, lists, month and weekday names, `L`, `#`, `@daily`-style aliases, and the
 //!   Vixie rule that a restricted day-of-month and a restricted day-of-week are OR-ed);
 //! - one or more **systemd OnCalendar expressions** (one per line), auto-detected in the same
-//!   `schedule` field, see [`crate::oncalendar`].
+//!   `schedule` field, see [`oncalendar`].
 //!
 //! # The DST rule
 //!
@@ -41,7 +41,9 @@ use chrono_tz::Tz;
 use croner::Cron;
 use croner::parser::{CronParser, Seconds, Year};
 
-use crate::oncalendar::{self, OnCalendar};
+pub mod oncalendar;
+
+use oncalendar::OnCalendar;
 
 /// Names of the five cron fields, in order, for error messages.
 const FIELD_NAMES: [&str; 5] = ["minute", "hour", "day-of-month", "month", "day-of-week"];

@@ -3,7 +3,7 @@
 
 use chrono::{DateTime, Utc};
 
-use crate::oncall::Shift;
+use crate::oncall::rotation::Shift;
 
 /// A calendar named `title` with one event per shift. `feed_id`, the shift's start and its
 /// people make each event's UID, so refreshing the feed does not add copies of a shift;
@@ -98,7 +98,7 @@ fn line(out: &mut String, content: &str) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::oncall::{Layer, OnCallSchedule, Override, ShiftUnit};
+    use crate::oncall::rotation::{Layer, OnCallSchedule, Override, ShiftUnit};
 
     fn utc(s: &str) -> DateTime<Utc> {
         DateTime::parse_from_rfc3339(s).unwrap().to_utc()

@@ -1,0 +1,17 @@
+//! Who is on call, and how to reach them:
+//!
+//! - [`rotation`]: on-call schedules (layers of rotations, restrictions, overrides); who is on
+//!   call at an instant and every shift in a range.
+//! - [`config`]: the on-call configuration file (TOML) that puts people, schedules, escalation
+//!   policies and services together.
+//! - [`contact`]: a person's contact addresses, and whether one can be delivered to.
+//! - [`ical`]: shifts as iCalendar feeds.
+
+pub mod config;
+pub mod contact;
+pub mod ical;
+pub mod rotation;
+
+pub use config::OnCall;
+pub use contact::ContactKind;
+pub use rotation::{OnCallSchedule, Shift};
