@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 use axum::routing::post;
 use chrono::{TimeDelta, Utc};
 use clap::Parser;
-use keepwatch_engine::notify::Notifier;
+use keepwatch_engine::channels::{LiveTransport, Transport};
 use keepwatch_engine::pager::Pager;
 use keepwatch_engine::{EngineConfig, SystemClock};
 use keepwatch_store::{NewAlert, Store, to_micros};
@@ -127,14 +127,15 @@ urgency = "high"
         allow_private_destinations: true,
         ..EngineConfig::default()
     };
-    let notifier = Notifier::new(store.clone(), &engine).map_err(anyhow::Error::msg)?;
+    let notifier: Arc<dyn Transport> =
+        Arc::new(LiveTransport::new(&engine).map_err(anyhow::Error::msg)?);
     let pager = Pager::new(
         store.clone(),
         Arc::new(SystemClock),
         engine,
         Arc::new(Notify::new()),
         store.secret("alert_links").await?.into(),
-        Arc::new(notifier),
+        notifier,
     )
     .await?;
     let started = Instant::now();

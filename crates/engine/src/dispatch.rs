@@ -17,9 +17,11 @@ use tokio::sync::Notify;
 use tokio::task::JoinSet;
 
 use crate::EngineConfig;
+use crate::channels::format::channel_address;
+use crate::channels::{Failure, Message, Transport, render};
 use crate::clock::Clock;
+use crate::destination::destination_of;
 use crate::destination::{HELD_PER_DESTINATION, HELD_PER_SLOT, Held, Lanes};
-use crate::notify::{Failure, Notifier};
 
 /// How long a claim holds. A claimed row waits at most `HELD_PER_DESTINATION /
 /// PER_DESTINATION` delivery timeouts (plus one claim's worth) for its turn, well within it;
@@ -32,7 +34,7 @@ pub struct Dispatcher {
     clock: Arc<dyn Clock>,
     config: EngineConfig,
     wake: Arc<Notify>,
-    notifier: Arc<Notifier>,
+    transport: Arc<dyn Transport>,
 }
 
 impl Dispatcher {
@@ -41,10 +43,10 @@ impl Dispatcher {
         clock: Arc<dyn Clock>,
         config: EngineConfig,
         wake: Arc<Notify>,
-        notifier: Arc<Notifier>,
+        transport: Arc<dyn Transport>,
     ) -> Dispatcher {
         Dispatcher {
-            notifier,
+            transport,
             store,
             clock,
             config,
@@ -113,7 +115,10 @@ impl Dispatcher {
                     continue;
                 }
                 let (outbox_id, channel_id) = (delivery.outbox_id, delivery.channel_id);
-                let destination = Notifier::destination(&delivery);
+                // Where it goes, for the per-destination limit (an unusable channel fails
+                // when it is sent).
+                let destination = channel_address(&delivery)
+                    .map_or_else(|_| "smtp".into(), |(_, address)| destination_of(&address));
                 let task =
                     sends.spawn(self.deliver(lanes.clone(), destination.clone(), delivery.clone()));
                 held.add(vec![(outbox_id, channel_id)], destination, task.id());
@@ -128,7 +133,7 @@ impl Dispatcher {
         destination: String,
         delivery: Delivery,
     ) -> impl Future<Output = ()> + Send + 'static {
-        let notifier = self.notifier.clone();
+        let transport = self.transport.clone();
         let store = self.store.clone();
         let clock = self.clock.clone();
         let config = self.config.clone();
@@ -136,31 +141,25 @@ impl Dispatcher {
             let (outcome, took) = lanes
                 .run(&destination, async {
                     let started = Instant::now();
-                    let outcome =
-                        tokio::time::timeout(notifier.timeout(), notifier.send(&delivery))
-                            .await
-                            .unwrap_or_else(|_| {
-                                Err(Failure::transient("no answer within the delivery timeout"))
-                            });
+                    let send = send(&*transport, &store, &config.site_url, &delivery);
+                    let outcome = tokio::time::timeout(transport.timeout(), send)
+                        .await
+                        .unwrap_or_else(|_| {
+                            Err(Failure::transient("no answer within the delivery timeout"))
+                        });
                     (outcome, started.elapsed())
                 })
                 .await;
             let at = clock.now();
             let attempts = delivery.attempts + 1;
-            let (ok, detail, permanent) = match outcome {
-                Ok(detail) => (true, detail, false),
-                Err(failure) => (false, failure.detail, failure.permanent),
+            let retry_at = retry_after(&config, delivery.attempts, &outcome)
+                .map(|delay| to_micros(at + delay));
+            let (ok, detail) = match outcome {
+                Ok(detail) => (true, detail),
+                Err(failure) => (false, failure.detail),
             };
             metrics::counter!("keepwatch_deliveries_total", "outcome" => if ok { "ok" } else { "error" })
                 .increment(1);
-            let retry_at = (!ok && !permanent && attempts < config.max_attempts).then(|| {
-                let factor = 2u32.saturating_pow(delivery.attempts.clamp(0, 20) as u32);
-                let delay = config
-                    .retry_base
-                    .saturating_mul(factor)
-                    .min(Duration::from_secs(3600));
-                to_micros(at + delay)
-            });
             if !ok {
                 tracing::warn!(outbox = delivery.outbox_id, channel = %delivery.channel_name, attempts, error = %detail, "delivery failed");
             }
@@ -196,4 +195,47 @@ impl Dispatcher {
             }
         }
     }
+}
+
+/// When a failed send is tried again, `attempts` attempts before it: after `retry_base ×
+/// 2^attempts` (at most an hour). `None` when it succeeded, when retrying cannot help, or when
+/// it was the last attempt.
+pub(crate) fn retry_after(
+    config: &EngineConfig,
+    attempts: i64,
+    outcome: &Result<String, Failure>,
+) -> Option<Duration> {
+    let failure = outcome.as_ref().err()?;
+    if failure.permanent || attempts + 1 >= config.max_attempts {
+        return None;
+    }
+    let factor = 2u32.saturating_pow(attempts.clamp(0, 20) as u32);
+    Some(
+        config
+            .retry_base
+            .saturating_mul(factor)
+            .min(Duration::from_secs(3600)),
+    )
+}
+
+/// Sends one channel event: the message built from the event and the check as it is now.
+/// `Ok` carries a short description of the receiver's answer.
+async fn send(
+    transport: &dyn Transport,
+    store: &Store,
+    site_url: &str,
+    delivery: &Delivery,
+) -> Result<String, Failure> {
+    let (kind, address) = channel_address(delivery)?;
+    let payload: serde_json::Value = serde_json::from_str(&delivery.payload).unwrap_or_default();
+    let uuid = payload["check_uuid"].as_str().unwrap_or_default();
+    let check = store.check_by_uuid(uuid).await.ok().flatten();
+    let message = Message::event(delivery, check.as_ref(), site_url);
+    let request = render(kind, &address, &message)?;
+    transport.send(request).await.map_err(|mut e| {
+        if e.detail.starts_with("answered") {
+            e.detail.insert_str(0, "webhook ");
+        }
+        e
+    })
 }

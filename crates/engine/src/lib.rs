@@ -3,7 +3,8 @@
 //! - [`actor`]: the single owner of check state. Pings are group-committed; deadlines are
 //!   kept in a heap; a checkpoint moves state and pings out of the hot table.
 //! - [`dispatch`]: claims due outbox rows and delivers them with retries and backoff.
-//! - [`notify`]: the channels (webhook, email) that deliver a notification.
+//! - [`channels`]: what a message says and how each kind of destination gets it (formats),
+//!   and what sends it (transports).
 //! - [`pager`]: alerts from check events, escalation through the on-call configuration, and
 //!   the pages (notifications to people) it sends.
 //! - [`clock`]: wall clock for production, manual clock for tests and drills.
@@ -22,15 +23,15 @@ use tokio::task::JoinHandle;
 use uuid::Uuid;
 
 pub mod actor;
+pub mod channels;
 pub mod clock;
 pub mod destination;
 pub mod dispatch;
 pub mod live;
-pub mod notify;
 pub mod pager;
 
+pub use channels::transport::{SmtpConfig, SmtpSecurity};
 pub use clock::{Clock, ManualClock, SystemClock};
-pub use notify::{SmtpConfig, SmtpSecurity};
 
 #[derive(Debug, Clone)]
 pub struct EngineConfig {
@@ -146,7 +147,7 @@ pub struct Engine {
     /// The key that signs the acknowledge/resolve links in notifications.
     pub link_secret: Arc<str>,
     /// Sends what the server sends itself: contact verification codes.
-    pub notifier: Arc<notify::Notifier>,
+    pub notifier: Arc<dyn channels::Transport>,
 }
 
 /// The engine's background tasks.
@@ -217,8 +218,8 @@ impl Engine {
         let link_secret: Arc<str> = store.secret("alert_links").await?.into();
         // One notifier (HTTP client, SMTP transport) for the pager, the outbox dispatcher and
         // the server's own messages (contact verification codes).
-        let notifier =
-            Arc::new(notify::Notifier::new(store.clone(), &config).map_err(StoreError::Task)?);
+        let notifier: Arc<dyn channels::Transport> =
+            Arc::new(channels::LiveTransport::new(&config).map_err(StoreError::Task)?);
         let pager = pager::Pager::new(
             store.clone(),
             clock.clone(),

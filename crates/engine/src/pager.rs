@@ -19,7 +19,6 @@ use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 use std::sync::Arc;
 use std::time::Duration;
 
-use base64::prelude::{BASE64_STANDARD, Engine as _};
 use chrono::{DateTime, TimeDelta, Utc};
 use hmac::{Hmac, KeyInit, Mac};
 use keepwatch_core::alert::paging::{Page, Paging, Urgency};
@@ -29,13 +28,13 @@ use keepwatch_store::{
     AlertRow, NewAlert, NewPage, PageDelivery, PageOutcome, PagingRecord, Store, StoreError,
     to_micros,
 };
-use serde_json::json;
 use sha2::Sha256;
 use tokio::sync::Notify;
 use tokio::task::JoinSet;
 
+use crate::channels::{Failure, Message, Transport, render};
 use crate::destination::{HELD_PER_SLOT, Held, Lanes, destination_of};
-use crate::notify::{Failure, Notifier, one_line, sign};
+use crate::dispatch::retry_after;
 use crate::{Clock, EngineConfig};
 
 /// Where the pager is in the check event stream.
@@ -45,9 +44,8 @@ const EVENT_CURSOR: &str = "pager_events";
 const CLAIM_LIMIT: i64 = 100;
 const LEASE: TimeDelta = TimeDelta::seconds(120);
 /// This many pages (or more) to one address in one delivery round go out as one summary
-/// message, listing at most `SUMMARY_LINES` alerts.
+/// message (see [`Message::page`]).
 const SUMMARY_AT: usize = 3;
-const SUMMARY_LINES: usize = 20;
 /// Acknowledgment links in notifications stay valid this long.
 pub const LINK_LIFETIME: TimeDelta = TimeDelta::days(7);
 
@@ -56,7 +54,7 @@ pub use keepwatch_core::oncall::contact::ContactKind;
 /// Sends a short text with no links through a contact (a contact verification code): the
 /// same channels and formats as pages, without their buttons.
 pub async fn send_plain(
-    notifier: &Notifier,
+    transport: &dyn Transport,
     contact: &str,
     address: &str,
     title: &str,
@@ -67,110 +65,8 @@ pub async fn send_plain(
             "contact `{contact}` (`{address}`) is not an email address or URL"
         ))
     })?;
-    let http = notifier.http();
-    let request = match kind {
-        ContactKind::Email => return notifier.email(address, title, text).await,
-        ContactKind::Slack => http
-            .post(address)
-            .json(&json!({"text": format!("*{title}*\n{text}")})),
-        ContactKind::Discord => http
-            .post(address)
-            .json(&json!({"content": format!("**{title}**\n{text}")})),
-        ContactKind::Teams => http.post(address).json(&teams_card(title, text, None)),
-        ContactKind::Telegram => {
-            let (url, chat) = split_query_param(address, "chat_id")
-                .ok_or("a telegram address needs `?chat_id=<chat>`")?;
-            http.post(url)
-                .json(&json!({"chat_id": chat, "text": format!("{title}\n{text}")}))
-        }
-        ContactKind::Pushover => {
-            let missing = "a pushover address needs `?token=<app token>&user=<user key>`";
-            let (url, token) = split_query_param(address, "token").ok_or(missing)?;
-            let (_, user) = split_query_param(address, "user").ok_or(missing)?;
-            http.post(url).form(&[
-                ("token", token.as_str()),
-                ("user", &user),
-                ("title", title),
-                ("message", text),
-            ])
-        }
-        ContactKind::Ntfy => http
-            .post(address)
-            .header("Title", ntfy_header(title))
-            .body(text.to_string()),
-        ContactKind::Webhook => {
-            let (url, secret) = match address.split_once("#secret=") {
-                Some((url, secret)) => (url, Some(secret)),
-                None => (address, None),
-            };
-            let body = serde_json::to_vec(&json!({"message": {"title": title, "text": text}}))
-                .map_err(|e| Failure::permanent(e.to_string()))?;
-            let mut request = http.post(url).header("Content-Type", "application/json");
-            if let Some(secret) = secret {
-                request = request.header("X-Keepwatch-Signature", sign(secret, &body));
-            }
-            request.body(body)
-        }
-    };
-    notifier.execute(request).await
-}
-
-/// A header value for ntfy from any text: on one line, and RFC 2047-encoded (which ntfy
-/// decodes) when it is not plain ASCII, since an HTTP header value cannot carry it as is.
-pub fn ntfy_header(text: &str) -> String {
-    let text = one_line(text);
-    if text.is_ascii() {
-        text
-    } else {
-        format!("=?UTF-8?B?{}?=", BASE64_STANDARD.encode(text))
-    }
-}
-
-/// A Teams message: an Adaptive Card, which Teams' Workflows webhooks and its older incoming
-/// webhooks both accept, with Acknowledge and Resolve buttons when given their links.
-fn teams_card(title: &str, text: &str, buttons: Option<(&str, &str)>) -> serde_json::Value {
-    let mut card = json!({
-        "$schema": "http://adaptivecards.io/schemas/adaptive-card.json",
-        "type": "AdaptiveCard",
-        "version": "1.4",
-        "body": [
-            {"type": "TextBlock", "text": title, "weight": "Bolder", "wrap": true},
-            {"type": "TextBlock", "text": text, "wrap": true},
-        ],
-    });
-    if let Some((ack, resolve)) = buttons {
-        card["actions"] = json!([
-            {"type": "Action.OpenUrl", "title": "Acknowledge", "url": ack},
-            {"type": "Action.OpenUrl", "title": "Resolve", "url": resolve},
-        ]);
-    }
-    json!({
-        "type": "message",
-        "attachments": [{
-            "contentType": "application/vnd.microsoft.card.adaptive",
-            "content": card,
-        }],
-    })
-}
-
-/// Splits `name=value` out of an address's query: the address without its query, and the
-/// value. `None` when the address has no such parameter.
-fn split_query_param(address: &str, name: &str) -> Option<(String, String)> {
-    let url = reqwest::Url::parse(address).ok()?;
-    let value = url.query_pairs().find(|(k, _)| k == name)?.1.into_owned();
-    let mut bare = url;
-    bare.set_query(None);
-    Some((bare.to_string(), value))
-}
-
-/// At most `max` characters of `text`, with an ellipsis when cut.
-fn truncate(text: &str, max: usize) -> String {
-    if text.chars().count() <= max {
-        return text.to_string();
-    }
-    let mut cut: String = text.chars().take(max - 1).collect();
-    cut.push('…');
-    cut
+    let request = render(kind, address, &Message::plain(title, text))?;
+    transport.send(request).await
 }
 
 /// A signed, expiring link token for `action` (`ack` or `resolve`) on an alert:
@@ -214,7 +110,7 @@ pub fn verify_link(
 /// What sending a page needs, apart from the pager's own state: cloned into each send.
 #[derive(Clone)]
 struct Messenger {
-    notifier: Arc<Notifier>,
+    transport: Arc<dyn Transport>,
     link_secret: Arc<str>,
     site_url: String,
 }
@@ -255,14 +151,14 @@ impl Pager {
         config: EngineConfig,
         wake: Arc<Notify>,
         link_secret: Arc<str>,
-        notifier: Arc<Notifier>,
+        transport: Arc<dyn Transport>,
     ) -> Result<Pager, StoreError> {
         Ok(Pager {
             store,
             clock,
             lanes: Lanes::new(config.delivery_concurrency),
             messenger: Messenger {
-                notifier,
+                transport,
                 link_secret,
                 site_url: config.site_url.clone(),
             },
@@ -283,6 +179,9 @@ impl Pager {
     pub async fn run(mut self) {
         let mut full_round = true;
         loop {
+            // Taken before the round: whatever falls due after it was not seen by the round,
+            // so it must wake the next one (the clock may move on during the round).
+            let round_start = self.clock.now();
             let done = if full_round {
                 self.step().await
             } else {
@@ -294,7 +193,7 @@ impl Pager {
             // The next round comes when a page, a retry or a timeline entry falls due, or
             // after a second at most (new check events also wake it). Pages already due wait
             // for their destination (a send finishing), not for their due time.
-            let now = self.clock.now();
+            let now = round_start;
             let mut until = now + Duration::from_secs(1);
             if let Some(due) = self.store.next_page_due().await.ok().flatten()
                 && let Some(due) = DateTime::from_timestamp_micros(due).filter(|d| *d > now)
@@ -752,10 +651,10 @@ impl Pager {
         let messenger = self.messenger.clone();
         let store = self.store.clone();
         let clock = self.clock.clone();
-        let (retry_base, max_attempts) = (self.config.retry_base, self.config.max_attempts);
+        let config = self.config.clone();
         async move {
             let refs: Vec<&PageDelivery> = pages.iter().collect();
-            let timeout = messenger.notifier.timeout();
+            let timeout = messenger.transport.timeout();
             let result = lanes
                 .run(&destination, async {
                     tokio::time::timeout(timeout, messenger.send(&refs, now))
@@ -773,18 +672,12 @@ impl Pager {
             let outcomes: Vec<PageOutcome> = pages
                 .iter()
                 .map(|page| {
-                    let (ok, detail, permanent) = match result.clone() {
-                        Ok(detail) => (true, detail, false),
-                        Err(failure) => (false, failure.detail, failure.permanent),
+                    let retry_at = retry_after(&config, page.attempts, &result)
+                        .map(|delay| now_us + delay.as_micros() as i64);
+                    let (ok, detail) = match result.clone() {
+                        Ok(detail) => (true, detail),
+                        Err(failure) => (false, failure.detail),
                     };
-                    let retry_at =
-                        (!ok && !permanent && page.attempts + 1 < max_attempts).then(|| {
-                            let factor = 2u32.saturating_pow(page.attempts.clamp(0, 20) as u32);
-                            let backoff = retry_base
-                                .saturating_mul(factor)
-                                .min(Duration::from_secs(3600));
-                            now_us + backoff.as_micros() as i64
-                        });
                     PageOutcome {
                         page,
                         ok,
@@ -833,171 +726,8 @@ impl Messenger {
         })?;
         let links: Vec<(String, String)> =
             pages.iter().map(|p| self.links(p.alert_id, now)).collect();
-        let (ack, resolve) = &links[0];
-        let high = pages.iter().any(|p| p.urgency == "high");
-        let urgency = if high { "HIGH" } else { "LOW" };
-        let title = match pages {
-            [one] => format!("[{urgency}] {} ({})", one.summary, one.service),
-            many => format!("[{urgency}] {} alerts for {}", many.len(), page.person),
-        };
-        // One line per alert, the first SUMMARY_LINES of them.
-        let lines = |line: &dyn Fn(&PageDelivery, &str, &str) -> String| {
-            let mut out: Vec<String> = pages
-                .iter()
-                .zip(&links)
-                .take(SUMMARY_LINES)
-                .map(|(p, (ack, resolve))| line(p, ack, resolve))
-                .collect();
-            if pages.len() > SUMMARY_LINES {
-                out.push(format!("… and {} more", pages.len() - SUMMARY_LINES));
-            }
-            out.join("\n")
-        };
-        let text = lines(&|p, ack, resolve| {
-            format!(
-                "#{} {} ({}) — acknowledge: {ack} — resolve: {resolve}",
-                p.alert_id, p.summary, p.service
-            )
-        });
-        let http = self.notifier.http();
-        let request = match kind {
-            ContactKind::Email => {
-                let subject = format!("[keepwatch] {title}");
-                return self.notifier.email(&page.address, &subject, &text).await;
-            }
-            ContactKind::Slack => {
-                let text = lines(&|p, ack, resolve| {
-                    format!(
-                        "#{} {} ({}): <{ack}|Acknowledge> · <{resolve}|Resolve>",
-                        p.alert_id, p.summary, p.service
-                    )
-                });
-                http.post(&page.address)
-                    .json(&json!({ "text": format!("*{title}*\n{text}") }))
-            }
-            ContactKind::Discord => {
-                let text = lines(&|p, ack, resolve| {
-                    format!(
-                        "#{} {} ({}): [Acknowledge]({ack}) · [Resolve]({resolve})",
-                        p.alert_id, p.summary, p.service
-                    )
-                });
-                http.post(&page.address)
-                    .json(&json!({ "content": format!("**{title}**\n{text}") }))
-            }
-            ContactKind::Teams => {
-                let text = lines(&|p, ack, resolve| {
-                    format!(
-                        "#{} {} ({}): [Acknowledge]({ack}) · [Resolve]({resolve})",
-                        p.alert_id, p.summary, p.service
-                    )
-                });
-                let buttons = (pages.len() == 1).then_some((ack.as_str(), resolve.as_str()));
-                http.post(&page.address)
-                    .json(&teams_card(&title, &text, buttons))
-            }
-            ContactKind::Telegram => {
-                // `https://api.telegram.org/bot<token>/sendMessage?chat_id=<chat>`: the chat
-                // goes in the body, as the Bot API's sendMessage takes it.
-                let (url, chat) = split_query_param(&page.address, "chat_id")
-                    .ok_or("a telegram address needs `?chat_id=<chat>`")?;
-                let mut message = json!({
-                    "chat_id": chat,
-                    "text": truncate(&format!("{title}\n{text}"), 4096),
-                    "disable_web_page_preview": true,
-                });
-                if pages.len() == 1 {
-                    message["reply_markup"] = json!({"inline_keyboard": [[
-                        {"text": "Acknowledge", "url": ack},
-                        {"text": "Resolve", "url": resolve},
-                    ]]});
-                }
-                http.post(url).json(&message)
-            }
-            ContactKind::Pushover => {
-                // `https://api.pushover.net/1/messages.json?token=<app>&user=<user key>`:
-                // Pushover takes both as form fields. High urgency is priority 1, which
-                // sounds through the user's quiet hours.
-                let (url, token) = split_query_param(&page.address, "token")
-                    .ok_or("a pushover address needs `?token=<app token>&user=<user key>`")?;
-                let (_, user) = split_query_param(&page.address, "user")
-                    .ok_or("a pushover address needs `?token=<app token>&user=<user key>`")?;
-                let mut form = vec![
-                    ("token", token),
-                    ("user", user),
-                    ("title", truncate(&title, 250)),
-                    ("message", truncate(&text, 1024)),
-                    ("priority", if high { "1" } else { "0" }.to_string()),
-                ];
-                if pages.len() == 1 {
-                    form.push(("url", ack.clone()));
-                    form.push(("url_title", "Acknowledge".to_string()));
-                }
-                http.post(url).form(&form)
-            }
-            ContactKind::Ntfy => {
-                let mut request = http
-                    .post(&page.address)
-                    .header("Title", ntfy_header(&title))
-                    .header("Priority", if high { "5" } else { "3" })
-                    .header("Tags", "rotating_light");
-                // Buttons act on one alert; a summary lists its links in the text.
-                if pages.len() == 1 {
-                    request = request.header(
-                        "Actions",
-                        format!("view, Acknowledge, {ack}; view, Resolve, {resolve}"),
-                    );
-                }
-                let body = if pages.len() == 1 {
-                    format!("Alert #{} on {}", page.alert_id, page.service)
-                } else {
-                    text
-                };
-                request.body(body)
-            }
-            ContactKind::Webhook => {
-                // `https://host/path#secret=…`: the fragment never leaves this server; it
-                // keys the signature.
-                let (url, secret) = match page.address.split_once("#secret=") {
-                    Some((url, secret)) => (url, Some(secret)),
-                    None => (page.address.as_str(), None),
-                };
-                let one = |p: &PageDelivery, (ack, resolve): &(String, String)| {
-                    json!({
-                        "alert": {
-                            "id": p.alert_id,
-                            "summary": p.summary,
-                            "service": p.service,
-                            "dedup_key": p.dedup_key,
-                            "status": p.status,
-                        },
-                        "urgency": p.urgency,
-                        "person": p.person,
-                        "links": { "acknowledge": ack, "resolve": resolve },
-                    })
-                };
-                let message = match pages {
-                    [single] => one(single, &links[0]),
-                    many => json!({
-                        "summary_of": many.len(),
-                        "person": page.person,
-                        "urgency": if high { "high" } else { "low" },
-                        "pages": many.iter().zip(&links).map(|(p, l)| one(p, l)).collect::<Vec<_>>(),
-                    }),
-                };
-                let body =
-                    serde_json::to_vec(&message).map_err(|e| Failure::permanent(e.to_string()))?;
-                let mut request = http
-                    .post(url)
-                    .header("Content-Type", "application/json")
-                    .header("X-Keepwatch-Page", page.id.to_string());
-                if let Some(secret) = secret {
-                    request = request.header("X-Keepwatch-Signature", sign(secret, &body));
-                }
-                request.body(body)
-            }
-        };
-        self.notifier.execute(request).await
+        let request = render(kind, &page.address, &Message::page(pages, &links))?;
+        self.transport.send(request).await
     }
 }
 
@@ -1034,26 +764,5 @@ mod tests {
         );
         assert_eq!(of("x", "https://example.com/h"), Some(ContactKind::Webhook));
         assert_eq!(of("x", "not an address"), None);
-    }
-
-    #[test]
-    fn query_parameters_are_split_out_of_an_address() {
-        assert_eq!(
-            split_query_param(
-                "https://api.telegram.org/bot1:A/sendMessage?chat_id=-5",
-                "chat_id"
-            ),
-            Some((
-                "https://api.telegram.org/bot1:A/sendMessage".to_string(),
-                "-5".to_string()
-            ))
-        );
-        assert_eq!(
-            split_query_param("https://api.pushover.net/1/m?user=b", "token"),
-            None
-        );
-        assert_eq!(split_query_param("not a url", "token"), None);
-        assert_eq!(truncate("abcdef", 4), "abc…");
-        assert_eq!(truncate("abc", 4), "abc");
     }
 }

@@ -5,7 +5,7 @@
 
 use axum::http::StatusCode;
 use chrono::TimeDelta;
-use keepwatch_engine::notify::sign;
+use keepwatch_engine::channels::sign;
 use serde_json::{Value, json};
 
 use crate::helpers::{Receiver, TestApp, eventually, spawn_app};

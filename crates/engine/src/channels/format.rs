@@ -1,0 +1,692 @@
+//! What a message says, and how each kind of destination receives it.
+//!
+//! A [`Message`] is built once, whatever it goes to: a page (one alert, or a summary of
+//! several to one address, each with its acknowledge and resolve links), a check's event for
+//! a channel, or a plain text. [`render`] turns it into the [`Request`] one destination takes:
+//! chat services get the title in bold and one line per alert with their own link syntax,
+//! Teams an Adaptive Card, Telegram, Pushover and ntfy their buttons for a single alert, email
+//! a subject and plain text, a webhook the message's JSON signed with its secret.
+
+use base64::prelude::{BASE64_STANDARD, Engine as _};
+use hmac::{Hmac, KeyInit, Mac};
+use keepwatch_core::oncall::ContactKind;
+use keepwatch_store::{CheckRow, Delivery, PageDelivery};
+use serde::Deserialize;
+use serde_json::{Value, json};
+use sha2::Sha256;
+
+use super::Failure;
+
+/// A summary lists this many alerts at most, then how many more.
+const SUMMARY_LINES: usize = 20;
+
+/// One message, before it is rendered for a destination.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Message {
+    /// The headline: a chat message's bold first line, a push notification's title.
+    pub title: String,
+    /// An email's subject.
+    pub subject: String,
+    /// The text without markup: an email's body, and the text of a chat message that lists
+    /// no alerts.
+    pub text: String,
+    /// The alerts a page is about, with their links (empty for other messages).
+    pub alerts: Vec<AlertLine>,
+    /// A page at high urgency: ntfy and Pushover raise their priority.
+    pub high: bool,
+    /// What a webhook receives.
+    pub json: Value,
+    /// The headers a webhook receives beside it (what the message is, its id).
+    pub headers: Vec<(&'static str, String)>,
+}
+
+/// An alert in a page, with its acknowledge and resolve links.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AlertLine {
+    pub id: i64,
+    pub summary: String,
+    pub service: String,
+    pub acknowledge: String,
+    pub resolve: String,
+}
+
+impl Message {
+    /// A text with a title and no links (a contact verification code): chat services get the
+    /// title in bold, a webhook `{"message": {"title", "text"}}`.
+    pub fn plain(title: &str, text: &str) -> Message {
+        Message {
+            title: title.to_string(),
+            subject: title.to_string(),
+            text: text.to_string(),
+            alerts: Vec::new(),
+            high: false,
+            json: json!({"message": {"title": title, "text": text}}),
+            headers: Vec::new(),
+        }
+    }
+
+    /// A page to one person's address: one alert, or a summary of several (`links` are each
+    /// alert's acknowledge and resolve links, in order).
+    pub fn page(pages: &[&PageDelivery], links: &[(String, String)]) -> Message {
+        let first = pages[0];
+        let high = pages.iter().any(|p| p.urgency == "high");
+        let urgency = if high { "HIGH" } else { "LOW" };
+        let title = match pages {
+            [one] => format!("[{urgency}] {} ({})", one.summary, one.service),
+            many => format!("[{urgency}] {} alerts for {}", many.len(), first.person),
+        };
+        let alerts: Vec<AlertLine> = pages
+            .iter()
+            .zip(links)
+            .map(|(p, (ack, resolve))| AlertLine {
+                id: p.alert_id,
+                summary: p.summary.clone(),
+                service: p.service.clone(),
+                acknowledge: ack.clone(),
+                resolve: resolve.clone(),
+            })
+            .collect();
+        let one = |p: &PageDelivery, (ack, resolve): &(String, String)| {
+            json!({
+                "alert": {
+                    "id": p.alert_id,
+                    "summary": p.summary,
+                    "service": p.service,
+                    "dedup_key": p.dedup_key,
+                    "status": p.status,
+                },
+                "urgency": p.urgency,
+                "person": p.person,
+                "links": { "acknowledge": ack, "resolve": resolve },
+            })
+        };
+        let json = match pages {
+            [single] => one(single, &links[0]),
+            many => json!({
+                "summary_of": many.len(),
+                "person": first.person,
+                "urgency": if high { "high" } else { "low" },
+                "pages": many.iter().zip(links).map(|(p, l)| one(p, l)).collect::<Vec<_>>(),
+            }),
+        };
+        Message {
+            subject: format!("[keepwatch] {title}"),
+            title,
+            text: page_text(&alerts),
+            alerts,
+            high,
+            json,
+            headers: vec![("X-Keepwatch-Page", first.id.to_string())],
+        }
+    }
+
+    /// A check's event for a channel: the event, its runs and the check as it is now
+    /// (`check`, when it still exists).
+    pub fn event(delivery: &Delivery, check: Option<&CheckRow>, site_url: &str) -> Message {
+        let payload: Value = serde_json::from_str(&delivery.payload).unwrap_or_default();
+        let uuid = payload["check_uuid"].as_str().unwrap_or_default();
+        let check = match check {
+            Some(row) => json!({
+                "uuid": row.uuid,
+                "name": row.name,
+                "slug": row.slug,
+                "tags": row.tags,
+                "desc": row.descr,
+                "url": format!("{site_url}/api/v3/checks/{}", row.uuid),
+            }),
+            None => json!({ "uuid": uuid }),
+        };
+        let mut json = json!({
+            "id": delivery.outbox_id,
+            "event": delivery.event_kind,
+            "at": payload["at"],
+            "check": check,
+            "run": payload["run"],
+            "other_run": payload["other_run"],
+            "exit_status": payload["exit_status"],
+        });
+        // Present only on the events that have them: overlaps beside strays, anomalies.
+        for key in ["strays", "anomaly"] {
+            if !payload[key].is_null() {
+                json[key] = payload[key].clone();
+            }
+        }
+        let name = json["check"]["name"].as_str().filter(|n| !n.is_empty());
+        let name = name.or(json["check"]["uuid"].as_str()).unwrap_or("check");
+        let headline = headline(&delivery.event_kind);
+        let title = format!("{name}: {headline}");
+        Message {
+            subject: format!("[keepwatch] {title}"),
+            text: format!(
+                "{headline}\n\n{}\n",
+                serde_json::to_string_pretty(&json).unwrap_or_default()
+            ),
+            title,
+            alerts: Vec::new(),
+            high: false,
+            headers: vec![
+                ("X-Keepwatch-Event", delivery.event_kind.clone()),
+                ("X-Keepwatch-Delivery", delivery.outbox_id.to_string()),
+            ],
+            json,
+        }
+    }
+
+    /// One line per alert in `style`, the first [`SUMMARY_LINES`] of them.
+    fn lines(&self, style: fn(&AlertLine) -> String) -> String {
+        let mut out: Vec<String> = self.alerts.iter().take(SUMMARY_LINES).map(style).collect();
+        if self.alerts.len() > SUMMARY_LINES {
+            out.push(format!("… and {} more", self.alerts.len() - SUMMARY_LINES));
+        }
+        out.join("\n")
+    }
+
+    /// The text of a chat message: the alerts in `style`, or the plain text.
+    fn chat_text(&self, style: fn(&AlertLine) -> String) -> String {
+        if self.alerts.is_empty() {
+            self.text.clone()
+        } else {
+            self.lines(style)
+        }
+    }
+
+    /// The alert a page is about, when it is about one (buttons act on one alert).
+    fn single(&self) -> Option<&AlertLine> {
+        match self.alerts.as_slice() {
+            [one] => Some(one),
+            _ => None,
+        }
+    }
+}
+
+/// The plain text of a page: one line per alert with its links written out.
+pub fn page_text(alerts: &[AlertLine]) -> String {
+    let message = Message {
+        alerts: alerts.to_vec(),
+        ..Message::plain("", "")
+    };
+    message.lines(|a| {
+        format!(
+            "#{} {} ({}) — acknowledge: {} — resolve: {}",
+            a.id, a.summary, a.service, a.acknowledge, a.resolve
+        )
+    })
+}
+
+fn headline(kind: &str) -> &'static str {
+    match kind {
+        "down" => "DOWN: the expected ping did not arrive in time",
+        "failed" => "FAILED: the job reported a failure",
+        "hung" => "HUNG: a run has not finished within its max runtime",
+        "overlap" => "OVERLAP: a run started while another copy of the job was still running",
+        "anomaly" => "ANOMALY: a run processed far less, or took far longer, than usual",
+        "up" => "UP: the check is back",
+        _ => "event",
+    }
+}
+
+/// Where a channel delivers: its kind and address (a webhook's secret as `#secret=` on its
+/// URL, as a contact's).
+pub fn channel_address(delivery: &Delivery) -> Result<(ContactKind, String), Failure> {
+    #[derive(Deserialize)]
+    struct WebhookConfig {
+        url: String,
+        secret: Option<String>,
+    }
+    #[derive(Deserialize)]
+    struct EmailConfig {
+        to: String,
+    }
+    match delivery.channel_kind.as_str() {
+        "webhook" => {
+            let config: WebhookConfig = serde_json::from_str(&delivery.channel_config)
+                .map_err(|e| Failure::permanent(format!("bad webhook config: {e}")))?;
+            let address = match config.secret {
+                Some(secret) => format!("{}#secret={secret}", config.url),
+                None => config.url,
+            };
+            Ok((ContactKind::Webhook, address))
+        }
+        "email" => {
+            let config: EmailConfig = serde_json::from_str(&delivery.channel_config)
+                .map_err(|e| Failure::permanent(format!("bad email config: {e}")))?;
+            Ok((ContactKind::Email, config.to))
+        }
+        other => Err(Failure::permanent(format!(
+            "unknown channel kind `{other}`"
+        ))),
+    }
+}
+
+fn markdown_line(a: &AlertLine) -> String {
+    format!(
+        "#{} {} ({}): [Acknowledge]({}) · [Resolve]({})",
+        a.id, a.summary, a.service, a.acknowledge, a.resolve
+    )
+}
+
+fn slack_line(a: &AlertLine) -> String {
+    format!(
+        "#{} {} ({}): <{}|Acknowledge> · <{}|Resolve>",
+        a.id, a.summary, a.service, a.acknowledge, a.resolve
+    )
+}
+
+/// What to send: an email, or an HTTP POST.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Request {
+    /// To one or more comma-separated addresses.
+    Email {
+        to: String,
+        subject: String,
+        body: String,
+    },
+    Post {
+        url: String,
+        headers: Vec<(&'static str, String)>,
+        body: Body,
+    },
+}
+
+/// The body of a POST.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Body {
+    /// JSON, sent with `Content-Type: application/json`.
+    Json(Vec<u8>),
+    /// `application/x-www-form-urlencoded` fields.
+    Form(Vec<(&'static str, String)>),
+    /// Plain text.
+    Text(String),
+}
+
+impl Body {
+    fn json(value: &Value) -> Result<Body, Failure> {
+        serde_json::to_vec(value)
+            .map(Body::Json)
+            .map_err(|e| Failure::permanent(e.to_string()))
+    }
+}
+
+/// `message` as a destination of `kind` at `address` takes it. An address that lacks what its
+/// kind needs (Telegram's chat, Pushover's token and user) is a permanent failure.
+pub fn render(kind: ContactKind, address: &str, message: &Message) -> Result<Request, Failure> {
+    let post = |url: &str, body: Body| Request::Post {
+        url: url.to_string(),
+        headers: Vec::new(),
+        body,
+    };
+    let single = message.single();
+    let title = &message.title;
+    Ok(match kind {
+        ContactKind::Email => Request::Email {
+            to: address.to_string(),
+            subject: message.subject.clone(),
+            body: message.text.clone(),
+        },
+        ContactKind::Slack => {
+            let text = message.chat_text(slack_line);
+            post(
+                address,
+                Body::json(&json!({"text": format!("*{title}*\n{text}")}))?,
+            )
+        }
+        ContactKind::Discord => {
+            let text = message.chat_text(markdown_line);
+            post(
+                address,
+                Body::json(&json!({"content": format!("**{title}**\n{text}")}))?,
+            )
+        }
+        ContactKind::Teams => {
+            let text = message.chat_text(markdown_line);
+            post(address, Body::json(&teams_card(title, &text, single))?)
+        }
+        ContactKind::Telegram => {
+            // `https://api.telegram.org/bot<token>/sendMessage?chat_id=<chat>`: the chat goes
+            // in the body, as the Bot API's sendMessage takes it.
+            let (url, chat) = split_query_param(address, "chat_id")
+                .ok_or("a telegram address needs `?chat_id=<chat>`")?;
+            let mut body = json!({
+                "chat_id": chat,
+                "text": truncate(&format!("{title}\n{}", message.text), 4096),
+                "disable_web_page_preview": true,
+            });
+            if let Some(alert) = single {
+                body["reply_markup"] = json!({"inline_keyboard": [[
+                    {"text": "Acknowledge", "url": alert.acknowledge},
+                    {"text": "Resolve", "url": alert.resolve},
+                ]]});
+            }
+            post(&url, Body::json(&body)?)
+        }
+        ContactKind::Pushover => {
+            // `https://api.pushover.net/1/messages.json?token=<app>&user=<user key>`: Pushover
+            // takes both as form fields. High urgency is priority 1, which sounds through the
+            // user's quiet hours.
+            let missing = "a pushover address needs `?token=<app token>&user=<user key>`";
+            let (url, token) = split_query_param(address, "token").ok_or(missing)?;
+            let (_, user) = split_query_param(address, "user").ok_or(missing)?;
+            let mut form = vec![
+                ("token", token),
+                ("user", user),
+                ("title", truncate(title, 250)),
+                ("message", truncate(&message.text, 1024)),
+            ];
+            if !message.alerts.is_empty() {
+                form.push(("priority", if message.high { "1" } else { "0" }.into()));
+            }
+            if let Some(alert) = single {
+                form.push(("url", alert.acknowledge.clone()));
+                form.push(("url_title", "Acknowledge".into()));
+            }
+            post(&url, Body::Form(form))
+        }
+        ContactKind::Ntfy => {
+            let mut headers = vec![("Title", ntfy_header(title))];
+            if !message.alerts.is_empty() {
+                headers.push(("Priority", if message.high { "5" } else { "3" }.into()));
+                headers.push(("Tags", "rotating_light".into()));
+            }
+            // Buttons act on one alert; a summary lists its links in the text.
+            let body = match single {
+                Some(alert) => {
+                    headers.push((
+                        "Actions",
+                        format!(
+                            "view, Acknowledge, {}; view, Resolve, {}",
+                            alert.acknowledge, alert.resolve
+                        ),
+                    ));
+                    format!("Alert #{} on {}", alert.id, alert.service)
+                }
+                None => message.text.clone(),
+            };
+            Request::Post {
+                url: address.to_string(),
+                headers,
+                body: Body::Text(body),
+            }
+        }
+        ContactKind::Webhook => {
+            // `https://host/path#secret=…`: the fragment never leaves this server; it keys
+            // the signature.
+            let (url, secret) = match address.split_once("#secret=") {
+                Some((url, secret)) => (url, Some(secret)),
+                None => (address, None),
+            };
+            let body =
+                serde_json::to_vec(&message.json).map_err(|e| Failure::permanent(e.to_string()))?;
+            let mut headers = message.headers.clone();
+            if let Some(secret) = secret {
+                headers.push(("X-Keepwatch-Signature", sign(secret, &body)));
+            }
+            Request::Post {
+                url: url.to_string(),
+                headers,
+                body: Body::Json(body),
+            }
+        }
+    })
+}
+
+/// The signature header value for a body: `sha256=<hex HMAC-SHA256>`, so a receiver can check
+/// the body came from this server, unchanged.
+pub fn sign(secret: &str, body: &[u8]) -> String {
+    let mut mac =
+        Hmac::<Sha256>::new_from_slice(secret.as_bytes()).expect("HMAC takes any key length");
+    mac.update(body);
+    format!("sha256={}", hex::encode(mac.finalize().into_bytes()))
+}
+
+/// `text` on one line: control characters (line breaks, tabs, escapes) become spaces, so the
+/// text can go in a header.
+pub fn one_line(text: &str) -> String {
+    text.chars()
+        .map(|c| if c.is_control() { ' ' } else { c })
+        .collect()
+}
+
+/// A header value for ntfy from any text: on one line, and RFC 2047-encoded (which ntfy
+/// decodes) when it is not plain ASCII, since an HTTP header value cannot carry it as is.
+pub fn ntfy_header(text: &str) -> String {
+    let text = one_line(text);
+    if text.is_ascii() {
+        text
+    } else {
+        format!("=?UTF-8?B?{}?=", BASE64_STANDARD.encode(text))
+    }
+}
+
+/// A Teams message: an Adaptive Card, which Teams' Workflows webhooks and its older incoming
+/// webhooks both accept, with Acknowledge and Resolve buttons for a single alert.
+fn teams_card(title: &str, text: &str, alert: Option<&AlertLine>) -> Value {
+    let mut card = json!({
+        "$schema": "http://adaptivecards.io/schemas/adaptive-card.json",
+        "type": "AdaptiveCard",
+        "version": "1.4",
+        "body": [
+            {"type": "TextBlock", "text": title, "weight": "Bolder", "wrap": true},
+            {"type": "TextBlock", "text": text, "wrap": true},
+        ],
+    });
+    if let Some(alert) = alert {
+        card["actions"] = json!([
+            {"type": "Action.OpenUrl", "title": "Acknowledge", "url": alert.acknowledge},
+            {"type": "Action.OpenUrl", "title": "Resolve", "url": alert.resolve},
+        ]);
+    }
+    json!({
+        "type": "message",
+        "attachments": [{
+            "contentType": "application/vnd.microsoft.card.adaptive",
+            "content": card,
+        }],
+    })
+}
+
+/// Splits `name=value` out of an address's query: the address without its query, and the
+/// value. `None` when the address has no such parameter.
+fn split_query_param(address: &str, name: &str) -> Option<(String, String)> {
+    let url = reqwest::Url::parse(address).ok()?;
+    let value = url.query_pairs().find(|(k, _)| k == name)?.1.into_owned();
+    let mut bare = url;
+    bare.set_query(None);
+    Some((bare.to_string(), value))
+}
+
+/// At most `max` characters of `text`, with an ellipsis when cut.
+fn truncate(text: &str, max: usize) -> String {
+    if text.chars().count() <= max {
+        return text.to_string();
+    }
+    let mut cut: String = text.chars().take(max - 1).collect();
+    cut.push('…');
+    cut
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn alert(id: i64) -> AlertLine {
+        AlertLine {
+            id,
+            summary: format!("job {id} is down"),
+            service: "billing".into(),
+            acknowledge: format!("https://kw.example/a/{id}.ack"),
+            resolve: format!("https://kw.example/a/{id}.resolve"),
+        }
+    }
+
+    fn page(alerts: Vec<AlertLine>) -> Message {
+        Message {
+            title: "[HIGH] job 1 is down (billing)".into(),
+            subject: "[keepwatch] [HIGH] job 1 is down (billing)".into(),
+            text: page_text(&alerts),
+            alerts,
+            high: true,
+            json: json!({"alert": {"id": 1}}),
+            headers: vec![("X-Keepwatch-Page", "7".into())],
+        }
+    }
+
+    fn json_body(request: &Request) -> Value {
+        match request {
+            Request::Post {
+                body: Body::Json(bytes),
+                ..
+            } => serde_json::from_slice(bytes).unwrap(),
+            other => panic!("not a JSON post: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn a_page_to_one_alert_carries_its_buttons_everywhere_a_channel_has_them() {
+        let message = page(vec![alert(1)]);
+        let slack = render(ContactKind::Slack, "https://hooks.slack.com/x", &message).unwrap();
+        assert_eq!(
+            json_body(&slack)["text"],
+            "*[HIGH] job 1 is down (billing)*\n#1 job 1 is down (billing): \
+             <https://kw.example/a/1.ack|Acknowledge> · <https://kw.example/a/1.resolve|Resolve>"
+        );
+        let teams = render(
+            ContactKind::Teams,
+            "https://x.webhook.office.com/w",
+            &message,
+        );
+        let card = json_body(&teams.unwrap());
+        assert_eq!(
+            card["attachments"][0]["content"]["actions"][1]["url"],
+            "https://kw.example/a/1.resolve"
+        );
+        let telegram = "https://api.telegram.org/bot1:A/sendMessage?chat_id=-5";
+        let request = render(ContactKind::Telegram, telegram, &message).unwrap();
+        let Request::Post { url, .. } = &request else {
+            panic!("telegram is a post")
+        };
+        assert_eq!(url, "https://api.telegram.org/bot1:A/sendMessage");
+        let body = json_body(&request);
+        assert_eq!(body["chat_id"], "-5");
+        assert_eq!(
+            body["reply_markup"]["inline_keyboard"][0][0]["url"],
+            "https://kw.example/a/1.ack"
+        );
+        let ntfy = render(ContactKind::Ntfy, "https://ntfy.sh/oncall", &message).unwrap();
+        assert_eq!(
+            ntfy,
+            Request::Post {
+                url: "https://ntfy.sh/oncall".into(),
+                headers: vec![
+                    ("Title", "[HIGH] job 1 is down (billing)".into()),
+                    ("Priority", "5".into()),
+                    ("Tags", "rotating_light".into()),
+                    (
+                        "Actions",
+                        "view, Acknowledge, https://kw.example/a/1.ack; \
+                         view, Resolve, https://kw.example/a/1.resolve"
+                            .into()
+                    ),
+                ],
+                body: Body::Text("Alert #1 on billing".into()),
+            }
+        );
+    }
+
+    #[test]
+    fn a_summary_lists_twenty_alerts_and_has_no_buttons() {
+        let message = page((1..=25).map(alert).collect());
+        let discord = render(ContactKind::Discord, "https://discord.com/api/w", &message);
+        let content = json_body(&discord.unwrap())["content"]
+            .as_str()
+            .unwrap()
+            .to_string();
+        assert_eq!(content.lines().count(), 1 + 20 + 1);
+        assert!(content.ends_with("… and 5 more"), "{content}");
+        let ntfy = render(ContactKind::Ntfy, "https://ntfy.sh/oncall", &message).unwrap();
+        let Request::Post { headers, body, .. } = ntfy else {
+            panic!("ntfy is a post")
+        };
+        assert!(headers.iter().all(|(name, _)| *name != "Actions"));
+        assert_eq!(body, Body::Text(message.text.clone()));
+        let pushover = "https://api.pushover.net/1/messages.json?token=a&user=b";
+        let Request::Post {
+            body: Body::Form(form),
+            ..
+        } = render(ContactKind::Pushover, pushover, &message).unwrap()
+        else {
+            panic!("pushover is a form")
+        };
+        let fields: Vec<&str> = form.iter().map(|(name, _)| *name).collect();
+        assert_eq!(fields, ["token", "user", "title", "message", "priority"]);
+    }
+
+    #[test]
+    fn a_webhook_gets_the_json_signed_with_the_secret_of_its_address() {
+        let message = page(vec![alert(1)]);
+        let request = render(
+            ContactKind::Webhook,
+            "https://hooks.example/in#secret=s3cret",
+            &message,
+        )
+        .unwrap();
+        let Request::Post { url, headers, body } = request else {
+            panic!("a webhook is a post")
+        };
+        assert_eq!(url, "https://hooks.example/in");
+        let Body::Json(bytes) = body else {
+            panic!("a webhook gets JSON")
+        };
+        assert_eq!(
+            headers,
+            vec![
+                ("X-Keepwatch-Page", "7".to_string()),
+                ("X-Keepwatch-Signature", sign("s3cret", &bytes)),
+            ]
+        );
+        assert_eq!(
+            serde_json::from_slice::<Value>(&bytes).unwrap(),
+            message.json
+        );
+    }
+
+    #[test]
+    fn a_plain_text_has_no_links_and_an_address_missing_its_parameters_is_refused() {
+        let message = Message::plain("keepwatch: verify this contact", "Your code is 123456.");
+        let slack = render(ContactKind::Slack, "https://hooks.slack.com/x", &message).unwrap();
+        assert_eq!(
+            json_body(&slack)["text"],
+            "*keepwatch: verify this contact*\nYour code is 123456."
+        );
+        let email = render(ContactKind::Email, "bob@example.com", &message).unwrap();
+        assert_eq!(
+            email,
+            Request::Email {
+                to: "bob@example.com".into(),
+                subject: "keepwatch: verify this contact".into(),
+                body: "Your code is 123456.".into(),
+            }
+        );
+        let refused = render(
+            ContactKind::Telegram,
+            "https://api.telegram.org/x",
+            &message,
+        );
+        assert_eq!(
+            refused.unwrap_err(),
+            Failure::permanent("a telegram address needs `?chat_id=<chat>`")
+        );
+    }
+
+    #[test]
+    fn header_bound_text_stays_one_line_and_query_parameters_split_out() {
+        assert_eq!(ntfy_header("db\r\nX-Evil: 1"), "db  X-Evil: 1");
+        assert_eq!(ntfy_header("café"), "=?UTF-8?B?Y2Fmw6k=?=");
+        assert_eq!(
+            split_query_param("https://api.pushover.net/1/m?user=b", "token"),
+            None
+        );
+        assert_eq!(split_query_param("not a url", "token"), None);
+        assert_eq!(truncate("abcdef", 4), "abc…");
+        assert_eq!(truncate("abc", 4), "abc");
+    }
+}

@@ -1,0 +1,18 @@
+//! How a message reaches a person or a receiver, in two halves:
+//!
+//! - [`format`]: what a message says ([`Message`]: an alert page or a summary of several, a
+//!   check's event for a channel, a plain text such as a verification code) and how each kind
+//!   of destination receives it (Slack, Discord, Teams, Telegram, Pushover, ntfy, email, a
+//!   signed webhook): [`render`] makes the [`Request`] to send.
+//! - [`transport`]: what sends a [`Request`]: the [`LiveTransport`] (HTTP with the
+//!   destination checks, SMTP), or a [`RecordingTransport`] that keeps what it is given, for
+//!   tests and drills. Either answers with what the receiver said, or a [`Failure`].
+//!
+//! Pages, channel events and verification codes all go through here: one set of formats, one
+//! signing routine, one mapping of a receiver's answer to a result.
+
+pub mod format;
+pub mod transport;
+
+pub use format::{AlertLine, Body, Message, Request, one_line, render, sign};
+pub use transport::{Failure, LiveTransport, RecordingTransport, Transport};
