@@ -27,7 +27,7 @@ pub struct AppOptions {
     pub ping_body_limit: Option<usize>,
     pub start: Option<DateTime<Utc>>,
     /// Connection timeouts and cap; the server's defaults otherwise.
-    pub limits: Option<keepwatch_server::listen::ConnectionLimits>,
+    pub limits: Option<keepwatch_server::ConnectionLimits>,
     /// Checks per project and creations a minute; the server's defaults otherwise.
     pub check_limit: Option<(i64, u32)>,
     /// Refuse private destinations, as `keepwatch serve` does by default (the tests'
