@@ -7,15 +7,15 @@
 //!   shapes them; [`redact`]: what a read-only key is not shown; [`quota`]: limits on
 //!   creating checks.
 //! - [`state`]: what every handler shares ([`AppState`]) and the server's settings.
+//! - [`app`]: the whole service put together (store, engine, state, router, listener) and
+//!   taken down again, for `keepwatch serve` and the tests alike.
 //! - [`listen`]: the accept loop and each connection's life; [`peer`]: the peer address a
 //!   request carries.
 //!
 //! Plus `/api/v3/status/` (health) and `/metrics` (Prometheus text format), here.
 //!
 //! Modules use each other in one direction: the router uses the handlers, handlers use
-//! `auth`, `state`, `error` and `redact`, and nothing uses the router but [`serve`].
-
-use std::sync::OnceLock;
+//! `auth`, `state`, `error` and `redact`, and nothing uses the router but [`app`].
 
 use axum::Router;
 use axum::extract::{DefaultBodyLimit, Request, State};
@@ -23,10 +23,9 @@ use axum::http::{HeaderValue, Method, StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{any, get, post};
-use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
-use tokio::net::TcpListener;
 
 pub mod api;
+pub mod app;
 pub mod auth;
 pub mod error;
 pub mod links;
@@ -42,44 +41,6 @@ pub use state::{
 };
 
 use api::{alerts, channels, checks, events, oncall, oncall_config, people, policies, schedules};
-
-/// The process-wide Prometheus recorder (the `metrics` facade allows one per process).
-///
-/// Histograms keep every recorded value until upkeep folds them into their buckets, so a
-/// thread runs it every few seconds: without it, a server nobody scraped grew with every ping
-/// (~25 bytes each under `bench/ping.sh`; `install_recorder` leaves upkeep to its caller).
-pub fn metrics_handle() -> PrometheusHandle {
-    static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
-    HANDLE
-        .get_or_init(|| {
-            let handle = PrometheusBuilder::new()
-                .set_buckets_for_metric(
-                    metrics_exporter_prometheus::Matcher::Full("keepwatch_ping_seconds".into()),
-                    &[
-                        0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0,
-                    ],
-                )
-                .and_then(|b| b.set_buckets(&[0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1.0, 5.0, 10.0]))
-                .expect("static bucket lists are not empty")
-                .install_recorder()
-                .expect("the metrics recorder is installed once");
-            let upkeep = handle.clone();
-            std::thread::Builder::new()
-                .name("keepwatch-metrics".into())
-                .spawn(move || {
-                    loop {
-                        std::thread::sleep(METRICS_UPKEEP);
-                        upkeep.run_upkeep();
-                    }
-                })
-                .expect("a thread can be started at start-up");
-            handle
-        })
-        .clone()
-}
-
-/// How often recorded histogram values are folded into their buckets.
-const METRICS_UPKEEP: std::time::Duration = std::time::Duration::from_secs(5);
 
 pub fn router(state: AppState) -> Router {
     let api = Router::new()
@@ -216,13 +177,4 @@ async fn metrics(State(state): State<AppState>) -> Response {
 
 async fn index() -> &'static str {
     "keepwatch is running. Ping API: /ping/<uuid>; Management API: /api/v3/checks/; metrics: /metrics\n"
-}
-
-/// Serves until `shutdown` completes (see [`listen`]).
-pub async fn serve(
-    listener: TcpListener,
-    state: AppState,
-    shutdown: impl Future<Output = ()> + Send + 'static,
-) -> std::io::Result<()> {
-    listen::serve(listener, router(state.clone()), state, shutdown).await
 }
