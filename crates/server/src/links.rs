@@ -2,8 +2,11 @@
 //! action only on POST, so mail scanners that open links do not acknowledge pages. The link
 //! is the credential, so these pages forbid framing, keep the link out of Referers and refuse
 //! posts made by another site's page ([`cross_site`]). They change the alert through
-//! [`crate::api::alerts::apply`], as the alerts API does.
+//! [`crate::api::alerts::apply`], as the alerts API does. The pages are askama templates
+//! under `crates/server/templates/` (compiled into the binary, escaped by default), on the
+//! `base.html` layout the web UI will share.
 
+use askama::Template;
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{Html, IntoResponse, Response};
@@ -14,12 +17,35 @@ use crate::api::alerts::apply;
 use crate::error::ApiError;
 use crate::state::AppState;
 
-fn page(status: StatusCode, title: &str, body: &str) -> Response {
-    let html = format!(
-        "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\">\
-         <meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\
-         <title>{title}</title></head><body><h1>{title}</h1>{body}</body></html>"
-    );
+/// `GET /a/<token>`: what the alert is, and a button that posts back.
+#[derive(Template)]
+#[template(path = "links/confirm.html")]
+struct ConfirmPage<'a> {
+    title: String,
+    id: i64,
+    service: &'a str,
+    summary: &'a str,
+    status: &'a str,
+    verb: &'a str,
+}
+
+/// Every other answer of a link: a title and one sentence (done, refused, not found).
+#[derive(Template)]
+#[template(path = "links/message.html")]
+struct MessagePage<'a> {
+    title: &'a str,
+    message: &'a str,
+}
+
+/// A link's page, with the headers that keep it from being framed or leaking the link.
+fn page(status: StatusCode, template: &impl Template) -> Response {
+    let html = match template.render() {
+        Ok(html) => html,
+        Err(e) => {
+            tracing::error!(error = %e, "a link page could not be rendered");
+            return StatusCode::INTERNAL_SERVER_ERROR.into_response();
+        }
+    };
     let mut response = (status, Html(html)).into_response();
     let headers = response.headers_mut();
     headers.insert(
@@ -76,28 +102,25 @@ fn cross_site(state: &AppState, headers: &HeaderMap) -> Option<String> {
     }
 }
 
-fn escape(text: &str) -> String {
-    text.replace('&', "&amp;")
-        .replace('<', "&lt;")
-        .replace('>', "&gt;")
-        .replace('"', "&quot;")
-}
-
 async fn link_alert(state: &AppState, token: &str) -> Result<(AlertRow, String), Response> {
     let (id, action) = verify_link(&state.engine.link_secret, token, state.engine.clock.now())
         .map_err(|why| {
             page(
                 StatusCode::FORBIDDEN,
-                "Link not valid",
-                &format!("<p>{why}.</p>"),
+                &MessagePage {
+                    title: "Link not valid",
+                    message: &format!("{why}."),
+                },
             )
         })?;
     match state.store.alert(id).await {
         Ok(Some(alert)) => Ok((alert, action)),
         Ok(None) => Err(page(
             StatusCode::NOT_FOUND,
-            "Alert not found",
-            "<p>This alert no longer exists.</p>",
+            &MessagePage {
+                title: "Alert not found",
+                message: "This alert no longer exists.",
+            },
         )),
         Err(e) => Err(ApiError::from(e).into_response()),
     }
@@ -114,19 +137,16 @@ pub async fn confirm(State(state): State<AppState>, Path(token): Path<String>) -
     } else {
         "Resolve"
     };
-    let body = format!(
-        "<p>Alert #{} on <b>{}</b>: {}</p><p>Status: <b>{}</b>.</p>\
-         <form method=\"post\"><button type=\"submit\">{verb} alert #{}</button></form>",
-        alert.id,
-        escape(&alert.service),
-        escape(&alert.summary),
-        alert.status,
-        alert.id
-    );
     page(
         StatusCode::OK,
-        &format!("{verb} alert #{}?", alert.id),
-        &body,
+        &ConfirmPage {
+            title: format!("{verb} alert #{}?", alert.id),
+            id: alert.id,
+            service: &alert.service,
+            summary: &alert.summary,
+            status: &alert.status,
+            verb,
+        },
     )
 }
 
@@ -140,9 +160,11 @@ pub async fn act(
         tracing::warn!(from = %from, "a link post from another site was refused");
         return page(
             StatusCode::FORBIDDEN,
-            "Not from this site",
-            "<p>This action was sent by a page of another site and was not taken. \
-             Open the link from your notification and press the button there.</p>",
+            &MessagePage {
+                title: "Not from this site",
+                message: "This action was sent by a page of another site and was not taken. \
+                          Open the link from your notification and press the button there.",
+            },
         );
     }
     let (alert, action) = match link_alert(&state, &token).await {
@@ -152,9 +174,46 @@ pub async fn act(
     match apply(&state, alert.id, &action, "link").await {
         Ok(after) => page(
             StatusCode::OK,
-            &format!("Alert #{} is {}", after.id, after.status),
-            &format!("<p>{}</p>", escape(&after.summary)),
+            &MessagePage {
+                title: &format!("Alert #{} is {}", after.id, after.status),
+                message: &after.summary,
+            },
         ),
         Err(e) => e.into_response(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn what_an_alert_says_is_escaped_on_its_pages() {
+        let summary = "disk \"/var\" & <script>alert(1)</script>";
+        let confirm = ConfirmPage {
+            title: "Acknowledge alert #7?".into(),
+            id: 7,
+            service: "<i>billing</i>",
+            summary,
+            status: "triggered",
+            verb: "Acknowledge",
+        };
+        let done = MessagePage {
+            title: "Alert #7 is acknowledged",
+            message: summary,
+        };
+        for html in [confirm.render().unwrap(), done.render().unwrap()] {
+            assert!(
+                !html.contains("<script>") && !html.contains("<i>"),
+                "{html}"
+            );
+            assert!(html.contains("alert(1)") && !html.contains(" & "), "{html}");
+        }
+        let confirm = confirm.render().unwrap();
+        assert!(confirm.contains("<form method=\"post\">"), "{confirm}");
+        assert!(
+            confirm.contains("<h1>Acknowledge alert #7?</h1>"),
+            "{confirm}"
+        );
     }
 }
