@@ -8,7 +8,7 @@ use std::time::Duration;
 use anyhow::{Context, bail};
 use clap::Args;
 use keepwatch_engine::{EngineConfig, SmtpConfig, SmtpSecurity};
-use keepwatch_server::listen::ConnectionLimits;
+use keepwatch_server::ConnectionLimits;
 use serde::Deserialize;
 
 /// Where the data lives; shared by `serve` and the admin commands.

@@ -7,8 +7,8 @@ use anyhow::Context;
 use chrono::{DateTime, Utc};
 use clap::{Parser, Subcommand};
 use keepwatch_core::schedule::Schedule;
-use keepwatch_engine::{Engine, SystemClock};
-use keepwatch_server::{App, AppState, ServerConfig};
+use keepwatch_engine::SystemClock;
+use keepwatch_server::app::{self, AppConfig};
 use keepwatch_store::Store;
 
 mod alert;
@@ -405,22 +405,23 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     }
     // reqwest is built without a default TLS provider; ring is ours (see STACK notes).
     let _ = rustls::crypto::ring::default_provider().install_default();
-    let store = Store::open(settings.database_url.as_deref(), &settings.data_dir)
-        .await
-        .context("cannot open the database")?;
-    let (project, new_key) = ensure_default_project(&store).await?;
     let started = std::time::Instant::now();
-    let (engine, tasks) = Engine::start(
-        store.clone(),
-        Arc::new(SystemClock),
-        settings.engine.clone(),
-    )
+    let running = app::start(AppConfig {
+        database_url: settings.database_url.clone(),
+        data_dir: settings.data_dir.clone(),
+        listen: settings.listen,
+        site_url: Some(settings.site_url.clone()),
+        clock: Arc::new(SystemClock),
+        engine: settings.engine.clone(),
+        ping_body_limit: settings.ping_body_limit,
+        limits: settings.limits,
+        check_limit: settings.check_limit,
+        check_create_rate: settings.check_create_rate,
+    })
     .await?;
-    let listener = tokio::net::TcpListener::bind(settings.listen)
-        .await
-        .with_context(|| format!("listen: cannot bind {}", settings.listen))?;
-    let address = listener.local_addr()?;
-    tracing::info!(backend = store.backend_name(), %address, open_files, max_connections = settings.limits.max_connections, ready_ms = started.elapsed().as_millis() as u64, "keepwatch ready");
+    let (project, new_key) = ensure_default_project(&running.store).await?;
+    let address = running.addr;
+    tracing::info!(backend = running.store.backend_name(), %address, open_files, max_connections = settings.limits.max_connections, ready_ms = started.elapsed().as_millis() as u64, "keepwatch ready");
     println!("keepwatch is listening on http://{address}");
     println!(
         "  ping key of project `{}`: {}",
@@ -430,28 +431,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         Some(key) => println!("  API key (full access, shown once): {key}"),
         None => println!("  API keys: create one with `keepwatch api-key create`"),
     }
-    let state = AppState::new(App {
-        engine: engine.clone(),
-        store: store.clone(),
-        config: ServerConfig {
-            ping_log_limit: settings.engine.ping_log_limit,
-            limits: settings.limits,
-            check_limit: settings.check_limit,
-            check_create_rate: settings.check_create_rate,
-            ..ServerConfig::new(&settings.site_url, settings.ping_body_limit)
-        },
-        metrics: keepwatch_server::metrics_handle(),
-    });
-    keepwatch_server::serve(listener, state, shutdown_signal()).await?;
-    tracing::info!("shutting down: writing state");
-    engine.flush().await.ok();
-    drop(engine);
-    tasks.dispatcher.abort();
-    tasks.pager.abort();
-    tasks.maintenance.abort();
-    let _ = tasks.actor.await;
-    store.close().await;
-    Ok(())
+    running.serve_until(shutdown_signal()).await
 }
 
 fn init_logging(json: bool) {

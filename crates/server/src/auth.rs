@@ -14,8 +14,8 @@ use axum::response::{IntoResponse, Response};
 use keepwatch_store::ApiKeyScope;
 use serde_json::Value;
 
-use crate::AppState;
 use crate::error::ApiError;
+use crate::state::AppState;
 
 /// A project's key, read-only or full.
 pub struct ReadKey(pub ApiKeyScope);
@@ -80,7 +80,7 @@ fn json_body(body: &Bytes) -> Result<Option<Value>, ApiError> {
     }
     // Text columns on PostgreSQL cannot hold a NUL: refused here for every body (checks,
     // channels, pause), naming the field, rather than failing the write with a 503.
-    if let Some(at) = crate::spec::nul_path(&value) {
+    if let Some(at) = crate::api::check_spec::nul_path(&value) {
         return Err(ApiError::BadRequest(format!(
             "json validation error: {} contains a NUL character",
             at.trim_start_matches('.')

@@ -32,46 +32,24 @@ use tokio::sync::{Semaphore, watch};
 use tokio::time::{Instant, Sleep};
 use tower::Service;
 
-use crate::{AppState, PeerAddr, ping};
-
-/// Connection timeouts and the cap on open connections.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct ConnectionLimits {
-    /// From accept (or from the first byte of a keep-alive connection's next request) to the
-    /// end of the request's headers.
-    pub header_read_timeout: Duration,
-    /// How long a keep-alive connection may wait for its next request.
-    pub idle_timeout: Duration,
-    /// From the end of a request's headers to the end of its body.
-    pub body_read_timeout: Duration,
-    /// Connections open at once; more wait in the listen backlog until one closes.
-    pub max_connections: usize,
-}
-
-impl Default for ConnectionLimits {
-    fn default() -> ConnectionLimits {
-        ConnectionLimits {
-            header_read_timeout: Duration::from_secs(10),
-            idle_timeout: Duration::from_secs(60),
-            body_read_timeout: Duration::from_secs(30),
-            max_connections: 10_000,
-        }
-    }
-}
+use crate::peer::{PeerAddr, route};
+use crate::ping;
+use crate::state::{AppState, ConnectionLimits};
 
 /// How long the accept loop waits after an error such as EMFILE before it tries again: a
 /// busy loop would take a core and log without end, returning would stop the server.
 const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
 
-/// Serves until `shutdown` completes; then stops accepting, lets every connection finish
-/// the request it is answering, and returns when all are closed.
+/// Serves `router` (and the ping paths, see [`Connection`]) until `shutdown` completes; then
+/// stops accepting, lets every connection finish the request it is answering, and returns
+/// when all are closed.
 pub async fn serve(
     listener: TcpListener,
+    router: Router,
     state: AppState,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> io::Result<()> {
     let limits = state.config.limits;
-    let router = crate::router(state.clone());
     let mut builder = Builder::new(TokioExecutor::new());
     builder.http2().enable_connect_protocol();
     let builder = Arc::new(builder);
@@ -342,7 +320,7 @@ impl hyper::service::Service<hyper::Request<Incoming>> for Connection {
                 .await)
             }) as PingFuture)
         } else {
-            Either::Right(crate::route(&mut self.router.clone(), &self.peer, request))
+            Either::Right(route(&mut self.router.clone(), &self.peer, request))
         };
         Answered {
             inner: answer,

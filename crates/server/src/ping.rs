@@ -24,7 +24,8 @@ use serde::Deserialize;
 use uuid::Uuid;
 
 use crate::error::DJANGO_NOT_FOUND;
-use crate::{AppState, PeerAddr};
+use crate::peer::{PeerAddr, route};
+use crate::state::AppState;
 
 /// Registered once: looking a metric up by name on every ping showed in profiles. The
 /// recorder is installed before the server starts, so the handle is the real one.
@@ -190,7 +191,7 @@ pub async fn ping_direct(
         Some((segments, count)) => {
             handle(&state, &segments[..count], Some(&peer.0), &parts, body).await
         }
-        None => match crate::route(&mut router, &peer, Request::from_parts(parts, body)).await {
+        None => match route(&mut router, &peer, Request::from_parts(parts, body)).await {
             Ok(response) => response,
             Err(infallible) => match infallible {},
         },
@@ -455,13 +456,15 @@ async fn resolve_slug(
     match matches.as_slice() {
         [one] => Ok((Uuid::parse_str(&one.uuid).unwrap_or_default(), false)),
         // Over the limit or the rate Healthchecks answers as if there were no such check.
-        [] if create => match crate::quota::may_create(state, project.id, true).await {
+        [] if create => match state.may_create(project.id, true).await {
             Ok(Err(_)) => Err(text(StatusCode::NOT_FOUND, "not found")),
             Err(e) => Err(unavailable(&e.to_string())),
-            Ok(Ok(())) => match crate::checks::create_for_slug(state, project.id, slug).await {
-                Ok(row) => Ok((Uuid::parse_str(&row.uuid).unwrap_or_default(), true)),
-                Err(e) => Err(unavailable(&e)),
-            },
+            Ok(Ok(())) => {
+                match crate::api::checks::create_for_slug(state, project.id, slug).await {
+                    Ok(row) => Ok((Uuid::parse_str(&row.uuid).unwrap_or_default(), true)),
+                    Err(e) => Err(unavailable(&e)),
+                }
+            }
         },
         [] => Err(text(StatusCode::NOT_FOUND, "not found")),
         _ => Err(text(StatusCode::CONFLICT, "ambiguous slug")),

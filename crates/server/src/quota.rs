@@ -8,9 +8,7 @@ use std::sync::Mutex;
 
 use chrono::{DateTime, Utc};
 
-use keepwatch_store::StoreError;
-
-use crate::AppState;
+use keepwatch_store::{Store, StoreError};
 
 /// Why a check is not created.
 #[derive(Debug, PartialEq, Eq)]
@@ -54,39 +52,56 @@ impl CreationRate {
     }
 }
 
-/// Whether the project may create a check now; `auto` for `?create=1` (twice the limit).
-pub async fn may_create(
-    state: &AppState,
-    project_id: i64,
-    auto: bool,
-) -> Result<Result<(), Refusal>, StoreError> {
-    let limit = state.config.check_limit * if auto { 2 } else { 1 };
-    let count = state.store.count_project_checks(project_id).await?;
-    let refusal = if count >= limit {
-        Some(Refusal::Limit)
-    } else if !state.creation_rate().take(
-        project_id,
-        state.config.check_create_rate,
-        state.engine.clock.now(),
-    ) {
-        Some(Refusal::Rate)
-    } else {
-        None
-    };
-    match refusal {
-        None => Ok(Ok(())),
-        Some(refusal) => {
-            // Healthchecks' answer says nothing (403 or 404): the log says why.
-            tracing::warn!(
-                project_id,
-                checks = count,
-                check_limit = state.config.check_limit,
-                check_create_rate = state.config.check_create_rate,
-                ?refusal,
-                auto,
-                "check not created"
-            );
-            Ok(Err(refusal))
+/// A project's limits on creating checks (from the server's settings) and the buckets that
+/// count its creations.
+pub struct CheckQuota {
+    check_limit: i64,
+    per_minute: u32,
+    rate: CreationRate,
+}
+
+impl CheckQuota {
+    pub fn new(check_limit: i64, per_minute: u32) -> CheckQuota {
+        CheckQuota {
+            check_limit,
+            per_minute,
+            rate: CreationRate::default(),
+        }
+    }
+
+    /// Whether the project may create a check at `now`; `auto` for `?create=1` (twice the
+    /// limit).
+    pub async fn may_create(
+        &self,
+        store: &Store,
+        now: DateTime<Utc>,
+        project_id: i64,
+        auto: bool,
+    ) -> Result<Result<(), Refusal>, StoreError> {
+        let limit = self.check_limit * if auto { 2 } else { 1 };
+        let count = store.count_project_checks(project_id).await?;
+        let refusal = if count >= limit {
+            Some(Refusal::Limit)
+        } else if !self.rate.take(project_id, self.per_minute, now) {
+            Some(Refusal::Rate)
+        } else {
+            None
+        };
+        match refusal {
+            None => Ok(Ok(())),
+            Some(refusal) => {
+                // Healthchecks' answer says nothing (403 or 404): the log says why.
+                tracing::warn!(
+                    project_id,
+                    checks = count,
+                    check_limit = self.check_limit,
+                    check_create_rate = self.per_minute,
+                    ?refusal,
+                    auto,
+                    "check not created"
+                );
+                Ok(Err(refusal))
+            }
         }
     }
 }

@@ -9,8 +9,7 @@ use std::sync::LazyLock;
 
 use regex::{Captures, Regex};
 use serde_json::Value;
-
-use crate::checks::unique_key;
+use sha1::{Digest, Sha1};
 
 static SECRET: LazyLock<Regex> = LazyLock::new(|| {
     Regex::new(concat!(
@@ -20,6 +19,12 @@ static SECRET: LazyLock<Regex> = LazyLock::new(|| {
     ))
     .expect("a valid pattern")
 });
+
+/// Healthchecks' `unique_key`: SHA-1 of the first 16 hex digits of the UUID.
+pub fn unique_key(uuid: &str) -> String {
+    let hex: String = uuid.replace('-', "").chars().take(16).collect();
+    hex::encode(Sha1::digest(hex.as_bytes()))
+}
 
 /// `text` with its URLs, UUIDs and email addresses redacted.
 pub fn text(text: &str) -> String {

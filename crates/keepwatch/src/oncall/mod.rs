@@ -467,7 +467,7 @@ pub async fn apply(
     args: &ApplyArgs,
 ) -> anyhow::Result<String> {
     let (text, _) = read(&args.file)?;
-    let applied = keepwatch_server::resources::apply_config(
+    let applied = keepwatch_server::api::oncall_config::apply_config(
         store,
         None,
         project_id,
@@ -479,7 +479,7 @@ pub async fn apply(
     .map_err(|e| anyhow::anyhow!("{e:?}"))?
     .map_err(|e| anyhow::anyhow!("{}: {e}", args.file.display()))?;
     Ok(report(
-        &keepwatch_server::resources::applied_json(&applied, "", args.dry_run),
+        &keepwatch_server::api::oncall_config::applied_json(&applied, "", args.dry_run),
         args.dry_run,
     ))
 }

@@ -8,11 +8,11 @@ use std::time::Duration;
 
 use axum::http::{HeaderMap, StatusCode};
 use chrono::{DateTime, TimeZone, Utc};
-use keepwatch_engine::{Engine, EngineConfig, EngineTasks, ManualClock, SmtpConfig};
-use keepwatch_server::{App, AppState, ServerConfig};
+use keepwatch_engine::{Engine, EngineConfig, ManualClock, SmtpConfig};
+use keepwatch_server::app::{AppConfig, RunningApp};
 use keepwatch_store::Store;
 use serde_json::{Value, json};
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::mpsc;
 
 pub fn t0() -> DateTime<Utc> {
     Utc.with_ymd_and_hms(2026, 11, 26, 12, 0, 0).unwrap()
@@ -27,7 +27,7 @@ pub struct AppOptions {
     pub ping_body_limit: Option<usize>,
     pub start: Option<DateTime<Utc>>,
     /// Connection timeouts and cap; the server's defaults otherwise.
-    pub limits: Option<keepwatch_server::listen::ConnectionLimits>,
+    pub limits: Option<keepwatch_server::ConnectionLimits>,
     /// Checks per project and creations a minute; the server's defaults otherwise.
     pub check_limit: Option<(i64, u32)>,
     /// Refuse private destinations, as `keepwatch serve` does by default (the tests'
@@ -45,9 +45,7 @@ pub struct TestApp {
     pub clock: Arc<ManualClock>,
     pub client: reqwest::Client,
     pub data_dir: PathBuf,
-    shutdown: Option<oneshot::Sender<()>>,
-    server: Option<tokio::task::JoinHandle<()>>,
-    tasks: Option<EngineTasks>,
+    running: RunningApp,
     _temp: Option<tempfile::TempDir>,
 }
 
@@ -74,82 +72,65 @@ pub async fn spawn_app_with(options: AppOptions) -> TestApp {
             (Some(temp), dir)
         }
     };
-    let store = Store::open(options.database_url.as_deref(), &data_dir)
-        .await
-        .unwrap();
+    let clock = Arc::new(ManualClock::new(options.start.unwrap_or_else(t0)));
+    let running = keepwatch_server::app::start(AppConfig {
+        database_url: options.database_url,
+        data_dir: data_dir.clone(),
+        listen: "127.0.0.1:0".parse().unwrap(),
+        site_url: None,
+        clock: clock.clone(),
+        engine: EngineConfig {
+            smtp: options.smtp,
+            allow_private_destinations: !options.refuse_private,
+            ..EngineConfig::default()
+        },
+        ping_body_limit: options.ping_body_limit.unwrap_or(100_000),
+        limits: options.limits.unwrap_or_default(),
+        check_limit: options
+            .check_limit
+            .map_or(keepwatch_server::DEFAULT_CHECK_LIMIT, |l| l.0),
+        check_create_rate: options
+            .check_limit
+            .map_or(keepwatch_server::DEFAULT_CHECK_CREATE_RATE, |l| l.1),
+    })
+    .await
+    .unwrap();
+    let store = running.store.clone();
     let project = match store.project_by_name("default").await.unwrap() {
         Some(p) => p,
         None => store.create_project("default", 0).await.unwrap(),
     };
     let api_key = store.create_api_key(project.id, false, 0).await.unwrap();
     let read_key = store.create_api_key(project.id, true, 0).await.unwrap();
-    let clock = Arc::new(ManualClock::new(options.start.unwrap_or_else(t0)));
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let address = format!("http://{}", listener.local_addr().unwrap());
-    let config = EngineConfig {
-        smtp: options.smtp,
-        site_url: address.clone(),
-        allow_private_destinations: !options.refuse_private,
-        ..EngineConfig::default()
-    };
-    let (engine, tasks) = Engine::start(store.clone(), clock.clone(), config)
-        .await
-        .unwrap();
-    let state = AppState::new(App {
-        engine: engine.clone(),
-        store: store.clone(),
-        config: ServerConfig {
-            limits: options.limits.unwrap_or_default(),
-            check_limit: options
-                .check_limit
-                .map_or(keepwatch_server::DEFAULT_CHECK_LIMIT, |l| l.0),
-            check_create_rate: options
-                .check_limit
-                .map_or(keepwatch_server::DEFAULT_CHECK_CREATE_RATE, |l| l.1),
-            ..ServerConfig::new(&address, options.ping_body_limit.unwrap_or(100_000))
-        },
-        metrics: keepwatch_server::metrics_handle(),
-    });
-    let (shutdown, stop) = oneshot::channel::<()>();
-    let server = tokio::spawn(async move {
-        keepwatch_server::serve(listener, state, async {
-            let _ = stop.await;
-        })
-        .await
-        .unwrap();
-    });
     TestApp {
-        address,
+        address: running.site_url.clone(),
         api_key,
         read_key,
         ping_key: project.ping_key,
         store,
-        engine,
+        engine: running.engine.clone(),
         clock,
         client: reqwest::Client::new(),
         data_dir,
-        shutdown: Some(shutdown),
-        server: Some(server),
-        tasks: Some(tasks),
+        running,
         _temp: temp,
     }
 }
 
 impl TestApp {
     /// Stops the server as `keepwatch serve` does on SIGTERM; the data directory stays.
-    pub async fn stop(mut self) -> Option<tempfile::TempDir> {
-        let _ = self.shutdown.take().unwrap().send(());
-        self.server.take().unwrap().await.unwrap();
-        self.engine.flush().await.unwrap();
-        let tasks = self.tasks.take().unwrap();
-        tasks.dispatcher.abort();
-        tasks.pager.abort();
-        tasks.maintenance.abort();
-        let _ = tasks.dispatcher.await;
-        drop(self.engine);
-        let _ = tasks.actor.await;
-        self.store.close().await;
-        self._temp.take()
+    pub async fn stop(self) -> Option<tempfile::TempDir> {
+        let TestApp {
+            running,
+            engine,
+            store,
+            _temp,
+            ..
+        } = self;
+        // The engine's actor ends when its last handle is gone.
+        drop((engine, store));
+        running.shutdown().await.unwrap();
+        _temp
     }
 
     pub fn url(&self, path: &str) -> String {

@@ -5,7 +5,6 @@
 use axum::extract::{Path, Query, State};
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use std::sync::Arc;
 
 use chrono::{DateTime, TimeDelta, Utc};
 use keepwatch_core::oncall::Shift;
@@ -14,30 +13,10 @@ use keepwatch_store::{AppliedOnCall, FeedRow};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use crate::AppState;
+use super::oncall_config::{config, parsed};
 use crate::auth::ReadKey;
 use crate::error::ApiError;
-
-/// The configuration applied to a project, parsed once per apply and shared (see
-/// `Store::oncall`); `None` when nothing was applied.
-pub(crate) async fn config(
-    state: &AppState,
-    project_id: i64,
-) -> Result<Option<Arc<AppliedOnCall>>, ApiError> {
-    let Some(applied) = state.store.oncall(project_id).await? else {
-        return Ok(None);
-    };
-    parsed(&applied)?;
-    Ok(Some(applied))
-}
-
-/// The parsed configuration; it was valid when applied, so a failure is the server's.
-pub(crate) fn parsed(applied: &AppliedOnCall) -> Result<&OnCall, ApiError> {
-    applied
-        .config
-        .as_ref()
-        .map_err(|e| ApiError::Unavailable(format!("stored on-call configuration: {e}")))
-}
+use crate::state::AppState;
 
 /// At most this many CPU-heavy on-call computations (shifts and handovers over a large file)
 /// run at once, each on the blocking pool: the async workers stay free for pings and the

@@ -1,5 +1,6 @@
-//! The Healthchecks Management API v3 (`/api/v3/…`): checks, pings, flips, channels, plus
-//! keepwatch's additions (creating channels, a check's notifications and their attempts).
+//! The Healthchecks Management API v3 (`/api/v3/…`) for checks: checks, their pings and
+//! flips, plus keepwatch's additions (a check's notifications and their attempts; channels
+//! are in [`super::channels`], the validation of a check's body in [`super::check_spec`]).
 //! Field names, types, orders and error bodies follow Healthchecks; keepwatch's own fields
 //! (`max_runtime`, `service`, `down_reason`, …) are extra keys that clients ignore.
 
@@ -15,25 +16,19 @@ use keepwatch_engine::live::{anomaly_rules, rules_from_row, state_from_row};
 use keepwatch_store::{ChannelRow, CheckRow, StateRow, from_micros, to_micros};
 use serde::Deserialize;
 use serde_json::{Map, Value, json};
-use sha1::{Digest, Sha1};
 use uuid::Uuid;
 
-use crate::AppState;
+use crate::api::check_spec::Spec;
 use crate::auth::{FullKey, FullKeyJson, ReadKey};
 use crate::error::ApiError;
-use crate::spec::Spec;
+use crate::redact::unique_key;
+use crate::state::AppState;
 
 type ApiResult = Result<Response, ApiError>;
 
 /// Healthchecks' date format for `last_ping`, `next_ping` and flips: seconds, `+00:00`.
 fn iso_seconds(t: DateTime<Utc>) -> String {
     t.format("%Y-%m-%dT%H:%M:%S+00:00").to_string()
-}
-
-/// Healthchecks' `unique_key`: SHA-1 of the first 16 hex digits of the UUID.
-pub fn unique_key(uuid: &str) -> String {
-    let hex: String = uuid.replace('-', "").chars().take(16).collect();
-    hex::encode(Sha1::digest(hex.as_bytes()))
 }
 
 /// Finds a check by UUID (or, for reads, by unique key) and checks it is the caller's.
@@ -548,10 +543,7 @@ pub async fn create(
         }
     }
     // Over the limit or the rate: Healthchecks' 403 with an empty body.
-    if crate::quota::may_create(&state, scope.project_id, false)
-        .await?
-        .is_err()
-    {
+    if state.may_create(scope.project_id, false).await?.is_err() {
         return Err(ApiError::Forbidden);
     }
     let row = new_check_row(scope.project_id, state.engine.clock.now());
@@ -728,66 +720,6 @@ pub async fn flips(
         .map(|f| json!({ "timestamp": iso_seconds(from_micros(f.at)), "up": i32::from(f.new_status == "up") }))
         .collect();
     Ok(cors_json(StatusCode::OK, json!({ "flips": flips })))
-}
-
-pub async fn list_channels(State(state): State<AppState>, FullKey(scope): FullKey) -> ApiResult {
-    let channels = state.store.list_channels(scope.project_id).await?;
-    let channels: Vec<Value> = channels
-        .iter()
-        .map(|c| json!({ "id": c.uuid, "name": c.name, "kind": c.kind }))
-        .collect();
-    Ok(cors_json(StatusCode::OK, json!({ "channels": channels })))
-}
-
-/// keepwatch: `POST /api/v3/channels/` with `{"name", "kind": "webhook", "url", "secret"?}` or
-/// `{"name", "kind": "email", "to"}`.
-pub async fn create_channel(
-    State(state): State<AppState>,
-    FullKeyJson { scope, body }: FullKeyJson,
-) -> ApiResult {
-    let body = body.unwrap_or_else(|| json!({}));
-    let field = |name: &str| body.get(name).and_then(Value::as_str).map(str::to_string);
-    let name = field("name")
-        .filter(|n| !n.is_empty() && n.len() <= 100)
-        .ok_or_else(|| {
-            ApiError::BadRequest(
-                "json validation error: name is required (1-100 characters)".into(),
-            )
-        })?;
-    let (kind, config) = match field("kind").as_deref() {
-        Some("webhook") => {
-            let url = field("url")
-                .filter(|u| u.starts_with("http://") || u.starts_with("https://"))
-                .ok_or_else(|| {
-                    ApiError::BadRequest(
-                        "json validation error: url must be an http:// or https:// URL".into(),
-                    )
-                })?;
-            ("webhook", json!({ "url": url, "secret": field("secret") }))
-        }
-        Some("email") => {
-            let to = field("to").filter(|t| t.contains('@')).ok_or_else(|| {
-                ApiError::BadRequest(
-                    "json validation error: to must be one or more email addresses".into(),
-                )
-            })?;
-            ("email", json!({ "to": to }))
-        }
-        _ => {
-            return Err(ApiError::BadRequest(
-                "json validation error: kind must be \"webhook\" or \"email\"".into(),
-            ));
-        }
-    };
-    let now = to_micros(state.engine.clock.now());
-    let channel = state
-        .store
-        .create_channel(scope.project_id, &name, kind, &config.to_string(), now)
-        .await?;
-    Ok(cors_json(
-        StatusCode::CREATED,
-        json!({ "id": channel.uuid, "name": channel.name, "kind": channel.kind }),
-    ))
 }
 
 /// keepwatch: a check's notifications with every delivery attempt.

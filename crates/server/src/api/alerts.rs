@@ -1,0 +1,154 @@
+//! The alerts API (`/api/v1/alerts/`): list, show, acknowledge and resolve a project's
+//! alerts with an API key, as `keepwatch alert` does. Alerts are opened by the engine (from
+//! check events) and by [`super::events`] (the events API and Alertmanager); notifications'
+//! signed links act on them through [`crate::links`]; all three change an alert through
+//! [`apply`] here.
+
+use axum::Json;
+use axum::extract::{Path, Query, State};
+use axum::http::HeaderMap;
+use keepwatch_store::{AlertRow, ApiKeyScope, to_micros};
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use crate::auth::{FullKey, ReadKey};
+use crate::error::ApiError;
+use crate::state::AppState;
+
+fn alert_json(alert: &AlertRow) -> Value {
+    let time = |us: Option<i64>| {
+        us.and_then(chrono::DateTime::from_timestamp_micros)
+            .map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true))
+    };
+    json!({
+        "id": alert.id,
+        "service": alert.service,
+        "dedup_key": alert.dedup_key,
+        "summary": alert.summary,
+        "source": alert.source,
+        "status": alert.status,
+        "urgency": alert.urgency,
+        "details": serde_json::from_str::<Value>(&alert.details).unwrap_or(Value::Null),
+        "triggered_at": time(Some(alert.triggered_at)),
+        "acknowledged_at": time(alert.acknowledged_at),
+        "resolved_at": time(alert.resolved_at),
+    })
+}
+
+#[derive(Deserialize)]
+pub struct ListQuery {
+    status: Option<String>,
+}
+
+pub async fn list(
+    State(state): State<AppState>,
+    Query(query): Query<ListQuery>,
+    ReadKey(scope): ReadKey,
+) -> Result<Json<Value>, ApiError> {
+    let status = query.status.as_deref();
+    if !matches!(
+        status,
+        None | Some("open" | "triggered" | "acknowledged" | "resolved")
+    ) {
+        return Err(ApiError::BadRequest(
+            "status must be open, triggered, acknowledged or resolved".into(),
+        ));
+    }
+    let alerts = state
+        .store
+        .list_alerts(scope.project_id, status, 500)
+        .await?;
+    let mut body = json!({ "alerts": alerts.iter().map(alert_json).collect::<Vec<_>>() });
+    if scope.read_only {
+        crate::redact::json(&mut body);
+    }
+    Ok(Json(body))
+}
+
+async fn own_alert(state: &AppState, project_id: i64, id: &str) -> Result<AlertRow, ApiError> {
+    // keepwatch's own API answers JSON, not the HTML 404 of Healthchecks' check routes.
+    let missing = || ApiError::Missing(format!("no alert with id `{id}`"));
+    let number: i64 = id.parse().map_err(|_| missing())?;
+    match state.store.alert(number).await? {
+        Some(alert) if alert.project_id == project_id => Ok(alert),
+        Some(_) => Err(ApiError::Forbidden),
+        None => Err(missing()),
+    }
+}
+
+pub async fn get(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    ReadKey(scope): ReadKey,
+) -> Result<Json<Value>, ApiError> {
+    let alert = own_alert(&state, scope.project_id, &id).await?;
+    let log = state.store.alert_log(alert.id).await?;
+    let mut body = alert_json(&alert);
+    body["log"] = json!(
+        log.iter()
+            .map(|entry| json!({
+                "at": chrono::DateTime::from_timestamp_micros(entry.at)
+                    .map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Millis, true)),
+                "kind": entry.kind,
+                "who": entry.who,
+                "detail": entry.detail,
+            }))
+            .collect::<Vec<_>>()
+    );
+    if scope.read_only {
+        crate::redact::json(&mut body);
+    }
+    Ok(Json(body))
+}
+
+pub async fn acknowledge(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+    FullKey(scope): FullKey,
+) -> Result<Json<Value>, ApiError> {
+    act(&state, &headers, &id, "ack", &scope).await
+}
+
+pub async fn resolve(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+    FullKey(scope): FullKey,
+) -> Result<Json<Value>, ApiError> {
+    act(&state, &headers, &id, "resolve", &scope).await
+}
+
+async fn act(
+    state: &AppState,
+    headers: &HeaderMap,
+    id: &str,
+    action: &str,
+    scope: &ApiKeyScope,
+) -> Result<Json<Value>, ApiError> {
+    let alert = own_alert(state, scope.project_id, id).await?;
+    // Who: the name a client gives (the CLI sends the user's login), else "api".
+    let who = headers
+        .get("x-keepwatch-user")
+        .and_then(|v| v.to_str().ok())
+        .filter(|v| !v.is_empty() && v.len() <= 100)
+        .map_or_else(|| "api".to_string(), |v| format!("api ({v})"));
+    let alert = apply(state, alert.id, action, &who).await?;
+    Ok(Json(alert_json(&alert)))
+}
+
+/// Acknowledges (`action` "ack") or resolves an alert in `who`'s name; `NotFound` if it is
+/// gone.
+pub(crate) async fn apply(
+    state: &AppState,
+    id: i64,
+    action: &str,
+    who: &str,
+) -> Result<AlertRow, ApiError> {
+    let now_us = to_micros(state.engine.clock.now());
+    let alert = match action {
+        "ack" => state.store.acknowledge_alert(id, who, now_us).await?,
+        _ => state.store.resolve_alert(id, who, now_us).await?,
+    };
+    alert.ok_or(ApiError::NotFound)
+}

@@ -1,0 +1,25 @@
+//! The JSON APIs, one module per resource. Each handler takes the caller's key as an
+//! extractor ([`crate::auth`]) and answers [`crate::error::ApiError`] on failure; none of
+//! them knows about connections or the router ([`crate::router`] wires them to paths).
+//!
+//! - [`checks`]: the Healthchecks Management API v3 for checks, pings and flips.
+//! - [`check_spec`]: a check's create or update body, validated as Healthchecks does.
+//! - [`channels`]: notification channels (`/api/v3/channels/`).
+//! - [`alerts`]: keepwatch's alerts API (`/api/v1/alerts/`).
+//! - [`events`]: alerts from outside: PagerDuty-style events and Alertmanager webhooks.
+//! - [`oncall`]: who is on call (`/api/v1/oncall/`) and the calendar feeds (`/ical/…`).
+//! - [`oncall_config`]: the on-call configuration file (`/api/v1/oncall/config`), and how
+//!   the handlers below read the applied one.
+//! - [`people`], [`schedules`], [`policies`]: read views of what that file defines (and the
+//!   verification of people's contacts).
+
+pub mod alerts;
+pub mod channels;
+pub mod check_spec;
+pub mod checks;
+pub mod events;
+pub mod oncall;
+pub mod oncall_config;
+pub mod people;
+pub mod policies;
+pub mod schedules;

@@ -1,0 +1,351 @@
+//! The on-call configuration file as a REST resource under `/api/v1`: `GET`/`PUT
+//! /oncall/config`, the same as `keepwatch export` and `keepwatch apply` (which calls
+//! [`apply_config`] here). The file stays the one source of truth: a change is a `PUT` of the
+//! edited file, so what is in git and what the server runs cannot drift apart. The read views
+//! of what it defines are its neighbours ([`super::people`], [`super::schedules`],
+//! [`super::policies`], [`super::oncall`]); how they all read the applied file is at the end
+//! of this module.
+
+use std::sync::Arc;
+
+use axum::extract::rejection::BytesRejection;
+use axum::extract::{Query, State};
+use axum::http::{StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use chrono::{DateTime, Utc};
+use keepwatch_core::oncall::config::{OnCall, changes, utf8_text};
+use keepwatch_engine::Engine;
+use keepwatch_store::{ApiKeyScope, AppliedOnCall, CheckRow, FeedRow, Store};
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use super::check_spec::Spec;
+use super::checks::{apply_spec, new_check_row};
+use crate::auth::FullKey;
+use crate::error::ApiError;
+use crate::state::AppState;
+
+/// What applying a configuration changed (or would change), and the project's tokens for it.
+pub struct Applied {
+    pub changes: Vec<String>,
+    /// Calendar feeds and integration keys of what the configuration names; empty on a dry run.
+    pub tokens: Vec<FeedRow>,
+    /// `(person, contact)` of every contact whose address has not been verified: pages still
+    /// go to them, but nobody has shown they arrive.
+    pub unverified: Vec<(String, String)>,
+}
+
+/// The contacts of `config` whose current address no verification code has reached.
+pub async fn unverified_contacts(
+    store: &Store,
+    project_id: i64,
+    config: &OnCall,
+) -> Result<Vec<(String, String)>, keepwatch_store::StoreError> {
+    let verified = store.verified_contacts(project_id).await?;
+    let mut out: Vec<(String, String)> = config
+        .contacts
+        .iter()
+        .flat_map(|(person, contacts)| {
+            contacts
+                .iter()
+                .map(move |(contact, address)| (person, contact, address))
+        })
+        .filter(|(person, contact, address)| {
+            !verified
+                .iter()
+                .any(|(p, c, a)| p == *person && c == *contact && a == *address)
+        })
+        .map(|(person, contact, _)| (person.clone(), contact.clone()))
+        .collect();
+    out.sort();
+    Ok(out)
+}
+
+/// Checks `text`, compares it with the stored configuration and, unless `dry_run`, stores it,
+/// makes the tokens it needs, and creates or updates the checks it declares (through the
+/// engine, which only a running server has: without one a file declaring checks is refused).
+/// A text that does not parse, or a check the v3 API would refuse, is an `Err` with the
+/// reason (line and field); nothing is stored then.
+pub async fn apply_config(
+    store: &Store,
+    engine: Option<&Engine>,
+    project_id: i64,
+    text: &str,
+    dry_run: bool,
+    now: DateTime<Utc>,
+) -> Result<Result<Applied, String>, ApiError> {
+    // Parsing a large file is CPU work: off the async workers.
+    let owned = text.to_string();
+    let new = match tokio::task::spawn_blocking(move || OnCall::parse(&owned))
+        .await
+        .map_err(|e| ApiError::Unavailable(format!("parsing the configuration failed: {e}")))?
+    {
+        Ok(new) => new,
+        Err(e) => return Ok(Err(format!("{e:#}"))),
+    };
+    // The stored configuration, from the cache; one that no longer parses is replaced whole.
+    let old = store.oncall(project_id).await?;
+    let old = old
+        .as_ref()
+        .and_then(|applied| applied.config.as_ref().ok());
+    let mut changes = changes(old, &new);
+    let checks = match planned_checks(store, project_id, &new, now).await? {
+        Ok(checks) => checks,
+        Err(e) => return Ok(Err(e)),
+    };
+    if !checks.is_empty() && engine.is_none() && !dry_run {
+        return Ok(Err(
+            "this file declares checks, which only the running server can create: \
+             apply it with --server (or PUT it to /api/v1/oncall/config)"
+                .into(),
+        ));
+    }
+    changes.extend(
+        checks
+            .iter()
+            .map(|(row, create)| format!("{} check {}", if *create { "+" } else { "~" }, row.slug)),
+    );
+    let unverified = unverified_contacts(store, project_id, &new).await?;
+    if dry_run {
+        return Ok(Ok(Applied {
+            changes,
+            tokens: Vec::new(),
+            unverified,
+        }));
+    }
+    let names = new.token_names();
+    let rows = store
+        .apply_oncall(project_id, text, &names, now.timestamp_micros())
+        .await?;
+    if let Some(engine) = engine {
+        // Open alerts are re-planned from the new file now, not at their old due times.
+        engine.pager_wake.notify_one();
+        for (row, create) in checks {
+            if create {
+                engine.create_check(row).await?;
+            } else {
+                engine.update_check(row).await?;
+            }
+        }
+    }
+    let tokens = rows
+        .into_iter()
+        .filter(|r| names.contains(&(r.kind.as_str(), r.name.as_str())))
+        .collect();
+    Ok(Ok(Applied {
+        changes,
+        tokens,
+        unverified,
+    }))
+}
+
+/// The checks the file declares that are new (`true`) or differ from what is stored
+/// (`false`), as they will be saved; or the first one the v3 API would refuse, and why.
+async fn planned_checks(
+    store: &Store,
+    project_id: i64,
+    config: &OnCall,
+    now: DateTime<Utc>,
+) -> Result<Result<Vec<(CheckRow, bool)>, String>, ApiError> {
+    if config.checks.is_empty() {
+        return Ok(Ok(Vec::new()));
+    }
+    let existing = store.list_checks(project_id).await?;
+    let mut planned = Vec::new();
+    for (i, declared) in config.checks.iter().enumerate() {
+        let at = format!("checks[{i}] ({})", declared.slug);
+        let refused = |e: ApiError| match e {
+            ApiError::BadSchedule { detail, .. } => format!("{at}: {detail}"),
+            ApiError::BadRequest(message) => format!("{at}: {message}"),
+            other => format!("{at}: {other:?}"),
+        };
+        let mut body =
+            serde_json::to_value(declared).map_err(|e| ApiError::BadRequest(e.to_string()))?;
+        if declared.name.is_none() {
+            body["name"] = json!(declared.slug);
+        }
+        let spec = match Spec::parse(&body) {
+            Ok(spec) => spec,
+            Err(e) => return Ok(Err(refused(e))),
+        };
+        let stored = existing.iter().find(|row| row.slug == declared.slug);
+        let (mut row, create) = match stored {
+            Some(row) => (row.clone(), false),
+            None => (new_check_row(project_id, now), true),
+        };
+        if let Err(e) = apply_spec(&mut row, &spec) {
+            return Ok(Err(refused(e)));
+        }
+        if create || Some(&row) != stored {
+            planned.push((row, create));
+        }
+    }
+    Ok(Ok(planned))
+}
+
+/// `GET /api/v1/oncall/config` (full-access key): the applied file, as `keepwatch export`.
+pub async fn get_config(
+    State(state): State<AppState>,
+    FullKey(scope): FullKey,
+) -> Result<Response, ApiError> {
+    let applied = stored(&state, scope.project_id).await?;
+    Ok((
+        [(header::CONTENT_TYPE, "application/toml")],
+        applied.source.clone(),
+    )
+        .into_response())
+}
+
+#[derive(Deserialize)]
+pub struct ApplyQuery {
+    #[serde(default)]
+    dry_run: Option<String>,
+}
+
+/// `PUT /api/v1/oncall/config[?dry_run=1]` (full-access key), the file as the body: what
+/// `keepwatch apply` does. 200 with the changes; 400 naming the line and field.
+pub async fn put_config(
+    State(state): State<AppState>,
+    Query(query): Query<ApplyQuery>,
+    FullKey(scope): FullKey,
+    body: Result<axum::body::Bytes, BytesRejection>,
+) -> Result<Response, ApiError> {
+    let body = body.map_err(|rejection| {
+        if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
+            ApiError::TooLarge(format!(
+                "the configuration is larger than {ONCALL_FILE_LIMIT} bytes, the most accepted"
+            ))
+        } else {
+            ApiError::BadRequest(rejection.body_text())
+        }
+    })?;
+    let dry_run = match query.dry_run.as_deref() {
+        None | Some("0" | "false") => false,
+        Some("" | "1" | "true") => true,
+        Some(other) => {
+            return Err(ApiError::BadRequest(format!(
+                "dry_run: `{other}` is not 1, true, 0 or false"
+            )));
+        }
+    };
+    let text = utf8_text(&body)
+        .map_err(|e| ApiError::BadRequest(format!("the configuration is not UTF-8 text: {e}")))?;
+    let now = state.engine.clock.now();
+    let applied = apply_config(
+        &state.store,
+        Some(&state.engine),
+        scope.project_id,
+        text,
+        dry_run,
+        now,
+    )
+    .await?
+    .map_err(ApiError::BadRequest)?;
+    Ok(axum::Json(applied_json(&applied, &state.config.site_url, dry_run)).into_response())
+}
+
+/// The largest on-call file `PUT /api/v1/oncall/config` takes (a file of 150 people and 30
+/// schedules is about 355 KB).
+pub const ONCALL_FILE_LIMIT: usize = 2 << 20;
+
+/// What `PUT /api/v1/oncall/config` answers (and `keepwatch apply` prints): the changes, the
+/// calendar feed URLs under `site`, the integration keys and the unverified contacts.
+pub fn applied_json(applied: &Applied, site: &str, dry_run: bool) -> Value {
+    let feeds: Vec<Value> = applied
+        .tokens
+        .iter()
+        .filter(|r| r.kind != "service")
+        .map(|r| json!({"kind": r.kind, "name": r.name, "url": format!("{site}/ical/{}.ics", r.token)}))
+        .collect();
+    let keys: Vec<Value> = applied
+        .tokens
+        .iter()
+        .filter(|r| r.kind == "service")
+        .map(|r| json!({"service": r.name, "key": r.token}))
+        .collect();
+    json!({
+        "changes": applied.changes,
+        "dry_run": dry_run,
+        "calendar_feeds": feeds,
+        "integration_keys": keys,
+        "unverified_contacts": applied
+            .unverified
+            .iter()
+            .map(|(person, contact)| json!({"person": person, "contact": contact}))
+            .collect::<Vec<_>>(),
+    })
+}
+
+// Reading the applied configuration: for the handlers of what it defines (people,
+// schedules, policies, services, who is on call) as for this one.
+
+/// The configuration applied to a project, parsed once per apply and shared (see
+/// `Store::oncall`); `None` when nothing was applied.
+pub(crate) async fn config(
+    state: &AppState,
+    project_id: i64,
+) -> Result<Option<Arc<AppliedOnCall>>, ApiError> {
+    let Some(applied) = state.store.oncall(project_id).await? else {
+        return Ok(None);
+    };
+    parsed(&applied)?;
+    Ok(Some(applied))
+}
+
+/// The parsed configuration; it was valid when applied, so a failure is the server's.
+pub(crate) fn parsed(applied: &AppliedOnCall) -> Result<&OnCall, ApiError> {
+    applied
+        .config
+        .as_ref()
+        .map_err(|e| ApiError::Unavailable(format!("stored on-call configuration: {e}")))
+}
+
+/// The stored configuration (parsed once per apply), or a 404 naming the fix.
+pub(crate) async fn stored(
+    state: &AppState,
+    project_id: i64,
+) -> Result<Arc<AppliedOnCall>, ApiError> {
+    state
+        .store
+        .oncall(project_id)
+        .await?
+        .ok_or_else(nothing_applied)
+}
+
+/// The stored configuration's content as JSON.
+pub(crate) fn json_of(applied: &AppliedOnCall) -> Result<&Value, ApiError> {
+    applied
+        .json
+        .as_ref()
+        .map_err(|e| ApiError::Unavailable(format!("stored on-call configuration: {e}")))
+}
+
+pub(crate) fn nothing_applied() -> ApiError {
+    ApiError::Missing("no on-call configuration applied (keepwatch apply -f <file>)".into())
+}
+
+/// A JSON answer; to a read-only key without the secrets in it (see [`crate::redact`]).
+pub(crate) fn answer(scope: &ApiKeyScope, mut body: Value) -> Response {
+    if scope.read_only {
+        crate::redact::json(&mut body);
+    }
+    axum::Json(body).into_response()
+}
+
+/// The entries of one section of the file (`people`, `schedules`, …).
+pub(crate) fn section(config: &Value, name: &str) -> Vec<Value> {
+    config[name].as_array().cloned().unwrap_or_default()
+}
+
+/// The entry whose `key` field is `name`, or a 404 naming what is missing.
+pub(crate) fn entry(
+    config: &Value,
+    section_name: &str,
+    key: &str,
+    name: &str,
+) -> Result<Value, ApiError> {
+    section(config, section_name)
+        .into_iter()
+        .find(|e| e[key] == name)
+        .ok_or_else(|| ApiError::Missing(format!("no {section_name} entry with {key} `{name}`")))
+}

@@ -1,0 +1,219 @@
+//! The signed links of notifications (`/a/<token>`): a confirmation page on GET and the
+//! action only on POST, so mail scanners that open links do not acknowledge pages. The link
+//! is the credential, so these pages forbid framing, keep the link out of Referers and refuse
+//! posts made by another site's page ([`cross_site`]). They change the alert through
+//! [`crate::api::alerts::apply`], as the alerts API does. The pages are askama templates
+//! under `crates/server/templates/` (compiled into the binary, escaped by default), on the
+//! `base.html` layout the web UI will share.
+
+use askama::Template;
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{Html, IntoResponse, Response};
+use keepwatch_engine::pager::verify_link;
+use keepwatch_store::AlertRow;
+
+use crate::api::alerts::apply;
+use crate::error::ApiError;
+use crate::state::AppState;
+
+/// `GET /a/<token>`: what the alert is, and a button that posts back.
+#[derive(Template)]
+#[template(path = "links/confirm.html")]
+struct ConfirmPage<'a> {
+    title: String,
+    id: i64,
+    service: &'a str,
+    summary: &'a str,
+    status: &'a str,
+    verb: &'a str,
+}
+
+/// Every other answer of a link: a title and one sentence (done, refused, not found).
+#[derive(Template)]
+#[template(path = "links/message.html")]
+struct MessagePage<'a> {
+    title: &'a str,
+    message: &'a str,
+}
+
+/// A link's page, with the headers that keep it from being framed or leaking the link.
+fn page(status: StatusCode, template: &impl Template) -> Response {
+    let html = match template.render() {
+        Ok(html) => html,
+        Err(e) => {
+            tracing::error!(error = %e, "a link page could not be rendered");
+            return StatusCode::INTERNAL_SERVER_ERROR.into_response();
+        }
+    };
+    let mut response = (status, Html(html)).into_response();
+    let headers = response.headers_mut();
+    headers.insert(
+        header::CACHE_CONTROL,
+        header::HeaderValue::from_static("no-store"),
+    );
+    // The page holds a button that acts: no other site may frame it (clickjacking), it
+    // loads nothing, and its form posts only back here.
+    headers.insert(
+        header::X_FRAME_OPTIONS,
+        header::HeaderValue::from_static("DENY"),
+    );
+    headers.insert(
+        header::CONTENT_SECURITY_POLICY,
+        header::HeaderValue::from_static(
+            "default-src 'none'; frame-ancestors 'none'; form-action 'self'",
+        ),
+    );
+    // The link is the credential: never send it to another site as a Referer.
+    headers.insert(
+        header::REFERRER_POLICY,
+        header::HeaderValue::from_static("same-origin"),
+    );
+    response
+}
+
+/// Whether a POST on a link may come from a page of another site. Browsers send `Origin`
+/// (or at least `Referer`) with a form post; a post made by another site's page names that
+/// site, and is refused (CSRF). A client that sends neither (curl, a chat app's action
+/// button) is not a browser carrying someone's session, and the signed link is enough.
+fn cross_site(state: &AppState, headers: &HeaderMap) -> Option<String> {
+    let from = headers
+        .get(header::ORIGIN)
+        .or_else(|| headers.get(header::REFERER))?;
+    let from = from.to_str().unwrap_or("");
+    let authority = |url: &str| -> Option<String> {
+        let rest = url.split_once("://")?.1;
+        let end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+        Some(rest[..end].to_ascii_lowercase())
+    };
+    let Some(origin) = authority(from) else {
+        return Some(from.to_string());
+    };
+    let host = headers
+        .get(header::HOST)
+        .and_then(|h| h.to_str().ok())
+        .map(str::to_ascii_lowercase);
+    // Behind a reverse proxy the Host may be rewritten: the public site URL counts too.
+    let site = authority(&state.config.site_url);
+    if Some(&origin) == host.as_ref() || Some(&origin) == site.as_ref() {
+        None
+    } else {
+        Some(from.to_string())
+    }
+}
+
+async fn link_alert(state: &AppState, token: &str) -> Result<(AlertRow, String), Response> {
+    let (id, action) = verify_link(&state.engine.link_secret, token, state.engine.clock.now())
+        .map_err(|why| {
+            page(
+                StatusCode::FORBIDDEN,
+                &MessagePage {
+                    title: "Link not valid",
+                    message: &format!("{why}."),
+                },
+            )
+        })?;
+    match state.store.alert(id).await {
+        Ok(Some(alert)) => Ok((alert, action)),
+        Ok(None) => Err(page(
+            StatusCode::NOT_FOUND,
+            &MessagePage {
+                title: "Alert not found",
+                message: "This alert no longer exists.",
+            },
+        )),
+        Err(e) => Err(ApiError::from(e).into_response()),
+    }
+}
+
+/// GET on a notification's link: what the alert is and a button; nothing changes yet.
+pub async fn confirm(State(state): State<AppState>, Path(token): Path<String>) -> Response {
+    let (alert, action) = match link_alert(&state, &token).await {
+        Ok(found) => found,
+        Err(response) => return response,
+    };
+    let verb = if action == "ack" {
+        "Acknowledge"
+    } else {
+        "Resolve"
+    };
+    page(
+        StatusCode::OK,
+        &ConfirmPage {
+            title: format!("{verb} alert #{}?", alert.id),
+            id: alert.id,
+            service: &alert.service,
+            summary: &alert.summary,
+            status: &alert.status,
+            verb,
+        },
+    )
+}
+
+/// POST on a notification's link: the action itself.
+pub async fn act(
+    State(state): State<AppState>,
+    Path(token): Path<String>,
+    headers: HeaderMap,
+) -> Response {
+    if let Some(from) = cross_site(&state, &headers) {
+        tracing::warn!(from = %from, "a link post from another site was refused");
+        return page(
+            StatusCode::FORBIDDEN,
+            &MessagePage {
+                title: "Not from this site",
+                message: "This action was sent by a page of another site and was not taken. \
+                          Open the link from your notification and press the button there.",
+            },
+        );
+    }
+    let (alert, action) = match link_alert(&state, &token).await {
+        Ok(found) => found,
+        Err(response) => return response,
+    };
+    match apply(&state, alert.id, &action, "link").await {
+        Ok(after) => page(
+            StatusCode::OK,
+            &MessagePage {
+                title: &format!("Alert #{} is {}", after.id, after.status),
+                message: &after.summary,
+            },
+        ),
+        Err(e) => e.into_response(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn what_an_alert_says_is_escaped_on_its_pages() {
+        let summary = "disk \"/var\" & <script>alert(1)</script>";
+        let confirm = ConfirmPage {
+            title: "Acknowledge alert #7?".into(),
+            id: 7,
+            service: "<i>billing</i>",
+            summary,
+            status: "triggered",
+            verb: "Acknowledge",
+        };
+        let done = MessagePage {
+            title: "Alert #7 is acknowledged",
+            message: summary,
+        };
+        for html in [confirm.render().unwrap(), done.render().unwrap()] {
+            assert!(
+                !html.contains("<script>") && !html.contains("<i>"),
+                "{html}"
+            );
+            assert!(html.contains("alert(1)") && !html.contains(" & "), "{html}");
+        }
+        let confirm = confirm.render().unwrap();
+        assert!(confirm.contains("<form method=\"post\">"), "{confirm}");
+        assert!(
+            confirm.contains("<h1>Acknowledge alert #7?</h1>"),
+            "{confirm}"
+        );
+    }
+}
