@@ -12,7 +12,7 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use keepwatch_store::{AttemptResult, Delivery, Store, from_micros, to_micros};
+use keepwatch_store::{AttemptResult, Delivery, MessageKind, Store, from_micros, to_micros};
 use tokio::sync::Notify;
 use tokio::task::JoinSet;
 
@@ -99,7 +99,7 @@ impl Dispatcher {
                 // finish, not for their due time.
                 let next = self
                     .store
-                    .next_outbox_due()
+                    .next_message_due(MessageKind::ChannelEvent)
                     .await
                     .ok()
                     .flatten()

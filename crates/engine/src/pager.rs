@@ -25,8 +25,8 @@ use keepwatch_core::alert::paging::{Page, Paging, Urgency};
 use keepwatch_core::oncall::config::OnCall;
 use keepwatch_store::AppliedOnCall;
 use keepwatch_store::{
-    AlertRow, NewAlert, NewPage, PageDelivery, PageOutcome, PagingRecord, Store, StoreError,
-    to_micros,
+    AlertRow, MessageKind, NewAlert, NewPage, PageDelivery, PageOutcome, PagingRecord, Store,
+    StoreError, to_micros,
 };
 use sha2::Sha256;
 use tokio::sync::Notify;
@@ -195,7 +195,12 @@ impl Pager {
             // for their destination (a send finishing), not for their due time.
             let now = round_start;
             let mut until = now + Duration::from_secs(1);
-            if let Some(due) = self.store.next_page_due().await.ok().flatten()
+            if let Some(due) = self
+                .store
+                .next_message_due(MessageKind::Page)
+                .await
+                .ok()
+                .flatten()
                 && let Some(due) = DateTime::from_timestamp_micros(due).filter(|d| *d > now)
             {
                 until = until.min(due);

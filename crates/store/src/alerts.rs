@@ -74,45 +74,6 @@ pub struct PagingRecord {
     pub pages: Vec<NewPage>,
 }
 
-/// The outcome of one delivery attempt.
-#[derive(Debug, Clone)]
-pub struct PageOutcome<'a> {
-    pub page: &'a PageDelivery,
-    pub ok: bool,
-    pub detail: String,
-    /// When to try again after a failure; `None` gives up.
-    pub retry_at: Option<i64>,
-    /// Not attempted: held back by the address's rate limit until `retry_at`, without
-    /// counting as an attempt.
-    pub deferred: bool,
-}
-
-/// A page claimed for delivery, with what the message needs.
-#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
-pub struct PageDelivery {
-    pub id: i64,
-    pub alert_id: i64,
-    pub person: String,
-    pub contact: String,
-    pub address: String,
-    pub urgency: String,
-    pub attempts: i64,
-    pub summary: String,
-    pub service: String,
-    pub dedup_key: String,
-    pub status: String,
-}
-
-/// `$4` is a JSON array of addresses left out (their destination is busy).
-const CLAIM_SQLITE: &str = "UPDATE pages SET next_attempt_at = $1 WHERE id IN \
-     (SELECT id FROM pages WHERE state = 'pending' AND next_attempt_at <= $2 \
-      AND address NOT IN (SELECT value FROM json_each($4)) \
-      ORDER BY next_attempt_at LIMIT $3) RETURNING id";
-const CLAIM_POSTGRES: &str = "UPDATE pages SET next_attempt_at = $1 WHERE id IN \
-     (SELECT id FROM pages WHERE state = 'pending' AND next_attempt_at <= $2 \
-      AND address NOT IN (SELECT json_array_elements_text($4::text::json)) \
-      ORDER BY next_attempt_at LIMIT $3 FOR UPDATE SKIP LOCKED) RETURNING id";
-
 macro_rules! log_entry {
     ($tx:expr, $alert:expr, $at:expr, $kind:expr, $who:expr, $detail:expr) => {
         sqlx::query(
@@ -127,6 +88,7 @@ macro_rules! log_entry {
         .await?
     };
 }
+pub(crate) use log_entry;
 
 impl Store {
     /// Opens an alert, or, when one is open under the same dedup key, logs the repeated
@@ -230,7 +192,7 @@ impl Store {
             if changed > 0 {
                 log_entry!(tx, id, now_us, to, who, "");
                 let cancelled = sqlx::query(
-                    "UPDATE pages SET state = 'cancelled' WHERE alert_id = $1 AND state = 'pending'",
+                    "UPDATE messages SET state = 'cancelled' WHERE alert_id = $1 AND kind = 'page' AND state = 'pending'",
                 )
                 .bind(id)
                 .execute(&mut *tx)
@@ -352,8 +314,8 @@ impl Store {
                     }
                     for page in &paging.pages {
                         sqlx::query(
-                            "INSERT INTO pages (alert_id, person, contact, address, urgency, next_attempt_at, created_at) \
-                             VALUES ($1, $2, $3, $4, $5, $6, $7)",
+                            "INSERT INTO messages (kind, destination, alert_id, person, contact, address, urgency, next_attempt_at, created_at) \
+                             VALUES ('page', $4, $1, $2, $3, $4, $5, $6, $7)",
                         )
                         .bind(paging.alert_id)
                         .bind(&page.person)
@@ -369,116 +331,6 @@ impl Store {
                 recorded.push(open);
             }
             recorded
-        }))
-    }
-
-    /// Claims up to `limit` due pages for `lease_us` (see the channel outbox).
-    pub async fn claim_pages(
-        &self,
-        now_us: i64,
-        lease_us: i64,
-        limit: i64,
-    ) -> Result<Vec<PageDelivery>> {
-        self.claim_pages_except(now_us, lease_us, limit, &[]).await
-    }
-
-    /// As [`Store::claim_pages`], leaving out the pages to `addresses` (the pager's
-    /// destinations that have all they can take), so they do not crowd out the others.
-    pub async fn claim_pages_except(
-        &self,
-        now_us: i64,
-        lease_us: i64,
-        limit: i64,
-        addresses: &[String],
-    ) -> Result<Vec<PageDelivery>> {
-        let except = serde_json::to_string(addresses).expect("a list of strings");
-        let claim = match self.backend_name() {
-            "postgres" => CLAIM_POSTGRES,
-            _ => CLAIM_SQLITE,
-        };
-        let ids: Vec<i64> = with_tx!(self, |tx| {
-            sqlx::query_scalar(claim)
-                .bind(now_us + lease_us)
-                .bind(now_us)
-                .bind(limit)
-                .bind(&except)
-                .fetch_all(&mut *tx)
-                .await?
-        });
-        if ids.is_empty() {
-            return Ok(Vec::new());
-        }
-        Ok(with_read!(self, |pool| {
-            // Built per backend: a query builder is typed by its database.
-            let mut select = sqlx::QueryBuilder::new(
-                "SELECT p.id, p.alert_id, p.person, p.contact, p.address, p.urgency, p.attempts, \
-                 a.summary, a.service, a.dedup_key, a.status \
-                 FROM pages p JOIN alerts a ON a.id = p.alert_id WHERE p.state = 'pending' AND p.id IN (",
-            );
-            let mut list = select.separated(", ");
-            for id in &ids {
-                list.push_bind(*id);
-            }
-            select.push(") ORDER BY p.id");
-            select.build_query_as().fetch_all(pool).await?
-        }))
-    }
-
-    /// Records delivery attempts of pages and their outcomes in their alerts' logs, in one
-    /// transaction. A page of an alert acknowledged meanwhile is left cancelled.
-    pub async fn finish_pages(&self, outcomes: &[PageOutcome<'_>], now_us: i64) -> Result<()> {
-        with_tx!(self, |tx| {
-            for outcome in outcomes {
-                let (page, ok) = (outcome.page, outcome.ok);
-                if outcome.deferred {
-                    sqlx::query(
-                        "UPDATE pages SET next_attempt_at = $1 WHERE id = $2 AND state = 'pending'",
-                    )
-                    .bind(outcome.retry_at.unwrap_or(now_us))
-                    .bind(page.id)
-                    .execute(&mut *tx)
-                    .await?;
-                    let who = format!("{} via {}", page.person, page.contact);
-                    log_entry!(
-                        tx,
-                        page.alert_id,
-                        now_us,
-                        "rate_limited",
-                        who,
-                        &outcome.detail
-                    );
-                    continue;
-                }
-                let state = match (ok, outcome.retry_at) {
-                    (true, _) => "sent",
-                    (false, Some(_)) => "pending",
-                    (false, None) => "failed",
-                };
-                sqlx::query(
-                    "UPDATE pages SET state = $1, attempts = attempts + 1, next_attempt_at = $2, \
-                     last_error = $3, sent_at = $4 WHERE id = $5 AND state = 'pending'",
-                )
-                .bind(state)
-                .bind(outcome.retry_at.unwrap_or(now_us))
-                .bind((!ok).then_some(&outcome.detail))
-                .bind(ok.then_some(now_us))
-                .bind(page.id)
-                .execute(&mut *tx)
-                .await?;
-                let kind = if ok { "notified" } else { "notify_failed" };
-                let who = format!("{} via {}", page.person, page.contact);
-                log_entry!(tx, page.alert_id, now_us, kind, who, &outcome.detail);
-            }
-        });
-        Ok(())
-    }
-
-    /// The earliest time a pending page is due.
-    pub async fn next_page_due(&self) -> Result<Option<i64>> {
-        Ok(with_read!(self, |pool| {
-            sqlx::query_scalar("SELECT MIN(next_attempt_at) FROM pages WHERE state = 'pending'")
-                .fetch_one(pool)
-                .await?
         }))
     }
 

@@ -8,7 +8,8 @@
 //!
 //! Modules by area: [`model`] (row types), `projects` (projects and API keys), `checks`
 //! (check configuration and state), `pings` (the ping log, flips, the writer's batch and the
-//! checkpoint), `outbox` (events, channels, deliveries).
+//! checkpoint), `channels`, `messages` (the outbox of everything sent: channel events and
+//! pages), `alerts`.
 
 use std::path::Path;
 use std::str::FromStr;
@@ -21,20 +22,20 @@ use sqlx::sqlite::{
 };
 
 mod alerts;
+mod channels;
 mod checks;
 mod contacts;
+mod messages;
 pub mod model;
 mod oncall;
-mod outbox;
 mod pings;
 mod projects;
 mod sqlite_writer;
 pub mod testing;
 
-pub use alerts::{
-    AlertLogRow, AlertRow, CheckEvent, NewAlert, NewPage, PageDelivery, PageOutcome, PagingRecord,
-};
+pub use alerts::{AlertLogRow, AlertRow, CheckEvent, NewAlert, NewPage, PagingRecord};
 pub use contacts::{CodeCheck, MAX_CODE_ATTEMPTS};
+pub use messages::{MessageKind, PageDelivery, PageOutcome};
 pub use model::*;
 pub use oncall::{AppliedOnCall, FeedRow};
 pub use projects::{ApiKeyScope, generate_secret, hash_api_key};

@@ -36,9 +36,9 @@ pub(crate) const PRUNE_PINGS: &str = "DELETE FROM pings WHERE seq >= $1 AND seq 
      n <= COALESCE((SELECT c.n_pings FROM checks c WHERE c.id = pings.check_id), n + $3) - $3";
 pub(crate) const SET_REPLAY_FROM: &str = "INSERT INTO meta (key, value) VALUES ('replay_from', $1) \
      ON CONFLICT (key) DO UPDATE SET value = excluded.value";
-/// One outbox row per channel attached to the event's check.
-pub(crate) const INSERT_OUTBOX: &str = "INSERT INTO outbox (event_id, channel_id, state, attempts, next_attempt_at, created_at) \
-     SELECT $1, channel_id, 'pending', 0, $2, $2 FROM check_channels WHERE check_id = $3";
+/// One message per channel attached to the event's check.
+pub(crate) const INSERT_OUTBOX: &str = "INSERT INTO messages (kind, destination, event_id, channel_id, next_attempt_at, created_at) \
+     SELECT 'channel_event', 'channel:' || channel_id, $1, channel_id, $2, $2 FROM check_channels WHERE check_id = $3";
 
 /// Same as `ping_columns!` but with the body replaced by an empty value when present, for
 /// listings that only say whether a body exists.

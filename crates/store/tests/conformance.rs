@@ -301,7 +301,13 @@ async fn story(store: Store) {
         })
         .await
         .unwrap();
-    assert_eq!(store.next_outbox_due().await.unwrap(), Some(4_000_000));
+    assert_eq!(
+        store
+            .next_message_due(keepwatch_store::MessageKind::ChannelEvent)
+            .await
+            .unwrap(),
+        Some(4_000_000)
+    );
     assert!(
         store
             .claim_due(3_500_000, 9_000_000, 10)
@@ -633,7 +639,13 @@ async fn alert_story(store: &Store) {
     };
     let first = record(vec![page("alice", 1_000), page("bob", 5_000)]);
     assert!(store.record_paging(&first, 1_000).await.unwrap());
-    assert_eq!(store.next_page_due().await.unwrap(), Some(1_000));
+    assert_eq!(
+        store
+            .next_message_due(keepwatch_store::MessageKind::Page)
+            .await
+            .unwrap(),
+        Some(1_000)
+    );
     let alices = ["alice@example.com".to_string()];
     let except = store.claim_pages_except(1_000, 60_000_000, 10, &alices);
     assert!(
@@ -672,7 +684,13 @@ async fn alert_story(store: &Store) {
         deferred: true,
     };
     store.finish_pages(&[held], 5_000).await.unwrap();
-    assert_eq!(store.next_page_due().await.unwrap(), Some(7_000));
+    assert_eq!(
+        store
+            .next_message_due(keepwatch_store::MessageKind::Page)
+            .await
+            .unwrap(),
+        Some(7_000)
+    );
     let again = store.claim_pages(7_000, 60_000_000, 10).await.unwrap();
     assert_eq!((again[0].person.as_str(), again[0].attempts), ("bob", 0));
     let acked = store
@@ -685,7 +703,13 @@ async fn alert_story(store: &Store) {
         ("acknowledged", Some(2_000))
     );
     // Bob's page was cancelled, and paging an acknowledged alert records nothing.
-    assert_eq!(store.next_page_due().await.unwrap(), None);
+    assert_eq!(
+        store
+            .next_message_due(keepwatch_store::MessageKind::Page)
+            .await
+            .unwrap(),
+        None
+    );
     let late = record(vec![page("carol", 9_000)]);
     assert!(!store.record_paging(&late, 9_000).await.unwrap());
     let resolved = store

@@ -170,7 +170,13 @@ async fn pages_to_private_destinations_fail_at_once_with_the_reason_in_the_alert
     assert_eq!(failed.len(), 1, "{log:?}");
     assert_eq!(failed[0]["detail"], REFUSED);
     // The page is failed, not pending a retry (its state is written with the log entry).
-    assert_eq!(app.store.next_page_due().await.unwrap(), None);
+    assert_eq!(
+        app.store
+            .next_message_due(keepwatch_store::MessageKind::Page)
+            .await
+            .unwrap(),
+        None
+    );
     assert!(hook.is_empty());
 }
 

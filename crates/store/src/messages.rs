@@ -1,0 +1,342 @@
+//! The outbox of messages: everything keepwatch sends, in one table with one claim.
+//!
+//! A message has a kind: a check's event to a channel (created by [`Store::commit_batch`] in
+//! the transaction that changed the check), or a page to a person's contact (created by
+//! [`Store::record_pagings`] with the stretch of the alert's timeline it belongs to). Due rows
+//! are claimed by pushing their `next_attempt_at` forward by a lease: a dispatcher that dies
+//! mid-send leaves the row to be retried when the lease ends, so a message is never lost (it
+//! may, rarely, be sent twice; receivers get an id to dedupe). The rows of a destination that
+//! has all it can take (`destination`: `channel:<id>`, or the address) are left out of a
+//! claim, so they do not crowd out the others. Every attempt is recorded: a channel event's in
+//! `message_attempts`, a page's in its alert's log.
+
+use crate::alerts::log_entry;
+use crate::{
+    AttemptResult, AttemptRow, Backend, Delivery, NotificationRow, Result, Store, with_read,
+    with_tx,
+};
+
+/// What a message is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MessageKind {
+    /// A check's event, to one of its channels.
+    ChannelEvent,
+    /// An alert's notification, to a person's contact.
+    Page,
+}
+
+impl MessageKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            MessageKind::ChannelEvent => "channel_event",
+            MessageKind::Page => "page",
+        }
+    }
+}
+
+/// `$4` is a JSON array of destinations left out (they have all they can take).
+const CLAIM_SQLITE: &str = "UPDATE messages SET next_attempt_at = $1 WHERE id IN \
+     (SELECT id FROM messages WHERE state = 'pending' AND kind = $5 AND next_attempt_at <= $2 \
+      AND destination NOT IN (SELECT value FROM json_each($4)) \
+      ORDER BY next_attempt_at LIMIT $3) RETURNING id";
+
+/// PostgreSQL: several instances may claim at once; SKIP LOCKED keeps them apart.
+const CLAIM_POSTGRES: &str = "UPDATE messages SET next_attempt_at = $1 WHERE id IN \
+     (SELECT id FROM messages WHERE state = 'pending' AND kind = $5 AND next_attempt_at <= $2 \
+      AND destination NOT IN (SELECT json_array_elements_text($4::text::json)) \
+      ORDER BY next_attempt_at LIMIT $3 FOR UPDATE SKIP LOCKED) RETURNING id";
+
+/// The outcome of one delivery attempt.
+#[derive(Debug, Clone)]
+pub struct PageOutcome<'a> {
+    pub page: &'a PageDelivery,
+    pub ok: bool,
+    pub detail: String,
+    /// When to try again after a failure; `None` gives up.
+    pub retry_at: Option<i64>,
+    /// Not attempted: held back by the address's rate limit until `retry_at`, without
+    /// counting as an attempt.
+    pub deferred: bool,
+}
+
+/// A page claimed for delivery, with what the message needs.
+#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
+pub struct PageDelivery {
+    pub id: i64,
+    pub alert_id: i64,
+    pub person: String,
+    pub contact: String,
+    pub address: String,
+    pub urgency: String,
+    pub attempts: i64,
+    pub summary: String,
+    pub service: String,
+    pub dedup_key: String,
+    pub status: String,
+}
+
+impl Store {
+    /// Claims up to `limit` due messages of `kind` until `lease_until_us`, leaving out those
+    /// to `except` destinations. Returns their ids.
+    async fn claim(
+        &self,
+        kind: MessageKind,
+        now_us: i64,
+        lease_until_us: i64,
+        limit: i64,
+        except: &[String],
+    ) -> Result<Vec<i64>> {
+        let except = serde_json::to_string(except).expect("a list of strings");
+        let claim = match self.backend {
+            Backend::Sqlite { .. } => CLAIM_SQLITE,
+            Backend::Postgres(_) => CLAIM_POSTGRES,
+        };
+        Ok(with_tx!(self, |tx| {
+            sqlx::query_scalar(sqlx::AssertSqlSafe(claim))
+                .bind(lease_until_us)
+                .bind(now_us)
+                .bind(limit)
+                .bind(&except)
+                .bind(kind.as_str())
+                .fetch_all(&mut *tx)
+                .await?
+        }))
+    }
+
+    /// Claims up to `limit` due channel events until `lease_until_us` and returns them with
+    /// the event and channel they need.
+    pub async fn claim_due(
+        &self,
+        now_us: i64,
+        lease_until_us: i64,
+        limit: i64,
+    ) -> Result<Vec<Delivery>> {
+        self.claim_due_except(now_us, lease_until_us, limit, &[])
+            .await
+    }
+
+    /// As [`Store::claim_due`], leaving out the rows of `channels` (the dispatcher's
+    /// destinations that have all they can take), so they do not crowd out the others.
+    pub async fn claim_due_except(
+        &self,
+        now_us: i64,
+        lease_until_us: i64,
+        limit: i64,
+        channels: &[i64],
+    ) -> Result<Vec<Delivery>> {
+        let except: Vec<String> = channels.iter().map(|id| format!("channel:{id}")).collect();
+        let ids = self
+            .claim(
+                MessageKind::ChannelEvent,
+                now_us,
+                lease_until_us,
+                limit,
+                &except,
+            )
+            .await?;
+        let mut deliveries = Vec::with_capacity(ids.len());
+        for id in ids {
+            let delivery: Option<Delivery> = with_read!(self, |pool| {
+                sqlx::query_as(
+                    "SELECT m.id AS outbox_id, m.channel_id, m.attempts, e.kind AS event_kind, e.payload, \
+                     c.kind AS channel_kind, c.name AS channel_name, c.config AS channel_config \
+                     FROM messages m JOIN events e ON e.id = m.event_id JOIN channels c ON c.id = m.channel_id \
+                     WHERE m.id = $1",
+                )
+                .bind(id)
+                .fetch_optional(pool)
+                .await?
+            });
+            deliveries.extend(delivery);
+        }
+        Ok(deliveries)
+    }
+
+    /// Stores one attempt and moves the row on: sent, retried later, or failed for good.
+    pub async fn record_attempt(&self, result: &AttemptResult) -> Result<()> {
+        let (state, next) = match (result.ok, result.retry_at) {
+            (true, _) => ("sent", result.at),
+            (false, Some(retry_at)) => ("pending", retry_at),
+            (false, None) => ("failed", result.at),
+        };
+        let error = (!result.ok).then_some(&result.detail);
+        with_tx!(self, |tx| {
+            sqlx::query(
+                "INSERT INTO message_attempts (message_id, at, ok, detail, took_ms) VALUES ($1, $2, $3, $4, $5)",
+            )
+            .bind(result.outbox_id)
+            .bind(result.at)
+            .bind(result.ok)
+            .bind(&result.detail)
+            .bind(result.took_ms)
+            .execute(&mut *tx)
+            .await?;
+            sqlx::query(
+                "UPDATE messages SET state = $1, attempts = attempts + 1, next_attempt_at = $2, \
+                 last_error = COALESCE($3, last_error), sent_at = $4 WHERE id = $5",
+            )
+            .bind(state)
+            .bind(next)
+            .bind(error)
+            .bind(result.ok.then_some(result.at))
+            .bind(result.outbox_id)
+            .execute(&mut *tx)
+            .await?;
+        });
+        Ok(())
+    }
+
+    /// Number of messages not yet delivered (the outbox depth metric).
+    pub async fn outbox_depth(&self) -> Result<i64> {
+        Ok(with_read!(self, |pool| {
+            sqlx::query_scalar("SELECT COUNT(*) FROM messages WHERE state = 'pending'")
+                .fetch_one(pool)
+                .await?
+        }))
+    }
+
+    /// A check's notifications, newest first, for the API.
+    pub async fn list_notifications(
+        &self,
+        check_id: i64,
+        limit: i64,
+    ) -> Result<Vec<NotificationRow>> {
+        Ok(with_read!(self, |pool| {
+            sqlx::query_as(
+                "SELECT m.id AS outbox_id, e.kind AS event_kind, e.at AS event_at, c.uuid AS channel_uuid, \
+                 c.name AS channel_name, m.state, m.attempts, m.next_attempt_at, m.last_error \
+                 FROM messages m JOIN events e ON e.id = m.event_id JOIN channels c ON c.id = m.channel_id \
+                 WHERE e.check_id = $1 ORDER BY m.id DESC LIMIT $2",
+            )
+            .bind(check_id)
+            .bind(limit)
+            .fetch_all(pool)
+            .await?
+        }))
+    }
+
+    /// Every attempt for the given outbox rows, oldest first.
+    pub async fn list_attempts(&self, outbox_ids: &[i64]) -> Result<Vec<AttemptRow>> {
+        let mut out = Vec::new();
+        for id in outbox_ids {
+            let rows: Vec<AttemptRow> = with_read!(self, |pool| {
+                sqlx::query_as(
+                    "SELECT message_id AS outbox_id, at, ok, detail, took_ms FROM message_attempts WHERE message_id = $1 ORDER BY id",
+                )
+                .bind(id)
+                .fetch_all(pool)
+                .await?
+            });
+            out.extend(rows);
+        }
+        Ok(out)
+    }
+
+    /// Claims up to `limit` due pages for `lease_us`.
+    pub async fn claim_pages(
+        &self,
+        now_us: i64,
+        lease_us: i64,
+        limit: i64,
+    ) -> Result<Vec<PageDelivery>> {
+        self.claim_pages_except(now_us, lease_us, limit, &[]).await
+    }
+
+    /// As [`Store::claim_pages`], leaving out the pages to `addresses` (the pager's
+    /// destinations that have all they can take), so they do not crowd out the others.
+    pub async fn claim_pages_except(
+        &self,
+        now_us: i64,
+        lease_us: i64,
+        limit: i64,
+        addresses: &[String],
+    ) -> Result<Vec<PageDelivery>> {
+        let ids = self
+            .claim(
+                MessageKind::Page,
+                now_us,
+                now_us + lease_us,
+                limit,
+                addresses,
+            )
+            .await?;
+        if ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        Ok(with_read!(self, |pool| {
+            // Built per backend: a query builder is typed by its database.
+            let mut select = sqlx::QueryBuilder::new(
+                "SELECT m.id, m.alert_id, m.person, m.contact, m.address, m.urgency, m.attempts, \
+                 a.summary, a.service, a.dedup_key, a.status \
+                 FROM messages m JOIN alerts a ON a.id = m.alert_id WHERE m.state = 'pending' AND m.id IN (",
+            );
+            let mut list = select.separated(", ");
+            for id in &ids {
+                list.push_bind(*id);
+            }
+            select.push(") ORDER BY m.id");
+            select.build_query_as().fetch_all(pool).await?
+        }))
+    }
+
+    /// Records delivery attempts of pages and their outcomes in their alerts' logs, in one
+    /// transaction. A page of an alert acknowledged meanwhile is left cancelled.
+    pub async fn finish_pages(&self, outcomes: &[PageOutcome<'_>], now_us: i64) -> Result<()> {
+        with_tx!(self, |tx| {
+            for outcome in outcomes {
+                let (page, ok) = (outcome.page, outcome.ok);
+                if outcome.deferred {
+                    sqlx::query(
+                        "UPDATE messages SET next_attempt_at = $1 WHERE id = $2 AND state = 'pending'",
+                    )
+                    .bind(outcome.retry_at.unwrap_or(now_us))
+                    .bind(page.id)
+                    .execute(&mut *tx)
+                    .await?;
+                    let who = format!("{} via {}", page.person, page.contact);
+                    log_entry!(
+                        tx,
+                        page.alert_id,
+                        now_us,
+                        "rate_limited",
+                        who,
+                        &outcome.detail
+                    );
+                    continue;
+                }
+                let state = match (ok, outcome.retry_at) {
+                    (true, _) => "sent",
+                    (false, Some(_)) => "pending",
+                    (false, None) => "failed",
+                };
+                sqlx::query(
+                    "UPDATE messages SET state = $1, attempts = attempts + 1, next_attempt_at = $2, \
+                     last_error = $3, sent_at = $4 WHERE id = $5 AND state = 'pending'",
+                )
+                .bind(state)
+                .bind(outcome.retry_at.unwrap_or(now_us))
+                .bind((!ok).then_some(&outcome.detail))
+                .bind(ok.then_some(now_us))
+                .bind(page.id)
+                .execute(&mut *tx)
+                .await?;
+                let kind = if ok { "notified" } else { "notify_failed" };
+                let who = format!("{} via {}", page.person, page.contact);
+                log_entry!(tx, page.alert_id, now_us, kind, who, &outcome.detail);
+            }
+        });
+        Ok(())
+    }
+
+    /// The earliest time a pending message of `kind` is due.
+    pub async fn next_message_due(&self, kind: MessageKind) -> Result<Option<i64>> {
+        Ok(with_read!(self, |pool| {
+            sqlx::query_scalar(
+                "SELECT MIN(next_attempt_at) FROM messages WHERE state = 'pending' AND kind = $1",
+            )
+            .bind(kind.as_str())
+            .fetch_one(pool)
+            .await?
+        }))
+    }
+}
