@@ -18,6 +18,7 @@ use axum::routing::post;
 use chrono::{TimeDelta, Utc};
 use clap::Parser;
 use keepwatch_engine::channels::{LiveTransport, Transport};
+use keepwatch_engine::delivery::{Dispatcher, LinkSigner};
 use keepwatch_engine::pager::Pager;
 use keepwatch_engine::{EngineConfig, SystemClock};
 use keepwatch_store::{NewAlert, Store, to_micros};
@@ -129,17 +130,29 @@ urgency = "high"
     };
     let notifier: Arc<dyn Transport> =
         Arc::new(LiveTransport::new(&engine).map_err(anyhow::Error::msg)?);
+    let messages = Arc::new(Notify::new());
     let pager = Pager::new(
         store.clone(),
         Arc::new(SystemClock),
-        engine,
         Arc::new(Notify::new()),
-        store.secret("alert_links").await?.into(),
-        notifier,
+        messages.clone(),
     )
     .await?;
+    let links = LinkSigner {
+        secret: store.secret("alert_links").await?.into(),
+        site_url: engine.site_url.clone(),
+    };
+    let dispatcher = Dispatcher::new(
+        store.clone(),
+        Arc::new(SystemClock),
+        engine,
+        messages,
+        notifier,
+        links,
+    );
     let started = Instant::now();
     tokio::spawn(pager.run());
+    tokio::spawn(dispatcher.run());
     loop {
         let count = {
             let arrivals = arrivals.lock().unwrap();

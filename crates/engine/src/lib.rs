@@ -2,11 +2,12 @@
 //!
 //! - [`actor`]: the single owner of check state. Pings are group-committed; deadlines are
 //!   kept in a heap; a checkpoint moves state and pings out of the hot table.
-//! - [`dispatch`]: claims due outbox rows and delivers them with retries and backoff.
+//! - [`delivery`]: the one dispatcher of the outbox of messages (channel events, pages):
+//!   claims, summaries and rate limits, retries with backoff, the signed links of pages.
 //! - [`channels`]: what a message says and how each kind of destination gets it (formats),
 //!   and what sends it (transports).
-//! - [`pager`]: alerts from check events, escalation through the on-call configuration, and
-//!   the pages (notifications to people) it sends.
+//! - [`pager`]: alerts from check events, and escalation through the on-call configuration,
+//!   which queues pages (notifications to people).
 //! - [`clock`]: wall clock for production, manual clock for tests and drills.
 //!
 //! [`Engine`] is the handle the server and the CLI use.
@@ -25,8 +26,8 @@ use uuid::Uuid;
 pub mod actor;
 pub mod channels;
 pub mod clock;
+pub mod delivery;
 pub mod destination;
-pub mod dispatch;
 pub mod live;
 pub mod pager;
 
@@ -216,22 +217,30 @@ impl Engine {
             .map_err(|e| StoreError::Task(format!("cannot start the engine thread: {e}")))?;
         // Read once: the pager signs links with it, the server checks them.
         let link_secret: Arc<str> = store.secret("alert_links").await?.into();
-        // One notifier (HTTP client, SMTP transport) for the pager, the outbox dispatcher and
-        // the server's own messages (contact verification codes).
+        // One transport (HTTP client, SMTP) for the dispatcher and the server's own messages
+        // (contact verification codes).
         let notifier: Arc<dyn channels::Transport> =
             Arc::new(channels::LiveTransport::new(&config).map_err(StoreError::Task)?);
         let pager = pager::Pager::new(
             store.clone(),
             clock.clone(),
-            config.clone(),
             pager_wake.clone(),
-            link_secret.clone(),
-            notifier.clone(),
+            wake.clone(),
         )
         .await?;
         let pager = tokio::spawn(pager.run());
-        let dispatcher =
-            dispatch::Dispatcher::new(store.clone(), clock.clone(), config, wake, notifier.clone());
+        let links = delivery::LinkSigner {
+            secret: link_secret.clone(),
+            site_url: config.site_url.clone(),
+        };
+        let dispatcher = delivery::Dispatcher::new(
+            store.clone(),
+            clock.clone(),
+            config,
+            wake,
+            notifier.clone(),
+            links,
+        );
         let dispatcher = tokio::spawn(dispatcher.run());
         let maintenance = tokio::spawn(maintain(store.clone()));
         Ok((

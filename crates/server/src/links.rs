@@ -10,7 +10,7 @@ use askama::Template;
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{Html, IntoResponse, Response};
-use keepwatch_engine::pager::verify_link;
+use keepwatch_engine::delivery::verify_link;
 use keepwatch_store::AlertRow;
 
 use crate::api::alerts::apply;

@@ -125,13 +125,26 @@ impl Store {
         channels: &[i64],
     ) -> Result<Vec<Delivery>> {
         let except: Vec<String> = channels.iter().map(|id| format!("channel:{id}")).collect();
+        self.claim_channel_events(now_us, lease_until_us, limit, &except)
+            .await
+    }
+
+    /// As [`Store::claim_due`], leaving out the rows of the `except` destinations
+    /// (`channel:<id>`; other keys match no channel event).
+    pub async fn claim_channel_events(
+        &self,
+        now_us: i64,
+        lease_until_us: i64,
+        limit: i64,
+        except: &[String],
+    ) -> Result<Vec<Delivery>> {
         let ids = self
             .claim(
                 MessageKind::ChannelEvent,
                 now_us,
                 lease_until_us,
                 limit,
-                &except,
+                except,
             )
             .await?;
         let mut deliveries = Vec::with_capacity(ids.len());
@@ -326,6 +339,21 @@ impl Store {
             }
         });
         Ok(())
+    }
+
+    /// When messages went to `address` after `since_us` (a summary of several pages is one
+    /// message), oldest first: what its rate limit counts.
+    pub async fn page_sends_since(&self, address: &str, since_us: i64) -> Result<Vec<i64>> {
+        Ok(with_read!(self, |pool| {
+            sqlx::query_scalar(
+                "SELECT DISTINCT sent_at FROM messages WHERE address = $1 AND kind = 'page' \
+                 AND sent_at > $2 ORDER BY sent_at",
+            )
+            .bind(address)
+            .bind(since_us)
+            .fetch_all(pool)
+            .await?
+        }))
     }
 
     /// The earliest time a pending message of `kind` is due.

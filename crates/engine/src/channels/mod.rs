@@ -16,3 +16,23 @@ pub mod transport;
 
 pub use format::{AlertLine, Body, Message, Request, one_line, render, sign};
 pub use transport::{Failure, LiveTransport, RecordingTransport, Transport};
+
+use keepwatch_core::oncall::ContactKind;
+
+/// Sends a short text with no links through a contact (a contact verification code): the
+/// same channels and formats as pages, without their buttons.
+pub async fn send_plain(
+    transport: &dyn Transport,
+    contact: &str,
+    address: &str,
+    title: &str,
+    text: &str,
+) -> Result<String, Failure> {
+    let kind = ContactKind::of(contact, address).ok_or_else(|| {
+        Failure::permanent(format!(
+            "contact `{contact}` (`{address}`) is not an email address or URL"
+        ))
+    })?;
+    let request = render(kind, address, &Message::plain(title, text))?;
+    transport.send(request).await
+}

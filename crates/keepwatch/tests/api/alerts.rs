@@ -8,7 +8,7 @@ use chrono::TimeDelta;
 use keepwatch_engine::channels::sign;
 use serde_json::{Value, json};
 
-use crate::helpers::{Receiver, TestApp, eventually, spawn_app};
+use crate::helpers::{AppOptions, Receiver, TestApp, eventually, spawn_app, spawn_app_with};
 
 /// Applies an on-call configuration for the default project and returns the integration
 /// key of service `billing`.
@@ -729,6 +729,68 @@ async fn pages_beyond_the_rate_limit_wait_and_go_out_as_one_summary() {
         .collect();
     summaries.sort();
     assert_eq!(summaries, ["disk 5 full", "disk 6 full"]);
+}
+
+/// Triggers alert `disk-<i>` ("disk <i> full") through the events API.
+async fn trigger_disk(app: &TestApp, key: &str, i: usize) {
+    let event = json!({
+        "routing_key": key, "event_action": "trigger", "dedup_key": format!("disk-{i}"),
+        "payload": {"summary": format!("disk {i} full"), "source": "db", "severity": "error"},
+    });
+    let (status, _) = app.api("POST", "/api/v1/events", None, Some(event)).await;
+    assert_eq!(status, StatusCode::ACCEPTED);
+}
+
+/// The rate limit counts the messages the store says were sent, so a restart does not give
+/// an address a fresh window.
+#[tokio::test]
+async fn the_rate_limit_survives_a_restart() {
+    let app = spawn_app().await;
+    let mut hook = Receiver::start(vec![]).await;
+    let key = apply(&app, &alice_by_webhook("webhook", &hook.url, 0)).await;
+    for i in 0..5 {
+        trigger_disk(&app, &key, i).await;
+        hook.next().await.json();
+        app.advance(TimeDelta::minutes(1));
+    }
+    // Stop once the fifth is recorded as sent (it would, rightly, go again otherwise).
+    eventually(|| async {
+        let alerts = open_alerts(&app).await;
+        let mut notified = 0;
+        for alert in &alerts {
+            let log = alert_log(&app, alert["id"].as_i64().unwrap()).await;
+            notified += log.iter().filter(|(k, _)| k == "notified").count();
+        }
+        (notified == 5).then_some(())
+    })
+    .await;
+    let (data_dir, restart_at) = (
+        app.data_dir.clone(),
+        keepwatch_engine::Clock::now(&*app.clock),
+    );
+    let _temp = app.stop().await;
+
+    let app = spawn_app_with(AppOptions {
+        data_dir: Some(data_dir),
+        start: Some(restart_at),
+        ..Default::default()
+    })
+    .await;
+    trigger_disk(&app, &key, 5).await;
+    let held = eventually(|| async {
+        for alert in open_alerts(&app).await {
+            let alert = get_alert(&app, alert["id"].as_i64().unwrap()).await;
+            let log = alert["log"].as_array().unwrap().clone();
+            if let Some(entry) = log.into_iter().find(|e| e["kind"] == "rate_limited") {
+                return Some(entry["detail"].as_str().unwrap().to_string());
+            }
+        }
+        None
+    })
+    .await;
+    assert!(held.contains("goes out in one summary at"), "{held}");
+    assert!(hook.is_empty(), "a restart does not reset the window");
+    app.stop().await;
 }
 
 #[tokio::test]

@@ -151,7 +151,7 @@ pub async fn send_code(
         CODE_LIFETIME.num_minutes()
     );
     let title = "keepwatch: verify this contact";
-    if let Err(e) = keepwatch_engine::pager::send_plain(
+    if let Err(e) = keepwatch_engine::channels::send_plain(
         &state.engine.notifier,
         &contact,
         &address,

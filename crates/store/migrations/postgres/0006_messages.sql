@@ -23,6 +23,8 @@ CREATE TABLE messages (
 );
 CREATE INDEX messages_due ON messages (state, next_attempt_at);
 CREATE INDEX messages_alert ON messages (alert_id);
+-- The messages sent to an address lately: its rate limit.
+CREATE INDEX messages_address_sent ON messages (address, sent_at);
 
 -- Every attempt to deliver a message.
 CREATE TABLE message_attempts (

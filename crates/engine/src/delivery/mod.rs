@@ -1,0 +1,341 @@
+//! Delivers the outbox of messages: one dispatcher for every kind.
+//!
+//! Due messages are claimed with a lease (see the store's `messages`), sent concurrently
+//! through the [`Transport`], and every attempt is recorded. A failure is retried after
+//! `retry_base × 2^attempts` (at most an hour) until `max_attempts`, then the message is
+//! marked failed; a permanent failure (a refused destination, an unusable address) is marked
+//! failed at once.
+//!
+//! - A **channel event** (a check went down, …) goes to its channel as one message.
+//! - **Pages** to one address in one round go as one message when there are
+//!   [`pages::SUMMARY_AT`] or more, and each address gets at most `page_rate_limit` messages per
+//!   `page_rate_window`, counted from the messages sent (so a restart does not reset it):
+//!   what has no room waits, and goes out as one summary when it has ([`pages`]).
+//!
+//! Sends run in a pool that refills as each one finishes: at most `delivery_concurrency` at
+//! once and [`PER_DESTINATION`](crate::destination::PER_DESTINATION) to one receiver
+//! ([`Lanes`]), each bounded by the delivery timeout. A destination with
+//! [`HELD_PER_DESTINATION`] messages in hand gets no more until one finishes (its rows stay in
+//! the outbox for later claims), so a slow or hanging receiver holds up only its own messages.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use chrono::{DateTime, TimeDelta, Utc};
+use keepwatch_store::{
+    AttemptResult, Delivery, MessageKind, PageDelivery, Store, from_micros, to_micros,
+};
+use tokio::sync::Notify;
+use tokio::task::JoinSet;
+
+use crate::EngineConfig;
+use crate::channels::format::channel_address;
+use crate::channels::{Failure, Message, Transport, render};
+use crate::clock::Clock;
+use crate::destination::{HELD_PER_DESTINATION, HELD_PER_SLOT, Held, Lanes, destination_of};
+
+mod pages;
+
+pub use pages::{LINK_LIFETIME, LinkSigner, link_token, verify_link};
+
+/// How long a claim holds. A claimed row waits at most `HELD_PER_DESTINATION /
+/// PER_DESTINATION` delivery timeouts (plus one claim's worth) for its turn, well within it;
+/// a row whose lease ran out while it waited here is still this process's (see `held`).
+const LEASE: TimeDelta = TimeDelta::seconds(120);
+/// Pages claimed per round.
+const PAGE_CLAIM_LIMIT: i64 = 100;
+const IDLE_POLL: Duration = Duration::from_secs(30);
+
+pub struct Dispatcher {
+    store: Store,
+    clock: Arc<dyn Clock>,
+    config: EngineConfig,
+    /// Rung when messages are queued (a check event's, a page).
+    wake: Arc<Notify>,
+    transport: Arc<dyn Transport>,
+    links: LinkSigner,
+    lanes: Lanes,
+    /// Sends under way; `held` is what they carry, by the message's destination key (its
+    /// channel, or its address), so the next claim leaves out destinations that are full.
+    sends: JoinSet<()>,
+    held: Held<String>,
+    /// The page messages under way: their address and start, for the rate limit.
+    pages_under_way: HashMap<tokio::task::Id, (String, i64)>,
+}
+
+impl Dispatcher {
+    pub fn new(
+        store: Store,
+        clock: Arc<dyn Clock>,
+        config: EngineConfig,
+        wake: Arc<Notify>,
+        transport: Arc<dyn Transport>,
+        links: LinkSigner,
+    ) -> Dispatcher {
+        Dispatcher {
+            lanes: Lanes::new(config.delivery_concurrency),
+            store,
+            clock,
+            config,
+            wake,
+            transport,
+            links,
+            sends: JoinSet::new(),
+            held: Held::default(),
+            pages_under_way: HashMap::new(),
+        }
+    }
+
+    pub async fn run(mut self) {
+        loop {
+            while let Some(done) = self.sends.try_join_next_with_id() {
+                self.release(done);
+            }
+            let max_held = self.config.delivery_concurrency.max(1) * HELD_PER_SLOT;
+            if self.held.sends() >= max_held {
+                if let Some(done) = self.sends.join_next_with_id().await {
+                    self.release(done);
+                }
+                continue;
+            }
+            // Taken before the claims: whatever falls due after it was not seen by them, so
+            // it must end the wait (the clock may move on during the round).
+            let now = self.clock.now();
+            match self.round(now, max_held).await {
+                Ok(true) => continue,
+                Ok(false) => {}
+                Err(e) => tracing::error!(error = %e, "cannot claim messages"),
+            }
+            if let Ok(depth) = self.store.outbox_depth().await {
+                metrics::gauge!("keepwatch_outbox_pending").set(depth as f64);
+            }
+            self.idle(now).await;
+        }
+    }
+
+    /// Claims what is due and starts sending it; `true` if anything was claimed.
+    async fn round(
+        &mut self,
+        now: DateTime<Utc>,
+        max_held: usize,
+    ) -> Result<bool, keepwatch_store::StoreError> {
+        let room = max_held.saturating_sub(self.held.sends());
+        let busy = self.held.busy();
+        let events = self
+            .store
+            .claim_channel_events(
+                to_micros(now),
+                to_micros(now + LEASE),
+                room.min(HELD_PER_DESTINATION) as i64,
+                &busy,
+            )
+            .await?;
+        let pages = self
+            .store
+            .claim_pages_except(
+                to_micros(now),
+                LEASE.num_microseconds().unwrap_or(0),
+                PAGE_CLAIM_LIMIT,
+                &busy,
+            )
+            .await?;
+        let claimed = !events.is_empty() || !pages.is_empty();
+        for delivery in events {
+            // Claimed again after its lease ran out while it waited here: still ours, and
+            // already on its way.
+            if self.held.holds(delivery.outbox_id) {
+                continue;
+            }
+            let key = format!("channel:{}", delivery.channel_id);
+            // Where it goes, for the per-destination limit (an unusable channel fails when
+            // it is sent).
+            let destination = channel_address(&delivery)
+                .map_or_else(|_| "smtp".into(), |(_, address)| destination_of(&address));
+            let id = delivery.outbox_id;
+            let task = self
+                .sends
+                .spawn(self.send_event(destination.clone(), delivery));
+            self.held.add(vec![(id, key)], destination, task.id());
+        }
+        let pages: Vec<PageDelivery> = pages
+            .into_iter()
+            .filter(|p| !self.held.holds(p.id))
+            .collect();
+        if !pages.is_empty() {
+            let under_way: Vec<(String, i64)> = self.pages_under_way.values().cloned().collect();
+            let messages = pages::plan(&self.store, &self.config, &under_way, pages, now).await?;
+            for (n, message) in messages.into_iter().enumerate() {
+                // Each message of the round counts once against its address's rate limit.
+                let started = to_micros(now) + n as i64;
+                let address = message[0].address.clone();
+                let destination = destination_of(&address);
+                let rows = message.iter().map(|p| (p.id, p.address.clone())).collect();
+                let send = pages::send(
+                    self.delivery_context(),
+                    self.links.clone(),
+                    destination.clone(),
+                    message,
+                    now,
+                    started,
+                );
+                let task = self.sends.spawn(send);
+                self.held.add(rows, destination, task.id());
+                self.pages_under_way.insert(task.id(), (address, started));
+            }
+        }
+        Ok(claimed)
+    }
+
+    /// A send task ended (its outcome is recorded, or it panicked and its rows wait for their
+    /// lease to run out).
+    fn release(&mut self, done: Result<(tokio::task::Id, ()), tokio::task::JoinError>) {
+        let task = done.as_ref().map_or_else(|e| e.id(), |(id, ())| *id);
+        self.pages_under_way.remove(&task);
+        self.held.release(done);
+    }
+
+    fn delivery_context(&self) -> Context {
+        Context {
+            store: self.store.clone(),
+            clock: self.clock.clone(),
+            config: self.config.clone(),
+            transport: self.transport.clone(),
+            lanes: self.lanes.clone(),
+        }
+    }
+
+    /// Sends one channel event when its destination has a free lane, and records the attempt.
+    fn send_event(
+        &self,
+        destination: String,
+        delivery: Delivery,
+    ) -> impl Future<Output = ()> + Send + 'static {
+        let context = self.delivery_context();
+        async move {
+            let Context {
+                store,
+                clock,
+                config,
+                transport,
+                lanes,
+            } = context;
+            let (outcome, took) = lanes
+                .run(&destination, async {
+                    let started = Instant::now();
+                    let send = send_event(&*transport, &store, &config.site_url, &delivery);
+                    let outcome = tokio::time::timeout(transport.timeout(), send)
+                        .await
+                        .unwrap_or_else(|_| {
+                            Err(Failure::transient("no answer within the delivery timeout"))
+                        });
+                    (outcome, started.elapsed())
+                })
+                .await;
+            let at = clock.now();
+            let attempts = delivery.attempts + 1;
+            let retry_at = retry_after(&config, delivery.attempts, &outcome)
+                .map(|delay| to_micros(at + delay));
+            let (ok, detail) = match outcome {
+                Ok(detail) => (true, detail),
+                Err(failure) => (false, failure.detail),
+            };
+            metrics::counter!("keepwatch_deliveries_total", "outcome" => if ok { "ok" } else { "error" })
+                .increment(1);
+            if !ok {
+                tracing::warn!(outbox = delivery.outbox_id, channel = %delivery.channel_name, attempts, error = %detail, "delivery failed");
+            }
+            let result = AttemptResult {
+                outbox_id: delivery.outbox_id,
+                at: to_micros(at),
+                ok,
+                detail,
+                took_ms: took.as_millis() as i64,
+                retry_at,
+            };
+            if let Err(e) = store.record_attempt(&result).await {
+                tracing::error!(error = %e, "cannot record delivery attempt");
+            }
+        }
+    }
+
+    /// Waits until woken by a new message, until the next one falls due (a retry, a page
+    /// held by the rate limit), until a send finishes (its destination may take more now),
+    /// or a poll. Messages already due wait for their destination, not for their due time.
+    async fn idle(&mut self, now: DateTime<Utc>) {
+        let mut until = now + IDLE_POLL;
+        for kind in [MessageKind::ChannelEvent, MessageKind::Page] {
+            if let Some(due) = self
+                .store
+                .next_message_due(kind)
+                .await
+                .ok()
+                .flatten()
+                .map(from_micros)
+                .filter(|due| *due > now)
+            {
+                until = until.min(due);
+            }
+        }
+        tokio::select! {
+            _ = self.wake.notified() => {}
+            _ = self.clock.sleep_until(until) => {}
+            Some(done) = self.sends.join_next_with_id() => {
+                self.release(done);
+            }
+        }
+    }
+}
+
+/// What a send task needs from the dispatcher.
+#[derive(Clone)]
+struct Context {
+    store: Store,
+    clock: Arc<dyn Clock>,
+    config: EngineConfig,
+    transport: Arc<dyn Transport>,
+    lanes: Lanes,
+}
+
+/// When a failed send is tried again, `attempts` attempts before it: after `retry_base ×
+/// 2^attempts` (at most an hour). `None` when it succeeded, when retrying cannot help, or when
+/// it was the last attempt.
+fn retry_after(
+    config: &EngineConfig,
+    attempts: i64,
+    outcome: &Result<String, Failure>,
+) -> Option<Duration> {
+    let failure = outcome.as_ref().err()?;
+    if failure.permanent || attempts + 1 >= config.max_attempts {
+        return None;
+    }
+    let factor = 2u32.saturating_pow(attempts.clamp(0, 20) as u32);
+    Some(
+        config
+            .retry_base
+            .saturating_mul(factor)
+            .min(Duration::from_secs(3600)),
+    )
+}
+
+/// Sends one channel event: the message built from the event and the check as it is now.
+/// `Ok` carries a short description of the receiver's answer.
+async fn send_event(
+    transport: &dyn Transport,
+    store: &Store,
+    site_url: &str,
+    delivery: &Delivery,
+) -> Result<String, Failure> {
+    let (kind, address) = channel_address(delivery)?;
+    let payload: serde_json::Value = serde_json::from_str(&delivery.payload).unwrap_or_default();
+    let uuid = payload["check_uuid"].as_str().unwrap_or_default();
+    let check = store.check_by_uuid(uuid).await.ok().flatten();
+    let message = Message::event(delivery, check.as_ref(), site_url);
+    let request = render(kind, &address, &message)?;
+    transport.send(request).await.map_err(|mut e| {
+        if e.detail.starts_with("answered") {
+            e.detail.insert_str(0, "webhook ");
+        }
+        e
+    })
+}
