@@ -311,6 +311,39 @@ impl Engine {
         self.call(actor::Command::Stats).await
     }
 
+    /// Sends a contact verification code through the contact at once (the person waits for
+    /// it) and records the message and its attempt (not its text, which holds the code).
+    /// Not retried: the answer says whether it went, and asking again sends a new code.
+    pub async fn send_verification_code(
+        &self,
+        person: &str,
+        contact: &str,
+        address: &str,
+        text: &str,
+    ) -> Result<String, channels::Failure> {
+        let started = std::time::Instant::now();
+        let title = "keepwatch: verify this contact";
+        let result = channels::send_plain(&*self.notifier, contact, address, title, text).await;
+        let (ok, detail) = match &result {
+            Ok(detail) => (true, detail.as_str()),
+            Err(failure) => (false, failure.detail.as_str()),
+        };
+        let sent = keepwatch_store::SentNow {
+            kind: keepwatch_store::MessageKind::VerificationCode,
+            person,
+            contact,
+            address,
+            at: keepwatch_store::to_micros(self.clock.now()),
+            ok,
+            detail,
+            took_ms: started.elapsed().as_millis() as i64,
+        };
+        if let Err(e) = self.store.record_sent_now(&sent).await {
+            tracing::error!(error = %e, "cannot record a verification code's delivery");
+        }
+        result
+    }
+
     /// Writes all pending state to the database.
     pub async fn flush(&self) -> Result<(), EngineError> {
         self.call(actor::Command::Flush).await

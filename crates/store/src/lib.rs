@@ -35,7 +35,7 @@ pub mod testing;
 
 pub use alerts::{AlertLogRow, AlertRow, CheckEvent, NewAlert, NewPage, PagingRecord};
 pub use contacts::{CodeCheck, MAX_CODE_ATTEMPTS};
-pub use messages::{MessageKind, PageDelivery, PageOutcome};
+pub use messages::{MessageKind, PageDelivery, PageOutcome, SentNow};
 pub use model::*;
 pub use oncall::{AppliedOnCall, FeedRow};
 pub use projects::{ApiKeyScope, generate_secret, hash_api_key};

@@ -23,6 +23,9 @@ pub enum MessageKind {
     ChannelEvent,
     /// An alert's notification, to a person's contact.
     Page,
+    /// A code that proves a contact reaches its person, sent at once (the person waits for
+    /// it), never queued.
+    VerificationCode,
 }
 
 impl MessageKind {
@@ -30,8 +33,22 @@ impl MessageKind {
         match self {
             MessageKind::ChannelEvent => "channel_event",
             MessageKind::Page => "page",
+            MessageKind::VerificationCode => "verification_code",
         }
     }
+}
+
+/// A message sent at once rather than queued, and how its one attempt went.
+#[derive(Debug, Clone)]
+pub struct SentNow<'a> {
+    pub kind: MessageKind,
+    pub person: &'a str,
+    pub contact: &'a str,
+    pub address: &'a str,
+    pub at: i64,
+    pub ok: bool,
+    pub detail: &'a str,
+    pub took_ms: i64,
 }
 
 /// `$4` is a JSON array of destinations left out (they have all they can take).
@@ -339,6 +356,57 @@ impl Store {
             }
         });
         Ok(())
+    }
+
+    /// Records a message sent at once (see [`SentNow`]) and its attempt. Its text is not
+    /// kept: a verification code's holds the code.
+    pub async fn record_sent_now(&self, sent: &SentNow<'_>) -> Result<i64> {
+        let state = if sent.ok { "sent" } else { "failed" };
+        Ok(with_tx!(self, |tx| {
+            let id: i64 = sqlx::query_scalar(
+                "INSERT INTO messages (kind, destination, person, contact, address, state, attempts, \
+                 next_attempt_at, last_error, created_at, sent_at) \
+                 VALUES ($1, $4, $2, $3, $4, $5, 1, $6, $7, $6, $8) RETURNING id",
+            )
+            .bind(sent.kind.as_str())
+            .bind(sent.person)
+            .bind(sent.contact)
+            .bind(sent.address)
+            .bind(state)
+            .bind(sent.at)
+            .bind((!sent.ok).then_some(sent.detail))
+            .bind(sent.ok.then_some(sent.at))
+            .fetch_one(&mut *tx)
+            .await?;
+            sqlx::query(
+                "INSERT INTO message_attempts (message_id, at, ok, detail, took_ms) VALUES ($1, $2, $3, $4, $5)",
+            )
+            .bind(id)
+            .bind(sent.at)
+            .bind(sent.ok)
+            .bind(sent.detail)
+            .bind(sent.took_ms)
+            .execute(&mut *tx)
+            .await?;
+            id
+        }))
+    }
+
+    /// The messages of `kind` to `address`, newest first: their ids and states.
+    pub async fn messages_to(
+        &self,
+        kind: MessageKind,
+        address: &str,
+    ) -> Result<Vec<(i64, String)>> {
+        Ok(with_read!(self, |pool| {
+            sqlx::query_as(
+                "SELECT id, state FROM messages WHERE kind = $1 AND address = $2 ORDER BY id DESC",
+            )
+            .bind(kind.as_str())
+            .bind(address)
+            .fetch_all(pool)
+            .await?
+        }))
     }
 
     /// When messages went to `address` after `since_us` (a summary of several pages is one

@@ -124,6 +124,19 @@ async fn send_code_does_not_tell_an_open_port_from_a_closed_one() {
         "could not send the code: the contact's address could not be reached"
     );
     assert_eq!(open_answer, closed_answer);
+    // Each code is recorded as a message, failed, with its attempt (the detail stays in the
+    // store for operators).
+    let closed_url = format!("http://127.0.0.1:{closed}/x");
+    let recorded = app
+        .store
+        .messages_to(keepwatch_store::MessageKind::VerificationCode, &closed_url)
+        .await
+        .unwrap();
+    assert_eq!(recorded.len(), 1, "{recorded:?}");
+    assert_eq!(recorded[0].1, "failed");
+    let attempts = app.store.list_attempts(&[recorded[0].0]).await.unwrap();
+    assert_eq!(attempts.len(), 1);
+    assert!(!attempts[0].ok);
 }
 
 /// Fails a new check (named `name`), which opens an alert on the project's only service.

@@ -294,6 +294,18 @@ async fn a_contact_is_verified_by_a_code_sent_through_it() {
     // The code arrives through the contact; a wrong one counts down, the right one verifies.
     let (status, body) = app.api("POST", send, Some(&app.api_key), None).await;
     assert_eq!(status, StatusCode::ACCEPTED, "{body}");
+    let recorded = app
+        .store
+        .messages_to(keepwatch_store::MessageKind::VerificationCode, &hook.url)
+        .await
+        .unwrap();
+    assert_eq!(
+        recorded
+            .iter()
+            .map(|(_, state)| state.as_str())
+            .collect::<Vec<_>>(),
+        ["sent"]
+    );
     let host = hook
         .url
         .trim_start_matches("http://")

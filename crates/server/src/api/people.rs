@@ -150,15 +150,10 @@ pub async fn send_code(
          It is valid for {} minutes.",
         CODE_LIFETIME.num_minutes()
     );
-    let title = "keepwatch: verify this contact";
-    if let Err(e) = keepwatch_engine::channels::send_plain(
-        &state.engine.notifier,
-        &contact,
-        &address,
-        title,
-        &text,
-    )
-    .await
+    if let Err(e) = state
+        .engine
+        .send_verification_code(&person, &contact, &address, &text)
+        .await
     {
         // A transport error would tell an open port from a closed one: only say that the
         // address could not be reached (the server log has the detail).

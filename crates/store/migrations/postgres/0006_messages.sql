@@ -1,5 +1,6 @@
 -- One outbox for everything keepwatch sends: a check's event to a channel (`channel_event`),
--- a notification to a person's contact (`page`), later status updates, reminders and
+-- a notification to a person's contact (`page`), a contact verification code (sent at once,
+-- recorded here with its attempt; `verification_code`), later status updates, reminders and
 -- check-ins. The dispatcher claims due rows with a lease. `destination` is what one
 -- receiver's rows share (`channel:<id>` for a channel, the address for a contact), so the
 -- rows of a receiver that has all it can take are left out of a claim.
