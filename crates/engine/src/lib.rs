@@ -19,7 +19,7 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use keepwatch_core::check::{CheckState, PingKind, RunIdentity, StrayProcess};
 use keepwatch_store::{CheckRow, Store, StoreError};
-use tokio::sync::{Notify, mpsc, oneshot};
+use tokio::sync::{Notify, mpsc, oneshot, watch};
 use tokio::task::JoinHandle;
 use uuid::Uuid;
 
@@ -30,6 +30,7 @@ pub mod delivery;
 pub mod destination;
 pub mod live;
 pub mod pager;
+pub mod rounds;
 
 pub use channels::transport::{SmtpConfig, SmtpSecurity};
 pub use clock::{Clock, ManualClock, SystemClock};
@@ -149,6 +150,10 @@ pub struct Engine {
     pub link_secret: Arc<str>,
     /// Sends what the server sends itself: contact verification codes.
     pub notifier: Arc<dyn channels::Transport>,
+    /// Wakes the dispatcher.
+    messages_wake: Arc<Notify>,
+    pager_rounds: watch::Receiver<rounds::Round>,
+    dispatcher_rounds: watch::Receiver<rounds::Round>,
 }
 
 /// The engine's background tasks.
@@ -228,6 +233,7 @@ impl Engine {
             wake.clone(),
         )
         .await?;
+        let pager_rounds = pager.rounds();
         let pager = tokio::spawn(pager.run());
         let links = delivery::LinkSigner {
             secret: link_secret.clone(),
@@ -237,10 +243,11 @@ impl Engine {
             store.clone(),
             clock.clone(),
             config,
-            wake,
+            wake.clone(),
             notifier.clone(),
             links,
         );
+        let dispatcher_rounds = dispatcher.rounds();
         let dispatcher = tokio::spawn(dispatcher.run());
         let maintenance = tokio::spawn(maintain(store.clone()));
         Ok((
@@ -251,6 +258,9 @@ impl Engine {
                 pager_wake,
                 link_secret,
                 notifier,
+                messages_wake: wake,
+                pager_rounds,
+                dispatcher_rounds,
             },
             EngineTasks {
                 actor,
@@ -309,6 +319,22 @@ impl Engine {
 
     pub async fn stats(&self) -> Result<Stats, EngineError> {
         self.call(actor::Command::Stats).await
+    }
+
+    /// Returns once the pager and the dispatcher have caught up with everything due now: a
+    /// pager round that began after this call, then dispatcher rounds until one finds nothing
+    /// to send and nothing under way. "Nothing more was sent" is then a fact, not a guess
+    /// after a sleep.
+    pub async fn settled(&self) {
+        if rounds::next_round(&self.pager_rounds, &self.pager_wake)
+            .await
+            .is_none()
+        {
+            return;
+        }
+        while let Some(false) =
+            rounds::next_round(&self.dispatcher_rounds, &self.messages_wake).await
+        {}
     }
 
     /// Sends a contact verification code through the contact at once (the person waits for

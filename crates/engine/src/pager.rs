@@ -24,6 +24,7 @@ use keepwatch_store::{AlertRow, NewAlert, NewPage, PagingRecord, Store, StoreErr
 use tokio::sync::Notify;
 
 use crate::Clock;
+use crate::rounds::Rounds;
 
 /// Where the pager is in the check event stream.
 const EVENT_CURSOR: &str = "pager_events";
@@ -36,6 +37,7 @@ pub struct Pager {
     pub wake: Arc<Notify>,
     /// Rung when pages are queued, for the dispatcher.
     messages_wake: Arc<Notify>,
+    rounds: Rounds,
     /// The configurations read this round, by project (the store parses each once per
     /// apply; this saves the version query per alert).
     configs: HashMap<i64, Option<Arc<AppliedOnCall>>>,
@@ -63,6 +65,7 @@ impl Pager {
             clock,
             wake,
             messages_wake,
+            rounds: Rounds::new(),
             configs: HashMap::new(),
             versions: HashMap::new(),
             next_due: HashMap::new(),
@@ -72,14 +75,21 @@ impl Pager {
         })
     }
 
+    /// Its rounds, for [`crate::Engine::settled`].
+    pub fn rounds(&self) -> tokio::sync::watch::Receiver<crate::rounds::Round> {
+        self.rounds.watch()
+    }
+
     pub async fn run(mut self) {
         loop {
             // Taken before the round: whatever falls due after it was not seen by the round,
             // so it must wake the next one (the clock may move on during the round).
             let round_start = self.clock.now();
+            self.rounds.start();
             if let Err(e) = self.step().await {
                 tracing::warn!(error = %e, "pager step failed");
             }
+            self.rounds.finish(true);
             // The next round comes when a timeline entry falls due, or after a second at most
             // (new check events and triggers also wake it).
             let mut until = round_start + Duration::from_secs(1);

@@ -34,6 +34,7 @@ use crate::channels::format::channel_address;
 use crate::channels::{Failure, Message, Transport, render};
 use crate::clock::Clock;
 use crate::destination::{HELD_PER_DESTINATION, HELD_PER_SLOT, Held, Lanes, destination_of};
+use crate::rounds::Rounds;
 
 mod pages;
 
@@ -62,6 +63,7 @@ pub struct Dispatcher {
     held: Held<String>,
     /// The page messages under way: their address and start, for the rate limit.
     pages_under_way: HashMap<tokio::task::Id, (String, i64)>,
+    rounds: Rounds,
 }
 
 impl Dispatcher {
@@ -84,7 +86,14 @@ impl Dispatcher {
             sends: JoinSet::new(),
             held: Held::default(),
             pages_under_way: HashMap::new(),
+            rounds: Rounds::new(),
         }
+    }
+
+    /// Its rounds, for [`crate::Engine::settled`]: idle when one claimed nothing and nothing
+    /// was under way.
+    pub fn rounds(&self) -> tokio::sync::watch::Receiver<crate::rounds::Round> {
+        self.rounds.watch()
     }
 
     pub async fn run(mut self) {
@@ -102,7 +111,11 @@ impl Dispatcher {
             // Taken before the claims: whatever falls due after it was not seen by them, so
             // it must end the wait (the clock may move on during the round).
             let now = self.clock.now();
-            match self.round(now, max_held).await {
+            self.rounds.start();
+            let claimed = self.round(now, max_held).await;
+            let idle = matches!(claimed, Ok(false)) && self.held.sends() == 0;
+            self.rounds.finish(idle);
+            match claimed {
                 Ok(true) => continue,
                 Ok(false) => {}
                 Err(e) => tracing::error!(error = %e, "cannot claim messages"),

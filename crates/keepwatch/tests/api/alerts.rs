@@ -213,9 +213,9 @@ urgency = "high"
         log.iter().any(|(k, _)| k == "acknowledged").then_some(log)
     })
     .await;
-    // Give the pager rounds past step 2's time, then check bob heard nothing.
+    // Let the pager and the dispatcher catch up past step 2's time: bob heard nothing.
     app.advance(TimeDelta::seconds(2));
-    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    app.engine.settled().await;
     assert!(bob.is_empty(), "bob was paged after the acknowledgment");
     let kinds: Vec<&str> = log.iter().map(|(k, _)| k.as_str()).collect();
     assert_eq!(kinds[0], "triggered");
@@ -662,7 +662,7 @@ async fn a_flood_of_alerts_reaches_a_person_as_one_summary() {
         notified["detail"], "HTTP 200 (in a summary of 5)",
         "{alert}"
     );
-    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    app.engine.settled().await;
     assert!(hook.is_empty(), "one message, not five");
 }
 
@@ -932,7 +932,7 @@ policy = "bob"
     let page = alice.next().await.json();
     assert_eq!(page["alert"]["summary"], "invoices is down");
     assert_eq!(page["alert"]["service"], "billing");
-    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    app.engine.settled().await;
     assert!(bob.is_empty(), "the default service's person was paged");
 
     // Back up: billing keeps the alert open. (Another check's failure, paged to bob, shows
@@ -1084,7 +1084,7 @@ raise_after = 10
 
     // Nothing more until the raise at +10.
     app.advance(TimeDelta::seconds(9 * 60 + 59));
-    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    app.engine.settled().await;
     assert!(alice_ntfy.is_empty() && bob.is_empty() && emails() == 1);
     app.advance(TimeDelta::seconds(1));
     let push = alice_ntfy.next().await;
@@ -1129,7 +1129,7 @@ raise_after = 10
         (StatusCode::OK, Some("acknowledged"))
     );
     app.advance(TimeDelta::minutes(30));
-    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    app.engine.settled().await;
     assert!(bob.is_empty() && lee.is_empty() && alice_ntfy.is_empty());
     assert_eq!(emails(), 3);
 
@@ -1218,7 +1218,7 @@ async fn escalation_resumes_after_a_restart_without_repeating_a_page() {
     assert_eq!(steps, 2, "{log:?}");
     app.stop().await;
     let app = restarted(12).await;
-    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    app.engine.settled().await;
     assert!(hook.is_empty(), "a page was sent twice");
     assert_eq!(alert_log(&app, id).await.len(), log.len());
     app.stop().await;
