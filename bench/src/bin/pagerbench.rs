@@ -19,6 +19,7 @@ use chrono::{TimeDelta, Utc};
 use clap::Parser;
 use keepwatch_engine::channels::{LiveTransport, Transport};
 use keepwatch_engine::delivery::{Dispatcher, LinkSigner};
+use keepwatch_engine::lease::SoleInstance;
 use keepwatch_engine::pager::Pager;
 use keepwatch_engine::{EngineConfig, SystemClock};
 use keepwatch_store::{NewAlert, Store, to_micros};
@@ -136,6 +137,7 @@ urgency = "high"
         Arc::new(SystemClock),
         Arc::new(Notify::new()),
         messages.clone(),
+        Arc::new(SoleInstance),
     )
     .await?;
     let links = LinkSigner {
@@ -149,6 +151,7 @@ urgency = "high"
         messages,
         notifier,
         links,
+        Arc::new(SoleInstance),
     );
     let started = Instant::now();
     tokio::spawn(pager.run());

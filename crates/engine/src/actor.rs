@@ -6,7 +6,7 @@
 use std::cmp::Reverse;
 use std::collections::BinaryHeap;
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
 use keepwatch_core::check::{CheckState, Event, Outcome, PingInput, PingKind, RunIdentity};
@@ -19,6 +19,7 @@ use tokio::sync::{Notify, mpsc, oneshot};
 use uuid::Uuid;
 
 use crate::clock::Clock;
+use crate::lease::{Lease, Work};
 use crate::live::{
     LiveCheck, RulesInterner, deadline_of, micros_to_time, state_from_row, state_to_row,
 };
@@ -62,6 +63,8 @@ pub enum Command {
 
 pub struct Actor {
     pub store: Store,
+    /// Asked before judging deadlines (see [`crate::lease`]).
+    lease: Arc<dyn Lease>,
     pub clock: Arc<dyn Clock>,
     pub config: EngineConfig,
     /// Fx hashing: SipHash was an eighth of start-up with a million checks. Keys are ids
@@ -133,6 +136,7 @@ impl Actor {
         config: EngineConfig,
         outbox_wake: Arc<Notify>,
         events_wake: Arc<Notify>,
+        lease: Arc<dyn Lease>,
     ) -> Result<Actor, StoreError> {
         let count = usize::try_from(store.count_checks().await?).unwrap_or(0);
         let mut checks = FxHashMap::with_capacity_and_hasher(count, Default::default());
@@ -202,6 +206,7 @@ impl Actor {
             sweep_pos: 0,
             sweep_started: now,
             outbox_wake,
+            lease,
             events_wake,
             settling: FxHashMap::default(),
             replier: spawn_replier()
@@ -216,10 +221,13 @@ impl Actor {
 
     pub async fn run(mut self, mut rx: mpsc::Receiver<Command>) {
         let mut checkpoint_due = self.clock.now() + self.config.checkpoint_interval;
+        // While another process holds the deadlines, they are looked at again a second later
+        // (not at once, which would spin on a deadline already past).
+        let mut deadlines_from = self.clock.now();
         loop {
             let next_deadline = self.heap.peek().map(|Reverse((t, _))| micros_to_time(*t));
             let wake_at = match next_deadline {
-                Some(t) if t < checkpoint_due => t,
+                Some(t) if t < checkpoint_due => t.max(deadlines_from),
                 _ => checkpoint_due,
             };
             tokio::select! {
@@ -236,7 +244,11 @@ impl Actor {
                     self.handle(commands).await;
                 }
                 _ = self.clock.sleep_until(wake_at) => {
-                    self.tick().await;
+                    if self.lease.holds(Work::Deadlines) {
+                        self.tick().await;
+                    } else {
+                        deadlines_from = self.clock.now() + Duration::from_secs(1);
+                    }
                     if self.clock.now() >= checkpoint_due {
                         let backlog = self.checkpoint().await;
                         let pause = if backlog { CHECKPOINT_STEP } else { self.config.checkpoint_interval };

@@ -9,6 +9,7 @@
 //! - [`pager`]: alerts from check events, and escalation through the on-call configuration,
 //!   which queues pages (notifications to people).
 //! - [`clock`]: wall clock for production, manual clock for tests and drills.
+//! - [`lease`]: whether this process may run a loop's round (always, with one instance).
 //!
 //! [`Engine`] is the handle the server and the CLI use.
 
@@ -28,6 +29,7 @@ pub mod channels;
 pub mod clock;
 pub mod delivery;
 pub mod destination;
+pub mod lease;
 pub mod live;
 pub mod pager;
 pub mod rounds;
@@ -166,9 +168,12 @@ pub struct EngineTasks {
 
 /// Database housekeeping on the wall clock (it is not domain time): the SQLite WAL
 /// checkpoint, every second.
-async fn maintain(store: Store) {
+async fn maintain(store: Store, lease: Arc<dyn lease::Lease>) {
     loop {
         tokio::time::sleep(Duration::from_secs(1)).await;
+        if !lease.holds(lease::Work::Housekeeping) {
+            continue;
+        }
         if let Err(e) = store.wal_checkpoint().await {
             tracing::warn!(error = %e, "WAL checkpoint failed");
         }
@@ -207,12 +212,14 @@ impl Engine {
     ) -> Result<(Engine, EngineTasks), StoreError> {
         let wake = Arc::new(Notify::new());
         let pager_wake = Arc::new(Notify::new());
+        let lease: Arc<dyn lease::Lease> = Arc::new(lease::SoleInstance);
         let mut actor = actor::Actor::load(
             store.clone(),
             clock.clone(),
             config.clone(),
             wake.clone(),
             pager_wake.clone(),
+            lease.clone(),
         )
         .await?;
         // Deadlines that passed while the server was down are judged before the first ping.
@@ -231,6 +238,7 @@ impl Engine {
             clock.clone(),
             pager_wake.clone(),
             wake.clone(),
+            lease.clone(),
         )
         .await?;
         let pager_rounds = pager.rounds();
@@ -246,10 +254,11 @@ impl Engine {
             wake.clone(),
             notifier.clone(),
             links,
+            lease.clone(),
         );
         let dispatcher_rounds = dispatcher.rounds();
         let dispatcher = tokio::spawn(dispatcher.run());
-        let maintenance = tokio::spawn(maintain(store.clone()));
+        let maintenance = tokio::spawn(maintain(store.clone(), lease));
         Ok((
             Engine {
                 tx,

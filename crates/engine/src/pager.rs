@@ -20,10 +20,13 @@ use chrono::{DateTime, TimeDelta, Utc};
 use keepwatch_core::alert::paging::{Page, Paging, Urgency};
 use keepwatch_core::oncall::config::OnCall;
 use keepwatch_store::AppliedOnCall;
-use keepwatch_store::{AlertRow, NewAlert, NewPage, PagingRecord, Store, StoreError, to_micros};
+use keepwatch_store::{
+    AlertRow, EventAlert, NewAlert, NewPage, PagingRecord, Store, StoreError, to_micros,
+};
 use tokio::sync::Notify;
 
 use crate::Clock;
+use crate::lease::{Lease, Work};
 use crate::rounds::Rounds;
 
 /// Where the pager is in the check event stream.
@@ -38,6 +41,7 @@ pub struct Pager {
     /// Rung when pages are queued, for the dispatcher.
     messages_wake: Arc<Notify>,
     rounds: Rounds,
+    lease: Arc<dyn Lease>,
     /// The configurations read this round, by project (the store parses each once per
     /// apply; this saves the version query per alert).
     configs: HashMap<i64, Option<Arc<AppliedOnCall>>>,
@@ -59,6 +63,7 @@ impl Pager {
         clock: Arc<dyn Clock>,
         wake: Arc<Notify>,
         messages_wake: Arc<Notify>,
+        lease: Arc<dyn Lease>,
     ) -> Result<Pager, StoreError> {
         Ok(Pager {
             store,
@@ -66,6 +71,7 @@ impl Pager {
             wake,
             messages_wake,
             rounds: Rounds::new(),
+            lease,
             configs: HashMap::new(),
             versions: HashMap::new(),
             next_due: HashMap::new(),
@@ -86,7 +92,9 @@ impl Pager {
             // so it must wake the next one (the clock may move on during the round).
             let round_start = self.clock.now();
             self.rounds.start();
-            if let Err(e) = self.step().await {
+            if self.lease.holds(Work::Alerting)
+                && let Err(e) = self.step().await
+            {
                 tracing::warn!(error = %e, "pager step failed");
             }
             self.rounds.finish(true);
@@ -235,15 +243,18 @@ impl Pager {
             .map_or(Urgency::High, |s| s.urgency.at(at))
     }
 
+    /// Acts on the check events after the cursor, 500 at a time: each run of events and the
+    /// cursor past it are written in one transaction, so an event opens its alert once.
     async fn alerts_from_events(&mut self) -> Result<(), StoreError> {
         let mut cursor = self.store.meta(EVENT_CURSOR).await?;
         loop {
             let events = self.store.check_events_after(cursor, 500).await?;
-            if events.is_empty() {
+            let Some(last) = events.last().map(|e| e.id) else {
                 return Ok(());
-            }
+            };
+            // (service, dedup key, summary, urgency) per event, then the actions borrowing them.
+            let mut planned = Vec::with_capacity(events.len());
             for event in &events {
-                let now_us = to_micros(self.clock.now());
                 let applied = self.oncall(event.project_id).await?;
                 let config = applied.as_deref().and_then(|a| a.config.as_ref().ok());
                 let service = Self::service_for(config, &event.uuid, event.service.as_deref());
@@ -256,42 +267,41 @@ impl Pager {
                     "overlap" | "anomaly" => format!("check:{}:{}", event.uuid, event.kind),
                     _ => format!("check:{}", event.uuid),
                 };
-                if event.kind == "up" {
-                    let resolves = config
+                let resolves = event.kind == "up"
+                    && config
                         .and_then(|c| c.services.get(&service))
                         .is_none_or(|s| s.resolve_on_recovery);
-                    if resolves
-                        && let Some(open) = self
-                            .store
-                            .open_alert_by_dedup(event.project_id, &dedup)
-                            .await?
-                    {
-                        self.store
-                            .resolve_alert(open.id, "check recovered", now_us)
-                            .await?;
-                    }
-                    continue;
-                }
                 let at = DateTime::from_timestamp_micros(event.at).unwrap_or_else(Utc::now);
                 let urgency = Self::urgency(config, &service, at);
                 let summary = format!("{name} is {}", event.kind);
-                self.store
-                    .trigger_alert(
-                        &NewAlert {
-                            project_id: event.project_id,
-                            service: &service,
-                            dedup_key: &dedup,
-                            summary: &summary,
-                            source: "check",
-                            details: &event.payload,
-                            urgency: urgency.as_str(),
-                        },
-                        now_us,
-                    )
-                    .await?;
+                planned.push((event, service, dedup, summary, urgency, resolves));
             }
-            cursor = events.last().map_or(cursor, |e| e.id);
-            self.store.set_meta(EVENT_CURSOR, cursor).await?;
+            let actions: Vec<EventAlert> = planned
+                .iter()
+                .filter_map(|(event, service, dedup, summary, urgency, resolves)| {
+                    if event.kind == "up" {
+                        return resolves.then_some(EventAlert::Resolve {
+                            project_id: event.project_id,
+                            dedup_key: dedup,
+                            who: "check recovered",
+                        });
+                    }
+                    Some(EventAlert::Trigger(NewAlert {
+                        project_id: event.project_id,
+                        service,
+                        dedup_key: dedup,
+                        summary,
+                        source: "check",
+                        details: &event.payload,
+                        urgency: urgency.as_str(),
+                    }))
+                })
+                .collect();
+            let now_us = to_micros(self.clock.now());
+            self.store
+                .intake_events(&actions, EVENT_CURSOR, last, now_us)
+                .await?;
+            cursor = last;
         }
     }
 
@@ -428,6 +438,7 @@ impl Pager {
         }
         Ok(Some(PagingRecord {
             alert_id: alert.id,
+            paged_from: alert.paged_until,
             paged_until: now_us,
             log,
             pages,

@@ -67,6 +67,9 @@ pub struct NewPage {
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct PagingRecord {
     pub alert_id: i64,
+    /// The alert's `paged_until` this stretch was computed from: it is recorded only if the
+    /// mark is still there (another instance, or an earlier round, may have moved it).
+    pub paged_from: i64,
     /// Everything up to this time is handled.
     pub paged_until: i64,
     /// `(at, kind, who, detail)`.
@@ -90,66 +93,169 @@ macro_rules! log_entry {
 }
 pub(crate) use log_entry;
 
+/// Inside a transaction: opens an alert, or attaches the trigger to the open alert with the
+/// same key (logged as repeated). Evaluates to `(id, created)`. `ON CONFLICT` waits for a
+/// concurrent insert of the same key to commit and then does nothing, where a plain insert
+/// would fail on the unique index; the open alert can be resolved between the insert and the
+/// lookup, and the next insert then succeeds.
+macro_rules! trigger_in {
+    ($tx:expr, $new:expr, $now_us:expr) => {{
+        let (new, now_us): (&NewAlert<'_>, i64) = ($new, $now_us);
+        let mut attempts = 0;
+        loop {
+            let inserted: Option<i64> = sqlx::query_scalar(
+                "INSERT INTO alerts (project_id, service, dedup_key, summary, source, details, \
+                 status, urgency, triggered_at, paged_until) \
+                 VALUES ($1, $2, $3, $4, $5, $6, 'triggered', $7, $8, $9) \
+                 ON CONFLICT (project_id, dedup_key) WHERE status <> 'resolved' DO NOTHING \
+                 RETURNING id",
+            )
+            .bind(new.project_id)
+            .bind(new.service)
+            .bind(new.dedup_key)
+            .bind(new.summary)
+            .bind(new.source)
+            .bind(new.details)
+            .bind(new.urgency)
+            .bind(now_us)
+            // Pages due at the trigger itself are still to be sent.
+            .bind(now_us - 1)
+            .fetch_optional(&mut *$tx)
+            .await?;
+            if let Some(id) = inserted {
+                let detail = format!("{} ({} urgency)", new.summary, new.urgency);
+                log_entry!($tx, id, now_us, "triggered", new.source, detail);
+                break (id, true);
+            }
+            let open: Option<i64> = sqlx::query_scalar(
+                "SELECT id FROM alerts \
+                 WHERE project_id = $1 AND dedup_key = $2 AND status <> 'resolved'",
+            )
+            .bind(new.project_id)
+            .bind(new.dedup_key)
+            .fetch_optional(&mut *$tx)
+            .await?;
+            if let Some(id) = open {
+                log_entry!($tx, id, now_us, "trigger_repeated", new.source, new.summary);
+                break (id, false);
+            }
+            attempts += 1;
+            if attempts == 3 {
+                return Err($crate::StoreError::Conflict(format!(
+                    "the open alert for `{}` kept changing as it was triggered",
+                    new.dedup_key
+                )));
+            }
+        }
+    }};
+}
+
+/// Inside a transaction: moves alert `$id` to `$to` (`acknowledged` from triggered, `resolved`
+/// from open), logs it and cancels its pending pages. Evaluates to whether it moved.
+macro_rules! close_in {
+    ($tx:expr, $id:expr, $who:expr, $now_us:expr, $to:expr) => {{
+        let (id, who, now_us, to): (i64, &str, i64, &str) = ($id, $who, $now_us, $to);
+        let update = match to {
+            "acknowledged" => {
+                "UPDATE alerts SET status = $1, acknowledged_at = $2 \
+                 WHERE id = $3 AND status = 'triggered'"
+            }
+            _ => "UPDATE alerts SET status = $1, resolved_at = $2 WHERE id = $3 AND status <> 'resolved'",
+        };
+        let changed = sqlx::query(update)
+            .bind(to)
+            .bind(now_us)
+            .bind(id)
+            .execute(&mut *$tx)
+            .await?
+            .rows_affected()
+            > 0;
+        if changed {
+            log_entry!($tx, id, now_us, to, who, "");
+            let cancelled = sqlx::query(
+                "UPDATE messages SET state = 'cancelled' \
+                 WHERE alert_id = $1 AND kind = 'page' AND state = 'pending'",
+            )
+            .bind(id)
+            .execute(&mut *$tx)
+            .await?
+            .rows_affected();
+            if cancelled > 0 {
+                log_entry!($tx, id, now_us, "pages_cancelled", "", cancelled.to_string());
+            }
+        }
+        changed
+    }};
+}
+
+/// What a check event does to the alerts: open one (or attach to the open one), or resolve
+/// the open one with this key, if any.
+#[derive(Debug, Clone)]
+pub enum EventAlert<'a> {
+    Trigger(NewAlert<'a>),
+    Resolve {
+        project_id: i64,
+        dedup_key: &'a str,
+        who: &'a str,
+    },
+}
+
 impl Store {
     /// Opens an alert, or, when one is open under the same dedup key, logs the repeated
     /// trigger on it. Returns the alert and whether it is new.
     pub async fn trigger_alert(&self, new: &NewAlert<'_>, now_us: i64) -> Result<(AlertRow, bool)> {
-        let (id, created) = with_tx!(self, |tx| {
-            // Insert, or attach to the open alert with this key. `ON CONFLICT` waits for a
-            // concurrent insert of the same key to commit and then does nothing, where a plain
-            // insert would fail on the unique index. The open alert can be resolved between the
-            // insert and the lookup; the next insert then succeeds.
-            let mut attempts = 0;
-            loop {
-                let inserted: Option<i64> = sqlx::query_scalar(
-                    "INSERT INTO alerts (project_id, service, dedup_key, summary, source, details, \
-                     status, urgency, triggered_at, paged_until) \
-                     VALUES ($1, $2, $3, $4, $5, $6, 'triggered', $7, $8, $9) \
-                     ON CONFLICT (project_id, dedup_key) WHERE status <> 'resolved' DO NOTHING \
-                     RETURNING id",
-                )
-                .bind(new.project_id)
-                .bind(new.service)
-                .bind(new.dedup_key)
-                .bind(new.summary)
-                .bind(new.source)
-                .bind(new.details)
-                .bind(new.urgency)
-                .bind(now_us)
-                // Pages due at the trigger itself are still to be sent.
-                .bind(now_us - 1)
-                .fetch_optional(&mut *tx)
-                .await?;
-                if let Some(id) = inserted {
-                    let detail = format!("{} ({} urgency)", new.summary, new.urgency);
-                    log_entry!(tx, id, now_us, "triggered", new.source, detail);
-                    break (id, true);
-                }
-                let open: Option<i64> = sqlx::query_scalar(
-                    "SELECT id FROM alerts \
-                     WHERE project_id = $1 AND dedup_key = $2 AND status <> 'resolved'",
-                )
-                .bind(new.project_id)
-                .bind(new.dedup_key)
-                .fetch_optional(&mut *tx)
-                .await?;
-                if let Some(id) = open {
-                    log_entry!(tx, id, now_us, "trigger_repeated", new.source, new.summary);
-                    break (id, false);
-                }
-                attempts += 1;
-                if attempts == 3 {
-                    return Err(crate::StoreError::Conflict(format!(
-                        "the open alert for `{}` kept changing as it was triggered",
-                        new.dedup_key
-                    )));
-                }
-            }
-        });
+        let (id, created) = with_tx!(self, |tx| trigger_in!(tx, new, now_us));
         let alert = self.alert(id).await?.ok_or_else(|| {
             crate::StoreError::Conflict(format!("alert {id} was deleted as it was triggered"))
         })?;
         Ok((alert, created))
+    }
+
+    /// Applies what a run of check events does to the alerts and moves the meta `cursor` to
+    /// `through` (the last event's id), in one transaction: an event is acted on once, even
+    /// if the process stops in between.
+    pub async fn intake_events(
+        &self,
+        actions: &[EventAlert<'_>],
+        cursor: &str,
+        through: i64,
+        now_us: i64,
+    ) -> Result<()> {
+        with_tx!(self, |tx| {
+            for action in actions {
+                match action {
+                    EventAlert::Trigger(new) => {
+                        trigger_in!(tx, new, now_us);
+                    }
+                    EventAlert::Resolve {
+                        project_id,
+                        dedup_key,
+                        who,
+                    } => {
+                        let open: Option<i64> = sqlx::query_scalar(
+                            "SELECT id FROM alerts \
+                             WHERE project_id = $1 AND dedup_key = $2 AND status <> 'resolved'",
+                        )
+                        .bind(project_id)
+                        .bind(dedup_key)
+                        .fetch_optional(&mut *tx)
+                        .await?;
+                        if let Some(id) = open {
+                            close_in!(tx, id, who, now_us, "resolved");
+                        }
+                    }
+                }
+            }
+            sqlx::query(
+                "INSERT INTO meta (key, value) VALUES ($1, $2) \
+                 ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+            )
+            .bind(cursor)
+            .bind(through)
+            .execute(&mut *tx)
+            .await?;
+        });
+        Ok(())
     }
 
     /// Acknowledges a triggered alert: escalation stops and pending pages are cancelled.
@@ -160,49 +266,13 @@ impl Store {
         who: &str,
         now_us: i64,
     ) -> Result<Option<AlertRow>> {
-        self.close_alert(id, who, now_us, "acknowledged").await
+        with_tx!(self, |tx| close_in!(tx, id, who, now_us, "acknowledged"));
+        self.alert(id).await
     }
 
     /// Resolves an open alert; pending pages are cancelled.
     pub async fn resolve_alert(&self, id: i64, who: &str, now_us: i64) -> Result<Option<AlertRow>> {
-        self.close_alert(id, who, now_us, "resolved").await
-    }
-
-    async fn close_alert(
-        &self,
-        id: i64,
-        who: &str,
-        now_us: i64,
-        to: &str,
-    ) -> Result<Option<AlertRow>> {
-        let (from, column) = match to {
-            "acknowledged" => ("status = 'triggered'", "acknowledged_at"),
-            _ => ("status <> 'resolved'", "resolved_at"),
-        };
-        let update =
-            format!("UPDATE alerts SET status = $1, {column} = $2 WHERE id = $3 AND {from}");
-        with_tx!(self, |tx| {
-            let changed = sqlx::query(sqlx::AssertSqlSafe(update))
-                .bind(to)
-                .bind(now_us)
-                .bind(id)
-                .execute(&mut *tx)
-                .await?
-                .rows_affected();
-            if changed > 0 {
-                log_entry!(tx, id, now_us, to, who, "");
-                let cancelled = sqlx::query(
-                    "UPDATE messages SET state = 'cancelled' WHERE alert_id = $1 AND kind = 'page' AND state = 'pending'",
-                )
-                .bind(id)
-                .execute(&mut *tx)
-                .await?
-                .rows_affected();
-                if cancelled > 0 {
-                    log_entry!(tx, id, now_us, "pages_cancelled", "", cancelled.to_string());
-                }
-            }
-        });
+        with_tx!(self, |tx| close_in!(tx, id, who, now_us, "resolved"));
         self.alert(id).await
     }
 
@@ -283,7 +353,8 @@ impl Store {
     }
 
     /// Records a stretch of an alert's timeline: log entries and pages, and moves
-    /// `paged_until`, only if the alert is still triggered. Returns whether it was.
+    /// `paged_until` from `paged_from` (compare-and-set), only if the alert is still triggered
+    /// and its mark is still `paged_from`. Returns whether it was recorded.
     pub async fn record_paging(&self, paging: &PagingRecord, now_us: i64) -> Result<bool> {
         Ok(self
             .record_pagings(std::slice::from_ref(paging), now_us)
@@ -300,10 +371,12 @@ impl Store {
             let mut recorded = Vec::with_capacity(pagings.len());
             for paging in pagings {
                 let open = sqlx::query(
-                    "UPDATE alerts SET paged_until = $1 WHERE id = $2 AND status = 'triggered'",
+                    "UPDATE alerts SET paged_until = $1 \
+                     WHERE id = $2 AND status = 'triggered' AND paged_until = $3",
                 )
                 .bind(paging.paged_until)
                 .bind(paging.alert_id)
+                .bind(paging.paged_from)
                 .execute(&mut *tx)
                 .await?
                 .rows_affected()

@@ -33,7 +33,7 @@ mod projects;
 mod sqlite_writer;
 pub mod testing;
 
-pub use alerts::{AlertLogRow, AlertRow, CheckEvent, NewAlert, NewPage, PagingRecord};
+pub use alerts::{AlertLogRow, AlertRow, CheckEvent, EventAlert, NewAlert, NewPage, PagingRecord};
 pub use contacts::{CodeCheck, MAX_CODE_ATTEMPTS};
 pub use messages::{MessageKind, PageDelivery, PageOutcome, SentNow};
 pub use model::*;

@@ -363,6 +363,7 @@ async fn story(store: Store) {
     assert_eq!(store.count_checks().await.unwrap(), 1);
     oncall_story(&store).await;
     alert_story(&store).await;
+    event_intake_story(&store).await;
     verification_story(&store).await;
     sweep_story(&store, project.id).await;
     store.ping_db().await.unwrap();
@@ -628,6 +629,7 @@ async fn alert_story(store: &Store) {
     };
     let record = |pages| PagingRecord {
         alert_id: alert.id,
+        paged_from: alert.paged_until,
         paged_until: 1_000,
         log: vec![(
             1_000,
@@ -639,6 +641,8 @@ async fn alert_story(store: &Store) {
     };
     let first = record(vec![page("alice", 1_000), page("bob", 5_000)]);
     assert!(store.record_paging(&first, 1_000).await.unwrap());
+    // The same stretch again (another instance computed it from the same mark): refused.
+    assert!(!store.record_paging(&first, 1_000).await.unwrap());
     assert_eq!(
         store
             .next_message_due(keepwatch_store::MessageKind::Page)
@@ -907,6 +911,60 @@ async fn postgres_conformance() {
         .unwrap();
     assert_eq!(store.backend_name(), "postgres");
     story(store).await;
+}
+
+/// Check events act on alerts and move the pager's cursor in one transaction: a run that
+/// fails leaves neither an alert nor a moved cursor (it is taken again, whole).
+async fn event_intake_story(store: &Store) {
+    use keepwatch_store::{EventAlert, NewAlert};
+    let project = store.create_project("intake", 1).await.unwrap();
+    let trigger = |project_id, dedup_key| {
+        EventAlert::Trigger(NewAlert {
+            project_id,
+            service: "billing",
+            dedup_key,
+            summary: "nightly is down",
+            source: "check",
+            details: "{}",
+            urgency: "high",
+        })
+    };
+    let before = store.meta("intake_cursor").await.unwrap();
+    let failing = [trigger(project.id, "check:a"), trigger(i64::MAX, "check:b")];
+    let failed = store
+        .intake_events(&failing, "intake_cursor", 10, 1_000)
+        .await;
+    assert!(failed.is_err(), "an alert of no project was stored");
+    assert_eq!(store.meta("intake_cursor").await.unwrap(), before);
+    let none = store.open_alert_by_dedup(project.id, "check:a").await;
+    assert_eq!(none.unwrap(), None, "half a run was kept");
+
+    let run = [
+        trigger(project.id, "check:a"),
+        trigger(project.id, "check:a"),
+        EventAlert::Resolve {
+            project_id: project.id,
+            dedup_key: "check:a",
+            who: "check recovered",
+        },
+        // A recovery with nothing open does nothing.
+        EventAlert::Resolve {
+            project_id: project.id,
+            dedup_key: "check:none",
+            who: "check recovered",
+        },
+    ];
+    store
+        .intake_events(&run, "intake_cursor", 10, 2_000)
+        .await
+        .unwrap();
+    assert_eq!(store.meta("intake_cursor").await.unwrap(), 10);
+    let alerts = store.list_alerts(project.id, None, 10).await.unwrap();
+    assert_eq!(alerts.len(), 1);
+    assert_eq!(alerts[0].status, "resolved");
+    let log = store.alert_log(alerts[0].id).await.unwrap();
+    let kinds: Vec<&str> = log.iter().map(|entry| entry.kind.as_str()).collect();
+    assert_eq!(kinds, ["triggered", "trigger_repeated", "resolved"]);
 }
 
 /// Fifty triggers with one dedup key at once: one alert, fifty log entries, no error

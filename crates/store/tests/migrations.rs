@@ -71,6 +71,7 @@ async fn queued_messages_survive(store: &Store) {
     );
     let record = PagingRecord {
         alert_id: 1,
+        paged_from: 1000,
         paged_until: 20_000,
         log: Vec::new(),
         pages: vec![NewPage {

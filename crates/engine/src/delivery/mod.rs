@@ -34,6 +34,7 @@ use crate::channels::format::channel_address;
 use crate::channels::{Failure, Message, Transport, render};
 use crate::clock::Clock;
 use crate::destination::{HELD_PER_DESTINATION, HELD_PER_SLOT, Held, Lanes, destination_of};
+use crate::lease::{Lease, Work};
 use crate::rounds::Rounds;
 
 mod pages;
@@ -64,6 +65,7 @@ pub struct Dispatcher {
     /// The page messages under way: their address and start, for the rate limit.
     pages_under_way: HashMap<tokio::task::Id, (String, i64)>,
     rounds: Rounds,
+    lease: Arc<dyn Lease>,
 }
 
 impl Dispatcher {
@@ -74,6 +76,7 @@ impl Dispatcher {
         wake: Arc<Notify>,
         transport: Arc<dyn Transport>,
         links: LinkSigner,
+        lease: Arc<dyn Lease>,
     ) -> Dispatcher {
         Dispatcher {
             lanes: Lanes::new(config.delivery_concurrency),
@@ -87,6 +90,7 @@ impl Dispatcher {
             held: Held::default(),
             pages_under_way: HashMap::new(),
             rounds: Rounds::new(),
+            lease,
         }
     }
 
@@ -112,7 +116,11 @@ impl Dispatcher {
             // it must end the wait (the clock may move on during the round).
             let now = self.clock.now();
             self.rounds.start();
-            let claimed = self.round(now, max_held).await;
+            let claimed = if self.lease.holds(Work::Delivery) {
+                self.round(now, max_held).await
+            } else {
+                Ok(false)
+            };
             let idle = matches!(claimed, Ok(false)) && self.held.sends() == 0;
             self.rounds.finish(idle);
             match claimed {
