@@ -19,7 +19,7 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use keepwatch_core::check::{CheckState, PingKind, RunIdentity, StrayProcess};
-use keepwatch_store::{CheckRow, Store, StoreError};
+use keepwatch_store::{AlertRow, CheckRow, NewAlert, Store, StoreError, to_micros};
 use tokio::sync::{Notify, mpsc, oneshot, watch};
 use tokio::task::JoinHandle;
 use uuid::Uuid;
@@ -140,18 +140,33 @@ pub struct Stats {
     pub last_seq: i64,
 }
 
-/// Handle to a running engine; cheap to clone.
+/// An alert to open, as a trigger (the events API, Alertmanager) describes it.
+#[derive(Debug, Clone)]
+pub struct NewTrigger<'a> {
+    pub project_id: i64,
+    pub service: &'a str,
+    pub dedup_key: &'a str,
+    pub summary: &'a str,
+    /// `events` or `alertmanager`.
+    pub source: &'a str,
+    /// JSON object.
+    pub details: &'a str,
+}
+
+/// Handle to a running engine; cheap to clone. The server and the CLI go through its methods:
+/// checks and pings (to the actor), alerts (trigger, acknowledge, resolve, signed links), the
+/// on-call configuration, verification codes.
 #[derive(Clone)]
 pub struct Engine {
     tx: mpsc::Sender<actor::Command>,
-    pub store: Store,
-    pub clock: Arc<dyn Clock>,
+    store: Store,
+    clock: Arc<dyn Clock>,
     /// Wakes the pager (a new alert from the events API or Alertmanager should page now).
-    pub pager_wake: Arc<Notify>,
+    pager_wake: Arc<Notify>,
     /// The key that signs the acknowledge/resolve links in notifications.
-    pub link_secret: Arc<str>,
+    link_secret: Arc<str>,
     /// Sends what the server sends itself: contact verification codes.
-    pub notifier: Arc<dyn channels::Transport>,
+    notifier: Arc<dyn channels::Transport>,
     /// Wakes the dispatcher.
     messages_wake: Arc<Notify>,
     pager_rounds: watch::Receiver<rounds::Round>,
@@ -328,6 +343,67 @@ impl Engine {
 
     pub async fn stats(&self) -> Result<Stats, EngineError> {
         self.call(actor::Command::Stats).await
+    }
+
+    /// The engine's time (the wall clock, or a test's or a drill's clock).
+    pub fn now(&self) -> DateTime<Utc> {
+        self.clock.now()
+    }
+
+    /// The project's applied on-call configuration, parsed once per apply (the store keeps
+    /// the parsed file).
+    pub async fn oncall(
+        &self,
+        project_id: i64,
+    ) -> Result<Option<Arc<keepwatch_store::AppliedOnCall>>, EngineError> {
+        Ok(self.store.oncall(project_id).await?)
+    }
+
+    /// Opens an alert on a service, or attaches a repeated trigger to the open alert with the
+    /// same key; returns it and whether it is new. Its urgency is the service's at this
+    /// moment. The pager takes it up at once.
+    pub async fn trigger(&self, alert: &NewTrigger<'_>) -> Result<(AlertRow, bool), EngineError> {
+        let now = self.now();
+        let applied = self.oncall(alert.project_id).await?;
+        let config = applied.as_deref().and_then(|a| a.config.as_ref().ok());
+        let urgency = pager::Pager::urgency(config, alert.service, now);
+        let new = NewAlert {
+            project_id: alert.project_id,
+            service: alert.service,
+            dedup_key: alert.dedup_key,
+            summary: alert.summary,
+            source: alert.source,
+            details: alert.details,
+            urgency: urgency.as_str(),
+        };
+        let triggered = self.store.trigger_alert(&new, to_micros(now)).await?;
+        self.pager_wake.notify_one();
+        Ok(triggered)
+    }
+
+    /// Acknowledges a triggered alert in `who`'s name: escalation stops, pending pages are
+    /// cancelled. `None` if there is no such alert; unchanged if it was not triggered.
+    pub async fn acknowledge(&self, id: i64, who: &str) -> Result<Option<AlertRow>, EngineError> {
+        let now_us = to_micros(self.now());
+        Ok(self.store.acknowledge_alert(id, who, now_us).await?)
+    }
+
+    /// Resolves an open alert in `who`'s name; pending pages are cancelled.
+    pub async fn resolve(&self, id: i64, who: &str) -> Result<Option<AlertRow>, EngineError> {
+        let now_us = to_micros(self.now());
+        Ok(self.store.resolve_alert(id, who, now_us).await?)
+    }
+
+    /// The alert and action (`ack`, `resolve`) a notification's signed link grants, or why
+    /// not (malformed, not valid, expired).
+    pub fn verify_link(&self, token: &str) -> Result<(i64, String), &'static str> {
+        delivery::verify_link(&self.link_secret, token, self.now())
+    }
+
+    /// A project's on-call file was applied: its open alerts are re-planned now, not at their
+    /// old due times.
+    pub fn oncall_applied(&self) {
+        self.pager_wake.notify_one();
     }
 
     /// Returns once the pager and the dispatcher have caught up with everything due now: a

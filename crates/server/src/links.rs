@@ -10,7 +10,6 @@ use askama::Template;
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{Html, IntoResponse, Response};
-use keepwatch_engine::delivery::verify_link;
 use keepwatch_store::AlertRow;
 
 use crate::api::alerts::apply;
@@ -103,16 +102,15 @@ fn cross_site(state: &AppState, headers: &HeaderMap) -> Option<String> {
 }
 
 async fn link_alert(state: &AppState, token: &str) -> Result<(AlertRow, String), Response> {
-    let (id, action) = verify_link(&state.engine.link_secret, token, state.engine.clock.now())
-        .map_err(|why| {
-            page(
-                StatusCode::FORBIDDEN,
-                &MessagePage {
-                    title: "Link not valid",
-                    message: &format!("{why}."),
-                },
-            )
-        })?;
+    let (id, action) = state.engine.verify_link(token).map_err(|why| {
+        page(
+            StatusCode::FORBIDDEN,
+            &MessagePage {
+                title: "Link not valid",
+                message: &format!("{why}."),
+            },
+        )
+    })?;
     match state.store.alert(id).await {
         Ok(Some(alert)) => Ok((alert, action)),
         Ok(None) => Err(page(

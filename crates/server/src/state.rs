@@ -89,7 +89,7 @@ impl AppState {
         project_id: i64,
         auto: bool,
     ) -> Result<Result<(), quota::Refusal>, keepwatch_store::StoreError> {
-        let now = self.engine.clock.now();
+        let now = self.engine.now();
         self.0
             .quota
             .may_create(&self.store, now, project_id, auto)

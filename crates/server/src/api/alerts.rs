@@ -7,7 +7,7 @@
 use axum::Json;
 use axum::extract::{Path, Query, State};
 use axum::http::HeaderMap;
-use keepwatch_store::{AlertRow, ApiKeyScope, to_micros};
+use keepwatch_store::{AlertRow, ApiKeyScope};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
@@ -145,10 +145,9 @@ pub(crate) async fn apply(
     action: &str,
     who: &str,
 ) -> Result<AlertRow, ApiError> {
-    let now_us = to_micros(state.engine.clock.now());
     let alert = match action {
-        "ack" => state.store.acknowledge_alert(id, who, now_us).await?,
-        _ => state.store.resolve_alert(id, who, now_us).await?,
+        "ack" => state.engine.acknowledge(id, who).await?,
+        _ => state.engine.resolve(id, who).await?,
     };
     alert.ok_or(ApiError::NotFound)
 }

@@ -66,7 +66,7 @@ pub async fn create_channel(
             ));
         }
     };
-    let now = to_micros(state.engine.clock.now());
+    let now = to_micros(state.engine.now());
     let channel = state
         .store
         .create_channel(scope.project_id, &name, kind, &config.to_string(), now)

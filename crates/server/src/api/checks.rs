@@ -94,7 +94,7 @@ fn check_json(
     channels: &[ChannelRow],
     read_only: bool,
 ) -> Value {
-    let now = state.engine.clock.now();
+    let now = state.engine.now();
     let extra: Map<String, Value> = serde_json::from_str(&row.extra).unwrap_or_default();
     let rules = rules_from_row(row).ok();
     let status = rules.as_ref().map_or("new", |r| live.api_status(r, now));
@@ -238,7 +238,7 @@ pub async fn create_for_slug(
     project_id: i64,
     slug: &str,
 ) -> Result<CheckRow, String> {
-    let mut row = new_check_row(project_id, state.engine.clock.now());
+    let mut row = new_check_row(project_id, state.engine.now());
     row.name = slug.to_string();
     row.slug = slug.to_string();
     let row = state
@@ -546,7 +546,7 @@ pub async fn create(
     if state.may_create(scope.project_id, false).await?.is_err() {
         return Err(ApiError::Forbidden);
     }
-    let row = new_check_row(scope.project_id, state.engine.clock.now());
+    let row = new_check_row(scope.project_id, state.engine.now());
     let saved = save(&state, row, &spec, channels, true).await?;
     Ok(cors_json(StatusCode::CREATED, saved))
 }
@@ -708,7 +708,7 @@ pub async fn flips(
     let start = int("start", 10_000_000_000)?;
     let end = int("end", 10_000_000_000)?;
     let seconds = int("seconds", 31_536_000)?;
-    let now = state.engine.clock.now();
+    let now = state.engine.now();
     let mut from = start.map_or(0, |s| s * 1_000_000);
     if let Some(s) = seconds.filter(|s| *s > 0) {
         from = from.max(to_micros(now) - s * 1_000_000);

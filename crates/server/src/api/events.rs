@@ -4,14 +4,12 @@
 //! (printed by `keepwatch apply`) and trigger, acknowledge or resolve its alerts; errors take
 //! the shapes those systems' clients expect, not the Management API's.
 
-use std::sync::Arc;
-
 use axum::Json;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use keepwatch_engine::pager::Pager;
-use keepwatch_store::{AlertRow, AppliedOnCall, NewAlert, to_micros};
+use keepwatch_engine::NewTrigger;
+use keepwatch_store::AlertRow;
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 
@@ -64,11 +62,6 @@ async fn not_another_services(
     }
 }
 
-/// The project's applied configuration, from the store's cache (parsed once per apply).
-async fn oncall(state: &AppState, project_id: i64) -> Option<Arc<AppliedOnCall>> {
-    state.store.oncall(project_id).await.ok()?
-}
-
 /// Opens (or adds a repeated trigger to) an alert on a service.
 async fn trigger(
     state: &AppState,
@@ -79,27 +72,15 @@ async fn trigger(
     source: &str,
     details: &Value,
 ) -> Result<(AlertRow, bool), ApiError> {
-    let now = state.engine.clock.now();
-    let config = oncall(state, project_id).await;
-    let config = config.as_deref().and_then(|c| c.config.as_ref().ok());
-    let urgency = Pager::urgency(config, service, now);
-    let triggered = state
-        .store
-        .trigger_alert(
-            &NewAlert {
-                project_id,
-                service,
-                dedup_key,
-                summary,
-                source,
-                details: &details.to_string(),
-                urgency: urgency.as_str(),
-            },
-            to_micros(now),
-        )
-        .await?;
-    state.engine.pager_wake.notify_one();
-    Ok(triggered)
+    let trigger = NewTrigger {
+        project_id,
+        service,
+        dedup_key,
+        summary,
+        source,
+        details: &details.to_string(),
+    };
+    Ok(state.engine.trigger(&trigger).await?)
 }
 
 /// An Alertmanager group's alert key: `alertmanager:<groupKey>` when that fits in 255

@@ -51,7 +51,7 @@ pub async fn feed(State(state): State<AppState>, Path(file): Path<String>) -> Re
         Ok(None) => return not_found(),
         Err(e) => return e.into_response(),
     };
-    let now = state.engine.clock.now();
+    let now = state.engine.now();
     match off_runtime(move || feed_body(&applied, &row, now)).await {
         Ok(Some(body)) => (
             [(header::CONTENT_TYPE, "text/calendar; charset=utf-8")],
@@ -126,7 +126,7 @@ pub async fn who(
     ReadKey(scope): ReadKey,
 ) -> Result<Response, ApiError> {
     let at = match &query.at {
-        None => state.engine.clock.now(),
+        None => state.engine.now(),
         Some(text) => DateTime::parse_from_rfc3339(text)
             .map(|t| t.to_utc())
             .map_err(|_| ApiError::BadRequest(format!("at `{text}` is not an RFC 3339 time")))?,

@@ -119,7 +119,7 @@ pub async fn apply_config(
         .await?;
     if let Some(engine) = engine {
         // Open alerts are re-planned from the new file now, not at their old due times.
-        engine.pager_wake.notify_one();
+        engine.oncall_applied();
         for (row, create) in checks {
             if create {
                 engine.create_check(row).await?;
@@ -230,7 +230,7 @@ pub async fn put_config(
     };
     let text = utf8_text(&body)
         .map_err(|e| ApiError::BadRequest(format!("the configuration is not UTF-8 text: {e}")))?;
-    let now = state.engine.clock.now();
+    let now = state.engine.now();
     let applied = apply_config(
         &state.store,
         Some(&state.engine),

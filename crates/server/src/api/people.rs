@@ -133,7 +133,7 @@ pub async fn send_code(
             .expect("4 bytes"),
     );
     let code = format!("{:06}", random % 1_000_000);
-    let expires = state.engine.clock.now() + CODE_LIFETIME;
+    let expires = state.engine.now() + CODE_LIFETIME;
     state
         .store
         .start_verification(
@@ -195,7 +195,7 @@ pub async fn verify_code(
         ApiError::BadRequest("the body must be {\"code\": \"<the code you received>\"}".into())
     })?;
     let address = contact_address(&state, scope.project_id, &person, &contact).await?;
-    let now = state.engine.clock.now().timestamp_micros();
+    let now = state.engine.now().timestamp_micros();
     let check = state
         .store
         .check_verification(scope.project_id, &person, &contact, &address, &code, now)

@@ -50,7 +50,7 @@ pub async fn schedules(
     let applied = stored(&state, scope.project_id).await?;
     json_of(&applied)?;
     parsed(&applied)?;
-    let now = state.engine.clock.now();
+    let now = state.engine.now();
     let schedules = off_runtime(move || {
         let (Ok(config), Ok(parsed)) = (&applied.json, &applied.config) else {
             return Vec::new();
@@ -87,7 +87,7 @@ pub async fn schedule(
             "no schedules entry with name `{name}`"
         )));
     }
-    let now = state.engine.clock.now();
+    let now = state.engine.now();
     let from = from.unwrap_or(now);
     let to = to.unwrap_or(from + TimeDelta::days(7));
     if to <= from || to - from > TimeDelta::days(366) {
