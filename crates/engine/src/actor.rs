@@ -210,7 +210,7 @@ impl Actor {
             events_wake,
             settling: FxHashMap::default(),
             replier: spawn_replier()
-                .map_err(|e| StoreError::Task(format!("cannot start the reply thread: {e}")))?,
+                .map_err(|e| StoreError::task(format!("cannot start the reply thread: {e}")))?,
         };
         let ids: Vec<i64> = actor.checks.keys().copied().collect();
         for id in ids {

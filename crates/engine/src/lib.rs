@@ -241,13 +241,13 @@ impl Engine {
         actor.tick().await;
         let (tx, rx) = mpsc::channel(16 * 1024);
         let actor = spawn_on_own_thread(actor.run(rx))
-            .map_err(|e| StoreError::Task(format!("cannot start the engine thread: {e}")))?;
+            .map_err(|e| StoreError::task(format!("cannot start the engine thread: {e}")))?;
         // Read once: the pager signs links with it, the server checks them.
         let link_secret: Arc<str> = store.secret("alert_links").await?.into();
         // One transport (HTTP client, SMTP) for the dispatcher and the server's own messages
         // (contact verification codes).
         let notifier: Arc<dyn channels::Transport> =
-            Arc::new(channels::LiveTransport::new(&config).map_err(StoreError::Task)?);
+            Arc::new(channels::LiveTransport::new(&config).map_err(StoreError::task)?);
         let pager = pager::Pager::new(
             store.clone(),
             clock.clone(),

@@ -141,7 +141,7 @@ macro_rules! trigger_in {
             }
             attempts += 1;
             if attempts == 3 {
-                return Err($crate::StoreError::Conflict(format!(
+                return Err($crate::StoreError::conflict(format!(
                     "the open alert for `{}` kept changing as it was triggered",
                     new.dedup_key
                 )));
@@ -206,7 +206,7 @@ impl Store {
     pub async fn trigger_alert(&self, new: &NewAlert<'_>, now_us: i64) -> Result<(AlertRow, bool)> {
         let (id, created) = with_tx!(self, |tx| trigger_in!(tx, new, now_us));
         let alert = self.alert(id).await?.ok_or_else(|| {
-            crate::StoreError::Conflict(format!("alert {id} was deleted as it was triggered"))
+            crate::StoreError::conflict(format!("alert {id} was deleted as it was triggered"))
         })?;
         Ok((alert, created))
     }

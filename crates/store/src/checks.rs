@@ -285,13 +285,13 @@ impl Store {
         };
         let mut next = fetch(0);
         loop {
-            let chunk = next.await.map_err(|e| StoreError::Task(e.to_string()))??;
+            let chunk = next.await.map_err(|e| StoreError::task(e.to_string()))??;
             let (Some(packed), Some(last)) = chunk else {
                 return Ok(());
             };
             next = fetch(last);
-            let rows: Vec<EngineRow> =
-                serde_json::from_str(&packed).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+            let rows: Vec<EngineRow> = serde_json::from_str(&packed)
+                .map_err(|e| StoreError(crate::Failure::Corrupt(e.to_string())))?;
             rows.into_iter().map(EngineRow::into_check).for_each(&mut f);
         }
     }

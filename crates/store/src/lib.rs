@@ -40,9 +40,26 @@ pub use model::*;
 pub use oncall::{AppliedOnCall, FeedRow};
 pub use projects::{ApiKeyScope, generate_secret, hash_api_key};
 
-/// A storage error. Messages are safe to log; they never contain API keys.
+/// A storage error: its [`ErrorKind`], for callers to act on, and what happened, safe to log
+/// (it never contains an API key). The drivers' errors stay inside the store.
 #[derive(Debug, thiserror::Error)]
-pub enum StoreError {
+#[error(transparent)]
+pub struct StoreError(Failure);
+
+/// What a caller can do about a [`StoreError`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ErrorKind {
+    /// The row asked for is not there.
+    NotFound,
+    /// The write lost a race or broke a rule of the data (a unique key, a changed row):
+    /// retrying as is will not help.
+    Conflict,
+    /// The database cannot serve now (down, full, corrupt): try again later.
+    Unavailable,
+}
+
+#[derive(Debug, thiserror::Error)]
+enum Failure {
     #[error("database error: {0}")]
     Db(#[from] sqlx::Error),
     #[error("database error: {0}")]
@@ -69,16 +86,42 @@ pub enum StoreError {
     DiskFull { available: u64 },
 }
 
+impl<E: Into<Failure>> From<E> for StoreError {
+    fn from(error: E) -> StoreError {
+        StoreError(error.into())
+    }
+}
+
 impl StoreError {
+    /// A write that lost a race or broke a rule of the data, in words for the log.
+    pub fn conflict(message: impl Into<String>) -> StoreError {
+        StoreError(Failure::Conflict(message.into()))
+    }
+
+    /// A background task (a thread, a blocking job) that failed.
+    pub fn task(message: impl Into<String>) -> StoreError {
+        StoreError(Failure::Task(message.into()))
+    }
+
+    pub fn kind(&self) -> ErrorKind {
+        match &self.0 {
+            Failure::Db(sqlx::Error::RowNotFound)
+            | Failure::Sqlite(rusqlite::Error::QueryReturnedNoRows) => ErrorKind::NotFound,
+            Failure::Conflict(_) => ErrorKind::Conflict,
+            _ if self.is_about_a_row() => ErrorKind::Conflict,
+            _ => ErrorKind::Unavailable,
+        }
+    }
+
     /// Whether the error is about one row's data (a constraint, a value the column cannot
     /// hold, such as a NUL in PostgreSQL text) rather than the database as a whole (a full
     /// disk, a lost connection): only then is committing a batch's rows check by check worth
     /// it (see `Store::commit_batch_isolated`).
     pub fn is_about_a_row(&self) -> bool {
         use rusqlite::ErrorCode;
-        match self {
-            StoreError::Db(sqlx::Error::Encode(_)) => true,
-            StoreError::Db(sqlx::Error::Database(e)) => {
+        match &self.0 {
+            Failure::Db(sqlx::Error::Encode(_)) => true,
+            Failure::Db(sqlx::Error::Database(e)) => {
                 if let Some(pg) = e.try_downcast_ref::<sqlx::postgres::PgDatabaseError>() {
                     // SQLSTATE classes 22 (data exception) and 23 (integrity constraint).
                     matches!(pg.code().get(..2), Some("22" | "23"))
@@ -89,11 +132,11 @@ impl StoreError {
                         .is_some_and(|code| matches!(code & 0xff, 18 | 19 | 20 | 25))
                 }
             }
-            StoreError::Sqlite(rusqlite::Error::SqliteFailure(e, _)) => matches!(
+            Failure::Sqlite(rusqlite::Error::SqliteFailure(e, _)) => matches!(
                 e.code,
                 ErrorCode::ConstraintViolation | ErrorCode::TooBig | ErrorCode::TypeMismatch
             ),
-            StoreError::Sqlite(rusqlite::Error::ToSqlConversionFailure(_)) => true,
+            Failure::Sqlite(rusqlite::Error::ToSqlConversionFailure(_)) => true,
             _ => false,
         }
     }
@@ -193,9 +236,11 @@ pub(crate) use {with_read, with_tx, with_write};
 /// Bytes free for keepwatch on the file system holding `dir` (root may use the reserved
 /// blocks too).
 fn free_bytes(dir: &Path) -> Result<u64> {
-    let stat = rustix::fs::statvfs(dir).map_err(|e| StoreError::FreeSpace {
-        path: dir.display().to_string(),
-        source: e.into(),
+    let stat = rustix::fs::statvfs(dir).map_err(|e| {
+        StoreError(Failure::FreeSpace {
+            path: dir.display().to_string(),
+            source: e.into(),
+        })
     })?;
     let blocks = if rustix::process::geteuid().is_root() {
         stat.f_bfree
@@ -237,9 +282,11 @@ impl Store {
                 Store::open_sqlite(Path::new(path)).await
             }
             None => {
-                std::fs::create_dir_all(data_dir).map_err(|source| StoreError::DataDir {
-                    path: data_dir.display().to_string(),
-                    source,
+                std::fs::create_dir_all(data_dir).map_err(|source| {
+                    StoreError(Failure::DataDir {
+                        path: data_dir.display().to_string(),
+                        source,
+                    })
                 })?;
                 Store::open_sqlite(&data_dir.join("keepwatch.db")).await
             }
@@ -334,13 +381,13 @@ impl Store {
         if let Backend::Sqlite { writer, dir, .. } = &self.backend {
             let available = free_bytes(dir)?;
             if available < MIN_FREE_BYTES {
-                return Err(StoreError::DiskFull { available });
+                return Err(StoreError(Failure::DiskFull { available }));
             }
             let writer = writer.clone();
             // The writer blocks for its fsync; off the async workers.
             tokio::task::spawn_blocking(move || writer.probe(now_us))
                 .await
-                .map_err(|e| StoreError::Task(e.to_string()))??;
+                .map_err(|e| StoreError::task(e.to_string()))??;
         }
         Ok(())
     }

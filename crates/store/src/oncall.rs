@@ -97,7 +97,7 @@ impl Store {
         }
         let parsed = tokio::task::spawn_blocking(move || AppliedOnCall::parse(source, applied_at))
             .await
-            .map_err(|e| StoreError::Task(format!("parsing the on-call configuration: {e}")))?;
+            .map_err(|e| StoreError::task(format!("parsing the on-call configuration: {e}")))?;
         cache.parses.fetch_add(1, Ordering::Relaxed);
         let parsed = Arc::new(parsed);
         let mut entries = cache.entries.lock().unwrap_or_else(|e| e.into_inner());

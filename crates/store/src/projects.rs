@@ -41,7 +41,7 @@ impl Store {
     /// Creates a project with a fresh ping key. Names are unique.
     pub async fn create_project(&self, name: &str, now_us: i64) -> Result<Project> {
         if self.project_by_name(name).await?.is_some() {
-            return Err(StoreError::Conflict(format!(
+            return Err(StoreError::conflict(format!(
                 "project `{name}` already exists"
             )));
         }
