@@ -225,6 +225,21 @@ impl Engine {
         clock: Arc<dyn Clock>,
         config: EngineConfig,
     ) -> Result<(Engine, EngineTasks), StoreError> {
+        // One transport (HTTP client, SMTP) for the dispatcher and the server's own messages
+        // (contact verification codes).
+        let transport: Arc<dyn channels::Transport> =
+            Arc::new(channels::LiveTransport::new(&config).map_err(StoreError::task)?);
+        Engine::start_with(store, clock, config, transport).await
+    }
+
+    /// [`Engine::start`] sending through `transport` (a [`channels::RecordingTransport`] in
+    /// tests and drills).
+    pub async fn start_with(
+        store: Store,
+        clock: Arc<dyn Clock>,
+        config: EngineConfig,
+        notifier: Arc<dyn channels::Transport>,
+    ) -> Result<(Engine, EngineTasks), StoreError> {
         let wake = Arc::new(Notify::new());
         let pager_wake = Arc::new(Notify::new());
         let lease: Arc<dyn lease::Lease> = Arc::new(lease::SoleInstance);
@@ -244,10 +259,6 @@ impl Engine {
             .map_err(|e| StoreError::task(format!("cannot start the engine thread: {e}")))?;
         // Read once: the pager signs links with it, the server checks them.
         let link_secret: Arc<str> = store.secret("alert_links").await?.into();
-        // One transport (HTTP client, SMTP) for the dispatcher and the server's own messages
-        // (contact verification codes).
-        let notifier: Arc<dyn channels::Transport> =
-            Arc::new(channels::LiveTransport::new(&config).map_err(StoreError::task)?);
         let pager = pager::Pager::new(
             store.clone(),
             clock.clone(),
@@ -366,7 +377,7 @@ impl Engine {
         let now = self.now();
         let applied = self.oncall(alert.project_id).await?;
         let config = applied.as_deref().and_then(|a| a.config.as_ref().ok());
-        let urgency = pager::Pager::urgency(config, alert.service, now);
+        let urgency = keepwatch_core::alert::routing::urgency(config, alert.service, now);
         let new = NewAlert {
             project_id: alert.project_id,
             service: alert.service,

@@ -17,8 +17,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::{DateTime, TimeDelta, Utc};
-use keepwatch_core::alert::paging::{Page, Paging, Urgency};
-use keepwatch_core::oncall::config::OnCall;
+use keepwatch_core::alert::paging::{Page, Urgency};
+use keepwatch_core::alert::routing::{self, AlertToRoute, Routed};
 use keepwatch_store::AppliedOnCall;
 use keepwatch_store::{
     AlertRow, EventAlert, NewAlert, NewPage, PagingRecord, Store, StoreError, to_micros,
@@ -217,32 +217,6 @@ impl Pager {
         Ok(applied)
     }
 
-    /// The service an alert of a check goes to: the one the on-call file binds it to, else
-    /// its own `service` field, else the project's `default` service, else the project's
-    /// only service.
-    fn service_for(config: Option<&OnCall>, uuid: &str, own: Option<&str>) -> String {
-        if let Some(bound) = config.and_then(|c| c.check_services.get(uuid)) {
-            return bound.clone();
-        }
-        if let Some(own) = own.filter(|s| !s.is_empty()) {
-            return own.to_string();
-        }
-        let Some(config) = config else {
-            return "default".into();
-        };
-        if config.services.contains_key("default") || config.services.len() != 1 {
-            return "default".into();
-        }
-        config.services.keys().next().cloned().unwrap_or_default()
-    }
-
-    /// The urgency a service gives an alert triggered at `at` (high without a configuration).
-    pub fn urgency(config: Option<&OnCall>, service: &str, at: DateTime<Utc>) -> Urgency {
-        config
-            .and_then(|c| c.services.get(service))
-            .map_or(Urgency::High, |s| s.urgency.at(at))
-    }
-
     /// Acts on the check events after the cursor, 500 at a time: each run of events and the
     /// cursor past it are written in one transaction, so an event opens its alert once.
     async fn alerts_from_events(&mut self) -> Result<(), StoreError> {
@@ -257,7 +231,7 @@ impl Pager {
             for event in &events {
                 let applied = self.oncall(event.project_id).await?;
                 let config = applied.as_deref().and_then(|a| a.config.as_ref().ok());
-                let service = Self::service_for(config, &event.uuid, event.service.as_deref());
+                let service = routing::service_for(config, &event.uuid, event.service.as_deref());
                 let name = if event.name.is_empty() {
                     &event.uuid
                 } else {
@@ -272,7 +246,7 @@ impl Pager {
                         .and_then(|c| c.services.get(&service))
                         .is_none_or(|s| s.resolve_on_recovery);
                 let at = DateTime::from_timestamp_micros(event.at).unwrap_or_else(Utc::now);
-                let urgency = Self::urgency(config, &service, at);
+                let urgency = routing::urgency(config, &service, at);
                 let summary = format!("{name} is {}", event.kind);
                 planned.push((event, service, dedup, summary, urgency, resolves));
             }
@@ -322,112 +296,64 @@ impl Pager {
         let config = applied.as_deref().and_then(|a| a.config.as_ref().ok());
         let mut log = Vec::new();
         let mut pages = Vec::new();
-        let service = config.and_then(|c| c.services.get(&alert.service).map(|s| (c, s)));
-        let policy = service.and_then(|(c, s)| c.policies.get(&s.policy).map(|p| (c, s, p)));
-        match policy {
+        let triggered_at = DateTime::from_timestamp_micros(alert.triggered_at)
+            .unwrap_or(now)
+            .max(DateTime::UNIX_EPOCH);
+        let to_route = AlertToRoute {
+            service: &alert.service,
+            check: routing::check_of(&alert.dedup_key),
+            triggered_at,
+            urgency: if alert.urgency == "low" {
+                Urgency::Low
+            } else {
+                Urgency::High
+            },
+        };
+        // Entries at `now` itself are due; those after are the next round's. The timeline to
+        // a day ahead also tells when this alert next needs a round.
+        let routed = config.and_then(|c| {
+            routing::route(c, &to_route, now + TimeDelta::days(1)).map(|routed| (c, routed))
+        });
+        match routed {
             None => {
                 // Nothing to walk until the configuration changes: look again in a minute.
                 self.next_due.insert(alert.id, now + TimeDelta::minutes(1));
                 // Nobody to page: say so once, at the trigger.
                 if alert.paged_until < alert.triggered_at {
-                    log.push((
-                        alert.triggered_at,
-                        "unrouted".to_string(),
-                        String::new(),
-                        format!(
-                            "no on-call service `{}` with an escalation policy in this project",
-                            alert.service
-                        ),
-                    ));
+                    let (kind, who, detail) = routing::unrouted(&alert.service);
+                    log.push((alert.triggered_at, kind.to_string(), who, detail));
                 }
             }
-            Some((config, service, policy)) => {
-                let triggered_at = DateTime::from_timestamp_micros(alert.triggered_at)
-                    .unwrap_or(now)
-                    .max(DateTime::UNIX_EPOCH);
-                let paging = Paging {
-                    triggered_at,
-                    urgency: if alert.urgency == "low" {
-                        Urgency::Low
-                    } else {
-                        Urgency::High
-                    },
-                    raise_after: service.raise_after,
-                    policy,
-                    schedules: &config.schedules,
-                    people: &config.people,
-                };
-                // A check's alerts: `check:<uuid>` or `check:<uuid>:<kind>`.
-                let check = alert
-                    .dedup_key
-                    .strip_prefix("check:")
-                    .and_then(|rest| rest.split(':').next());
-                // Entries at `now` itself are due; those after are the next round's. The
-                // timeline to a day ahead also tells when this alert next needs a round.
-                let timeline = paging.timeline(now + TimeDelta::days(1));
-                let next = timeline.iter().map(Page::at).find(|at| *at > now);
+            Some((config, routed)) => {
+                let next = routed.iter().map(Routed::at).find(|at| *at > now);
                 self.next_due
                     .insert(alert.id, next.unwrap_or(now + TimeDelta::minutes(1)));
-                for page in timeline {
-                    let at = to_micros(page.at());
+                for entry in routed {
+                    let at = to_micros(entry.at());
                     if at <= alert.paged_until || at > now_us {
                         continue;
                     }
                     let at = if at < applied_at { now_us } else { at };
-                    match page {
-                        Page::Step { step, pass, .. } => log.push((
-                            at,
-                            "escalation_step".into(),
-                            String::new(),
-                            format!("step {step}, pass {pass}"),
-                        )),
-                        Page::UrgencyRaised { .. } => log.push((
-                            at,
-                            "urgency_raised".into(),
-                            String::new(),
-                            "low → high: nobody acknowledged".into(),
-                        )),
-                        Page::LastResort { .. } => log.push((
-                            at,
-                            "last_resort".into(),
-                            String::new(),
-                            "every step and repeat passed unacknowledged".into(),
-                        )),
-                        Page::Unreached { who, urgency, .. } => log.push((
-                            at,
-                            "unreached".into(),
-                            who,
-                            format!("nobody to notify at {} urgency", urgency.as_str()),
-                        )),
-                        Page::Notify {
-                            user,
+                    if let Some((kind, who, detail)) = entry.log_line() {
+                        log.push((at, kind.to_string(), who, detail));
+                    } else if let Page::Notify {
+                        user,
+                        contact,
+                        urgency,
+                        ..
+                    } = entry.page
+                    {
+                        let address = config
+                            .contact_address(&user, &contact)
+                            .unwrap_or_default()
+                            .to_string();
+                        pages.push(NewPage {
+                            person: user,
                             contact,
-                            urgency,
-                            at: due,
-                        } if config.in_maintenance(&alert.service, check, due) => log.push((
-                            at,
-                            "suppressed".into(),
-                            format!("{user} via {contact}"),
-                            format!("maintenance window ({} urgency)", urgency.as_str()),
-                        )),
-                        Page::Notify {
-                            user,
-                            contact,
-                            urgency,
-                            ..
-                        } => {
-                            let address = config
-                                .contact_address(&user, &contact)
-                                .unwrap_or_default()
-                                .to_string();
-                            pages.push(NewPage {
-                                person: user,
-                                contact,
-                                address,
-                                urgency: urgency.as_str().into(),
-                                due_at: at,
-                            });
-                        }
+                            address,
+                            urgency: urgency.as_str().into(),
+                            due_at: at,
+                        });
                     }
                 }
             }

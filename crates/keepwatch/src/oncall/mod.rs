@@ -9,7 +9,8 @@ use std::time::Duration;
 
 use chrono::{DateTime, FixedOffset, TimeDelta, Utc};
 use clap::Args;
-use keepwatch_core::alert::paging::{Page, Paging, Urgency, UrgencyRule};
+use keepwatch_core::alert::paging::{Page, Urgency, UrgencyRule};
+use keepwatch_core::alert::routing::{self, AlertToRoute};
 
 use crate::runner::duration;
 use keepwatch_core::oncall::config::OnCall;
@@ -43,6 +44,9 @@ pub struct DrillArgs {
     /// The service the alert belongs to
     #[arg(long)]
     pub service: String,
+    /// The check the alert is about (its UUID), for maintenance windows that name a check
+    #[arg(long, value_name = "UUID")]
+    pub check: Option<String>,
     /// When the alert fires (RFC 3339; times are printed in its offset)
     #[arg(long, value_name = "TIME")]
     pub at: String,
@@ -123,15 +127,14 @@ pub fn drill(args: &DrillArgs) -> anyhow::Result<String> {
         Some(ack) => triggered_at + TimeDelta::from_std(ack).unwrap_or_default(),
         None => triggered_at + horizon,
     };
-    let paging = Paging {
+    // The same routing the server's pager uses: maintenance windows included.
+    let alert = AlertToRoute {
+        service: &service.name,
+        check: args.check.as_deref(),
         triggered_at,
         urgency,
-        raise_after: service.raise_after,
-        policy,
-        schedules: &config.schedules,
-        people: &config.people,
     };
-    let pages = paging.timeline(until);
+    let pages = routing::route(&config, &alert, until).unwrap_or_default();
     let local = |t: DateTime<Utc>| t.with_timezone(&offset).format("%a %Y-%m-%d %H:%M");
     let mut out = format!(
         "Alert on service `{}` at {} (policy `{}`)\nurgency: {} ({why})",
@@ -148,11 +151,21 @@ pub fn drill(args: &DrillArgs) -> anyhow::Result<String> {
         (Urgency::Low, None) => out.push_str("; never raised (the service opted out)\n"),
         _ => out.push('\n'),
     }
-    for page in &pages {
+    for routed in &pages {
+        let page = &routed.page;
         let line = match page {
             Page::Step { step, pass, .. } => format!("escalation step {step} (pass {pass})"),
             Page::UrgencyRaised { .. } => "urgency raised to high".to_string(),
             Page::LastResort { .. } => "last resort".to_string(),
+            Page::Notify {
+                user,
+                contact,
+                urgency,
+                ..
+            } if routed.suppressed => format!(
+                "  held back (maintenance window): {user} by {contact} ({})",
+                urgency.as_str()
+            ),
             Page::Notify {
                 at,
                 user,
@@ -186,15 +199,18 @@ pub fn drill(args: &DrillArgs) -> anyhow::Result<String> {
             local(page.at())
         ));
     }
-    let first_high = pages.iter().find_map(|p| match p {
-        Page::Notify {
-            at,
-            user,
-            contact,
-            urgency: Urgency::High,
-        } => Some((*at, user, contact)),
-        _ => None,
-    });
+    let first_high = pages
+        .iter()
+        .filter(|r| !r.suppressed)
+        .find_map(|r| match &r.page {
+            Page::Notify {
+                at,
+                user,
+                contact,
+                urgency: Urgency::High,
+            } => Some((*at, user, contact)),
+            _ => None,
+        });
     match first_high {
         Some((at, user, contact)) => out.push_str(&format!(
             "first high-urgency page: {} ({user} by {contact})\n",
@@ -210,7 +226,7 @@ pub fn drill(args: &DrillArgs) -> anyhow::Result<String> {
         None => {
             let notified = pages
                 .iter()
-                .filter(|p| matches!(p, Page::Notify { .. }))
+                .filter(|r| !r.suppressed && matches!(r.page, Page::Notify { .. }))
                 .count();
             out.push_str(&format!(
                 "nobody acknowledged: {notified} notifications in {}\n",
@@ -501,6 +517,7 @@ mod tests {
         DrillArgs {
             file: path,
             service: "billing".into(),
+            check: None,
             at: at.into(),
             ack_after: ack.map(|a| duration(a).unwrap()),
             horizon: duration("3h").unwrap(),
@@ -554,6 +571,36 @@ nobody acknowledged: 10 notifications in 3h
             "{out}"
         );
         assert!(!out.contains("step 2"), "acknowledged before step 2: {out}");
+    }
+
+    #[test]
+    fn a_drill_holds_back_what_a_maintenance_window_covers_as_the_server_does() {
+        // A window over the first 20 minutes of the Saturday-night alert (07:00Z).
+        let file = format!(
+            "{EXAMPLE}\n[[maintenance]]\nservice = \"billing\"\n\
+             start = \"2026-11-28T06:00:00Z\"\nend = \"2026-11-28T07:20:00Z\"\n"
+        );
+        let (_dir, path) = write(&file);
+        let out = drill(&drill_args(path, "2026-11-28T00:00:00-07:00", None)).unwrap();
+        assert!(
+            out.contains(
+                " +0:10  Sat 2026-11-28 00:10    held back (maintenance window): alice by ntfy (high)\n"
+            ),
+            "{out}"
+        );
+        assert!(
+            out.contains(" +0:30  Sat 2026-11-28 00:30    notify alice by ntfy"),
+            "{out}"
+        );
+        // The first page that goes out is after the window; five were held back.
+        assert!(
+            out.contains("first high-urgency page: +0:30 (alice by ntfy)"),
+            "{out}"
+        );
+        assert!(
+            out.ends_with("nobody acknowledged: 5 notifications in 3h\n"),
+            "{out}"
+        );
     }
 
     #[test]
