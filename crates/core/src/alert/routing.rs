@@ -154,32 +154,27 @@ pub fn route(
 mod tests {
     use super::*;
 
-    const FILE: &str = r#"
-[[people]]
-id = "alice"
-contacts = { email = "alice@example.com" }
-rules = [{ urgency = "high", contact = "email", after = 0 }]
-[[policies]]
-name = "p"
-steps = [{ targets = ["user:alice"], delay = 10 }]
-[[services]]
-name = "billing"
-policy = "p"
-urgency = "high"
-checks = ["6d3b5e2c-0000-4000-8000-000000000001"]
+    /// The shared fixture (billing pages alice by email), with billing bound to a check, a
+    /// support-hours service and a maintenance window on billing.
+    fn file() -> String {
+        let base = include_str!("../../../../fixtures/oncall/alice-on-billing.toml");
+        format!(
+            r#"{base}checks = ["6d3b5e2c-0000-4000-8000-000000000001"]
 [[services]]
 name = "web"
 policy = "p"
 urgency = "support-hours"
-support_hours = { tz = "UTC", inside = "high", windows = [{ days = ["mon", "tue", "wed", "thu", "fri"], start = "09:00", end = "17:00" }] }
+support_hours = {{ tz = "UTC", inside = "high", windows = [{{ days = ["mon", "tue", "wed", "thu", "fri"], start = "09:00", end = "17:00" }}] }}
 [[maintenance]]
 service = "billing"
 start = "2026-12-01T00:00:00Z"
 end = "2026-12-01T01:00:00Z"
-"#;
+"#
+        )
+    }
 
     fn config() -> OnCall {
-        OnCall::parse(FILE).unwrap()
+        OnCall::parse(&file()).unwrap()
     }
 
     fn at(text: &str) -> DateTime<Utc> {

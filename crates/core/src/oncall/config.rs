@@ -875,19 +875,8 @@ pub fn utf8_text(bytes: &[u8]) -> Result<&str, String> {
 mod tests {
     use super::*;
 
-    const BASE: &str = r#"
-[[people]]
-id = "alice"
-contacts = { email = "alice@example.com" }
-rules = [{ urgency = "high", contact = "email", after = 0 }]
-[[policies]]
-name = "p"
-steps = [{ targets = ["user:alice"], delay = 10 }]
-[[services]]
-name = "billing"
-policy = "p"
-urgency = "high"
-"#;
+    /// Service `billing` paging alice by email (the fixture the API tests share).
+    const BASE: &str = include_str!("../../../../fixtures/oncall/alice-on-billing.toml");
 
     fn with(maintenance: &str) -> Result<OnCall> {
         OnCall::parse(&format!("{BASE}[[maintenance]]\n{maintenance}\n"))

@@ -245,43 +245,28 @@ urgency = "high"
     );
 }
 
-/// Service `billing` pages alice at step 1 through one webhook contact, `after` minutes on.
+/// Service `billing` pages alice at step 1 through one contact, `after` minutes on.
 pub(crate) fn alice_by_webhook(contact: &str, url: &str, after: u32) -> String {
-    format!(
-        r#"
-[[people]]
-id = "alice"
-contacts = {{ {contact} = "{url}" }}
-rules = [{{ urgency = "high", contact = "{contact}", after = {after} }}]
-[[policies]]
-name = "p"
-steps = [{{ targets = ["user:alice"], delay = 10 }}]
-[[services]]
-name = "billing"
-policy = "p"
-urgency = "high"
-"#
-    )
+    one_service()
+        .replace(
+            r#"contacts = { email = "alice@example.com" }"#,
+            &format!(r#"contacts = {{ {contact} = "{url}" }}"#),
+        )
+        .replace(
+            r#"contact = "email", after = 0"#,
+            &format!(r#"contact = "{contact}", after = {after}"#),
+        )
 }
 
-pub const ONE_SERVICE: &str = r#"
-[[people]]
-id = "alice"
-contacts = { email = "alice@example.com" }
-rules = [{ urgency = "high", contact = "email", after = 0 }]
-[[policies]]
-name = "p"
-steps = [{ targets = ["user:alice"], delay = 10 }]
-[[services]]
-name = "billing"
-policy = "p"
-urgency = "high"
-"#;
+/// Service `billing` pages alice by email at once (the shared fixture).
+pub fn one_service() -> String {
+    include_str!("../../../../fixtures/oncall/alice-on-billing.toml").to_string()
+}
 
 #[tokio::test]
 async fn the_events_api_triggers_acknowledges_and_resolves_by_dedup_key() {
     let app = spawn_app().await;
-    let key = apply(&app, ONE_SERVICE).await;
+    let key = apply(&app, &one_service()).await;
     let event = |action: &str, dedup: Option<&str>| {
         let mut body = json!({
             "routing_key": key,
@@ -479,7 +464,7 @@ fn alertmanager(status: &str, group: &str) -> Value {
 #[tokio::test]
 async fn the_alertmanager_receiver_keeps_one_alert_per_group() {
     let app = spawn_app().await;
-    let key = apply(&app, ONE_SERVICE).await;
+    let key = apply(&app, &one_service()).await;
     let path = format!("/api/v1/alertmanager/{key}");
     let group = "{}/{}:{alertname=\"HighLatency\"}";
     let (status, _) = app
@@ -1228,7 +1213,7 @@ async fn escalation_resumes_after_a_restart_without_repeating_a_page() {
 #[tokio::test]
 async fn alertmanager_groups_are_told_apart_by_their_whole_group_key() {
     let app = spawn_app().await;
-    let key = apply(&app, ONE_SERVICE).await;
+    let key = apply(&app, &one_service()).await;
     let path = format!("/api/v1/alertmanager/{key}");
     // Two groups whose keys share their first 300 characters (long label sets do).
     let common = format!("{{}}/{{severity=\"page\"}}:{{job=\"{}", "j".repeat(300));
@@ -1271,8 +1256,10 @@ async fn alertmanager_groups_are_told_apart_by_their_whole_group_key() {
 #[tokio::test]
 async fn an_integration_key_cannot_act_on_another_services_alerts() {
     let app = spawn_app().await;
-    let source =
-        format!("{ONE_SERVICE}[[services]]\nname = \"web\"\npolicy = \"p\"\nurgency = \"high\"\n");
+    let source = format!(
+        "{}[[services]]\nname = \"web\"\npolicy = \"p\"\nurgency = \"high\"\n",
+        one_service()
+    );
     let project = app.store.project_by_name("default").await.unwrap().unwrap();
     keepwatch_core::oncall::config::OnCall::parse(&source).unwrap();
     let feeds = app

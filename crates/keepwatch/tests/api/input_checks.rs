@@ -5,7 +5,7 @@
 use axum::http::StatusCode;
 use serde_json::{Value, json};
 
-use crate::alerts::{ONE_SERVICE, apply};
+use crate::alerts::{apply, one_service};
 use crate::helpers::{TestApp, spawn_app};
 
 async fn put_config(app: &TestApp, body: &str) -> (StatusCode, String) {
@@ -122,7 +122,7 @@ async fn the_v3_api_refuses_nul_long_tags_and_schedules_that_never_fire() {
 #[tokio::test]
 async fn the_on_call_file_refuses_nul_and_checks_that_never_fire() {
     let app = spawn_app().await;
-    let escaped = ONE_SERVICE.replace("name = \"billing\"", "name = \"bil\\u0000ling\"");
+    let escaped = one_service().replace("name = \"billing\"", "name = \"bil\\u0000ling\"");
     assert_eq!(
         put_config(&app, &escaped).await,
         (
@@ -130,7 +130,10 @@ async fn the_on_call_file_refuses_nul_and_checks_that_never_fire() {
             json!({"error": "services[0].name: contains a NUL character"}).to_string()
         )
     );
-    let never = format!("{ONE_SERVICE}[[checks]]\nslug = \"feb30\"\nschedule = \"0 0 30 2 *\"\n");
+    let never = format!(
+        "{}[[checks]]\nslug = \"feb30\"\nschedule = \"0 0 30 2 *\"\n",
+        one_service()
+    );
     let (status, body) = put_config(&app, &never).await;
     assert_eq!(status, StatusCode::BAD_REQUEST);
     assert!(
@@ -138,7 +141,8 @@ async fn the_on_call_file_refuses_nul_and_checks_that_never_fire() {
         "{body}"
     );
     let long_tags = format!(
-        "{ONE_SERVICE}[[checks]]\nslug = \"t\"\ntags = \"{}\"\n",
+        "{}[[checks]]\nslug = \"t\"\ntags = \"{}\"\n",
+        one_service(),
         "t".repeat(501)
     );
     let (status, body) = put_config(&app, &long_tags).await;
@@ -164,9 +168,9 @@ async fn an_on_call_file_not_utf8_or_too_large_is_refused_saying_where_and_how_l
         let status = response.status().as_u16();
         (status, response.json::<Value>().await.unwrap())
     };
-    let mut latin1 = ONE_SERVICE.as_bytes().to_vec();
+    let mut latin1 = one_service().as_bytes().to_vec();
     latin1.extend_from_slice(b"# caf\xe9\n");
-    let line = ONE_SERVICE.lines().count() + 1;
+    let line = one_service().lines().count() + 1;
     let (status, body) = put(latin1.clone()).await;
     assert_eq!(status, 400);
     assert_eq!(
@@ -187,7 +191,7 @@ async fn an_on_call_file_not_utf8_or_too_large_is_refused_saying_where_and_how_l
 #[tokio::test]
 async fn the_events_api_and_alertmanager_refuse_nul_naming_the_field() {
     let app = spawn_app().await;
-    let key = apply(&app, ONE_SERVICE).await;
+    let key = apply(&app, &one_service()).await;
     let (status, answer) = app
         .api(
             "POST",
