@@ -366,7 +366,7 @@ impl Engine {
         let now = self.now();
         let applied = self.oncall(alert.project_id).await?;
         let config = applied.as_deref().and_then(|a| a.config.as_ref().ok());
-        let urgency = pager::Pager::urgency(config, alert.service, now);
+        let urgency = keepwatch_core::alert::routing::urgency(config, alert.service, now);
         let new = NewAlert {
             project_id: alert.project_id,
             service: alert.service,

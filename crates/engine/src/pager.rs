@@ -7,18 +7,19 @@
 //!    open alerts (`down`, `failed`, `hung` under the dedup key `check:<uuid>`; `overlap` and
 //!    `anomaly` under `check:<uuid>:<kind>`); `up` resolves the check's open alert.
 //! 2. **Escalation.** For every triggered alert the whole timeline is computed from its
-//!    trigger time and the project's on-call configuration (`keepwatch_core::alert::paging`), and the
-//!    entries in `(paged_until, now]` are recorded: log lines and one page row per
-//!    notification, committed only while the alert is still triggered, so an acknowledgment
-//!    that commits first stops everything after it.
+//!    trigger time and the project's on-call configuration by
+//!    [`keepwatch_core::alert::routing::timeline`] (the code `keepwatch drill` runs too:
+//!    maintenance windows, unrouted alerts), and the entries in `(paged_until, now]` are
+//!    recorded: log lines and one page row per notification, committed only while the alert
+//!    is still triggered, so an acknowledgment that commits first stops everything after it.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::{DateTime, TimeDelta, Utc};
-use keepwatch_core::alert::paging::{Page, Paging, Urgency};
-use keepwatch_core::oncall::config::OnCall;
+use keepwatch_core::alert::paging::Urgency;
+use keepwatch_core::alert::routing::{self, Routed};
 use keepwatch_store::AppliedOnCall;
 use keepwatch_store::{
     AlertRow, EventAlert, NewAlert, NewPage, PagingRecord, Store, StoreError, to_micros,
@@ -217,32 +218,6 @@ impl Pager {
         Ok(applied)
     }
 
-    /// The service an alert of a check goes to: the one the on-call file binds it to, else
-    /// its own `service` field, else the project's `default` service, else the project's
-    /// only service.
-    fn service_for(config: Option<&OnCall>, uuid: &str, own: Option<&str>) -> String {
-        if let Some(bound) = config.and_then(|c| c.check_services.get(uuid)) {
-            return bound.clone();
-        }
-        if let Some(own) = own.filter(|s| !s.is_empty()) {
-            return own.to_string();
-        }
-        let Some(config) = config else {
-            return "default".into();
-        };
-        if config.services.contains_key("default") || config.services.len() != 1 {
-            return "default".into();
-        }
-        config.services.keys().next().cloned().unwrap_or_default()
-    }
-
-    /// The urgency a service gives an alert triggered at `at` (high without a configuration).
-    pub fn urgency(config: Option<&OnCall>, service: &str, at: DateTime<Utc>) -> Urgency {
-        config
-            .and_then(|c| c.services.get(service))
-            .map_or(Urgency::High, |s| s.urgency.at(at))
-    }
-
     /// Acts on the check events after the cursor, 500 at a time: each run of events and the
     /// cursor past it are written in one transaction, so an event opens its alert once.
     async fn alerts_from_events(&mut self) -> Result<(), StoreError> {
@@ -257,7 +232,7 @@ impl Pager {
             for event in &events {
                 let applied = self.oncall(event.project_id).await?;
                 let config = applied.as_deref().and_then(|a| a.config.as_ref().ok());
-                let service = Self::service_for(config, &event.uuid, event.service.as_deref());
+                let service = routing::service_for(config, &event.uuid, event.service.as_deref());
                 let name = if event.name.is_empty() {
                     &event.uuid
                 } else {
@@ -272,7 +247,7 @@ impl Pager {
                         .and_then(|c| c.services.get(&service))
                         .is_none_or(|s| s.resolve_on_recovery);
                 let at = DateTime::from_timestamp_micros(event.at).unwrap_or_else(Utc::now);
-                let urgency = Self::urgency(config, &service, at);
+                let urgency = routing::urgency(config, &service, at);
                 let summary = format!("{name} is {}", event.kind);
                 planned.push((event, service, dedup, summary, urgency, resolves));
             }
@@ -320,114 +295,54 @@ impl Pager {
         // happen now, and are logged now.
         let applied_at = applied.as_ref().map_or(i64::MIN, |a| a.applied_at);
         let config = applied.as_deref().and_then(|a| a.config.as_ref().ok());
+        // A check's alerts: `check:<uuid>` or `check:<uuid>:<kind>`.
+        let check = alert
+            .dedup_key
+            .strip_prefix("check:")
+            .and_then(|rest| rest.split(':').next());
+        let routed = routing::Alert {
+            service: &alert.service,
+            check,
+            triggered_at: DateTime::from_timestamp_micros(alert.triggered_at)
+                .unwrap_or(now)
+                .max(DateTime::UNIX_EPOCH),
+            urgency: if alert.urgency == "low" {
+                Urgency::Low
+            } else {
+                Urgency::High
+            },
+        };
+        // Entries at `now` itself are due; those after are the next round's. The timeline to
+        // a day ahead also tells when this alert next needs a round (an unrouted alert: in a
+        // minute, in case the configuration changed).
+        let timeline = routing::timeline(config, &routed, now + TimeDelta::days(1));
+        let next = timeline.iter().map(Routed::at).find(|at| *at > now);
+        self.next_due
+            .insert(alert.id, next.unwrap_or(now + TimeDelta::minutes(1)));
         let mut log = Vec::new();
         let mut pages = Vec::new();
-        let service = config.and_then(|c| c.services.get(&alert.service).map(|s| (c, s)));
-        let policy = service.and_then(|(c, s)| c.policies.get(&s.policy).map(|p| (c, s, p)));
-        match policy {
-            None => {
-                // Nothing to walk until the configuration changes: look again in a minute.
-                self.next_due.insert(alert.id, now + TimeDelta::minutes(1));
-                // Nobody to page: say so once, at the trigger.
-                if alert.paged_until < alert.triggered_at {
-                    log.push((
-                        alert.triggered_at,
-                        "unrouted".to_string(),
-                        String::new(),
-                        format!(
-                            "no on-call service `{}` with an escalation policy in this project",
-                            alert.service
-                        ),
-                    ));
-                }
+        for entry in timeline {
+            let at = to_micros(entry.at());
+            if at <= alert.paged_until || at > now_us {
+                continue;
             }
-            Some((config, service, policy)) => {
-                let triggered_at = DateTime::from_timestamp_micros(alert.triggered_at)
-                    .unwrap_or(now)
-                    .max(DateTime::UNIX_EPOCH);
-                let paging = Paging {
-                    triggered_at,
-                    urgency: if alert.urgency == "low" {
-                        Urgency::Low
-                    } else {
-                        Urgency::High
-                    },
-                    raise_after: service.raise_after,
-                    policy,
-                    schedules: &config.schedules,
-                    people: &config.people,
-                };
-                // A check's alerts: `check:<uuid>` or `check:<uuid>:<kind>`.
-                let check = alert
-                    .dedup_key
-                    .strip_prefix("check:")
-                    .and_then(|rest| rest.split(':').next());
-                // Entries at `now` itself are due; those after are the next round's. The
-                // timeline to a day ahead also tells when this alert next needs a round.
-                let timeline = paging.timeline(now + TimeDelta::days(1));
-                let next = timeline.iter().map(Page::at).find(|at| *at > now);
-                self.next_due
-                    .insert(alert.id, next.unwrap_or(now + TimeDelta::minutes(1)));
-                for page in timeline {
-                    let at = to_micros(page.at());
-                    if at <= alert.paged_until || at > now_us {
-                        continue;
-                    }
-                    let at = if at < applied_at { now_us } else { at };
-                    match page {
-                        Page::Step { step, pass, .. } => log.push((
-                            at,
-                            "escalation_step".into(),
-                            String::new(),
-                            format!("step {step}, pass {pass}"),
-                        )),
-                        Page::UrgencyRaised { .. } => log.push((
-                            at,
-                            "urgency_raised".into(),
-                            String::new(),
-                            "low → high: nobody acknowledged".into(),
-                        )),
-                        Page::LastResort { .. } => log.push((
-                            at,
-                            "last_resort".into(),
-                            String::new(),
-                            "every step and repeat passed unacknowledged".into(),
-                        )),
-                        Page::Unreached { who, urgency, .. } => log.push((
-                            at,
-                            "unreached".into(),
-                            who,
-                            format!("nobody to notify at {} urgency", urgency.as_str()),
-                        )),
-                        Page::Notify {
-                            user,
-                            contact,
-                            urgency,
-                            at: due,
-                        } if config.in_maintenance(&alert.service, check, due) => log.push((
-                            at,
-                            "suppressed".into(),
-                            format!("{user} via {contact}"),
-                            format!("maintenance window ({} urgency)", urgency.as_str()),
-                        )),
-                        Page::Notify {
-                            user,
-                            contact,
-                            urgency,
-                            ..
-                        } => {
-                            let address = config
-                                .contact_address(&user, &contact)
-                                .unwrap_or_default()
-                                .to_string();
-                            pages.push(NewPage {
-                                person: user,
-                                contact,
-                                address,
-                                urgency: urgency.as_str().into(),
-                                due_at: at,
-                            });
-                        }
+            // Said once, at the trigger, whenever the file was applied.
+            let at = match entry {
+                Routed::Unrouted { .. } => at,
+                _ if at < applied_at => now_us,
+                _ => at,
+            };
+            match entry {
+                Routed::Notify(notification) => pages.push(NewPage {
+                    person: notification.person,
+                    contact: notification.contact,
+                    address: notification.address.unwrap_or_default(),
+                    urgency: notification.urgency.as_str().into(),
+                    due_at: at,
+                }),
+                entry => {
+                    if let Some(line) = entry.log() {
+                        log.push((at, line.kind.to_string(), line.who, line.detail));
                     }
                 }
             }
