@@ -220,10 +220,26 @@ fn spawn_on_own_thread(
 impl Engine {
     /// Loads state (replaying pings newer than the last checkpoint), then starts the actor, the
     /// dispatcher and the pager. Deadlines that passed while the server was down fire at once, once.
+    /// Messages go out over HTTP and SMTP ([`channels::LiveTransport`]).
     pub async fn start(
         store: Store,
         clock: Arc<dyn Clock>,
         config: EngineConfig,
+    ) -> Result<(Engine, EngineTasks), StoreError> {
+        // One transport (HTTP client, SMTP) for the dispatcher and the server's own messages
+        // (contact verification codes).
+        let transport: Arc<dyn channels::Transport> =
+            Arc::new(channels::LiveTransport::new(&config).map_err(StoreError::task)?);
+        Engine::start_with(store, clock, config, transport).await
+    }
+
+    /// [`Engine::start`] with the transport every message goes through: a
+    /// [`channels::RecordingTransport`] runs the real engine and sends nothing (tests, drills).
+    pub async fn start_with(
+        store: Store,
+        clock: Arc<dyn Clock>,
+        config: EngineConfig,
+        transport: Arc<dyn channels::Transport>,
     ) -> Result<(Engine, EngineTasks), StoreError> {
         let wake = Arc::new(Notify::new());
         let pager_wake = Arc::new(Notify::new());
@@ -244,10 +260,7 @@ impl Engine {
             .map_err(|e| StoreError::task(format!("cannot start the engine thread: {e}")))?;
         // Read once: the pager signs links with it, the server checks them.
         let link_secret: Arc<str> = store.secret("alert_links").await?.into();
-        // One transport (HTTP client, SMTP) for the dispatcher and the server's own messages
-        // (contact verification codes).
-        let notifier: Arc<dyn channels::Transport> =
-            Arc::new(channels::LiveTransport::new(&config).map_err(StoreError::task)?);
+        let notifier = transport;
         let pager = pager::Pager::new(
             store.clone(),
             clock.clone(),
