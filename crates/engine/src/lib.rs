@@ -220,6 +220,7 @@ fn spawn_on_own_thread(
 impl Engine {
     /// Loads state (replaying pings newer than the last checkpoint), then starts the actor, the
     /// dispatcher and the pager. Deadlines that passed while the server was down fire at once, once.
+    /// Messages go out over HTTP and SMTP ([`channels::LiveTransport`]).
     pub async fn start(
         store: Store,
         clock: Arc<dyn Clock>,
@@ -232,13 +233,13 @@ impl Engine {
         Engine::start_with(store, clock, config, transport).await
     }
 
-    /// [`Engine::start`] sending through `transport` (a [`channels::RecordingTransport`] in
-    /// tests and drills).
+    /// [`Engine::start`] with the transport every message goes through: a
+    /// [`channels::RecordingTransport`] runs the real engine and sends nothing (tests, drills).
     pub async fn start_with(
         store: Store,
         clock: Arc<dyn Clock>,
         config: EngineConfig,
-        notifier: Arc<dyn channels::Transport>,
+        transport: Arc<dyn channels::Transport>,
     ) -> Result<(Engine, EngineTasks), StoreError> {
         let wake = Arc::new(Notify::new());
         let pager_wake = Arc::new(Notify::new());
@@ -259,6 +260,7 @@ impl Engine {
             .map_err(|e| StoreError::task(format!("cannot start the engine thread: {e}")))?;
         // Read once: the pager signs links with it, the server checks them.
         let link_secret: Arc<str> = store.secret("alert_links").await?.into();
+        let notifier = transport;
         let pager = pager::Pager::new(
             store.clone(),
             clock.clone(),

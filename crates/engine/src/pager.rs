@@ -7,18 +7,19 @@
 //!    open alerts (`down`, `failed`, `hung` under the dedup key `check:<uuid>`; `overlap` and
 //!    `anomaly` under `check:<uuid>:<kind>`); `up` resolves the check's open alert.
 //! 2. **Escalation.** For every triggered alert the whole timeline is computed from its
-//!    trigger time and the project's on-call configuration (`keepwatch_core::alert::paging`), and the
-//!    entries in `(paged_until, now]` are recorded: log lines and one page row per
-//!    notification, committed only while the alert is still triggered, so an acknowledgment
-//!    that commits first stops everything after it.
+//!    trigger time and the project's on-call configuration by
+//!    [`keepwatch_core::alert::routing::timeline`] (the code `keepwatch drill` runs too:
+//!    maintenance windows, unrouted alerts), and the entries in `(paged_until, now]` are
+//!    recorded: log lines and one page row per notification, committed only while the alert
+//!    is still triggered, so an acknowledgment that commits first stops everything after it.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::{DateTime, TimeDelta, Utc};
-use keepwatch_core::alert::paging::{Page, Urgency};
-use keepwatch_core::alert::routing::{self, AlertToRoute, Routed};
+use keepwatch_core::alert::paging::Urgency;
+use keepwatch_core::alert::routing::{self, Routed};
 use keepwatch_store::AppliedOnCall;
 use keepwatch_store::{
     AlertRow, EventAlert, NewAlert, NewPage, PagingRecord, Store, StoreError, to_micros,
@@ -294,15 +295,17 @@ impl Pager {
         // happen now, and are logged now.
         let applied_at = applied.as_ref().map_or(i64::MIN, |a| a.applied_at);
         let config = applied.as_deref().and_then(|a| a.config.as_ref().ok());
-        let mut log = Vec::new();
-        let mut pages = Vec::new();
-        let triggered_at = DateTime::from_timestamp_micros(alert.triggered_at)
-            .unwrap_or(now)
-            .max(DateTime::UNIX_EPOCH);
-        let to_route = AlertToRoute {
+        // A check's alerts: `check:<uuid>` or `check:<uuid>:<kind>`.
+        let check = alert
+            .dedup_key
+            .strip_prefix("check:")
+            .and_then(|rest| rest.split(':').next());
+        let routed = routing::Alert {
             service: &alert.service,
-            check: routing::check_of(&alert.dedup_key),
-            triggered_at,
+            check,
+            triggered_at: DateTime::from_timestamp_micros(alert.triggered_at)
+                .unwrap_or(now)
+                .max(DateTime::UNIX_EPOCH),
             urgency: if alert.urgency == "low" {
                 Urgency::Low
             } else {
@@ -310,50 +313,36 @@ impl Pager {
             },
         };
         // Entries at `now` itself are due; those after are the next round's. The timeline to
-        // a day ahead also tells when this alert next needs a round.
-        let routed = config.and_then(|c| {
-            routing::route(c, &to_route, now + TimeDelta::days(1)).map(|routed| (c, routed))
-        });
-        match routed {
-            None => {
-                // Nothing to walk until the configuration changes: look again in a minute.
-                self.next_due.insert(alert.id, now + TimeDelta::minutes(1));
-                // Nobody to page: say so once, at the trigger.
-                if alert.paged_until < alert.triggered_at {
-                    let (kind, who, detail) = routing::unrouted(&alert.service);
-                    log.push((alert.triggered_at, kind.to_string(), who, detail));
-                }
+        // a day ahead also tells when this alert next needs a round (an unrouted alert: in a
+        // minute, in case the configuration changed).
+        let timeline = routing::timeline(config, &routed, now + TimeDelta::days(1));
+        let next = timeline.iter().map(Routed::at).find(|at| *at > now);
+        self.next_due
+            .insert(alert.id, next.unwrap_or(now + TimeDelta::minutes(1)));
+        let mut log = Vec::new();
+        let mut pages = Vec::new();
+        for entry in timeline {
+            let at = to_micros(entry.at());
+            if at <= alert.paged_until || at > now_us {
+                continue;
             }
-            Some((config, routed)) => {
-                let next = routed.iter().map(Routed::at).find(|at| *at > now);
-                self.next_due
-                    .insert(alert.id, next.unwrap_or(now + TimeDelta::minutes(1)));
-                for entry in routed {
-                    let at = to_micros(entry.at());
-                    if at <= alert.paged_until || at > now_us {
-                        continue;
-                    }
-                    let at = if at < applied_at { now_us } else { at };
-                    if let Some((kind, who, detail)) = entry.log_line() {
-                        log.push((at, kind.to_string(), who, detail));
-                    } else if let Page::Notify {
-                        user,
-                        contact,
-                        urgency,
-                        ..
-                    } = entry.page
-                    {
-                        let address = config
-                            .contact_address(&user, &contact)
-                            .unwrap_or_default()
-                            .to_string();
-                        pages.push(NewPage {
-                            person: user,
-                            contact,
-                            address,
-                            urgency: urgency.as_str().into(),
-                            due_at: at,
-                        });
+            // Said once, at the trigger, whenever the file was applied.
+            let at = match entry {
+                Routed::Unrouted { .. } => at,
+                _ if at < applied_at => now_us,
+                _ => at,
+            };
+            match entry {
+                Routed::Notify(notification) => pages.push(NewPage {
+                    person: notification.person,
+                    contact: notification.contact,
+                    address: notification.address.unwrap_or_default(),
+                    urgency: notification.urgency.as_str().into(),
+                    due_at: at,
+                }),
+                entry => {
+                    if let Some(line) = entry.log() {
+                        log.push((at, line.kind.to_string(), line.who, line.detail));
                     }
                 }
             }

@@ -1,21 +1,26 @@
-//! Routing: which service an alert of a check belongs to, the urgency its service gives it,
-//! and what each entry of its paging timeline becomes: a line in the alert's log, a
-//! notification to send, or a notification held back by a maintenance window. An alert whose
-//! service has no escalation policy is unrouted: nobody is paged, and its log says so once.
+//! Where an alert goes: its service, its urgency, and what its paging timeline becomes once
+//! maintenance windows and a missing escalation policy are taken into account.
 //!
-//! The pager records these entries as time passes; `keepwatch drill` prints them. Both call
-//! this code, so a drill shows what the server does.
+//! [`super::paging`] says who would be paged when under a policy; this module puts an alert
+//! in front of it. The engine's pager records the [`Routed`] entries as they fall due (log
+//! lines and queued pages), and `keepwatch drill` prints the same entries for a time the user
+//! picks, so a drill cannot disagree with what the engine does: both call [`timeline`].
+//!
+//! Everything here takes the configuration and the times as arguments and does no I/O.
 
 use chrono::{DateTime, Utc};
 
 use super::paging::{Page, Paging, Urgency};
-use crate::oncall::OnCall;
+use crate::oncall::config::OnCall;
 
-/// The service an alert of a check goes to: the one the on-call file binds the check to,
-/// else the check's own `service` field, else the project's `default` service, else the
-/// project's only service.
-pub fn service_for(config: Option<&OnCall>, check_uuid: &str, own: Option<&str>) -> String {
-    if let Some(bound) = config.and_then(|c| c.check_services.get(check_uuid)) {
+/// The service an alert of check `check` goes to: the one the on-call file binds the check
+/// to, else the check's own `service` field (`own`), else the project's `default` service,
+/// else the project's only service. Without a configuration: `own`, else `default`.
+///
+/// The service need not exist in the file: an alert on an unknown service is recorded and
+/// [`Routed::Unrouted`].
+pub fn service_for(config: Option<&OnCall>, check: &str, own: Option<&str>) -> String {
+    if let Some(bound) = config.and_then(|c| c.check_services.get(check)) {
         return bound.clone();
     }
     if let Some(own) = own.filter(|s| !s.is_empty()) {
@@ -30,105 +35,135 @@ pub fn service_for(config: Option<&OnCall>, check_uuid: &str, own: Option<&str>)
     config.services.keys().next().cloned().unwrap_or_default()
 }
 
-/// The urgency a service gives an alert triggered at `at` (high without a configuration or
-/// for a service the file does not have).
+/// The urgency `service` gives an alert triggered at `at`: its rule (always high, always
+/// low, or by support hours). High when the service or the configuration is missing, so an
+/// alert nobody configured is never played down.
 pub fn urgency(config: Option<&OnCall>, service: &str, at: DateTime<Utc>) -> Urgency {
     config
         .and_then(|c| c.services.get(service))
         .map_or(Urgency::High, |s| s.urgency.at(at))
 }
 
-/// The check an alert is about, from its dedup key (`check:<uuid>` or `check:<uuid>:<kind>`).
-pub fn check_of(dedup_key: &str) -> Option<&str> {
-    dedup_key
-        .strip_prefix("check:")
-        .and_then(|rest| rest.split(':').next())
-}
-
-/// The alert routing needs to know of.
+/// An open alert, as routing needs it.
 #[derive(Debug, Clone, Copy)]
-pub struct AlertToRoute<'a> {
+pub struct Alert<'a> {
     pub service: &'a str,
-    /// The check it is about, if any: maintenance windows can name one check.
+    /// The check it is about, if it comes from one (maintenance windows can name a check).
     pub check: Option<&'a str>,
     pub triggered_at: DateTime<Utc>,
+    /// The urgency at the trigger.
     pub urgency: Urgency,
 }
 
-/// One entry of an alert's timeline, routed.
+/// A notification to send: to whom, through which of their contacts, when.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Routed {
-    pub page: Page,
-    /// A notification due inside a maintenance window of the alert's service or check: held
-    /// back, and logged as such.
-    pub suppressed: bool,
+pub struct Notification {
+    /// When it is due.
+    pub at: DateTime<Utc>,
+    pub person: String,
+    pub contact: String,
+    /// The contact's address (`None` if the file does not give one).
+    pub address: Option<String>,
+    pub urgency: Urgency,
 }
 
-/// A line of an alert's log: kind, who, detail.
-pub type LogLine = (&'static str, String, String);
+/// One entry of a routed alert's timeline.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Routed {
+    /// The alert's service has no escalation policy (it is not in the file, or there is no
+    /// file): nobody is paged. The only entry, at the trigger.
+    Unrouted {
+        at: DateTime<Utc>,
+        service: String,
+    },
+    /// An entry of the paging timeline that is logged as it is: a step started, the urgency
+    /// raised, the last resort, a target nobody is behind. Never a [`Page::Notify`]: those
+    /// become [`Routed::Notify`] or [`Routed::Suppressed`].
+    Escalation(Page),
+    /// A notification held back by a maintenance window: logged, not sent.
+    Suppressed(Notification),
+    Notify(Notification),
+}
+
+/// An entry of an alert's log, as the engine records it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LogLine {
+    pub kind: &'static str,
+    pub who: String,
+    pub detail: String,
+}
 
 impl Routed {
     pub fn at(&self) -> DateTime<Utc> {
-        self.page.at()
+        match self {
+            Routed::Unrouted { at, .. } => *at,
+            Routed::Escalation(page) => page.at(),
+            Routed::Suppressed(notification) | Routed::Notify(notification) => notification.at,
+        }
     }
 
-    /// The line this entry puts in the alert's log, or `None` for a notification to send
-    /// (its log line comes with the delivery: notified, or notify_failed).
-    pub fn log_line(&self) -> Option<LogLine> {
-        Some(match &self.page {
-            Page::Step { step, pass, .. } => (
-                "escalation_step",
-                String::new(),
-                format!("step {step}, pass {pass}"),
+    /// The alert log line this entry is, or `None` for a notification (which is queued and
+    /// logged when it is sent).
+    pub fn log(&self) -> Option<LogLine> {
+        let line = |kind, who: &str, detail: String| LogLine {
+            kind,
+            who: who.to_string(),
+            detail,
+        };
+        Some(match self {
+            Routed::Unrouted { service, .. } => line(
+                "unrouted",
+                "",
+                format!("no on-call service `{service}` with an escalation policy in this project"),
             ),
-            Page::UrgencyRaised { .. } => (
+            Routed::Escalation(Page::Step { step, pass, .. }) => {
+                line("escalation_step", "", format!("step {step}, pass {pass}"))
+            }
+            Routed::Escalation(Page::UrgencyRaised { .. }) => line(
                 "urgency_raised",
-                String::new(),
+                "",
                 "low → high: nobody acknowledged".into(),
             ),
-            Page::LastResort { .. } => (
+            Routed::Escalation(Page::LastResort { .. }) => line(
                 "last_resort",
-                String::new(),
+                "",
                 "every step and repeat passed unacknowledged".into(),
             ),
-            Page::Unreached { who, urgency, .. } => (
+            Routed::Escalation(Page::Unreached { who, urgency, .. }) => line(
                 "unreached",
-                who.clone(),
+                who,
                 format!("nobody to notify at {} urgency", urgency.as_str()),
             ),
-            Page::Notify {
-                user,
-                contact,
-                urgency,
-                ..
-            } if self.suppressed => (
+            Routed::Suppressed(n) => line(
                 "suppressed",
-                format!("{user} via {contact}"),
-                format!("maintenance window ({} urgency)", urgency.as_str()),
+                &format!("{} via {}", n.person, n.contact),
+                format!("maintenance window ({} urgency)", n.urgency.as_str()),
             ),
-            Page::Notify { .. } => return None,
+            Routed::Escalation(Page::Notify { .. }) | Routed::Notify(_) => return None,
         })
     }
 }
 
-/// The log line of an alert whose service has no escalation policy.
-pub fn unrouted(service: &str) -> LogLine {
-    (
-        "unrouted",
-        String::new(),
-        format!("no on-call service `{service}` with an escalation policy in this project"),
-    )
-}
-
-/// An alert's timeline from its trigger to before `until` (the acknowledgment, or the end of a
-/// drill), routed; `None` when its service has no escalation policy in `config` (unrouted).
-pub fn route(
-    config: &OnCall,
-    alert: &AlertToRoute<'_>,
-    until: DateTime<Utc>,
-) -> Option<Vec<Routed>> {
-    let service = config.services.get(alert.service)?;
-    let policy = config.policies.get(&service.policy)?;
+/// Everything that happens to `alert` before `until` (its acknowledgment, or the end of a
+/// drill) if nobody acknowledges it, in time order: the paging timeline of its service's
+/// policy with the notifications due inside a maintenance window suppressed, or the single
+/// [`Routed::Unrouted`] entry when the service has no policy.
+pub fn timeline(config: Option<&OnCall>, alert: &Alert<'_>, until: DateTime<Utc>) -> Vec<Routed> {
+    let routed = config.and_then(|config| {
+        let service = config.services.get(alert.service)?;
+        let policy = config.policies.get(&service.policy)?;
+        Some((config, service, policy))
+    });
+    let Some((config, service, policy)) = routed else {
+        return if alert.triggered_at < until {
+            vec![Routed::Unrouted {
+                at: alert.triggered_at,
+                service: alert.service.to_string(),
+            }]
+        } else {
+            Vec::new()
+        };
+    };
     let paging = Paging {
         triggered_at: alert.triggered_at,
         urgency: alert.urgency,
@@ -137,132 +172,219 @@ pub fn route(
         schedules: &config.schedules,
         people: &config.people,
     };
-    Some(
-        paging
-            .timeline(until)
-            .into_iter()
-            .map(|page| {
-                let suppressed = matches!(page, Page::Notify { at, .. }
-                    if config.in_maintenance(alert.service, alert.check, at));
-                Routed { page, suppressed }
-            })
-            .collect(),
-    )
+    paging
+        .timeline(until)
+        .into_iter()
+        .map(|page| {
+            let Page::Notify {
+                at,
+                user,
+                contact,
+                urgency,
+            } = page
+            else {
+                return Routed::Escalation(page);
+            };
+            let notification = Notification {
+                at,
+                address: config.contact_address(&user, &contact).map(str::to_string),
+                person: user,
+                contact,
+                urgency,
+            };
+            if config.in_maintenance(alert.service, alert.check, at) {
+                Routed::Suppressed(notification)
+            } else {
+                Routed::Notify(notification)
+            }
+        })
+        .collect()
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use chrono::TimeDelta;
 
-    /// The shared fixture (billing pages alice by email), with billing bound to a check, a
-    /// support-hours service and a maintenance window on billing.
-    fn file() -> String {
-        let base = include_str!("../../../../fixtures/oncall/alice-on-billing.toml");
-        format!(
-            r#"{base}checks = ["6d3b5e2c-0000-4000-8000-000000000001"]
-[[services]]
-name = "web"
-policy = "p"
-urgency = "support-hours"
-support_hours = {{ tz = "UTC", inside = "high", windows = [{{ days = ["mon", "tue", "wed", "thu", "fri"], start = "09:00", end = "17:00" }}] }}
-[[maintenance]]
-service = "billing"
-start = "2026-12-01T00:00:00Z"
-end = "2026-12-01T01:00:00Z"
-"#
-        )
+    /// The README's example: billing is high on weekdays 09:00–17:00 in Denver, low outside,
+    /// raised after 10 minutes; two steps of 15 minutes, one repeat, Lee as the last resort.
+    const EXAMPLE: &str = include_str!("../../../../examples/oncall.toml");
+
+    const CHECK: &str = "0b6a5f0e-3c1d-4e8f-9a2b-7c4d5e6f7a8b";
+
+    fn utc(s: &str) -> DateTime<Utc> {
+        DateTime::parse_from_rfc3339(s).unwrap().to_utc()
     }
 
-    fn config() -> OnCall {
-        OnCall::parse(&file()).unwrap()
+    fn example(extra: &str) -> OnCall {
+        OnCall::parse(&format!("{EXAMPLE}\n{extra}")).unwrap()
     }
 
-    fn at(text: &str) -> DateTime<Utc> {
-        text.parse().unwrap()
+    fn alert<'a>(service: &'a str, at: &str, urgency: Urgency) -> Alert<'a> {
+        Alert {
+            service,
+            check: Some(CHECK),
+            triggered_at: utc(at),
+            urgency,
+        }
     }
 
-    #[test]
-    fn a_check_goes_to_its_bound_service_then_its_own_then_the_default() {
-        let config = config();
-        let bound = "6d3b5e2c-0000-4000-8000-000000000001";
-        assert_eq!(service_for(Some(&config), bound, Some("web")), "billing");
-        assert_eq!(service_for(Some(&config), "other", Some("web")), "web");
-        assert_eq!(service_for(Some(&config), "other", None), "default");
-        assert_eq!(service_for(None, "other", Some("")), "default");
-        assert_eq!(check_of("check:abc:overlap"), Some("abc"));
-        assert_eq!(check_of("db1"), None);
+    /// `kind who` per entry, notifications as `notify person contact`.
+    fn kinds(entries: &[Routed]) -> Vec<String> {
+        entries
+            .iter()
+            .map(|entry| match (entry, entry.log()) {
+                (Routed::Notify(n), _) => format!("notify {} {}", n.person, n.contact),
+                (_, Some(line)) => format!("{} {}", line.kind, line.who).trim_end().to_string(),
+                (_, None) => unreachable!("only notifications have no log line"),
+            })
+            .collect()
     }
 
     #[test]
-    fn support_hours_set_the_urgency_and_unknown_services_are_high() {
-        let config = config();
-        let monday_noon = at("2026-11-30T12:00:00Z");
-        let monday_night = at("2026-11-30T22:00:00Z");
-        assert_eq!(urgency(Some(&config), "web", monday_noon), Urgency::High);
-        assert_eq!(urgency(Some(&config), "web", monday_night), Urgency::Low);
-        assert_eq!(urgency(Some(&config), "nope", monday_night), Urgency::High);
-        assert_eq!(urgency(None, "web", monday_night), Urgency::High);
+    fn the_service_is_the_binding_then_the_check_own_then_default_then_the_only_one() {
+        let bound = example(&format!(
+            "[[services]]\nname = \"ops\"\npolicy = \"billing\"\nchecks = [\"{CHECK}\"]\n"
+        ));
+        assert_eq!(service_for(Some(&bound), CHECK, Some("payroll")), "ops");
+        let other = "1c2d3e4f-0000-4000-8000-000000000000";
+        assert_eq!(service_for(Some(&bound), other, Some("payroll")), "payroll");
+        // Two services and no `default`: `default`, which is not in the file (unrouted).
+        assert_eq!(service_for(Some(&bound), other, None), "default");
+        assert_eq!(service_for(Some(&bound), other, Some("")), "default");
+        // One service: it takes every check that names none.
+        let single = example("");
+        assert_eq!(service_for(Some(&single), CHECK, None), "billing");
+        let with_default = example("[[services]]\nname = \"default\"\npolicy = \"billing\"\n");
+        assert_eq!(service_for(Some(&with_default), CHECK, None), "default");
+        assert_eq!(service_for(None, CHECK, Some("payroll")), "payroll");
+        assert_eq!(service_for(None, CHECK, None), "default");
     }
 
     #[test]
-    fn a_notification_inside_a_maintenance_window_is_suppressed_and_logged() {
-        let config = config();
-        let alert = AlertToRoute {
-            service: "billing",
-            check: None,
-            triggered_at: at("2026-12-01T00:30:00Z"),
-            urgency: Urgency::High,
-        };
-        let routed = route(
-            &config,
+    fn urgency_follows_support_hours_and_is_high_without_a_service() {
+        let config = example("");
+        // Friday 14:00 and Saturday 00:00 in Denver.
+        let friday = utc("2026-11-27T21:00:00Z");
+        let saturday = utc("2026-11-28T07:00:00Z");
+        assert_eq!(urgency(Some(&config), "billing", friday), Urgency::High);
+        assert_eq!(urgency(Some(&config), "billing", saturday), Urgency::Low);
+        assert_eq!(urgency(Some(&config), "payroll", saturday), Urgency::High);
+        assert_eq!(urgency(None, "billing", saturday), Urgency::High);
+    }
+
+    #[test]
+    fn a_normal_alert_walks_the_policy_and_gives_the_addresses() {
+        let config = example("");
+        let alert = alert("billing", "2026-11-27T21:00:00Z", Urgency::High);
+        let entries = timeline(
+            Some(&config),
             &alert,
-            alert.triggered_at + chrono::TimeDelta::minutes(1),
-        )
-        .unwrap();
-        let notify = routed
-            .iter()
-            .find(|r| matches!(r.page, Page::Notify { .. }))
-            .unwrap();
-        assert!(notify.suppressed);
-        assert_eq!(
-            notify.log_line(),
-            Some((
-                "suppressed",
-                "alice via email".to_string(),
-                "maintenance window (high urgency)".to_string()
-            ))
+            alert.triggered_at + TimeDelta::hours(2),
         );
-        // After the window, the same alert notifies.
-        let later = AlertToRoute {
-            triggered_at: at("2026-12-01T01:00:00Z"),
-            ..alert
+        assert_eq!(
+            kinds(&entries),
+            [
+                "escalation_step",
+                "notify alice ntfy",
+                "notify alice email",
+                "notify alice ntfy",
+                "escalation_step",
+                "notify bob ntfy",
+                "escalation_step",
+                "notify alice ntfy",
+                "notify alice email",
+                "notify alice ntfy",
+                "escalation_step",
+                "notify bob ntfy",
+                "last_resort",
+                "notify lee phone",
+            ]
+        );
+        let Routed::Notify(first) = &entries[1] else {
+            panic!("{entries:?}")
         };
-        let routed = route(
-            &config,
-            &later,
-            later.triggered_at + chrono::TimeDelta::minutes(1),
-        )
-        .unwrap();
-        let notify = routed
-            .iter()
-            .find(|r| matches!(r.page, Page::Notify { .. }))
-            .unwrap();
-        assert!(!notify.suppressed);
-        assert_eq!(notify.log_line(), None);
+        assert_eq!(
+            (first.at, first.address.as_deref(), first.urgency),
+            (
+                alert.triggered_at,
+                Some("https://ntfy.sh/alice-pages"),
+                Urgency::High
+            )
+        );
+        assert_eq!(
+            entries[0].log().unwrap(),
+            LogLine {
+                kind: "escalation_step",
+                who: String::new(),
+                detail: "step 1, pass 1".into()
+            }
+        );
     }
 
     #[test]
-    fn a_service_without_a_policy_is_unrouted() {
-        let alert = AlertToRoute {
-            service: "payroll",
-            check: None,
-            triggered_at: at("2026-12-01T00:30:00Z"),
-            urgency: Urgency::High,
-        };
-        assert_eq!(route(&config(), &alert, alert.triggered_at), None);
+    fn notifications_due_in_a_maintenance_window_are_suppressed() {
+        // Billing is in maintenance from 00:00 to 00:12 Denver time on Saturday.
+        let config = example(
+            "[[maintenance]]\nservice = \"billing\"\n\
+             start = \"2026-11-28T07:00:00Z\"\nend = \"2026-11-28T07:12:00Z\"\n",
+        );
+        let alert = alert("billing", "2026-11-28T07:00:00Z", Urgency::Low);
+        let entries = timeline(Some(&config), &alert, utc("2026-11-28T07:20:00Z"));
         assert_eq!(
-            unrouted("payroll").2,
+            kinds(&entries),
+            [
+                "escalation_step",
+                "suppressed alice via email",
+                "urgency_raised",
+                "suppressed alice via ntfy",
+                "suppressed alice via email",
+                "escalation_step",
+                "notify bob ntfy",
+                "notify alice ntfy",
+            ]
+        );
+        assert_eq!(
+            entries[1].log().unwrap().detail,
+            "maintenance window (low urgency)"
+        );
+        // A window on another check of the service's does not hold this alert's pages.
+        let other = example(
+            "[[maintenance]]\ncheck = \"1c2d3e4f-0000-4000-8000-000000000000\"\n\
+             start = \"2026-11-28T07:00:00Z\"\nend = \"2026-11-28T07:12:00Z\"\n",
+        );
+        let entries = timeline(Some(&other), &alert, utc("2026-11-28T07:01:00Z"));
+        assert_eq!(kinds(&entries), ["escalation_step", "notify alice email"]);
+        // One on this check does.
+        let this = example(&format!(
+            "[[maintenance]]\ncheck = \"{CHECK}\"\n\
+             start = \"2026-11-28T07:00:00Z\"\nend = \"2026-11-28T07:12:00Z\"\n",
+        ));
+        let entries = timeline(Some(&this), &alert, utc("2026-11-28T07:01:00Z"));
+        assert_eq!(
+            kinds(&entries),
+            ["escalation_step", "suppressed alice via email"]
+        );
+    }
+
+    #[test]
+    fn an_alert_on_a_service_without_a_policy_is_unrouted_once_at_the_trigger() {
+        let config = example("");
+        let alert = alert("payroll", "2026-11-28T07:00:00Z", Urgency::High);
+        let entries = timeline(Some(&config), &alert, utc("2026-11-29T07:00:00Z"));
+        assert_eq!(
+            entries,
+            [Routed::Unrouted {
+                at: alert.triggered_at,
+                service: "payroll".into()
+            }]
+        );
+        assert_eq!(
+            entries[0].log().unwrap().detail,
             "no on-call service `payroll` with an escalation policy in this project"
         );
+        assert_eq!(timeline(None, &alert, utc("2026-11-29T07:00:00Z")), entries);
+        // Nothing before the trigger.
+        assert!(timeline(Some(&config), &alert, alert.triggered_at).is_empty());
     }
 }

@@ -10,7 +10,7 @@ use std::time::Duration;
 use chrono::{DateTime, FixedOffset, TimeDelta, Utc};
 use clap::Args;
 use keepwatch_core::alert::paging::{Page, Urgency, UrgencyRule};
-use keepwatch_core::alert::routing::{self, AlertToRoute};
+use keepwatch_core::alert::routing::{self, Notification, Routed};
 
 use crate::runner::duration;
 use keepwatch_core::oncall::config::OnCall;
@@ -41,10 +41,12 @@ pub struct DrillArgs {
     /// The on-call configuration file
     #[arg(short = 'f', long = "file", value_name = "FILE")]
     pub file: PathBuf,
-    /// The service the alert belongs to
-    #[arg(long)]
-    pub service: String,
-    /// The check the alert is about (its UUID), for maintenance windows that name a check
+    /// The service the alert belongs to; with --check, the check's own `service` field
+    #[arg(long, required_unless_present = "check")]
+    pub service: Option<String>,
+    /// The alert is this check's (UUID): its service is the one the file binds the check to,
+    /// else --service, else `default`, else the file's only service, as the server decides;
+    /// a service the file does not have is shown unrouted
     #[arg(long, value_name = "UUID")]
     pub check: Option<String>,
     /// When the alert fires (RFC 3339; times are printed in its offset)
@@ -98,27 +100,28 @@ fn elapsed(from: DateTime<Utc>, to: DateTime<Utc>) -> String {
 }
 
 /// `keepwatch drill`: prints the alert's timeline and the time to the first high-urgency page.
+/// The timeline is [`routing::timeline`], which the engine's pager records as time passes.
 pub fn drill(args: &DrillArgs) -> anyhow::Result<String> {
     let config = load(&args.file)?;
     let at = parse_at(&args.at)?;
     let offset = *at.offset();
     let triggered_at = at.to_utc();
-    let service = config.services.get(&args.service).ok_or_else(|| {
+    // A check's alert goes where the server would send it, known to the file or not; a
+    // service named alone must be one of the file's (a typo would otherwise drill nothing).
+    let service_name = match &args.check {
+        Some(check) => routing::service_for(Some(&config), check, args.service.as_deref()),
+        None => args.service.clone().unwrap_or_default(),
+    };
+    let service = config.services.get(&service_name);
+    if service.is_none() && args.check.is_none() {
         let mut known: Vec<&String> = config.services.keys().collect();
         known.sort();
-        anyhow::anyhow!(
-            "no service `{}` in {} (services: {known:?})",
-            args.service,
+        anyhow::bail!(
+            "no service `{service_name}` in {} (services: {known:?})",
             args.file.display()
-        )
-    })?;
-    let policy = &config.policies[&service.policy];
-    let urgency = service.urgency.at(triggered_at);
-    let why = match &service.urgency {
-        UrgencyRule::Always(_) => "always",
-        UrgencyRule::SupportHours { inside, .. } if *inside == urgency => "inside support hours",
-        UrgencyRule::SupportHours { .. } => "outside support hours",
-    };
+        );
+    }
+    let urgency = routing::urgency(Some(&config), &service_name, triggered_at);
     if args.horizon > Duration::from_secs(31 * 86_400) {
         anyhow::bail!("--horizon: at most 31 days");
     }
@@ -127,56 +130,71 @@ pub fn drill(args: &DrillArgs) -> anyhow::Result<String> {
         Some(ack) => triggered_at + TimeDelta::from_std(ack).unwrap_or_default(),
         None => triggered_at + horizon,
     };
-    // The same routing the server's pager uses: maintenance windows included.
-    let alert = AlertToRoute {
-        service: &service.name,
+    let alert = routing::Alert {
+        service: &service_name,
         check: args.check.as_deref(),
         triggered_at,
         urgency,
     };
-    let pages = routing::route(&config, &alert, until).unwrap_or_default();
+    let entries = routing::timeline(Some(&config), &alert, until);
     let local = |t: DateTime<Utc>| t.with_timezone(&offset).format("%a %Y-%m-%d %H:%M");
-    let mut out = format!(
-        "Alert on service `{}` at {} (policy `{}`)\nurgency: {} ({why})",
-        service.name,
-        local(triggered_at),
-        policy.name,
-        urgency.as_str(),
-    );
-    match (urgency, service.raise_after) {
-        (Urgency::Low, Some(after)) => out.push_str(&format!(
-            "; raised to high after {} min without acknowledgment\n",
-            after.num_minutes()
-        )),
-        (Urgency::Low, None) => out.push_str("; never raised (the service opted out)\n"),
-        _ => out.push('\n'),
-    }
-    for routed in &pages {
-        let page = &routed.page;
-        let line = match page {
-            Page::Step { step, pass, .. } => format!("escalation step {step} (pass {pass})"),
-            Page::UrgencyRaised { .. } => "urgency raised to high".to_string(),
-            Page::LastResort { .. } => "last resort".to_string(),
-            Page::Notify {
-                user,
-                contact,
-                urgency,
-                ..
-            } if routed.suppressed => format!(
-                "  held back (maintenance window): {user} by {contact} ({})",
+    let mut out = match service {
+        Some(service) => {
+            let why = match &service.urgency {
+                UrgencyRule::Always(_) => "always",
+                UrgencyRule::SupportHours { inside, .. } if *inside == urgency => {
+                    "inside support hours"
+                }
+                UrgencyRule::SupportHours { .. } => "outside support hours",
+            };
+            let mut out = format!(
+                "Alert on service `{}` at {} (policy `{}`)\nurgency: {} ({why})",
+                service.name,
+                local(triggered_at),
+                service.policy,
+                urgency.as_str(),
+            );
+            match (urgency, service.raise_after) {
+                (Urgency::Low, Some(after)) => out.push_str(&format!(
+                    "; raised to high after {} min without acknowledgment\n",
+                    after.num_minutes()
+                )),
+                (Urgency::Low, None) => out.push_str("; never raised (the service opted out)\n"),
+                _ => out.push('\n'),
+            }
+            out
+        }
+        None => format!(
+            "Alert on service `{service_name}` at {} (not in the file: no escalation policy)\n\
+             urgency: {} (unknown service)\n",
+            local(triggered_at),
+            urgency.as_str(),
+        ),
+    };
+    for entry in &entries {
+        let line = match entry {
+            Routed::Unrouted { .. } => "unrouted: nobody is paged".to_string(),
+            Routed::Escalation(Page::Step { step, pass, .. }) => {
+                format!("escalation step {step} (pass {pass})")
+            }
+            Routed::Escalation(Page::UrgencyRaised { .. }) => "urgency raised to high".to_string(),
+            Routed::Escalation(Page::LastResort { .. }) => "last resort".to_string(),
+            Routed::Escalation(Page::Unreached { who, urgency, .. }) => format!(
+                "  NOBODY REACHED: {who} has no {} urgency rule or nobody on call",
                 urgency.as_str()
             ),
-            Page::Notify {
+            Routed::Notify(Notification {
                 at,
-                user,
+                person,
                 contact,
+                address,
                 urgency,
-            } => {
-                let address = config
-                    .contact_address(user, contact)
+            }) => {
+                let address = address
+                    .as_deref()
                     .map_or(String::new(), |a| format!(" <{a}>"));
                 // Where the person lives, if the file says: a 00:15 page is 08:15 in Berlin.
-                let their_time = config.time_zones.get(user).map_or(String::new(), |tz| {
+                let their_time = config.time_zones.get(person).map_or(String::new(), |tz| {
                     format!(
                         ", {} {}",
                         at.with_timezone(tz).format("%a %H:%M"),
@@ -184,37 +202,35 @@ pub fn drill(args: &DrillArgs) -> anyhow::Result<String> {
                     )
                 });
                 format!(
-                    "  notify {user} by {contact}{address} ({}{their_time})",
+                    "  notify {person} by {contact}{address} ({}{their_time})",
                     urgency.as_str()
                 )
             }
-            Page::Unreached { who, urgency, .. } => format!(
-                "  NOBODY REACHED: {who} has no {} urgency rule or nobody on call",
-                urgency.as_str()
+            Routed::Suppressed(n) => format!(
+                "  suppressed {} by {} ({}, maintenance window)",
+                n.person,
+                n.contact,
+                n.urgency.as_str()
             ),
+            // The timeline gives notifications as `Notify` or `Suppressed`.
+            Routed::Escalation(Page::Notify { .. }) => continue,
         };
         out.push_str(&format!(
             "{:>6}  {}  {line}\n",
-            elapsed(triggered_at, page.at()),
-            local(page.at())
+            elapsed(triggered_at, entry.at()),
+            local(entry.at())
         ));
     }
-    let first_high = pages
-        .iter()
-        .filter(|r| !r.suppressed)
-        .find_map(|r| match &r.page {
-            Page::Notify {
-                at,
-                user,
-                contact,
-                urgency: Urgency::High,
-            } => Some((*at, user, contact)),
-            _ => None,
-        });
+    let first_high = entries.iter().find_map(|entry| match entry {
+        Routed::Notify(n) if n.urgency == Urgency::High => Some(n),
+        _ => None,
+    });
     match first_high {
-        Some((at, user, contact)) => out.push_str(&format!(
-            "first high-urgency page: {} ({user} by {contact})\n",
-            elapsed(triggered_at, at)
+        Some(n) => out.push_str(&format!(
+            "first high-urgency page: {} ({} by {})\n",
+            elapsed(triggered_at, n.at),
+            n.person,
+            n.contact
         )),
         None => out.push_str("first high-urgency page: none\n"),
     }
@@ -224,9 +240,9 @@ pub fn drill(args: &DrillArgs) -> anyhow::Result<String> {
             elapsed(triggered_at, until)
         )),
         None => {
-            let notified = pages
+            let notified = entries
                 .iter()
-                .filter(|r| !r.suppressed && matches!(r.page, Page::Notify { .. }))
+                .filter(|entry| matches!(entry, Routed::Notify(_)))
                 .count();
             out.push_str(&format!(
                 "nobody acknowledged: {notified} notifications in {}\n",
@@ -516,7 +532,7 @@ mod tests {
     fn drill_args(path: PathBuf, at: &str, ack: Option<&str>) -> DrillArgs {
         DrillArgs {
             file: path,
-            service: "billing".into(),
+            service: Some("billing".into()),
             check: None,
             at: at.into(),
             ack_after: ack.map(|a| duration(a).unwrap()),
@@ -574,32 +590,48 @@ nobody acknowledged: 10 notifications in 3h
     }
 
     #[test]
-    fn a_drill_holds_back_what_a_maintenance_window_covers_as_the_server_does() {
-        // A window over the first 20 minutes of the Saturday-night alert (07:00Z).
-        let file = format!(
-            "{EXAMPLE}\n[[maintenance]]\nservice = \"billing\"\n\
-             start = \"2026-11-28T06:00:00Z\"\nend = \"2026-11-28T07:20:00Z\"\n"
+    fn drills_show_maintenance_suppressions_and_unrouted_alerts_as_the_engine_records_them() {
+        // Billing is in maintenance for the first 12 minutes of Saturday, Denver time.
+        let window = "[[maintenance]]\nservice = \"billing\"\n\
+             start = \"2026-11-28T00:00:00-07:00\"\nend = \"2026-11-28T00:12:00-07:00\"\n";
+        let (_dir, path) = write(&format!("{EXAMPLE}\n{window}"));
+        let mut args = drill_args(path.clone(), "2026-11-28T00:00:00-07:00", Some("20m"));
+        let out = drill(&args).unwrap();
+        assert_eq!(
+            out.lines().skip(2).collect::<Vec<_>>(),
+            [
+                " +0:00  Sat 2026-11-28 00:00  escalation step 1 (pass 1)",
+                " +0:00  Sat 2026-11-28 00:00    suppressed alice by email (low, maintenance window)",
+                " +0:10  Sat 2026-11-28 00:10  urgency raised to high",
+                " +0:10  Sat 2026-11-28 00:10    suppressed alice by ntfy (high, maintenance window)",
+                " +0:10  Sat 2026-11-28 00:10    suppressed alice by email (high, maintenance window)",
+                " +0:15  Sat 2026-11-28 00:15  escalation step 2 (pass 1)",
+                " +0:15  Sat 2026-11-28 00:15    notify bob by ntfy <https://ntfy.sh/bob-pages> (high)",
+                " +0:15  Sat 2026-11-28 00:15    notify alice by ntfy <https://ntfy.sh/alice-pages> (high)",
+                "first high-urgency page: +0:15 (bob by ntfy)",
+                "acknowledged at +0:20: nothing more is sent",
+            ]
         );
-        let (_dir, path) = write(&file);
-        let out = drill(&drill_args(path, "2026-11-28T00:00:00-07:00", None)).unwrap();
-        assert!(
-            out.contains(
-                " +0:10  Sat 2026-11-28 00:10    held back (maintenance window): alice by ntfy (high)\n"
-            ),
-            "{out}"
+        // A check whose own service the file does not have: recorded, nobody paged.
+        args.check = Some("0b6a5f0e-3c1d-4e8f-9a2b-7c4d5e6f7a8b".into());
+        args.service = Some("payroll".into());
+        args.ack_after = None;
+        assert_eq!(
+            drill(&args).unwrap(),
+            "\
+Alert on service `payroll` at Sat 2026-11-28 00:00 (not in the file: no escalation policy)
+urgency: high (unknown service)
+ +0:00  Sat 2026-11-28 00:00  unrouted: nobody is paged
+first high-urgency page: none
+nobody acknowledged: 0 notifications in 3h
+"
         );
+        // Without its own service the check goes to the file's only one.
+        args.service = None;
         assert!(
-            out.contains(" +0:30  Sat 2026-11-28 00:30    notify alice by ntfy"),
-            "{out}"
-        );
-        // The first page that goes out is after the window; five were held back.
-        assert!(
-            out.contains("first high-urgency page: +0:30 (alice by ntfy)"),
-            "{out}"
-        );
-        assert!(
-            out.ends_with("nobody acknowledged: 5 notifications in 3h\n"),
-            "{out}"
+            drill(&args)
+                .unwrap()
+                .starts_with("Alert on service `billing`")
         );
     }
 
@@ -735,7 +767,7 @@ nobody acknowledged: 10 notifications in 3h
                 .contains("--at `Saturday` is not an RFC 3339 time")
         );
         args.at = "2026-11-28T00:00:00Z".into();
-        args.service = "payroll".into();
+        args.service = Some("payroll".into());
         assert!(
             drill(&args)
                 .unwrap_err()

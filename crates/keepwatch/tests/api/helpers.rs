@@ -317,6 +317,29 @@ impl Receiver {
     }
 }
 
+/// A success ping as the HTTP layer would hand it to the engine, for tests that go straight
+/// to the engine.
+pub fn engine_ping(check: uuid::Uuid) -> keepwatch_engine::PingRequest {
+    keepwatch_engine::PingRequest {
+        check,
+        kind: keepwatch_core::check::PingKind::Success,
+        identity: keepwatch_core::check::RunIdentity {
+            rid: None,
+            host: None,
+            pid: None,
+        },
+        scheme: "http".into(),
+        method: "GET".into(),
+        remote_addr: "127.0.0.1".into(),
+        user_agent: String::new(),
+        volume: None,
+        body: None,
+        body_truncated: false,
+        at: None,
+        strays: Vec::new(),
+    }
+}
+
 /// Polls `f` until it returns `Some`, for at most 10 s: waiting for the asynchronous
 /// dispatcher to record an outcome, never for a deadline.
 pub async fn eventually<T, F, Fut>(mut f: F) -> T

@@ -279,22 +279,12 @@ async fn nul_pings_under_concurrent_load_on_postgres_fail_no_other_ping() {
     // a group commit fails only its own ping; the HTTP pings batched with it are stored.
     let bad_uuid: uuid::Uuid = bad.rsplit('/').next().unwrap().parse().unwrap();
     let nul_ping = || keepwatch_engine::PingRequest {
-        check: bad_uuid,
-        kind: keepwatch_core::check::PingKind::Success,
         identity: keepwatch_core::check::RunIdentity {
             rid: None,
             host: Some("x\0y".into()),
             pid: None,
         },
-        scheme: "http".into(),
-        method: "GET".into(),
-        remote_addr: "127.0.0.1".into(),
-        user_agent: String::new(),
-        volume: None,
-        body: None,
-        body_truncated: false,
-        at: None,
-        strays: Vec::new(),
+        ..crate::helpers::engine_ping(bad_uuid)
     };
     // Each task: good, good, NUL, good, so NUL rows land in batches with good pings.
     let mut tasks = tokio::task::JoinSet::new();

@@ -18,4 +18,5 @@ mod postgres;
 mod readonly;
 mod resources;
 mod restart;
+mod routing;
 mod runner;
