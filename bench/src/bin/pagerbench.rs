@@ -190,10 +190,15 @@ urgency = "high"
         // Step 1 is in the past: mark it handled, so only step 2 is measured.
         let done = keepwatch_store::PagingRecord {
             alert_id: alert.id,
+            paged_from: alert.paged_until,
             paged_until: to_micros(Utc::now()),
             ..Default::default()
         };
-        store.record_paging(&done, 0).await?;
+        anyhow::ensure!(
+            store.record_paging(&done, 0).await?,
+            "step 1 of alert {} was not marked handled",
+            alert.id
+        );
         due.insert(alert.id, due_at);
     }
     let open = store

@@ -174,14 +174,23 @@ impl Pager {
         // One transaction per chunk, not per alert: a burst of alerts is one fsync per 500.
         for chunk in records.chunks(500) {
             let recorded = self.store.record_pagings(chunk, to_micros(now)).await?;
-            for (record, still_triggered) in chunk.iter().zip(recorded) {
-                if still_triggered {
+            for (record, recorded) in chunk.iter().zip(recorded) {
+                if recorded {
                     if let Some(alert) = self.tracked.get_mut(&record.alert_id) {
                         alert.paged_until = record.paged_until;
                     }
-                } else {
-                    self.tracked.remove(&record.alert_id);
-                    self.next_due.remove(&record.alert_id);
+                    continue;
+                }
+                // Not recorded: the alert was acknowledged or resolved (let go of it), or its
+                // mark moved under us (read it again, and walk it from there next round).
+                self.next_due.remove(&record.alert_id);
+                match self.store.alert(record.alert_id).await? {
+                    Some(alert) if alert.status == "triggered" => {
+                        self.tracked.insert(alert.id, alert);
+                    }
+                    _ => {
+                        self.tracked.remove(&record.alert_id);
+                    }
                 }
             }
         }

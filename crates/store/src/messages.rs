@@ -424,6 +424,36 @@ impl Store {
         }))
     }
 
+    /// The kinds of message with a row due at `now_us`: a read, so a dispatcher round claims
+    /// (a write) only what has something to claim.
+    pub async fn due_kinds(&self, now_us: i64) -> Result<Vec<MessageKind>> {
+        let kinds: Vec<String> = with_read!(self, |pool| {
+            sqlx::query_scalar(
+                "SELECT DISTINCT kind FROM messages WHERE state = 'pending' AND next_attempt_at <= $1",
+            )
+            .bind(now_us)
+            .fetch_all(pool)
+            .await?
+        });
+        Ok(kinds
+            .iter()
+            .filter_map(|kind| match kind.as_str() {
+                "channel_event" => Some(MessageKind::ChannelEvent),
+                "page" => Some(MessageKind::Page),
+                _ => None,
+            })
+            .collect())
+    }
+
+    /// The earliest time a pending message of any kind is due.
+    pub async fn next_due(&self) -> Result<Option<i64>> {
+        Ok(with_read!(self, |pool| {
+            sqlx::query_scalar("SELECT MIN(next_attempt_at) FROM messages WHERE state = 'pending'")
+                .fetch_one(pool)
+                .await?
+        }))
+    }
+
     /// The earliest time a pending message of `kind` is due.
     pub async fn next_message_due(&self, kind: MessageKind) -> Result<Option<i64>> {
         Ok(with_read!(self, |pool| {

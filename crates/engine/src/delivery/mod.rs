@@ -18,7 +18,7 @@
 //! [`HELD_PER_DESTINATION`] messages in hand gets no more until one finishes (its rows stay in
 //! the outbox for later claims), so a slow or hanging receiver holds up only its own messages.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -62,8 +62,9 @@ pub struct Dispatcher {
     /// channel, or its address), so the next claim leaves out destinations that are full.
     sends: JoinSet<()>,
     held: Held<String>,
-    /// The page messages under way: their address and start, for the rate limit.
-    pages_under_way: HashMap<tokio::task::Id, (String, i64)>,
+    /// When page messages to each address started, within the rate-limit window (oldest
+    /// first): read from the store the first time an address comes up, then kept here.
+    recent: HashMap<String, VecDeque<i64>>,
     rounds: Rounds,
     lease: Arc<dyn Lease>,
 }
@@ -88,7 +89,7 @@ impl Dispatcher {
             links,
             sends: JoinSet::new(),
             held: Held::default(),
-            pages_under_way: HashMap::new(),
+            recent: HashMap::new(),
             rounds: Rounds::new(),
             lease,
         }
@@ -143,24 +144,32 @@ impl Dispatcher {
     ) -> Result<bool, keepwatch_store::StoreError> {
         let room = max_held.saturating_sub(self.held.sends());
         let busy = self.held.busy();
-        let events = self
-            .store
-            .claim_channel_events(
-                to_micros(now),
-                to_micros(now + LEASE),
-                room.min(HELD_PER_DESTINATION) as i64,
-                &busy,
-            )
-            .await?;
-        let pages = self
-            .store
-            .claim_pages_except(
-                to_micros(now),
-                LEASE.num_microseconds().unwrap_or(0),
-                PAGE_CLAIM_LIMIT,
-                &busy,
-            )
-            .await?;
+        // Claiming is a write: only for the kinds with something due.
+        let due = self.store.due_kinds(to_micros(now)).await?;
+        let events = if due.contains(&MessageKind::ChannelEvent) {
+            self.store
+                .claim_channel_events(
+                    to_micros(now),
+                    to_micros(now + LEASE),
+                    room.min(HELD_PER_DESTINATION) as i64,
+                    &busy,
+                )
+                .await?
+        } else {
+            Vec::new()
+        };
+        let pages = if due.contains(&MessageKind::Page) {
+            self.store
+                .claim_pages_except(
+                    to_micros(now),
+                    LEASE.num_microseconds().unwrap_or(0),
+                    PAGE_CLAIM_LIMIT,
+                    &busy,
+                )
+                .await?
+        } else {
+            Vec::new()
+        };
         let claimed = !events.is_empty() || !pages.is_empty();
         for delivery in events {
             // Claimed again after its lease ran out while it waited here: still ours, and
@@ -184,8 +193,8 @@ impl Dispatcher {
             .filter(|p| !self.held.holds(p.id))
             .collect();
         if !pages.is_empty() {
-            let under_way: Vec<(String, i64)> = self.pages_under_way.values().cloned().collect();
-            let messages = pages::plan(&self.store, &self.config, &under_way, pages, now).await?;
+            let messages =
+                pages::plan(&self.store, &self.config, &mut self.recent, pages, now).await?;
             for (n, message) in messages.into_iter().enumerate() {
                 // Each message of the round counts once against its address's rate limit.
                 let started = to_micros(now) + n as i64;
@@ -202,7 +211,7 @@ impl Dispatcher {
                 );
                 let task = self.sends.spawn(send);
                 self.held.add(rows, destination, task.id());
-                self.pages_under_way.insert(task.id(), (address, started));
+                self.recent.entry(address).or_default().push_back(started);
             }
         }
         Ok(claimed)
@@ -211,8 +220,6 @@ impl Dispatcher {
     /// A send task ended (its outcome is recorded, or it panicked and its rows wait for their
     /// lease to run out).
     fn release(&mut self, done: Result<(tokio::task::Id, ()), tokio::task::JoinError>) {
-        let task = done.as_ref().map_or_else(|e| e.id(), |(id, ())| *id);
-        self.pages_under_way.remove(&task);
         self.held.release(done);
     }
 
@@ -285,18 +292,16 @@ impl Dispatcher {
     /// or a poll. Messages already due wait for their destination, not for their due time.
     async fn idle(&mut self, now: DateTime<Utc>) {
         let mut until = now + IDLE_POLL;
-        for kind in [MessageKind::ChannelEvent, MessageKind::Page] {
-            if let Some(due) = self
-                .store
-                .next_message_due(kind)
-                .await
-                .ok()
-                .flatten()
-                .map(from_micros)
-                .filter(|due| *due > now)
-            {
-                until = until.min(due);
-            }
+        if let Some(due) = self
+            .store
+            .next_due()
+            .await
+            .ok()
+            .flatten()
+            .map(from_micros)
+            .filter(|due| *due > now)
+        {
+            until = until.min(due);
         }
         tokio::select! {
             _ = self.wake.notified() => {}

@@ -1,7 +1,8 @@
 //! Pages: which of the claimed pages go out together, which wait for the address's rate
 //! limit, and the signed acknowledge and resolve links each carries.
 
-use std::collections::BTreeSet;
+use std::collections::hash_map::Entry;
+use std::collections::{HashMap, VecDeque};
 use std::time::Duration;
 
 use chrono::{DateTime, TimeDelta, Utc};
@@ -80,15 +81,15 @@ pub fn verify_link(
 }
 
 /// The messages to send for the pages claimed at `now`: several to one address become one
-/// summary, and each address gets at most `page_rate_limit` messages per `page_rate_window`,
-/// counting those sent (from the store, so a restart does not reset it) and those under way
-/// (`under_way`: address and start of each). A message counts from its start, which is also
-/// the `sent_at` of its pages, so one under way and then recorded is counted once.
-/// What the window has no room for is held back until it has, and its alerts' logs say so.
+/// summary, and each address gets at most `page_rate_limit` messages per `page_rate_window`.
+/// `recent` holds when messages to each address started (the caller adds those it starts);
+/// an address not in it yet is read from the store (the `sent_at` of its pages is when their
+/// message started), so a restart does not reset its window. What the window has no room
+/// for is held back until it has, and its alerts' logs say so.
 pub(super) async fn plan(
     store: &Store,
     config: &EngineConfig,
-    under_way: &[(String, i64)],
+    recent: &mut HashMap<String, VecDeque<i64>>,
     pages: Vec<PageDelivery>,
     now: DateTime<Utc>,
 ) -> Result<Vec<Vec<PageDelivery>>, StoreError> {
@@ -109,21 +110,17 @@ pub(super) async fn plan(
     for group in by_address {
         let address = group[0].address.clone();
         let since = to_micros(now - window);
-        let mut sent: BTreeSet<i64> = store
-            .page_sends_since(&address, since)
-            .await?
-            .into_iter()
-            .collect();
-        sent.extend(
-            under_way
-                .iter()
-                .filter(|(to, at)| *to == address && *at > since)
-                .map(|(_, at)| *at),
-        );
+        let sent = match recent.entry(address.clone()) {
+            Entry::Occupied(known) => known.into_mut(),
+            Entry::Vacant(new) => new.insert(store.page_sends_since(&address, since).await?.into()),
+        };
+        while sent.front().is_some_and(|at| *at <= since) {
+            sent.pop_front();
+        }
         let room = limit.saturating_sub(sent.len());
         if room == 0 {
             let oldest = sent
-                .first()
+                .front()
                 .map_or(now, |at| keepwatch_store::from_micros(*at));
             let until = oldest.min(now) + window;
             waiting.extend(group.into_iter().map(|page| (page, until)));
