@@ -94,10 +94,13 @@ Examples:
     #[command(after_help = "\
 Reads the on-call configuration file (see examples/oncall.toml) and prints the alert's
 timeline: escalation steps, every notification with its contact and urgency, urgency raising,
-the last resort, and the time to the first high-urgency page.
+the last resort, and the time to the first high-urgency page. It routes as the server does:
+notifications inside a maintenance window show as suppressed, and an alert for a service the
+file does not have as unrouted.
 Examples:
   keepwatch drill -f oncall.toml --service billing --at 2026-11-28T02:00:00-07:00
-  keepwatch drill -f oncall.toml --service billing --at 2026-11-30T14:00:00-07:00 --ack-after 12m")]
+  keepwatch drill -f oncall.toml --service billing --at 2026-11-30T14:00:00-07:00 --ack-after 12m
+  keepwatch drill -f oncall.toml --check 6d3b5e2c-1f0a-4c1e-9b7a-2f4d8e9c0a11 --at 2026-11-28T02:00:00-07:00")]
     Drill(oncall::DrillArgs),
     /// Print who is on call at a time (default: now), until when, and who is next
     #[command(after_help = "\
