@@ -23,6 +23,13 @@ async fn keepwatch(args: &[&str]) -> Output {
     command(spool.path(), args).output().await.unwrap()
 }
 
+/// `keepwatch run <uuid> --server <the app> <args…>`.
+async fn run_check(app: &TestApp, uuid: &str, args: &[&str]) -> Output {
+    let mut all = vec!["run", uuid, "--server", &app.address];
+    all.extend_from_slice(args);
+    keepwatch(&all).await
+}
+
 async fn keepwatch_with(spool: &Path, args: &[&str]) -> Output {
     command(spool, args).output().await.unwrap()
 }
@@ -39,17 +46,7 @@ fn one_line(out: &Output) -> String {
 }
 
 async fn run(app: &TestApp, uuid: &str, script: &str) -> Output {
-    keepwatch(&[
-        "run",
-        uuid,
-        "--server",
-        &app.address,
-        "--",
-        "sh",
-        "-c",
-        script,
-    ])
-    .await
+    run_check(app, uuid, &["--", "sh", "-c", script]).await
 }
 
 pub async fn body_of(app: &TestApp, ping: &Value) -> String {
@@ -110,15 +107,7 @@ async fn exit_codes_signals_and_missing_commands_are_kept_and_reported() {
     assert_eq!(out.status.code(), Some(143), "128 + SIGTERM");
     assert_eq!(app.pings(&uuid).await[0]["exit_status"], 143);
 
-    let out = keepwatch(&[
-        "run",
-        &uuid,
-        "--server",
-        &app.address,
-        "--",
-        "/no/such/command",
-    ])
-    .await;
+    let out = run_check(&app, &uuid, &["--", "/no/such/command"]).await;
     assert_eq!(out.status.code(), Some(127));
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(
@@ -455,18 +444,7 @@ async fn a_stray_process_running_the_same_command_is_reported_at_the_next_start(
         .spawn()
         .unwrap();
     let stray_pid = stray.id().unwrap();
-    let out = keepwatch(&[
-        "run",
-        &uuid,
-        "--server",
-        &app.address,
-        "--",
-        "sh",
-        "-c",
-        script,
-        &marker,
-    ])
-    .await;
+    let out = run_check(&app, &uuid, &["--", "sh", "-c", script, &marker]).await;
     stray.kill().await.unwrap();
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
     let overlap = hook.next().await.json();
@@ -516,17 +494,7 @@ async fn a_held_lock_stops_the_run_names_the_holder_and_can_be_waited_for() {
     let holder_pid = holder.id().unwrap();
     eventually(|| async { (app.get_check(&uuid).await["started"] == true).then_some(()) }).await;
 
-    let refused = keepwatch(&[
-        "run",
-        &uuid,
-        "--server",
-        &app.address,
-        "--lock",
-        lock,
-        "--",
-        "true",
-    ])
-    .await;
+    let refused = run_check(&app, &uuid, &["--lock", lock, "--", "true"]).await;
     assert_eq!(refused.status.code(), Some(75), "{}", stderr(&refused));
     let message = one_line(&refused);
     assert!(
@@ -588,18 +556,18 @@ async fn a_run_that_processed_far_less_than_usual_raises_an_anomaly() {
     let uuid = new_check(&app).await;
     for rows in [100, 120, 90, 10] {
         let script = format!("echo loading; echo 'loaded {rows} rows'");
-        let out = keepwatch(&[
-            "run",
+        let out = run_check(
+            &app,
             &uuid,
-            "--server",
-            &app.address,
-            "--volume-regex",
-            r"loaded (\d+) rows",
-            "--",
-            "sh",
-            "-c",
-            &script,
-        ])
+            &[
+                "--volume-regex",
+                r"loaded (\d+) rows",
+                "--",
+                "sh",
+                "-c",
+                &script,
+            ],
+        )
         .await;
         assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
         assert_eq!(app.pings(&uuid).await[0]["volume"], rows);
@@ -661,18 +629,7 @@ async fn a_run_that_processed_far_less_than_usual_raises_an_anomaly() {
 async fn a_job_past_its_timeout_is_killed_and_reported_as_failed() {
     let app = spawn_app().await;
     let uuid = new_check(&app).await;
-    let out = keepwatch(&[
-        "run",
-        &uuid,
-        "--server",
-        &app.address,
-        "--timeout",
-        "300ms",
-        "--",
-        "sleep",
-        "60",
-    ])
-    .await;
+    let out = run_check(&app, &uuid, &["--timeout", "300ms", "--", "sleep", "60"]).await;
     assert_eq!(out.status.code(), Some(124));
     assert!(stderr(&out).contains("--timeout 300ms"), "{}", stderr(&out));
     let last = &app.pings(&uuid).await[0];
@@ -686,20 +643,20 @@ async fn a_job_past_its_timeout_is_killed_and_reported_as_failed() {
 
     // A job that ignores SIGTERM gets SIGKILL after --kill-after.
     let started = std::time::Instant::now();
-    let out = keepwatch(&[
-        "run",
+    let out = run_check(
+        &app,
         &uuid,
-        "--server",
-        &app.address,
-        "--timeout",
-        "200ms",
-        "--kill-after",
-        "300ms",
-        "--",
-        "sh",
-        "-c",
-        "trap '' TERM; while :; do sleep 0.05; done",
-    ])
+        &[
+            "--timeout",
+            "200ms",
+            "--kill-after",
+            "300ms",
+            "--",
+            "sh",
+            "-c",
+            "trap '' TERM; while :; do sleep 0.05; done",
+        ],
+    )
     .await;
     assert_eq!(out.status.code(), Some(124));
     assert!(started.elapsed() < Duration::from_secs(10));
@@ -707,18 +664,11 @@ async fn a_job_past_its_timeout_is_killed_and_reported_as_failed() {
     // What the job started is stopped with it: the `sleep` under `sh` does not keep the
     // output open until --kill-after (10 s by default) runs out.
     let started = std::time::Instant::now();
-    let out = keepwatch(&[
-        "run",
+    let out = run_check(
+        &app,
         &uuid,
-        "--server",
-        &app.address,
-        "--timeout",
-        "300ms",
-        "--",
-        "sh",
-        "-c",
-        "sleep 60; exit 0",
-    ])
+        &["--timeout", "300ms", "--", "sh", "-c", "sleep 60; exit 0"],
+    )
     .await;
     assert_eq!(out.status.code(), Some(124));
     let took = started.elapsed();
