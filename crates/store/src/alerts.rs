@@ -246,14 +246,11 @@ impl Store {
                     }
                 }
             }
-            sqlx::query(
-                "INSERT INTO meta (key, value) VALUES ($1, $2) \
-                 ON CONFLICT (key) DO UPDATE SET value = excluded.value",
-            )
-            .bind(cursor)
-            .bind(through)
-            .execute(&mut *tx)
-            .await?;
+            sqlx::query(crate::SET_META)
+                .bind(cursor)
+                .bind(through)
+                .execute(&mut *tx)
+                .await?;
         });
         Ok(())
     }
@@ -455,14 +452,11 @@ impl Store {
 
     pub async fn set_meta(&self, key: &str, value: i64) -> Result<()> {
         with_tx!(self, |tx| {
-            sqlx::query(
-                "INSERT INTO meta (key, value) VALUES ($1, $2) \
-                 ON CONFLICT (key) DO UPDATE SET value = excluded.value",
-            )
-            .bind(key)
-            .bind(value)
-            .execute(&mut *tx)
-            .await?;
+            sqlx::query(crate::SET_META)
+                .bind(key)
+                .bind(value)
+                .execute(&mut *tx)
+                .await?;
         });
         Ok(())
     }

@@ -147,8 +147,8 @@ impl StoreError {
 /// place) succeeds on a full disk, so a tiny probe write alone can say "OK" while pings fail.
 pub const MIN_FREE_BYTES: u64 = 1024 * 1024;
 
-/// The health endpoint's write (see [`Store::probe_writes`]).
-pub(crate) const WRITE_PROBE: &str = "INSERT INTO meta (key, value) VALUES ('write_probe', $1) \
+/// Sets a `meta` value ($1 the key, $2 the value).
+pub(crate) const SET_META: &str = "INSERT INTO meta (key, value) VALUES ($1, $2) \
      ON CONFLICT (key) DO UPDATE SET value = excluded.value";
 
 pub type Result<T, E = StoreError> = std::result::Result<T, E>;
@@ -373,7 +373,8 @@ impl Store {
     /// while a full disk failed every write.
     pub async fn probe_writes(&self, now_us: i64) -> Result<()> {
         with_tx!(self, |tx| {
-            sqlx::query(WRITE_PROBE)
+            sqlx::query(SET_META)
+                .bind("write_probe")
                 .bind(now_us)
                 .execute(&mut *tx)
                 .await?;

@@ -34,8 +34,6 @@ pub(crate) const NEXT_SWEEP_START: &str =
 /// Deletes pings in `[$1, $2)` of deleted checks or more than `$3` behind their check's count.
 pub(crate) const PRUNE_PINGS: &str = "DELETE FROM pings WHERE seq >= $1 AND seq < $2 AND \
      n <= COALESCE((SELECT c.n_pings FROM checks c WHERE c.id = pings.check_id), n + $3) - $3";
-pub(crate) const SET_REPLAY_FROM: &str = "INSERT INTO meta (key, value) VALUES ('replay_from', $1) \
-     ON CONFLICT (key) DO UPDATE SET value = excluded.value";
 /// One message per channel attached to the event's check.
 pub(crate) const INSERT_OUTBOX: &str = "INSERT INTO messages (kind, destination, event_id, channel_id, next_attempt_at, created_at) \
      SELECT 'channel_event', 'channel:' || channel_id, $1, channel_id, $2, $2 FROM check_channels WHERE check_id = $3";
@@ -268,7 +266,8 @@ impl Store {
             for update in states {
                 write_state!(tx, update);
             }
-            sqlx::query(SET_REPLAY_FROM)
+            sqlx::query(crate::SET_META)
+                .bind("replay_from")
                 .bind(replay_from)
                 .execute(&mut *tx)
                 .await?;

@@ -50,8 +50,8 @@ impl SqliteWriter {
     pub(crate) fn checkpoint(&self, states: &[StateUpdate], replay_from: i64) -> Result<()> {
         in_transaction(&self.lock(), |tx| {
             write_states(tx, states)?;
-            tx.prepare_cached(crate::pings::SET_REPLAY_FROM)?
-                .execute(params![replay_from])?;
+            tx.prepare_cached(crate::SET_META)?
+                .execute(params!["replay_from", replay_from])?;
             Ok(())
         })
     }
@@ -73,8 +73,8 @@ impl SqliteWriter {
     /// The health endpoint's write, through this connection (see `Store::probe_writes`).
     pub(crate) fn probe(&self, now_us: i64) -> Result<()> {
         in_transaction(&self.lock(), |tx| {
-            tx.prepare_cached(crate::WRITE_PROBE)?
-                .execute(params![now_us])?;
+            tx.prepare_cached(crate::SET_META)?
+                .execute(params!["write_probe", now_us])?;
             Ok(())
         })
     }

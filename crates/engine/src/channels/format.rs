@@ -172,21 +172,12 @@ impl Message {
         }
     }
 
-    /// One line per alert in `style`, the first [`SUMMARY_LINES`] of them.
-    fn lines(&self, style: fn(&AlertLine) -> String) -> String {
-        let mut out: Vec<String> = self.alerts.iter().take(SUMMARY_LINES).map(style).collect();
-        if self.alerts.len() > SUMMARY_LINES {
-            out.push(format!("… and {} more", self.alerts.len() - SUMMARY_LINES));
-        }
-        out.join("\n")
-    }
-
     /// The text of a chat message: the alerts in `style`, or the plain text.
     fn chat_text(&self, style: fn(&AlertLine) -> String) -> String {
         if self.alerts.is_empty() {
             self.text.clone()
         } else {
-            self.lines(style)
+            lines(&self.alerts, style)
         }
     }
 
@@ -199,13 +190,18 @@ impl Message {
     }
 }
 
+/// One line per alert in `style`, the first [`SUMMARY_LINES`] of them.
+fn lines(alerts: &[AlertLine], style: fn(&AlertLine) -> String) -> String {
+    let mut out: Vec<String> = alerts.iter().take(SUMMARY_LINES).map(style).collect();
+    if alerts.len() > SUMMARY_LINES {
+        out.push(format!("… and {} more", alerts.len() - SUMMARY_LINES));
+    }
+    out.join("\n")
+}
+
 /// The plain text of a page: one line per alert with its links written out.
 pub fn page_text(alerts: &[AlertLine]) -> String {
-    let message = Message {
-        alerts: alerts.to_vec(),
-        ..Message::plain("", "")
-    };
-    message.lines(|a| {
+    lines(alerts, |a| {
         format!(
             "#{} {} ({}) — acknowledge: {} — resolve: {}",
             a.id, a.summary, a.service, a.acknowledge, a.resolve
