@@ -108,6 +108,11 @@ pub fn drill(args: &DrillArgs) -> anyhow::Result<String> {
     let triggered_at = at.to_utc();
     // A check's alert goes where the server would send it, known to the file or not; a
     // service named alone must be one of the file's (a typo would otherwise drill nothing).
+    if let Some(check) = &args.check
+        && uuid::Uuid::parse_str(check).is_err()
+    {
+        anyhow::bail!("--check: `{check}` is not a check UUID");
+    }
     let service_name = match &args.check {
         Some(check) => routing::service_for(Some(&config), check, args.service.as_deref()),
         None => args.service.clone().unwrap_or_default(),
@@ -632,6 +637,12 @@ nobody acknowledged: 0 notifications in 3h
             drill(&args)
                 .unwrap()
                 .starts_with("Alert on service `billing`")
+        );
+        // A check that is not a UUID is a mistake, not a drill of some other service.
+        args.check = Some("nightly-backup".into());
+        assert_eq!(
+            drill(&args).unwrap_err().to_string(),
+            "--check: `nightly-backup` is not a check UUID"
         );
     }
 
