@@ -934,7 +934,13 @@ async fn event_intake_story(store: &Store) {
     let failed = store
         .intake_events(&failing, "intake_cursor", 10, 1_000)
         .await;
-    assert!(failed.is_err(), "an alert of no project was stored");
+    // A broken rule of the data (a project that does not exist): a conflict, not an outage.
+    assert_eq!(
+        failed
+            .expect_err("an alert of no project was stored")
+            .kind(),
+        keepwatch_store::ErrorKind::Conflict
+    );
     assert_eq!(store.meta("intake_cursor").await.unwrap(), before);
     let none = store.open_alert_by_dedup(project.id, "check:a").await;
     assert_eq!(none.unwrap(), None, "half a run was kept");
