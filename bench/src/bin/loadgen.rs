@@ -133,7 +133,11 @@ async fn populate(data_dir: &Path, checks: usize) -> anyhow::Result<()> {
     let store = keepwatch_store::Store::open(None, data_dir).await?;
     let project = match store.project_by_name("default").await? {
         Some(p) => p,
-        None => store.create_project("default", 0).await?,
+        None => {
+            store
+                .create_project("default", keepwatch_store::Timestamp::now())
+                .await?
+        }
     };
     store.close().await;
     let pool =

@@ -22,7 +22,7 @@ use keepwatch_engine::delivery::{Dispatcher, LinkSigner};
 use keepwatch_engine::lease::SoleInstance;
 use keepwatch_engine::pager::Pager;
 use keepwatch_engine::{EngineConfig, SystemClock};
-use keepwatch_store::{NewAlert, Store, to_micros};
+use keepwatch_store::{NewAlert, Store, Timestamp};
 use serde_json::Value;
 use tokio::sync::Notify;
 
@@ -79,7 +79,7 @@ async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
     let dir = tempfile::tempdir()?;
     let store = Store::open(None, dir.path()).await?;
-    let project = store.create_project("bench", 0).await?;
+    let project = store.create_project("bench", Timestamp::now()).await?;
     let arrivals: Arrivals = Arc::default();
     let url = receiver(arrivals.clone()).await?;
     let config = format!(
@@ -97,8 +97,10 @@ policy = "p"
 urgency = "high"
 "#
     );
-    store.apply_oncall(project.id, &config, &[], 0).await?;
-    let trigger = |key: String, at: i64| {
+    store
+        .apply_oncall(project.id, &config, &[], Timestamp::now())
+        .await?;
+    let trigger = |key: String, at: Timestamp| {
         let store = store.clone();
         async move {
             let new = NewAlert {
@@ -115,7 +117,7 @@ urgency = "high"
     };
 
     // 1. Burst.
-    let now = to_micros(Utc::now());
+    let now = Timestamp::now();
     let mut burst = Vec::with_capacity(args.alerts);
     for i in 0..args.alerts {
         burst.push(trigger(format!("burst-{i}"), now).await?.id);
@@ -186,16 +188,16 @@ urgency = "high"
     let mut due = HashMap::new();
     for i in 0..args.steady {
         let due_at = start + TimeDelta::microseconds((60_000_000 * i / args.steady.max(1)) as i64);
-        let alert = trigger(format!("steady-{i}"), to_micros(due_at - step)).await?;
+        let alert = trigger(format!("steady-{i}"), (due_at - step).into()).await?;
         // Step 1 is in the past: mark it handled, so only step 2 is measured.
         let done = keepwatch_store::PagingRecord {
             alert_id: alert.id,
             paged_from: alert.paged_until,
-            paged_until: to_micros(Utc::now()),
+            paged_until: Timestamp::now(),
             ..Default::default()
         };
         anyhow::ensure!(
-            store.record_paging(&done, 0).await?,
+            store.record_paging(&done, Timestamp::now()).await?,
             "step 1 of alert {} was not marked handled",
             alert.id
         );

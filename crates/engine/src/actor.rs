@@ -12,7 +12,7 @@ use chrono::{DateTime, Utc};
 use keepwatch_core::check::{CheckState, Event, Outcome, PingInput, PingKind, RunIdentity};
 use keepwatch_store::{
     Batch, CheckRow, Committed, EventRow, FlipRow, PingRow, StateUpdate, Store, StoreError,
-    to_micros,
+    Timestamp,
 };
 use rustc_hash::FxHashMap;
 use tokio::sync::{Notify, mpsc, oneshot};
@@ -20,9 +20,7 @@ use uuid::Uuid;
 
 use crate::clock::Clock;
 use crate::lease::{Lease, Work};
-use crate::live::{
-    LiveCheck, RulesInterner, deadline_of, micros_to_time, state_from_row, state_to_row,
-};
+use crate::live::{LiveCheck, RulesInterner, deadline_of, state_from_row, state_to_row};
 use crate::{CheckView, EngineConfig, EngineError, PingReply, PingRequest, Stats};
 
 /// How many commands are taken into one group commit at most.
@@ -43,7 +41,7 @@ const LATE: chrono::TimeDelta = chrono::TimeDelta::seconds(5);
 /// After a late ping, a check is not judged for this long: a spool delivers a run's start
 /// and finish one request after the other, and judging between them would raise a hung or
 /// down alert for a run that in fact finished hours ago.
-const SETTLE_MICROS: i64 = 60_000_000;
+const SETTLE: chrono::TimeDelta = chrono::TimeDelta::seconds(60);
 
 type Reply<T> = oneshot::Sender<Result<T, EngineError>>;
 
@@ -71,7 +69,7 @@ pub struct Actor {
     /// and UUIDs that only check creation inserts, so hash flooding is not a concern.
     pub checks: FxHashMap<i64, LiveCheck>,
     pub by_uuid: FxHashMap<Uuid, i64>,
-    pub heap: BinaryHeap<Reverse<(i64, i64)>>,
+    pub heap: BinaryHeap<Reverse<(Timestamp, i64)>>,
     pub interner: RulesInterner,
     /// The last ping sequence number committed.
     pub seq: i64,
@@ -84,7 +82,7 @@ pub struct Actor {
     /// Wakes the pager when check events are committed (they may open or resolve alerts).
     pub events_wake: Arc<Notify>,
     /// Checks that received late pings, and until when they are left to settle.
-    pub settling: FxHashMap<i64, i64>,
+    pub settling: FxHashMap<i64, Timestamp>,
     /// Sends a committed ping batch's replies and wake-ups (see [`spawn_replier`]).
     pub replier: std::sync::mpsc::Sender<Deferred>,
 }
@@ -225,7 +223,7 @@ impl Actor {
         // (not at once, which would spin on a deadline already past).
         let mut deadlines_from = self.clock.now();
         loop {
-            let next_deadline = self.heap.peek().map(|Reverse((t, _))| micros_to_time(*t));
+            let next_deadline = self.heap.peek().map(|Reverse((t, _))| t.to_datetime());
             let wake_at = match next_deadline {
                 Some(t) if t < checkpoint_due => t.max(deadlines_from),
                 _ => checkpoint_due,
@@ -281,7 +279,6 @@ impl Actor {
         }
         let started = Instant::now();
         let now = self.clock.now();
-        let now_us = to_micros(now);
         // Fx hashing here too: SipHash on these per-ping lookups showed in instruction counts.
         let mut pending: FxHashMap<i64, (CheckState, Option<i64>)> = FxHashMap::default();
         let mut first_seq: FxHashMap<i64, i64> = FxHashMap::default();
@@ -308,7 +305,6 @@ impl Actor {
             if at < now - LATE {
                 late.push(id);
             }
-            let at_us = to_micros(at);
             let input = PingInput {
                 kind: request.kind,
                 at,
@@ -326,12 +322,12 @@ impl Actor {
                 id,
                 prev_seq,
                 state.n_pings,
-                at_us,
+                at.into(),
                 *request,
                 &outcome,
             ));
             if let Some((from, to)) = outcome.flip {
-                batch.flips.push(flip_row(id, at_us, from, to));
+                batch.flips.push(flip_row(id, at.into(), from, to));
                 flipped.push(id);
             }
             batch
@@ -352,7 +348,7 @@ impl Actor {
                 state: state_to_row(state, *last_seq, seq),
             });
         }
-        let result = self.store.commit_batch_isolated(&batch, now_us).await;
+        let result = self.store.commit_batch_isolated(&batch, now.into()).await;
         metrics::histogram!("keepwatch_commit_seconds").record(started.elapsed().as_secs_f64());
         metrics::histogram!("keepwatch_batch_pings").record(batch.pings.len() as f64);
         match result {
@@ -380,7 +376,7 @@ impl Actor {
                     late.retain(|id| error(*id).is_none());
                 }
                 for id in late {
-                    self.settling.insert(id, now_us + SETTLE_MICROS);
+                    self.settling.insert(id, Timestamp::from(now) + SETTLE);
                 }
                 for (id, (state, last_seq)) in pending {
                     let live = self.checks.get_mut(&id).expect("pending checks exist");
@@ -511,16 +507,16 @@ impl Actor {
         let live = self.checks.get(&id).ok_or(EngineError::NotFound)?;
         let mut state = live.state.clone();
         let outcome = change(&mut state);
-        let now_us = to_micros(self.clock.now());
+        let now = Timestamp::from(self.clock.now());
         let mut batch = Batch::default();
         if let Some((from, to)) = outcome.flip {
-            batch.flips.push(flip_row(id, now_us, from, to));
+            batch.flips.push(flip_row(id, now, from, to));
         }
         batch.states.push(StateUpdate {
             check_id: id,
             state: state_to_row(&state, live.last_seq, self.seq),
         });
-        let outbox_rows = self.store.commit_batch(&batch, now_us).await?;
+        let outbox_rows = self.store.commit_batch(&batch, now).await?;
         self.committed(&batch, outbox_rows);
         let live = self.checks.get_mut(&id).expect("checked above");
         live.state = state;
@@ -552,10 +548,10 @@ impl Actor {
     /// Judges every check whose deadline has passed: hung runs and missed pings.
     pub async fn tick(&mut self) {
         let now = self.clock.now();
-        let now_us = to_micros(now);
+        let now_ts = Timestamp::from(now);
         let mut due = Vec::new();
         while let Some(Reverse((t, id))) = self.heap.peek().copied() {
-            if t > now_us {
+            if t > now_ts {
                 break;
             }
             self.heap.pop();
@@ -564,14 +560,14 @@ impl Actor {
             {
                 live.scheduled_at = None;
                 if due.is_empty() {
-                    let lag = (now_us - t) as f64 / 1e6;
+                    let lag = (now_ts - t).as_seconds_f64();
                     metrics::gauge!("keepwatch_engine_lag_seconds").set(lag);
                 }
                 due.push(id);
             }
         }
         // Checks still settling after late pings wait until they have settled.
-        self.settling.retain(|_, until| *until > now_us);
+        self.settling.retain(|_, until| *until > now_ts);
         due.retain(|id| !self.settling.contains_key(id));
         for id in self.settling.keys().copied().collect::<Vec<_>>() {
             if self
@@ -588,7 +584,7 @@ impl Actor {
     }
 
     async fn judge(&mut self, ids: &[i64], now: DateTime<Utc>) {
-        let now_us = to_micros(now);
+        let now_ts = Timestamp::from(now);
         let mut batch = Batch::default();
         let mut changed = Vec::new();
         for id in ids {
@@ -602,8 +598,8 @@ impl Actor {
             let at = outcome
                 .events
                 .first()
-                .map(|e| to_micros(e.at))
-                .unwrap_or(now_us);
+                .map(|e| Timestamp::from(e.at))
+                .unwrap_or(now_ts);
             if let Some((from, to)) = outcome.flip {
                 batch.flips.push(flip_row(*id, at, from, to));
             }
@@ -616,7 +612,7 @@ impl Actor {
             });
             changed.push((*id, state));
         }
-        match self.store.commit_batch(&batch, now_us).await {
+        match self.store.commit_batch(&batch, now_ts).await {
             Ok(outbox_rows) => {
                 for (id, state) in changed {
                     let live = self.checks.get_mut(&id).expect("judged checks exist");
@@ -631,7 +627,7 @@ impl Actor {
             }
             Err(e) => {
                 tracing::error!(error = %e, "deadline batch not committed; retrying in 1s");
-                let retry = now_us + 1_000_000;
+                let retry = now_ts + chrono::TimeDelta::seconds(1);
                 for id in ids {
                     if let Some(live) = self.checks.get_mut(id) {
                         live.scheduled_at = Some(retry);
@@ -733,7 +729,7 @@ impl Actor {
 fn input_from_row(ping: &PingRow, kind: PingKind) -> PingInput {
     PingInput {
         kind,
-        at: micros_to_time(ping.at),
+        at: ping.at.to_datetime(),
         identity: RunIdentity {
             rid: ping.rid.as_deref().and_then(|r| Uuid::parse_str(r).ok()),
             host: ping.host.clone(),
@@ -750,7 +746,7 @@ fn ping_row(
     check_id: i64,
     prev_seq: Option<i64>,
     n: i64,
-    at: i64,
+    at: Timestamp,
     request: PingRequest,
     outcome: &Outcome,
 ) -> PingRow {
@@ -777,7 +773,7 @@ fn ping_row(
 
 fn flip_row(
     check_id: i64,
-    at: i64,
+    at: Timestamp,
     from: keepwatch_core::check::Status,
     to: keepwatch_core::check::Status,
 ) -> FlipRow {
@@ -797,7 +793,7 @@ fn event_row(check_id: i64, check_uuid: Uuid, event: &Event) -> EventRow {
     EventRow {
         check_id,
         kind: event.kind.as_str().to_string(),
-        at: to_micros(event.at),
+        at: event.at.into(),
         payload,
     }
 }

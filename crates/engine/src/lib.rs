@@ -19,7 +19,7 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use keepwatch_core::check::{CheckState, PingKind, RunIdentity, StrayProcess};
-use keepwatch_store::{AlertRow, CheckRow, NewAlert, Store, StoreError, to_micros};
+use keepwatch_store::{AlertRow, CheckRow, NewAlert, Store, StoreError};
 use tokio::sync::{Notify, mpsc, oneshot, watch};
 use tokio::task::JoinHandle;
 use uuid::Uuid;
@@ -389,7 +389,7 @@ impl Engine {
             details: alert.details,
             urgency: urgency.as_str(),
         };
-        let triggered = self.store.trigger_alert(&new, to_micros(now)).await?;
+        let triggered = self.store.trigger_alert(&new, now.into()).await?;
         self.pager_wake.notify_one();
         Ok(triggered)
     }
@@ -397,14 +397,15 @@ impl Engine {
     /// Acknowledges a triggered alert in `who`'s name: escalation stops, pending pages are
     /// cancelled. `None` if there is no such alert; unchanged if it was not triggered.
     pub async fn acknowledge(&self, id: i64, who: &str) -> Result<Option<AlertRow>, EngineError> {
-        let now_us = to_micros(self.now());
-        Ok(self.store.acknowledge_alert(id, who, now_us).await?)
+        Ok(self
+            .store
+            .acknowledge_alert(id, who, self.now().into())
+            .await?)
     }
 
     /// Resolves an open alert in `who`'s name; pending pages are cancelled.
     pub async fn resolve(&self, id: i64, who: &str) -> Result<Option<AlertRow>, EngineError> {
-        let now_us = to_micros(self.now());
-        Ok(self.store.resolve_alert(id, who, now_us).await?)
+        Ok(self.store.resolve_alert(id, who, self.now().into()).await?)
     }
 
     /// The alert and action (`ack`, `resolve`) a notification's signed link grants, or why
@@ -457,7 +458,7 @@ impl Engine {
             person,
             contact,
             address,
-            at: keepwatch_store::to_micros(self.clock.now()),
+            at: self.clock.now().into(),
             ok,
             detail,
             took_ms: started.elapsed().as_millis() as i64,

@@ -5,12 +5,11 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use chrono::{DateTime, Utc};
 use keepwatch_core::check::{
     AnomalyRules, CheckRules, CheckState, DownReason, OpenRun, RunHistory, Status,
 };
 use keepwatch_core::schedule::Schedule;
-use keepwatch_store::{CheckRow, StateRow, from_micros, to_micros};
+use keepwatch_store::{CheckRow, StateRow, Timestamp};
 use uuid::Uuid;
 
 pub struct LiveCheck {
@@ -22,7 +21,7 @@ pub struct LiveCheck {
     /// Pings with a higher seq are not in the stored state yet.
     pub checkpoint_seq: i64,
     /// The deadline queued for this check; a heap entry with another time is stale.
-    pub scheduled_at: Option<i64>,
+    pub scheduled_at: Option<Timestamp>,
 }
 
 /// Builds check rules from a stored row.
@@ -126,7 +125,7 @@ pub fn state_from_row(row: &StateRow) -> CheckState {
             "hung" => Some(DownReason::Hung),
             _ => None,
         }),
-        last_ping: row.last_ping.map(from_micros),
+        last_ping: row.last_ping.map(Timestamp::to_datetime),
         n_pings: row.n_pings,
         // Most checks have no open run: skip the JSON parser for them (start-up time).
         open_runs: match row.open_runs.as_str() {
@@ -154,7 +153,7 @@ pub fn state_to_row(state: &CheckState, last_seq: Option<i64>, checkpoint_seq: i
             }
             .to_string()
         }),
-        last_ping: state.last_ping.map(to_micros),
+        last_ping: state.last_ping.map(Timestamp::from),
         n_pings: state.n_pings,
         last_duration_ms: state.last_duration.map(|d| d.as_millis() as i64),
         open_runs: serde_json::to_string(&state.open_runs).unwrap_or_else(|_| "[]".into()),
@@ -164,11 +163,7 @@ pub fn state_to_row(state: &CheckState, last_seq: Option<i64>, checkpoint_seq: i
     }
 }
 
-/// The next deadline of a check, in microseconds.
-pub fn deadline_of(check: &LiveCheck) -> Option<i64> {
-    check.state.next_deadline(&check.rules).map(to_micros)
-}
-
-pub fn micros_to_time(us: i64) -> DateTime<Utc> {
-    from_micros(us)
+/// The next deadline of a check.
+pub fn deadline_of(check: &LiveCheck) -> Option<Timestamp> {
+    check.state.next_deadline(&check.rules).map(Timestamp::from)
 }

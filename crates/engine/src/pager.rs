@@ -22,7 +22,7 @@ use keepwatch_core::alert::paging::Urgency;
 use keepwatch_core::alert::routing::{self, Routed};
 use keepwatch_store::AppliedOnCall;
 use keepwatch_store::{
-    AlertRow, EventAlert, NewAlert, NewPage, PagingRecord, Store, StoreError, to_micros,
+    AlertRow, EventAlert, NewAlert, NewPage, PagingRecord, Store, StoreError, Timestamp,
 };
 use tokio::sync::Notify;
 
@@ -47,7 +47,7 @@ pub struct Pager {
     /// apply; this saves the version query per alert).
     configs: HashMap<i64, Option<Arc<AppliedOnCall>>>,
     /// Each project's applied version as last seen: a new one re-plans its open alerts.
-    versions: HashMap<i64, i64>,
+    versions: HashMap<i64, Timestamp>,
     /// When each triggered alert's timeline next has something due (computed by the last
     /// round that walked it), so a round skips the alerts with nothing to do.
     next_due: HashMap<i64, DateTime<Utc>>,
@@ -173,7 +173,7 @@ impl Pager {
         }
         // One transaction per chunk, not per alert: a burst of alerts is one fsync per 500.
         for chunk in records.chunks(500) {
-            let recorded = self.store.record_pagings(chunk, to_micros(now)).await?;
+            let recorded = self.store.record_pagings(chunk, now.into()).await?;
             for (record, recorded) in chunk.iter().zip(recorded) {
                 if recorded {
                     if let Some(alert) = self.tracked.get_mut(&record.alert_id) {
@@ -255,7 +255,7 @@ impl Pager {
                     && config
                         .and_then(|c| c.services.get(&service))
                         .is_none_or(|s| s.resolve_on_recovery);
-                let at = DateTime::from_timestamp_micros(event.at).unwrap_or_else(Utc::now);
+                let at = event.at.to_datetime();
                 let urgency = routing::urgency(config, &service, at);
                 let summary = format!("{name} is {}", event.kind);
                 planned.push((event, service, dedup, summary, urgency, resolves));
@@ -281,9 +281,8 @@ impl Pager {
                     }))
                 })
                 .collect();
-            let now_us = to_micros(self.clock.now());
             self.store
-                .intake_events(&actions, EVENT_CURSOR, last, now_us)
+                .intake_events(&actions, EVENT_CURSOR, last, self.clock.now().into())
                 .await?;
             cursor = last;
         }
@@ -295,14 +294,14 @@ impl Pager {
         alert: &AlertRow,
         now: DateTime<Utc>,
     ) -> Result<Option<PagingRecord>, StoreError> {
-        let now_us = to_micros(now);
-        if alert.paged_until >= now_us {
+        let now_ts = Timestamp::from(now);
+        if alert.paged_until >= now_ts {
             return Ok(None);
         }
         let applied = self.oncall(alert.project_id).await?;
         // Entries a file applied later moved before its apply did not happen then: they
         // happen now, and are logged now.
-        let applied_at = applied.as_ref().map_or(i64::MIN, |a| a.applied_at);
+        let applied_at = applied.as_ref().map(|a| a.applied_at);
         let config = applied.as_deref().and_then(|a| a.config.as_ref().ok());
         // A check's alerts: `check:<uuid>` or `check:<uuid>:<kind>`.
         let check = alert
@@ -312,9 +311,7 @@ impl Pager {
         let routed = routing::Alert {
             service: &alert.service,
             check,
-            triggered_at: DateTime::from_timestamp_micros(alert.triggered_at)
-                .unwrap_or(now)
-                .max(DateTime::UNIX_EPOCH),
+            triggered_at: alert.triggered_at.to_datetime().max(DateTime::UNIX_EPOCH),
             urgency: if alert.urgency == "low" {
                 Urgency::Low
             } else {
@@ -331,14 +328,14 @@ impl Pager {
         let mut log = Vec::new();
         let mut pages = Vec::new();
         for entry in timeline {
-            let at = to_micros(entry.at());
-            if at <= alert.paged_until || at > now_us {
+            let at = Timestamp::from(entry.at());
+            if at <= alert.paged_until || at > now_ts {
                 continue;
             }
             // Said once, at the trigger, whenever the file was applied.
             let at = match entry {
                 Routed::Unrouted { .. } => at,
-                _ if at < applied_at => now_us,
+                _ if applied_at.is_some_and(|applied| at < applied) => now_ts,
                 _ => at,
             };
             match entry {
@@ -363,7 +360,7 @@ impl Pager {
         Ok(Some(PagingRecord {
             alert_id: alert.id,
             paged_from: alert.paged_until,
-            paged_until: now_us,
+            paged_until: now_ts,
             log,
             pages,
         }))

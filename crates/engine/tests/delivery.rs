@@ -10,7 +10,7 @@ use keepwatch_engine::delivery::{Dispatcher, LinkSigner};
 use keepwatch_engine::lease::{Lease, Work};
 use keepwatch_engine::rounds::next_round;
 use keepwatch_engine::{EngineConfig, ManualClock};
-use keepwatch_store::{NewAlert, NewPage, PagingRecord, Store, from_micros};
+use keepwatch_store::{NewAlert, NewPage, PagingRecord, Store, Timestamp};
 use tokio::sync::Notify;
 
 /// A lease switched by the test.
@@ -26,7 +26,10 @@ impl Lease for Switch {
 async fn a_page_is_sent_once_and_only_while_the_lease_is_held() {
     let dir = tempfile::tempdir().unwrap();
     let store = Store::open(None, dir.path()).await.unwrap();
-    let project = store.create_project("default", 1).await.unwrap();
+    let project = store
+        .create_project("default", Timestamp::from_micros(1))
+        .await
+        .unwrap();
     let new = NewAlert {
         project_id: project.id,
         service: "billing",
@@ -36,22 +39,23 @@ async fn a_page_is_sent_once_and_only_while_the_lease_is_held() {
         details: "{}",
         urgency: "high",
     };
-    let (alert, _) = store.trigger_alert(&new, 1_000_000).await.unwrap();
+    let one_second = Timestamp::from_micros(1_000_000);
+    let (alert, _) = store.trigger_alert(&new, one_second).await.unwrap();
     let page = NewPage {
         person: "alice".into(),
         contact: "slack".into(),
         address: "https://hooks.slack.com/services/T1/B1/x".into(),
         urgency: "high".into(),
-        due_at: 1_000_000,
+        due_at: one_second,
     };
     let record = PagingRecord {
         alert_id: alert.id,
         paged_from: alert.paged_until,
-        paged_until: 1_000_000,
+        paged_until: one_second,
         log: Vec::new(),
         pages: vec![page],
     };
-    assert!(store.record_paging(&record, 1_000_000).await.unwrap());
+    assert!(store.record_paging(&record, one_second).await.unwrap());
 
     let transport = Arc::new(RecordingTransport::default());
     let lease = Arc::new(Switch(AtomicBool::new(false)));
@@ -62,7 +66,9 @@ async fn a_page_is_sent_once_and_only_while_the_lease_is_held() {
     };
     let dispatcher = Dispatcher::new(
         store.clone(),
-        Arc::new(ManualClock::new(from_micros(2_000_000))),
+        Arc::new(ManualClock::new(
+            Timestamp::from_micros(2_000_000).to_datetime(),
+        )),
         EngineConfig::default(),
         wake.clone(),
         transport.clone(),

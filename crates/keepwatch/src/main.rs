@@ -9,7 +9,7 @@ use clap::{Parser, Subcommand};
 use keepwatch_core::schedule::Schedule;
 use keepwatch_engine::SystemClock;
 use keepwatch_server::app::{self, AppConfig};
-use keepwatch_store::Store;
+use keepwatch_store::{Store, Timestamp};
 
 mod alert;
 mod config;
@@ -255,9 +255,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         } => {
             let store = open_store(&storage).await?;
             validate_name(&name)?;
-            let project = store
-                .create_project(&name, Utc::now().timestamp_micros())
-                .await?;
+            let project = store.create_project(&name, Timestamp::now()).await?;
             println!("{}", project.ping_key);
             Ok(())
         }
@@ -272,7 +270,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             let store = open_store(&storage).await?;
             let project = project_named(&store, &project).await?;
             let key = store
-                .create_api_key(project.id, read_only, Utc::now().timestamp_micros())
+                .create_api_key(project.id, read_only, Timestamp::now())
                 .await?;
             println!("{key}");
             Ok(())
@@ -363,7 +361,7 @@ async fn ensure_default_project(
     if let Some(project) = store.project_by_name("default").await? {
         return Ok((project, None));
     }
-    let now = Utc::now().timestamp_micros();
+    let now = Timestamp::now();
     let project = store.create_project("default", now).await?;
     let key = store.create_api_key(project.id, false, now).await?;
     Ok((project, Some(key)))

@@ -138,9 +138,8 @@ async fn cors(request: Request, next: Next) -> Response {
 /// `/api/v3/status/`: 200 "OK" only if the database answers a read and takes a write, so a
 /// load balancer or an outside monitor sees a full disk (pings then fail with 503 too).
 async fn status(State(state): State<AppState>) -> Response {
-    let now_us = keepwatch_store::to_micros(state.engine.now());
     let healthy = match state.store.ping_db().await {
-        Ok(()) => state.store.probe_writes(now_us).await,
+        Ok(()) => state.store.probe_writes(state.engine.now().into()).await,
         Err(e) => Err(e),
     };
     match healthy {

@@ -7,7 +7,7 @@
 //! acknowledgment committed first wins, and nothing after it is paged.
 
 use crate::projects::generate_secret;
-use crate::{Result, Store, with_read, with_tx};
+use crate::{Result, Store, Timestamp, with_read, with_tx};
 
 const ALERT_COLUMNS: &str = "id, project_id, service, dedup_key, summary, source, details, status, \
      urgency, triggered_at, acknowledged_at, resolved_at, paged_until";
@@ -27,15 +27,15 @@ pub struct AlertRow {
     pub status: String,
     /// The urgency at the trigger (`high` or `low`); a raise is in the log.
     pub urgency: String,
-    pub triggered_at: i64,
-    pub acknowledged_at: Option<i64>,
-    pub resolved_at: Option<i64>,
-    pub paged_until: i64,
+    pub triggered_at: Timestamp,
+    pub acknowledged_at: Option<Timestamp>,
+    pub resolved_at: Option<Timestamp>,
+    pub paged_until: Timestamp,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow, serde::Serialize)]
 pub struct AlertLogRow {
-    pub at: i64,
+    pub at: Timestamp,
     pub kind: String,
     pub who: String,
     pub detail: String,
@@ -60,7 +60,7 @@ pub struct NewPage {
     pub contact: String,
     pub address: String,
     pub urgency: String,
-    pub due_at: i64,
+    pub due_at: Timestamp,
 }
 
 /// A stretch of one alert's timeline for the pager to record.
@@ -69,11 +69,11 @@ pub struct PagingRecord {
     pub alert_id: i64,
     /// The alert's `paged_until` this stretch was computed from: it is recorded only if the
     /// mark is still there (another instance, or an earlier round, may have moved it).
-    pub paged_from: i64,
+    pub paged_from: Timestamp,
     /// Everything up to this time is handled.
-    pub paged_until: i64,
+    pub paged_until: Timestamp,
     /// `(at, kind, who, detail)`.
-    pub log: Vec<(i64, String, String, String)>,
+    pub log: Vec<(Timestamp, String, String, String)>,
     pub pages: Vec<NewPage>,
 }
 
@@ -99,8 +99,8 @@ pub(crate) use log_entry;
 /// would fail on the unique index; the open alert can be resolved between the insert and the
 /// lookup, and the next insert then succeeds.
 macro_rules! trigger_in {
-    ($tx:expr, $new:expr, $now_us:expr) => {{
-        let (new, now_us): (&NewAlert<'_>, i64) = ($new, $now_us);
+    ($tx:expr, $new:expr, $now:expr) => {{
+        let (new, now): (&NewAlert<'_>, Timestamp) = ($new, $now);
         let mut attempts = 0;
         loop {
             let inserted: Option<i64> = sqlx::query_scalar(
@@ -117,14 +117,14 @@ macro_rules! trigger_in {
             .bind(new.source)
             .bind(new.details)
             .bind(new.urgency)
-            .bind(now_us)
+            .bind(now)
             // Pages due at the trigger itself are still to be sent.
-            .bind(now_us - 1)
+            .bind(now - chrono::TimeDelta::microseconds(1))
             .fetch_optional(&mut *$tx)
             .await?;
             if let Some(id) = inserted {
                 let detail = format!("{} ({} urgency)", new.summary, new.urgency);
-                log_entry!($tx, id, now_us, "triggered", new.source, detail);
+                log_entry!($tx, id, now, "triggered", new.source, detail);
                 break (id, true);
             }
             let open: Option<i64> = sqlx::query_scalar(
@@ -136,7 +136,7 @@ macro_rules! trigger_in {
             .fetch_optional(&mut *$tx)
             .await?;
             if let Some(id) = open {
-                log_entry!($tx, id, now_us, "trigger_repeated", new.source, new.summary);
+                log_entry!($tx, id, now, "trigger_repeated", new.source, new.summary);
                 break (id, false);
             }
             attempts += 1;
@@ -153,8 +153,8 @@ macro_rules! trigger_in {
 /// Inside a transaction: moves alert `$id` to `$to` (`acknowledged` from triggered, `resolved`
 /// from open), logs it and cancels its pending pages. Evaluates to whether it moved.
 macro_rules! close_in {
-    ($tx:expr, $id:expr, $who:expr, $now_us:expr, $to:expr) => {{
-        let (id, who, now_us, to): (i64, &str, i64, &str) = ($id, $who, $now_us, $to);
+    ($tx:expr, $id:expr, $who:expr, $now:expr, $to:expr) => {{
+        let (id, who, now, to): (i64, &str, Timestamp, &str) = ($id, $who, $now, $to);
         let update = match to {
             "acknowledged" => {
                 "UPDATE alerts SET status = $1, acknowledged_at = $2 \
@@ -164,14 +164,14 @@ macro_rules! close_in {
         };
         let changed = sqlx::query(update)
             .bind(to)
-            .bind(now_us)
+            .bind(now)
             .bind(id)
             .execute(&mut *$tx)
             .await?
             .rows_affected()
             > 0;
         if changed {
-            log_entry!($tx, id, now_us, to, who, "");
+            log_entry!($tx, id, now, to, who, "");
             let cancelled = sqlx::query(
                 "UPDATE messages SET state = 'cancelled' \
                  WHERE alert_id = $1 AND kind = 'page' AND state = 'pending'",
@@ -181,7 +181,7 @@ macro_rules! close_in {
             .await?
             .rows_affected();
             if cancelled > 0 {
-                log_entry!($tx, id, now_us, "pages_cancelled", "", cancelled.to_string());
+                log_entry!($tx, id, now, "pages_cancelled", "", cancelled.to_string());
             }
         }
         changed
@@ -203,8 +203,12 @@ pub enum EventAlert<'a> {
 impl Store {
     /// Opens an alert, or, when one is open under the same dedup key, logs the repeated
     /// trigger on it. Returns the alert and whether it is new.
-    pub async fn trigger_alert(&self, new: &NewAlert<'_>, now_us: i64) -> Result<(AlertRow, bool)> {
-        let (id, created) = with_tx!(self, |tx| trigger_in!(tx, new, now_us));
+    pub async fn trigger_alert(
+        &self,
+        new: &NewAlert<'_>,
+        now: Timestamp,
+    ) -> Result<(AlertRow, bool)> {
+        let (id, created) = with_tx!(self, |tx| trigger_in!(tx, new, now));
         let alert = self.alert(id).await?.ok_or_else(|| {
             crate::StoreError::conflict(format!("alert {id} was deleted as it was triggered"))
         })?;
@@ -219,13 +223,13 @@ impl Store {
         actions: &[EventAlert<'_>],
         cursor: &str,
         through: i64,
-        now_us: i64,
+        now: Timestamp,
     ) -> Result<()> {
         with_tx!(self, |tx| {
             for action in actions {
                 match action {
                     EventAlert::Trigger(new) => {
-                        trigger_in!(tx, new, now_us);
+                        trigger_in!(tx, new, now);
                     }
                     EventAlert::Resolve {
                         project_id,
@@ -241,7 +245,7 @@ impl Store {
                         .fetch_optional(&mut *tx)
                         .await?;
                         if let Some(id) = open {
-                            close_in!(tx, id, who, now_us, "resolved");
+                            close_in!(tx, id, who, now, "resolved");
                         }
                     }
                 }
@@ -261,15 +265,20 @@ impl Store {
         &self,
         id: i64,
         who: &str,
-        now_us: i64,
+        now: Timestamp,
     ) -> Result<Option<AlertRow>> {
-        with_tx!(self, |tx| close_in!(tx, id, who, now_us, "acknowledged"));
+        with_tx!(self, |tx| close_in!(tx, id, who, now, "acknowledged"));
         self.alert(id).await
     }
 
     /// Resolves an open alert; pending pages are cancelled.
-    pub async fn resolve_alert(&self, id: i64, who: &str, now_us: i64) -> Result<Option<AlertRow>> {
-        with_tx!(self, |tx| close_in!(tx, id, who, now_us, "resolved"));
+    pub async fn resolve_alert(
+        &self,
+        id: i64,
+        who: &str,
+        now: Timestamp,
+    ) -> Result<Option<AlertRow>> {
+        with_tx!(self, |tx| close_in!(tx, id, who, now, "resolved"));
         self.alert(id).await
     }
 
@@ -352,9 +361,9 @@ impl Store {
     /// Records a stretch of an alert's timeline: log entries and pages, and moves
     /// `paged_until` from `paged_from` (compare-and-set), only if the alert is still triggered
     /// and its mark is still `paged_from`. Returns whether it was recorded.
-    pub async fn record_paging(&self, paging: &PagingRecord, now_us: i64) -> Result<bool> {
+    pub async fn record_paging(&self, paging: &PagingRecord, now: Timestamp) -> Result<bool> {
         Ok(self
-            .record_pagings(std::slice::from_ref(paging), now_us)
+            .record_pagings(std::slice::from_ref(paging), now)
             .await?
             .first()
             .copied()
@@ -363,7 +372,11 @@ impl Store {
 
     /// [`Store::record_paging`] for many alerts in one transaction (one fsync for a round of
     /// the pager, not one per alert).
-    pub async fn record_pagings(&self, pagings: &[PagingRecord], now_us: i64) -> Result<Vec<bool>> {
+    pub async fn record_pagings(
+        &self,
+        pagings: &[PagingRecord],
+        now: Timestamp,
+    ) -> Result<Vec<bool>> {
         Ok(with_tx!(self, |tx| {
             let mut recorded = Vec::with_capacity(pagings.len());
             for paging in pagings {
@@ -393,7 +406,7 @@ impl Store {
                         .bind(&page.address)
                         .bind(&page.urgency)
                         .bind(page.due_at)
-                        .bind(now_us)
+                        .bind(now)
                         .execute(&mut *tx)
                         .await?;
                     }
@@ -467,7 +480,7 @@ impl Store {
 pub struct CheckEvent {
     pub id: i64,
     pub kind: String,
-    pub at: i64,
+    pub at: Timestamp,
     pub payload: String,
     pub project_id: i64,
     pub uuid: String,

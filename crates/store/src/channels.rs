@@ -3,7 +3,7 @@
 
 use uuid::Uuid;
 
-use crate::{ChannelRow, Result, Store, with_read, with_tx};
+use crate::{ChannelRow, Result, Store, Timestamp, with_read, with_tx};
 
 impl Store {
     pub async fn create_channel(
@@ -12,7 +12,7 @@ impl Store {
         name: &str,
         kind: &str,
         config: &str,
-        now_us: i64,
+        now: Timestamp,
     ) -> Result<ChannelRow> {
         let uuid = Uuid::new_v4().to_string();
         let id: i64 = with_tx!(self, |tx| {
@@ -25,7 +25,7 @@ impl Store {
             .bind(name)
             .bind(kind)
             .bind(config)
-            .bind(now_us)
+            .bind(now)
             .fetch_one(&mut *tx)
             .await?
         });

@@ -1,7 +1,8 @@
 //! Check configuration (written by the API) and check state (written by the engine).
 
 use crate::{
-    Backend, CheckRow, Result, StateRow, StateUpdate, Store, StoreError, with_read, with_tx,
+    Backend, CheckRow, Result, StateRow, StateUpdate, Store, StoreError, Timestamp, with_read,
+    with_tx,
 };
 
 macro_rules! check_columns {
@@ -36,10 +37,10 @@ struct EngineRow {
     /// SQLite gives 0/1, PostgreSQL true/false.
     manual_resume: serde_json::Value,
     extra: String,
-    created_at: i64,
+    created_at: Timestamp,
     status: String,
     down_reason: Option<String>,
-    last_ping: Option<i64>,
+    last_ping: Option<Timestamp>,
     n_pings: i64,
     last_duration_ms: Option<i64>,
     open_runs: String,

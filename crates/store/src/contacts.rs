@@ -1,7 +1,7 @@
 //! Contact verification: a short code sent through a person's contact, entered back through
 //! the API, proves the address reaches them.
 
-use crate::{Result, Store, with_read, with_tx};
+use crate::{Result, Store, Timestamp, with_read, with_tx};
 
 /// Wrong codes allowed for one sent code; after that a new code must be requested.
 pub const MAX_CODE_ATTEMPTS: i64 = 5;
@@ -34,7 +34,7 @@ impl Store {
         contact: &str,
         address: &str,
         code: &str,
-        expires_us: i64,
+        expires: Timestamp,
     ) -> Result<()> {
         with_tx!(self, |tx| {
             sqlx::query(
@@ -50,7 +50,7 @@ impl Store {
             .bind(contact)
             .bind(address)
             .bind(hash(code))
-            .bind(expires_us)
+            .bind(expires)
             .execute(&mut *tx)
             .await?;
         });
@@ -65,10 +65,10 @@ impl Store {
         contact: &str,
         address: &str,
         code: &str,
-        now_us: i64,
+        now: Timestamp,
     ) -> Result<CodeCheck> {
         Ok(with_tx!(self, |tx| {
-            let row: Option<(String, Option<String>, i64, i64)> = sqlx::query_as(
+            let row: Option<(String, Option<String>, Timestamp, i64)> = sqlx::query_as(
                 "SELECT address, code_hash, expires_at, attempts FROM contact_verifications \
                  WHERE project_id = $1 AND person = $2 AND contact = $3",
             )
@@ -80,7 +80,7 @@ impl Store {
             match row {
                 None | Some((_, None, _, _)) => CodeCheck::NoCode,
                 Some((sent_to, _, _, _)) if sent_to != address => CodeCheck::AddressChanged,
-                Some((_, _, expires, _)) if now_us > expires => CodeCheck::Expired,
+                Some((_, _, expires, _)) if now > expires => CodeCheck::Expired,
                 Some((_, _, _, attempts)) if attempts >= MAX_CODE_ATTEMPTS => {
                     CodeCheck::TooManyAttempts
                 }
@@ -93,7 +93,7 @@ impl Store {
                     .bind(project_id)
                     .bind(person)
                     .bind(contact)
-                    .bind(now_us)
+                    .bind(now)
                     .execute(&mut *tx)
                     .await?;
                     CodeCheck::Verified

@@ -32,6 +32,7 @@ mod pings;
 mod projects;
 mod sqlite_writer;
 pub mod testing;
+mod time;
 
 pub use alerts::{AlertLogRow, AlertRow, CheckEvent, EventAlert, NewAlert, NewPage, PagingRecord};
 pub use contacts::{CodeCheck, MAX_CODE_ATTEMPTS};
@@ -39,6 +40,7 @@ pub use messages::{MessageKind, PageDelivery, PageOutcome, SentNow};
 pub use model::*;
 pub use oncall::{AppliedOnCall, FeedRow};
 pub use projects::{ApiKeyScope, generate_secret, hash_api_key};
+pub use time::Timestamp;
 
 /// A storage error: its [`ErrorKind`], for callers to act on, and what happened, safe to log
 /// (it never contains an API key). The drivers' errors stay inside the store.
@@ -371,11 +373,11 @@ impl Store {
     /// A tiny write in a transaction on every path writes take (on SQLite the sqlx write pool
     /// and the ping writer's connection), for the health endpoint: reads alone kept answering
     /// while a full disk failed every write.
-    pub async fn probe_writes(&self, now_us: i64) -> Result<()> {
+    pub async fn probe_writes(&self, now: Timestamp) -> Result<()> {
         with_tx!(self, |tx| {
             sqlx::query(SET_META)
                 .bind("write_probe")
-                .bind(now_us)
+                .bind(now)
                 .execute(&mut *tx)
                 .await?;
         });
@@ -386,7 +388,7 @@ impl Store {
             }
             let writer = writer.clone();
             // The writer blocks for its fsync; off the async workers.
-            tokio::task::spawn_blocking(move || writer.probe(now_us))
+            tokio::task::spawn_blocking(move || writer.probe(now))
                 .await
                 .map_err(|e| StoreError::task(e.to_string()))??;
         }

@@ -10,10 +10,12 @@
 //! claim, so they do not crowd out the others. Every attempt is recorded: a channel event's in
 //! `message_attempts`, a page's in its alert's log.
 
+use chrono::TimeDelta;
+
 use crate::alerts::log_entry;
 use crate::{
-    AttemptResult, AttemptRow, Backend, Delivery, NotificationRow, Result, Store, with_read,
-    with_tx,
+    AttemptResult, AttemptRow, Backend, Delivery, NotificationRow, Result, Store, Timestamp,
+    with_read, with_tx,
 };
 
 /// What a message is.
@@ -45,7 +47,7 @@ pub struct SentNow<'a> {
     pub person: &'a str,
     pub contact: &'a str,
     pub address: &'a str,
-    pub at: i64,
+    pub at: Timestamp,
     pub ok: bool,
     pub detail: &'a str,
     pub took_ms: i64,
@@ -70,7 +72,7 @@ pub struct PageOutcome<'a> {
     pub ok: bool,
     pub detail: String,
     /// When to try again after a failure; `None` gives up.
-    pub retry_at: Option<i64>,
+    pub retry_at: Option<Timestamp>,
     /// Not attempted: held back by the address's rate limit until `retry_at`, without
     /// counting as an attempt.
     pub deferred: bool,
@@ -93,13 +95,13 @@ pub struct PageDelivery {
 }
 
 impl Store {
-    /// Claims up to `limit` due messages of `kind` until `lease_until_us`, leaving out those
+    /// Claims up to `limit` due messages of `kind` until `lease_until`, leaving out those
     /// to `except` destinations. Returns their ids.
     async fn claim(
         &self,
         kind: MessageKind,
-        now_us: i64,
-        lease_until_us: i64,
+        now: Timestamp,
+        lease_until: Timestamp,
         limit: i64,
         except: &[String],
     ) -> Result<Vec<i64>> {
@@ -110,8 +112,8 @@ impl Store {
         };
         Ok(with_tx!(self, |tx| {
             sqlx::query_scalar(sqlx::AssertSqlSafe(claim))
-                .bind(lease_until_us)
-                .bind(now_us)
+                .bind(lease_until)
+                .bind(now)
                 .bind(limit)
                 .bind(&except)
                 .bind(kind.as_str())
@@ -120,29 +122,28 @@ impl Store {
         }))
     }
 
-    /// Claims up to `limit` due channel events until `lease_until_us` and returns them with
+    /// Claims up to `limit` due channel events until `lease_until` and returns them with
     /// the event and channel they need.
     pub async fn claim_due(
         &self,
-        now_us: i64,
-        lease_until_us: i64,
+        now: Timestamp,
+        lease_until: Timestamp,
         limit: i64,
     ) -> Result<Vec<Delivery>> {
-        self.claim_due_except(now_us, lease_until_us, limit, &[])
-            .await
+        self.claim_due_except(now, lease_until, limit, &[]).await
     }
 
     /// As [`Store::claim_due`], leaving out the rows of `channels` (the dispatcher's
     /// destinations that have all they can take), so they do not crowd out the others.
     pub async fn claim_due_except(
         &self,
-        now_us: i64,
-        lease_until_us: i64,
+        now: Timestamp,
+        lease_until: Timestamp,
         limit: i64,
         channels: &[i64],
     ) -> Result<Vec<Delivery>> {
         let except: Vec<String> = channels.iter().map(|id| format!("channel:{id}")).collect();
-        self.claim_channel_events(now_us, lease_until_us, limit, &except)
+        self.claim_channel_events(now, lease_until, limit, &except)
             .await
     }
 
@@ -150,19 +151,13 @@ impl Store {
     /// (`channel:<id>`; other keys match no channel event).
     pub async fn claim_channel_events(
         &self,
-        now_us: i64,
-        lease_until_us: i64,
+        now: Timestamp,
+        lease_until: Timestamp,
         limit: i64,
         except: &[String],
     ) -> Result<Vec<Delivery>> {
         let ids = self
-            .claim(
-                MessageKind::ChannelEvent,
-                now_us,
-                lease_until_us,
-                limit,
-                except,
-            )
+            .claim(MessageKind::ChannelEvent, now, lease_until, limit, except)
             .await?;
         let mut deliveries = Vec::with_capacity(ids.len());
         for id in ids {
@@ -262,33 +257,27 @@ impl Store {
         Ok(out)
     }
 
-    /// Claims up to `limit` due pages for `lease_us`.
+    /// Claims up to `limit` due pages for `lease`.
     pub async fn claim_pages(
         &self,
-        now_us: i64,
-        lease_us: i64,
+        now: Timestamp,
+        lease: TimeDelta,
         limit: i64,
     ) -> Result<Vec<PageDelivery>> {
-        self.claim_pages_except(now_us, lease_us, limit, &[]).await
+        self.claim_pages_except(now, lease, limit, &[]).await
     }
 
     /// As [`Store::claim_pages`], leaving out the pages to `addresses` (the pager's
     /// destinations that have all they can take), so they do not crowd out the others.
     pub async fn claim_pages_except(
         &self,
-        now_us: i64,
-        lease_us: i64,
+        now: Timestamp,
+        lease: TimeDelta,
         limit: i64,
         addresses: &[String],
     ) -> Result<Vec<PageDelivery>> {
         let ids = self
-            .claim(
-                MessageKind::Page,
-                now_us,
-                now_us + lease_us,
-                limit,
-                addresses,
-            )
+            .claim(MessageKind::Page, now, now + lease, limit, addresses)
             .await?;
         if ids.is_empty() {
             return Ok(Vec::new());
@@ -311,7 +300,7 @@ impl Store {
 
     /// Records delivery attempts of pages and their outcomes in their alerts' logs, in one
     /// transaction. A page of an alert acknowledged meanwhile is left cancelled.
-    pub async fn finish_pages(&self, outcomes: &[PageOutcome<'_>], now_us: i64) -> Result<()> {
+    pub async fn finish_pages(&self, outcomes: &[PageOutcome<'_>], now: Timestamp) -> Result<()> {
         with_tx!(self, |tx| {
             for outcome in outcomes {
                 let (page, ok) = (outcome.page, outcome.ok);
@@ -319,19 +308,12 @@ impl Store {
                     sqlx::query(
                         "UPDATE messages SET next_attempt_at = $1 WHERE id = $2 AND state = 'pending'",
                     )
-                    .bind(outcome.retry_at.unwrap_or(now_us))
+                    .bind(outcome.retry_at.unwrap_or(now))
                     .bind(page.id)
                     .execute(&mut *tx)
                     .await?;
                     let who = format!("{} via {}", page.person, page.contact);
-                    log_entry!(
-                        tx,
-                        page.alert_id,
-                        now_us,
-                        "rate_limited",
-                        who,
-                        &outcome.detail
-                    );
+                    log_entry!(tx, page.alert_id, now, "rate_limited", who, &outcome.detail);
                     continue;
                 }
                 let state = match (ok, outcome.retry_at) {
@@ -344,15 +326,15 @@ impl Store {
                      last_error = $3, sent_at = $4 WHERE id = $5 AND state = 'pending'",
                 )
                 .bind(state)
-                .bind(outcome.retry_at.unwrap_or(now_us))
+                .bind(outcome.retry_at.unwrap_or(now))
                 .bind((!ok).then_some(&outcome.detail))
-                .bind(ok.then_some(now_us))
+                .bind(ok.then_some(now))
                 .bind(page.id)
                 .execute(&mut *tx)
                 .await?;
                 let kind = if ok { "notified" } else { "notify_failed" };
                 let who = format!("{} via {}", page.person, page.contact);
-                log_entry!(tx, page.alert_id, now_us, kind, who, &outcome.detail);
+                log_entry!(tx, page.alert_id, now, kind, who, &outcome.detail);
             }
         });
         Ok(())
@@ -409,29 +391,33 @@ impl Store {
         }))
     }
 
-    /// When messages went to `address` after `since_us` (a summary of several pages is one
+    /// When messages went to `address` after `since` (a summary of several pages is one
     /// message), oldest first: what its rate limit counts.
-    pub async fn page_sends_since(&self, address: &str, since_us: i64) -> Result<Vec<i64>> {
+    pub async fn page_sends_since(
+        &self,
+        address: &str,
+        since: Timestamp,
+    ) -> Result<Vec<Timestamp>> {
         Ok(with_read!(self, |pool| {
             sqlx::query_scalar(
                 "SELECT DISTINCT sent_at FROM messages WHERE address = $1 AND kind = 'page' \
                  AND sent_at > $2 ORDER BY sent_at",
             )
             .bind(address)
-            .bind(since_us)
+            .bind(since)
             .fetch_all(pool)
             .await?
         }))
     }
 
-    /// The kinds of message with a row due at `now_us`: a read, so a dispatcher round claims
+    /// The kinds of message with a row due at `now`: a read, so a dispatcher round claims
     /// (a write) only what has something to claim.
-    pub async fn due_kinds(&self, now_us: i64) -> Result<Vec<MessageKind>> {
+    pub async fn due_kinds(&self, now: Timestamp) -> Result<Vec<MessageKind>> {
         let kinds: Vec<String> = with_read!(self, |pool| {
             sqlx::query_scalar(
                 "SELECT DISTINCT kind FROM messages WHERE state = 'pending' AND next_attempt_at <= $1",
             )
-            .bind(now_us)
+            .bind(now)
             .fetch_all(pool)
             .await?
         });
@@ -446,7 +432,7 @@ impl Store {
     }
 
     /// The earliest time a pending message of any kind is due.
-    pub async fn next_due(&self) -> Result<Option<i64>> {
+    pub async fn next_due(&self) -> Result<Option<Timestamp>> {
         Ok(with_read!(self, |pool| {
             sqlx::query_scalar("SELECT MIN(next_attempt_at) FROM messages WHERE state = 'pending'")
                 .fetch_one(pool)
@@ -455,7 +441,7 @@ impl Store {
     }
 
     /// The earliest time a pending message of `kind` is due.
-    pub async fn next_message_due(&self, kind: MessageKind) -> Result<Option<i64>> {
+    pub async fn next_message_due(&self, kind: MessageKind) -> Result<Option<Timestamp>> {
         Ok(with_read!(self, |pool| {
             sqlx::query_scalar(
                 "SELECT MIN(next_attempt_at) FROM messages WHERE state = 'pending' AND kind = $1",

@@ -1,17 +1,8 @@
-//! Row types shared by both backends. Times are microseconds since the Unix epoch (UTC), so
-//! both databases store the same plain integers.
+//! Row types shared by both backends. Every time is a [`Timestamp`].
 
-use chrono::{DateTime, TimeZone, Utc};
 use serde::{Deserialize, Serialize};
 
-/// Microseconds since the epoch, the storage form of every time.
-pub fn to_micros(t: DateTime<Utc>) -> i64 {
-    t.timestamp_micros()
-}
-
-pub fn from_micros(us: i64) -> DateTime<Utc> {
-    Utc.timestamp_micros(us).single().unwrap_or_default()
-}
+use crate::Timestamp;
 
 #[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
 pub struct Project {
@@ -43,7 +34,7 @@ pub struct CheckRow {
     /// JSON object of the Healthchecks fields keepwatch stores but does not act on, and of
     /// settings read by the engine only (`methods`, `anomaly_volume_pct`, …).
     pub extra: String,
-    pub created_at: i64,
+    pub created_at: Timestamp,
     #[sqlx(flatten)]
     pub state: StateRow,
 }
@@ -53,7 +44,7 @@ pub struct CheckRow {
 pub struct StateRow {
     pub status: String,
     pub down_reason: Option<String>,
-    pub last_ping: Option<i64>,
+    pub last_ping: Option<Timestamp>,
     pub n_pings: i64,
     pub last_duration_ms: Option<i64>,
     /// JSON array of open runs.
@@ -83,7 +74,7 @@ pub struct PingRow {
     pub prev_seq: Option<i64>,
     /// Per-check ping number (Healthchecks' `n`).
     pub n: i64,
-    pub at: i64,
+    pub at: Timestamp,
     /// `success`, `start`, `fail`, `log` or `exit:<n>`.
     pub kind: String,
     pub scheme: String,
@@ -102,7 +93,7 @@ pub struct PingRow {
 #[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
 pub struct FlipRow {
     pub check_id: i64,
-    pub at: i64,
+    pub at: Timestamp,
     pub old_status: String,
     pub new_status: String,
 }
@@ -112,7 +103,7 @@ pub struct FlipRow {
 pub struct EventRow {
     pub check_id: i64,
     pub kind: String,
-    pub at: i64,
+    pub at: Timestamp,
     pub payload: serde_json::Value,
 }
 
@@ -172,12 +163,12 @@ pub struct Delivery {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AttemptResult {
     pub outbox_id: i64,
-    pub at: i64,
+    pub at: Timestamp,
     pub ok: bool,
     pub detail: String,
     pub took_ms: i64,
     /// When to try again after a failure; `None` gives up (or, when `ok`, is ignored).
-    pub retry_at: Option<i64>,
+    pub retry_at: Option<Timestamp>,
 }
 
 /// A notification and its delivery history, for the API.
@@ -185,19 +176,19 @@ pub struct AttemptResult {
 pub struct NotificationRow {
     pub outbox_id: i64,
     pub event_kind: String,
-    pub event_at: i64,
+    pub event_at: Timestamp,
     pub channel_uuid: String,
     pub channel_name: String,
     pub state: String,
     pub attempts: i64,
-    pub next_attempt_at: i64,
+    pub next_attempt_at: Timestamp,
     pub last_error: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
 pub struct AttemptRow {
     pub outbox_id: i64,
-    pub at: i64,
+    pub at: Timestamp,
     pub ok: bool,
     pub detail: String,
     pub took_ms: i64,

@@ -8,15 +8,15 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use keepwatch_core::oncall::config::OnCall;
 
 use crate::projects::generate_secret;
-use crate::{Result, Store, StoreError, with_read, with_tx};
+use crate::{Result, Store, StoreError, Timestamp, with_read, with_tx};
 
 /// The configuration applied to a project, as parsed after that apply.
 #[derive(Debug)]
 pub struct AppliedOnCall {
     pub source: String,
-    /// When it was applied, in microseconds; strictly increasing per project, so it is also
+    /// When it was applied, to the microsecond; strictly increasing per project, so it is also
     /// the version the cache is keyed by.
-    pub applied_at: i64,
+    pub applied_at: Timestamp,
     /// The parsed configuration, or why the stored text no longer parses (it did when
     /// applied: a file of another keepwatch version).
     pub config: std::result::Result<OnCall, String>,
@@ -25,7 +25,7 @@ pub struct AppliedOnCall {
 }
 
 impl AppliedOnCall {
-    fn parse(source: String, applied_at: i64) -> AppliedOnCall {
+    fn parse(source: String, applied_at: Timestamp) -> AppliedOnCall {
         AppliedOnCall {
             // Checked when applied; read back without the checks an earlier version lacked.
             config: OnCall::parse_applied(&source).map_err(|e| format!("{e:#}")),
@@ -48,7 +48,7 @@ pub(crate) struct OnCallCache {
 }
 
 impl OnCallCache {
-    fn get(&self, project_id: i64, version: i64) -> Option<Arc<AppliedOnCall>> {
+    fn get(&self, project_id: i64, version: Timestamp) -> Option<Arc<AppliedOnCall>> {
         let entries = self.entries.lock().unwrap_or_else(|e| e.into_inner());
         entries
             .get(&project_id)
@@ -83,7 +83,7 @@ impl Store {
         }
         let _one = cache.parsing.lock().await;
         // Applied again while this waited: read what is stored now.
-        let row: Option<(String, i64)> = with_read!(self, |pool| {
+        let row: Option<(String, Timestamp)> = with_read!(self, |pool| {
             sqlx::query_as("SELECT source, applied_at FROM oncall_configs WHERE project_id = $1")
                 .bind(project_id)
                 .fetch_optional(pool)
@@ -110,7 +110,7 @@ impl Store {
         self.oncall_cache.parses.load(Ordering::Relaxed)
     }
 
-    async fn oncall_version(&self, project_id: i64) -> Result<Option<i64>> {
+    async fn oncall_version(&self, project_id: i64) -> Result<Option<Timestamp>> {
         Ok(with_read!(self, |pool| {
             sqlx::query_scalar("SELECT applied_at FROM oncall_configs WHERE project_id = $1")
                 .bind(project_id)
@@ -120,7 +120,7 @@ impl Store {
     }
 
     /// Every project's applied version (`applied_at`), for the pager to notice applies.
-    pub async fn oncall_versions(&self) -> Result<Vec<(i64, i64)>> {
+    pub async fn oncall_versions(&self) -> Result<Vec<(i64, Timestamp)>> {
         Ok(with_read!(self, |pool| {
             sqlx::query_as("SELECT project_id, applied_at FROM oncall_configs")
                 .fetch_all(pool)
@@ -140,14 +140,14 @@ impl Store {
     /// Stores the configuration and gives every schedule and person (`(kind, name)`) a feed
     /// token if it has none yet, in one transaction; returns the project's feeds. A changed
     /// file is logged in each open alert of the project (the pager re-plans them from it).
-    /// `applied_at` is the version: it becomes `now_us`, or one more than before if that is
+    /// `applied_at` is the version: it becomes `now`, or one more than before if that is
     /// not later (two applies in the same microsecond are still two versions).
     pub async fn apply_oncall(
         &self,
         project_id: i64,
         source: &str,
         feeds: &[(&str, &str)],
-        now_us: i64,
+        now: Timestamp,
     ) -> Result<Vec<FeedRow>> {
         with_tx!(self, |tx| {
             let old: Option<String> =
@@ -155,7 +155,7 @@ impl Store {
                     .bind(project_id)
                     .fetch_optional(&mut *tx)
                     .await?;
-            let applied_at: i64 = sqlx::query_scalar(
+            let applied_at: Timestamp = sqlx::query_scalar(
                 "INSERT INTO oncall_configs (project_id, source, applied_at) VALUES ($1, $2, $3) \
                  ON CONFLICT (project_id) DO UPDATE SET source = excluded.source, \
                  applied_at = CASE WHEN excluded.applied_at > oncall_configs.applied_at \
@@ -164,7 +164,7 @@ impl Store {
             )
             .bind(project_id)
             .bind(source)
-            .bind(now_us)
+            .bind(now)
             .fetch_one(&mut *tx)
             .await?;
             if old.as_deref() != Some(source) {

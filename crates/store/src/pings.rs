@@ -12,8 +12,8 @@ use sqlx::QueryBuilder;
 
 use crate::checks::write_state;
 use crate::{
-    Backend, Batch, Committed, FlipRow, PingRow, Result, StateUpdate, Store, with_read, with_tx,
-    with_write,
+    Backend, Batch, Committed, FlipRow, PingRow, Result, StateUpdate, Store, Timestamp, with_read,
+    with_tx, with_write,
 };
 
 macro_rules! ping_columns {
@@ -100,12 +100,12 @@ impl Store {
     ///
     /// On SQLite the commit runs on the calling thread without yielding (the engine calls it
     /// from its own thread; see `sqlite_writer`).
-    pub async fn commit_batch(&self, batch: &Batch, now_us: i64) -> Result<u64> {
+    pub async fn commit_batch(&self, batch: &Batch, now: Timestamp) -> Result<u64> {
         if batch.is_empty() {
             return Ok(0);
         }
         if let Backend::Sqlite { writer, .. } = &self.backend {
-            return writer.commit(batch, now_us);
+            return writer.commit(batch, now);
         }
         let only_pings =
             batch.states.is_empty() && batch.flips.is_empty() && batch.events.is_empty();
@@ -155,7 +155,7 @@ impl Store {
                     .await?;
                 outbox_rows += sqlx::query(INSERT_OUTBOX)
                     .bind(event_id)
-                    .bind(now_us)
+                    .bind(now)
                     .bind(event.check_id)
                     .execute(&mut *tx)
                     .await?
@@ -173,8 +173,8 @@ impl Store {
     ///
     /// A check's rows stay together: its pings are chained (`prev_seq`, `n`) and its state,
     /// flips and events follow from all of them.
-    pub async fn commit_batch_isolated(&self, batch: &Batch, now_us: i64) -> Result<Committed> {
-        let whole = match self.commit_batch(batch, now_us).await {
+    pub async fn commit_batch_isolated(&self, batch: &Batch, now: Timestamp) -> Result<Committed> {
+        let whole = match self.commit_batch(batch, now).await {
             Ok(outbox_rows) => {
                 return Ok(Committed {
                     outbox_rows,
@@ -203,7 +203,7 @@ impl Store {
                 flips: rows_of(&batch.flips, check_id, |f| f.check_id),
                 events: rows_of(&batch.events, check_id, |e| e.check_id),
             };
-            match self.commit_batch(&part, now_us).await {
+            match self.commit_batch(&part, now).await {
                 Ok(outbox_rows) => committed.outbox_rows += outbox_rows,
                 Err(e) => {
                     tracing::error!(check = check_id, error = %e, "rows of one check not committed");
@@ -352,8 +352,8 @@ impl Store {
     pub async fn list_flips(
         &self,
         check_id: i64,
-        from_us: i64,
-        to_us: i64,
+        from: Timestamp,
+        to: Timestamp,
     ) -> Result<Vec<FlipRow>> {
         Ok(with_read!(self, |pool| {
             sqlx::query_as(
@@ -361,8 +361,8 @@ impl Store {
                  WHERE check_id = $1 AND at >= $2 AND at <= $3 ORDER BY at DESC, id DESC LIMIT 1000",
             )
             .bind(check_id)
-            .bind(from_us)
-            .bind(to_us)
+            .bind(from)
+            .bind(to)
             .fetch_all(pool)
             .await?
         }))

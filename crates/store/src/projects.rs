@@ -3,7 +3,7 @@
 use sha2::{Digest, Sha256};
 use uuid::Uuid;
 
-use crate::{Project, Result, Store, StoreError, with_read, with_tx};
+use crate::{Project, Result, Store, StoreError, Timestamp, with_read, with_tx};
 
 const ALPHABET: &[u8] = b"abcdefghijklmnopqrstuvwxyz0123456789";
 
@@ -39,7 +39,7 @@ pub struct ApiKeyScope {
 
 impl Store {
     /// Creates a project with a fresh ping key. Names are unique.
-    pub async fn create_project(&self, name: &str, now_us: i64) -> Result<Project> {
+    pub async fn create_project(&self, name: &str, now: Timestamp) -> Result<Project> {
         if self.project_by_name(name).await?.is_some() {
             return Err(StoreError::conflict(format!(
                 "project `{name}` already exists"
@@ -54,7 +54,7 @@ impl Store {
             .bind(&uuid)
             .bind(name)
             .bind(&ping_key)
-            .bind(now_us)
+            .bind(now)
             .fetch_one(&mut *tx)
             .await?
         });
@@ -106,7 +106,7 @@ impl Store {
         &self,
         project_id: i64,
         read_only: bool,
-        now_us: i64,
+        now: Timestamp,
     ) -> Result<String> {
         let key = generate_secret(32);
         with_tx!(self, |tx| {
@@ -116,7 +116,7 @@ impl Store {
             .bind(project_id)
             .bind(hash_api_key(&key))
             .bind(read_only)
-            .bind(now_us)
+            .bind(now)
             .execute(&mut *tx)
             .await?;
         });

@@ -13,7 +13,7 @@ use std::time::Duration;
 
 use rusqlite::{Connection, OptionalExtension, params};
 
-use crate::{Batch, Result, StateUpdate};
+use crate::{Batch, Result, StateUpdate, Timestamp};
 
 pub(crate) struct SqliteWriter {
     connection: Mutex<Connection>,
@@ -71,17 +71,17 @@ impl SqliteWriter {
     }
 
     /// The health endpoint's write, through this connection (see `Store::probe_writes`).
-    pub(crate) fn probe(&self, now_us: i64) -> Result<()> {
+    pub(crate) fn probe(&self, now: Timestamp) -> Result<()> {
         in_transaction(&self.lock(), |tx| {
             tx.prepare_cached(crate::SET_META)?
-                .execute(params!["write_probe", now_us])?;
+                .execute(params!["write_probe", now])?;
             Ok(())
         })
     }
 
     /// Commits one batch in one transaction; returns the number of outbox rows created. Blocks
     /// the calling thread for the insert and the fsync.
-    pub(crate) fn commit(&self, batch: &Batch, now_us: i64) -> Result<u64> {
+    pub(crate) fn commit(&self, batch: &Batch, now: Timestamp) -> Result<u64> {
         in_transaction(&self.lock(), |tx| {
             let mut outbox_rows = 0;
             let mut insert_ping = tx.prepare_cached(concat!(
@@ -133,7 +133,7 @@ impl SqliteWriter {
                     |row| row.get(0),
                 )?;
                 outbox_rows +=
-                    insert_outbox.execute(params![event_id, now_us, event.check_id])? as u64;
+                    insert_outbox.execute(params![event_id, now, event.check_id])? as u64;
             }
             Ok(outbox_rows)
         })

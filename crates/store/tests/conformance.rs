@@ -2,10 +2,17 @@
 //! PostgreSQL database (see [`PgDatabase`]); when PostgreSQL is unreachable the test fails:
 //! CI must not pass without it.
 
+use chrono::TimeDelta;
 use keepwatch_store::testing::PgDatabase;
 use keepwatch_store::{
     AttemptResult, Batch, CheckRow, EventRow, FlipRow, PingRow, StateRow, StateUpdate, Store,
+    Timestamp,
 };
+
+/// A time, in microseconds since the epoch.
+fn us(micros: i64) -> Timestamp {
+    Timestamp::from_micros(micros)
+}
 
 fn check(project_id: i64, name: &str, slug: &str) -> CheckRow {
     CheckRow {
@@ -25,7 +32,7 @@ fn check(project_id: i64, name: &str, slug: &str) -> CheckRow {
         manual_resume: false,
         service: Some("billing".into()),
         extra: "{}".into(),
-        created_at: 1,
+        created_at: us(1),
         state: StateRow {
             status: "new".into(),
             open_runs: "[]".into(),
@@ -40,7 +47,7 @@ fn ping(seq: i64, check_id: i64, n: i64, body: Option<&[u8]>) -> PingRow {
         check_id,
         prev_seq: (seq > 1).then(|| seq - 1),
         n,
-        at: 1_000_000 * seq,
+        at: us(1_000_000 * seq),
         kind: if n == 1 {
             "start".into()
         } else {
@@ -62,19 +69,22 @@ fn ping(seq: i64, check_id: i64, n: i64, body: Option<&[u8]>) -> PingRow {
 
 async fn story(store: Store) {
     // Projects and keys.
-    let project = store.create_project("default", 1).await.unwrap();
+    let project = store.create_project("default", us(1)).await.unwrap();
     assert_eq!(project.ping_key.len(), 22);
     assert!(
-        store.create_project("default", 1).await.is_err(),
+        store.create_project("default", us(1)).await.is_err(),
         "names are unique"
     );
-    let other = store.create_project("other", 1).await.unwrap();
+    let other = store.create_project("other", us(1)).await.unwrap();
     assert_eq!(
         store.project_by_ping_key(&project.ping_key).await.unwrap(),
         Some(project.clone())
     );
-    let key = store.create_api_key(project.id, false, 1).await.unwrap();
-    let read_key = store.create_api_key(project.id, true, 1).await.unwrap();
+    let key = store
+        .create_api_key(project.id, false, us(1))
+        .await
+        .unwrap();
+    let read_key = store.create_api_key(project.id, true, us(1)).await.unwrap();
     assert_eq!(key.len(), 32);
     let scope = store.api_key_scope(&key).await.unwrap().unwrap();
     assert_eq!((scope.project_id, scope.read_only), (project.id, false));
@@ -127,7 +137,7 @@ async fn story(store: Store) {
             "hook",
             "webhook",
             r#"{"url":"http://127.0.0.1:9/"}"#,
-            1,
+            us(1),
         )
         .await
         .unwrap();
@@ -152,7 +162,7 @@ async fn story(store: Store) {
             state: StateRow {
                 status: "up".into(),
                 down_reason: None,
-                last_ping: Some(2_000_000),
+                last_ping: Some(us(2_000_000)),
                 n_pings: 2,
                 last_duration_ms: Some(1500),
                 open_runs: "[]".into(),
@@ -163,19 +173,19 @@ async fn story(store: Store) {
         }],
         flips: vec![FlipRow {
             check_id: nightly.id,
-            at: 2_000_000,
+            at: us(2_000_000),
             old_status: "new".into(),
             new_status: "up".into(),
         }],
         events: vec![EventRow {
             check_id: nightly.id,
             kind: "up".into(),
-            at: 2_000_000,
+            at: us(2_000_000),
             payload: serde_json::json!({"kind": "up"}),
         }],
     };
     assert_eq!(
-        store.commit_batch(&batch, 2_000_000).await.unwrap(),
+        store.commit_batch(&batch, us(2_000_000)).await.unwrap(),
         1,
         "one outbox row per channel"
     );
@@ -193,7 +203,7 @@ async fn story(store: Store) {
         pings: vec![ping(3, nightly.id, 3, None), ping(2, nightly.id, 3, None)],
         ..Batch::default()
     };
-    assert!(store.commit_batch(&failing, 3_000_000).await.is_err());
+    assert!(store.commit_batch(&failing, us(3_000_000)).await.is_err());
     assert_eq!(store.max_ping_seq().await.unwrap(), 2);
 
     // Pings are listed by walking the chain from the head, newest first, bodies elided but
@@ -261,11 +271,14 @@ async fn story(store: Store) {
         "n=1 pruned"
     );
 
-    let flips = store.list_flips(nightly.id, 0, i64::MAX).await.unwrap();
+    let flips = store
+        .list_flips(nightly.id, us(0), us(i64::MAX))
+        .await
+        .unwrap();
     assert_eq!(flips.len(), 1);
     assert!(
         store
-            .list_flips(nightly.id, 3_000_000, i64::MAX)
+            .list_flips(nightly.id, us(3_000_000), us(i64::MAX))
             .await
             .unwrap()
             .is_empty()
@@ -273,17 +286,20 @@ async fn story(store: Store) {
 
     // Outbox: claim, fail with a retry, claim again when due, succeed.
     let except = store
-        .claim_due_except(2_000_000, 9_000_000, 10, &[hook.id])
+        .claim_due_except(us(2_000_000), us(9_000_000), 10, &[hook.id])
         .await
         .unwrap();
     assert!(except.is_empty(), "rows of a busy channel are left");
-    let claimed = store.claim_due(2_000_000, 9_000_000, 10).await.unwrap();
+    let claimed = store
+        .claim_due(us(2_000_000), us(9_000_000), 10)
+        .await
+        .unwrap();
     assert_eq!(claimed[0].channel_id, hook.id);
     assert_eq!(claimed.len(), 1);
     assert_eq!(claimed[0].channel_kind, "webhook");
     assert!(
         store
-            .claim_due(2_000_000, 9_000_000, 10)
+            .claim_due(us(2_000_000), us(9_000_000), 10)
             .await
             .unwrap()
             .is_empty(),
@@ -293,11 +309,11 @@ async fn story(store: Store) {
     store
         .record_attempt(&AttemptResult {
             outbox_id,
-            at: 3_000_000,
+            at: us(3_000_000),
             ok: false,
             detail: "HTTP 500".into(),
             took_ms: 3,
-            retry_at: Some(4_000_000),
+            retry_at: Some(us(4_000_000)),
         })
         .await
         .unwrap();
@@ -306,21 +322,24 @@ async fn story(store: Store) {
             .next_message_due(keepwatch_store::MessageKind::ChannelEvent)
             .await
             .unwrap(),
-        Some(4_000_000)
+        Some(us(4_000_000))
     );
     assert!(
         store
-            .claim_due(3_500_000, 9_000_000, 10)
+            .claim_due(us(3_500_000), us(9_000_000), 10)
             .await
             .unwrap()
             .is_empty()
     );
-    let again = store.claim_due(4_000_000, 9_000_000, 10).await.unwrap();
+    let again = store
+        .claim_due(us(4_000_000), us(9_000_000), 10)
+        .await
+        .unwrap();
     assert_eq!(again[0].attempts, 1);
     store
         .record_attempt(&AttemptResult {
             outbox_id,
-            at: 4_100_000,
+            at: us(4_100_000),
             ok: true,
             detail: "HTTP 200".into(),
             took_ms: 2,
@@ -390,7 +409,7 @@ async fn sweep_story(store: &Store, project_id: i64) {
         }],
         ..Batch::default()
     };
-    store.commit_batch(&batch, 0).await.unwrap();
+    store.commit_batch(&batch, us(0)).await.unwrap();
     // Keeping two of ten: each step of four pings deletes what it looked at, up to the
     // newest two, and says where the next step starts.
     assert_eq!(
@@ -420,14 +439,14 @@ async fn sweep_story(store: &Store, project_id: i64) {
 
 /// The applied on-call configuration is replaced whole; feed tokens are made once and kept.
 async fn oncall_story(store: &Store) {
-    let project = store.create_project("oncall", 1).await.unwrap();
+    let project = store.create_project("oncall", us(1)).await.unwrap();
     assert_eq!(store.oncall_source(project.id).await.unwrap(), None);
     let feeds = store
         .apply_oncall(
             project.id,
             "v1",
             &[("schedule", "primary"), ("person", "alice")],
-            10,
+            us(10),
         )
         .await
         .unwrap();
@@ -438,7 +457,7 @@ async fn oncall_story(store: &Store) {
             project.id,
             "v2",
             &[("schedule", "primary"), ("person", "bob")],
-            20,
+            us(20),
         )
         .await
         .unwrap();
@@ -471,13 +490,14 @@ async fn oncall_story(store: &Store) {
     // even in the same microsecond, is a new version.
     let valid = "[[people]]\nid = \"alice\"\n";
     store
-        .apply_oncall(project.id, valid, &[], 20)
+        .apply_oncall(project.id, valid, &[], us(20))
         .await
         .unwrap();
     let parses = store.oncall_parses();
     let first = store.oncall(project.id).await.unwrap().unwrap();
     assert_eq!(
-        first.applied_at, 21,
+        first.applied_at,
+        us(21),
         "applied at 20 again: one more than before"
     );
     assert!(first.config.as_ref().unwrap().people.contains_key("alice"));
@@ -486,7 +506,7 @@ async fn oncall_story(store: &Store) {
     assert!(std::sync::Arc::ptr_eq(&first, &second));
     assert_eq!(store.oncall_parses(), parses + 1);
     let versions = store.oncall_versions().await.unwrap();
-    assert!(versions.contains(&(project.id, 21)), "{versions:?}");
+    assert!(versions.contains(&(project.id, us(21))), "{versions:?}");
 
     // A changed file is logged in each open alert of the project; the same file again is not.
     let (alert, _) = store
@@ -500,20 +520,20 @@ async fn oncall_story(store: &Store) {
                 details: "{}",
                 urgency: "high",
             },
-            30,
+            us(30),
         )
         .await
         .unwrap();
     let changed = "[[people]]\nid = \"bob\"\n";
     store
-        .apply_oncall(project.id, changed, &[], 40)
+        .apply_oncall(project.id, changed, &[], us(40))
         .await
         .unwrap();
     store
-        .apply_oncall(project.id, changed, &[], 50)
+        .apply_oncall(project.id, changed, &[], us(50))
         .await
         .unwrap();
-    let applied: Vec<(i64, String)> = store
+    let applied: Vec<(Timestamp, String)> = store
         .alert_log(alert.id)
         .await
         .unwrap()
@@ -524,12 +544,12 @@ async fn oncall_story(store: &Store) {
     assert_eq!(
         applied,
         [(
-            40,
+            us(40),
             "on-call configuration applied: pending steps follow the new file".to_string()
         )]
     );
     let latest = store.oncall(project.id).await.unwrap().unwrap();
-    assert_eq!(latest.applied_at, 50);
+    assert_eq!(latest.applied_at, us(50));
     assert!(latest.config.as_ref().unwrap().people.contains_key("bob"));
     assert_eq!(store.oncall_parses(), parses + 2);
 }
@@ -538,13 +558,13 @@ async fn oncall_story(store: &Store) {
 /// are told apart.
 async fn verification_story(store: &Store) {
     use keepwatch_store::CodeCheck;
-    let project = store.create_project("verify", 0).await.unwrap();
+    let project = store.create_project("verify", us(0)).await.unwrap();
     let check = |code: &'static str, address: &'static str, now: i64| {
-        store.check_verification(project.id, "alice", "email", address, code, now)
+        store.check_verification(project.id, "alice", "email", address, code, us(now))
     };
     assert_eq!(check("111111", "a@x", 0).await.unwrap(), CodeCheck::NoCode);
     store
-        .start_verification(project.id, "alice", "email", "a@x", "111111", 1_000)
+        .start_verification(project.id, "alice", "email", "a@x", "111111", us(1_000))
         .await
         .unwrap();
     assert_eq!(
@@ -580,7 +600,7 @@ async fn verification_story(store: &Store) {
     );
     // A new code resets the count of wrong tries.
     store
-        .start_verification(project.id, "alice", "email", "a@x", "333333", 9_000)
+        .start_verification(project.id, "alice", "email", "a@x", "333333", us(9_000))
         .await
         .unwrap();
     for left in (0..5).rev() {
@@ -601,7 +621,7 @@ async fn verification_story(store: &Store) {
 /// cancels pending pages; claimed pages carry their alert; attempts land in the log.
 async fn alert_story(store: &Store) {
     use keepwatch_store::{NewAlert, NewPage, PageOutcome, PagingRecord};
-    let project = store.create_project("alerts", 1).await.unwrap();
+    let project = store.create_project("alerts", us(1)).await.unwrap();
     let new = NewAlert {
         project_id: project.id,
         service: "billing",
@@ -611,13 +631,13 @@ async fn alert_story(store: &Store) {
         details: "{}",
         urgency: "low",
     };
-    let (alert, created) = store.trigger_alert(&new, 1_000).await.unwrap();
+    let (alert, created) = store.trigger_alert(&new, us(1_000)).await.unwrap();
     assert!(created);
     assert_eq!(
         (alert.status.as_str(), alert.paged_until),
-        ("triggered", 999)
+        ("triggered", us(999))
     );
-    let (again, created) = store.trigger_alert(&new, 2_000).await.unwrap();
+    let (again, created) = store.trigger_alert(&new, us(2_000)).await.unwrap();
     assert!(!created);
     assert_eq!(again.id, alert.id);
     let page = |person: &str, due_at| NewPage {
@@ -630,33 +650,36 @@ async fn alert_story(store: &Store) {
     let record = |pages| PagingRecord {
         alert_id: alert.id,
         paged_from: alert.paged_until,
-        paged_until: 1_000,
+        paged_until: us(1_000),
         log: vec![(
-            1_000,
+            us(1_000),
             "escalation_step".into(),
             String::new(),
             "step 1".into(),
         )],
         pages,
     };
-    let first = record(vec![page("alice", 1_000), page("bob", 5_000)]);
-    assert!(store.record_paging(&first, 1_000).await.unwrap());
+    let first = record(vec![page("alice", us(1_000)), page("bob", us(5_000))]);
+    assert!(store.record_paging(&first, us(1_000)).await.unwrap());
     // The same stretch again (another instance computed it from the same mark): refused.
-    assert!(!store.record_paging(&first, 1_000).await.unwrap());
+    assert!(!store.record_paging(&first, us(1_000)).await.unwrap());
     assert_eq!(
         store
             .next_message_due(keepwatch_store::MessageKind::Page)
             .await
             .unwrap(),
-        Some(1_000)
+        Some(us(1_000))
     );
     let alices = ["alice@example.com".to_string()];
-    let except = store.claim_pages_except(1_000, 60_000_000, 10, &alices);
+    let except = store.claim_pages_except(us(1_000), TimeDelta::minutes(1), 10, &alices);
     assert!(
         except.await.unwrap().is_empty(),
         "pages to a busy address are left"
     );
-    let claimed = store.claim_pages(1_000, 60_000_000, 10).await.unwrap();
+    let claimed = store
+        .claim_pages(us(1_000), TimeDelta::minutes(1), 10)
+        .await
+        .unwrap();
     assert_eq!(claimed.len(), 1);
     assert_eq!(
         (claimed[0].person.as_str(), claimed[0].summary.as_str()),
@@ -664,7 +687,7 @@ async fn alert_story(store: &Store) {
     );
     assert!(
         store
-            .claim_pages(1_000, 60_000_000, 10)
+            .claim_pages(us(1_000), TimeDelta::minutes(1), 10)
             .await
             .unwrap()
             .is_empty(),
@@ -677,34 +700,40 @@ async fn alert_story(store: &Store) {
         retry_at: None,
         deferred: false,
     };
-    store.finish_pages(&[outcome], 1_500).await.unwrap();
+    store.finish_pages(&[outcome], us(1_500)).await.unwrap();
     // Bob's page, held back by a rate limit: still pending, due again at 7_000, no attempt.
-    let bobs = store.claim_pages(5_000, 60_000_000, 10).await.unwrap();
+    let bobs = store
+        .claim_pages(us(5_000), TimeDelta::minutes(1), 10)
+        .await
+        .unwrap();
     let held = PageOutcome {
         page: &bobs[0],
         ok: false,
         detail: "held back".into(),
-        retry_at: Some(7_000),
+        retry_at: Some(us(7_000)),
         deferred: true,
     };
-    store.finish_pages(&[held], 5_000).await.unwrap();
+    store.finish_pages(&[held], us(5_000)).await.unwrap();
     assert_eq!(
         store
             .next_message_due(keepwatch_store::MessageKind::Page)
             .await
             .unwrap(),
-        Some(7_000)
+        Some(us(7_000))
     );
-    let again = store.claim_pages(7_000, 60_000_000, 10).await.unwrap();
+    let again = store
+        .claim_pages(us(7_000), TimeDelta::minutes(1), 10)
+        .await
+        .unwrap();
     assert_eq!((again[0].person.as_str(), again[0].attempts), ("bob", 0));
     let acked = store
-        .acknowledge_alert(alert.id, "alice", 2_000)
+        .acknowledge_alert(alert.id, "alice", us(2_000))
         .await
         .unwrap()
         .unwrap();
     assert_eq!(
         (acked.status.as_str(), acked.acknowledged_at),
-        ("acknowledged", Some(2_000))
+        ("acknowledged", Some(us(2_000)))
     );
     // Bob's page was cancelled, and paging an acknowledged alert records nothing.
     assert_eq!(
@@ -714,10 +743,10 @@ async fn alert_story(store: &Store) {
             .unwrap(),
         None
     );
-    let late = record(vec![page("carol", 9_000)]);
-    assert!(!store.record_paging(&late, 9_000).await.unwrap());
+    let late = record(vec![page("carol", us(9_000))]);
+    assert!(!store.record_paging(&late, us(9_000)).await.unwrap());
     let resolved = store
-        .resolve_alert(alert.id, "api", 3_000)
+        .resolve_alert(alert.id, "api", us(3_000))
         .await
         .unwrap()
         .unwrap();
@@ -743,7 +772,7 @@ async fn alert_story(store: &Store) {
         ]
     );
     // Resolved: the key is free for a new alert.
-    let (fresh, created) = store.trigger_alert(&new, 4_000).await.unwrap();
+    let (fresh, created) = store.trigger_alert(&new, us(4_000)).await.unwrap();
     assert!(created && fresh.id != alert.id);
     assert_eq!(
         store
@@ -778,7 +807,7 @@ async fn alert_story(store: &Store) {
 /// other check's pings are stored (see `Store::commit_batch_isolated`). `nul_fails`: the
 /// backend cannot store a NUL in text (PostgreSQL).
 async fn isolation_story(store: &Store, nul_fails: bool) {
-    let project = store.create_project("isolation", 1).await.unwrap();
+    let project = store.create_project("isolation", us(1)).await.unwrap();
     let mut ids = Vec::new();
     for name in ["a", "bad", "c"] {
         ids.push(
@@ -813,7 +842,7 @@ async fn isolation_story(store: &Store, nul_fails: bool) {
                 pings: vec![ping(first, a, 1, None)],
                 ..Batch::default()
             },
-            0,
+            us(0),
         )
         .await
         .unwrap();
@@ -826,7 +855,7 @@ async fn isolation_story(store: &Store, nul_fails: bool) {
         states: vec![up(a, 2), up(bad, 1), up(c, 1)],
         ..Batch::default()
     };
-    let committed = store.commit_batch_isolated(&batch, 0).await.unwrap();
+    let committed = store.commit_batch_isolated(&batch, us(0)).await.unwrap();
     assert_eq!(
         committed
             .failed
@@ -863,7 +892,7 @@ async fn isolation_story(store: &Store, nul_fails: bool) {
         ],
         ..Batch::default()
     };
-    let committed = store.commit_batch_isolated(&batch, 0).await.unwrap();
+    let committed = store.commit_batch_isolated(&batch, us(0)).await.unwrap();
     let failed: Vec<i64> = committed.failed.iter().map(|(id, _)| *id).collect();
     assert_eq!(failed, if nul_fails { vec![bad] } else { vec![] });
     assert_eq!(listed(a, first + 3).await, 3);
@@ -874,7 +903,7 @@ async fn isolation_story(store: &Store, nul_fails: bool) {
         pings: vec![ping(first, a, 4, None), ping(first + 1, c, 3, None)],
         ..Batch::default()
     };
-    assert!(store.commit_batch_isolated(&batch, 0).await.is_err());
+    assert!(store.commit_batch_isolated(&batch, us(0)).await.is_err());
 }
 
 #[tokio::test]
@@ -917,7 +946,7 @@ async fn postgres_conformance() {
 /// fails leaves neither an alert nor a moved cursor (it is taken again, whole).
 async fn event_intake_story(store: &Store) {
     use keepwatch_store::{EventAlert, NewAlert};
-    let project = store.create_project("intake", 1).await.unwrap();
+    let project = store.create_project("intake", us(1)).await.unwrap();
     let trigger = |project_id, dedup_key| {
         EventAlert::Trigger(NewAlert {
             project_id,
@@ -932,7 +961,7 @@ async fn event_intake_story(store: &Store) {
     let before = store.meta("intake_cursor").await.unwrap();
     let failing = [trigger(project.id, "check:a"), trigger(i64::MAX, "check:b")];
     let failed = store
-        .intake_events(&failing, "intake_cursor", 10, 1_000)
+        .intake_events(&failing, "intake_cursor", 10, us(1_000))
         .await;
     // A broken rule of the data (a project that does not exist): a conflict, not an outage.
     assert_eq!(
@@ -961,7 +990,7 @@ async fn event_intake_story(store: &Store) {
         },
     ];
     store
-        .intake_events(&run, "intake_cursor", 10, 2_000)
+        .intake_events(&run, "intake_cursor", 10, us(2_000))
         .await
         .unwrap();
     assert_eq!(store.meta("intake_cursor").await.unwrap(), 10);
@@ -977,7 +1006,7 @@ async fn event_intake_story(store: &Store) {
 /// (the events API answers 202 to each of them, never a 503 for losing a race).
 async fn concurrent_trigger_story(store: &Store) {
     use keepwatch_store::NewAlert;
-    let project = store.create_project("races", 1).await.unwrap();
+    let project = store.create_project("races", us(1)).await.unwrap();
     let triggers = (0..50).map(|n| {
         let store = store.clone();
         tokio::spawn(async move {
@@ -990,7 +1019,7 @@ async fn concurrent_trigger_story(store: &Store) {
                 details: "{}",
                 urgency: "high",
             };
-            store.trigger_alert(&new, 1_000 + n).await
+            store.trigger_alert(&new, us(1_000 + n)).await
         })
     });
     let mut ids = Vec::new();

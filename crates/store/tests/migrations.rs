@@ -4,9 +4,15 @@
 
 use std::path::Path;
 
+use chrono::TimeDelta;
 use keepwatch_store::testing::PgDatabase;
-use keepwatch_store::{NewPage, PagingRecord, Store};
+use keepwatch_store::{NewPage, PagingRecord, Store, Timestamp};
 use sqlx::migrate::Migrator;
+
+/// A time, in microseconds since the epoch.
+fn us(micros: i64) -> Timestamp {
+    Timestamp::from_micros(micros)
+}
 
 /// The rows a server of the previous version left: a check whose `down` event waits for its
 /// channel (one failed attempt so far), and an alert whose page to alice waits.
@@ -48,7 +54,7 @@ async fn previous_migrations(backend: &str) -> (tempfile::TempDir, Migrator) {
 /// After the upgrade: the channel notification keeps its id, attempts and log; the page is
 /// still due; a page recorded afterwards gets an id of its own.
 async fn queued_messages_survive(store: &Store) {
-    let deliveries = store.claim_due(10_000, 20_000, 10).await.unwrap();
+    let deliveries = store.claim_due(us(10_000), us(20_000), 10).await.unwrap();
     assert_eq!(deliveries.len(), 1, "{deliveries:?}");
     let delivery = &deliveries[0];
     assert_eq!(
@@ -63,7 +69,10 @@ async fn queued_messages_survive(store: &Store) {
     assert_eq!(attempts.len(), 1);
     assert_eq!(attempts[0].detail, "webhook answered HTTP 500");
 
-    let pages = store.claim_pages(10_000, 100_000, 10).await.unwrap();
+    let pages = store
+        .claim_pages(us(10_000), TimeDelta::microseconds(100_000), 10)
+        .await
+        .unwrap();
     assert_eq!(pages.len(), 1, "{pages:?}");
     assert_eq!(
         (pages[0].person.as_str(), pages[0].address.as_str()),
@@ -71,19 +80,22 @@ async fn queued_messages_survive(store: &Store) {
     );
     let record = PagingRecord {
         alert_id: 1,
-        paged_from: 1000,
-        paged_until: 20_000,
+        paged_from: us(1000),
+        paged_until: us(20_000),
         log: Vec::new(),
         pages: vec![NewPage {
             person: "bob".into(),
             contact: "hook".into(),
             address: "https://hooks.example/bob".into(),
             urgency: "high".into(),
-            due_at: 20_000,
+            due_at: us(20_000),
         }],
     };
-    assert!(store.record_paging(&record, 20_000).await.unwrap());
-    let later = store.claim_pages(30_000, 10_000, 10).await.unwrap();
+    assert!(store.record_paging(&record, us(20_000)).await.unwrap());
+    let later = store
+        .claim_pages(us(30_000), TimeDelta::microseconds(10_000), 10)
+        .await
+        .unwrap();
     assert_eq!(later.len(), 1, "{later:?}");
     assert_eq!(later[0].person, "bob");
     assert!(![7, pages[0].id].contains(&later[0].id));

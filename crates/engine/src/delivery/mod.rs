@@ -23,9 +23,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use chrono::{DateTime, TimeDelta, Utc};
-use keepwatch_store::{
-    AttemptResult, Delivery, MessageKind, PageDelivery, Store, from_micros, to_micros,
-};
+use keepwatch_store::{AttemptResult, Delivery, MessageKind, PageDelivery, Store, Timestamp};
 use tokio::sync::Notify;
 use tokio::task::JoinSet;
 
@@ -64,7 +62,7 @@ pub struct Dispatcher {
     held: Held<String>,
     /// When page messages to each address started, within the rate-limit window (oldest
     /// first): read from the store the first time an address comes up, then kept here.
-    recent: HashMap<String, VecDeque<i64>>,
+    recent: HashMap<String, VecDeque<Timestamp>>,
     rounds: Rounds,
     lease: Arc<dyn Lease>,
 }
@@ -145,12 +143,12 @@ impl Dispatcher {
         let room = max_held.saturating_sub(self.held.sends());
         let busy = self.held.busy();
         // Claiming is a write: only for the kinds with something due.
-        let due = self.store.due_kinds(to_micros(now)).await?;
+        let due = self.store.due_kinds(now.into()).await?;
         let events = if due.contains(&MessageKind::ChannelEvent) {
             self.store
                 .claim_channel_events(
-                    to_micros(now),
-                    to_micros(now + LEASE),
+                    now.into(),
+                    (now + LEASE).into(),
                     room.min(HELD_PER_DESTINATION) as i64,
                     &busy,
                 )
@@ -160,12 +158,7 @@ impl Dispatcher {
         };
         let pages = if due.contains(&MessageKind::Page) {
             self.store
-                .claim_pages_except(
-                    to_micros(now),
-                    LEASE.num_microseconds().unwrap_or(0),
-                    PAGE_CLAIM_LIMIT,
-                    &busy,
-                )
+                .claim_pages_except(now.into(), LEASE, PAGE_CLAIM_LIMIT, &busy)
                 .await?
         } else {
             Vec::new()
@@ -197,7 +190,7 @@ impl Dispatcher {
                 pages::plan(&self.store, &self.config, &mut self.recent, pages, now).await?;
             for (n, message) in messages.into_iter().enumerate() {
                 // Each message of the round counts once against its address's rate limit.
-                let started = to_micros(now) + n as i64;
+                let started = Timestamp::from(now) + TimeDelta::microseconds(n as i64);
                 let address = message[0].address.clone();
                 let destination = destination_of(&address);
                 let rows = message.iter().map(|p| (p.id, p.address.clone())).collect();
@@ -263,7 +256,7 @@ impl Dispatcher {
             let at = clock.now();
             let attempts = delivery.attempts + 1;
             let retry_at = retry_after(&config, delivery.attempts, &outcome)
-                .map(|delay| to_micros(at + delay));
+                .map(|delay| Timestamp::from(at + delay));
             let (ok, detail) = match outcome {
                 Ok(detail) => (true, detail),
                 Err(failure) => (false, failure.detail),
@@ -275,7 +268,7 @@ impl Dispatcher {
             }
             let result = AttemptResult {
                 outbox_id: delivery.outbox_id,
-                at: to_micros(at),
+                at: at.into(),
                 ok,
                 detail,
                 took_ms: took.as_millis() as i64,
@@ -298,7 +291,7 @@ impl Dispatcher {
             .await
             .ok()
             .flatten()
-            .map(from_micros)
+            .map(Timestamp::to_datetime)
             .filter(|due| *due > now)
         {
             until = until.min(due);

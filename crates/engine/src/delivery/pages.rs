@@ -8,7 +8,7 @@ use std::time::Duration;
 use chrono::{DateTime, TimeDelta, Utc};
 use hmac::{Hmac, KeyInit, Mac};
 use keepwatch_core::oncall::ContactKind;
-use keepwatch_store::{PageDelivery, PageOutcome, Store, StoreError, to_micros};
+use keepwatch_store::{PageDelivery, PageOutcome, Store, StoreError, Timestamp};
 use sha2::Sha256;
 
 use super::{Context, retry_after};
@@ -89,7 +89,7 @@ pub fn verify_link(
 pub(super) async fn plan(
     store: &Store,
     config: &EngineConfig,
-    recent: &mut HashMap<String, VecDeque<i64>>,
+    recent: &mut HashMap<String, VecDeque<Timestamp>>,
     pages: Vec<PageDelivery>,
     now: DateTime<Utc>,
 ) -> Result<Vec<Vec<PageDelivery>>, StoreError> {
@@ -109,7 +109,7 @@ pub(super) async fn plan(
     let mut waiting: Vec<(PageDelivery, DateTime<Utc>)> = Vec::new();
     for group in by_address {
         let address = group[0].address.clone();
-        let since = to_micros(now - window);
+        let since = Timestamp::from(now - window);
         let sent = match recent.entry(address.clone()) {
             Entry::Occupied(known) => known.into_mut(),
             Entry::Vacant(new) => new.insert(store.page_sends_since(&address, since).await?.into()),
@@ -119,9 +119,7 @@ pub(super) async fn plan(
         }
         let room = limit.saturating_sub(sent.len());
         if room == 0 {
-            let oldest = sent
-                .front()
-                .map_or(now, |at| keepwatch_store::from_micros(*at));
+            let oldest = sent.front().map_or(now, |at| at.to_datetime());
             let until = oldest.min(now) + window;
             waiting.extend(group.into_iter().map(|page| (page, until)));
         } else if group.len() >= SUMMARY_AT || group.len() > room {
@@ -142,11 +140,11 @@ pub(super) async fn plan(
                     humantime::format_duration(config.page_rate_window),
                     until.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
                 ),
-                retry_at: Some(to_micros(*until)),
+                retry_at: Some((*until).into()),
                 deferred: true,
             })
             .collect();
-        store.finish_pages(&outcomes, to_micros(now)).await?;
+        store.finish_pages(&outcomes, now.into()).await?;
     }
     Ok(messages)
 }
@@ -161,7 +159,7 @@ pub(super) async fn send(
     destination: String,
     pages: Vec<PageDelivery>,
     now: DateTime<Utc>,
-    started: i64,
+    started: Timestamp,
 ) {
     let refs: Vec<&PageDelivery> = pages.iter().collect();
     let timeout = context.transport.timeout();
@@ -179,12 +177,12 @@ pub(super) async fn send(
         (Ok(detail), n) if n > 1 => Ok(format!("{detail} (in a summary of {n})")),
         (result, _) => result,
     };
-    let finished = to_micros(context.clock.now());
+    let finished = context.clock.now();
     let outcomes: Vec<PageOutcome> = pages
         .iter()
         .map(|page| {
             let retry_at = retry_after(&context.config, page.attempts, &result)
-                .map(|delay: Duration| finished + delay.as_micros() as i64);
+                .map(|delay: Duration| Timestamp::from(finished + delay));
             let (ok, detail) = match result.clone() {
                 Ok(detail) => (true, detail),
                 Err(failure) => (false, failure.detail),

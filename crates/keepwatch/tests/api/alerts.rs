@@ -6,6 +6,7 @@
 use axum::http::StatusCode;
 use chrono::TimeDelta;
 use keepwatch_engine::channels::sign;
+use keepwatch_store::Timestamp;
 use serde_json::{Value, json};
 
 use crate::helpers::{AppOptions, Receiver, TestApp, eventually, spawn_app, spawn_app_with};
@@ -17,7 +18,12 @@ pub async fn apply(app: &TestApp, source: &str) -> String {
     keepwatch_core::oncall::config::OnCall::parse(source).unwrap();
     let feeds = app
         .store
-        .apply_oncall(project.id, source, &[("service", "billing")], 0)
+        .apply_oncall(
+            project.id,
+            source,
+            &[("service", "billing")],
+            Timestamp::default(),
+        )
         .await
         .unwrap();
     feeds
@@ -424,8 +430,16 @@ async fn the_events_api_triggers_acknowledges_and_resolves_by_dedup_key() {
         assert_eq!(status, StatusCode::NOT_FOUND);
         assert_eq!(body["error"], message, "{path}");
     }
-    let other = app.store.create_project("other", 0).await.unwrap();
-    let other_key = app.store.create_api_key(other.id, false, 0).await.unwrap();
+    let other = app
+        .store
+        .create_project("other", Timestamp::default())
+        .await
+        .unwrap();
+    let other_key = app
+        .store
+        .create_api_key(other.id, false, Timestamp::default())
+        .await
+        .unwrap();
     let (status, _) = app
         .api(
             "POST",
@@ -1268,7 +1282,7 @@ async fn an_integration_key_cannot_act_on_another_services_alerts() {
             project.id,
             &source,
             &[("service", "billing"), ("service", "web")],
-            0,
+            Timestamp::default(),
         )
         .await
         .unwrap();

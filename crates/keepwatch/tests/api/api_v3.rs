@@ -1,6 +1,7 @@
 //! The Management API v3: fields, filters, keys, projects, validation.
 
 use axum::http::StatusCode;
+use keepwatch_store::Timestamp;
 use serde_json::json;
 
 use crate::helpers::spawn_app;
@@ -333,8 +334,16 @@ async fn keys_are_checked_and_projects_are_isolated() {
     assert_eq!(status, StatusCode::CREATED);
 
     // Another project's key can neither read nor change this project's checks.
-    let other = app.store.create_project("other", 0).await.unwrap();
-    let other_key = app.store.create_api_key(other.id, false, 0).await.unwrap();
+    let other = app
+        .store
+        .create_project("other", Timestamp::default())
+        .await
+        .unwrap();
+    let other_key = app
+        .store
+        .create_api_key(other.id, false, Timestamp::default())
+        .await
+        .unwrap();
     for (method, path) in [
         ("GET", format!("/api/v3/checks/{uuid}")),
         ("POST", format!("/api/v3/checks/{uuid}")),

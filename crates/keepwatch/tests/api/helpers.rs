@@ -10,7 +10,7 @@ use axum::http::{HeaderMap, StatusCode};
 use chrono::{DateTime, TimeZone, Utc};
 use keepwatch_engine::{Engine, EngineConfig, ManualClock, SmtpConfig};
 use keepwatch_server::app::{AppConfig, RunningApp};
-use keepwatch_store::Store;
+use keepwatch_store::{Store, Timestamp};
 use serde_json::{Value, json};
 use tokio::sync::mpsc;
 
@@ -98,10 +98,19 @@ pub async fn spawn_app_with(options: AppOptions) -> TestApp {
     let store = running.store.clone();
     let project = match store.project_by_name("default").await.unwrap() {
         Some(p) => p,
-        None => store.create_project("default", 0).await.unwrap(),
+        None => store
+            .create_project("default", Timestamp::default())
+            .await
+            .unwrap(),
     };
-    let api_key = store.create_api_key(project.id, false, 0).await.unwrap();
-    let read_key = store.create_api_key(project.id, true, 0).await.unwrap();
+    let api_key = store
+        .create_api_key(project.id, false, Timestamp::default())
+        .await
+        .unwrap();
+    let read_key = store
+        .create_api_key(project.id, true, Timestamp::default())
+        .await
+        .unwrap();
     TestApp {
         address: running.site_url.clone(),
         api_key,

@@ -9,8 +9,8 @@ use std::sync::Arc;
 use chrono::{DateTime, DurationRound, NaiveDateTime, TimeDelta, Utc};
 use keepwatch_engine::channels::RecordingTransport;
 use keepwatch_engine::{Engine, EngineConfig, ManualClock, NewTrigger};
+use keepwatch_store::Store;
 use keepwatch_store::testing::PgDatabase;
-use keepwatch_store::{Store, from_micros, to_micros};
 
 use crate::helpers::{engine_ping, eventually};
 
@@ -138,10 +138,7 @@ async fn drill_and_engine_agree(database_url: Option<&str>) {
 
     let start = utc(SCENARIOS[0].at) - TimeDelta::hours(1);
     let store = Store::open(database_url, dir.path()).await.unwrap();
-    let project = store
-        .create_project("default", to_micros(start))
-        .await
-        .unwrap();
+    let project = store.create_project("default", start.into()).await.unwrap();
     keepwatch_server::api::oncall_config::apply_config(
         &store, None, project.id, &text, false, start,
     )
@@ -201,7 +198,7 @@ async fn drill_and_engine_agree(database_url: Option<&str>) {
                 (alert, args.map(str::to_string).to_vec())
             }
         };
-        assert_eq!(from_micros(alert.triggered_at), at, "{}", scenario.what);
+        assert_eq!(alert.triggered_at.to_datetime(), at, "{}", scenario.what);
         // The engine, minute by minute: each minute's round and sends finish before the next.
         for _ in 0..scenario.minutes {
             engine.settled().await;
@@ -216,7 +213,7 @@ async fn drill_and_engine_agree(database_url: Option<&str>) {
             // To the minute, as drills print: the dispatcher logs sends of one round a
             // microsecond apart.
             .map(|entry| {
-                let at = from_micros(entry.at).duration_trunc(TimeDelta::minutes(1));
+                let at = entry.at.to_datetime().duration_trunc(TimeDelta::minutes(1));
                 (at.unwrap(), entry.kind, entry.who)
             })
             .collect();

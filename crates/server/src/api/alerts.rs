@@ -7,7 +7,7 @@
 use axum::Json;
 use axum::extract::{Path, Query, State};
 use axum::http::HeaderMap;
-use keepwatch_store::{AlertRow, ApiKeyScope};
+use keepwatch_store::{AlertRow, ApiKeyScope, Timestamp};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
@@ -16,9 +16,11 @@ use crate::error::ApiError;
 use crate::state::AppState;
 
 fn alert_json(alert: &AlertRow) -> Value {
-    let time = |us: Option<i64>| {
-        us.and_then(chrono::DateTime::from_timestamp_micros)
-            .map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true))
+    let time = |at: Option<Timestamp>| {
+        at.map(|at| {
+            at.to_datetime()
+                .to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+        })
     };
     json!({
         "id": alert.id,
@@ -87,8 +89,7 @@ pub async fn get(
     body["log"] = json!(
         log.iter()
             .map(|entry| json!({
-                "at": chrono::DateTime::from_timestamp_micros(entry.at)
-                    .map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Millis, true)),
+                "at": entry.at.to_datetime().to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
                 "kind": entry.kind,
                 "who": entry.who,
                 "detail": entry.detail,

@@ -7,7 +7,6 @@ use axum::Json;
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use keepwatch_store::to_micros;
 use serde_json::{Value, json};
 
 use crate::auth::{FullKey, FullKeyJson};
@@ -66,7 +65,7 @@ pub async fn create_channel(
             ));
         }
     };
-    let now = to_micros(state.engine.now());
+    let now = state.engine.now().into();
     let channel = state
         .store
         .create_channel(scope.project_id, &name, kind, &config.to_string(), now)

@@ -13,7 +13,7 @@ use keepwatch_core::check::CheckState;
 use keepwatch_core::schedule::Schedule;
 use keepwatch_engine::CheckView;
 use keepwatch_engine::live::{anomaly_rules, rules_from_row, state_from_row};
-use keepwatch_store::{ChannelRow, CheckRow, StateRow, from_micros, to_micros};
+use keepwatch_store::{ChannelRow, CheckRow, StateRow, Timestamp};
 use serde::Deserialize;
 use serde_json::{Map, Value, json};
 use uuid::Uuid;
@@ -222,7 +222,7 @@ pub fn new_check_row(project_id: i64, now: DateTime<Utc>) -> CheckRow {
         manual_resume: false,
         service: None,
         extra: "{}".into(),
-        created_at: to_micros(now),
+        created_at: now.into(),
         state: StateRow {
             status: "new".into(),
             open_runs: "[]".into(),
@@ -639,7 +639,7 @@ pub async fn pings(
             let kind = keepwatch_core::check::PingKind::from_code(&p.kind).map_or("success", |k| k.api_type());
             let mut ping = json!({
                 "type": kind,
-                "date": from_micros(p.at).format("%Y-%m-%dT%H:%M:%S%.6f+00:00").to_string(),
+                "date": p.at.to_datetime().format("%Y-%m-%dT%H:%M:%S%.6f+00:00").to_string(),
                 "n": p.n,
                 "scheme": p.scheme,
                 "remote_addr": p.remote_addr,
@@ -711,13 +711,14 @@ pub async fn flips(
     let now = state.engine.now();
     let mut from = start.map_or(0, |s| s * 1_000_000);
     if let Some(s) = seconds.filter(|s| *s > 0) {
-        from = from.max(to_micros(now) - s * 1_000_000);
+        from = from.max(Timestamp::from(now).as_micros() - s * 1_000_000);
     }
     let to = end.map_or(i64::MAX, |e| e * 1_000_000 - 1);
+    let (from, to) = (Timestamp::from_micros(from), Timestamp::from_micros(to));
     let flips = state.store.list_flips(row.id, from, to).await?;
     let flips: Vec<Value> = flips
         .iter()
-        .map(|f| json!({ "timestamp": iso_seconds(from_micros(f.at)), "up": i32::from(f.new_status == "up") }))
+        .map(|f| json!({ "timestamp": iso_seconds(f.at.to_datetime()), "up": i32::from(f.new_status == "up") }))
         .collect();
     Ok(cors_json(StatusCode::OK, json!({ "flips": flips })))
 }
@@ -739,17 +740,17 @@ pub async fn notifications(
             let tries: Vec<Value> = attempts
                 .iter()
                 .filter(|a| a.outbox_id == n.outbox_id)
-                .map(|a| json!({ "at": from_micros(a.at).to_rfc3339(), "ok": a.ok, "detail": a.detail, "took_ms": a.took_ms }))
+                .map(|a| json!({ "at": a.at.to_datetime().to_rfc3339(), "ok": a.ok, "detail": a.detail, "took_ms": a.took_ms }))
                 .collect();
             json!({
                 "id": n.outbox_id,
                 "event": n.event_kind,
-                "event_at": from_micros(n.event_at).to_rfc3339(),
+                "event_at": n.event_at.to_datetime().to_rfc3339(),
                 "channel": n.channel_uuid,
                 "channel_name": n.channel_name,
                 "state": n.state,
                 "attempts": n.attempts,
-                "next_attempt_at": (n.state == "pending").then(|| from_micros(n.next_attempt_at).to_rfc3339()),
+                "next_attempt_at": (n.state == "pending").then(|| n.next_attempt_at.to_datetime().to_rfc3339()),
                 "last_error": n.last_error,
                 "attempt_log": tries,
             })

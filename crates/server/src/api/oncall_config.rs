@@ -115,7 +115,7 @@ pub async fn apply_config(
     }
     let names = new.token_names();
     let rows = store
-        .apply_oncall(project_id, text, &names, now.timestamp_micros())
+        .apply_oncall(project_id, text, &names, now.into())
         .await?;
     if let Some(engine) = engine {
         // Open alerts are re-planned from the new file now, not at their old due times.

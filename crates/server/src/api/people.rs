@@ -142,7 +142,7 @@ pub async fn send_code(
             &contact,
             &address,
             &code,
-            expires.timestamp_micros(),
+            expires.into(),
         )
         .await?;
     let text = format!(
@@ -195,7 +195,7 @@ pub async fn verify_code(
         ApiError::BadRequest("the body must be {\"code\": \"<the code you received>\"}".into())
     })?;
     let address = contact_address(&state, scope.project_id, &person, &contact).await?;
-    let now = state.engine.now().timestamp_micros();
+    let now = state.engine.now().into();
     let check = state
         .store
         .check_verification(scope.project_id, &person, &contact, &address, &code, now)
