@@ -64,31 +64,19 @@ async fn create_get_update_list_pause_resume_delete() {
 
     // unique: an existing check with the same name is returned with 200, not duplicated.
     let (status, same) = app
-        .api("POST", "/api/v3/checks/", Some(&app.api_key), Some(json!({"name": "Nightly cron", "schedule": "0 0 * * *", "tz": "America/Denver", "unique": ["name"]})))
+        .post("/api/v3/checks/", Some(json!({"name": "Nightly cron", "schedule": "0 0 * * *", "tz": "America/Denver", "unique": ["name"]})))
         .await;
     assert_eq!(status, StatusCode::OK);
     assert_eq!(same["uuid"], cron["uuid"]);
 
     // Read-only keys see unique_key instead of the UUID and URLs, and can get by unique key.
-    let (status, ro) = app
-        .api(
-            "GET",
-            &format!("/api/v3/checks/{uuid}"),
-            Some(&app.read_key),
-            None,
-        )
-        .await;
+    let (status, ro) = app.get_read_only(&format!("/api/v3/checks/{uuid}")).await;
     assert_eq!(status, StatusCode::OK);
     assert!(ro.get("uuid").is_none() && ro.get("ping_url").is_none());
     let unique_key = ro["unique_key"].as_str().unwrap();
     assert_eq!(unique_key.len(), 40);
     let (status, by_key) = app
-        .api(
-            "GET",
-            &format!("/api/v3/checks/{unique_key}"),
-            Some(&app.read_key),
-            None,
-        )
+        .get_read_only(&format!("/api/v3/checks/{unique_key}"))
         .await;
     assert_eq!(
         (status, by_key["name"].clone()),
@@ -97,10 +85,8 @@ async fn create_get_update_list_pause_resume_delete() {
 
     // Update changes only what is given; keepwatch's own fields round-trip.
     let (status, updated) = app
-        .api(
-            "POST",
+        .post(
             &format!("/api/v3/checks/{uuid}"),
-            Some(&app.api_key),
             Some(
                 json!({"grace": 600, "max_runtime": 1800, "service": "billing",
                         "anomaly_volume_pct": 20, "anomaly_duration_pct": 0}),
@@ -124,10 +110,8 @@ async fn create_get_update_list_pause_resume_delete() {
         (json!(1800), json!("billing"))
     );
     let (_, switched) = app
-        .api(
-            "POST",
+        .post(
             &format!("/api/v3/checks/{uuid}"),
-            Some(&app.api_key),
             Some(json!({"schedule": "Mon..Fri 09:00", "tz": "Europe/London"})),
         )
         .await;
@@ -137,47 +121,19 @@ async fn create_get_update_list_pause_resume_delete() {
     );
 
     // Filters: tags are AND-ed, slug is exact.
-    let (_, list) = app
-        .api(
-            "GET",
-            "/api/v3/checks/?tag=prod&tag=etl",
-            Some(&app.read_key),
-            None,
-        )
-        .await;
+    let (_, list) = app.get_read_only("/api/v3/checks/?tag=prod&tag=etl").await;
     assert_eq!(list["checks"].as_array().unwrap().len(), 1);
-    let (_, list) = app
-        .api(
-            "GET",
-            "/api/v3/checks/?tag=prod&tag=nope",
-            Some(&app.api_key),
-            None,
-        )
-        .await;
+    let (_, list) = app.get("/api/v3/checks/?tag=prod&tag=nope").await;
     assert_eq!(list["checks"].as_array().unwrap().len(), 0);
-    let (_, list) = app
-        .api(
-            "GET",
-            "/api/v3/checks/?slug=nightly-events",
-            Some(&app.api_key),
-            None,
-        )
-        .await;
+    let (_, list) = app.get("/api/v3/checks/?slug=nightly-events").await;
     assert_eq!(list["checks"][0]["uuid"], uuid.as_str());
-    let (_, list) = app
-        .api("GET", "/api/v3/checks/", Some(&app.api_key), None)
-        .await;
+    let (_, list) = app.get("/api/v3/checks/").await;
     assert_eq!(list["checks"].as_array().unwrap().len(), 2);
 
     // Pause and resume.
     app.ping("GET", &format!("/ping/{uuid}"), None).await;
     let (status, paused) = app
-        .api(
-            "POST",
-            &format!("/api/v3/checks/{uuid}/pause"),
-            Some(&app.api_key),
-            None,
-        )
+        .post(&format!("/api/v3/checks/{uuid}/pause"), None)
         .await;
     assert_eq!(
         (
@@ -188,12 +144,7 @@ async fn create_get_update_list_pause_resume_delete() {
         (StatusCode::OK, json!("paused"), json!(null))
     );
     let (status, resumed) = app
-        .api(
-            "POST",
-            &format!("/api/v3/checks/{uuid}/resume"),
-            Some(&app.api_key),
-            None,
-        )
+        .post(&format!("/api/v3/checks/{uuid}/resume"), None)
         .await;
     assert_eq!(
         (
@@ -204,12 +155,7 @@ async fn create_get_update_list_pause_resume_delete() {
         (StatusCode::OK, json!("new"), json!(null))
     );
     let (status, error) = app
-        .api(
-            "POST",
-            &format!("/api/v3/checks/{uuid}/resume"),
-            Some(&app.api_key),
-            None,
-        )
+        .post(&format!("/api/v3/checks/{uuid}/resume"), None)
         .await;
     assert_eq!(
         (status, error),
@@ -221,12 +167,7 @@ async fn create_get_update_list_pause_resume_delete() {
 
     // Flips: new→up, up→paused, paused→new; `up` is 1 only for the first.
     let (_, flips) = app
-        .api(
-            "GET",
-            &format!("/api/v3/checks/{uuid}/flips/"),
-            Some(&app.read_key),
-            None,
-        )
+        .get_read_only(&format!("/api/v3/checks/{uuid}/flips/"))
         .await;
     let ups: Vec<i64> = flips["flips"]
         .as_array()
@@ -237,12 +178,7 @@ async fn create_get_update_list_pause_resume_delete() {
     assert_eq!(ups.iter().sum::<i64>(), 1);
     assert_eq!(ups.len(), 3);
     let (status, _) = app
-        .api(
-            "GET",
-            &format!("/api/v3/checks/{uuid}/flips/?seconds=abc"),
-            Some(&app.api_key),
-            None,
-        )
+        .get(&format!("/api/v3/checks/{uuid}/flips/?seconds=abc"))
         .await;
     assert_eq!(status, StatusCode::BAD_REQUEST);
 
@@ -259,14 +195,7 @@ async fn create_get_update_list_pause_resume_delete() {
         (status, deleted["channels"].clone()),
         (StatusCode::OK, json!(""))
     );
-    let (status, _) = app
-        .api(
-            "GET",
-            &format!("/api/v3/checks/{uuid}"),
-            Some(&app.api_key),
-            None,
-        )
-        .await;
+    let (status, _) = app.get(&format!("/api/v3/checks/{uuid}")).await;
     assert_eq!(status, StatusCode::NOT_FOUND);
     let (status, _, text) = app.ping("GET", &format!("/ping/{uuid}"), None).await;
     assert_eq!(
@@ -278,10 +207,7 @@ async fn create_get_update_list_pause_resume_delete() {
 #[tokio::test]
 async fn keys_are_checked_and_projects_are_isolated() {
     let app = spawn_app().await;
-    let uuid = app.create_check(json!({"name": "mine"})).await["uuid"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let uuid = app.create_check_uuid(json!({"name": "mine"})).await;
     let missing = json!({"error": "missing api key"});
     let wrong = json!({"error": "wrong api key"});
     assert_eq!(
@@ -492,33 +418,21 @@ async fn bad_input_gets_healthchecks_messages() {
         );
     }
     // Nothing was created by any of these.
-    let (_, list) = app
-        .api("GET", "/api/v3/checks/", Some(&app.api_key), None)
-        .await;
+    let (_, list) = app.get("/api/v3/checks/").await;
     assert_eq!(list, json!({"checks": []}));
     // Unknown and malformed check ids.
     let (status, _) = app
-        .api(
-            "GET",
-            "/api/v3/checks/7280d984-4630-4ae9-b52a-8dc9d87b6864",
-            Some(&app.api_key),
-            None,
-        )
+        .get("/api/v3/checks/7280d984-4630-4ae9-b52a-8dc9d87b6864")
         .await;
     assert_eq!(status, StatusCode::NOT_FOUND);
-    let (status, _) = app
-        .api("GET", "/api/v3/checks/not-a-uuid", Some(&app.api_key), None)
-        .await;
+    let (status, _) = app.get("/api/v3/checks/not-a-uuid").await;
     assert_eq!(status, StatusCode::NOT_FOUND);
 }
 
 #[tokio::test]
 async fn status_and_metrics() {
     let app = spawn_app().await;
-    let uuid = app.create_check(json!({"name": "m"})).await["uuid"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let uuid = app.create_check_uuid(json!({"name": "m"})).await;
     app.ping("GET", &format!("/ping/{uuid}"), None).await;
     let (status, _, text) = app.ping("GET", "/api/v3/status/", None).await;
     assert_eq!((status, text.as_str()), (StatusCode::OK, "OK"));

@@ -63,11 +63,8 @@ pub async fn body_of(app: &TestApp, ping: &Value) -> String {
 }
 
 async fn new_check(app: &TestApp) -> String {
-    app.create_check(json!({"name": "job", "channels": "*"}))
-        .await["uuid"]
-        .as_str()
-        .unwrap()
-        .to_string()
+    app.create_check_uuid(json!({"name": "job", "channels": "*"}))
+        .await
 }
 
 #[tokio::test]
