@@ -326,14 +326,8 @@ async fn the_events_api_triggers_acknowledges_and_resolves_by_dedup_key() {
     assert_eq!(status, StatusCode::BAD_REQUEST, "{answer}");
 
     // The alerts API: read keys read, only full keys act, other projects' alerts are not visible.
-    let (status, _) = app
-        .api(
-            "POST",
-            &format!("/api/v1/alerts/{id}/ack"),
-            Some(&app.read_key),
-            None,
-        )
-        .await;
+    let ack = format!("/api/v1/alerts/{id}/ack");
+    let (status, _) = app.api("POST", &ack, Some(&app.read_key), None).await;
     assert_eq!(status, StatusCode::UNAUTHORIZED);
     let (status, _) = app.api("GET", "/api/v1/alerts/", None, None).await;
     assert_eq!(status, StatusCode::UNAUTHORIZED);

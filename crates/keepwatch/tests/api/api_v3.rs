@@ -131,10 +131,9 @@ async fn create_get_update_list_pause_resume_delete() {
     assert_eq!(list["checks"].as_array().unwrap().len(), 2);
 
     // Pause and resume.
+    let check = |rest: &str| format!("/api/v3/checks/{uuid}{rest}");
     app.ping("GET", &format!("/ping/{uuid}"), None).await;
-    let (status, paused) = app
-        .post(&format!("/api/v3/checks/{uuid}/pause"), None)
-        .await;
+    let (status, paused) = app.post(&check("/pause"), None).await;
     assert_eq!(
         (
             status,
@@ -143,9 +142,7 @@ async fn create_get_update_list_pause_resume_delete() {
         ),
         (StatusCode::OK, json!("paused"), json!(null))
     );
-    let (status, resumed) = app
-        .post(&format!("/api/v3/checks/{uuid}/resume"), None)
-        .await;
+    let (status, resumed) = app.post(&check("/resume"), None).await;
     assert_eq!(
         (
             status,
@@ -154,9 +151,7 @@ async fn create_get_update_list_pause_resume_delete() {
         ),
         (StatusCode::OK, json!("new"), json!(null))
     );
-    let (status, error) = app
-        .post(&format!("/api/v3/checks/{uuid}/resume"), None)
-        .await;
+    let (status, error) = app.post(&check("/resume"), None).await;
     assert_eq!(
         (status, error),
         (
@@ -166,9 +161,7 @@ async fn create_get_update_list_pause_resume_delete() {
     );
 
     // Flips: new→up, up→paused, paused→new; `up` is 1 only for the first.
-    let (_, flips) = app
-        .get_read_only(&format!("/api/v3/checks/{uuid}/flips/"))
-        .await;
+    let (_, flips) = app.get_read_only(&check("/flips/")).await;
     let ups: Vec<i64> = flips["flips"]
         .as_array()
         .unwrap()
@@ -177,25 +170,18 @@ async fn create_get_update_list_pause_resume_delete() {
         .collect();
     assert_eq!(ups.iter().sum::<i64>(), 1);
     assert_eq!(ups.len(), 3);
-    let (status, _) = app
-        .get(&format!("/api/v3/checks/{uuid}/flips/?seconds=abc"))
-        .await;
+    let (status, _) = app.get(&check("/flips/?seconds=abc")).await;
     assert_eq!(status, StatusCode::BAD_REQUEST);
 
     // Delete, then it is gone.
     let (status, deleted) = app
-        .api(
-            "DELETE",
-            &format!("/api/v3/checks/{uuid}"),
-            Some(&app.api_key),
-            None,
-        )
+        .api("DELETE", &check(""), Some(&app.api_key), None)
         .await;
     assert_eq!(
         (status, deleted["channels"].clone()),
         (StatusCode::OK, json!(""))
     );
-    let (status, _) = app.get(&format!("/api/v3/checks/{uuid}")).await;
+    let (status, _) = app.get(&check("")).await;
     assert_eq!(status, StatusCode::NOT_FOUND);
     let (status, _, text) = app.ping("GET", &format!("/ping/{uuid}"), None).await;
     assert_eq!(

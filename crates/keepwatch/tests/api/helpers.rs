@@ -190,26 +190,12 @@ impl TestApp {
 
     /// The check's pings as the API lists them, newest first.
     pub async fn pings(&self, uuid: &str) -> Vec<Value> {
-        let (_, body) = self
-            .api(
-                "GET",
-                &format!("/api/v3/checks/{uuid}/pings/"),
-                Some(&self.api_key),
-                None,
-            )
-            .await;
+        let (_, body) = self.get(&format!("/api/v3/checks/{uuid}/pings/")).await;
         body["pings"].as_array().unwrap().clone()
     }
 
     pub async fn get_check(&self, uuid: &str) -> Value {
-        let (status, check) = self
-            .api(
-                "GET",
-                &format!("/api/v3/checks/{uuid}"),
-                Some(&self.api_key),
-                None,
-            )
-            .await;
+        let (status, check) = self.get(&format!("/api/v3/checks/{uuid}")).await;
         assert_eq!(status, StatusCode::OK, "{check}");
         check
     }
