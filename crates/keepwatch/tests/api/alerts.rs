@@ -10,7 +10,7 @@ use serde_json::{Value, json};
 
 use crate::helpers::{
     AppOptions, Receiver, TestApp, alice_by_webhook, apply, billing_pages, eventually, one_service,
-    person, spawn_app, spawn_app_with,
+    person, schedule, spawn_app, spawn_app_with,
 };
 
 async fn get_alert(app: &TestApp, id: i64) -> Value {
@@ -73,15 +73,7 @@ rules = [
   {{ urgency = "high", contact = "slack", after = 0 }},
   {{ urgency = "high", contact = "ntfy", after = 5 }},
 ]
-{}[[schedules]]
-name = "primary"
-tz = "UTC"
-[[schedules.layers]]
-name = "all"
-participants = ["alice"]
-shift = "1w"
-start = "2026-11-01T00:00"
-[[policies]]
+{bob}{primary}[[policies]]
 name = "billing"
 steps = [{{ targets = ["schedule:primary"], delay = 10 }}, {{ targets = ["user:bob"], delay = 10 }}]
 [[services]]
@@ -92,7 +84,8 @@ urgency = "high"
             webhook.url,
             slack.url,
             ntfy.url,
-            person("bob", &[("webhook", &bob.url)])
+            bob = person("bob", &[("webhook", &bob.url)]),
+            primary = schedule("primary", "UTC", &["alice"], "1w", "2026-11-01T00:00")
         ),
     )
     .await;
@@ -875,23 +868,7 @@ rules = [
 id = "bob"
 contacts = {{ webhook = "{}" }}
 rules = [{{ urgency = "high", contact = "webhook", after = 0 }}, {{ urgency = "low", contact = "webhook", after = 0 }}]
-{}[[schedules]]
-name = "primary"
-tz = "America/Denver"
-[[schedules.layers]]
-name = "weekly"
-participants = ["alice"]
-shift = "1w"
-start = "2026-11-23T09:00"
-[[schedules]]
-name = "secondary"
-tz = "America/Denver"
-[[schedules.layers]]
-name = "weekly"
-participants = ["bob"]
-shift = "1w"
-start = "2026-11-23T09:00"
-[[policies]]
+{lee}{primary}{secondary}[[policies]]
 name = "billing"
 steps = [{{ targets = ["schedule:primary"], delay = 15 }}, {{ targets = ["schedule:secondary"], delay = 15 }}]
 repeat = 1
@@ -905,7 +882,9 @@ raise_after = 10
 "#,
             alice_ntfy.url,
             bob.url,
-            person("lee", &[("webhook", &lee.url)])
+            lee = person("lee", &[("webhook", &lee.url)]),
+            primary = schedule("primary", "America/Denver", &["alice"], "1w", "2026-11-23T09:00"),
+            secondary = schedule("secondary", "America/Denver", &["bob"], "1w", "2026-11-23T09:00")
         ),
     )
     .await;

@@ -351,14 +351,30 @@ pub fn person(id: &str, contacts: &[(&str, &str)]) -> String {
     )
 }
 
+/// An on-call schedule with one layer rotating through `participants` every `shift`
+/// (`1d`, `1w`, …) from `start`, local time in `tz`.
+pub fn schedule(name: &str, tz: &str, participants: &[&str], shift: &str, start: &str) -> String {
+    format!(
+        "[[schedules]]\nname = \"{name}\"\ntz = \"{tz}\"\n\
+         [[schedules.layers]]\nname = \"rotation\"\nparticipants = [{}]\n\
+         shift = \"{shift}\"\nstart = \"{start}\"\n",
+        quoted(participants)
+    )
+}
+
+/// `"a", "b"`: names as a TOML array's items.
+fn quoted(names: &[&str]) -> String {
+    let quoted: Vec<String> = names.iter().map(|n| format!("\"{n}\"")).collect();
+    quoted.join(", ")
+}
+
 /// Policy `p`, whose one step pages `targets` (10 minutes), and service `billing` on it at
 /// high urgency: the end of the shared fixture, for people other than its alice.
 pub fn billing_pages(targets: &[&str]) -> String {
-    let targets: Vec<String> = targets.iter().map(|t| format!("\"{t}\"")).collect();
     format!(
         "[[policies]]\nname = \"p\"\nsteps = [{{ targets = [{}], delay = 10 }}]\n\
          [[services]]\nname = \"billing\"\npolicy = \"p\"\nurgency = \"high\"\n",
-        targets.join(", ")
+        quoted(targets)
     )
 }
 

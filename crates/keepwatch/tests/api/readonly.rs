@@ -5,7 +5,7 @@
 use axum::http::StatusCode;
 use serde_json::{Value, json};
 
-use crate::helpers::{eventually, spawn_app};
+use crate::helpers::{billing_pages, eventually, schedule, spawn_app};
 
 /// Port 1 on loopback refuses connections: deliveries fail (errors name no URL).
 const TELEGRAM: &str = "http://127.0.0.1:1/bot123456:TELEGRAM-SECRET/sendMessage?chat_id=-1";
@@ -18,22 +18,9 @@ fn config() -> String {
 id = "alice"
 contacts = {{ telegram = "{TELEGRAM}", email = "alice@mail.example.com" }}
 rules = [{{ urgency = "high", contact = "telegram", after = 0 }}]
-[[schedules]]
-name = "primary"
-tz = "UTC"
-[[schedules.layers]]
-name = "daily"
-participants = ["alice"]
-shift = "1d"
-start = "2026-11-23T09:00"
-[[policies]]
-name = "p"
-steps = [{{ targets = ["schedule:primary"], delay = 10 }}]
-[[services]]
-name = "billing"
-policy = "p"
-urgency = "high"
-"#
+{primary}{billing}"#,
+        primary = schedule("primary", "UTC", &["alice"], "1d", "2026-11-23T09:00"),
+        billing = billing_pages(&["schedule:primary"])
     )
 }
 
