@@ -9,33 +9,13 @@ use keepwatch_engine::channels::sign;
 use keepwatch_store::Timestamp;
 use serde_json::{Value, json};
 
-use crate::helpers::{AppOptions, Receiver, TestApp, eventually, spawn_app, spawn_app_with};
-
-/// Applies an on-call configuration for the default project and returns the integration
-/// key of service `billing`.
-pub async fn apply(app: &TestApp, source: &str) -> String {
-    let project = app.store.project_by_name("default").await.unwrap().unwrap();
-    keepwatch_core::oncall::config::OnCall::parse(source).unwrap();
-    let feeds = app
-        .store
-        .apply_oncall(
-            project.id,
-            source,
-            &[("service", "billing")],
-            Timestamp::default(),
-        )
-        .await
-        .unwrap();
-    feeds
-        .into_iter()
-        .find(|f| f.kind == "service")
-        .unwrap()
-        .token
-}
+use crate::helpers::{
+    AppOptions, Receiver, TestApp, alice_by_webhook, apply, billing_pages, eventually, one_service,
+    person, schedule, spawn_app, spawn_app_with,
+};
 
 async fn get_alert(app: &TestApp, id: i64) -> Value {
-    let path = format!("/api/v1/alerts/{id}");
-    let (status, alert) = app.api("GET", &path, Some(&app.read_key), None).await;
+    let (status, alert) = app.get_read_only(&format!("/api/v1/alerts/{id}")).await;
     assert_eq!(status, StatusCode::OK, "{alert}");
     alert
 }
@@ -61,16 +41,18 @@ fn uuid_of(check: &Value) -> String {
 }
 
 async fn open_alerts(app: &TestApp) -> Vec<Value> {
-    let (status, body) = app
-        .api(
-            "GET",
-            "/api/v1/alerts/?status=open",
-            Some(&app.read_key),
-            None,
-        )
-        .await;
+    let (status, body) = app.get_read_only("/api/v1/alerts/?status=open").await;
     assert_eq!(status, StatusCode::OK, "{body}");
     body["alerts"].as_array().unwrap().clone()
+}
+
+/// The alert's log (kind, who) once it has an entry of `kind`.
+async fn wait_for_log_entry(app: &TestApp, id: i64, kind: &str) -> Vec<(String, String)> {
+    eventually(|| async {
+        let log = alert_log(app, id).await;
+        log.iter().any(|(k, _)| k == kind).then_some(log)
+    })
+    .await
 }
 
 #[tokio::test]
@@ -92,19 +74,7 @@ rules = [
   {{ urgency = "high", contact = "slack", after = 0 }},
   {{ urgency = "high", contact = "ntfy", after = 5 }},
 ]
-[[people]]
-id = "bob"
-contacts = {{ webhook = "{}" }}
-rules = [{{ urgency = "high", contact = "webhook", after = 0 }}]
-[[schedules]]
-name = "primary"
-tz = "UTC"
-[[schedules.layers]]
-name = "all"
-participants = ["alice"]
-shift = "1w"
-start = "2026-11-01T00:00"
-[[policies]]
+{bob}{primary}[[policies]]
 name = "billing"
 steps = [{{ targets = ["schedule:primary"], delay = 10 }}, {{ targets = ["user:bob"], delay = 10 }}]
 [[services]]
@@ -112,7 +82,11 @@ name = "billing"
 policy = "billing"
 urgency = "high"
 "#,
-            webhook.url, slack.url, ntfy.url, bob.url
+            webhook.url,
+            slack.url,
+            ntfy.url,
+            bob = person("bob", &[("webhook", &bob.url)]),
+            primary = schedule("primary", "UTC", &["alice"], "1w", "2026-11-01T00:00")
         ),
     )
     .await;
@@ -214,11 +188,7 @@ urgency = "high"
 
     // Step 2 (bob, due 10 minutes after the trigger) never comes.
     app.advance(TimeDelta::minutes(30));
-    let log = eventually(|| async {
-        let log = alert_log(&app, id).await;
-        log.iter().any(|(k, _)| k == "acknowledged").then_some(log)
-    })
-    .await;
+    let log = wait_for_log_entry(&app, id, "acknowledged").await;
     // Let the pager and the dispatcher catch up past step 2's time: bob heard nothing.
     app.advance(TimeDelta::seconds(2));
     app.engine.settled().await;
@@ -251,24 +221,6 @@ urgency = "high"
     );
 }
 
-/// Service `billing` pages alice at step 1 through one contact, `after` minutes on.
-pub(crate) fn alice_by_webhook(contact: &str, url: &str, after: u32) -> String {
-    one_service()
-        .replace(
-            r#"contacts = { email = "alice@example.com" }"#,
-            &format!(r#"contacts = {{ {contact} = "{url}" }}"#),
-        )
-        .replace(
-            r#"contact = "email", after = 0"#,
-            &format!(r#"contact = "{contact}", after = {after}"#),
-        )
-}
-
-/// Service `billing` pages alice by email at once (the shared fixture).
-pub fn one_service() -> String {
-    include_str!("../../../../fixtures/oncall/alice-on-billing.toml").to_string()
-}
-
 #[tokio::test]
 async fn the_events_api_triggers_acknowledges_and_resolves_by_dedup_key() {
     let app = spawn_app().await;
@@ -298,14 +250,7 @@ async fn the_events_api_triggers_acknowledges_and_resolves_by_dedup_key() {
         json!({"status": "success", "message": "Event processed", "dedup_key": "db1-disk"})
     );
     // The same key again adds to the open alert.
-    let (status, _) = app
-        .api(
-            "POST",
-            "/api/v1/events",
-            None,
-            Some(event("trigger", Some("db1-disk"))),
-        )
-        .await;
+    let (status, _) = app.send_event(event("trigger", Some("db1-disk"))).await;
     assert_eq!(status, StatusCode::ACCEPTED);
     let alerts = open_alerts(&app).await;
     assert_eq!(alerts.len(), 1, "{alerts:?}");
@@ -313,31 +258,15 @@ async fn the_events_api_triggers_acknowledges_and_resolves_by_dedup_key() {
     assert_eq!(alerts[0]["source"], "events");
     let id = alerts[0]["id"].as_i64().unwrap();
     // Without a dedup key, a trigger opens a new alert and returns its key.
-    let (_, body) = app
-        .api("POST", "/api/v1/events", None, Some(event("trigger", None)))
-        .await;
+    let (_, body) = app.send_event(event("trigger", None)).await;
     assert_eq!(body["dedup_key"].as_str().unwrap().len(), 32);
     assert_eq!(open_alerts(&app).await.len(), 2);
 
-    let (status, _) = app
-        .api(
-            "POST",
-            "/api/v1/events",
-            None,
-            Some(event("acknowledge", Some("db1-disk"))),
-        )
-        .await;
+    let (status, _) = app.send_event(event("acknowledge", Some("db1-disk"))).await;
     assert_eq!(status, StatusCode::ACCEPTED);
     let alert = get_alert(&app, id).await;
     assert_eq!(alert["status"], "acknowledged");
-    let (status, _) = app
-        .api(
-            "POST",
-            "/api/v1/events",
-            None,
-            Some(event("resolve", Some("db1-disk"))),
-        )
-        .await;
+    let (status, _) = app.send_event(event("resolve", Some("db1-disk"))).await;
     assert_eq!(status, StatusCode::ACCEPTED);
     let log = alert_log(&app, id).await;
     let kinds: Vec<&str> = log.iter().map(|(k, _)| k.as_str()).collect();
@@ -348,13 +277,7 @@ async fn the_events_api_triggers_acknowledges_and_resolves_by_dedup_key() {
     );
     assert_eq!(kinds.last(), Some(&"resolved"));
     // A new trigger after resolution opens a new alert under the same key.
-    app.api(
-        "POST",
-        "/api/v1/events",
-        None,
-        Some(event("trigger", Some("db1-disk"))),
-    )
-    .await;
+    app.send_event(event("trigger", Some("db1-disk"))).await;
     assert_eq!(open_alerts(&app).await.len(), 2);
 
     // Bad input: PagerDuty's 400 shape, naming the field.
@@ -385,9 +308,7 @@ async fn the_events_api_triggers_acknowledges_and_resolves_by_dedup_key() {
             "dedup_key",
         ),
     ] {
-        let (status, answer) = app
-            .api("POST", "/api/v1/events", None, Some(body.clone()))
-            .await;
+        let (status, answer) = app.send_event(body.clone()).await;
         assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
         assert_eq!(answer["status"], "invalid event");
         assert!(
@@ -395,38 +316,23 @@ async fn the_events_api_triggers_acknowledges_and_resolves_by_dedup_key() {
             "{answer}"
         );
     }
-    let (status, answer) = app
-        .api("POST", "/api/v1/events", None, Some(json!("not an object")))
-        .await;
+    let (status, answer) = app.send_event(json!("not an object")).await;
     assert_eq!(status, StatusCode::BAD_REQUEST, "{answer}");
 
     // The alerts API: read keys read, only full keys act, other projects' alerts are not visible.
-    let (status, _) = app
-        .api(
-            "POST",
-            &format!("/api/v1/alerts/{id}/ack"),
-            Some(&app.read_key),
-            None,
-        )
-        .await;
+    let ack = format!("/api/v1/alerts/{id}/ack");
+    let (status, _) = app.api("POST", &ack, Some(&app.read_key), None).await;
     assert_eq!(status, StatusCode::UNAUTHORIZED);
     let (status, _) = app.api("GET", "/api/v1/alerts/", None, None).await;
     assert_eq!(status, StatusCode::UNAUTHORIZED);
-    let (status, _) = app
-        .api(
-            "GET",
-            "/api/v1/alerts/?status=sleeping",
-            Some(&app.read_key),
-            None,
-        )
-        .await;
+    let (status, _) = app.get_read_only("/api/v1/alerts/?status=sleeping").await;
     assert_eq!(status, StatusCode::BAD_REQUEST);
     // Unknown ids answer JSON that says what was not found.
     for (path, message) in [
         ("/api/v1/alerts/999999", "no alert with id `999999`"),
         ("/api/v1/alerts/abc", "no alert with id `abc`"),
     ] {
-        let (status, body) = app.api("GET", path, Some(&app.read_key), None).await;
+        let (status, body) = app.get_read_only(path).await;
         assert_eq!(status, StatusCode::NOT_FOUND);
         assert_eq!(body["error"], message, "{path}");
     }
@@ -557,19 +463,11 @@ async fn links_expire_and_alerts_without_a_service_are_recorded_as_unrouted() {
     assert_eq!(first["alert"]["summary"], "a is failed");
     let id = first["alert"]["id"].as_i64().unwrap();
     // Once the failure is recorded (retry due in 10 s), move the clock past it.
-    eventually(|| async {
-        let log = alert_log(&app, id).await;
-        log.iter().any(|(k, _)| k == "notify_failed").then_some(())
-    })
-    .await;
+    wait_for_log_entry(&app, id, "notify_failed").await;
     app.advance(TimeDelta::seconds(11));
     let retry = hook.next().await.json();
     assert_eq!(retry["alert"]["id"], first["alert"]["id"]);
-    eventually(|| async {
-        let log = alert_log(&app, id).await;
-        log.iter().any(|(k, _)| k == "notified").then_some(())
-    })
-    .await;
+    wait_for_log_entry(&app, id, "notified").await;
 
     // Links expire after a week.
     app.advance(TimeDelta::days(8));
@@ -613,12 +511,7 @@ async fn a_flood_of_alerts_reaches_a_person_as_one_summary() {
     let mut hook = Receiver::start(vec![]).await;
     let key = apply(&app, &alice_by_webhook("webhook", &hook.url, 1)).await;
     for i in 0..5 {
-        let event = json!({
-            "routing_key": key, "event_action": "trigger", "dedup_key": format!("disk-{i}"),
-            "payload": {"summary": format!("disk {i} full"), "source": "db", "severity": "error"},
-        });
-        let (status, _) = app.api("POST", "/api/v1/events", None, Some(event)).await;
-        assert_eq!(status, StatusCode::ACCEPTED);
+        trigger_disk(&app, &key, i).await;
     }
     // Each alert pages alice a minute after its trigger: all five fall due together.
     app.advance(TimeDelta::minutes(1));
@@ -670,18 +563,9 @@ async fn pages_beyond_the_rate_limit_wait_and_go_out_as_one_summary() {
     let app = spawn_app().await;
     let mut hook = Receiver::start(vec![]).await;
     let key = apply(&app, &alice_by_webhook("webhook", &hook.url, 0)).await;
-    let trigger = |i: usize| {
-        json!({
-            "routing_key": key, "event_action": "trigger", "dedup_key": format!("disk-{i}"),
-            "payload": {"summary": format!("disk {i} full"), "source": "db", "severity": "error"},
-        })
-    };
     // One alert a minute: the default limit lets five messages through within 15 minutes.
     for i in 0..7 {
-        let (status, _) = app
-            .api("POST", "/api/v1/events", None, Some(trigger(i)))
-            .await;
-        assert_eq!(status, StatusCode::ACCEPTED);
+        trigger_disk(&app, &key, i).await;
         if i < 5 {
             let page = hook.next().await.json();
             assert_eq!(page["alert"]["summary"], format!("disk {i} full"));
@@ -736,7 +620,7 @@ async fn trigger_disk(app: &TestApp, key: &str, i: usize) {
         "routing_key": key, "event_action": "trigger", "dedup_key": format!("disk-{i}"),
         "payload": {"summary": format!("disk {i} full"), "source": "db", "severity": "error"},
     });
-    let (status, _) = app.api("POST", "/api/v1/events", None, Some(event)).await;
+    let (status, _) = app.send_event(event).await;
     assert_eq!(status, StatusCode::ACCEPTED);
 }
 
@@ -798,35 +682,23 @@ async fn teams_telegram_and_pushover_pages_carry_the_alert_and_its_links() {
     let mut teams = Receiver::start(vec![]).await;
     let mut telegram = Receiver::start(vec![]).await;
     let mut pushover = Receiver::start(vec![]).await;
+    let telegram_to = format!("{}?chat_id=-10042", telegram.url);
+    let pushover_to = format!("{}?token=app1&user=u1", pushover.url);
+    let contacts = [
+        ("teams", teams.url.as_str()),
+        ("telegram", &telegram_to),
+        ("pushover", &pushover_to),
+    ];
     let key = apply(
         &app,
-        &format!(
-            r#"
-[[people]]
-id = "alice"
-contacts = {{ teams = "{}", telegram = "{}?chat_id=-10042", pushover = "{}?token=app1&user=u1" }}
-rules = [
-  {{ urgency = "high", contact = "teams", after = 0 }},
-  {{ urgency = "high", contact = "telegram", after = 0 }},
-  {{ urgency = "high", contact = "pushover", after = 0 }},
-]
-[[policies]]
-name = "p"
-steps = [{{ targets = ["user:alice"], delay = 10 }}]
-[[services]]
-name = "billing"
-policy = "p"
-urgency = "high"
-"#,
-            teams.url, telegram.url, pushover.url
-        ),
+        &(person("alice", &contacts) + &billing_pages(&["user:alice"])),
     )
     .await;
     let event = json!({
         "routing_key": key, "event_action": "trigger", "dedup_key": "disk",
         "payload": {"summary": "disk full", "source": "db", "severity": "error"},
     });
-    let (status, _) = app.api("POST", "/api/v1/events", None, Some(event)).await;
+    let (status, _) = app.send_event(event).await;
     assert_eq!(status, StatusCode::ACCEPTED);
 
     let card = teams.next().await.json();
@@ -892,18 +764,8 @@ async fn the_on_call_file_binds_a_check_to_a_service_that_keeps_alerts_open_on_r
         .create_check(json!({"name": "invoices", "timeout": 60, "grace": 60}))
         .await;
     let uuid = uuid_of(&check);
-    apply(
-        &app,
-        &format!(
-            r#"
-[[people]]
-id = "alice"
-contacts = {{ webhook = "{}" }}
-rules = [{{ urgency = "high", contact = "webhook", after = 0 }}]
-[[people]]
-id = "bob"
-contacts = {{ webhook = "{}" }}
-rules = [{{ urgency = "high", contact = "webhook", after = 0 }}]
+    let policies_and_services = format!(
+        r#"
 [[policies]]
 name = "alice"
 steps = [{{ targets = ["user:alice"], delay = 10 }}]
@@ -919,12 +781,12 @@ resolve_on_recovery = false
 name = "default"
 policy = "bob"
 "#,
-            alice.url,
-            bob.url,
-            uuid.to_uppercase()
-        ),
-    )
-    .await;
+        uuid.to_uppercase()
+    );
+    let file = person("alice", &[("webhook", &alice.url)])
+        + &person("bob", &[("webhook", &bob.url)])
+        + &policies_and_services;
+    apply(&app, &file).await;
     let (status, _, _) = app.ping("GET", &format!("/ping/{uuid}"), None).await;
     assert_eq!(status, StatusCode::OK);
     app.advance(TimeDelta::seconds(121));
@@ -962,22 +824,16 @@ async fn a_maintenance_window_records_alerts_but_sends_no_pages() {
             "payload": {"summary": format!("{dedup} broke"), "source": "x", "severity": "error"},
         })
     };
-    app.api("POST", "/api/v1/events", None, Some(trigger("during")))
-        .await;
+    app.send_event(trigger("during")).await;
     let id = open_alerts(&app).await[0]["id"].as_i64().unwrap();
-    let log = eventually(|| async {
-        let log = alert_log(&app, id).await;
-        log.iter().any(|(k, _)| k == "suppressed").then_some(log)
-    })
-    .await;
+    let log = wait_for_log_entry(&app, id, "suppressed").await;
     assert!(
         log.contains(&("suppressed".into(), "alice via webhook".into())),
         "{log:?}"
     );
     // After the window, a new alert pages again.
     app.advance(TimeDelta::hours(2));
-    app.api("POST", "/api/v1/events", None, Some(trigger("after")))
-        .await;
+    app.send_event(trigger("after")).await;
     let page = hook.next().await.json();
     assert_eq!(page["alert"]["summary"], "after broke");
     assert!(
@@ -1021,27 +877,7 @@ rules = [
 id = "bob"
 contacts = {{ webhook = "{}" }}
 rules = [{{ urgency = "high", contact = "webhook", after = 0 }}, {{ urgency = "low", contact = "webhook", after = 0 }}]
-[[people]]
-id = "lee"
-contacts = {{ webhook = "{}" }}
-rules = [{{ urgency = "high", contact = "webhook", after = 0 }}]
-[[schedules]]
-name = "primary"
-tz = "America/Denver"
-[[schedules.layers]]
-name = "weekly"
-participants = ["alice"]
-shift = "1w"
-start = "2026-11-23T09:00"
-[[schedules]]
-name = "secondary"
-tz = "America/Denver"
-[[schedules.layers]]
-name = "weekly"
-participants = ["bob"]
-shift = "1w"
-start = "2026-11-23T09:00"
-[[policies]]
+{lee}{primary}{secondary}[[policies]]
 name = "billing"
 steps = [{{ targets = ["schedule:primary"], delay = 15 }}, {{ targets = ["schedule:secondary"], delay = 15 }}]
 repeat = 1
@@ -1053,7 +889,11 @@ urgency = "support-hours"
 support_hours = {{ tz = "America/Denver", windows = [{{ days = ["mon", "tue", "wed", "thu", "fri"], start = "09:00", end = "17:00" }}] }}
 raise_after = 10
 "#,
-            alice_ntfy.url, bob.url, lee.url
+            alice_ntfy.url,
+            bob.url,
+            lee = person("lee", &[("webhook", &lee.url)]),
+            primary = schedule("primary", "America/Denver", &["alice"], "1w", "2026-11-23T09:00"),
+            secondary = schedule("secondary", "America/Denver", &["bob"], "1w", "2026-11-23T09:00")
         ),
     )
     .await;
@@ -1115,14 +955,7 @@ raise_after = 10
 
     // Acknowledged at +40 from the CLI's API: bob (+45) and lee (+60) are never paged.
     app.advance(TimeDelta::minutes(10));
-    let (status, acked) = app
-        .api(
-            "POST",
-            &format!("/api/v1/alerts/{id}/ack"),
-            Some(&app.api_key),
-            None,
-        )
-        .await;
+    let (status, acked) = app.post(&format!("/api/v1/alerts/{id}/ack"), None).await;
     assert_eq!(
         (status, acked["status"].as_str()),
         (StatusCode::OK, Some("acknowledged"))
@@ -1186,14 +1019,10 @@ async fn escalation_resumes_after_a_restart_without_repeating_a_page() {
         "routing_key": key, "event_action": "trigger", "dedup_key": "db1",
         "payload": {"summary": "db1 down", "source": "db1", "severity": "critical"},
     });
-    app.api("POST", "/api/v1/events", None, Some(event)).await;
+    app.send_event(event).await;
     let first = hook.next().await.json();
     let id = first["alert"]["id"].as_i64().unwrap();
-    eventually(|| async {
-        let log = alert_log(&app, id).await;
-        log.iter().any(|(k, _)| k == "notified").then_some(())
-    })
-    .await;
+    wait_for_log_entry(&app, id, "notified").await;
     let data_dir = app.data_dir.clone();
     let temp = app.stop().await;
 
@@ -1301,9 +1130,7 @@ async fn an_integration_key_cannot_act_on_another_services_alerts() {
             "payload": {"summary": "disk full", "source": "db", "severity": "error"},
         })
     };
-    let (status, _) = app
-        .api("POST", "/api/v1/events", None, Some(event(&web, "trigger")))
-        .await;
+    let (status, _) = app.send_event(event(&web, "trigger")).await;
     assert_eq!(status, StatusCode::ACCEPTED);
     // As PagerDuty does for a key it does not know: accepted, nothing done.
     for action in ["acknowledge", "resolve"] {
@@ -1314,14 +1141,7 @@ async fn an_integration_key_cannot_act_on_another_services_alerts() {
             assert_eq!(status, StatusCode::ACCEPTED);
         }
     }
-    let (status, body) = app
-        .api(
-            "POST",
-            "/api/v1/events",
-            None,
-            Some(event(&billing, "trigger")),
-        )
-        .await;
+    let (status, body) = app.send_event(event(&billing, "trigger")).await;
     assert_eq!(status, StatusCode::BAD_REQUEST);
     assert_eq!(
         body["errors"][0],
@@ -1356,9 +1176,7 @@ async fn an_integration_key_cannot_act_on_another_services_alerts() {
     assert!(open.iter().all(|a| a["service"] == "web"), "{open:?}");
 
     // Its own key still acts.
-    let (status, _) = app
-        .api("POST", "/api/v1/events", None, Some(event(&web, "resolve")))
-        .await;
+    let (status, _) = app.send_event(event(&web, "resolve")).await;
     assert_eq!(status, StatusCode::ACCEPTED);
     assert_eq!(open_alerts(app).await.len(), 1);
 }
@@ -1368,10 +1186,7 @@ async fn an_integration_key_cannot_act_on_another_services_alerts() {
 fn three_steps(urls: [&str; 3], delays: [u32; 2]) -> String {
     let mut file = String::new();
     for (who, url) in ["alice", "bob", "carol"].iter().zip(urls) {
-        file.push_str(&format!(
-            "[[people]]\nid = \"{who}\"\ncontacts = {{ webhook = \"{url}\" }}\n\
-             rules = [{{ urgency = \"high\", contact = \"webhook\", after = 0 }}]\n"
-        ));
+        file.push_str(&person(who, &[("webhook", url)]));
     }
     file.push_str(&format!(
         "[[policies]]\nname = \"p\"\nsteps = [\n\
@@ -1394,26 +1209,7 @@ async fn an_apply_re_plans_open_alerts_from_the_new_file_without_backdating() {
     );
     let owned = [alice.url.clone(), bob.url.clone(), carol.url.clone()];
     let urls = [owned[0].as_str(), owned[1].as_str(), owned[2].as_str()];
-    let put = |file: String| {
-        let app = &app;
-        async move {
-            let response = app
-                .client
-                .put(app.url("/api/v1/oncall/config"))
-                .header("X-Api-Key", &app.api_key)
-                .body(file)
-                .send()
-                .await
-                .unwrap();
-            assert_eq!(
-                response.status().as_u16(),
-                200,
-                "{}",
-                response.text().await.unwrap()
-            );
-        }
-    };
-    put(three_steps(urls, [10, 10])).await;
+    app.apply_oncall_config(&three_steps(urls, [10, 10])).await;
     let project = app.store.project_by_name("default").await.unwrap().unwrap();
     let key = app
         .store
@@ -1426,7 +1222,7 @@ async fn an_apply_re_plans_open_alerts_from_the_new_file_without_backdating() {
         .token;
     let body = json!({"routing_key": key, "event_action": "trigger", "dedup_key": "disk",
                       "payload": {"summary": "disk full", "source": "db1", "severity": "critical"}});
-    let (status, _) = app.api("POST", "/api/v1/events", None, Some(body)).await;
+    let (status, _) = app.send_event(body).await;
     assert_eq!(status, StatusCode::ACCEPTED);
     let id = open_alerts(&app).await[0]["id"].as_i64().unwrap();
     alice.next().await;
@@ -1450,7 +1246,7 @@ async fn an_apply_re_plans_open_alerts_from_the_new_file_without_backdating() {
 
     // Two minutes in, bob's step moves from minute 10 to minute 5: he is paged at minute 5.
     app.advance(TimeDelta::minutes(2));
-    put(three_steps(urls, [5, 10])).await;
+    app.apply_oncall_config(&three_steps(urls, [5, 10])).await;
     app.advance(TimeDelta::minutes(3));
     bob.next().await;
     let log = entries().await;
@@ -1478,7 +1274,7 @@ async fn an_apply_re_plans_open_alerts_from_the_new_file_without_backdating() {
     // At minute 8, carol's step moves from minute 15 to minute 6, already past: she is paged
     // at once, and the log says minute 8, when it happened.
     app.advance(TimeDelta::minutes(3));
-    put(three_steps(urls, [5, 1])).await;
+    app.apply_oncall_config(&three_steps(urls, [5, 1])).await;
     carol.next().await;
     let log = entries().await;
     assert_eq!(

@@ -65,31 +65,19 @@ async fn create_get_update_list_pause_resume_delete() {
 
     // unique: an existing check with the same name is returned with 200, not duplicated.
     let (status, same) = app
-        .api("POST", "/api/v3/checks/", Some(&app.api_key), Some(json!({"name": "Nightly cron", "schedule": "0 0 * * *", "tz": "America/Denver", "unique": ["name"]})))
+        .post("/api/v3/checks/", Some(json!({"name": "Nightly cron", "schedule": "0 0 * * *", "tz": "America/Denver", "unique": ["name"]})))
         .await;
     assert_eq!(status, StatusCode::OK);
     assert_eq!(same["uuid"], cron["uuid"]);
 
     // Read-only keys see unique_key instead of the UUID and URLs, and can get by unique key.
-    let (status, ro) = app
-        .api(
-            "GET",
-            &format!("/api/v3/checks/{uuid}"),
-            Some(&app.read_key),
-            None,
-        )
-        .await;
+    let (status, ro) = app.get_read_only(&format!("/api/v3/checks/{uuid}")).await;
     assert_eq!(status, StatusCode::OK);
     assert!(ro.get("uuid").is_none() && ro.get("ping_url").is_none());
     let unique_key = ro["unique_key"].as_str().unwrap();
     assert_eq!(unique_key.len(), 40);
     let (status, by_key) = app
-        .api(
-            "GET",
-            &format!("/api/v3/checks/{unique_key}"),
-            Some(&app.read_key),
-            None,
-        )
+        .get_read_only(&format!("/api/v3/checks/{unique_key}"))
         .await;
     assert_eq!(
         (status, by_key["name"].clone()),
@@ -98,10 +86,8 @@ async fn create_get_update_list_pause_resume_delete() {
 
     // Update changes only what is given; keepwatch's own fields round-trip.
     let (status, updated) = app
-        .api(
-            "POST",
+        .post(
             &format!("/api/v3/checks/{uuid}"),
-            Some(&app.api_key),
             Some(
                 json!({"grace": 600, "max_runtime": 1800, "service": "billing",
                         "anomaly_volume_pct": 20, "anomaly_duration_pct": 0}),
@@ -125,10 +111,8 @@ async fn create_get_update_list_pause_resume_delete() {
         (json!(1800), json!("billing"))
     );
     let (_, switched) = app
-        .api(
-            "POST",
+        .post(
             &format!("/api/v3/checks/{uuid}"),
-            Some(&app.api_key),
             Some(json!({"schedule": "Mon..Fri 09:00", "tz": "Europe/London"})),
         )
         .await;
@@ -138,48 +122,19 @@ async fn create_get_update_list_pause_resume_delete() {
     );
 
     // Filters: tags are AND-ed, slug is exact.
-    let (_, list) = app
-        .api(
-            "GET",
-            "/api/v3/checks/?tag=prod&tag=etl",
-            Some(&app.read_key),
-            None,
-        )
-        .await;
+    let (_, list) = app.get_read_only("/api/v3/checks/?tag=prod&tag=etl").await;
     assert_eq!(list["checks"].as_array().unwrap().len(), 1);
-    let (_, list) = app
-        .api(
-            "GET",
-            "/api/v3/checks/?tag=prod&tag=nope",
-            Some(&app.api_key),
-            None,
-        )
-        .await;
+    let (_, list) = app.get("/api/v3/checks/?tag=prod&tag=nope").await;
     assert_eq!(list["checks"].as_array().unwrap().len(), 0);
-    let (_, list) = app
-        .api(
-            "GET",
-            "/api/v3/checks/?slug=nightly-events",
-            Some(&app.api_key),
-            None,
-        )
-        .await;
+    let (_, list) = app.get("/api/v3/checks/?slug=nightly-events").await;
     assert_eq!(list["checks"][0]["uuid"], uuid.as_str());
-    let (_, list) = app
-        .api("GET", "/api/v3/checks/", Some(&app.api_key), None)
-        .await;
+    let (_, list) = app.get("/api/v3/checks/").await;
     assert_eq!(list["checks"].as_array().unwrap().len(), 2);
 
     // Pause and resume.
+    let check = |rest: &str| format!("/api/v3/checks/{uuid}{rest}");
     app.ping("GET", &format!("/ping/{uuid}"), None).await;
-    let (status, paused) = app
-        .api(
-            "POST",
-            &format!("/api/v3/checks/{uuid}/pause"),
-            Some(&app.api_key),
-            None,
-        )
-        .await;
+    let (status, paused) = app.post(&check("/pause"), None).await;
     assert_eq!(
         (
             status,
@@ -188,14 +143,7 @@ async fn create_get_update_list_pause_resume_delete() {
         ),
         (StatusCode::OK, json!("paused"), json!(null))
     );
-    let (status, resumed) = app
-        .api(
-            "POST",
-            &format!("/api/v3/checks/{uuid}/resume"),
-            Some(&app.api_key),
-            None,
-        )
-        .await;
+    let (status, resumed) = app.post(&check("/resume"), None).await;
     assert_eq!(
         (
             status,
@@ -204,14 +152,7 @@ async fn create_get_update_list_pause_resume_delete() {
         ),
         (StatusCode::OK, json!("new"), json!(null))
     );
-    let (status, error) = app
-        .api(
-            "POST",
-            &format!("/api/v3/checks/{uuid}/resume"),
-            Some(&app.api_key),
-            None,
-        )
-        .await;
+    let (status, error) = app.post(&check("/resume"), None).await;
     assert_eq!(
         (status, error),
         (
@@ -221,14 +162,7 @@ async fn create_get_update_list_pause_resume_delete() {
     );
 
     // Flips: new→up, up→paused, paused→new; `up` is 1 only for the first.
-    let (_, flips) = app
-        .api(
-            "GET",
-            &format!("/api/v3/checks/{uuid}/flips/"),
-            Some(&app.read_key),
-            None,
-        )
-        .await;
+    let (_, flips) = app.get_read_only(&check("/flips/")).await;
     let ups: Vec<i64> = flips["flips"]
         .as_array()
         .unwrap()
@@ -237,37 +171,18 @@ async fn create_get_update_list_pause_resume_delete() {
         .collect();
     assert_eq!(ups.iter().sum::<i64>(), 1);
     assert_eq!(ups.len(), 3);
-    let (status, _) = app
-        .api(
-            "GET",
-            &format!("/api/v3/checks/{uuid}/flips/?seconds=abc"),
-            Some(&app.api_key),
-            None,
-        )
-        .await;
+    let (status, _) = app.get(&check("/flips/?seconds=abc")).await;
     assert_eq!(status, StatusCode::BAD_REQUEST);
 
     // Delete, then it is gone.
     let (status, deleted) = app
-        .api(
-            "DELETE",
-            &format!("/api/v3/checks/{uuid}"),
-            Some(&app.api_key),
-            None,
-        )
+        .api("DELETE", &check(""), Some(&app.api_key), None)
         .await;
     assert_eq!(
         (status, deleted["channels"].clone()),
         (StatusCode::OK, json!(""))
     );
-    let (status, _) = app
-        .api(
-            "GET",
-            &format!("/api/v3/checks/{uuid}"),
-            Some(&app.api_key),
-            None,
-        )
-        .await;
+    let (status, _) = app.get(&check("")).await;
     assert_eq!(status, StatusCode::NOT_FOUND);
     let (status, _, text) = app.ping("GET", &format!("/ping/{uuid}"), None).await;
     assert_eq!(
@@ -279,10 +194,7 @@ async fn create_get_update_list_pause_resume_delete() {
 #[tokio::test]
 async fn keys_are_checked_and_projects_are_isolated() {
     let app = spawn_app().await;
-    let uuid = app.create_check(json!({"name": "mine"})).await["uuid"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let uuid = app.create_check_uuid(json!({"name": "mine"})).await;
     let missing = json!({"error": "missing api key"});
     let wrong = json!({"error": "wrong api key"});
     assert_eq!(
@@ -501,33 +413,21 @@ async fn bad_input_gets_healthchecks_messages() {
         );
     }
     // Nothing was created by any of these.
-    let (_, list) = app
-        .api("GET", "/api/v3/checks/", Some(&app.api_key), None)
-        .await;
+    let (_, list) = app.get("/api/v3/checks/").await;
     assert_eq!(list, json!({"checks": []}));
     // Unknown and malformed check ids.
     let (status, _) = app
-        .api(
-            "GET",
-            "/api/v3/checks/7280d984-4630-4ae9-b52a-8dc9d87b6864",
-            Some(&app.api_key),
-            None,
-        )
+        .get("/api/v3/checks/7280d984-4630-4ae9-b52a-8dc9d87b6864")
         .await;
     assert_eq!(status, StatusCode::NOT_FOUND);
-    let (status, _) = app
-        .api("GET", "/api/v3/checks/not-a-uuid", Some(&app.api_key), None)
-        .await;
+    let (status, _) = app.get("/api/v3/checks/not-a-uuid").await;
     assert_eq!(status, StatusCode::NOT_FOUND);
 }
 
 #[tokio::test]
 async fn status_and_metrics() {
     let app = spawn_app().await;
-    let uuid = app.create_check(json!({"name": "m"})).await["uuid"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let uuid = app.create_check_uuid(json!({"name": "m"})).await;
     app.ping("GET", &format!("/ping/{uuid}"), None).await;
     let (status, _, text) = app.ping("GET", "/api/v3/status/", None).await;
     assert_eq!((status, text.as_str()), (StatusCode::OK, "OK"));

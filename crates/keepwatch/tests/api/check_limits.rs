@@ -63,9 +63,7 @@ async fn a_project_has_at_most_its_check_limit_and_auto_provisioning_twice_that(
     );
     // Checks that exist still take pings.
     assert_eq!(auto(&app, "auto-0").await, (StatusCode::OK, "OK".into()));
-    let (_, checks) = app
-        .api("GET", "/api/v3/checks/", Some(&app.api_key), None)
-        .await;
+    let (_, checks) = app.get("/api/v3/checks/").await;
     assert_eq!(checks["checks"].as_array().unwrap().len(), 6);
     // Deleting one makes room again.
     let uuid = checks["checks"][0]["uuid"].as_str().unwrap();

@@ -365,14 +365,7 @@ async fn apply_stores_the_oncall_file_idempotently_and_serves_feeds_and_oncall()
     );
     let (status, _) = app.api("GET", "/api/v1/oncall/", None, None).await;
     assert_eq!(status, 401);
-    let (status, body) = app
-        .api(
-            "GET",
-            "/api/v1/oncall/?at=tomorrow",
-            Some(&app.api_key),
-            None,
-        )
-        .await;
+    let (status, body) = app.get("/api/v1/oncall/?at=tomorrow").await;
     assert_eq!(
         (status.as_u16(), body["error"].clone()),
         (400, json!("at `tomorrow` is not an RFC 3339 time"))
@@ -416,14 +409,7 @@ async fn apply_stores_the_oncall_file_idempotently_and_serves_feeds_and_oncall()
 
     let out = keepwatch_async(&["oncall", "--server", &app.address], None).await;
     assert!(String::from_utf8_lossy(&out.stderr).contains("give --api-key (or KEEPWATCH_API_KEY)"));
-    let (status, body) = app
-        .api(
-            "GET",
-            "/api/v1/oncall/?schedule=tertiary",
-            Some(&app.read_key),
-            None,
-        )
-        .await;
+    let (status, body) = app.get_read_only("/api/v1/oncall/?schedule=tertiary").await;
     assert_eq!(
         (status.as_u16(), body["error"].clone()),
         (400, json!("no schedule `tertiary`"))
@@ -457,7 +443,7 @@ async fn apply_prints_integration_keys_and_alert_commands_act_through_the_api() 
         "dedup_key": "db1-disk",
         "payload": {"summary": "disk full on db1", "source": "db1", "severity": "error"},
     });
-    let (status, _) = app.api("POST", "/api/v1/events", None, Some(event)).await;
+    let (status, _) = app.send_event(event).await;
     assert_eq!(status.as_u16(), 202);
 
     let alert = |args: &[&str], key: &str| {

@@ -4,8 +4,10 @@
 use axum::http::StatusCode;
 use serde_json::{Value, json};
 
-use crate::alerts::{alice_by_webhook, apply};
-use crate::helpers::{AppOptions, Receiver, TestApp, eventually, spawn_app, spawn_app_with};
+use crate::helpers::{
+    AppOptions, Receiver, TestApp, alice_by_webhook, apply, billing_pages, eventually, person,
+    spawn_app, spawn_app_with,
+};
 
 const REFUSED: &str = "destination is a private address (not delivered: set \
      allow_private_destinations to deliver to hosts on a private network)";
@@ -20,9 +22,7 @@ async fn refusing_app() -> TestApp {
 
 async fn channel(app: &TestApp, url: &str) -> String {
     let body = json!({"name": url, "kind": "webhook", "url": url});
-    let (status, channel) = app
-        .api("POST", "/api/v3/channels/", Some(&app.api_key), Some(body))
-        .await;
+    let (status, channel) = app.post("/api/v3/channels/", Some(body)).await;
     assert_eq!(status, StatusCode::CREATED, "{channel}");
     channel["id"].as_str().unwrap().to_string()
 }
@@ -72,11 +72,8 @@ async fn channels_to_private_destinations_fail_at_once_and_nothing_is_sent() {
         names.insert(channel(&app, url).await, url.clone());
     }
     let uuid = app
-        .create_check(json!({"name": "c", "channels": "*"}))
-        .await["uuid"]
-        .as_str()
-        .unwrap()
-        .to_string();
+        .create_check_uuid(json!({"name": "c", "channels": "*"}))
+        .await;
     app.ping("GET", &format!("/ping/{uuid}/fail"), None).await;
     let notifications: Vec<Value> = eventually(|| async {
         let n = app.notifications(&uuid).await;
@@ -102,7 +99,7 @@ async fn send_code_does_not_tell_an_open_port_from_a_closed_one() {
         let url = format!("http://127.0.0.1:{port}/x");
         apply(app, &alice_by_webhook("hook", &url, 0)).await;
         let send = "/api/v1/people/alice/contacts/hook/send-code";
-        app.api("POST", send, Some(&app.api_key), None).await
+        app.post(send, None).await
     }
     // By default a private address is refused before any connection is made.
     let app = refusing_app().await;
@@ -148,13 +145,10 @@ async fn fail_check(app: &TestApp, name: &str) {
 
 /// The logs of the project's alerts.
 async fn alert_logs(app: &TestApp) -> Vec<Vec<Value>> {
-    let (_, alerts) = app
-        .api("GET", "/api/v1/alerts/", Some(&app.api_key), None)
-        .await;
+    let (_, alerts) = app.get("/api/v1/alerts/").await;
     let mut logs = Vec::new();
     for alert in alerts["alerts"].as_array().unwrap() {
-        let path = format!("/api/v1/alerts/{}", alert["id"]);
-        let (_, alert) = app.api("GET", &path, Some(&app.api_key), None).await;
+        let (_, alert) = app.get(&format!("/api/v1/alerts/{}", alert["id"])).await;
         logs.push(alert["log"].as_array().unwrap().clone());
     }
     logs
@@ -203,38 +197,18 @@ async fn pages_whose_text_has_line_breaks_control_characters_or_non_ascii_are_de
     })
     .await;
     let mut ntfy = Receiver::start(vec![]).await;
-    let key = apply(
-        &app,
-        &format!(
-            r#"
-[[people]]
-id = "alice"
-contacts = {{ ntfy = "{}", email = "alice@example.com" }}
-rules = [{{ urgency = "high", contact = "ntfy", after = 0 }}, {{ urgency = "high", contact = "email", after = 0 }}]
-[[policies]]
-name = "p"
-steps = [{{ targets = ["user:alice"], delay = 10 }}]
-[[services]]
-name = "billing"
-policy = "p"
-urgency = "high"
-"#,
-            ntfy.url
-        ),
-    )
-    .await;
+    let alice = person(
+        "alice",
+        &[("ntfy", &ntfy.url), ("email", "alice@example.com")],
+    );
+    let key = apply(&app, &(alice + &billing_pages(&["user:alice"]))).await;
     let summary = "disk\r\nBcc: eve@example.com\tfull \u{7}in Zürich ✓";
     let (status, body) = app
-        .api(
-            "POST",
-            "/api/v1/events",
-            None,
-            Some(json!({
-                "routing_key": key,
-                "event_action": "trigger",
-                "payload": {"summary": summary, "source": "db1", "severity": "critical"},
-            })),
-        )
+        .send_event(json!({
+            "routing_key": key,
+            "event_action": "trigger",
+            "payload": {"summary": summary, "source": "db1", "severity": "critical"},
+        }))
         .await;
     assert_eq!(status, StatusCode::ACCEPTED, "{body}");
     // ntfy: the title on one line, RFC 2047-encoded (ntfy decodes it) as it is not ASCII.
@@ -369,30 +343,10 @@ async fn a_hanging_contact_does_not_hold_up_other_pages() {
     let app = spawn_app().await;
     let hung = Hung::start().await;
     let mut bob = Receiver::start(vec![]).await;
-    apply(
-        &app,
-        &format!(
-            r#"
-[[people]]
-id = "alice"
-contacts = {{ hook = "{}" }}
-rules = [{{ urgency = "high", contact = "hook", after = 0 }}]
-[[people]]
-id = "bob"
-contacts = {{ hook = "{}" }}
-rules = [{{ urgency = "high", contact = "hook", after = 0 }}]
-[[policies]]
-name = "p"
-steps = [{{ targets = ["user:alice", "user:bob"], delay = 10 }}]
-[[services]]
-name = "billing"
-policy = "p"
-urgency = "high"
-"#,
-            hung.url, bob.url
-        ),
-    )
-    .await;
+    let file = person("alice", &[("hook", &hung.url)])
+        + &person("bob", &[("hook", &bob.url)])
+        + &billing_pages(&["user:alice", "user:bob"]);
+    apply(&app, &file).await;
     // Two alerts, one after the other: each pages alice (who never answers) and bob.
     fail_check(&app, "first").await;
     assert_eq!(

@@ -103,12 +103,7 @@ async fn after_a_full_disk_writes_and_notifications_resume_by_themselves() {
     );
     // A write through the sqlx write pool whose COMMIT fails for lack of room.
     let (code, body) = app
-        .api(
-            "POST",
-            "/api/v3/checks/",
-            Some(&app.api_key),
-            Some(json!({"name": "during"})),
-        )
+        .post("/api/v3/checks/", Some(json!({"name": "during"})))
         .await;
     assert_eq!(code, StatusCode::SERVICE_UNAVAILABLE, "{body}");
 

@@ -199,26 +199,12 @@ impl TestApp {
 
     /// The check's pings as the API lists them, newest first.
     pub async fn pings(&self, uuid: &str) -> Vec<Value> {
-        let (_, body) = self
-            .api(
-                "GET",
-                &format!("/api/v3/checks/{uuid}/pings/"),
-                Some(&self.api_key),
-                None,
-            )
-            .await;
+        let (_, body) = self.get(&format!("/api/v3/checks/{uuid}/pings/")).await;
         body["pings"].as_array().unwrap().clone()
     }
 
     pub async fn get_check(&self, uuid: &str) -> Value {
-        let (status, check) = self
-            .api(
-                "GET",
-                &format!("/api/v3/checks/{uuid}"),
-                Some(&self.api_key),
-                None,
-            )
-            .await;
+        let (status, check) = self.get(&format!("/api/v3/checks/{uuid}")).await;
         assert_eq!(status, StatusCode::OK, "{check}");
         check
     }
@@ -238,12 +224,172 @@ impl TestApp {
         self.clock.advance(by);
     }
 
+    /// GET `path` with the full-access key.
+    pub async fn get(&self, path: &str) -> (StatusCode, Value) {
+        self.api("GET", path, Some(&self.api_key), None).await
+    }
+
+    /// GET `path` with the read-only key.
+    pub async fn get_read_only(&self, path: &str) -> (StatusCode, Value) {
+        self.api("GET", path, Some(&self.read_key), None).await
+    }
+
+    /// POST `body` (or none) to `path` with the full-access key.
+    pub async fn post(&self, path: &str, body: Option<Value>) -> (StatusCode, Value) {
+        self.api("POST", path, Some(&self.api_key), body).await
+    }
+
+    /// GET `path` with `key`; the body as text, exactly as sent.
+    pub async fn get_text(&self, key: &str, path: &str) -> (StatusCode, String) {
+        let response = self
+            .client
+            .get(self.url(path))
+            .header("X-Api-Key", key)
+            .send()
+            .await
+            .unwrap();
+        let status = StatusCode::from_u16(response.status().as_u16()).unwrap();
+        (status, response.text().await.unwrap())
+    }
+
+    /// Creates a check with the full-access key and returns its UUID.
+    pub async fn create_check_uuid(&self, body: Value) -> String {
+        self.create_check(body).await["uuid"]
+            .as_str()
+            .unwrap()
+            .to_string()
+    }
+
+    /// `PUT /api/v1/oncall/config{query}` with `key`, as `keepwatch apply --server` does;
+    /// returns the status and the JSON answer (its text if it is not JSON).
+    pub async fn put_oncall_config(
+        &self,
+        key: &str,
+        query: &str,
+        file: impl Into<reqwest::Body>,
+    ) -> (StatusCode, Value) {
+        let response = self
+            .client
+            .put(self.url(&format!("/api/v1/oncall/config{query}")))
+            .header("X-Api-Key", key)
+            .body(file)
+            .send()
+            .await
+            .unwrap();
+        let status = StatusCode::from_u16(response.status().as_u16()).unwrap();
+        let text = response.text().await.unwrap();
+        (
+            status,
+            serde_json::from_str(&text).unwrap_or(Value::String(text)),
+        )
+    }
+
+    /// Applies an on-call file over REST with the full-access key, which must succeed;
+    /// returns the answer (changes, calendar feeds, integration keys).
+    pub async fn apply_oncall_config(&self, file: &str) -> Value {
+        let (status, body) = self
+            .put_oncall_config(&self.api_key, "", file.to_string())
+            .await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+        body
+    }
+
+    /// Sends one event to the events API (PagerDuty Events v2 shape; no API key).
+    pub async fn send_event(&self, event: Value) -> (StatusCode, Value) {
+        self.api("POST", "/api/v1/events", None, Some(event)).await
+    }
+
     pub async fn notifications(&self, uuid: &str) -> Vec<Value> {
         let path = format!("/api/v3/checks/{uuid}/notifications/");
         let (status, body) = self.api("GET", &path, Some(&self.api_key), None).await;
         assert_eq!(status, StatusCode::OK, "{body}");
         body["notifications"].as_array().unwrap().clone()
     }
+}
+
+/// Applies an on-call configuration for the default project straight to the store and
+/// returns the integration key of service `billing`.
+pub async fn apply(app: &TestApp, source: &str) -> String {
+    let project = app.store.project_by_name("default").await.unwrap().unwrap();
+    keepwatch_core::oncall::config::OnCall::parse(source).unwrap();
+    let feeds = app
+        .store
+        .apply_oncall(
+            project.id,
+            source,
+            &[("service", "billing")],
+            Timestamp::default(),
+        )
+        .await
+        .unwrap();
+    feeds
+        .into_iter()
+        .find(|f| f.kind == "service")
+        .unwrap()
+        .token
+}
+
+/// Service `billing` pages alice by email at once (the shared fixture).
+pub fn one_service() -> String {
+    include_str!("../../../../fixtures/oncall/alice-on-billing.toml").to_string()
+}
+
+/// Service `billing` pages alice at step 1 through one contact, `after` minutes on.
+pub fn alice_by_webhook(contact: &str, url: &str, after: u32) -> String {
+    one_service()
+        .replace(
+            r#"contacts = { email = "alice@example.com" }"#,
+            &format!(r#"contacts = {{ {contact} = "{url}" }}"#),
+        )
+        .replace(
+            r#"contact = "email", after = 0"#,
+            &format!(r#"contact = "{contact}", after = {after}"#),
+        )
+}
+
+/// An on-call `[[people]]` entry: `id` is paged at once, at high urgency, through each of
+/// `contacts` (name, address) in turn.
+pub fn person(id: &str, contacts: &[(&str, &str)]) -> String {
+    let addresses: Vec<String> = contacts
+        .iter()
+        .map(|(name, to)| format!("{name} = \"{to}\""))
+        .collect();
+    let rules: Vec<String> = contacts
+        .iter()
+        .map(|(name, _)| format!("{{ urgency = \"high\", contact = \"{name}\", after = 0 }}"))
+        .collect();
+    format!(
+        "[[people]]\nid = \"{id}\"\ncontacts = {{ {} }}\nrules = [{}]\n",
+        addresses.join(", "),
+        rules.join(", ")
+    )
+}
+
+/// An on-call schedule with one layer rotating through `participants` every `shift`
+/// (`1d`, `1w`, …) from `start`, local time in `tz`.
+pub fn schedule(name: &str, tz: &str, participants: &[&str], shift: &str, start: &str) -> String {
+    format!(
+        "[[schedules]]\nname = \"{name}\"\ntz = \"{tz}\"\n\
+         [[schedules.layers]]\nname = \"rotation\"\nparticipants = [{}]\n\
+         shift = \"{shift}\"\nstart = \"{start}\"\n",
+        quoted(participants)
+    )
+}
+
+/// `"a", "b"`: names as a TOML array's items.
+fn quoted(names: &[&str]) -> String {
+    let quoted: Vec<String> = names.iter().map(|n| format!("\"{n}\"")).collect();
+    quoted.join(", ")
+}
+
+/// Policy `p`, whose one step pages `targets` (10 minutes), and service `billing` on it at
+/// high urgency: the end of the shared fixture, for people other than its alice.
+pub fn billing_pages(targets: &[&str]) -> String {
+    format!(
+        "[[policies]]\nname = \"p\"\nsteps = [{{ targets = [{}], delay = 10 }}]\n\
+         [[services]]\nname = \"billing\"\npolicy = \"p\"\nurgency = \"high\"\n",
+        quoted(targets)
+    )
 }
 
 fn convert_headers(headers: &reqwest::header::HeaderMap) -> HeaderMap {

@@ -5,29 +5,18 @@
 use axum::http::StatusCode;
 use serde_json::{Value, json};
 
-use crate::alerts::{apply, one_service};
-use crate::helpers::{TestApp, spawn_app};
+use crate::helpers::{TestApp, apply, one_service, spawn_app};
 
-async fn put_config(app: &TestApp, body: &str) -> (StatusCode, String) {
-    let response = app
-        .client
-        .put(app.url("/api/v1/oncall/config"))
-        .header("X-Api-Key", &app.api_key)
-        .body(body.to_string())
-        .send()
+/// Applies `file` with the full-access key; the status and the answer.
+async fn put_config(app: &TestApp, file: &str) -> (StatusCode, Value) {
+    app.put_oncall_config(&app.api_key, "", file.to_string())
         .await
-        .unwrap();
-    let status = StatusCode::from_u16(response.status().as_u16()).unwrap();
-    (status, response.text().await.unwrap())
 }
 
 #[tokio::test]
 async fn a_nul_in_a_ping_is_refused_with_400_naming_the_field() {
     let app = spawn_app().await;
-    let uuid = app.create_check(json!({"name": "n"})).await["uuid"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let uuid = app.create_check_uuid(json!({"name": "n"})).await;
     let (status, _, body) = app
         .ping("GET", &format!("/ping/{uuid}?host=web%001"), None)
         .await;
@@ -49,10 +38,7 @@ async fn the_v3_api_refuses_nul_long_tags_and_schedules_that_never_fire() {
     let app = spawn_app().await;
     let post = |body: Value| {
         let app = &app;
-        async move {
-            app.api("POST", "/api/v3/checks/", Some(&app.api_key), Some(body))
-                .await
-        }
+        async move { app.post("/api/v3/checks/", Some(body)).await }
     };
     for (field, body) in [
         ("name", json!({"name": "a\u{0}b"})),
@@ -108,14 +94,7 @@ async fn the_v3_api_refuses_nul_long_tags_and_schedules_that_never_fire() {
         .unwrap()
         .trim_start_matches(&app.address)
         .to_string();
-    let (status, answer) = app
-        .api(
-            "POST",
-            &path,
-            Some(&app.api_key),
-            Some(json!({"name": "\u{0}"})),
-        )
-        .await;
+    let (status, answer) = app.post(&path, Some(json!({"name": "\u{0}"}))).await;
     assert_eq!(status, StatusCode::BAD_REQUEST, "{answer}");
 }
 
@@ -127,7 +106,7 @@ async fn the_on_call_file_refuses_nul_and_checks_that_never_fire() {
         put_config(&app, &escaped).await,
         (
             StatusCode::BAD_REQUEST,
-            json!({"error": "services[0].name: contains a NUL character"}).to_string()
+            json!({"error": "services[0].name: contains a NUL character"})
         )
     );
     let never = format!(
@@ -137,7 +116,10 @@ async fn the_on_call_file_refuses_nul_and_checks_that_never_fire() {
     let (status, body) = put_config(&app, &never).await;
     assert_eq!(status, StatusCode::BAD_REQUEST);
     assert!(
-        body.contains("checks[0] (feb30): cron `0 0 30 2 *` never fires"),
+        body["error"]
+            .as_str()
+            .unwrap()
+            .contains("checks[0] (feb30): cron `0 0 30 2 *` never fires"),
         "{body}"
     );
     let long_tags = format!(
@@ -148,7 +130,10 @@ async fn the_on_call_file_refuses_nul_and_checks_that_never_fire() {
     let (status, body) = put_config(&app, &long_tags).await;
     assert_eq!(status, StatusCode::BAD_REQUEST);
     assert!(
-        body.contains("checks[0] (t): json validation error: tags is too long"),
+        body["error"]
+            .as_str()
+            .unwrap()
+            .contains("checks[0] (t): json validation error: tags is too long"),
         "{body}"
     );
 }
@@ -156,18 +141,7 @@ async fn the_on_call_file_refuses_nul_and_checks_that_never_fire() {
 #[tokio::test]
 async fn an_on_call_file_not_utf8_or_too_large_is_refused_saying_where_and_how_large() {
     let app = spawn_app().await;
-    let put = |body: Vec<u8>| async {
-        let response = app
-            .client
-            .put(app.url("/api/v1/oncall/config"))
-            .header("X-Api-Key", &app.api_key)
-            .body(body)
-            .send()
-            .await
-            .unwrap();
-        let status = response.status().as_u16();
-        (status, response.json::<Value>().await.unwrap())
-    };
+    let put = |body: Vec<u8>| app.put_oncall_config(&app.api_key, "", body);
     let mut latin1 = one_service().as_bytes().to_vec();
     latin1.extend_from_slice(b"# caf\xe9\n");
     let line = one_service().lines().count() + 1;
@@ -193,15 +167,10 @@ async fn the_events_api_and_alertmanager_refuse_nul_naming_the_field() {
     let app = spawn_app().await;
     let key = apply(&app, &one_service()).await;
     let (status, answer) = app
-        .api(
-            "POST",
-            "/api/v1/events",
-            None,
-            Some(json!({
-                "routing_key": key, "event_action": "trigger",
-                "payload": {"summary": "disk \u{0} full", "source": "db1", "severity": "critical"}
-            })),
-        )
+        .send_event(json!({
+            "routing_key": key, "event_action": "trigger",
+            "payload": {"summary": "disk \u{0} full", "source": "db1", "severity": "critical"}
+        }))
         .await;
     assert_eq!(status, StatusCode::BAD_REQUEST);
     assert_eq!(
@@ -226,9 +195,7 @@ async fn the_events_api_and_alertmanager_refuse_nul_naming_the_field() {
             json!("groupKey contains a NUL character")
         )
     );
-    let (status, body) = app
-        .api("GET", "/api/v1/alerts/", Some(&app.read_key), None)
-        .await;
+    let (status, body) = app.get_read_only("/api/v1/alerts/").await;
     assert_eq!((status, body), (StatusCode::OK, json!({"alerts": []})));
 }
 
@@ -334,10 +301,8 @@ async fn nul_pings_under_concurrent_load_on_postgres_fail_no_other_ping() {
         .status();
     assert_eq!(status, 404);
     let (status, answer) = app
-        .api(
-            "POST",
+        .post(
             "/api/v3/channels/",
-            Some(&app.api_key),
             Some(json!({"name": "ops\u{0}", "kind": "email", "to": "a@example.com"})),
         )
         .await;
@@ -372,10 +337,7 @@ async fn raw_request(app: &TestApp, head: &[u8]) -> (u16, String) {
 #[tokio::test]
 async fn ping_headers_that_are_not_text_are_refused_and_user_agents_kept() {
     let app = spawn_app().await;
-    let uuid = app.create_check(json!({"name": "h"})).await["uuid"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let uuid = app.create_check_uuid(json!({"name": "h"})).await;
     let request = |header: &[u8]| {
         let mut head = format!("GET /ping/{uuid} HTTP/1.1\r\n").into_bytes();
         head.extend_from_slice(header);

@@ -44,14 +44,7 @@ async fn a_missed_deadline_goes_down_once_and_the_next_success_brings_it_up() {
     assert_eq!(message["check"]["name"], "hourly");
     assert_eq!(down.headers["x-keepwatch-event"], "down");
     assert_eq!(app.get_check(uuid).await["status"], "down");
-    let (_, flips) = app
-        .api(
-            "GET",
-            &format!("/api/v3/checks/{uuid}/flips/"),
-            Some(&app.api_key),
-            None,
-        )
-        .await;
+    let (_, flips) = app.get(&format!("/api/v3/checks/{uuid}/flips/")).await;
     assert_eq!(
         flips["flips"][0]["timestamp"], "2026-11-26T13:10:00+00:00",
         "dated at the deadline"
@@ -143,11 +136,8 @@ async fn a_failing_receiver_is_retried_with_backoff_and_every_attempt_is_kept() 
     let mut hook = Receiver::start(vec![500, 503]).await;
     app.webhook_channel(&hook, None).await;
     let uuid = app
-        .create_check(json!({"name": "r", "channels": "*"}))
-        .await["uuid"]
-        .as_str()
-        .unwrap()
-        .to_string();
+        .create_check_uuid(json!({"name": "r", "channels": "*"}))
+        .await;
     app.ping("GET", &format!("/ping/{uuid}/fail"), None).await;
     hook.next().await; // answered 500
     let first = eventually(|| async {
@@ -249,15 +239,12 @@ async fn email_goes_through_a_real_smtp_conversation() {
     })
     .await;
     let (status, _) = app
-        .api("POST", "/api/v3/channels/", Some(&app.api_key), Some(json!({"name": "oncall", "kind": "email", "to": "ops@example.com, lead@example.com"})))
+        .post("/api/v3/channels/", Some(json!({"name": "oncall", "kind": "email", "to": "ops@example.com, lead@example.com"})))
         .await;
     assert_eq!(status, 201);
     let uuid = app
-        .create_check(json!({"name": "Nightly events", "channels": "oncall"}))
-        .await["uuid"]
-        .as_str()
-        .unwrap()
-        .to_string();
+        .create_check_uuid(json!({"name": "Nightly events", "channels": "oncall"}))
+        .await;
     app.ping("GET", &format!("/ping/{uuid}/fail"), None).await;
     let message = eventually(|| async { mailbox.0.lock().unwrap().first().cloned() }).await;
     assert!(
@@ -284,19 +271,14 @@ async fn email_goes_through_a_real_smtp_conversation() {
 #[tokio::test]
 async fn email_without_an_smtp_server_is_a_recorded_failure_not_a_crash() {
     let app = spawn_app().await;
-    app.api(
-        "POST",
+    app.post(
         "/api/v3/channels/",
-        Some(&app.api_key),
         Some(json!({"name": "mail", "kind": "email", "to": "ops@example.com"})),
     )
     .await;
     let uuid = app
-        .create_check(json!({"name": "x", "channels": "*"}))
-        .await["uuid"]
-        .as_str()
-        .unwrap()
-        .to_string();
+        .create_check_uuid(json!({"name": "x", "channels": "*"}))
+        .await;
     app.ping("GET", &format!("/ping/{uuid}/fail"), None).await;
     let n = eventually(|| async {
         let n = app.notifications(&uuid).await;
@@ -323,9 +305,7 @@ async fn email_without_an_smtp_server_is_a_recorded_failure_not_a_crash() {
             "json validation error: kind must be \"webhook\" or \"email\"",
         ),
     ] {
-        let (status, error) = app
-            .api("POST", "/api/v3/channels/", Some(&app.api_key), Some(body))
-            .await;
+        let (status, error) = app.post("/api/v3/channels/", Some(body)).await;
         assert_eq!(
             (status.as_u16(), error["error"].as_str().unwrap()),
             (400, message)

@@ -61,34 +61,8 @@ pub fn large_file() -> String {
     file
 }
 
-async fn apply(app: &TestApp, file: &str) {
-    let response = app
-        .client
-        .put(app.url("/api/v1/oncall/config"))
-        .header("X-Api-Key", &app.api_key)
-        .body(file.to_string())
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(
-        response.status().as_u16(),
-        200,
-        "{}",
-        response.text().await.unwrap()
-    );
-}
-
 async fn get(app: &TestApp, path: &str) -> StatusCode {
-    let response = app
-        .client
-        .get(app.url(path))
-        .header("X-Api-Key", &app.read_key)
-        .send()
-        .await
-        .unwrap();
-    let status = StatusCode::from_u16(response.status().as_u16()).unwrap();
-    response.bytes().await.unwrap();
-    status
+    app.get_text(&app.read_key, path).await.0
 }
 
 #[tokio::test]
@@ -96,7 +70,7 @@ async fn a_large_file_is_parsed_once_per_apply_whatever_reads_it() {
     let app = spawn_app().await;
     let file = large_file();
     assert!((300_000..400_000).contains(&file.len()), "{}", file.len());
-    apply(&app, &file).await;
+    app.apply_oncall_config(&file).await;
     let parses = app.store.oncall_parses();
     let project = app.store.project_by_name("default").await.unwrap().unwrap();
     let feed = app.store.feeds(project.id).await.unwrap();
@@ -121,7 +95,7 @@ async fn a_large_file_is_parsed_once_per_apply_whatever_reads_it() {
         "one parse for all the reads"
     );
     // Another apply (even of the same text) is another version: parsed once more.
-    apply(&app, &file).await;
+    app.apply_oncall_config(&file).await;
     assert_eq!(get(&app, "/api/v1/oncall/").await, StatusCode::OK);
     assert_eq!(get(&app, "/api/v1/schedules/").await, StatusCode::OK);
     assert_eq!(app.store.oncall_parses(), parses + 2);
@@ -132,7 +106,7 @@ async fn a_large_file_is_parsed_once_per_apply_whatever_reads_it() {
 #[tokio::test]
 async fn a_ping_is_answered_while_expensive_on_call_reads_run() {
     let app = spawn_app().await;
-    apply(&app, &large_file()).await;
+    app.apply_oncall_config(&large_file()).await;
     let check = app.create_check(serde_json::json!({"name": "c"})).await;
     let ping_path = format!(
         "/ping/{}",

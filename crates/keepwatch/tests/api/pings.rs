@@ -130,14 +130,7 @@ async fn create_1_provisions_a_check_once_and_ambiguous_slugs_conflict() {
         (StatusCode::OK, "OK"),
         "second time it exists"
     );
-    let (_, list) = app
-        .api(
-            "GET",
-            "/api/v3/checks/?slug=brand-new-job",
-            Some(&app.api_key),
-            None,
-        )
-        .await;
+    let (_, list) = app.get("/api/v3/checks/?slug=brand-new-job").await;
     let created = &list["checks"][0];
     assert_eq!(created["name"], "brand-new-job");
     assert_eq!(created["n_pings"], 2);
@@ -173,10 +166,7 @@ async fn bodies_are_stored_up_to_the_limit_then_truncated_and_marked() {
         ..Default::default()
     })
     .await;
-    let uuid = app.create_check(json!({"name": "x"})).await["uuid"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let uuid = app.create_check_uuid(json!({"name": "x"})).await;
     let (status, headers, _) = app
         .ping(
             "POST",
@@ -196,15 +186,7 @@ async fn bodies_are_stored_up_to_the_limit_then_truncated_and_marked() {
         "oversized bodies are never rejected"
     );
 
-    let (_, pings) = app
-        .api(
-            "GET",
-            &format!("/api/v3/checks/{uuid}/pings/"),
-            Some(&app.api_key),
-            None,
-        )
-        .await;
-    let pings = pings["pings"].as_array().unwrap();
+    let pings = app.pings(&uuid).await;
     assert_eq!(pings[0]["type"], "fail");
     assert_eq!(pings[0]["body_truncated"], true);
     assert_eq!(pings[1]["body_truncated"], false);
@@ -227,10 +209,7 @@ async fn bodies_are_stored_up_to_the_limit_then_truncated_and_marked() {
 #[tokio::test]
 async fn host_pid_volume_and_run_ids_are_recorded_and_validated() {
     let app = spawn_app().await;
-    let uuid = app.create_check(json!({"name": "etl"})).await["uuid"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let uuid = app.create_check_uuid(json!({"name": "etl"})).await;
     let rid = "6f1c2d3e-0000-4000-8000-000000000001";
     let start = app
         .client
@@ -267,21 +246,14 @@ async fn host_pid_volume_and_run_ids_are_recorded_and_validated() {
             "{query}"
         );
     }
-    let (_, pings) = app
-        .api(
-            "GET",
-            &format!("/api/v3/checks/{uuid}/pings/"),
-            Some(&app.api_key),
-            None,
-        )
-        .await;
-    let finish = &pings["pings"][0];
+    let pings = app.pings(&uuid).await;
+    let finish = &pings[0];
     assert_eq!(finish["host"], "web1");
     assert_eq!(finish["pid"], 4242);
     assert_eq!(finish["volume"], 1200);
     assert_eq!(finish["rid"], rid);
     assert_eq!(finish["duration"], 90.0);
-    assert_eq!(pings["pings"][1]["host"], "web1");
+    assert_eq!(pings[1]["host"], "web1");
     let check = app.get_check(&uuid).await;
     assert_eq!(check["last_duration"], 90);
     assert_eq!(check["status"], "up");
@@ -291,11 +263,8 @@ async fn host_pid_volume_and_run_ids_are_recorded_and_validated() {
 async fn a_post_only_check_records_other_methods_as_ignored() {
     let app = spawn_app().await;
     let uuid = app
-        .create_check(json!({"name": "p", "methods": "POST"}))
-        .await["uuid"]
-        .as_str()
-        .unwrap()
-        .to_string();
+        .create_check_uuid(json!({"name": "p", "methods": "POST"}))
+        .await;
     let (status, _, text) = app.ping("GET", &format!("/ping/{uuid}/fail"), None).await;
     assert_eq!((status, text.as_str()), (StatusCode::OK, "OK"));
     let check = app.get_check(&uuid).await;
@@ -305,24 +274,13 @@ async fn a_post_only_check_records_other_methods_as_ignored() {
     );
     app.ping("POST", &format!("/ping/{uuid}"), None).await;
     assert_eq!(app.get_check(&uuid).await["status"], "up");
-    let (_, pings) = app
-        .api(
-            "GET",
-            &format!("/api/v3/checks/{uuid}/pings/"),
-            Some(&app.api_key),
-            None,
-        )
-        .await;
-    assert_eq!(pings["pings"][1]["type"], "ign");
+    assert_eq!(app.pings(&uuid).await[1]["type"], "ign");
 }
 
 #[tokio::test]
 async fn a_late_ping_keeps_its_own_time_and_strays_are_validated() {
     let app = spawn_app().await;
-    let uuid = app.create_check(json!({"name": "late"})).await["uuid"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let uuid = app.create_check_uuid(json!({"name": "late"})).await;
     // A ping made an hour ago, delivered now from a spool; and one dated in the future.
     let (status, _, _) = app
         .ping(
@@ -363,10 +321,7 @@ async fn a_late_ping_keeps_its_own_time_and_strays_are_validated() {
 #[tokio::test]
 async fn pings_past_the_router_and_through_it_are_recorded_alike() {
     let app = spawn_app().await;
-    let uuid = app.create_check(json!({"name": "paths"})).await["uuid"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let uuid = app.create_check_uuid(json!({"name": "paths"})).await;
     // Plain paths are answered without the router; a percent-encoded one goes through it
     // (it decodes the segment, as Django does) and must be answered the same.
     let encoded = format!("%{:02X}{}", uuid.as_bytes()[0], &uuid[1..]);

@@ -42,16 +42,9 @@ async fn the_service_runs_on_postgres() {
         )
         .await;
     assert_eq!(status, 200);
-    let (_, pings) = app
-        .api(
-            "GET",
-            &format!("/api/v3/checks/{uuid}/pings/"),
-            Some(&app.api_key),
-            None,
-        )
-        .await;
-    assert_eq!(pings["pings"][0]["duration"], 30.0);
-    assert!(pings["pings"][1]["body_url"].is_string());
+    let pings = app.pings(&uuid).await;
+    assert_eq!(pings[0]["duration"], 30.0);
+    assert!(pings[1]["body_url"].is_string());
 
     app.advance(TimeDelta::seconds(121));
     assert_eq!(hook.next().await.json()["event"], "down");

@@ -5,7 +5,7 @@
 use axum::http::StatusCode;
 use serde_json::{Value, json};
 
-use crate::helpers::{TestApp, eventually, spawn_app};
+use crate::helpers::{billing_pages, eventually, schedule, spawn_app};
 
 /// Port 1 on loopback refuses connections: deliveries fail (errors name no URL).
 const TELEGRAM: &str = "http://127.0.0.1:1/bot123456:TELEGRAM-SECRET/sendMessage?chat_id=-1";
@@ -18,50 +18,16 @@ fn config() -> String {
 id = "alice"
 contacts = {{ telegram = "{TELEGRAM}", email = "alice@mail.example.com" }}
 rules = [{{ urgency = "high", contact = "telegram", after = 0 }}]
-[[schedules]]
-name = "primary"
-tz = "UTC"
-[[schedules.layers]]
-name = "daily"
-participants = ["alice"]
-shift = "1d"
-start = "2026-11-23T09:00"
-[[policies]]
-name = "p"
-steps = [{{ targets = ["schedule:primary"], delay = 10 }}]
-[[services]]
-name = "billing"
-policy = "p"
-urgency = "high"
-"#
+{primary}{billing}"#,
+        primary = schedule("primary", "UTC", &["alice"], "1d", "2026-11-23T09:00"),
+        billing = billing_pages(&["schedule:primary"])
     )
-}
-
-async fn get(app: &TestApp, key: &str, path: &str) -> (StatusCode, String) {
-    let response = app
-        .client
-        .get(app.url(path))
-        .header("X-Api-Key", key)
-        .send()
-        .await
-        .unwrap();
-    let status = StatusCode::from_u16(response.status().as_u16()).unwrap();
-    (status, response.text().await.unwrap())
 }
 
 #[tokio::test]
 async fn read_only_keys_see_no_ping_urls_contact_urls_or_tokens() {
     let app = spawn_app().await;
-    let response = app
-        .client
-        .put(app.url("/api/v1/oncall/config"))
-        .header("X-Api-Key", &app.api_key)
-        .body(config())
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(response.status(), 200);
-    let applied: Value = response.json().await.unwrap();
+    let applied = app.apply_oncall_config(&config()).await;
     let feed_url = applied["calendar_feeds"][0]["url"].as_str().unwrap();
     let feed_token = feed_url
         .rsplit('/')
@@ -69,14 +35,8 @@ async fn read_only_keys_see_no_ping_urls_contact_urls_or_tokens() {
         .unwrap()
         .trim_end_matches(".ics");
     let integration_key = applied["integration_keys"][0]["key"].as_str().unwrap();
-    let (status, channel) = app
-        .api(
-            "POST",
-            "/api/v3/channels/",
-            Some(&app.api_key),
-            Some(json!({"name": "hook", "kind": "webhook", "url": WEBHOOK})),
-        )
-        .await;
+    let channel = json!({"name": "hook", "kind": "webhook", "url": WEBHOOK});
+    let (status, channel) = app.post("/api/v3/channels/", Some(channel)).await;
     assert_eq!(status, StatusCode::CREATED, "{channel}");
     // No name: the alert's summary is the UUID.
     let check = app
@@ -86,26 +46,30 @@ async fn read_only_keys_see_no_ping_urls_contact_urls_or_tokens() {
     app.ping("GET", &format!("/ping/{uuid}/fail"), None).await;
     // The page to Telegram and the webhook notification fail, their errors recorded.
     let alert_id = eventually(|| async {
-        let (_, body) = get(&app, &app.api_key, "/api/v1/alerts/").await;
+        let (_, body) = app.get_text(&app.api_key, "/api/v1/alerts/").await;
         let alerts: Value = serde_json::from_str(&body).unwrap();
         let id = alerts["alerts"][0]["id"].as_i64()?;
-        let (_, alert) = get(&app, &app.api_key, &format!("/api/v1/alerts/{id}")).await;
+        let (_, alert) = app
+            .get_text(&app.api_key, &format!("/api/v1/alerts/{id}"))
+            .await;
         alert.contains("notify_failed").then_some(id)
     })
     .await;
     let notifications = format!("/api/v3/checks/{uuid}/notifications/");
     eventually(|| async {
-        let (_, body) = get(&app, &app.api_key, &notifications).await;
+        let (_, body) = app.get_text(&app.api_key, &notifications).await;
         body.contains("could not connect").then_some(())
     })
     .await;
     // A full-access key sees everything: the secrets are there to leak.
-    let (_, full_alert) = get(&app, &app.api_key, &format!("/api/v1/alerts/{alert_id}")).await;
+    let (_, full_alert) = app
+        .get_text(&app.api_key, &format!("/api/v1/alerts/{alert_id}"))
+        .await;
     assert!(full_alert.contains(&uuid), "{full_alert}");
-    let (_, full_person) = get(&app, &app.api_key, "/api/v1/people/alice").await;
+    let (_, full_person) = app.get_text(&app.api_key, "/api/v1/people/alice").await;
     assert!(full_person.contains("TELEGRAM-SECRET"), "{full_person}");
 
-    let (_, listed) = get(&app, &app.read_key, "/api/v3/checks/").await;
+    let (_, listed) = app.get_text(&app.read_key, "/api/v3/checks/").await;
     let listed: Value = serde_json::from_str(&listed).unwrap();
     let unique_key = listed["checks"][0]["unique_key"]
         .as_str()
@@ -138,14 +102,16 @@ async fn read_only_keys_see_no_ping_urls_contact_urls_or_tokens() {
         "/api/v1/services/".to_string(),
         "/api/v1/services/billing".to_string(),
     ] {
-        let (status, body) = get(&app, &app.read_key, &path).await;
+        let (status, body) = app.get_text(&app.read_key, &path).await;
         assert_eq!(status, StatusCode::OK, "{path}: {body}");
         for secret in secrets {
             assert!(!body.contains(secret), "{path} shows `{secret}`: {body}");
         }
     }
     // The alert names its check by the unique key, and says why the page failed.
-    let (_, alert) = get(&app, &app.read_key, &format!("/api/v1/alerts/{alert_id}")).await;
+    let (_, alert) = app
+        .get_text(&app.read_key, &format!("/api/v1/alerts/{alert_id}"))
+        .await;
     let alert: Value = serde_json::from_str(&alert).unwrap();
     assert_eq!(alert["dedup_key"], format!("check:{unique_key}"));
     assert_eq!(alert["summary"], format!("{unique_key} is failed"));
@@ -168,7 +134,7 @@ async fn read_only_keys_see_no_ping_urls_contact_urls_or_tokens() {
         format!("/api/v3/checks/{uuid}/pings/"),
         "/api/v1/oncall/config".to_string(),
     ] {
-        let (status, _) = get(&app, &app.read_key, &path).await;
+        let (status, _) = app.get_text(&app.read_key, &path).await;
         assert_eq!(status, StatusCode::UNAUTHORIZED, "{path}");
     }
     app.stop().await;

@@ -5,7 +5,7 @@
 use axum::http::StatusCode;
 use serde_json::{Value, json};
 
-use crate::helpers::{TestApp, spawn_app};
+use crate::helpers::{TestApp, alice_by_webhook, spawn_app};
 
 const CONFIG: &str = r#"
 [[people]]
@@ -34,28 +34,13 @@ urgency = "high"
 "#;
 
 async fn put(app: &TestApp, query: &str, key: &str, body: &str) -> (StatusCode, Value) {
-    let response = app
-        .client
-        .put(app.url(&format!("/api/v1/oncall/config{query}")))
-        .header("X-Api-Key", key)
-        .body(body.to_string())
-        .send()
-        .await
-        .unwrap();
-    let status = StatusCode::from_u16(response.status().as_u16()).unwrap();
-    let text = response.text().await.unwrap();
-    (
-        status,
-        serde_json::from_str(&text).unwrap_or(Value::String(text)),
-    )
+    app.put_oncall_config(key, query, body.to_string()).await
 }
 
 #[tokio::test]
 async fn the_on_call_file_is_applied_and_read_back_over_rest() {
     let app = spawn_app().await;
-    let (status, body) = app
-        .api("GET", "/api/v1/people/", Some(&app.read_key), None)
-        .await;
+    let (status, body) = app.get_read_only("/api/v1/people/").await;
     assert_eq!(status, StatusCode::NOT_FOUND);
     assert_eq!(
         body["error"],
@@ -78,9 +63,7 @@ async fn the_on_call_file_is_applied_and_read_back_over_rest() {
         ])
     );
     assert_eq!(body["dry_run"], true);
-    let (status, _) = app
-        .api("GET", "/api/v1/oncall/config", Some(&app.api_key), None)
-        .await;
+    let (status, _) = app.get("/api/v1/oncall/config").await;
     assert_eq!(status, StatusCode::NOT_FOUND);
 
     // Bad files are refused with the field, and nothing is stored.
@@ -121,51 +104,39 @@ async fn the_on_call_file_is_applied_and_read_back_over_rest() {
     assert_eq!(status, StatusCode::OK);
     assert_eq!(again["changes"], json!([]));
     assert_eq!(again["integration_keys"], body["integration_keys"]);
-    let (status, text) = app
-        .api("GET", "/api/v1/oncall/config", Some(&app.api_key), None)
-        .await;
+    let (status, text) = app.get("/api/v1/oncall/config").await;
     assert_eq!((status, text.as_str()), (StatusCode::OK, Some(CONFIG)));
     // The file holds contact URLs and tokens: a read-only key does not get it.
-    let (status, _) = app
-        .api("GET", "/api/v1/oncall/config", Some(&app.read_key), None)
-        .await;
+    let (status, _) = app.get_read_only("/api/v1/oncall/config").await;
     assert_eq!(status, StatusCode::UNAUTHORIZED);
 
     // People: a read-only key sees where a contact goes, not its secret URL.
-    let (status, body) = app
-        .api("GET", "/api/v1/people/", Some(&app.read_key), None)
-        .await;
+    let (status, body) = app.get_read_only("/api/v1/people/").await;
     assert_eq!(status, StatusCode::OK);
     let alice = &body["people"][0];
     assert_eq!(alice["id"], "alice");
     assert_eq!(alice["contacts"]["slack"], "https://hooks.slack.com/…");
     assert_eq!(alice["contacts"]["email"], "…@example.com");
-    let (_, full) = app
-        .api("GET", "/api/v1/people/alice", Some(&app.api_key), None)
-        .await;
+    let (_, full) = app.get("/api/v1/people/alice").await;
     assert_eq!(
         full["contacts"]["slack"],
         "https://hooks.slack.com/services/T0/B0/secret"
     );
     assert_eq!(full["schedules"], json!(["primary"]));
     assert_eq!(full["rules"][1]["urgency"], "low");
-    let (status, body) = app
-        .api("GET", "/api/v1/people/carol", Some(&app.read_key), None)
-        .await;
+    let (status, body) = app.get_read_only("/api/v1/people/carol").await;
     assert_eq!(status, StatusCode::NOT_FOUND);
     assert_eq!(body["error"], "no people entry with id `carol`");
 
     // Schedules: who is on call now (the test clock: Thu 2026-11-26 05:00 in Denver, so the
     // shift that began Wed 09:00, the third day: alice, bob, alice), and exact shifts.
-    let (_, body) = app
-        .api("GET", "/api/v1/schedules/", Some(&app.read_key), None)
-        .await;
+    let (_, body) = app.get_read_only("/api/v1/schedules/").await;
     let primary = &body["schedules"][0];
     assert_eq!(primary["oncall"]["users"], json!(["alice"]));
     assert_eq!(primary["oncall"]["until"], "2026-11-26T16:00:00+00:00");
     assert_eq!(primary["oncall"]["next"], json!(["bob"]));
     let path = "/api/v1/schedules/primary?from=2026-11-23T16:00:00Z&to=2026-11-25T16:00:00Z";
-    let (status, body) = app.api("GET", path, Some(&app.read_key), None).await;
+    let (status, body) = app.get_read_only(path).await;
     assert_eq!(status, StatusCode::OK, "{body}");
     assert_eq!(
         body["shifts"],
@@ -191,45 +162,26 @@ async fn the_on_call_file_is_applied_and_read_back_over_rest() {
         ("/api/v1/policies/nope", StatusCode::NOT_FOUND),
         ("/api/v1/services/nope", StatusCode::NOT_FOUND),
     ] {
-        let (got, body) = app.api("GET", path, Some(&app.read_key), None).await;
+        let (got, body) = app.get_read_only(path).await;
         assert_eq!(got, status, "{path}: {body}");
     }
 
     // Policies and services, as written.
-    let (_, body) = app
-        .api("GET", "/api/v1/policies/billing", Some(&app.read_key), None)
-        .await;
+    let (_, body) = app.get_read_only("/api/v1/policies/billing").await;
     assert_eq!(body["steps"][0]["targets"], json!(["schedule:primary"]));
-    let (_, body) = app
-        .api("GET", "/api/v1/services/", Some(&app.read_key), None)
-        .await;
+    let (_, body) = app.get_read_only("/api/v1/services/").await;
     assert_eq!(body["services"][0]["urgency"], "high");
     let (status, _) = app.api("GET", "/api/v1/services/", None, None).await;
     assert_eq!(status, StatusCode::UNAUTHORIZED);
 }
 
+/// Service `billing` pages alice through webhook contact `hook`.
 fn with_hook(url: &str) -> String {
-    format!(
-        r#"
-[[people]]
-id = "alice"
-contacts = {{ hook = "{url}" }}
-rules = [{{ urgency = "high", contact = "hook", after = 0 }}]
-[[policies]]
-name = "p"
-steps = [{{ targets = ["user:alice"], delay = 10 }}]
-[[services]]
-name = "billing"
-policy = "p"
-urgency = "high"
-"#
-    )
+    alice_by_webhook("hook", url, 0)
 }
 
 async fn verified(app: &TestApp) -> Value {
-    let (status, body) = app
-        .api("GET", "/api/v1/people/alice", Some(&app.read_key), None)
-        .await;
+    let (status, body) = app.get_read_only("/api/v1/people/alice").await;
     assert_eq!(status, StatusCode::OK, "{body}");
     body["verified"]["hook"].clone()
 }
@@ -269,20 +221,13 @@ async fn a_contact_is_verified_by_a_code_sent_through_it() {
             "no people entry with id `carol`",
         ),
     ] {
-        let (status, body) = app.api("POST", path, Some(&app.api_key), None).await;
+        let (status, body) = app.post(path, None).await;
         assert_eq!(
             (status, body["error"].as_str()),
             (StatusCode::NOT_FOUND, Some(error))
         );
     }
-    let (status, body) = app
-        .api(
-            "POST",
-            verify,
-            Some(&app.api_key),
-            Some(json!({"code": "000000"})),
-        )
-        .await;
+    let (status, body) = app.post(verify, Some(json!({"code": "000000"}))).await;
     assert_eq!(status, StatusCode::BAD_REQUEST);
     assert!(
         body["error"]
@@ -292,7 +237,7 @@ async fn a_contact_is_verified_by_a_code_sent_through_it() {
     );
 
     // The code arrives through the contact; a wrong one counts down, the right one verifies.
-    let (status, body) = app.api("POST", send, Some(&app.api_key), None).await;
+    let (status, body) = app.post(send, None).await;
     assert_eq!(status, StatusCode::ACCEPTED, "{body}");
     let recorded = app
         .store
@@ -315,47 +260,19 @@ async fn a_contact_is_verified_by_a_code_sent_through_it() {
     assert_eq!(body["sent_to"], format!("http://{host}/…"));
     let code = code_in(&hook.next().await.json());
     let wrong = if code == "123456" { "654321" } else { "123456" };
-    let (status, body) = app
-        .api(
-            "POST",
-            verify,
-            Some(&app.api_key),
-            Some(json!({"code": wrong})),
-        )
-        .await;
+    let (status, body) = app.post(verify, Some(json!({"code": wrong}))).await;
     assert_eq!(
         (status, body["error"].as_str()),
         (StatusCode::BAD_REQUEST, Some("wrong code (4 tries left)"))
     );
-    let (status, _) = app
-        .api(
-            "POST",
-            verify,
-            Some(&app.api_key),
-            Some(json!({"number": 1})),
-        )
-        .await;
+    let (status, _) = app.post(verify, Some(json!({"number": 1}))).await;
     assert_eq!(status, StatusCode::BAD_REQUEST);
-    let (status, body) = app
-        .api(
-            "POST",
-            verify,
-            Some(&app.api_key),
-            Some(json!({"code": code})),
-        )
-        .await;
+    let (status, body) = app.post(verify, Some(json!({"code": code}))).await;
     assert_eq!(status, StatusCode::OK, "{body}");
     assert_eq!(body["verified"], true);
     assert_eq!(verified(&app).await, true);
     // Used up: the same code does not verify twice.
-    let (status, _) = app
-        .api(
-            "POST",
-            verify,
-            Some(&app.api_key),
-            Some(json!({"code": code})),
-        )
-        .await;
+    let (status, _) = app.post(verify, Some(json!({"code": code}))).await;
     assert_eq!(status, StatusCode::BAD_REQUEST);
     let (_, body) = put(&app, "", &app.api_key, &with_hook(&hook.url)).await;
     assert_eq!(body["unverified_contacts"], json!([]));
@@ -367,17 +284,10 @@ async fn a_contact_is_verified_by_a_code_sent_through_it() {
     assert_eq!(verified(&app).await, false);
 
     // A code expires after 15 minutes, and five wrong tries use it up.
-    app.api("POST", send, Some(&app.api_key), None).await;
+    app.post(send, None).await;
     let code = code_in(&hook.next().await.json());
     app.advance(chrono::TimeDelta::minutes(16));
-    let (status, body) = app
-        .api(
-            "POST",
-            verify,
-            Some(&app.api_key),
-            Some(json!({"code": code})),
-        )
-        .await;
+    let (status, body) = app.post(verify, Some(json!({"code": code}))).await;
     assert_eq!(status, StatusCode::BAD_REQUEST);
     assert!(
         body["error"]
@@ -385,33 +295,20 @@ async fn a_contact_is_verified_by_a_code_sent_through_it() {
             .unwrap()
             .starts_with("the code has expired")
     );
-    app.api("POST", send, Some(&app.api_key), None).await;
+    app.post(send, None).await;
     let code = code_in(&hook.next().await.json());
     let wrong = if code == "123456" { "654321" } else { "123456" };
     for _ in 0..5 {
-        app.api(
-            "POST",
-            verify,
-            Some(&app.api_key),
-            Some(json!({"code": wrong})),
-        )
-        .await;
+        app.post(verify, Some(json!({"code": wrong}))).await;
     }
-    let (status, _) = app
-        .api(
-            "POST",
-            verify,
-            Some(&app.api_key),
-            Some(json!({"code": code})),
-        )
-        .await;
+    let (status, _) = app.post(verify, Some(json!({"code": code}))).await;
     assert_eq!(status, StatusCode::TOO_MANY_REQUESTS);
     assert_eq!(verified(&app).await, false);
 
     // A contact that cannot be reached says so.
     let mut broken = crate::helpers::Receiver::start(vec![500]).await;
     put(&app, "", &app.api_key, &with_hook(&broken.url)).await;
-    let (status, body) = app.api("POST", send, Some(&app.api_key), None).await;
+    let (status, body) = app.post(send, None).await;
     assert_eq!(status, StatusCode::BAD_GATEWAY);
     assert_eq!(body["error"], "could not send the code: answered HTTP 500");
     broken.next().await;
@@ -487,20 +384,13 @@ async fn checks_declared_in_the_file_are_created_and_updated_by_slug() {
         .filter(|c| c.contains("check"))
         .collect();
     assert_eq!(changes, ["+ check nightly-backup", "+ check queue"]);
-    let (_, listed) = app
-        .api("GET", "/api/v3/checks/", Some(&app.read_key), None)
-        .await;
+    let (_, listed) = app.get_read_only("/api/v3/checks/").await;
     assert_eq!(listed["checks"], json!([]), "a dry run creates nothing");
 
     let (status, _) = put(&app, "", &app.api_key, &file).await;
     assert_eq!(status, StatusCode::OK);
     let (_, listed) = app
-        .api(
-            "GET",
-            "/api/v3/checks/?slug=nightly-backup",
-            Some(&app.read_key),
-            None,
-        )
+        .get_read_only("/api/v3/checks/?slug=nightly-backup")
         .await;
     let check = &listed["checks"][0];
     assert_eq!(check["name"], "Nightly backup");
@@ -509,14 +399,7 @@ async fn checks_declared_in_the_file_are_created_and_updated_by_slug() {
     assert_eq!(check["grace"], 3600);
     assert_eq!(check["service"], "billing");
     assert_eq!(check["status"], "new");
-    let (_, listed) = app
-        .api(
-            "GET",
-            "/api/v3/checks/?slug=queue",
-            Some(&app.read_key),
-            None,
-        )
-        .await;
+    let (_, listed) = app.get_read_only("/api/v3/checks/?slug=queue").await;
     assert_eq!(
         (
             &listed["checks"][0]["name"],
@@ -536,9 +419,7 @@ async fn checks_declared_in_the_file_are_created_and_updated_by_slug() {
     )
     .await;
     assert_eq!(again["changes"], json!(["~ check queue"]));
-    let (_, listed) = app
-        .api("GET", "/api/v3/checks/", Some(&app.read_key), None)
-        .await;
+    let (_, listed) = app.get_read_only("/api/v3/checks/").await;
     assert_eq!(listed["checks"].as_array().unwrap().len(), 2);
 
     // What the v3 API would refuse is refused with the check and the field.

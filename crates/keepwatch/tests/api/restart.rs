@@ -12,11 +12,10 @@ async fn a_deadline_missed_while_down_alerts_once_after_start_and_never_again() 
     let mut hook = Receiver::start(vec![]).await;
     app.webhook_channel(&hook, None).await;
     let uuid = app
-        .create_check(json!({"name": "hourly", "timeout": 3600, "grace": 600, "channels": "*"}))
-        .await["uuid"]
-        .as_str()
-        .unwrap()
-        .to_string();
+        .create_check_uuid(
+            json!({"name": "hourly", "timeout": 3600, "grace": 600, "channels": "*"}),
+        )
+        .await;
     for _ in 0..3 {
         app.ping("GET", &format!("/ping/{uuid}"), None).await;
     }
@@ -65,11 +64,8 @@ async fn a_deadline_missed_while_down_alerts_once_after_start_and_never_again() 
 async fn pings_not_yet_checkpointed_are_replayed_at_start() {
     let app = spawn_app().await;
     let uuid = app
-        .create_check(json!({"name": "r", "timeout": 60, "grace": 60}))
-        .await["uuid"]
-        .as_str()
-        .unwrap()
-        .to_string();
+        .create_check_uuid(json!({"name": "r", "timeout": 60, "grace": 60}))
+        .await;
     let rid = "00000000-0000-4000-8000-00000000000a";
     app.ping("GET", &format!("/ping/{uuid}"), None).await;
     app.ping(

@@ -30,6 +30,25 @@ async fn run_check(app: &TestApp, uuid: &str, args: &[&str]) -> Output {
     keepwatch(&all).await
 }
 
+/// `run <uuid> --server <server> <options…> -- <job…>`: the arguments of `keepwatch run`.
+fn run_args<'a>(
+    uuid: &'a str,
+    server: &'a str,
+    options: &[&'a str],
+    job: &[&'a str],
+) -> Vec<&'a str> {
+    let mut args = vec!["run", uuid, "--server", server];
+    args.extend_from_slice(options);
+    args.push("--");
+    args.extend_from_slice(job);
+    args
+}
+
+/// A job that is a shell script.
+fn sh(script: &str) -> [&str; 3] {
+    ["sh", "-c", script]
+}
+
 async fn keepwatch_with(spool: &Path, args: &[&str]) -> Output {
     command(spool, args).output().await.unwrap()
 }
@@ -46,7 +65,7 @@ fn one_line(out: &Output) -> String {
 }
 
 async fn run(app: &TestApp, uuid: &str, script: &str) -> Output {
-    run_check(app, uuid, &["--", "sh", "-c", script]).await
+    keepwatch(&run_args(uuid, &app.address, &[], &sh(script))).await
 }
 
 pub async fn body_of(app: &TestApp, ping: &Value) -> String {
@@ -63,11 +82,8 @@ pub async fn body_of(app: &TestApp, ping: &Value) -> String {
 }
 
 async fn new_check(app: &TestApp) -> String {
-    app.create_check(json!({"name": "job", "channels": "*"}))
-        .await["uuid"]
-        .as_str()
-        .unwrap()
-        .to_string()
+    app.create_check_uuid(json!({"name": "job", "channels": "*"}))
+        .await
 }
 
 #[tokio::test]
@@ -125,18 +141,12 @@ async fn a_server_that_is_down_never_changes_the_job() {
     let dead = format!("http://{}", listener.local_addr().unwrap());
     drop(listener);
     let uuid = uuid::Uuid::new_v4().to_string();
-    let out = keepwatch(&[
-        "run",
+    let out = keepwatch(&run_args(
         &uuid,
-        "--server",
         &dead,
-        "--start-timeout",
-        "1",
-        "--",
-        "sh",
-        "-c",
-        "echo ran; exit 5",
-    ])
+        &["--start-timeout", "1"],
+        &sh("echo ran; exit 5"),
+    ))
     .await;
     assert_eq!(out.status.code(), Some(5));
     assert_eq!(out.stdout, b"ran\n");
@@ -193,16 +203,12 @@ async fn sigterm_is_forwarded_to_the_job() {
     let app = spawn_app().await;
     let uuid = new_check(&app).await;
     let child = tokio::process::Command::new(env!("CARGO_BIN_EXE_keepwatch"))
-        .args([
-            "run",
+        .args(run_args(
             &uuid,
-            "--server",
             &app.address,
-            "--",
-            "sh",
-            "-c",
-            "trap 'exit 42' TERM; while true; do sleep 0.05; done",
-        ])
+            &[],
+            &sh("trap 'exit 42' TERM; while true; do sleep 0.05; done"),
+        ))
         .stdout(std::process::Stdio::null())
         .spawn()
         .unwrap();
@@ -288,7 +294,7 @@ async fn pings_spooled_while_the_server_is_down_are_delivered_in_order_with_thei
     let run_against = |server: String, script: &'static str| {
         let (spool, uuid) = (spool.path().to_owned(), uuid.clone());
         async move {
-            let args = ["run", &uuid, "--server", &server, "--", "sh", "-c", script];
+            let args = run_args(&uuid, &server, &[], &sh(script));
             keepwatch_with(&spool, &args).await
         }
     };
@@ -393,20 +399,12 @@ async fn a_server_that_answers_500_or_hangs_never_holds_up_the_job() {
         let started = std::time::Instant::now();
         let out = keepwatch_with(
             spool.path(),
-            &[
-                "run",
+            &run_args(
                 &uuid,
-                "--server",
                 &server,
-                "--start-timeout",
-                "300ms",
-                "--finish-timeout",
-                "300ms",
-                "--",
-                "sh",
-                "-c",
-                "echo ran; exit 6",
-            ],
+                &["--start-timeout", "300ms", "--finish-timeout", "300ms"],
+                &sh("echo ran; exit 6"),
+            ),
         )
         .await;
         let took = started.elapsed();
@@ -473,21 +471,11 @@ async fn a_held_lock_stops_the_run_names_the_holder_and_can_be_waited_for() {
     let lock = dir.path().join("job.lock");
     let lock = lock.to_str().unwrap();
     let spool = dir.path().join("spool");
+    // Not `sleep 60`: another test runs that at the same time, and the holder's start would
+    // report it as a stray run of the same command.
     let holder = command(
         &spool,
-        &[
-            "run",
-            &uuid,
-            "--server",
-            &app.address,
-            "--lock",
-            lock,
-            "--",
-            // Not `sleep 60`: another test runs that at the same time, and the holder's
-            // start would report it as a stray run of the same command.
-            "sleep",
-            "61",
-        ],
+        &run_args(&uuid, &app.address, &["--lock", lock], &["sleep", "61"]),
     )
     .spawn()
     .unwrap();
@@ -519,19 +507,12 @@ async fn a_held_lock_stops_the_run_names_the_holder_and_can_be_waited_for() {
     // A run willing to wait gets the lock once the holder's job ends.
     let waiter = command(
         &spool,
-        &[
-            "run",
+        &run_args(
             &uuid,
-            "--server",
             &app.address,
-            "--lock",
-            lock,
-            "--lock-wait",
-            "30s",
-            "--",
-            "echo",
-            "got it",
-        ],
+            &["--lock", lock, "--lock-wait", "30s"],
+            &["echo", "got it"],
+        ),
     )
     .output();
     let release = async {
@@ -590,31 +571,11 @@ async fn a_run_that_processed_far_less_than_usual_raises_an_anomaly() {
     let file = dir.path().join("count");
     let file = file.to_str().unwrap();
     let script = format!("echo 1,234 > {file}");
-    let args = [
-        "run",
-        &uuid,
-        "--server",
-        &app.address,
-        "--volume-file",
-        file,
-        "--",
-        "sh",
-        "-c",
-        &script,
-    ];
+    let args = run_args(&uuid, &app.address, &["--volume-file", file], &sh(&script));
     assert_eq!(keepwatch(&args).await.status.code(), Some(0));
     assert_eq!(app.pings(&uuid).await[0]["volume"], 1234);
     // A stale file (not written by this run) reports no volume, and says so once.
-    let args = [
-        "run",
-        &uuid,
-        "--server",
-        &app.address,
-        "--volume-file",
-        file,
-        "--",
-        "true",
-    ];
+    let args = run_args(&uuid, &app.address, &["--volume-file", file], &["true"]);
     let out = keepwatch(&args).await;
     assert_eq!(out.status.code(), Some(0));
     assert!(
@@ -711,16 +672,7 @@ async fn a_broken_spool_costs_one_line_never_the_job() {
     let uuid = uuid::Uuid::new_v4().to_string();
     let out = keepwatch_with(
         &not_a_dir,
-        &[
-            "run",
-            &uuid,
-            "--server",
-            &dead_server(),
-            "--",
-            "sh",
-            "-c",
-            "echo ran; exit 9",
-        ],
+        &run_args(&uuid, &dead_server(), &[], &sh("echo ran; exit 9")),
     )
     .await;
     assert_eq!(out.status.code(), Some(9));
@@ -746,16 +698,12 @@ async fn streaming_hundreds_of_megabytes_keeps_memory_bounded() {
         print(os.waitstatus_to_exitcode(status), usage.ru_maxrss)";
     let out = tokio::process::Command::new("python3")
         .args(["-c", PEAK, env!("CARGO_BIN_EXE_keepwatch")])
-        .args([
-            "run",
+        .args(run_args(
             &uuid,
-            "--server",
             &app.address,
-            "--",
-            "sh",
-            "-c",
-            "head -c 300000000 /dev/zero; echo END",
-        ])
+            &[],
+            &sh("head -c 300000000 /dev/zero; echo END"),
+        ))
         .env_remove("KEEPWATCH_SERVER")
         .env("KEEPWATCH_SPOOL_DIR", spool.path())
         .output()
