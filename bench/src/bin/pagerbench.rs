@@ -108,9 +108,9 @@ urgency = "high"
                 service: "s",
                 dedup_key: &key,
                 summary: "bench",
-                source: "events",
+                source: keepwatch_store::AlertSource::Events,
                 details: "{}",
-                urgency: "high",
+                urgency: keepwatch_store::Urgency::High,
             };
             store.trigger_alert(&new, at).await.map(|(alert, _)| alert)
         }

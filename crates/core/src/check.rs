@@ -44,34 +44,15 @@ pub const DEFAULT_DURATION_ABOVE_PCT: u32 = 300;
 /// milliseconds, network jitter alone is several times the median.
 pub const MIN_DURATION_MEDIAN_MS: f64 = 1000.0;
 
-/// The durable status of a check.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Status {
-    New,
-    Up,
-    Down,
-    Paused,
-}
-
-impl Status {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Status::New => "new",
-            Status::Up => "up",
-            Status::Down => "down",
-            Status::Paused => "paused",
-        }
-    }
-
-    pub fn parse(s: &str) -> Option<Status> {
-        Some(match s {
-            "new" => Status::New,
-            "up" => Status::Up,
-            "down" => Status::Down,
-            "paused" => Status::Paused,
-            _ => return None,
-        })
+crate::text_enum::text_enum! {
+    /// The durable status of a check.
+    #[derive(Default)]
+    pub enum Status {
+        #[default]
+        New = "new",
+        Up = "up",
+        Down = "down",
+        Paused = "paused",
     }
 }
 

@@ -12,3 +12,6 @@ pub mod alert;
 pub mod check;
 pub mod oncall;
 pub mod schedule;
+mod text_enum;
+
+pub use text_enum::UnknownValue;

@@ -780,8 +780,8 @@ fn flip_row(
     FlipRow {
         check_id,
         at,
-        old_status: from.as_str().to_string(),
-        new_status: to.as_str().to_string(),
+        old_status: from,
+        new_status: to,
     }
 }
 

@@ -18,6 +18,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
+use keepwatch_core::alert::AlertSource;
 use keepwatch_core::check::{CheckState, PingKind, RunIdentity, StrayProcess};
 use keepwatch_store::{AlertRow, CheckRow, NewAlert, Store, StoreError};
 use tokio::sync::{Notify, mpsc, oneshot, watch};
@@ -147,8 +148,7 @@ pub struct NewTrigger<'a> {
     pub service: &'a str,
     pub dedup_key: &'a str,
     pub summary: &'a str,
-    /// `events` or `alertmanager`.
-    pub source: &'a str,
+    pub source: AlertSource,
     /// JSON object.
     pub details: &'a str,
 }
@@ -387,7 +387,7 @@ impl Engine {
             summary: alert.summary,
             source: alert.source,
             details: alert.details,
-            urgency: urgency.as_str(),
+            urgency,
         };
         let triggered = self.store.trigger_alert(&new, now.into()).await?;
         self.pager_wake.notify_one();

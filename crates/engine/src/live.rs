@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use keepwatch_core::check::{
-    AnomalyRules, CheckRules, CheckState, DownReason, OpenRun, RunHistory, Status,
+    AnomalyRules, CheckRules, CheckState, DownReason, OpenRun, RunHistory,
 };
 use keepwatch_core::schedule::Schedule;
 use keepwatch_store::{CheckRow, StateRow, Timestamp};
@@ -118,7 +118,7 @@ impl RulesInterner {
 
 pub fn state_from_row(row: &StateRow) -> CheckState {
     CheckState {
-        status: Status::parse(&row.status).unwrap_or(Status::New),
+        status: row.status,
         down_reason: row.down_reason.as_deref().and_then(|r| match r {
             "missed" => Some(DownReason::Missed),
             "failed" => Some(DownReason::Failed),
@@ -144,7 +144,7 @@ pub fn state_from_row(row: &StateRow) -> CheckState {
 
 pub fn state_to_row(state: &CheckState, last_seq: Option<i64>, checkpoint_seq: i64) -> StateRow {
     StateRow {
-        status: state.status.as_str().to_string(),
+        status: state.status,
         down_reason: state.down_reason.map(|r| {
             match r {
                 DownReason::Missed => "missed",

@@ -18,8 +18,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::{DateTime, TimeDelta, Utc};
-use keepwatch_core::alert::paging::Urgency;
 use keepwatch_core::alert::routing::{self, Routed};
+use keepwatch_core::alert::{AlertSource, AlertStatus};
 use keepwatch_store::AppliedOnCall;
 use keepwatch_store::{
     AlertRow, EventAlert, NewAlert, NewPage, PagingRecord, Store, StoreError, Timestamp,
@@ -185,7 +185,7 @@ impl Pager {
                 // mark moved under us (read it again, and walk it from there next round).
                 self.next_due.remove(&record.alert_id);
                 match self.store.alert(record.alert_id).await? {
-                    Some(alert) if alert.status == "triggered" => {
+                    Some(alert) if alert.status == AlertStatus::Triggered => {
                         self.tracked.insert(alert.id, alert);
                     }
                     _ => {
@@ -275,9 +275,9 @@ impl Pager {
                         service,
                         dedup_key: dedup,
                         summary,
-                        source: "check",
+                        source: AlertSource::Check,
                         details: &event.payload,
-                        urgency: urgency.as_str(),
+                        urgency: *urgency,
                     }))
                 })
                 .collect();
@@ -312,11 +312,7 @@ impl Pager {
             service: &alert.service,
             check,
             triggered_at: alert.triggered_at.to_datetime().max(DateTime::UNIX_EPOCH),
-            urgency: if alert.urgency == "low" {
-                Urgency::Low
-            } else {
-                Urgency::High
-            },
+            urgency: alert.urgency,
         };
         // Entries at `now` itself are due; those after are the next round's. The timeline to
         // a day ahead also tells when this alert next needs a round (an unrouted alert: in a
@@ -343,7 +339,7 @@ impl Pager {
                     person: notification.person,
                     contact: notification.contact,
                     address: notification.address.unwrap_or_default(),
-                    urgency: notification.urgency.as_str().into(),
+                    urgency: notification.urgency,
                     due_at: at,
                 }),
                 entry => {

@@ -10,7 +10,7 @@ use keepwatch_engine::delivery::{Dispatcher, LinkSigner};
 use keepwatch_engine::lease::{Lease, Work};
 use keepwatch_engine::rounds::next_round;
 use keepwatch_engine::{EngineConfig, ManualClock};
-use keepwatch_store::{NewAlert, NewPage, PagingRecord, Store, Timestamp};
+use keepwatch_store::{AlertSource, NewAlert, NewPage, PagingRecord, Store, Timestamp, Urgency};
 use tokio::sync::Notify;
 
 /// A lease switched by the test.
@@ -35,9 +35,9 @@ async fn a_page_is_sent_once_and_only_while_the_lease_is_held() {
         service: "billing",
         dedup_key: "db1",
         summary: "disk full",
-        source: "events",
+        source: AlertSource::Events,
         details: "{}",
-        urgency: "high",
+        urgency: Urgency::High,
     };
     let one_second = Timestamp::from_micros(1_000_000);
     let (alert, _) = store.trigger_alert(&new, one_second).await.unwrap();
@@ -45,7 +45,7 @@ async fn a_page_is_sent_once_and_only_while_the_lease_is_held() {
         person: "alice".into(),
         contact: "slack".into(),
         address: "https://hooks.slack.com/services/T1/B1/x".into(),
-        urgency: "high".into(),
+        urgency: Urgency::High,
         due_at: one_second,
     };
     let record = PagingRecord {

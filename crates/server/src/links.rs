@@ -142,7 +142,7 @@ pub async fn confirm(State(state): State<AppState>, Path(token): Path<String>) -
             id: alert.id,
             service: &alert.service,
             summary: &alert.summary,
-            status: &alert.status,
+            status: alert.status.as_str(),
             verb,
         },
     )

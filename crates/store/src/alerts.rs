@@ -6,6 +6,9 @@
 //! together with the `paged_until` mark, and only while the alert is still triggered: an
 //! acknowledgment committed first wins, and nothing after it is paged.
 
+use keepwatch_core::alert::paging::Urgency;
+use keepwatch_core::alert::{AlertSource, AlertStatus};
+
 use crate::projects::generate_secret;
 use crate::{Result, Store, Timestamp, with_read, with_tx};
 
@@ -19,14 +22,15 @@ pub struct AlertRow {
     pub service: String,
     pub dedup_key: String,
     pub summary: String,
-    /// `check`, `events` or `alertmanager`.
-    pub source: String,
+    #[sqlx(try_from = "String")]
+    pub source: AlertSource,
     /// JSON object.
     pub details: String,
-    /// `triggered`, `acknowledged` or `resolved`.
-    pub status: String,
-    /// The urgency at the trigger (`high` or `low`); a raise is in the log.
-    pub urgency: String,
+    #[sqlx(try_from = "String")]
+    pub status: AlertStatus,
+    /// The urgency at the trigger; a raise is in the log.
+    #[sqlx(try_from = "String")]
+    pub urgency: Urgency,
     pub triggered_at: Timestamp,
     pub acknowledged_at: Option<Timestamp>,
     pub resolved_at: Option<Timestamp>,
@@ -48,9 +52,9 @@ pub struct NewAlert<'a> {
     pub service: &'a str,
     pub dedup_key: &'a str,
     pub summary: &'a str,
-    pub source: &'a str,
+    pub source: AlertSource,
     pub details: &'a str,
-    pub urgency: &'a str,
+    pub urgency: Urgency,
 }
 
 /// A notification to queue: who, through which contact, at what urgency, due when.
@@ -59,7 +63,7 @@ pub struct NewPage {
     pub person: String,
     pub contact: String,
     pub address: String,
-    pub urgency: String,
+    pub urgency: Urgency,
     pub due_at: Timestamp,
 }
 
@@ -114,9 +118,9 @@ macro_rules! trigger_in {
             .bind(new.service)
             .bind(new.dedup_key)
             .bind(new.summary)
-            .bind(new.source)
+            .bind(new.source.as_str())
             .bind(new.details)
-            .bind(new.urgency)
+            .bind(new.urgency.as_str())
             .bind(now)
             // Pages due at the trigger itself are still to be sent.
             .bind(now - chrono::TimeDelta::microseconds(1))
@@ -124,7 +128,7 @@ macro_rules! trigger_in {
             .await?;
             if let Some(id) = inserted {
                 let detail = format!("{} ({} urgency)", new.summary, new.urgency);
-                log_entry!($tx, id, now, "triggered", new.source, detail);
+                log_entry!($tx, id, now, "triggered", new.source.as_str(), detail);
                 break (id, true);
             }
             let open: Option<i64> = sqlx::query_scalar(
@@ -136,7 +140,14 @@ macro_rules! trigger_in {
             .fetch_optional(&mut *$tx)
             .await?;
             if let Some(id) = open {
-                log_entry!($tx, id, now, "trigger_repeated", new.source, new.summary);
+                log_entry!(
+                    $tx,
+                    id,
+                    now,
+                    "trigger_repeated",
+                    new.source.as_str(),
+                    new.summary
+                );
                 break (id, false);
             }
             attempts += 1;
@@ -404,7 +415,7 @@ impl Store {
                         .bind(&page.person)
                         .bind(&page.contact)
                         .bind(&page.address)
-                        .bind(&page.urgency)
+                        .bind(page.urgency.as_str())
                         .bind(page.due_at)
                         .bind(now)
                         .execute(&mut *tx)

@@ -1,5 +1,7 @@
 //! Check configuration (written by the API) and check state (written by the engine).
 
+use keepwatch_core::check::Status;
+
 use crate::{
     Backend, CheckRow, Result, StateRow, StateUpdate, Store, StoreError, Timestamp, with_read,
     with_tx,
@@ -38,7 +40,7 @@ struct EngineRow {
     manual_resume: serde_json::Value,
     extra: String,
     created_at: Timestamp,
-    status: String,
+    status: Status,
     down_reason: Option<String>,
     last_ping: Option<Timestamp>,
     n_pings: i64,
@@ -93,7 +95,7 @@ pub(crate) const WRITE_STATE: &str = "UPDATE checks SET status = $1, down_reason
 macro_rules! write_state {
     ($tx:expr, $update:expr) => {
         sqlx::query($crate::checks::WRITE_STATE)
-            .bind(&$update.state.status)
+            .bind($update.state.status.as_str())
             .bind(&$update.state.down_reason)
             .bind($update.state.last_ping)
             .bind($update.state.n_pings)
@@ -136,7 +138,7 @@ impl Store {
             .bind(&check.service)
             .bind(&check.extra)
             .bind(check.created_at)
-            .bind(&check.state.status)
+            .bind(check.state.status.as_str())
             .bind(&check.state.down_reason)
             .bind(check.state.last_ping)
             .bind(check.state.n_pings)

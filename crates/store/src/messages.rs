@@ -11,6 +11,8 @@
 //! `message_attempts`, a page's in its alert's log.
 
 use chrono::TimeDelta;
+use keepwatch_core::alert::AlertStatus;
+use keepwatch_core::alert::paging::Urgency;
 
 use crate::alerts::log_entry;
 use crate::{
@@ -86,12 +88,14 @@ pub struct PageDelivery {
     pub person: String,
     pub contact: String,
     pub address: String,
-    pub urgency: String,
+    #[sqlx(try_from = "String")]
+    pub urgency: Urgency,
     pub attempts: i64,
     pub summary: String,
     pub service: String,
     pub dedup_key: String,
-    pub status: String,
+    #[sqlx(try_from = "String")]
+    pub status: AlertStatus,
 }
 
 impl Store {

@@ -1,5 +1,6 @@
 //! Row types shared by both backends. Every time is a [`Timestamp`].
 
+use keepwatch_core::check::Status;
 use serde::{Deserialize, Serialize};
 
 use crate::Timestamp;
@@ -42,7 +43,8 @@ pub struct CheckRow {
 /// The state columns of a check.
 #[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize, sqlx::FromRow)]
 pub struct StateRow {
-    pub status: String,
+    #[sqlx(try_from = "String")]
+    pub status: Status,
     pub down_reason: Option<String>,
     pub last_ping: Option<Timestamp>,
     pub n_pings: i64,
@@ -94,8 +96,10 @@ pub struct PingRow {
 pub struct FlipRow {
     pub check_id: i64,
     pub at: Timestamp,
-    pub old_status: String,
-    pub new_status: String,
+    #[sqlx(try_from = "String")]
+    pub old_status: Status,
+    #[sqlx(try_from = "String")]
+    pub new_status: Status,
 }
 
 /// A check event to route to the check's channels.

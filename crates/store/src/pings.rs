@@ -139,8 +139,8 @@ impl Store {
                 sqlx::query(INSERT_FLIP)
                     .bind(flip.check_id)
                     .bind(flip.at)
-                    .bind(&flip.old_status)
-                    .bind(&flip.new_status)
+                    .bind(flip.old_status.as_str())
+                    .bind(flip.new_status.as_str())
                     .execute(&mut *tx)
                     .await?;
             }

@@ -116,8 +116,8 @@ impl SqliteWriter {
                 insert_flip.execute(params![
                     flip.check_id,
                     flip.at,
-                    flip.old_status,
-                    flip.new_status
+                    flip.old_status.as_str(),
+                    flip.new_status.as_str()
                 ])?;
             }
             let mut insert_event = tx.prepare_cached(crate::pings::INSERT_EVENT)?;
@@ -168,7 +168,7 @@ fn write_states(tx: &Connection, states: &[StateUpdate]) -> Result<()> {
     for update in states {
         let s = &update.state;
         write_state.execute(params![
-            s.status,
+            s.status.as_str(),
             s.down_reason,
             s.last_ping,
             s.n_pings,

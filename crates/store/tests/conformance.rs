@@ -3,7 +3,9 @@
 //! CI must not pass without it.
 
 use chrono::TimeDelta;
+use keepwatch_core::check::Status;
 use keepwatch_store::testing::PgDatabase;
+use keepwatch_store::{AlertSource, AlertStatus, Urgency};
 use keepwatch_store::{
     AttemptResult, Batch, CheckRow, EventRow, FlipRow, PingRow, StateRow, StateUpdate, Store,
     Timestamp,
@@ -34,7 +36,7 @@ fn check(project_id: i64, name: &str, slug: &str) -> CheckRow {
         extra: "{}".into(),
         created_at: us(1),
         state: StateRow {
-            status: "new".into(),
+            status: Status::New,
             open_runs: "[]".into(),
             ..StateRow::default()
         },
@@ -160,7 +162,7 @@ async fn story(store: Store) {
         states: vec![StateUpdate {
             check_id: nightly.id,
             state: StateRow {
-                status: "up".into(),
+                status: Status::Up,
                 down_reason: None,
                 last_ping: Some(us(2_000_000)),
                 n_pings: 2,
@@ -174,8 +176,8 @@ async fn story(store: Store) {
         flips: vec![FlipRow {
             check_id: nightly.id,
             at: us(2_000_000),
-            old_status: "new".into(),
-            new_status: "up".into(),
+            old_status: Status::New,
+            new_status: Status::Up,
         }],
         events: vec![EventRow {
             check_id: nightly.id,
@@ -191,7 +193,7 @@ async fn story(store: Store) {
     );
     assert_eq!(store.max_ping_seq().await.unwrap(), 2);
     let stored = store.check_by_id(nightly.id).await.unwrap().unwrap();
-    assert_eq!(stored.state.status, "up");
+    assert_eq!(stored.state.status, Status::Up);
     assert_eq!(stored.state.history, r#"{"volumes":[120,80]}"#);
     assert_eq!(
         (stored.state.last_seq, stored.state.checkpoint_seq),
@@ -401,7 +403,7 @@ async fn sweep_story(store: &Store, project_id: i64) {
         states: vec![StateUpdate {
             check_id: busy.id,
             state: StateRow {
-                status: "up".into(),
+                status: Status::Up,
                 n_pings: 10,
                 open_runs: "[]".into(),
                 ..StateRow::default()
@@ -516,9 +518,9 @@ async fn oncall_story(store: &Store) {
                 service: "billing",
                 dedup_key: "db1",
                 summary: "disk full",
-                source: "events",
+                source: AlertSource::Events,
                 details: "{}",
-                urgency: "high",
+                urgency: Urgency::High,
             },
             us(30),
         )
@@ -627,9 +629,9 @@ async fn alert_story(store: &Store) {
         service: "billing",
         dedup_key: "db1",
         summary: "disk full",
-        source: "events",
+        source: AlertSource::Events,
         details: "{}",
-        urgency: "low",
+        urgency: Urgency::Low,
     };
     let (alert, created) = store.trigger_alert(&new, us(1_000)).await.unwrap();
     assert!(created);
@@ -644,7 +646,7 @@ async fn alert_story(store: &Store) {
         person: person.into(),
         contact: "email".into(),
         address: format!("{person}@example.com"),
-        urgency: "low".into(),
+        urgency: Urgency::Low,
         due_at,
     };
     let record = |pages| PagingRecord {
@@ -750,7 +752,7 @@ async fn alert_story(store: &Store) {
         .await
         .unwrap()
         .unwrap();
-    assert_eq!(resolved.status, "resolved");
+    assert_eq!(resolved.status, AlertStatus::Resolved);
     let kinds: Vec<String> = store
         .alert_log(alert.id)
         .await
@@ -821,7 +823,7 @@ async fn isolation_story(store: &Store, nul_fails: bool) {
     let up = |check_id: i64, n_pings: i64| StateUpdate {
         check_id,
         state: StateRow {
-            status: "up".into(),
+            status: Status::Up,
             n_pings,
             open_runs: "[]".into(),
             ..StateRow::default()
@@ -873,7 +875,8 @@ async fn isolation_story(store: &Store, nul_fails: bool) {
     );
     let stored = store.check_by_id(bad).await.unwrap().unwrap();
     assert_eq!(
-        stored.state.status, "new",
+        stored.state.status,
+        Status::New,
         "the bad check's state is not written"
     );
 
@@ -953,9 +956,9 @@ async fn event_intake_story(store: &Store) {
             service: "billing",
             dedup_key,
             summary: "nightly is down",
-            source: "check",
+            source: AlertSource::Check,
             details: "{}",
-            urgency: "high",
+            urgency: Urgency::High,
         })
     };
     let before = store.meta("intake_cursor").await.unwrap();
@@ -996,7 +999,7 @@ async fn event_intake_story(store: &Store) {
     assert_eq!(store.meta("intake_cursor").await.unwrap(), 10);
     let alerts = store.list_alerts(project.id, None, 10).await.unwrap();
     assert_eq!(alerts.len(), 1);
-    assert_eq!(alerts[0].status, "resolved");
+    assert_eq!(alerts[0].status, AlertStatus::Resolved);
     let log = store.alert_log(alerts[0].id).await.unwrap();
     let kinds: Vec<&str> = log.iter().map(|entry| entry.kind.as_str()).collect();
     assert_eq!(kinds, ["triggered", "trigger_repeated", "resolved"]);
@@ -1015,9 +1018,9 @@ async fn concurrent_trigger_story(store: &Store) {
                 service: "billing",
                 dedup_key: "db1",
                 summary: "disk full",
-                source: "events",
+                source: AlertSource::Events,
                 details: "{}",
-                urgency: "high",
+                urgency: Urgency::High,
             };
             store.trigger_alert(&new, us(1_000 + n)).await
         })

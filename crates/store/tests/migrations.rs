@@ -5,6 +5,7 @@
 use std::path::Path;
 
 use chrono::TimeDelta;
+use keepwatch_core::alert::paging::Urgency;
 use keepwatch_store::testing::PgDatabase;
 use keepwatch_store::{NewPage, PagingRecord, Store, Timestamp};
 use sqlx::migrate::Migrator;
@@ -87,7 +88,7 @@ async fn queued_messages_survive(store: &Store) {
             person: "bob".into(),
             contact: "hook".into(),
             address: "https://hooks.example/bob".into(),
-            urgency: "high".into(),
+            urgency: Urgency::High,
             due_at: us(20_000),
         }],
     };

@@ -6,3 +6,25 @@
 
 pub mod paging;
 pub mod routing;
+
+crate::text_enum::text_enum! {
+    /// Where an alert is in its life: open (triggered, then perhaps acknowledged) until
+    /// resolved.
+    pub enum AlertStatus {
+        Triggered = "triggered",
+        Acknowledged = "acknowledged",
+        Resolved = "resolved",
+    }
+}
+
+crate::text_enum::text_enum! {
+    /// What raised an alert.
+    pub enum AlertSource {
+        /// A check's event (down, failed, hung, overlap, anomaly).
+        Check = "check",
+        /// `POST /api/v1/events`.
+        Events = "events",
+        /// Alertmanager's webhook.
+        Alertmanager = "alertmanager",
+    }
+}

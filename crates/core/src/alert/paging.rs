@@ -26,19 +26,12 @@ use serde::{Deserialize, Serialize};
 
 use crate::oncall::rotation::{OnCallSchedule, WeeklyWindow};
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Urgency {
-    Low,
-    High,
-}
-
-impl Urgency {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Urgency::High => "high",
-            Urgency::Low => "low",
-        }
+crate::text_enum::text_enum! {
+    /// How loudly to page: each person's notification rules say how, per urgency.
+    #[derive(PartialOrd, Ord)]
+    pub enum Urgency {
+        Low = "low",
+        High = "high",
     }
 }
 

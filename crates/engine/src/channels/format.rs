@@ -9,6 +9,7 @@
 
 use base64::prelude::{BASE64_STANDARD, Engine as _};
 use hmac::{Hmac, KeyInit, Mac};
+use keepwatch_core::alert::paging::Urgency;
 use keepwatch_core::oncall::ContactKind;
 use keepwatch_store::{CheckRow, Delivery, PageDelivery};
 use serde::Deserialize;
@@ -69,7 +70,7 @@ impl Message {
     /// alert's acknowledge and resolve links, in order).
     pub fn page(pages: &[&PageDelivery], links: &[(String, String)]) -> Message {
         let first = pages[0];
-        let high = pages.iter().any(|p| p.urgency == "high");
+        let high = pages.iter().any(|p| p.urgency == Urgency::High);
         let urgency = if high { "HIGH" } else { "LOW" };
         let title = match pages {
             [one] => format!("[{urgency}] {} ({})", one.summary, one.service),

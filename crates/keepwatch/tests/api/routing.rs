@@ -167,7 +167,7 @@ async fn drill_and_engine_agree(database_url: Option<&str>) {
                     service: "billing",
                     dedup_key: scenario.at,
                     summary: scenario.what,
-                    source: "events",
+                    source: keepwatch_core::alert::AlertSource::Events,
                     details: "{}",
                 };
                 let (alert, _) = engine.trigger(&trigger).await.unwrap();

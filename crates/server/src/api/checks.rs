@@ -9,7 +9,7 @@ use axum::extract::{Path, State};
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use chrono::{DateTime, Utc};
-use keepwatch_core::check::CheckState;
+use keepwatch_core::check::{CheckState, Status};
 use keepwatch_core::schedule::Schedule;
 use keepwatch_engine::CheckView;
 use keepwatch_engine::live::{anomaly_rules, rules_from_row, state_from_row};
@@ -224,7 +224,7 @@ pub fn new_check_row(project_id: i64, now: DateTime<Utc>) -> CheckRow {
         extra: "{}".into(),
         created_at: now.into(),
         state: StateRow {
-            status: "new".into(),
+            status: Status::New,
             open_runs: "[]".into(),
             history: "{}".into(),
             ..StateRow::default()
@@ -718,7 +718,7 @@ pub async fn flips(
     let flips = state.store.list_flips(row.id, from, to).await?;
     let flips: Vec<Value> = flips
         .iter()
-        .map(|f| json!({ "timestamp": iso_seconds(f.at.to_datetime()), "up": i32::from(f.new_status == "up") }))
+        .map(|f| json!({ "timestamp": iso_seconds(f.at.to_datetime()), "up": i32::from(f.new_status == Status::Up) }))
         .collect();
     Ok(cors_json(StatusCode::OK, json!({ "flips": flips })))
 }

@@ -8,6 +8,7 @@ use axum::Json;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
+use keepwatch_core::alert::AlertSource;
 use keepwatch_engine::NewTrigger;
 use keepwatch_store::AlertRow;
 use serde_json::{Value, json};
@@ -69,7 +70,7 @@ async fn trigger(
     service: &str,
     dedup_key: &str,
     summary: &str,
-    source: &str,
+    source: AlertSource,
     details: &Value,
 ) -> Result<(AlertRow, bool), ApiError> {
     let trigger = NewTrigger {
@@ -172,7 +173,13 @@ pub async fn events(State(state): State<AppState>, body: axum::body::Bytes) -> R
                 return response;
             }
             trigger(
-                &state, project_id, &service, &dedup_key, &summary, "events", payload,
+                &state,
+                project_id,
+                &service,
+                &dedup_key,
+                &summary,
+                AlertSource::Events,
+                payload,
             )
             .await
             .map(|_| dedup_key)
@@ -274,7 +281,7 @@ pub async fn alertmanager(
                 &service,
                 &dedup_key,
                 &summary,
-                "alertmanager",
+                AlertSource::Alertmanager,
                 &details,
             )
             .await
