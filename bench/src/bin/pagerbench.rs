@@ -110,9 +110,11 @@ urgency = "high"
                 summary: "bench",
                 source: keepwatch_store::AlertSource::Events,
                 details: "{}",
-                urgency: keepwatch_store::Urgency::High,
             };
-            store.trigger_alert(&new, at).await.map(|(alert, _)| alert)
+            store
+                .trigger_alert(&new, keepwatch_store::Urgency::High, at)
+                .await
+                .map(|(alert, _)| alert)
         }
     };
 

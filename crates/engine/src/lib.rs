@@ -18,7 +18,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
-use keepwatch_core::alert::AlertSource;
 use keepwatch_core::check::{CheckState, PingKind, RunIdentity, StrayProcess};
 use keepwatch_store::{AlertRow, CheckRow, NewAlert, Store, StoreError};
 use tokio::sync::{Notify, mpsc, oneshot, watch};
@@ -139,18 +138,6 @@ pub struct Stats {
     pub by_status: BTreeMap<&'static str, u64>,
     pub running: u64,
     pub last_seq: i64,
-}
-
-/// An alert to open, as a trigger (the events API, Alertmanager) describes it.
-#[derive(Debug, Clone)]
-pub struct NewTrigger<'a> {
-    pub project_id: i64,
-    pub service: &'a str,
-    pub dedup_key: &'a str,
-    pub summary: &'a str,
-    pub source: AlertSource,
-    /// JSON object.
-    pub details: &'a str,
 }
 
 /// Handle to a running engine; cheap to clone. The server and the CLI go through its methods:
@@ -375,21 +362,12 @@ impl Engine {
     /// Opens an alert on a service, or attaches a repeated trigger to the open alert with the
     /// same key; returns it and whether it is new. Its urgency is the service's at this
     /// moment. The pager takes it up at once.
-    pub async fn trigger(&self, alert: &NewTrigger<'_>) -> Result<(AlertRow, bool), EngineError> {
+    pub async fn trigger(&self, alert: &NewAlert<'_>) -> Result<(AlertRow, bool), EngineError> {
         let now = self.now();
         let applied = self.oncall(alert.project_id).await?;
         let config = applied.as_deref().and_then(|a| a.config.as_ref().ok());
         let urgency = keepwatch_core::alert::routing::urgency(config, alert.service, now);
-        let new = NewAlert {
-            project_id: alert.project_id,
-            service: alert.service,
-            dedup_key: alert.dedup_key,
-            summary: alert.summary,
-            source: alert.source,
-            details: alert.details,
-            urgency,
-        };
-        let triggered = self.store.trigger_alert(&new, now.into()).await?;
+        let triggered = self.store.trigger_alert(alert, urgency, now.into()).await?;
         self.pager_wake.notify_one();
         Ok(triggered)
     }

@@ -270,15 +270,15 @@ impl Pager {
                             who: "check recovered",
                         });
                     }
-                    Some(EventAlert::Trigger(NewAlert {
+                    let alert = NewAlert {
                         project_id: event.project_id,
                         service,
                         dedup_key: dedup,
                         summary,
                         source: AlertSource::Check,
                         details: &event.payload,
-                        urgency: *urgency,
-                    }))
+                    };
+                    Some(EventAlert::Trigger(alert, *urgency))
                 })
                 .collect();
             self.store

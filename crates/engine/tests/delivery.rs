@@ -37,10 +37,12 @@ async fn a_page_is_sent_once_and_only_while_the_lease_is_held() {
         summary: "disk full",
         source: AlertSource::Events,
         details: "{}",
-        urgency: Urgency::High,
     };
     let one_second = Timestamp::from_micros(1_000_000);
-    let (alert, _) = store.trigger_alert(&new, one_second).await.unwrap();
+    let (alert, _) = store
+        .trigger_alert(&new, Urgency::High, one_second)
+        .await
+        .unwrap();
     let page = NewPage {
         person: "alice".into(),
         contact: "slack".into(),

@@ -45,7 +45,8 @@ pub struct AlertLogRow {
     pub detail: String,
 }
 
-/// A new alert, as a trigger describes it.
+/// A new alert, as a trigger describes it (its urgency is the service's, decided by the
+/// engine).
 #[derive(Debug, Clone)]
 pub struct NewAlert<'a> {
     pub project_id: i64,
@@ -53,8 +54,8 @@ pub struct NewAlert<'a> {
     pub dedup_key: &'a str,
     pub summary: &'a str,
     pub source: AlertSource,
+    /// JSON object.
     pub details: &'a str,
-    pub urgency: Urgency,
 }
 
 /// A notification to queue: who, through which contact, at what urgency, due when.
@@ -103,8 +104,8 @@ pub(crate) use log_entry;
 /// would fail on the unique index; the open alert can be resolved between the insert and the
 /// lookup, and the next insert then succeeds.
 macro_rules! trigger_in {
-    ($tx:expr, $new:expr, $now:expr) => {{
-        let (new, now): (&NewAlert<'_>, Timestamp) = ($new, $now);
+    ($tx:expr, $new:expr, $urgency:expr, $now:expr) => {{
+        let (new, urgency, now): (&NewAlert<'_>, Urgency, Timestamp) = ($new, $urgency, $now);
         let mut attempts = 0;
         loop {
             let inserted: Option<i64> = sqlx::query_scalar(
@@ -120,14 +121,14 @@ macro_rules! trigger_in {
             .bind(new.summary)
             .bind(new.source.as_str())
             .bind(new.details)
-            .bind(new.urgency.as_str())
+            .bind(urgency.as_str())
             .bind(now)
             // Pages due at the trigger itself are still to be sent.
             .bind(now - chrono::TimeDelta::microseconds(1))
             .fetch_optional(&mut *$tx)
             .await?;
             if let Some(id) = inserted {
-                let detail = format!("{} ({} urgency)", new.summary, new.urgency);
+                let detail = format!("{} ({} urgency)", new.summary, urgency);
                 log_entry!($tx, id, now, "triggered", new.source.as_str(), detail);
                 break (id, true);
             }
@@ -199,11 +200,11 @@ macro_rules! close_in {
     }};
 }
 
-/// What a check event does to the alerts: open one (or attach to the open one), or resolve
-/// the open one with this key, if any.
+/// What a check event does to the alerts: open one at an urgency (or attach to the open
+/// one), or resolve the open one with this key, if any.
 #[derive(Debug, Clone)]
 pub enum EventAlert<'a> {
-    Trigger(NewAlert<'a>),
+    Trigger(NewAlert<'a>, Urgency),
     Resolve {
         project_id: i64,
         dedup_key: &'a str,
@@ -217,9 +218,10 @@ impl Store {
     pub async fn trigger_alert(
         &self,
         new: &NewAlert<'_>,
+        urgency: Urgency,
         now: Timestamp,
     ) -> Result<(AlertRow, bool)> {
-        let (id, created) = with_tx!(self, |tx| trigger_in!(tx, new, now));
+        let (id, created) = with_tx!(self, |tx| trigger_in!(tx, new, urgency, now));
         let alert = self.alert(id).await?.ok_or_else(|| {
             crate::StoreError::conflict(format!("alert {id} was deleted as it was triggered"))
         })?;
@@ -239,8 +241,8 @@ impl Store {
         with_tx!(self, |tx| {
             for action in actions {
                 match action {
-                    EventAlert::Trigger(new) => {
-                        trigger_in!(tx, new, now);
+                    EventAlert::Trigger(new, urgency) => {
+                        trigger_in!(tx, new, *urgency, now);
                     }
                     EventAlert::Resolve {
                         project_id,

@@ -5,11 +5,23 @@
 use chrono::TimeDelta;
 use keepwatch_core::check::Status;
 use keepwatch_store::testing::PgDatabase;
-use keepwatch_store::{AlertSource, AlertStatus, Urgency};
+use keepwatch_store::{AlertSource, AlertStatus, NewAlert, Urgency};
 use keepwatch_store::{
     AttemptResult, Batch, CheckRow, EventRow, FlipRow, PingRow, StateRow, StateUpdate, Store,
     Timestamp,
 };
+
+/// The alert most stories trigger: `disk full` on `billing`, from the events API.
+fn disk_full(project_id: i64) -> NewAlert<'static> {
+    NewAlert {
+        project_id,
+        service: "billing",
+        dedup_key: "db1",
+        summary: "disk full",
+        source: AlertSource::Events,
+        details: "{}",
+    }
+}
 
 /// A time, in microseconds since the epoch.
 fn us(micros: i64) -> Timestamp {
@@ -512,18 +524,7 @@ async fn oncall_story(store: &Store) {
 
     // A changed file is logged in each open alert of the project; the same file again is not.
     let (alert, _) = store
-        .trigger_alert(
-            &keepwatch_store::NewAlert {
-                project_id: project.id,
-                service: "billing",
-                dedup_key: "db1",
-                summary: "disk full",
-                source: AlertSource::Events,
-                details: "{}",
-                urgency: Urgency::High,
-            },
-            us(30),
-        )
+        .trigger_alert(&disk_full(project.id), Urgency::High, us(30))
         .await
         .unwrap();
     let changed = "[[people]]\nid = \"bob\"\n";
@@ -622,24 +623,22 @@ async fn verification_story(store: &Store) {
 /// One open alert per dedup key; paging is recorded only while triggered; an acknowledgment
 /// cancels pending pages; claimed pages carry their alert; attempts land in the log.
 async fn alert_story(store: &Store) {
-    use keepwatch_store::{NewAlert, NewPage, PageOutcome, PagingRecord};
+    use keepwatch_store::{NewPage, PageOutcome, PagingRecord};
     let project = store.create_project("alerts", us(1)).await.unwrap();
-    let new = NewAlert {
-        project_id: project.id,
-        service: "billing",
-        dedup_key: "db1",
-        summary: "disk full",
-        source: AlertSource::Events,
-        details: "{}",
-        urgency: Urgency::Low,
-    };
-    let (alert, created) = store.trigger_alert(&new, us(1_000)).await.unwrap();
+    let new = disk_full(project.id);
+    let (alert, created) = store
+        .trigger_alert(&new, Urgency::Low, us(1_000))
+        .await
+        .unwrap();
     assert!(created);
     assert_eq!(
         (alert.status.as_str(), alert.paged_until),
         ("triggered", us(999))
     );
-    let (again, created) = store.trigger_alert(&new, us(2_000)).await.unwrap();
+    let (again, created) = store
+        .trigger_alert(&new, Urgency::Low, us(2_000))
+        .await
+        .unwrap();
     assert!(!created);
     assert_eq!(again.id, alert.id);
     let page = |person: &str, due_at| NewPage {
@@ -774,7 +773,10 @@ async fn alert_story(store: &Store) {
         ]
     );
     // Resolved: the key is free for a new alert.
-    let (fresh, created) = store.trigger_alert(&new, us(4_000)).await.unwrap();
+    let (fresh, created) = store
+        .trigger_alert(&new, Urgency::Low, us(4_000))
+        .await
+        .unwrap();
     assert!(created && fresh.id != alert.id);
     assert_eq!(
         store
@@ -948,18 +950,18 @@ async fn postgres_conformance() {
 /// Check events act on alerts and move the pager's cursor in one transaction: a run that
 /// fails leaves neither an alert nor a moved cursor (it is taken again, whole).
 async fn event_intake_story(store: &Store) {
-    use keepwatch_store::{EventAlert, NewAlert};
+    use keepwatch_store::EventAlert;
     let project = store.create_project("intake", us(1)).await.unwrap();
     let trigger = |project_id, dedup_key| {
-        EventAlert::Trigger(NewAlert {
+        let alert = NewAlert {
             project_id,
             service: "billing",
             dedup_key,
             summary: "nightly is down",
             source: AlertSource::Check,
             details: "{}",
-            urgency: Urgency::High,
-        })
+        };
+        EventAlert::Trigger(alert, Urgency::High)
     };
     let before = store.meta("intake_cursor").await.unwrap();
     let failing = [trigger(project.id, "check:a"), trigger(i64::MAX, "check:b")];
@@ -1008,21 +1010,13 @@ async fn event_intake_story(store: &Store) {
 /// Fifty triggers with one dedup key at once: one alert, fifty log entries, no error
 /// (the events API answers 202 to each of them, never a 503 for losing a race).
 async fn concurrent_trigger_story(store: &Store) {
-    use keepwatch_store::NewAlert;
     let project = store.create_project("races", us(1)).await.unwrap();
     let triggers = (0..50).map(|n| {
         let store = store.clone();
         tokio::spawn(async move {
-            let new = NewAlert {
-                project_id: project.id,
-                service: "billing",
-                dedup_key: "db1",
-                summary: "disk full",
-                source: AlertSource::Events,
-                details: "{}",
-                urgency: Urgency::High,
-            };
-            store.trigger_alert(&new, us(1_000 + n)).await
+            store
+                .trigger_alert(&disk_full(project.id), Urgency::High, us(1_000 + n))
+                .await
         })
     });
     let mut ids = Vec::new();

@@ -8,7 +8,7 @@ use std::sync::Arc;
 
 use chrono::{DateTime, DurationRound, NaiveDateTime, TimeDelta, Utc};
 use keepwatch_engine::channels::RecordingTransport;
-use keepwatch_engine::{Engine, EngineConfig, ManualClock, NewTrigger};
+use keepwatch_engine::{Engine, EngineConfig, ManualClock};
 use keepwatch_store::Store;
 use keepwatch_store::testing::PgDatabase;
 
@@ -162,7 +162,7 @@ async fn drill_and_engine_agree(database_url: Option<&str>) {
         let (alert, drill_args) = match scenario.alert {
             Alert::Billing => {
                 clock.set(at);
-                let trigger = NewTrigger {
+                let trigger = keepwatch_store::NewAlert {
                     project_id: project.id,
                     service: "billing",
                     dedup_key: scenario.at,

@@ -9,8 +9,8 @@ use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use keepwatch_core::alert::AlertSource;
-use keepwatch_engine::NewTrigger;
 use keepwatch_store::AlertRow;
+use keepwatch_store::NewAlert;
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 
@@ -73,7 +73,7 @@ async fn trigger(
     source: AlertSource,
     details: &Value,
 ) -> Result<(AlertRow, bool), ApiError> {
-    let trigger = NewTrigger {
+    let trigger = NewAlert {
         project_id,
         service,
         dedup_key,
