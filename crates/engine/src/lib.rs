@@ -381,14 +381,32 @@ impl Engine {
             .await?)
     }
 
+    /// Adds a note to an alert's log in `who`'s name; `None` if there is no such alert.
+    pub async fn note(
+        &self,
+        id: i64,
+        who: &str,
+        text: &str,
+    ) -> Result<Option<AlertRow>, EngineError> {
+        if !self
+            .store
+            .add_alert_note(id, who, text, self.now().into())
+            .await?
+        {
+            return Ok(None);
+        }
+        tracing::info!(alert = id, who, "note added to alert");
+        Ok(self.store.alert(id).await?)
+    }
+
     /// Resolves an open alert in `who`'s name; pending pages are cancelled.
     pub async fn resolve(&self, id: i64, who: &str) -> Result<Option<AlertRow>, EngineError> {
         Ok(self.store.resolve_alert(id, who, self.now().into()).await?)
     }
 
-    /// The alert and action (`ack`, `resolve`) a notification's signed link grants, or why
-    /// not (malformed, not valid, expired).
-    pub fn verify_link(&self, token: &str) -> Result<(i64, String), &'static str> {
+    /// The alert, action (`ack`, `resolve`) and person a notification's signed link grants,
+    /// or why not (malformed, not valid, expired).
+    pub fn verify_link(&self, token: &str) -> Result<delivery::LinkGrant, &'static str> {
         delivery::verify_link(&self.link_secret, token, self.now())
     }
 

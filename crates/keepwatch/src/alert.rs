@@ -1,4 +1,4 @@
-//! `keepwatch alert list|show|ack|resolve`: alerts through the server's API.
+//! `keepwatch alert list|show|ack|resolve|note`: alerts through the server's API.
 
 use std::time::Duration;
 
@@ -34,15 +34,29 @@ pub enum AlertCommand {
         #[command(flatten)]
         api: Api,
     },
+    /// Add a note to an alert's log (what you found, what you did)
+    ///
+    /// Example: keepwatch alert note 42 "restarted the queue worker; watching" --as alice
+    Note {
+        id: i64,
+        /// The note's text (at most 4000 characters)
+        text: String,
+        #[command(flatten)]
+        api: Api,
+    },
 }
 
 #[derive(Debug, Clone, Args)]
 pub struct Api {
     #[command(flatten)]
     pub server: crate::runner::Server,
-    /// An API key of the project (full access to acknowledge or resolve)
+    /// An API key of the project (full access to acknowledge, resolve or add a note)
     #[arg(long, env = "KEEPWATCH_API_KEY", hide_env_values = true)]
     pub api_key: String,
+    /// The person to record as acting (an id from the on-call file, say); default: your
+    /// login ($USER)
+    #[arg(long = "as", value_name = "PERSON")]
+    pub as_person: Option<String>,
 }
 
 async fn call(api: &Api, method: reqwest::Method, path: &str) -> anyhow::Result<Value> {
@@ -57,7 +71,10 @@ pub(crate) async fn call_with(
     body: Option<Value>,
 ) -> anyhow::Result<Value> {
     let base = api.server.base()?;
-    let who = std::env::var("USER").unwrap_or_default();
+    let who = api
+        .as_person
+        .clone()
+        .unwrap_or_else(|| std::env::var("USER").unwrap_or_default());
     let mut request = crate::runner::client()?
         .request(method, format!("{base}/api/v1/{path}"))
         .header("X-Api-Key", &api.api_key)
@@ -134,6 +151,12 @@ pub async fn run(command: AlertCommand) -> anyhow::Result<String> {
         }
         AlertCommand::Resolve { id, api } => {
             let alert = call(&api, reqwest::Method::POST, &format!("alerts/{id}/resolve")).await?;
+            Ok(line(&alert) + "\n")
+        }
+        AlertCommand::Note { id, text, api } => {
+            let body = serde_json::json!({ "text": text });
+            let path = format!("alerts/{id}/notes");
+            let alert = call_with(&api, reqwest::Method::POST, &path, Some(body)).await?;
             Ok(line(&alert) + "\n")
         }
     }

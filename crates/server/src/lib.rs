@@ -65,6 +65,7 @@ pub fn router(state: AppState) -> Router {
         .route("/alerts/{id}", get(alerts::get))
         .route("/alerts/{id}/ack", post(alerts::acknowledge))
         .route("/alerts/{id}/resolve", post(alerts::resolve))
+        .route("/alerts/{id}/notes", post(alerts::note))
         .layer(middleware::from_fn(cors));
     // keepwatch's own resources: the on-call configuration and what it defines.
     let oncall = Router::new()

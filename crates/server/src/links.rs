@@ -7,12 +7,14 @@
 //! `base.html` layout the web UI will share.
 
 use askama::Template;
+use axum::body::Bytes;
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{Html, IntoResponse, Response};
+use keepwatch_engine::delivery::LinkGrant;
 use keepwatch_store::AlertRow;
 
-use crate::api::alerts::apply;
+use crate::api::alerts::{apply, note_text};
 use crate::error::ApiError;
 use crate::state::AppState;
 
@@ -101,8 +103,8 @@ fn cross_site(state: &AppState, headers: &HeaderMap) -> Option<String> {
     }
 }
 
-async fn link_alert(state: &AppState, token: &str) -> Result<(AlertRow, String), Response> {
-    let (id, action) = state.engine.verify_link(token).map_err(|why| {
+async fn link_alert(state: &AppState, token: &str) -> Result<(AlertRow, LinkGrant), Response> {
+    let grant = state.engine.verify_link(token).map_err(|why| {
         page(
             StatusCode::FORBIDDEN,
             &MessagePage {
@@ -111,8 +113,8 @@ async fn link_alert(state: &AppState, token: &str) -> Result<(AlertRow, String),
             },
         )
     })?;
-    match state.store.alert(id).await {
-        Ok(Some(alert)) => Ok((alert, action)),
+    match state.store.alert(grant.alert_id).await {
+        Ok(Some(alert)) => Ok((alert, grant)),
         Ok(None) => Err(page(
             StatusCode::NOT_FOUND,
             &MessagePage {
@@ -126,11 +128,11 @@ async fn link_alert(state: &AppState, token: &str) -> Result<(AlertRow, String),
 
 /// GET on a notification's link: what the alert is and a button; nothing changes yet.
 pub async fn confirm(State(state): State<AppState>, Path(token): Path<String>) -> Response {
-    let (alert, action) = match link_alert(&state, &token).await {
+    let (alert, grant) = match link_alert(&state, &token).await {
         Ok(found) => found,
         Err(response) => return response,
     };
-    let verb = if action == "ack" {
+    let verb = if grant.action == "ack" {
         "Acknowledge"
     } else {
         "Resolve"
@@ -148,11 +150,13 @@ pub async fn confirm(State(state): State<AppState>, Path(token): Path<String>) -
     )
 }
 
-/// POST on a notification's link: the action itself.
+/// POST on a notification's link: the action itself, and the note the page's form may
+/// carry (`note=…`; clients that post nothing, such as a chat app's button, just act).
 pub async fn act(
     State(state): State<AppState>,
     Path(token): Path<String>,
     headers: HeaderMap,
+    body: Bytes,
 ) -> Response {
     if let Some(from) = cross_site(&state, &headers) {
         tracing::warn!(from = %from, "a link post from another site was refused");
@@ -165,11 +169,32 @@ pub async fn act(
             },
         );
     }
-    let (alert, action) = match link_alert(&state, &token).await {
+    let (alert, grant) = match link_alert(&state, &token).await {
         Ok(found) => found,
         Err(response) => return response,
     };
-    match apply(&state, alert.id, &action, "link").await {
+    // In the name of the person the link was sent to.
+    let who = grant
+        .person
+        .map_or_else(|| "link".to_string(), |person| format!("{person} (link)"));
+    let note = form_urlencoded::parse(&body)
+        .find(|(field, _)| field == "note")
+        .map(|(_, text)| text.trim().to_string())
+        .filter(|text| !text.is_empty());
+    if let Some(note) = &note {
+        let added = match note_text(Some(note)) {
+            Ok(text) => state
+                .engine
+                .note(alert.id, &who, text)
+                .await
+                .map_err(ApiError::from),
+            Err(refused) => Err(refused),
+        };
+        if let Err(e) = added {
+            return e.into_response();
+        }
+    }
+    match apply(&state, alert.id, &grant.action, &who).await {
         Ok(after) => page(
             StatusCode::OK,
             &MessagePage {

@@ -272,6 +272,26 @@ impl Store {
         Ok(())
     }
 
+    /// Adds a responder's note to an alert's log; `false` if there is no such alert.
+    pub async fn add_alert_note(
+        &self,
+        id: i64,
+        who: &str,
+        text: &str,
+        now: Timestamp,
+    ) -> Result<bool> {
+        Ok(with_tx!(self, |tx| {
+            let exists: Option<i64> = sqlx::query_scalar("SELECT id FROM alerts WHERE id = $1")
+                .bind(id)
+                .fetch_optional(&mut *tx)
+                .await?;
+            if exists.is_some() {
+                log_entry!(tx, id, now, "note", who, text);
+            }
+            exists.is_some()
+        }))
+    }
+
     /// Acknowledges a triggered alert: escalation stops and pending pages are cancelled.
     /// `None` if there is no such alert; the alert unchanged if it was not triggered.
     pub async fn acknowledge_alert(

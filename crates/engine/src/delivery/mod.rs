@@ -37,7 +37,7 @@ use crate::rounds::Rounds;
 
 mod pages;
 
-pub use pages::{LINK_LIFETIME, LinkSigner, link_token, verify_link};
+pub use pages::{LINK_LIFETIME, LinkGrant, LinkSigner, link_token, verify_link};
 
 /// How long a claim holds. A claimed row waits at most `HELD_PER_DESTINATION /
 /// PER_DESTINATION` delivery timeouts (plus one claim's worth) for its turn, well within it;

@@ -28,56 +28,87 @@ pub struct LinkSigner {
 }
 
 impl LinkSigner {
-    /// The acknowledge and resolve links of an alert, valid for [`LINK_LIFETIME`] from `now`.
-    pub fn links(&self, alert_id: i64, now: DateTime<Utc>) -> (String, String) {
+    /// The acknowledge and resolve links of an alert sent to `person`, valid for
+    /// [`LINK_LIFETIME`] from `now`.
+    pub fn links(&self, alert_id: i64, person: &str, now: DateTime<Utc>) -> (String, String) {
         let expires = now + LINK_LIFETIME;
         let base = self.site_url.trim_end_matches('/');
         let link = |action| {
-            format!(
-                "{base}/a/{}",
-                link_token(&self.secret, alert_id, action, expires)
-            )
+            let token = link_token(&self.secret, alert_id, person, action, expires);
+            format!("{base}/a/{token}")
         };
         (link("ack"), link("resolve"))
     }
 }
 
-/// A signed, expiring link token for `action` (`ack` or `resolve`) on an alert:
-/// `<alert>.<action>.<expires unix seconds>.<HMAC-SHA256 hex>`.
-pub fn link_token(secret: &str, alert_id: i64, action: &str, expires: DateTime<Utc>) -> String {
-    let claim = format!("{alert_id}.{action}.{}", expires.timestamp());
+/// What a valid link grants: an action on an alert, in the name of the person it was sent to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LinkGrant {
+    pub alert_id: i64,
+    /// `ack` or `resolve`.
+    pub action: String,
+    /// The person the link was sent to; `None` for a link made before links named them.
+    pub person: Option<String>,
+}
+
+/// A signed, expiring link token for `action` (`ack` or `resolve`) on an alert, sent to
+/// `person`: `<alert>.<action>.<expires unix seconds>.<person, hex>.<HMAC-SHA256 hex>` (hex
+/// keeps a person's id, whatever its characters, out of the dots and the URL's syntax).
+pub fn link_token(
+    secret: &str,
+    alert_id: i64,
+    person: &str,
+    action: &str,
+    expires: DateTime<Utc>,
+) -> String {
+    let claim = format!(
+        "{alert_id}.{action}.{}.{}",
+        expires.timestamp(),
+        hex::encode(person)
+    );
     let mut mac = Hmac::<Sha256>::new_from_slice(secret.as_bytes()).expect("any key length");
     mac.update(claim.as_bytes());
     format!("{claim}.{}", hex::encode(mac.finalize().into_bytes()))
 }
 
-/// Checks a link token: the alert and action it grants, or why not.
+/// Checks a link token: what it grants, or why not. Tokens of the earlier form without the
+/// person (`<alert>.<action>.<expires>.<signature>`, valid for a week after they were sent)
+/// are still honoured.
 pub fn verify_link(
     secret: &str,
     token: &str,
     now: DateTime<Utc>,
-) -> Result<(i64, String), &'static str> {
-    let mut parts = token.splitn(4, '.');
-    let (Some(alert), Some(action), Some(expires), Some(signature)) =
-        (parts.next(), parts.next(), parts.next(), parts.next())
-    else {
-        return Err("this link is malformed");
+) -> Result<LinkGrant, &'static str> {
+    const MALFORMED: &str = "this link is malformed";
+    let (claim, signature) = token.rsplit_once('.').ok_or(MALFORMED)?;
+    let parts: Vec<&str> = claim.split('.').collect();
+    let (alert, action, expires, person) = match parts[..] {
+        [alert, action, expires] => (alert, action, expires, None),
+        [alert, action, expires, person] => (alert, action, expires, Some(person)),
+        _ => return Err(MALFORMED),
     };
     let (Ok(alert_id), Ok(expires)) = (alert.parse::<i64>(), expires.parse::<i64>()) else {
-        return Err("this link is malformed");
+        return Err(MALFORMED);
     };
-    let Ok(signature) = hex::decode(signature) else {
-        return Err("this link is malformed");
+    let person = match person.map(hex::decode) {
+        None => None,
+        Some(Ok(bytes)) => Some(String::from_utf8(bytes).map_err(|_| MALFORMED)?),
+        Some(Err(_)) => return Err(MALFORMED),
     };
+    let signature = hex::decode(signature).map_err(|_| MALFORMED)?;
     let mut mac = Hmac::<Sha256>::new_from_slice(secret.as_bytes()).expect("any key length");
-    mac.update(format!("{alert_id}.{action}.{expires}").as_bytes());
+    mac.update(claim.as_bytes());
     if mac.verify_slice(&signature).is_err() || !matches!(action, "ack" | "resolve") {
         return Err("this link is not valid");
     }
     if now.timestamp() > expires {
         return Err("this link has expired");
     }
-    Ok((alert_id, action.to_string()))
+    Ok(LinkGrant {
+        alert_id,
+        action: action.to_string(),
+        person,
+    })
 }
 
 /// The messages to send for the pages claimed at `now`: several to one address become one
@@ -215,7 +246,75 @@ async fn send_page(
             page.contact, page.address
         ))
     })?;
-    let links: Vec<(String, String)> = pages.iter().map(|p| links.links(p.alert_id, now)).collect();
+    let links: Vec<(String, String)> = pages
+        .iter()
+        .map(|p| links.links(p.alert_id, &p.person, now))
+        .collect();
     let request = render(kind, &page.address, &Message::page(pages, &links))?;
     context.transport.send(request).await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn at(text: &str) -> DateTime<Utc> {
+        DateTime::parse_from_rfc3339(text)
+            .unwrap()
+            .with_timezone(&Utc)
+    }
+
+    #[test]
+    fn a_link_grants_its_action_in_the_name_of_its_person_until_it_expires() {
+        let now = at("2026-12-05T02:00:00Z");
+        let expires = now + LINK_LIFETIME;
+        let token = link_token("s3cret", 42, "alice.o'neil", "ack", expires);
+        let grant = verify_link("s3cret", &token, now).unwrap();
+        assert_eq!(
+            grant,
+            LinkGrant {
+                alert_id: 42,
+                action: "ack".into(),
+                person: Some("alice.o'neil".into()),
+            }
+        );
+        assert_eq!(
+            verify_link("other", &token, now),
+            Err("this link is not valid")
+        );
+        // Another person's name on the same signature is refused.
+        let forged = token.replace(&hex::encode("alice.o'neil"), &hex::encode("bob"));
+        assert_eq!(
+            verify_link("s3cret", &forged, now),
+            Err("this link is not valid")
+        );
+        assert_eq!(
+            verify_link("s3cret", &token, expires + TimeDelta::seconds(1)),
+            Err("this link has expired")
+        );
+        for garbage in [
+            "",
+            "1.ack",
+            "x.ack.1.00.ff",
+            "1.ack.1.zz.ff",
+            "1.ack.1.00.zz",
+        ] {
+            assert_eq!(
+                verify_link("s3cret", garbage, now),
+                Err("this link is malformed"),
+                "{garbage}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_link_sent_before_links_named_their_person_still_works() {
+        let now = at("2026-12-05T02:00:00Z");
+        let claim = format!("7.resolve.{}", (now + LINK_LIFETIME).timestamp());
+        let mut mac = Hmac::<Sha256>::new_from_slice(b"s3cret").unwrap();
+        mac.update(claim.as_bytes());
+        let token = format!("{claim}.{}", hex::encode(mac.finalize().into_bytes()));
+        let grant = verify_link("s3cret", &token, now).unwrap();
+        assert_eq!((grant.alert_id, grant.person), (7, None));
+    }
 }

@@ -201,8 +201,9 @@ urgency = "high"
         3,
         "{kinds:?}"
     );
+    // In the name of the person the link was sent to.
     assert!(
-        log.contains(&("acknowledged".into(), "link".into())),
+        log.contains(&("acknowledged".into(), "alice (link)".into())),
         "{log:?}"
     );
     assert_eq!(
@@ -327,6 +328,12 @@ async fn the_events_api_triggers_acknowledges_and_resolves_by_dedup_key() {
     assert_eq!(status, StatusCode::UNAUTHORIZED);
     let (status, _) = app.get_read_only("/api/v1/alerts/?status=sleeping").await;
     assert_eq!(status, StatusCode::BAD_REQUEST);
+    // `all` as `keepwatch alert list --status all` says it: open and resolved alike.
+    let (status, all) = app.get_read_only("/api/v1/alerts/?status=all").await;
+    assert_eq!(status, StatusCode::OK, "{all}");
+    let (_, unfiltered) = app.get_read_only("/api/v1/alerts/").await;
+    assert_eq!(all, unfiltered);
+    assert!(!all["alerts"].as_array().unwrap().is_empty(), "{all}");
     // Unknown ids answer JSON that says what was not found.
     for (path, message) in [
         ("/api/v1/alerts/999999", "no alert with id `999999`"),
@@ -1288,4 +1295,105 @@ async fn an_apply_re_plans_open_alerts_from_the_new_file_without_backdating() {
         2,
         "{kinds:?}"
     );
+}
+
+#[tokio::test]
+async fn responders_add_notes_from_the_api_the_cli_and_the_link_page() {
+    let mut hook = Receiver::start(vec![200]).await;
+    let app = spawn_app().await;
+    let key = apply(&app, &alice_by_webhook("hook", &hook.url, 0)).await;
+    let event = json!({
+        "routing_key": key, "event_action": "trigger", "dedup_key": "disk",
+        "payload": {"summary": "disk full", "source": "db", "severity": "error"},
+    });
+    let (status, _) = app.send_event(event).await;
+    assert_eq!(status, StatusCode::ACCEPTED);
+    let page = hook.next().await.json();
+    let id = page["alert"]["id"].as_i64().unwrap();
+    let ack = page["links"]["acknowledge"].as_str().unwrap().to_string();
+
+    // The API: a note is trimmed and goes in the log in the caller's name.
+    let notes = format!("/api/v1/alerts/{id}/notes");
+    let (status, alert) = app
+        .post(&notes, Some(json!({"text": "  looking at the db host  "})))
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{alert}");
+    assert_eq!(alert["id"], id);
+    // Bad input is refused with a reason, and nothing is logged.
+    let long = "x".repeat(4001);
+    for body in [
+        None,
+        Some(json!({})),
+        Some(json!({"text": "   "})),
+        Some(json!({"text": 5})),
+        Some(json!({"text": long})),
+    ] {
+        let (status, answer) = app.post(&notes, body.clone()).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{body:?}: {answer}");
+        assert!(answer["error"].as_str().is_some(), "{answer}");
+    }
+    let (status, _) = app
+        .api(
+            "POST",
+            &notes,
+            Some(&app.read_key),
+            Some(json!({"text": "hi"})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    let (status, _) = app
+        .post("/api/v1/alerts/999999/notes", Some(json!({"text": "hi"})))
+        .await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+
+    // The CLI, in the name given with --as.
+    let out = crate::cli::keepwatch_async(
+        &[
+            "alert",
+            "note",
+            &id.to_string(),
+            "restarted the worker",
+            "--as",
+            "bob",
+            "--server",
+            &app.address,
+        ],
+        Some(&app.api_key),
+    )
+    .await;
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    // The link's page: the form's note goes in with the acknowledgment, in the name of the
+    // person the link was sent to.
+    let done = app
+        .client
+        .post(&ack)
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body("note=found+it%3A+a+stuck+lock")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(done.status(), 200);
+
+    let alert = get_alert(&app, id).await;
+    let notes: Vec<(&str, &str)> = alert["log"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["kind"] == "note")
+        .map(|e| (e["who"].as_str().unwrap(), e["detail"].as_str().unwrap()))
+        .collect();
+    assert_eq!(
+        notes,
+        [
+            ("api", "looking at the db host"),
+            ("api (bob)", "restarted the worker"),
+            ("alice (link)", "found it: a stuck lock"),
+        ]
+    );
+    assert_eq!(alert["status"], "acknowledged");
 }

@@ -447,21 +447,27 @@ async fn checks_declared_in_the_file_are_created_and_updated_by_slug() {
         assert!(error.starts_with(expected), "{expected} → {error}");
     }
 
-    // From the CLI: straight to the database it refuses (only the server makes checks);
-    // with --server it goes through the API.
+    // From the CLI: straight to the database it refuses (only the server makes checks),
+    // and a dry run says so too rather than promise an apply that will fail; with --server
+    // it goes through the API.
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("oncall.toml");
     std::fs::write(&path, file.replace("grace = 60", "grace = 90")).unwrap();
     let path = path.to_str().unwrap();
     let data_dir = app.data_dir.to_str().unwrap();
-    let out =
-        crate::cli::keepwatch_async(&["apply", "-f", path, "--data-dir", data_dir], None).await;
-    assert!(!out.status.success());
-    assert!(
-        String::from_utf8_lossy(&out.stderr).contains("apply it with --server"),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    for dry_run in [false, true] {
+        let mut args = vec!["apply", "-f", path, "--data-dir", data_dir];
+        if dry_run {
+            args.push("--dry-run");
+        }
+        let out = crate::cli::keepwatch_async(&args, None).await;
+        assert!(!out.status.success(), "dry run: {dry_run}");
+        assert!(
+            String::from_utf8_lossy(&out.stderr).contains("apply it with --server"),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
     let out = crate::cli::keepwatch_async(
         &["apply", "-f", path, "--server", &app.address],
         Some(&app.api_key),

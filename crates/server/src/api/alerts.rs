@@ -1,17 +1,17 @@
-//! The alerts API (`/api/v1/alerts/`): list, show, acknowledge and resolve a project's
-//! alerts with an API key, as `keepwatch alert` does. Alerts are opened by the engine (from
+//! The alerts API (`/api/v1/alerts/`): list, show, acknowledge, resolve and add notes to a
+//! project's alerts with an API key, as `keepwatch alert` does. Alerts are opened by the engine (from
 //! check events) and by [`super::events`] (the events API and Alertmanager); notifications'
 //! signed links act on them through [`crate::links`]; all three change an alert through
 //! [`apply`] here.
 
 use axum::Json;
 use axum::extract::{Path, Query, State};
-use axum::http::HeaderMap;
+use axum::http::{HeaderMap, StatusCode};
 use keepwatch_store::{AlertRow, ApiKeyScope, Timestamp};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use crate::auth::{FullKey, ReadKey};
+use crate::auth::{FullKey, FullKeyJson, ReadKey};
 use crate::error::ApiError;
 use crate::state::AppState;
 
@@ -50,10 +50,10 @@ pub async fn list(
     let status = query.status.as_deref();
     if !matches!(
         status,
-        None | Some("open" | "triggered" | "acknowledged" | "resolved")
+        None | Some("all" | "open" | "triggered" | "acknowledged" | "resolved")
     ) {
         return Err(ApiError::BadRequest(
-            "status must be open, triggered, acknowledged or resolved".into(),
+            "status must be all, open, triggered, acknowledged or resolved".into(),
         ));
     }
     let alerts = state
@@ -128,14 +128,54 @@ async fn act(
     scope: &ApiKeyScope,
 ) -> Result<Json<Value>, ApiError> {
     let alert = own_alert(state, scope.project_id, id).await?;
-    // Who: the name a client gives (the CLI sends the user's login), else "api".
-    let who = headers
+    let alert = apply(state, alert.id, action, &who(headers)).await?;
+    Ok(Json(alert_json(&alert)))
+}
+
+/// Who acts through the API: the name a client gives in `X-Keepwatch-User` (the CLI sends
+/// `--as` or the user's login), else "api".
+fn who(headers: &HeaderMap) -> String {
+    headers
         .get("x-keepwatch-user")
         .and_then(|v| v.to_str().ok())
         .filter(|v| !v.is_empty() && v.len() <= 100)
-        .map_or_else(|| "api".to_string(), |v| format!("api ({v})"));
-    let alert = apply(state, alert.id, action, &who).await?;
-    Ok(Json(alert_json(&alert)))
+        .map_or_else(|| "api".to_string(), |v| format!("api ({v})"))
+}
+
+/// The longest note an alert takes, in characters.
+pub const MAX_NOTE_CHARS: usize = 4000;
+
+/// A note's text, or why it is refused.
+pub(crate) fn note_text(text: Option<&str>) -> Result<&str, ApiError> {
+    let text = text.map(str::trim).unwrap_or_default();
+    if text.is_empty() {
+        return Err(ApiError::BadRequest(
+            "the body must be {\"text\": \"<the note>\"} with a text that is not empty".into(),
+        ));
+    }
+    if text.chars().count() > MAX_NOTE_CHARS {
+        return Err(ApiError::BadRequest(format!(
+            "a note is at most {MAX_NOTE_CHARS} characters"
+        )));
+    }
+    Ok(text)
+}
+
+/// `POST /api/v1/alerts/<id>/notes` with `{"text": "…"}`: adds a note to the alert's log.
+pub async fn note(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+    FullKeyJson { scope, body }: FullKeyJson,
+) -> Result<(StatusCode, Json<Value>), ApiError> {
+    let alert = own_alert(&state, scope.project_id, &id).await?;
+    let text = note_text(body.as_ref().and_then(|b| b["text"].as_str()))?;
+    let alert = state
+        .engine
+        .note(alert.id, &who(&headers), text)
+        .await?
+        .ok_or(ApiError::NotFound)?;
+    Ok((StatusCode::CREATED, Json(alert_json(&alert))))
 }
 
 /// Acknowledges (`action` "ack") or resolves an alert in `who`'s name; `NotFound` if it is

@@ -93,7 +93,8 @@ pub async fn apply_config(
         Ok(checks) => checks,
         Err(e) => return Ok(Err(e)),
     };
-    if !checks.is_empty() && engine.is_none() && !dry_run {
+    // A dry run refuses it too: it reports what the real apply would do.
+    if !checks.is_empty() && engine.is_none() {
         return Ok(Err(
             "this file declares checks, which only the running server can create: \
              apply it with --server (or PUT it to /api/v1/oncall/config)"
