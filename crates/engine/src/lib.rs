@@ -368,6 +368,8 @@ impl Engine {
         let config = applied.as_deref().and_then(|a| a.config.as_ref().ok());
         let urgency = keepwatch_core::alert::routing::urgency(config, alert.service, now);
         let triggered = self.store.trigger_alert(alert, urgency, now.into()).await?;
+        let (opened, created) = &triggered;
+        tracing::info!(alert = opened.id, service = alert.service, source = %alert.source, urgency = %urgency, new = created, summary = alert.summary, "alert triggered");
         self.pager_wake.notify_one();
         Ok(triggered)
     }
@@ -375,10 +377,14 @@ impl Engine {
     /// Acknowledges a triggered alert in `who`'s name: escalation stops, pending pages are
     /// cancelled. `None` if there is no such alert; unchanged if it was not triggered.
     pub async fn acknowledge(&self, id: i64, who: &str) -> Result<Option<AlertRow>, EngineError> {
-        Ok(self
+        let alert = self
             .store
             .acknowledge_alert(id, who, self.now().into())
-            .await?)
+            .await?;
+        if let Some(alert) = &alert {
+            tracing::info!(alert = id, who, status = %alert.status, "acknowledgment");
+        }
+        Ok(alert)
     }
 
     /// Adds a note to an alert's log in `who`'s name; `None` if there is no such alert.
@@ -401,7 +407,11 @@ impl Engine {
 
     /// Resolves an open alert in `who`'s name; pending pages are cancelled.
     pub async fn resolve(&self, id: i64, who: &str) -> Result<Option<AlertRow>, EngineError> {
-        Ok(self.store.resolve_alert(id, who, self.now().into()).await?)
+        let alert = self.store.resolve_alert(id, who, self.now().into()).await?;
+        if let Some(alert) = &alert {
+            tracing::info!(alert = id, who, status = %alert.status, "resolution");
+        }
+        Ok(alert)
     }
 
     /// The alert, action (`ack`, `resolve`) and person a notification's signed link grants,

@@ -258,6 +258,7 @@ impl Pager {
                 let at = event.at.to_datetime();
                 let urgency = routing::urgency(config, &service, at);
                 let summary = format!("{name} is {}", event.kind);
+                tracing::info!(check = %event.uuid, event = %event.kind, service, urgency = %urgency, resolves, "check event for the pager");
                 planned.push((event, service, dedup, summary, urgency, resolves));
             }
             let actions: Vec<EventAlert> = planned

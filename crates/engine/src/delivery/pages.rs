@@ -208,6 +208,16 @@ pub(super) async fn send(
         (Ok(detail), n) if n > 1 => Ok(format!("{detail} (in a summary of {n})")),
         (result, _) => result,
     };
+    let ids: Vec<i64> = pages.iter().map(|p| p.alert_id).collect();
+    let (person, contact) = (&pages[0].person, &pages[0].contact);
+    match &result {
+        Ok(detail) => {
+            tracing::info!(alerts = ?ids, person, contact, detail, "page sent")
+        }
+        Err(failure) => {
+            tracing::warn!(alerts = ?ids, person, contact, error = %failure.detail, "page failed")
+        }
+    }
     let finished = context.clock.now();
     let outcomes: Vec<PageOutcome> = pages
         .iter()

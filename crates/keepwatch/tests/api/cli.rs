@@ -488,3 +488,96 @@ async fn apply_prints_integration_keys_and_alert_commands_act_through_the_api() 
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("404"));
 }
+
+/// The server's log, redirected to a file: one INFO line for each alert opened, page sent or
+/// failed, acknowledgment and resolution, in plain text (no terminal colour codes).
+#[tokio::test]
+async fn the_log_tells_alerts_pages_and_acknowledgments_in_plain_text() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let log_path = dir.path().join("keepwatch.log");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_keepwatch"))
+        .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
+        .arg(&data)
+        .env_remove("KEEPWATCH_DATABASE_URL")
+        .env_remove("KEEPWATCH_LOG")
+        .stdout(Stdio::piped())
+        .stderr(std::fs::File::create(&log_path).unwrap())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let url = lines.next().unwrap().unwrap();
+    let url = url
+        .strip_prefix("keepwatch is listening on ")
+        .unwrap()
+        .to_string();
+    let _ping_key = lines.next().unwrap().unwrap();
+    let key = lines.next().unwrap().unwrap();
+    let key = key
+        .strip_prefix("  API key (full access, shown once): ")
+        .unwrap()
+        .to_string();
+
+    let fixture = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../fixtures/oncall/alice-on-billing.toml"
+    );
+    let out = keepwatch_async(&["apply", "-f", fixture, "--server", &url], Some(&key)).await;
+    let printed = String::from_utf8_lossy(&out.stdout).to_string();
+    let routing_key = printed
+        .lines()
+        .find_map(|l| l.strip_prefix("  service billing: "))
+        .unwrap_or_else(|| panic!("{printed}"))
+        .to_string();
+    crate::helpers::install_crypto();
+    let client = reqwest::Client::new();
+    let event = json!({
+        "routing_key": routing_key, "event_action": "trigger", "dedup_key": "disk",
+        "payload": {"summary": "disk full", "source": "db", "severity": "error"},
+    });
+    let answer = client
+        .post(format!("{url}/api/v1/events"))
+        .json(&event)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(answer.status(), 202);
+    let read_log = || std::fs::read_to_string(&log_path).unwrap();
+    // No SMTP server is configured: alice's email page fails, and the log says so.
+    crate::helpers::eventually(|| async { read_log().contains("page failed").then_some(()) }).await;
+    let acked = client
+        .post(format!("{url}/api/v1/alerts/1/ack"))
+        .header("X-Api-Key", &key)
+        .header("X-Keepwatch-User", "alice")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(acked.status(), 200);
+    let resolved = client
+        .post(format!("{url}/api/v1/alerts/1/resolve"))
+        .header("X-Api-Key", &key)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resolved.status(), 200);
+    child.kill().unwrap();
+    child.wait().unwrap();
+
+    let log = read_log();
+    assert!(
+        !log.contains('\u{1b}'),
+        "colour codes in a log file:\n{log}"
+    );
+    for (level, what, fields) in [
+        ("INFO", "alert triggered", "alert=1"),
+        ("WARN", "page failed", "person=\"alice\""),
+        ("INFO", "acknowledgment", "who=\"api (alice)\""),
+        ("INFO", "resolution", "who=\"api\""),
+    ] {
+        assert!(
+            log.lines()
+                .any(|l| l.contains(level) && l.contains(what) && l.contains(fields)),
+            "no {level} `{what}` line with {fields}:\n{log}"
+        );
+    }
+}
