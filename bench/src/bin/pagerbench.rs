@@ -98,7 +98,13 @@ urgency = "high"
 "#
     );
     store
-        .apply_oncall(project.id, &config, &[], Timestamp::now())
+        .apply_oncall(
+            project.id,
+            &config,
+            &[],
+            &keepwatch_store::AppliedBy::default(),
+            Timestamp::now(),
+        )
         .await?;
     let trigger = |key: String, at: Timestamp| {
         let store = store.clone();

@@ -162,12 +162,16 @@ Examples:
         #[command(flatten)]
         storage: StorageArgs,
     },
-    /// Print the on-call configuration file as last applied
-    #[command(after_help = "Example:\n  keepwatch export > oncall.toml")]
+    /// Print the on-call configuration file as last applied, or as it was at a time
+    #[command(after_help = "Examples:\n  keepwatch export > oncall.toml\n  \
+        keepwatch export --at 2026-12-05T02:00:00Z   # the file in force at 2 a.m. UTC")]
     Export {
         /// The project the configuration belongs to
         #[arg(long, default_value = "default")]
         project: String,
+        /// The file in force at this time (RFC 3339); who applied it, and when, go to stderr
+        #[arg(long, value_name = "TIME")]
+        at: Option<String>,
         #[command(flatten)]
         storage: StorageArgs,
     },
@@ -293,7 +297,38 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             print!("{}", oncall::apply(&store, project.id, &args).await?);
             Ok(())
         }
-        Command::Export { project, storage } => {
+        Command::Export {
+            project,
+            at: Some(at),
+            storage,
+        } => {
+            let at = DateTime::parse_from_rfc3339(&at)
+                .with_context(|| format!("--at: `{at}` is not an RFC 3339 time"))?
+                .with_timezone(&Utc);
+            let store = open_store(&storage).await?;
+            let project = project_named(&store, &project).await?;
+            let Some(then) = store.oncall_at(project.id, at.into()).await? else {
+                anyhow::bail!(
+                    "no on-call configuration was applied to project `{}` at or before {}",
+                    project.name,
+                    at.to_rfc3339()
+                );
+            };
+            eprintln!(
+                "applied {} by {}",
+                then.applied_at.to_datetime().to_rfc3339(),
+                if then.applied_by.is_empty() {
+                    "an earlier keepwatch"
+                } else {
+                    &then.applied_by
+                }
+            );
+            print!("{}", then.source);
+            Ok(())
+        }
+        Command::Export {
+            project, storage, ..
+        } => {
             let store = open_store(&storage).await?;
             let project = project_named(&store, &project).await?;
             match store.oncall_source(project.id).await? {

@@ -17,6 +17,16 @@ use serde_json::Value;
 use crate::error::ApiError;
 use crate::state::AppState;
 
+/// Who acts through the API, for logs: the name a client gives in `X-Keepwatch-User` (the
+/// CLI sends `--as` or the user's login), else "api".
+pub fn acting_as(headers: &HeaderMap) -> String {
+    headers
+        .get("x-keepwatch-user")
+        .and_then(|v| v.to_str().ok())
+        .filter(|v| !v.is_empty() && v.len() <= 100)
+        .map_or_else(|| "api".to_string(), |v| format!("api ({v})"))
+}
+
 /// A project's key, read-only or full.
 pub struct ReadKey(pub ApiKeyScope);
 

@@ -40,7 +40,7 @@ pub use contacts::{CodeCheck, MAX_CODE_ATTEMPTS};
 pub use keepwatch_core::alert::{AlertSource, AlertStatus, paging::Urgency};
 pub use messages::{MessageKind, PageDelivery, PageOutcome, SentNow};
 pub use model::*;
-pub use oncall::{AppliedOnCall, FeedRow};
+pub use oncall::{AppliedBy, AppliedOnCall, FeedRow, HistoricConfig};
 pub use projects::{ApiKeyScope, generate_secret, hash_api_key};
 pub use time::Timestamp;
 

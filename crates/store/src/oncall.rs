@@ -57,6 +57,33 @@ impl OnCallCache {
     }
 }
 
+/// Who applied a configuration, and the changes it made (the lines `keepwatch apply`
+/// prints), for the history and the logs of the alerts open then.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct AppliedBy<'a> {
+    pub who: &'a str,
+    pub changes: &'a [String],
+}
+
+impl AppliedBy<'_> {
+    /// What an open alert's log says of the apply.
+    fn log_line(&self) -> String {
+        let mut line = String::from("on-call configuration applied");
+        if !self.changes.is_empty() {
+            line.push_str(&format!(" ({})", self.changes.join("; ")));
+        }
+        line + ": pending steps follow the new file"
+    }
+}
+
+/// A configuration as it was applied at some time.
+#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
+pub struct HistoricConfig {
+    pub source: String,
+    pub applied_at: Timestamp,
+    pub applied_by: String,
+}
+
 /// A calendar feed: `/ical/<token>.ics` serves the shifts of a schedule or of a person.
 #[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
 pub struct FeedRow {
@@ -147,6 +174,7 @@ impl Store {
         project_id: i64,
         source: &str,
         feeds: &[(&str, &str)],
+        by: &AppliedBy<'_>,
         now: Timestamp,
     ) -> Result<Vec<FeedRow>> {
         with_tx!(self, |tx| {
@@ -167,15 +195,27 @@ impl Store {
             .bind(now)
             .fetch_one(&mut *tx)
             .await?;
+            sqlx::query(
+                "INSERT INTO oncall_history (project_id, applied_at, source, applied_by, changes) \
+                 VALUES ($1, $2, $3, $4, $5)",
+            )
+            .bind(project_id)
+            .bind(applied_at)
+            .bind(source)
+            .bind(by.who)
+            .bind(serde_json::to_string(by.changes).expect("a list of strings"))
+            .execute(&mut *tx)
+            .await?;
             if old.as_deref() != Some(source) {
                 sqlx::query(
                     "INSERT INTO alert_log (alert_id, at, kind, who, detail) \
-                     SELECT id, $2, 'config_applied', '', \
-                     'on-call configuration applied: pending steps follow the new file' \
+                     SELECT id, $2, 'config_applied', $3, $4 \
                      FROM alerts WHERE project_id = $1 AND status <> 'resolved' ORDER BY id",
                 )
                 .bind(project_id)
                 .bind(applied_at)
+                .bind(by.who)
+                .bind(by.log_line())
                 .execute(&mut *tx)
                 .await?;
             }
@@ -193,6 +233,24 @@ impl Store {
             }
         });
         self.feeds(project_id).await
+    }
+
+    /// The configuration in force at `at`: the last one applied at or before it.
+    pub async fn oncall_at(
+        &self,
+        project_id: i64,
+        at: Timestamp,
+    ) -> Result<Option<HistoricConfig>> {
+        Ok(with_read!(self, |pool| {
+            sqlx::query_as(
+                "SELECT source, applied_at, applied_by FROM oncall_history \
+                 WHERE project_id = $1 AND applied_at <= $2 ORDER BY applied_at DESC, id DESC LIMIT 1",
+            )
+            .bind(project_id)
+            .bind(at)
+            .fetch_optional(pool)
+            .await?
+        }))
     }
 
     pub async fn feeds(&self, project_id: i64) -> Result<Vec<FeedRow>> {

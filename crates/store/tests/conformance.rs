@@ -460,6 +460,7 @@ async fn oncall_story(store: &Store) {
             project.id,
             "v1",
             &[("schedule", "primary"), ("person", "alice")],
+            &keepwatch_store::AppliedBy::default(),
             us(10),
         )
         .await
@@ -471,6 +472,7 @@ async fn oncall_story(store: &Store) {
             project.id,
             "v2",
             &[("schedule", "primary"), ("person", "bob")],
+            &keepwatch_store::AppliedBy::default(),
             us(20),
         )
         .await
@@ -504,7 +506,13 @@ async fn oncall_story(store: &Store) {
     // even in the same microsecond, is a new version.
     let valid = "[[people]]\nid = \"alice\"\n";
     store
-        .apply_oncall(project.id, valid, &[], us(20))
+        .apply_oncall(
+            project.id,
+            valid,
+            &[],
+            &keepwatch_store::AppliedBy::default(),
+            us(20),
+        )
         .await
         .unwrap();
     let parses = store.oncall_parses();
@@ -529,11 +537,23 @@ async fn oncall_story(store: &Store) {
         .unwrap();
     let changed = "[[people]]\nid = \"bob\"\n";
     store
-        .apply_oncall(project.id, changed, &[], us(40))
+        .apply_oncall(
+            project.id,
+            changed,
+            &[],
+            &keepwatch_store::AppliedBy::default(),
+            us(40),
+        )
         .await
         .unwrap();
     store
-        .apply_oncall(project.id, changed, &[], us(50))
+        .apply_oncall(
+            project.id,
+            changed,
+            &[],
+            &keepwatch_store::AppliedBy::default(),
+            us(50),
+        )
         .await
         .unwrap();
     let applied: Vec<(Timestamp, String)> = store
@@ -555,6 +575,40 @@ async fn oncall_story(store: &Store) {
     assert_eq!(latest.applied_at, us(50));
     assert!(latest.config.as_ref().unwrap().people.contains_key("bob"));
     assert_eq!(store.oncall_parses(), parses + 2);
+
+    // Who applied a file, and what it changed, is in the logs of the alerts open then.
+    let changes = ["+ person carol".to_string(), "- person bob".to_string()];
+    let by = keepwatch_store::AppliedBy {
+        who: "api (carol)",
+        changes: &changes,
+    };
+    let carol = "[[people]]\nid = \"carol\"\n";
+    store
+        .apply_oncall(project.id, carol, &[], &by, us(60))
+        .await
+        .unwrap();
+    let log = store.alert_log(alert.id).await.unwrap();
+    let last = log.last().unwrap();
+    assert_eq!(
+        (last.kind.as_str(), last.who.as_str(), last.detail.as_str()),
+        (
+            "config_applied",
+            "api (carol)",
+            "on-call configuration applied (+ person carol; - person bob): \
+             pending steps follow the new file"
+        )
+    );
+    // Every apply is kept: the file in force at any time, and who applied it.
+    let at = |micros| store.oncall_at(project.id, us(micros));
+    assert_eq!(at(9).await.unwrap(), None);
+    assert_eq!(at(10).await.unwrap().unwrap().source, "v1");
+    assert_eq!(at(15).await.unwrap().unwrap().source, "v1");
+    assert_eq!(at(45).await.unwrap().unwrap().source, changed);
+    let now = at(i64::MAX).await.unwrap().unwrap();
+    assert_eq!(
+        (now.source.as_str(), now.applied_at, now.applied_by.as_str()),
+        (carol, us(60), "api (carol)")
+    );
 }
 
 /// A code verifies its contact once; wrong, expired, reused, re-addressed and too many tries

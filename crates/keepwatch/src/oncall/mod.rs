@@ -443,6 +443,10 @@ pub async fn apply_remote(args: &ApplyArgs) -> anyhow::Result<String> {
     let request = crate::runner::client()?
         .put(format!("{base}/api/v1/oncall/config{dry_run}"))
         .header("X-Api-Key", key)
+        .header(
+            "X-Keepwatch-User",
+            std::env::var("USER").unwrap_or_default(),
+        )
         .body(text)
         .timeout(Duration::from_secs(60));
     let body = crate::alert::send(request, base)
@@ -510,6 +514,7 @@ pub async fn apply(
         project_id,
         &text,
         args.dry_run,
+        &format!("cli ({})", std::env::var("USER").unwrap_or_default()),
         Utc::now(),
     )
     .await

@@ -1118,6 +1118,7 @@ async fn an_integration_key_cannot_act_on_another_services_alerts() {
             project.id,
             &source,
             &[("service", "billing"), ("service", "web")],
+            &keepwatch_store::AppliedBy::default(),
             Timestamp::default(),
         )
         .await
@@ -1262,10 +1263,11 @@ async fn an_apply_re_plans_open_alerts_from_the_new_file_without_backdating() {
         .filter(|(kind, _, _)| kind == "config_applied")
         .map(|(_, detail, at)| (detail.as_str(), *at))
         .collect::<Vec<_>>();
+    // The log names what the apply changed.
     assert_eq!(
         applied,
         [(
-            "on-call configuration applied: pending steps follow the new file",
+            "on-call configuration applied (~ policy p): pending steps follow the new file",
             t0 + TimeDelta::minutes(2)
         )],
         "{log:?}"

@@ -581,3 +581,97 @@ async fn the_log_tells_alerts_pages_and_acknowledgments_in_plain_text() {
         );
     }
 }
+
+/// Every apply is kept: who applied which file when, in the logs of the alerts open then,
+/// and the file in force at any time through the API and `keepwatch export --at`.
+#[tokio::test]
+async fn every_apply_is_recorded_and_export_at_returns_the_file_as_it_was() {
+    let app = spawn_app().await;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("oncall.toml");
+    let first = crate::helpers::one_service();
+    std::fs::write(&path, &first).unwrap();
+    let path = path.to_str().unwrap();
+    let apply = || async {
+        let mut command = tokio::process::Command::new(env!("CARGO_BIN_EXE_keepwatch"));
+        command
+            .args(["apply", "-f", path, "--server", &app.address])
+            .env("KEEPWATCH_API_KEY", &app.api_key)
+            .env("USER", "dana");
+        let out = command.output().await.unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).unwrap()
+    };
+    let printed = apply().await;
+    let routing_key = printed
+        .lines()
+        .find_map(|l| l.strip_prefix("  service billing: "))
+        .unwrap()
+        .to_string();
+    let event = json!({
+        "routing_key": routing_key, "event_action": "trigger", "dedup_key": "disk",
+        "payload": {"summary": "disk full", "source": "db", "severity": "error"},
+    });
+    app.send_event(event).await;
+
+    // An hour later bob joins the file, while the alert is open.
+    app.advance(chrono::TimeDelta::hours(1));
+    let second = format!("{first}[[people]]\nid = \"bob\"\n");
+    std::fs::write(path, &second).unwrap();
+    assert!(apply().await.starts_with("+ person bob\n"));
+    let (_, alert) = app.get("/api/v1/alerts/1").await;
+    let applied: Vec<(&str, &str)> = alert["log"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["kind"] == "config_applied")
+        .map(|e| (e["who"].as_str().unwrap(), e["detail"].as_str().unwrap()))
+        .collect();
+    assert_eq!(
+        applied,
+        [(
+            "api (dana)",
+            "on-call configuration applied (+ person bob): pending steps follow the new file"
+        )]
+    );
+
+    // The file as it was half an hour after the first apply, and who applied it.
+    let at = (crate::helpers::t0() + chrono::TimeDelta::minutes(30))
+        .to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
+    let response = app
+        .client
+        .get(app.url(&format!("/api/v1/oncall/config?at={at}")))
+        .header("X-Api-Key", &app.api_key)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    assert_eq!(response.headers()["x-keepwatch-applied-by"], "api (dana)");
+    assert_eq!(response.text().await.unwrap(), first);
+    for (query, status) in [("yesterday", 400), ("2020-01-01T00:00:00Z", 404)] {
+        let response = app
+            .client
+            .get(app.url(&format!("/api/v1/oncall/config?at={query}")))
+            .header("X-Api-Key", &app.api_key)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), status, "{query}");
+    }
+    // The same from the CLI, straight from the database.
+    let data_dir = app.data_dir.to_str().unwrap();
+    let out = keepwatch_async(&["export", "--at", &at, "--data-dir", data_dir], None).await;
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(String::from_utf8(out.stdout).unwrap(), first);
+    assert!(String::from_utf8_lossy(&out.stderr).contains("by api (dana)"));
+    let out = keepwatch_async(&["export", "--data-dir", data_dir], None).await;
+    assert_eq!(String::from_utf8(out.stdout).unwrap(), second);
+}

@@ -318,6 +318,7 @@ pub async fn apply(app: &TestApp, source: &str) -> String {
             project.id,
             source,
             &[("service", "billing")],
+            &keepwatch_store::AppliedBy::default(),
             Timestamp::default(),
         )
         .await

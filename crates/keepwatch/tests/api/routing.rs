@@ -140,7 +140,7 @@ async fn drill_and_engine_agree(database_url: Option<&str>) {
     let store = Store::open(database_url, dir.path()).await.unwrap();
     let project = store.create_project("default", start.into()).await.unwrap();
     keepwatch_server::api::oncall_config::apply_config(
-        &store, None, project.id, &text, false, start,
+        &store, None, project.id, &text, false, "test", start,
     )
     .await
     .unwrap()

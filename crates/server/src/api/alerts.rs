@@ -11,7 +11,7 @@ use keepwatch_store::{AlertRow, ApiKeyScope, Timestamp};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use crate::auth::{FullKey, FullKeyJson, ReadKey};
+use crate::auth::{FullKey, FullKeyJson, ReadKey, acting_as};
 use crate::error::ApiError;
 use crate::state::AppState;
 
@@ -128,18 +128,8 @@ async fn act(
     scope: &ApiKeyScope,
 ) -> Result<Json<Value>, ApiError> {
     let alert = own_alert(state, scope.project_id, id).await?;
-    let alert = apply(state, alert.id, action, &who(headers)).await?;
+    let alert = apply(state, alert.id, action, &acting_as(headers)).await?;
     Ok(Json(alert_json(&alert)))
-}
-
-/// Who acts through the API: the name a client gives in `X-Keepwatch-User` (the CLI sends
-/// `--as` or the user's login), else "api".
-fn who(headers: &HeaderMap) -> String {
-    headers
-        .get("x-keepwatch-user")
-        .and_then(|v| v.to_str().ok())
-        .filter(|v| !v.is_empty() && v.len() <= 100)
-        .map_or_else(|| "api".to_string(), |v| format!("api ({v})"))
 }
 
 /// The longest note an alert takes, in characters.
@@ -172,7 +162,7 @@ pub async fn note(
     let text = note_text(body.as_ref().and_then(|b| b["text"].as_str()))?;
     let alert = state
         .engine
-        .note(alert.id, &who(&headers), text)
+        .note(alert.id, &acting_as(&headers), text)
         .await?
         .ok_or(ApiError::NotFound)?;
     Ok((StatusCode::CREATED, Json(alert_json(&alert))))

@@ -15,7 +15,7 @@ use axum::response::{IntoResponse, Response};
 use chrono::{DateTime, Utc};
 use keepwatch_core::oncall::config::{OnCall, changes, utf8_text};
 use keepwatch_engine::Engine;
-use keepwatch_store::{ApiKeyScope, AppliedOnCall, CheckRow, FeedRow, Store};
+use keepwatch_store::{ApiKeyScope, AppliedBy, AppliedOnCall, CheckRow, FeedRow, Store};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
@@ -72,6 +72,7 @@ pub async fn apply_config(
     project_id: i64,
     text: &str,
     dry_run: bool,
+    who: &str,
     now: DateTime<Utc>,
 ) -> Result<Result<Applied, String>, ApiError> {
     // Parsing a large file is CPU work: off the async workers.
@@ -116,7 +117,16 @@ pub async fn apply_config(
     }
     let names = new.token_names();
     let rows = store
-        .apply_oncall(project_id, text, &names, now.into())
+        .apply_oncall(
+            project_id,
+            text,
+            &names,
+            &AppliedBy {
+                who,
+                changes: &changes,
+            },
+            now.into(),
+        )
         .await?;
     if let Some(engine) = engine {
         // Open alerts are re-planned from the new file now, not at their old due times.
@@ -184,17 +194,55 @@ async fn planned_checks(
     Ok(Ok(planned))
 }
 
-/// `GET /api/v1/oncall/config` (full-access key): the applied file, as `keepwatch export`.
+/// `GET /api/v1/oncall/config[?at=<RFC 3339>]` (full-access key): the applied file, as
+/// `keepwatch export`; with `at`, the file in force then, who applied it and when (headers).
 pub async fn get_config(
     State(state): State<AppState>,
+    Query(query): Query<AtQuery>,
     FullKey(scope): FullKey,
 ) -> Result<Response, ApiError> {
-    let applied = stored(&state, scope.project_id).await?;
+    let Some(at) = query.at else {
+        let applied = stored(&state, scope.project_id).await?;
+        return Ok((
+            [(header::CONTENT_TYPE, "application/toml")],
+            applied.source.clone(),
+        )
+            .into_response());
+    };
+    let at = DateTime::parse_from_rfc3339(&at)
+        .map_err(|e| ApiError::BadRequest(format!("at: `{at}` is not an RFC 3339 time: {e}")))?
+        .with_timezone(&Utc);
+    let Some(then) = state.store.oncall_at(scope.project_id, at.into()).await? else {
+        return Err(ApiError::Missing(format!(
+            "no on-call configuration was applied at or before {}",
+            at.to_rfc3339()
+        )));
+    };
+    let applied_at = then.applied_at.to_datetime().to_rfc3339();
+    let header_value = |text: &str| {
+        header::HeaderValue::from_str(text).unwrap_or(header::HeaderValue::from_static(""))
+    };
     Ok((
-        [(header::CONTENT_TYPE, "application/toml")],
-        applied.source.clone(),
+        [
+            (header::CONTENT_TYPE, header_value("application/toml")),
+            (
+                header::HeaderName::from_static("x-keepwatch-applied-at"),
+                header_value(&applied_at),
+            ),
+            (
+                header::HeaderName::from_static("x-keepwatch-applied-by"),
+                header_value(&then.applied_by),
+            ),
+        ],
+        then.source,
     )
         .into_response())
+}
+
+#[derive(Deserialize)]
+pub struct AtQuery {
+    /// `GET /api/v1/oncall/config?at=<RFC 3339>`: the file in force then.
+    at: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -208,6 +256,7 @@ pub struct ApplyQuery {
 pub async fn put_config(
     State(state): State<AppState>,
     Query(query): Query<ApplyQuery>,
+    headers: axum::http::HeaderMap,
     FullKey(scope): FullKey,
     body: Result<axum::body::Bytes, BytesRejection>,
 ) -> Result<Response, ApiError> {
@@ -238,6 +287,7 @@ pub async fn put_config(
         scope.project_id,
         text,
         dry_run,
+        &crate::auth::acting_as(&headers),
         now,
     )
     .await?
