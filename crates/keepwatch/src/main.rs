@@ -211,7 +211,8 @@ enum ProjectCommand {
 enum ApiKeyCommand {
     /// Create an API key and print it (it is stored hashed and cannot be shown again)
     #[command(
-        after_help = "Examples:\n  keepwatch api-key create\n  keepwatch api-key create --project billing --read-only"
+        after_help = "Examples:\n  keepwatch api-key create\n  keepwatch api-key create --project billing --read-only\n  \
+            keepwatch api-key create --name ci   # its actions are logged as \"api key ci\""
     )]
     Create {
         /// Project the key belongs to
@@ -220,6 +221,9 @@ enum ApiKeyCommand {
         /// The key can read checks but not change them
         #[arg(long)]
         read_only: bool,
+        /// What the key is for or whose it is, recorded with what it does
+        #[arg(long, default_value = "")]
+        name: String,
         #[command(flatten)]
         storage: StorageArgs,
     },
@@ -269,13 +273,17 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 ApiKeyCommand::Create {
                     project,
                     read_only,
+                    name,
                     storage,
                 },
         } => {
             let store = open_store(&storage).await?;
             let project = project_named(&store, &project).await?;
+            if name.chars().count() > 100 || name.chars().any(char::is_control) {
+                anyhow::bail!("--name: at most 100 characters, none of them control characters");
+            }
             let key = store
-                .create_api_key(project.id, read_only, Timestamp::now())
+                .create_api_key(project.id, read_only, &name, Timestamp::now())
                 .await?;
             println!("{key}");
             Ok(())
@@ -399,7 +407,7 @@ async fn ensure_default_project(
     }
     let now = Timestamp::now();
     let project = store.create_project("default", now).await?;
-    let key = store.create_api_key(project.id, false, now).await?;
+    let key = store.create_api_key(project.id, false, "", now).await?;
     Ok((project, Some(key)))
 }
 

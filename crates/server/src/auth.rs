@@ -17,14 +17,22 @@ use serde_json::Value;
 use crate::error::ApiError;
 use crate::state::AppState;
 
-/// Who acts through the API, for logs: the name a client gives in `X-Keepwatch-User` (the
-/// CLI sends `--as` or the user's login), else "api".
-pub fn acting_as(headers: &HeaderMap) -> String {
-    headers
+/// Who acts through the API, for logs: "api", or "api key <name>" for a named key, with the
+/// name a client gives in `X-Keepwatch-User` (the CLI sends `--as` or the user's login).
+pub fn acting_as(scope: &ApiKeyScope, headers: &HeaderMap) -> String {
+    let key = if scope.key_name.is_empty() {
+        "api".to_string()
+    } else {
+        format!("api key {}", scope.key_name)
+    };
+    match headers
         .get("x-keepwatch-user")
         .and_then(|v| v.to_str().ok())
         .filter(|v| !v.is_empty() && v.len() <= 100)
-        .map_or_else(|| "api".to_string(), |v| format!("api ({v})"))
+    {
+        Some(user) => format!("{key} ({user})"),
+        None => key,
+    }
 }
 
 /// A project's key, read-only or full.

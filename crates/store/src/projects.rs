@@ -30,11 +30,13 @@ pub fn hash_api_key(key: &str) -> String {
     hex::encode(Sha256::digest(key.as_bytes()))
 }
 
-/// Whether an API key may change things or only read them.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// Whether an API key may change things or only read them, and its name.
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ApiKeyScope {
     pub project_id: i64,
     pub read_only: bool,
+    /// Empty for a key created without a name.
+    pub key_name: String,
 }
 
 impl Store {
@@ -102,21 +104,25 @@ impl Store {
     }
 
     /// Creates an API key for a project and returns the key itself, which is shown once.
+    /// `name` (may be empty) says whose or what it is in the logs of what it does.
     pub async fn create_api_key(
         &self,
         project_id: i64,
         read_only: bool,
+        name: &str,
         now: Timestamp,
     ) -> Result<String> {
         let key = generate_secret(32);
         with_tx!(self, |tx| {
             sqlx::query(
-                "INSERT INTO api_keys (project_id, key_hash, read_only, created_at) VALUES ($1, $2, $3, $4)",
+                "INSERT INTO api_keys (project_id, key_hash, read_only, created_at, name) \
+                 VALUES ($1, $2, $3, $4, $5)",
             )
             .bind(project_id)
             .bind(hash_api_key(&key))
             .bind(read_only)
             .bind(now)
+            .bind(name)
             .execute(&mut *tx)
             .await?;
         });
@@ -125,15 +131,16 @@ impl Store {
 
     /// The project and scope of an API key, if it exists.
     pub async fn api_key_scope(&self, key: &str) -> Result<Option<ApiKeyScope>> {
-        let row: Option<(i64, bool)> = with_read!(self, |pool| {
-            sqlx::query_as("SELECT project_id, read_only FROM api_keys WHERE key_hash = $1")
+        let row: Option<(i64, bool, String)> = with_read!(self, |pool| {
+            sqlx::query_as("SELECT project_id, read_only, name FROM api_keys WHERE key_hash = $1")
                 .bind(hash_api_key(key))
                 .fetch_optional(pool)
                 .await?
         });
-        Ok(row.map(|(project_id, read_only)| ApiKeyScope {
+        Ok(row.map(|(project_id, read_only, key_name)| ApiKeyScope {
             project_id,
             read_only,
+            key_name,
         }))
     }
 }

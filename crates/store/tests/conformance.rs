@@ -95,10 +95,13 @@ async fn story(store: Store) {
         Some(project.clone())
     );
     let key = store
-        .create_api_key(project.id, false, us(1))
+        .create_api_key(project.id, false, "", us(1))
         .await
         .unwrap();
-    let read_key = store.create_api_key(project.id, true, us(1)).await.unwrap();
+    let read_key = store
+        .create_api_key(project.id, true, "", us(1))
+        .await
+        .unwrap();
     assert_eq!(key.len(), 32);
     let scope = store.api_key_scope(&key).await.unwrap().unwrap();
     assert_eq!((scope.project_id, scope.read_only), (project.id, false));

@@ -350,7 +350,7 @@ async fn the_events_api_triggers_acknowledges_and_resolves_by_dedup_key() {
         .unwrap();
     let other_key = app
         .store
-        .create_api_key(other.id, false, Timestamp::default())
+        .create_api_key(other.id, false, "", Timestamp::default())
         .await
         .unwrap();
     let (status, _) = app
@@ -1369,6 +1369,36 @@ async fn responders_add_notes_from_the_api_the_cli_and_the_link_page() {
         String::from_utf8_lossy(&out.stderr)
     );
 
+    // A named key's actions carry its name.
+    let data_dir = app.data_dir.to_str().unwrap();
+    let create = ["api-key", "create", "--name", "ci", "--data-dir", data_dir];
+    let out = crate::cli::keepwatch_async(&create, None).await;
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let ci_key = String::from_utf8(out.stdout).unwrap().trim().to_string();
+    let (status, _) = app
+        .api(
+            "POST",
+            &notes,
+            Some(&ci_key),
+            Some(json!({"text": "deploy paused"})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED);
+    let bad_name = [
+        "api-key",
+        "create",
+        "--name",
+        "a\u{7}b",
+        "--data-dir",
+        data_dir,
+    ];
+    let out = crate::cli::keepwatch_async(&bad_name, None).await;
+    assert!(!out.status.success());
+
     // The link's page: the form's note goes in with the acknowledgment, in the name of the
     // person the link was sent to.
     let done = app
@@ -1394,6 +1424,7 @@ async fn responders_add_notes_from_the_api_the_cli_and_the_link_page() {
         [
             ("api", "looking at the db host"),
             ("api (bob)", "restarted the worker"),
+            ("api key ci", "deploy paused"),
             ("alice (link)", "found it: a stuck lock"),
         ]
     );

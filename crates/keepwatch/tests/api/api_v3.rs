@@ -253,7 +253,7 @@ async fn keys_are_checked_and_projects_are_isolated() {
         .unwrap();
     let other_key = app
         .store
-        .create_api_key(other.id, false, Timestamp::default())
+        .create_api_key(other.id, false, "", Timestamp::default())
         .await
         .unwrap();
     for (method, path) in [

@@ -104,11 +104,11 @@ pub async fn spawn_app_with(options: AppOptions) -> TestApp {
             .unwrap(),
     };
     let api_key = store
-        .create_api_key(project.id, false, Timestamp::default())
+        .create_api_key(project.id, false, "", Timestamp::default())
         .await
         .unwrap();
     let read_key = store
-        .create_api_key(project.id, true, Timestamp::default())
+        .create_api_key(project.id, true, "", Timestamp::default())
         .await
         .unwrap();
     TestApp {

@@ -128,7 +128,7 @@ async fn act(
     scope: &ApiKeyScope,
 ) -> Result<Json<Value>, ApiError> {
     let alert = own_alert(state, scope.project_id, id).await?;
-    let alert = apply(state, alert.id, action, &acting_as(headers)).await?;
+    let alert = apply(state, alert.id, action, &acting_as(scope, headers)).await?;
     Ok(Json(alert_json(&alert)))
 }
 
@@ -162,7 +162,7 @@ pub async fn note(
     let text = note_text(body.as_ref().and_then(|b| b["text"].as_str()))?;
     let alert = state
         .engine
-        .note(alert.id, &acting_as(&headers), text)
+        .note(alert.id, &acting_as(&scope, &headers), text)
         .await?
         .ok_or(ApiError::NotFound)?;
     Ok((StatusCode::CREATED, Json(alert_json(&alert))))

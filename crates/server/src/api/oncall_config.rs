@@ -287,7 +287,7 @@ pub async fn put_config(
         scope.project_id,
         text,
         dry_run,
-        &crate::auth::acting_as(&headers),
+        &crate::auth::acting_as(&scope, &headers),
         now,
     )
     .await?
