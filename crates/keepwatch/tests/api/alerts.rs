@@ -343,16 +343,7 @@ async fn the_events_api_triggers_acknowledges_and_resolves_by_dedup_key() {
         assert_eq!(status, StatusCode::NOT_FOUND);
         assert_eq!(body["error"], message, "{path}");
     }
-    let other = app
-        .store
-        .create_project("other", Timestamp::default())
-        .await
-        .unwrap();
-    let other_key = app
-        .store
-        .create_api_key(other.id, false, "", Timestamp::default())
-        .await
-        .unwrap();
+    let other_key = crate::helpers::other_project_key(&app).await;
     let (status, _) = app
         .api(
             "POST",
@@ -701,10 +692,7 @@ async fn teams_telegram_and_pushover_pages_carry_the_alert_and_its_links() {
         &(person("alice", &contacts) + &billing_pages(&["user:alice"])),
     )
     .await;
-    let event = json!({
-        "routing_key": key, "event_action": "trigger", "dedup_key": "disk",
-        "payload": {"summary": "disk full", "source": "db", "severity": "error"},
-    });
+    let event = crate::helpers::disk_event(&key, "trigger");
     let (status, _) = app.send_event(event).await;
     assert_eq!(status, StatusCode::ACCEPTED);
 
@@ -1132,12 +1120,7 @@ async fn an_integration_key_cannot_act_on_another_services_alerts() {
             .clone()
     };
     let (billing, web) = (key("billing"), key("web"));
-    let event = |key: &str, action: &str| {
-        json!({
-            "routing_key": key, "event_action": action, "dedup_key": "disk",
-            "payload": {"summary": "disk full", "source": "db", "severity": "error"},
-        })
-    };
+    let event = crate::helpers::disk_event;
     let (status, _) = app.send_event(event(&web, "trigger")).await;
     assert_eq!(status, StatusCode::ACCEPTED);
     // As PagerDuty does for a key it does not know: accepted, nothing done.
@@ -1304,10 +1287,7 @@ async fn responders_add_notes_from_the_api_the_cli_and_the_link_page() {
     let mut hook = Receiver::start(vec![200]).await;
     let app = spawn_app().await;
     let key = apply(&app, &alice_by_webhook("hook", &hook.url, 0)).await;
-    let event = json!({
-        "routing_key": key, "event_action": "trigger", "dedup_key": "disk",
-        "payload": {"summary": "disk full", "source": "db", "severity": "error"},
-    });
+    let event = crate::helpers::disk_event(&key, "trigger");
     let (status, _) = app.send_event(event).await;
     assert_eq!(status, StatusCode::ACCEPTED);
     let page = hook.next().await.json();

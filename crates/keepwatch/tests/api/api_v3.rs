@@ -1,7 +1,6 @@
 //! The Management API v3: fields, filters, keys, projects, validation.
 
 use axum::http::StatusCode;
-use keepwatch_store::Timestamp;
 use serde_json::json;
 
 use crate::helpers::spawn_app;
@@ -246,16 +245,7 @@ async fn keys_are_checked_and_projects_are_isolated() {
     assert_eq!(status, StatusCode::CREATED);
 
     // Another project's key can neither read nor change this project's checks.
-    let other = app
-        .store
-        .create_project("other", Timestamp::default())
-        .await
-        .unwrap();
-    let other_key = app
-        .store
-        .create_api_key(other.id, false, "", Timestamp::default())
-        .await
-        .unwrap();
+    let other_key = crate::helpers::other_project_key(&app).await;
     for (method, path) in [
         ("GET", format!("/api/v3/checks/{uuid}")),
         ("POST", format!("/api/v3/checks/{uuid}")),

@@ -531,10 +531,7 @@ async fn the_log_tells_alerts_pages_and_acknowledgments_in_plain_text() {
         .to_string();
     crate::helpers::install_crypto();
     let client = reqwest::Client::new();
-    let event = json!({
-        "routing_key": routing_key, "event_action": "trigger", "dedup_key": "disk",
-        "payload": {"summary": "disk full", "source": "db", "severity": "error"},
-    });
+    let event = crate::helpers::disk_event(&routing_key, "trigger");
     let answer = client
         .post(format!("{url}/api/v1/events"))
         .json(&event)
@@ -612,10 +609,7 @@ async fn every_apply_is_recorded_and_export_at_returns_the_file_as_it_was() {
         .find_map(|l| l.strip_prefix("  service billing: "))
         .unwrap()
         .to_string();
-    let event = json!({
-        "routing_key": routing_key, "event_action": "trigger", "dedup_key": "disk",
-        "payload": {"summary": "disk full", "source": "db", "severity": "error"},
-    });
+    let event = crate::helpers::disk_event(&routing_key, "trigger");
     app.send_event(event).await;
 
     // An hour later bob joins the file, while the alert is open.

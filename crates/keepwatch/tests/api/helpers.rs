@@ -330,6 +330,29 @@ pub async fn apply(app: &TestApp, source: &str) -> String {
         .token
 }
 
+/// An events-API event (`trigger`, `acknowledge`, `resolve`) for dedup key `disk`: "disk
+/// full" on `db`, to the service with integration key `routing_key`.
+pub fn disk_event(routing_key: &str, action: &str) -> Value {
+    json!({
+        "routing_key": routing_key, "event_action": action, "dedup_key": "disk",
+        "payload": {"summary": "disk full", "source": "db", "severity": "error"},
+    })
+}
+
+/// A second project and a full-access key of it, to show one project's key cannot reach
+/// another's data.
+pub async fn other_project_key(app: &TestApp) -> String {
+    let other = app
+        .store
+        .create_project("other", Timestamp::default())
+        .await
+        .unwrap();
+    app.store
+        .create_api_key(other.id, false, "", Timestamp::default())
+        .await
+        .unwrap()
+}
+
 /// Service `billing` pages alice by email at once (the shared fixture).
 pub fn one_service() -> String {
     include_str!("../../../../fixtures/oncall/alice-on-billing.toml").to_string()
