@@ -659,6 +659,7 @@ async fn alert_story(store: &Store) {
             "step 1".into(),
         )],
         pages,
+        raised_at: None,
     };
     let first = record(vec![page("alice", us(1_000)), page("bob", us(5_000))]);
     assert!(store.record_paging(&first, us(1_000)).await.unwrap());
