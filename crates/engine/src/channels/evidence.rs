@@ -93,11 +93,13 @@ pub fn explain(kind: &str, payload: &Value, check: &CheckFacts, now: DateTime<Ut
             (missed.clone(), format!("{missed} ({}); {last}", tz.name()))
         }
         "failed" => {
-            let failed = match payload["exit_status"].as_u64() {
-                Some(status) => format!("failed with exit status {status}"),
-                None => "failed: the job reported a failure".into(),
+            let (failed, mut sentence) = match payload["exit_status"].as_u64() {
+                Some(status) => {
+                    let failed = format!("failed with exit status {status}");
+                    (failed.clone(), failed)
+                }
+                None => ("failed".into(), "failed: the job reported a failure".into()),
             };
-            let mut sentence = failed.clone();
             if let Some(started) = time(&run["started_at"]) {
                 sentence.push_str(&format!(" after {}", span(at - started)));
             }

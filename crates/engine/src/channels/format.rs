@@ -86,8 +86,17 @@ impl Message {
         let high = pages.iter().any(|p| p.urgency == Urgency::High);
         let urgency = if high { "HIGH" } else { "LOW" };
         let title = match (pages, explained) {
-            ([_], [one]) => format!("[{urgency}] {}: {}", one.subject, one.evidence.headline),
-            ([one], _) => format!("[{urgency}] {}", one.summary),
+            (
+                [_],
+                [
+                    Explained {
+                        check: Some(name),
+                        evidence,
+                        ..
+                    },
+                ],
+            ) => format!("[{urgency}] {name}: {}", evidence.headline),
+            ([one], _) => format!("[{urgency}] {} ({})", one.summary, one.service),
             (many, _) => format!("[{urgency}] {} alerts for {}", many.len(), first.person),
         };
         let alerts: Vec<AlertLine> = pages
@@ -96,10 +105,9 @@ impl Message {
             .enumerate()
             .map(|(i, (p, (ack, resolve)))| AlertLine {
                 id: p.alert_id,
-                summary: explained.get(i).map_or_else(
-                    || p.summary.clone(),
-                    |e| format!("{}: {}", e.subject, e.evidence.sentence),
-                ),
+                summary: explained
+                    .get(i)
+                    .map_or_else(|| p.summary.clone(), Explained::sentence),
                 service: p.service.clone(),
                 acknowledge: ack.clone(),
                 resolve: resolve.clone(),
@@ -130,7 +138,7 @@ impl Message {
         };
         let (text, chat, html) = match single {
             Some((alert, e)) => {
-                let sentence = format!("{}: {}", e.subject, e.evidence.sentence);
+                let sentence = e.sentence();
                 let plain = block(&e.evidence, Some(&e.outlook), Fence::Indent);
                 let mut text = format!("{sentence}\n\n{plain}");
                 text.push_str(&format!(
@@ -397,11 +405,10 @@ fn html_facts(e: &Evidence, outlook: Option<&Outlook>) -> String {
 /// A page's HTML part: the sentence, the evidence, and the links as buttons.
 fn page_html(title: &str, alert: &AlertLine, e: &Explained) -> String {
     format!(
-        "<html><body>\n<h2>{}</h2>\n<p>{}: {}</p>\n{}<p><a href=\"{}\">Acknowledge</a> · \
+        "<html><body>\n<h2>{}</h2>\n<p>{}</p>\n{}<p><a href=\"{}\">Acknowledge</a> · \
          <a href=\"{}\">Resolve</a></p>\n<p>Alert #{} on service {}</p>\n</body></html>\n",
         escape(title),
-        escape(&e.subject),
-        escape(&e.evidence.sentence),
+        escape(&e.sentence()),
         html_facts(&e.evidence, Some(&e.outlook)),
         escape(&alert.acknowledge),
         escape(&alert.resolve),
@@ -922,7 +929,7 @@ mod tests {
             status: keepwatch_core::alert::AlertStatus::Triggered,
         };
         let explained = Explained {
-            subject: "Nightly".into(),
+            check: Some("Nightly".into()),
             evidence: Evidence {
                 headline: "hung for 1 h 02 min".into(),
                 sentence: "hung: running for 1 h 02 min, usually 5 min; pid 21507 on web1".into(),

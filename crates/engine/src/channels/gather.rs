@@ -18,8 +18,8 @@ const PINGS_SEARCHED: i64 = 50;
 /// An alert, explained: what it is about and what happens next.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Explained {
-    /// The check's name, or the alert's summary when it comes from no check.
-    pub subject: String,
+    /// The check's name, when the alert comes from one.
+    pub check: Option<String>,
     pub evidence: Evidence,
     pub outlook: Outlook,
 }
@@ -35,15 +35,15 @@ pub async fn alert(
         (AlertSource::Check, Some(uuid)) => store.check_by_uuid(uuid).await?,
         _ => None,
     };
-    let (subject, evidence, tz) = match &check {
+    let (name, evidence, tz) = match &check {
         Some(row) => {
             let kind = details["kind"].as_str().unwrap_or_default();
             let facts = check_facts(store, row, &details).await?;
             let evidence = evidence::explain(kind, &details, &facts, now);
-            (facts.name, evidence, facts.tz)
+            (Some(facts.name), evidence, facts.tz)
         }
         None => (
-            alert.summary.clone(),
+            None,
             evidence::explain_other(&alert.summary, &details),
             Tz::UTC,
         ),
@@ -53,7 +53,7 @@ pub async fn alert(
     let check_uuid = check.as_ref().map(|c| c.uuid.as_str());
     let outlook = evidence::outlook(config, alert, check_uuid, tz, now);
     Ok(Explained {
-        subject,
+        check: name,
         evidence,
         outlook,
     })
@@ -132,5 +132,15 @@ fn median(values: &[i64]) -> Option<i64> {
         0 => None,
         n if n % 2 == 1 => Some(sorted[mid]),
         _ => Some((sorted[mid - 1] + sorted[mid]) / 2),
+    }
+}
+
+impl Explained {
+    /// The sentence with the check's name before it: `nightly: missed its 00:00 run (…)`.
+    pub fn sentence(&self) -> String {
+        match &self.check {
+            Some(name) => format!("{name}: {}", self.evidence.sentence),
+            None => self.evidence.sentence.clone(),
+        }
     }
 }
