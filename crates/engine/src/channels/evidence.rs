@@ -35,6 +35,9 @@ pub struct CheckFacts {
     pub volume_runs: usize,
     /// The body of the last ping that carried output, at or before the event.
     pub output: Option<String>,
+    /// The host of the last ping that named one, at or before the event (a failure reported
+    /// without a start has no run to name it).
+    pub host: Option<String>,
 }
 
 /// What happened, in words, with the evidence.
@@ -179,6 +182,7 @@ pub fn explain(kind: &str, payload: &Value, check: &CheckFacts, now: DateTime<Ut
         other => (other.to_string(), other.to_string()),
     };
     let host = run["host"].as_str().or(other["host"].as_str());
+    let host = host.or(check.host.as_deref());
     let output = check.output.as_deref().map(last_lines).unwrap_or_default();
     Evidence {
         headline,
@@ -217,6 +221,7 @@ pub fn summary(name: &str, kind: &str, payload: &Value) -> String {
         usual_duration: None,
         volume_runs: 0,
         output: None,
+        host: None,
     };
     let at = time(&payload["at"]).unwrap_or_default();
     let headline = match kind {
@@ -432,6 +437,7 @@ mod tests {
             usual_duration: Some((TimeDelta::minutes(5), 10)),
             volume_runs: 10,
             output: Some("starting\n\nfetched 12 events\nwrote 12 rows  \n".into()),
+            host: None,
         }
     }
 

@@ -96,6 +96,7 @@ pub async fn check_facts(
         .iter()
         .find(|p| matches!(p.kind.as_str(), "success" | "exit:0"))
         .map(|p| p.at.to_datetime());
+    let host = before.iter().find_map(|p| p.host.clone());
     let mut output = None;
     if let Some(with_body) = before.iter().find(|p| p.body.is_some()) {
         let ping = store
@@ -121,6 +122,7 @@ pub async fn check_facts(
         usual_duration,
         volume_runs: history.volumes.len(),
         output,
+        host,
     })
 }
 

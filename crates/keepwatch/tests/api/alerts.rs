@@ -1347,3 +1347,83 @@ async fn an_apply_re_plans_open_alerts_from_the_new_file_without_backdating() {
         "{kinds:?}"
     );
 }
+
+/// The seed's night, as pages: a failure's email carries the last lines of its output, and an
+/// overlap's names the stray process by pid and command line, in the subject's words and in
+/// both parts of the email.
+#[tokio::test]
+async fn pages_name_the_stray_process_and_carry_the_last_output() {
+    use crate::helpers::{AppOptions, spawn_app_with};
+    let (mailbox, smtp) = crate::notifications::smtp_server();
+    let app = spawn_app_with(AppOptions {
+        smtp: Some(smtp),
+        ..Default::default()
+    })
+    .await;
+    apply(
+        &app,
+        &(person("alice", &[("email", "alice@example.com")]) + &billing_pages(&["user:alice"])),
+    )
+    .await;
+    let uuid = uuid_of(
+        &app.create_check(json!({"name": "Nightly client events", "service": "billing"}))
+            .await,
+    );
+    let mail = |n: usize| {
+        let mailbox = &mailbox;
+        async move { eventually(|| async { mailbox.0.lock().unwrap().get(n).cloned() }).await }
+    };
+
+    // A failure with output: the last lines are in the page.
+    let output = (1..=14).map(|i| format!("step {i}\n")).collect::<String>() + "error: lock held\n";
+    app.ping(
+        "POST",
+        &format!("/ping/{uuid}/3?host=web1&pid=21507"),
+        Some(output.into_bytes()),
+    )
+    .await;
+    let (subject, plain, html) = crate::notifications::email_parts(&mail(0).await);
+    assert_eq!(
+        subject,
+        "[HIGH] Nightly client events: failed with exit status 3"
+    );
+    let last: String = (6..=14).map(|i| format!("    step {i}\n")).collect();
+    assert!(
+        plain.starts_with("Nightly client events: failed with exit status 3\n\nHost: web1\n")
+            && plain.contains(&format!("Last output:\n{last}    error: lock held\n")),
+        "{plain}"
+    );
+    assert!(html.contains("step 14\nerror: lock held</pre>"), "{html}");
+
+    // A start beside a stray copy of the job: the overlap page names it.
+    let strays = json!([{"pid": 26458, "started_at": "2026-11-26T11:58:00Z",
+                         "cmdline": "/bin/bash /opt/jobs/nightly.sh --all"}]);
+    let response = app
+        .client
+        .post(app.url(&format!("/ping/{uuid}/start?host=web1&pid=30000")))
+        .header("X-Keepwatch-Strays", strays.to_string())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    let (subject, plain, html) = crate::notifications::email_parts(&mail(1).await);
+    assert_eq!(
+        subject,
+        "[HIGH] Nightly client events: another copy is running (pid 26458)"
+    );
+    let sentence = "Nightly client events: overlap: another copy is running since 11:58: \
+                    pid 26458 `/bin/bash /opt/jobs/nightly.sh --all`";
+    assert!(plain.starts_with(sentence), "{plain}");
+    assert!(html.contains(&format!("<p>{sentence}</p>")), "{html}");
+    let alert = open_alerts(&app)
+        .await
+        .into_iter()
+        .find(|a| a["dedup_key"].as_str().unwrap().ends_with(":overlap"))
+        .unwrap();
+    let shown = get_alert(&app, alert["id"].as_i64().unwrap()).await;
+    assert_eq!(shown["sentence"], sentence);
+    assert_eq!(
+        shown["summary"],
+        "Nightly client events: another copy is running (pid 26458)"
+    );
+}
