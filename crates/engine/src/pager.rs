@@ -18,6 +18,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::{DateTime, TimeDelta, Utc};
+use keepwatch_core::alert::paging::Page;
 use keepwatch_core::alert::routing::{self, Routed};
 use keepwatch_core::alert::{AlertSource, AlertStatus};
 use keepwatch_store::AppliedOnCall;
@@ -257,7 +258,8 @@ impl Pager {
                         .is_none_or(|s| s.resolve_on_recovery);
                 let at = event.at.to_datetime();
                 let urgency = routing::urgency(config, &service, at);
-                let summary = format!("{name} is {}", event.kind);
+                let payload = serde_json::from_str(&event.payload).unwrap_or_default();
+                let summary = crate::channels::evidence::summary(name, &event.kind, &payload);
                 tracing::info!(check = %event.uuid, event = %event.kind, service, urgency = %urgency, resolves, "check event for the pager");
                 planned.push((event, service, dedup, summary, urgency, resolves));
             }
@@ -313,7 +315,7 @@ impl Pager {
             service: &alert.service,
             check,
             triggered_at: alert.triggered_at.to_datetime().max(DateTime::UNIX_EPOCH),
-            urgency: alert.urgency,
+            urgency: alert.triggered_urgency(),
         };
         // Entries at `now` itself are due; those after are the next round's. The timeline to
         // a day ahead also tells when this alert next needs a round (an unrouted alert: in a
@@ -324,6 +326,7 @@ impl Pager {
             .insert(alert.id, next.unwrap_or(now + TimeDelta::minutes(1)));
         let mut log = Vec::new();
         let mut pages = Vec::new();
+        let mut raised_at = None;
         for entry in timeline {
             let at = Timestamp::from(entry.at());
             if at <= alert.paged_until || at > now_ts {
@@ -343,6 +346,14 @@ impl Pager {
                     urgency: notification.urgency,
                     due_at: at,
                 }),
+                Routed::Escalation(Page::UrgencyRaised { at: raise }) => {
+                    // The alert reads high from here on (API, CLI, later pages); the log
+                    // says when and why.
+                    raised_at = Some(at);
+                    let waited = crate::channels::evidence::span(raise - routed.triggered_at);
+                    let detail = format!("low → high: not acknowledged within {waited}");
+                    log.push((at, "urgency_raised".into(), String::new(), detail));
+                }
                 entry => {
                     if let Some(line) = entry.log() {
                         log.push((at, line.kind.to_string(), line.who, line.detail));
@@ -351,7 +362,7 @@ impl Pager {
             }
         }
         // Nothing fell due: leave the mark, so an idle alert costs no write per round.
-        if log.is_empty() && pages.is_empty() {
+        if log.is_empty() && pages.is_empty() && raised_at.is_none() {
             return Ok(None);
         }
         Ok(Some(PagingRecord {
@@ -360,6 +371,7 @@ impl Pager {
             paged_until: now_ts,
             log,
             pages,
+            raised_at,
         }))
     }
 }

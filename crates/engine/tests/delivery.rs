@@ -56,6 +56,7 @@ async fn a_page_is_sent_once_and_only_while_the_lease_is_held() {
         paged_until: one_second,
         log: Vec::new(),
         pages: vec![page],
+        raised_at: None,
     };
     assert!(store.record_paging(&record, one_second).await.unwrap());
 

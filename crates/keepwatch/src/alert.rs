@@ -16,7 +16,9 @@ pub enum AlertCommand {
         #[command(flatten)]
         api: Api,
     },
-    /// Show one alert with its log (triggers, escalation steps, pages, acknowledgments)
+    /// Show one alert: what happened in words (host, urgency and why, what happens next, the
+    /// last lines of output, a hung run's snapshot), then its log (triggers, escalation steps,
+    /// pages, acknowledgments)
     Show {
         id: i64,
         #[command(flatten)]
@@ -116,6 +118,40 @@ fn line(alert: &Value) -> String {
     )
 }
 
+/// What an alert is about, as its pages say it: the sentence, host, urgency and why, what
+/// happens next, watched processes, the snapshot's summary and the last lines of output.
+fn evidence(alert: &Value) -> String {
+    let e = &alert["evidence"];
+    let text = |v: &Value| v.as_str().unwrap_or_default().to_string();
+    let mut out = format!("  {}\n", text(&alert["sentence"]));
+    let mut fact = |name: &str, value: String| {
+        if !value.is_empty() {
+            out.push_str(&format!("  {name}: {value}\n"));
+        }
+    };
+    fact("host", text(&e["host"]));
+    let o = &alert["outlook"];
+    if !o.is_null() {
+        fact(
+            "urgency",
+            format!("{}, {}", text(&o["urgency"]), text(&o["why"])),
+        );
+    }
+    fact("next", text(&o["next"]));
+    for process in e["watch"].as_array().into_iter().flatten() {
+        fact("watched", text(process));
+    }
+    fact("snapshot", text(&e["snapshot"]["summary"]));
+    let output = e["output"].as_array().cloned().unwrap_or_default();
+    if !output.is_empty() {
+        out.push_str("  last output:\n");
+        for line in output {
+            out.push_str(&format!("    {}\n", text(&line)));
+        }
+    }
+    out
+}
+
 pub async fn run(command: AlertCommand) -> anyhow::Result<String> {
     match command {
         AlertCommand::List { status, api } => {
@@ -134,6 +170,8 @@ pub async fn run(command: AlertCommand) -> anyhow::Result<String> {
         AlertCommand::Show { id, api } => {
             let alert = call(&api, reqwest::Method::GET, &format!("alerts/{id}")).await?;
             let mut out = line(&alert) + "\n";
+            out.push_str(&evidence(&alert));
+            out.push_str("log:\n");
             for entry in alert["log"].as_array().into_iter().flatten() {
                 out.push_str(&format!(
                     "  {} {} {} {}\n",

@@ -13,7 +13,7 @@ use crate::projects::generate_secret;
 use crate::{Result, Store, Timestamp, with_read, with_tx};
 
 const ALERT_COLUMNS: &str = "id, project_id, service, dedup_key, summary, source, details, status, \
-     urgency, triggered_at, acknowledged_at, resolved_at, paged_until";
+     urgency, triggered_at, acknowledged_at, resolved_at, paged_until, raised_at";
 
 #[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow, serde::Serialize)]
 pub struct AlertRow {
@@ -28,13 +28,27 @@ pub struct AlertRow {
     pub details: String,
     #[sqlx(try_from = "String")]
     pub status: AlertStatus,
-    /// The urgency at the trigger; a raise is in the log.
+    /// The current urgency: high once the pager raised it (`raised_at`).
     #[sqlx(try_from = "String")]
     pub urgency: Urgency,
     pub triggered_at: Timestamp,
     pub acknowledged_at: Option<Timestamp>,
     pub resolved_at: Option<Timestamp>,
     pub paged_until: Timestamp,
+    /// When the pager raised the alert from low to high urgency.
+    pub raised_at: Option<Timestamp>,
+}
+
+impl AlertRow {
+    /// The urgency at the trigger, which the alert's timeline is computed from: low for an
+    /// alert raised since.
+    pub fn triggered_urgency(&self) -> Urgency {
+        if self.raised_at.is_some() {
+            Urgency::Low
+        } else {
+            self.urgency
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow, serde::Serialize)]
@@ -80,6 +94,8 @@ pub struct PagingRecord {
     /// `(at, kind, who, detail)`.
     pub log: Vec<(Timestamp, String, String, String)>,
     pub pages: Vec<NewPage>,
+    /// When the stretch raised the alert's urgency to high, if it did.
+    pub raised_at: Option<Timestamp>,
 }
 
 macro_rules! log_entry {
@@ -425,6 +441,16 @@ impl Store {
                 .rows_affected()
                     > 0;
                 if open {
+                    if let Some(raised_at) = paging.raised_at {
+                        sqlx::query(
+                            "UPDATE alerts SET urgency = 'high', raised_at = $1 \
+                             WHERE id = $2 AND raised_at IS NULL",
+                        )
+                        .bind(raised_at)
+                        .bind(paging.alert_id)
+                        .execute(&mut *tx)
+                        .await?;
+                    }
                     for (at, kind, who, detail) in &paging.log {
                         log_entry!(tx, paging.alert_id, *at, kind, who, detail);
                     }

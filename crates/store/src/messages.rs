@@ -98,6 +98,23 @@ pub struct PageDelivery {
     pub status: AlertStatus,
 }
 
+/// A page of an alert, as its log of deliveries shows it.
+#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
+pub struct AlertMessageRow {
+    pub id: i64,
+    pub person: Option<String>,
+    pub contact: Option<String>,
+    pub address: Option<String>,
+    pub urgency: Option<String>,
+    pub state: String,
+    pub attempts: i64,
+    pub created_at: Timestamp,
+    pub sent_at: Option<Timestamp>,
+    pub last_error: Option<String>,
+    /// What the message said (plain text), once it was sent.
+    pub text: Option<String>,
+}
+
 impl Store {
     /// Claims up to `limit` due messages of `kind` until `lease_until`, leaving out those
     /// to `except` destinations. Returns their ids.
@@ -215,6 +232,34 @@ impl Store {
         Ok(())
     }
 
+    /// Keeps what messages said (a summary is one text for several pages), before they go
+    /// out: shown with their delivery records.
+    pub async fn record_message_text(&self, ids: &[i64], text: &str) -> Result<()> {
+        with_tx!(self, |tx| {
+            for id in ids {
+                sqlx::query("UPDATE messages SET text = $1 WHERE id = $2")
+                    .bind(text)
+                    .bind(id)
+                    .execute(&mut *tx)
+                    .await?;
+            }
+        });
+        Ok(())
+    }
+
+    /// An alert's pages, oldest first, with what each said.
+    pub async fn alert_messages(&self, alert_id: i64) -> Result<Vec<AlertMessageRow>> {
+        Ok(with_read!(self, |pool| {
+            sqlx::query_as(
+                "SELECT id, person, contact, address, urgency, state, attempts, created_at, \
+                 sent_at, last_error, text FROM messages WHERE alert_id = $1 ORDER BY id",
+            )
+            .bind(alert_id)
+            .fetch_all(pool)
+            .await?
+        }))
+    }
+
     /// Number of messages not yet delivered (the outbox depth metric).
     pub async fn outbox_depth(&self) -> Result<i64> {
         Ok(with_read!(self, |pool| {
@@ -233,7 +278,7 @@ impl Store {
         Ok(with_read!(self, |pool| {
             sqlx::query_as(
                 "SELECT m.id AS outbox_id, e.kind AS event_kind, e.at AS event_at, c.uuid AS channel_uuid, \
-                 c.name AS channel_name, m.state, m.attempts, m.next_attempt_at, m.last_error \
+                 c.name AS channel_name, m.state, m.attempts, m.next_attempt_at, m.last_error, m.text \
                  FROM messages m JOIN events e ON e.id = m.event_id JOIN channels c ON c.id = m.channel_id \
                  WHERE e.check_id = $1 ORDER BY m.id DESC LIMIT $2",
             )

@@ -187,6 +187,8 @@ pub struct NotificationRow {
     pub attempts: i64,
     pub next_attempt_at: Timestamp,
     pub last_error: Option<String>,
+    /// What the message said, once it was sent.
+    pub text: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]

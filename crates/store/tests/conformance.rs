@@ -716,6 +716,7 @@ async fn alert_story(store: &Store) {
             "step 1".into(),
         )],
         pages,
+        raised_at: None,
     };
     let first = record(vec![page("alice", us(1_000)), page("bob", us(5_000))]);
     assert!(store.record_paging(&first, us(1_000)).await.unwrap());
@@ -759,6 +760,18 @@ async fn alert_story(store: &Store) {
         deferred: false,
     };
     store.finish_pages(&[outcome], us(1_500)).await.unwrap();
+    // What the message said is kept with its delivery record.
+    store
+        .record_message_text(&[claimed[0].id], "disk full\n\nHost: db1\n")
+        .await
+        .unwrap();
+    let messages = store.alert_messages(alert.id).await.unwrap();
+    let sent = messages.iter().find(|m| m.id == claimed[0].id).unwrap();
+    assert_eq!(
+        (sent.state.as_str(), sent.text.as_deref()),
+        ("sent", Some("disk full\n\nHost: db1\n"))
+    );
+    assert!(messages.iter().all(|m| m.id == sent.id || m.text.is_none()));
     // Bob's page, held back by a rate limit: still pending, due again at 7_000, no attempt.
     let bobs = store
         .claim_pages(us(5_000), TimeDelta::minutes(1), 10)
@@ -835,6 +848,33 @@ async fn alert_story(store: &Store) {
         .await
         .unwrap();
     assert!(created && fresh.id != alert.id);
+    // A stretch that raises the urgency makes the alert high, once, and keeps when; the
+    // urgency at the trigger (low) is still what its timeline is computed from.
+    assert_eq!(fresh.urgency, Urgency::Low);
+    let raise = PagingRecord {
+        alert_id: fresh.id,
+        paged_from: fresh.paged_until,
+        paged_until: us(5_000),
+        log: vec![(
+            us(5_000),
+            "urgency_raised".into(),
+            String::new(),
+            "low → high".into(),
+        )],
+        pages: Vec::new(),
+        raised_at: Some(us(5_000)),
+    };
+    assert!(store.record_paging(&raise, us(5_000)).await.unwrap());
+    let raised = store.alert(fresh.id).await.unwrap().unwrap();
+    assert_eq!(
+        (raised.urgency, raised.raised_at, raised.triggered_urgency()),
+        (Urgency::High, Some(us(5_000)), Urgency::Low)
+    );
+    let listed = store
+        .list_alerts(project.id, Some("open"), 10)
+        .await
+        .unwrap();
+    assert_eq!(listed[0].urgency, Urgency::High);
     assert_eq!(
         store
             .open_alert_by_dedup(project.id, "db1")

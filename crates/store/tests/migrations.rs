@@ -91,6 +91,7 @@ async fn queued_messages_survive(store: &Store) {
             urgency: Urgency::High,
             due_at: us(20_000),
         }],
+        raised_at: None,
     };
     assert!(store.record_paging(&record, us(20_000)).await.unwrap());
     let later = store

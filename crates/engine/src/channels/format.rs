@@ -17,6 +17,8 @@ use serde_json::{Value, json};
 use sha2::Sha256;
 
 use super::Failure;
+use super::evidence::{Evidence, Outlook};
+use super::gather::Explained;
 
 /// A summary lists this many alerts at most, then how many more.
 const SUMMARY_LINES: usize = 20;
@@ -31,6 +33,11 @@ pub struct Message {
     /// The text without markup: an email's body, and the text of a chat message that lists
     /// no alerts.
     pub text: String,
+    /// An email's HTML part (the same words as `text`), when the message has one.
+    pub html: Option<String>,
+    /// A chat message's text below the title, when it differs from `text`: a single alert's
+    /// evidence (its line with the links comes first), an event's sentence and evidence.
+    pub chat: Option<String>,
     /// The alerts a page is about, with their links (empty for other messages).
     pub alerts: Vec<AlertLine>,
     /// A page at high urgency: ntfy and Pushover raise their priority.
@@ -59,6 +66,8 @@ impl Message {
             title: title.to_string(),
             subject: title.to_string(),
             text: text.to_string(),
+            html: None,
+            chat: None,
             alerts: Vec::new(),
             high: false,
             json: json!({"message": {"title": title, "text": text}}),
@@ -67,28 +76,45 @@ impl Message {
     }
 
     /// A page to one person's address: one alert, or a summary of several (`links` are each
-    /// alert's acknowledge and resolve links, in order).
-    pub fn page(pages: &[&PageDelivery], links: &[(String, String)]) -> Message {
+    /// alert's acknowledge and resolve links, `explained` each alert's evidence, in order).
+    pub fn page(
+        pages: &[&PageDelivery],
+        links: &[(String, String)],
+        explained: &[Explained],
+    ) -> Message {
         let first = pages[0];
         let high = pages.iter().any(|p| p.urgency == Urgency::High);
         let urgency = if high { "HIGH" } else { "LOW" };
-        let title = match pages {
-            [one] => format!("[{urgency}] {} ({})", one.summary, one.service),
-            many => format!("[{urgency}] {} alerts for {}", many.len(), first.person),
+        let title = match (pages, explained) {
+            (
+                [_],
+                [
+                    Explained {
+                        check: Some(name),
+                        evidence,
+                        ..
+                    },
+                ],
+            ) => format!("[{urgency}] {name}: {}", evidence.headline),
+            ([one], _) => format!("[{urgency}] {} ({})", one.summary, one.service),
+            (many, _) => format!("[{urgency}] {} alerts for {}", many.len(), first.person),
         };
         let alerts: Vec<AlertLine> = pages
             .iter()
             .zip(links)
-            .map(|(p, (ack, resolve))| AlertLine {
+            .enumerate()
+            .map(|(i, (p, (ack, resolve)))| AlertLine {
                 id: p.alert_id,
-                summary: p.summary.clone(),
+                summary: explained
+                    .get(i)
+                    .map_or_else(|| p.summary.clone(), Explained::sentence),
                 service: p.service.clone(),
                 acknowledge: ack.clone(),
                 resolve: resolve.clone(),
             })
             .collect();
-        let one = |p: &PageDelivery, (ack, resolve): &(String, String)| {
-            json!({
+        let one = |i: usize, p: &PageDelivery, (ack, resolve): &(String, String)| {
+            let mut json = json!({
                 "alert": {
                     "id": p.alert_id,
                     "summary": p.summary,
@@ -99,21 +125,54 @@ impl Message {
                 "urgency": p.urgency,
                 "person": p.person,
                 "links": { "acknowledge": ack, "resolve": resolve },
-            })
+            });
+            if let Some(e) = explained.get(i) {
+                json["evidence"] = json!(e.evidence);
+                json["outlook"] = json!(e.outlook);
+            }
+            json
+        };
+        let single = match (&alerts[..], explained) {
+            ([alert], [e]) => Some((alert, e)),
+            _ => None,
+        };
+        let (text, chat, html) = match single {
+            Some((alert, e)) => {
+                let sentence = e.sentence();
+                let plain = block(&e.evidence, Some(&e.outlook), Fence::Indent);
+                let mut text = format!("{sentence}\n\n{plain}");
+                text.push_str(&format!(
+                    "\nAcknowledge: {}\nResolve: {}\n",
+                    alert.acknowledge, alert.resolve
+                ));
+                if let Some(snapshot) = &e.evidence.snapshot {
+                    text.push_str(&format!("\nSnapshot:\n{}\n", snapshot.full));
+                }
+                text.push_str(&format!(
+                    "\nAlert #{} on service {} ({})\n",
+                    alert.id, alert.service, first.dedup_key
+                ));
+                let chat = block(&e.evidence, Some(&e.outlook), Fence::Backticks);
+                let html = page_html(&title, alert, e);
+                (text, Some(chat.trim_end().to_string()), Some(html))
+            }
+            None => (page_text(&alerts), None, None),
         };
         let json = match pages {
-            [single] => one(single, &links[0]),
+            [single] => one(0, single, &links[0]),
             many => json!({
                 "summary_of": many.len(),
                 "person": first.person,
                 "urgency": if high { "high" } else { "low" },
-                "pages": many.iter().zip(links).map(|(p, l)| one(p, l)).collect::<Vec<_>>(),
+                "pages": many.iter().zip(links).enumerate().map(|(i, (p, l))| one(i, p, l)).collect::<Vec<_>>(),
             }),
         };
         Message {
-            subject: format!("[keepwatch] {title}"),
+            subject: title.clone(),
             title,
-            text: page_text(&alerts),
+            text,
+            html,
+            chat,
             alerts,
             high,
             json,
@@ -122,8 +181,13 @@ impl Message {
     }
 
     /// A check's event for a channel: the event, its runs and the check as it is now
-    /// (`check`, when it still exists).
-    pub fn event(delivery: &Delivery, check: Option<&CheckRow>, site_url: &str) -> Message {
+    /// (`check`, when it still exists), explained by `evidence` when there is one.
+    pub fn event(
+        delivery: &Delivery,
+        check: Option<&CheckRow>,
+        site_url: &str,
+        evidence: Option<&Evidence>,
+    ) -> Message {
         let payload: Value = serde_json::from_str(&delivery.payload).unwrap_or_default();
         let uuid = payload["check_uuid"].as_str().unwrap_or_default();
         let check = match check {
@@ -146,22 +210,49 @@ impl Message {
             "other_run": payload["other_run"],
             "exit_status": payload["exit_status"],
         });
-        // Present only on the events that have them: overlaps beside strays, anomalies.
-        for key in ["strays", "anomaly"] {
+        // Present only on the events that have them: overlaps beside strays, anomalies, and
+        // what a hung run's runner sent.
+        for key in ["strays", "anomaly", "snapshot", "watch"] {
             if !payload[key].is_null() {
                 json[key] = payload[key].clone();
             }
         }
         let name = json["check"]["name"].as_str().filter(|n| !n.is_empty());
-        let name = name.or(json["check"]["uuid"].as_str()).unwrap_or("check");
-        let headline = headline(&delivery.event_kind);
-        let title = format!("{name}: {headline}");
+        let name = name
+            .or(json["check"]["uuid"].as_str())
+            .unwrap_or("check")
+            .to_string();
+        let fallback = Evidence {
+            headline: delivery.event_kind.clone(),
+            sentence: headline(&delivery.event_kind).to_string(),
+            host: None,
+            output: Vec::new(),
+            snapshot: None,
+            watch: Vec::new(),
+        };
+        let evidence = evidence.unwrap_or(&fallback);
+        json["evidence"] = json!(evidence);
+        let title = format!("{name}: {}", evidence.headline);
+        let sentence = format!("{name}: {}", evidence.sentence);
+        let mut text = format!("{sentence}\n");
+        let plain = block(evidence, None, Fence::Indent);
+        if !plain.is_empty() {
+            text.push_str(&format!("\n{plain}"));
+        }
+        if let Some(snapshot) = &evidence.snapshot {
+            text.push_str(&format!("\nSnapshot:\n{}\n", snapshot.full));
+        }
+        if let Some(url) = json["check"]["url"].as_str() {
+            text.push_str(&format!("\nCheck: {url}\n"));
+        }
+        json["text"] = json!(text);
+        let html = event_html(&title, &sentence, evidence);
+        let chat = block(evidence, None, Fence::Backticks);
         Message {
             subject: format!("[keepwatch] {title}"),
-            text: format!(
-                "{headline}\n\n{}\n",
-                serde_json::to_string_pretty(&json).unwrap_or_default()
-            ),
+            text,
+            html: Some(html),
+            chat: Some(format!("{sentence}\n{chat}").trim_end().to_string()),
             title,
             alerts: Vec::new(),
             high: false,
@@ -173,12 +264,14 @@ impl Message {
         }
     }
 
-    /// The text of a chat message: the alerts in `style`, or the plain text.
+    /// The text of a chat message: the alerts in `style` and a single alert's evidence, or
+    /// the chat text of a message without alerts, or the plain text.
     fn chat_text(&self, style: fn(&AlertLine) -> String) -> String {
-        if self.alerts.is_empty() {
-            self.text.clone()
-        } else {
-            lines(&self.alerts, style)
+        match (&self.alerts[..], &self.chat) {
+            ([], Some(chat)) => chat.clone(),
+            ([], None) => self.text.clone(),
+            (alerts, Some(chat)) => format!("{}\n{chat}", lines(alerts, style)),
+            (alerts, None) => lines(alerts, style),
         }
     }
 
@@ -208,6 +301,130 @@ pub fn page_text(alerts: &[AlertLine]) -> String {
             a.id, a.summary, a.service, a.acknowledge, a.resolve
         )
     })
+}
+
+/// How a block shows the lines of output.
+#[derive(Clone, Copy)]
+enum Fence {
+    /// Indented by four spaces (plain text).
+    Indent,
+    /// In a ``` block (Slack, Discord, Teams and Telegram show it as code).
+    Backticks,
+}
+
+/// The evidence below a message's first sentence, one fact a line: host, urgency and why,
+/// what happens next, watched processes, the snapshot's summary, the last lines of output.
+fn block(e: &Evidence, outlook: Option<&Outlook>, fence: Fence) -> String {
+    let mut out = String::new();
+    if let Some(host) = &e.host {
+        out.push_str(&format!("Host: {host}\n"));
+    }
+    if let Some(o) = outlook {
+        let urgency = o.urgency.as_str().to_uppercase();
+        out.push_str(&format!("Urgency: {urgency}, {}\n", o.why));
+        if let Some(next) = &o.next {
+            out.push_str(&format!("Next: {next}\n"));
+        }
+    }
+    for process in &e.watch {
+        out.push_str(&format!("Watched: {process}\n"));
+    }
+    if let Some(snapshot) = &e.snapshot {
+        out.push_str(&format!("Snapshot: {}\n", snapshot.summary));
+    }
+    if !e.output.is_empty() {
+        out.push_str("Last output:\n");
+        match fence {
+            Fence::Indent => {
+                for line in &e.output {
+                    out.push_str(&format!("    {line}\n"));
+                }
+            }
+            Fence::Backticks => {
+                out.push_str(&format!("```\n{}\n```\n", e.output.join("\n")));
+            }
+        }
+    }
+    out
+}
+
+/// Text made safe inside HTML.
+fn escape(text: &str) -> String {
+    text.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+        .replace('"', "&quot;")
+}
+
+/// The HTML rows of the evidence (the same facts as [`block`]).
+fn html_facts(e: &Evidence, outlook: Option<&Outlook>) -> String {
+    let mut rows = String::new();
+    let mut row = |name: &str, value: &str| {
+        rows.push_str(&format!(
+            "<tr><th align=\"left\">{name}</th><td>{}</td></tr>\n",
+            escape(value)
+        ));
+    };
+    if let Some(host) = &e.host {
+        row("Host", host);
+    }
+    if let Some(o) = outlook {
+        row(
+            "Urgency",
+            &format!("{}, {}", o.urgency.as_str().to_uppercase(), o.why),
+        );
+        if let Some(next) = &o.next {
+            row("Next", next);
+        }
+    }
+    for process in &e.watch {
+        row("Watched", process);
+    }
+    if let Some(snapshot) = &e.snapshot {
+        row("Snapshot", &snapshot.summary);
+    }
+    let mut out = String::new();
+    if !rows.is_empty() {
+        out.push_str(&format!("<table>\n{rows}</table>\n"));
+    }
+    if !e.output.is_empty() {
+        out.push_str(&format!(
+            "<p>Last output:</p>\n<pre>{}</pre>\n",
+            escape(&e.output.join("\n"))
+        ));
+    }
+    if let Some(snapshot) = &e.snapshot {
+        out.push_str(&format!(
+            "<p>Snapshot:</p>\n<pre>{}</pre>\n",
+            escape(&snapshot.full)
+        ));
+    }
+    out
+}
+
+/// A page's HTML part: the sentence, the evidence, and the links as buttons.
+fn page_html(title: &str, alert: &AlertLine, e: &Explained) -> String {
+    format!(
+        "<html><body>\n<h2>{}</h2>\n<p>{}</p>\n{}<p><a href=\"{}\">Acknowledge</a> · \
+         <a href=\"{}\">Resolve</a></p>\n<p>Alert #{} on service {}</p>\n</body></html>\n",
+        escape(title),
+        escape(&e.sentence()),
+        html_facts(&e.evidence, Some(&e.outlook)),
+        escape(&alert.acknowledge),
+        escape(&alert.resolve),
+        alert.id,
+        escape(&alert.service),
+    )
+}
+
+/// A channel event's HTML part.
+fn event_html(title: &str, sentence: &str, e: &Evidence) -> String {
+    format!(
+        "<html><body>\n<h2>{}</h2>\n<p>{}</p>\n{}</body></html>\n",
+        escape(title),
+        escape(sentence),
+        html_facts(e, None),
+    )
 }
 
 fn headline(kind: &str) -> &'static str {
@@ -277,6 +494,8 @@ pub enum Request {
         to: String,
         subject: String,
         body: String,
+        /// The HTML alternative of `body`, when the message has one.
+        html: Option<String>,
     },
     Post {
         url: String,
@@ -319,6 +538,7 @@ pub fn render(kind: ContactKind, address: &str, message: &Message) -> Result<Req
             to: address.to_string(),
             subject: message.subject.clone(),
             body: message.text.clone(),
+            html: message.html.clone(),
         },
         ContactKind::Slack => {
             let text = message.chat_text(slack_line);
@@ -394,7 +614,10 @@ pub fn render(kind: ContactKind, address: &str, message: &Message) -> Result<Req
                             alert.acknowledge, alert.resolve
                         ),
                     ));
-                    format!("Alert #{} on {}", alert.id, alert.service)
+                    let evidence = message.chat.as_deref().unwrap_or_default();
+                    format!("{}\n{evidence}", alert.summary)
+                        .trim_end()
+                        .to_string()
                 }
                 None => message.text.clone(),
             };
@@ -520,6 +743,8 @@ mod tests {
             title: "[HIGH] job 1 is down (billing)".into(),
             subject: "[keepwatch] [HIGH] job 1 is down (billing)".into(),
             text: page_text(&alerts),
+            html: None,
+            chat: None,
             alerts,
             high: true,
             json: json!({"alert": {"id": 1}}),
@@ -584,7 +809,7 @@ mod tests {
                             .into()
                     ),
                 ],
-                body: Body::Text("Alert #1 on billing".into()),
+                body: Body::Text("job 1 is down".into()),
             }
         );
     }
@@ -661,6 +886,7 @@ mod tests {
                 to: "bob@example.com".into(),
                 subject: "keepwatch: verify this contact".into(),
                 body: "Your code is 123456.".into(),
+                html: None,
             }
         );
         let refused = render(
@@ -685,5 +911,220 @@ mod tests {
         assert_eq!(split_query_param("not a url", "token"), None);
         assert_eq!(truncate("abcdef", 4), "abc…");
         assert_eq!(truncate("abc", 4), "abc");
+    }
+
+    fn hung_page() -> Message {
+        use crate::channels::evidence::Snapshot;
+        let page = PageDelivery {
+            id: 7,
+            alert_id: 6,
+            person: "alice".into(),
+            contact: "email".into(),
+            address: "alice@example.com".into(),
+            urgency: Urgency::High,
+            attempts: 0,
+            summary: "Nightly: hung for 30 min".into(),
+            service: "billing".into(),
+            dedup_key: "check:0b6a".into(),
+            status: keepwatch_core::alert::AlertStatus::Triggered,
+        };
+        let explained = Explained {
+            check: Some("Nightly".into()),
+            evidence: Evidence {
+                headline: "hung for 1 h 02 min".into(),
+                sentence: "hung: running for 1 h 02 min, usually 5 min; pid 21507 on web1".into(),
+                host: Some("web1".into()),
+                output: vec!["fetched 12 events".into(), "waiting for lock".into()],
+                snapshot: Some(Snapshot {
+                    summary: "2 processes".into(),
+                    full: "21507 D flock".into(),
+                }),
+                watch: Vec::new(),
+            },
+            outlook: Outlook {
+                urgency: Urgency::High,
+                why: "raised from low after 10 min unacknowledged".into(),
+                next: Some("Bob by phone at 02:15 MST if not acknowledged".into()),
+            },
+        };
+        let links = [(
+            "https://kw.example/a/6.ack".to_string(),
+            "https://kw.example/a/6.resolve".to_string(),
+        )];
+        Message::page(&[&page], &links, &[explained])
+    }
+
+    /// One hung page in every format, exactly: a change to what a page says shows here.
+    #[test]
+    fn a_hung_page_reads_the_same_evidence_in_every_format() {
+        let message = hung_page();
+        let evidence = "Host: web1\n\
+            Urgency: HIGH, raised from low after 10 min unacknowledged\n\
+            Next: Bob by phone at 02:15 MST if not acknowledged\n\
+            Snapshot: 2 processes\n\
+            Last output:\n";
+        let Request::Email {
+            subject,
+            body,
+            html,
+            ..
+        } = render(ContactKind::Email, "alice@example.com", &message).unwrap()
+        else {
+            panic!("an email")
+        };
+        assert_eq!(subject, "[HIGH] Nightly: hung for 1 h 02 min");
+        assert_eq!(
+            body,
+            format!(
+                "Nightly: hung: running for 1 h 02 min, usually 5 min; pid 21507 on web1\n\n\
+                 {evidence}    fetched 12 events\n    waiting for lock\n\n\
+                 Acknowledge: https://kw.example/a/6.ack\n\
+                 Resolve: https://kw.example/a/6.resolve\n\n\
+                 Snapshot:\n21507 D flock\n\n\
+                 Alert #6 on service billing (check:0b6a)\n"
+            )
+        );
+        let html = html.unwrap();
+        assert!(
+            html.contains("<pre>fetched 12 events\nwaiting for lock</pre>")
+                && html.contains("<a href=\"https://kw.example/a/6.ack\">Acknowledge</a>")
+                && html.contains("<th align=\"left\">Next</th><td>Bob by phone at 02:15 MST if not acknowledged</td>"),
+            "{html}"
+        );
+        let chat_evidence = format!("{evidence}```\nfetched 12 events\nwaiting for lock\n```");
+        let slack = render(ContactKind::Slack, "https://hooks.slack.com/x", &message).unwrap();
+        assert_eq!(
+            json_body(&slack)["text"],
+            format!(
+                "*[HIGH] Nightly: hung for 1 h 02 min*\n\
+                 #6 Nightly: hung: running for 1 h 02 min, usually 5 min; pid 21507 on web1 (billing): \
+                 <https://kw.example/a/6.ack|Acknowledge> · <https://kw.example/a/6.resolve|Resolve>\n\
+                 {chat_evidence}"
+            )
+        );
+        let discord = render(ContactKind::Discord, "https://discord.com/api/w", &message);
+        assert_eq!(
+            json_body(&discord.unwrap())["content"],
+            format!(
+                "**[HIGH] Nightly: hung for 1 h 02 min**\n\
+                 #6 Nightly: hung: running for 1 h 02 min, usually 5 min; pid 21507 on web1 (billing): \
+                 [Acknowledge](https://kw.example/a/6.ack) · [Resolve](https://kw.example/a/6.resolve)\n\
+                 {chat_evidence}"
+            )
+        );
+        let teams = render(
+            ContactKind::Teams,
+            "https://x.webhook.office.com/w",
+            &message,
+        );
+        let card = json_body(&teams.unwrap());
+        assert_eq!(
+            card["attachments"][0]["content"]["body"][1]["text"],
+            json_body(&discord_of(&message))["content"]
+                .as_str()
+                .unwrap()
+                .split_once('\n')
+                .unwrap()
+                .1
+        );
+        let telegram = "https://api.telegram.org/bot1:A/sendMessage?chat_id=-5";
+        let body = json_body(&render(ContactKind::Telegram, telegram, &message).unwrap());
+        assert_eq!(
+            body["text"],
+            format!("[HIGH] Nightly: hung for 1 h 02 min\n{}", message.text)
+        );
+        let pushover = "https://api.pushover.net/1/messages.json?token=a&user=b";
+        let Request::Post {
+            body: Body::Form(form),
+            ..
+        } = render(ContactKind::Pushover, pushover, &message).unwrap()
+        else {
+            panic!("pushover is a form")
+        };
+        assert_eq!(form[3], ("message", message.text.clone()));
+        let ntfy = render(ContactKind::Ntfy, "https://ntfy.sh/oncall", &message).unwrap();
+        let Request::Post { body, .. } = ntfy else {
+            panic!("ntfy is a post")
+        };
+        assert_eq!(
+            body,
+            Body::Text(format!(
+                "Nightly: hung: running for 1 h 02 min, usually 5 min; pid 21507 on web1\n{chat_evidence}"
+            ))
+        );
+        let webhook = render(ContactKind::Webhook, "https://hooks.example/in", &message);
+        let json = json_body(&webhook.unwrap());
+        assert_eq!(
+            json["evidence"]["sentence"],
+            "hung: running for 1 h 02 min, usually 5 min; pid 21507 on web1"
+        );
+        assert_eq!(
+            json["evidence"]["output"],
+            json!(["fetched 12 events", "waiting for lock"])
+        );
+        assert_eq!(json["evidence"]["snapshot"]["full"], "21507 D flock");
+        assert_eq!(
+            json["outlook"],
+            json!({
+                "urgency": "high",
+                "why": "raised from low after 10 min unacknowledged",
+                "next": "Bob by phone at 02:15 MST if not acknowledged",
+            })
+        );
+    }
+
+    fn discord_of(message: &Message) -> Request {
+        render(ContactKind::Discord, "https://discord.com/api/w", message).unwrap()
+    }
+
+    /// A channel's event email is readable text, with the evidence, and no JSON.
+    #[test]
+    fn a_channel_event_email_is_text_not_json() {
+        let delivery = Delivery {
+            outbox_id: 3,
+            channel_id: 1,
+            attempts: 0,
+            event_kind: "overlap".into(),
+            payload: json!({"kind": "overlap", "at": "2026-03-07T07:00:00Z", "check_uuid": "0b6a"})
+                .to_string(),
+            channel_kind: "email".into(),
+            channel_name: "ops".into(),
+            channel_config: json!({"to": "ops@example.com"}).to_string(),
+        };
+        let evidence = Evidence {
+            headline: "another copy is running (pid 26458)".into(),
+            sentence: "overlap: another copy is running since 23:58: pid 26458 `/bin/bash /opt/jobs/nightly.sh --all`".into(),
+            host: Some("web1".into()),
+            output: Vec::new(),
+            snapshot: None,
+            watch: Vec::new(),
+        };
+        let message = Message::event(&delivery, None, "https://kw.example", Some(&evidence));
+        let Request::Email {
+            subject,
+            body,
+            html,
+            ..
+        } = render(ContactKind::Email, "ops@example.com", &message).unwrap()
+        else {
+            panic!("an email")
+        };
+        assert_eq!(
+            subject,
+            "[keepwatch] 0b6a: another copy is running (pid 26458)"
+        );
+        assert_eq!(
+            body,
+            "0b6a: overlap: another copy is running since 23:58: pid 26458 \
+             `/bin/bash /opt/jobs/nightly.sh --all`\n\nHost: web1\n"
+        );
+        assert!(html.unwrap().contains(
+            "<p>0b6a: overlap: another copy is running since 23:58: pid 26458 \
+             `/bin/bash /opt/jobs/nightly.sh --all`</p>"
+        ));
+        let webhook = render(ContactKind::Webhook, "https://hooks.example/in", &message);
+        let json = json_body(&webhook.unwrap());
+        assert_eq!(json["event"], "overlap");
+        assert_eq!(json["evidence"]["host"], "web1");
     }
 }

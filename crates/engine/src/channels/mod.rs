@@ -8,10 +8,15 @@
 //!   destination checks, SMTP), or a [`RecordingTransport`] that keeps what it is given, for
 //!   tests and drills. Either answers with what the receiver said, or a [`Failure`].
 //!
+//! - [`evidence`]: why a message is sent, in words (pure), from the facts [`gather`] reads:
+//!   every format above, and the API's alert view, say the same.
+//!
 //! Pages, channel events and verification codes all go through here: one set of formats, one
 //! signing routine, one mapping of a receiver's answer to a result.
 
+pub mod evidence;
 pub mod format;
+pub mod gather;
 pub mod transport;
 
 pub use format::{AlertLine, Body, Message, Request, one_line, render, sign};

@@ -12,7 +12,7 @@ use std::pin::Pin;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use lettre::message::{Mailbox, header::ContentType};
+use lettre::message::{Mailbox, MultiPart, header::ContentType};
 use lettre::transport::smtp::authentication::Credentials;
 use lettre::{AsyncSmtpTransport, AsyncTransport, Tokio1Executor};
 use serde::Deserialize;
@@ -213,8 +213,15 @@ impl LiveTransport {
         }
     }
 
-    /// Sends a plain-text email to one or more comma-separated addresses.
-    async fn email(&self, to: &str, subject: &str, body: String) -> Result<String, Failure> {
+    /// Sends an email to one or more comma-separated addresses: plain text, with an HTML
+    /// alternative when there is one (mail clients show the HTML, others the text).
+    async fn email(
+        &self,
+        to: &str,
+        subject: &str,
+        body: String,
+        html: Option<String>,
+    ) -> Result<String, Failure> {
         let Some((transport, from)) = &self.smtp else {
             return Err("no SMTP server is configured (smtp.host) to send email".into());
         };
@@ -229,10 +236,11 @@ impl LiveTransport {
                 .map_err(|e| Failure::permanent(format!("bad recipient `{to}`: {e}")))?;
             builder = builder.to(to);
         }
-        let email = builder
-            .header(ContentType::TEXT_PLAIN)
-            .body(body)
-            .map_err(|e| Failure::permanent(format!("cannot build email: {e}")))?;
+        let email = match html {
+            Some(html) => builder.multipart(MultiPart::alternative_plain_html(body, html)),
+            None => builder.header(ContentType::TEXT_PLAIN).body(body),
+        };
+        let email = email.map_err(|e| Failure::permanent(format!("cannot build email: {e}")))?;
         let response = transport.send(email).await.map_err(|e| Failure {
             detail: format!("SMTP failed: {e}"),
             // A 5xx answer (unknown mailbox) will not change on a retry.
@@ -247,7 +255,12 @@ impl Transport for LiveTransport {
     fn send(&self, request: Request) -> Sent<'_> {
         Box::pin(async move {
             match request {
-                Request::Email { to, subject, body } => self.email(&to, &subject, body).await,
+                Request::Email {
+                    to,
+                    subject,
+                    body,
+                    html,
+                } => self.email(&to, &subject, body, html).await,
                 Request::Post { url, headers, body } => self.post(&url, &headers, body).await,
             }
         })

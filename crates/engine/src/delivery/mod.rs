@@ -29,7 +29,7 @@ use tokio::task::JoinSet;
 
 use crate::EngineConfig;
 use crate::channels::format::channel_address;
-use crate::channels::{Failure, Message, Transport, render};
+use crate::channels::{Failure, Message, Transport, gather, render};
 use crate::clock::Clock;
 use crate::destination::{HELD_PER_DESTINATION, HELD_PER_SLOT, Held, Lanes, destination_of};
 use crate::lease::{Lease, Work};
@@ -349,7 +349,25 @@ async fn send_event(
     let payload: serde_json::Value = serde_json::from_str(&delivery.payload).unwrap_or_default();
     let uuid = payload["check_uuid"].as_str().unwrap_or_default();
     let check = store.check_by_uuid(uuid).await.ok().flatten();
-    let message = Message::event(delivery, check.as_ref(), site_url);
+    // Explained as of the event (a hung run's duration then), whenever it is sent.
+    let at = payload["at"]
+        .as_str()
+        .and_then(|t| DateTime::parse_from_rfc3339(t).ok())
+        .map_or_else(Utc::now, |t| t.to_utc());
+    let evidence = match &check {
+        Some(row) => gather::event(store, row, &delivery.event_kind, &payload, at)
+            .await
+            .ok()
+            .map(|(_, evidence)| evidence),
+        None => None,
+    };
+    let message = Message::event(delivery, check.as_ref(), site_url, evidence.as_ref());
+    if let Err(e) = store
+        .record_message_text(&[delivery.outbox_id], &message.text)
+        .await
+    {
+        tracing::warn!(error = %e, "cannot record a message's text");
+    }
     let request = render(kind, &address, &message)?;
     transport.send(request).await.map_err(|mut e| {
         if e.detail.starts_with("answered") {

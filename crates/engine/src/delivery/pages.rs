@@ -13,7 +13,7 @@ use sha2::Sha256;
 
 use super::{Context, retry_after};
 use crate::EngineConfig;
-use crate::channels::{Failure, Message, render};
+use crate::channels::{Failure, Message, gather, render};
 
 /// This many pages (or more) to one address in one round go out as one summary message.
 pub const SUMMARY_AT: usize = 3;
@@ -260,7 +260,25 @@ async fn send_page(
         .iter()
         .map(|p| links.links(p.alert_id, &p.person, now))
         .collect();
-    let request = render(kind, &page.address, &Message::page(pages, &links))?;
+    // Each alert explained as of now; one that cannot be read is paged with its summary.
+    let mut explained = Vec::with_capacity(pages.len());
+    for page in pages {
+        let alert = context.store.alert(page.alert_id).await.ok().flatten();
+        let Some(alert) = alert else { break };
+        match gather::alert(&context.store, &alert, now).await {
+            Ok(e) => explained.push(e),
+            Err(_) => break,
+        }
+    }
+    if explained.len() != pages.len() {
+        explained.clear();
+    }
+    let message = Message::page(pages, &links, &explained);
+    let ids: Vec<i64> = pages.iter().map(|p| p.id).collect();
+    if let Err(e) = context.store.record_message_text(&ids, &message.text).await {
+        tracing::warn!(error = %e, "cannot record a message's text");
+    }
+    let request = render(kind, &page.address, &message)?;
     context.transport.send(request).await
 }
 

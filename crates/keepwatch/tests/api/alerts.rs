@@ -105,7 +105,7 @@ urgency = "high"
         page.headers["x-keepwatch-signature"].to_str().unwrap(),
         sign("s3cret", &page.body)
     );
-    assert_eq!(body["alert"]["summary"], "nightly is down");
+    assert_eq!(body["alert"]["summary"], "nightly: missed its run");
     assert_eq!(body["alert"]["service"], "billing");
     assert_eq!(body["alert"]["dedup_key"], format!("check:{uuid}"));
     assert_eq!(body["urgency"], "high");
@@ -115,7 +115,7 @@ urgency = "high"
         .unwrap()
         .to_string();
     assert!(
-        text.contains("nightly is down") && text.contains("|Acknowledge>"),
+        text.contains("nightly: missed its ") && text.contains("|Acknowledge>"),
         "{text}"
     );
     let alerts = open_alerts(&app).await;
@@ -458,7 +458,7 @@ async fn links_expire_and_alerts_without_a_service_are_recorded_as_unrouted() {
     app.ping("GET", &format!("/ping/{uuid}/fail"), None).await;
     // The first delivery fails (HTTP 500) and is retried with backoff.
     let first = hook.next().await.json();
-    assert_eq!(first["alert"]["summary"], "a is failed");
+    assert_eq!(first["alert"]["summary"], "a: failed");
     let id = first["alert"]["id"].as_i64().unwrap();
     // Once the failure is recorded (retry due in 10 s), move the clock past it.
     wait_for_log_entry(&app, id, "notify_failed").await;
@@ -712,11 +712,11 @@ async fn teams_telegram_and_pushover_pages_carry_the_alert_and_its_links() {
 
     let message = telegram.next().await.json();
     assert_eq!(message["chat_id"], "-10042");
+    // The title, then what happened and the evidence (the events API's source is the host).
+    let text = message["text"].as_str().unwrap();
     assert!(
-        message["text"]
-            .as_str()
-            .unwrap()
-            .starts_with("[HIGH] disk full (billing)\n#")
+        text.starts_with("[HIGH] disk full (billing)\ndisk full\n\nHost: db\n"),
+        "{text}"
     );
     let buttons = &message["reply_markup"]["inline_keyboard"][0];
     assert_eq!(
@@ -786,7 +786,7 @@ policy = "bob"
     assert_eq!(status, StatusCode::OK);
     app.advance(TimeDelta::seconds(121));
     let page = alice.next().await.json();
-    assert_eq!(page["alert"]["summary"], "invoices is down");
+    assert_eq!(page["alert"]["summary"], "invoices: missed its run");
     assert_eq!(page["alert"]["service"], "billing");
     app.engine.settled().await;
     assert!(bob.is_empty(), "the default service's person was paged");
@@ -796,11 +796,11 @@ policy = "bob"
     app.ping("GET", &format!("/ping/{uuid}"), None).await;
     let other = uuid_of(&app.create_check(json!({"name": "web"})).await);
     app.ping("GET", &format!("/ping/{other}/fail"), None).await;
-    assert_eq!(bob.next().await.json()["alert"]["summary"], "web is failed");
+    assert_eq!(bob.next().await.json()["alert"]["summary"], "web: failed");
     let open = open_alerts(&app).await;
     assert!(
         open.iter()
-            .any(|a| a["summary"] == "invoices is down" && a["status"] == "triggered"),
+            .any(|a| a["summary"] == "invoices: missed its run" && a["status"] == "triggered"),
         "{open:?}"
     );
 }
@@ -904,10 +904,27 @@ raise_after = 10
     let first =
         eventually(|| async { (emails() == 1).then(|| mailbox.0.lock().unwrap()[0].clone()) })
             .await;
+    assert!(first.contains("To: alice@example.com"), "{first}");
+    // The page says why, in words, in both parts: the missed run in the check's zone, the
+    // last success, the urgency and why, what happens next, and the links.
+    let (subject, plain, html) = crate::notifications::email_parts(&first);
+    assert_eq!(subject, "[LOW] nightly: missed its 00:00 run");
+    let sentence = "nightly: missed its 00:00 run (America/Denver); \
+                    last success Fri 23:00, 1 h 01 min ago";
+    assert!(plain.starts_with(&format!("{sentence}\n\n")), "{plain}");
+    for line in [
+        "Urgency: LOW, triggered outside support hours (America/Denver)",
+        "Next: raised to high urgency at 00:11 MST if not acknowledged",
+        "Acknowledge: http://",
+        "Resolve: http://",
+    ] {
+        assert!(plain.contains(line), "{line:?} not in {plain}");
+    }
     assert!(
-        first.contains("To: alice@example.com")
-            && first.contains("[LOW] nightly is down (billing)"),
-        "{first}"
+        html.contains(&format!("<p>{sentence}</p>"))
+            && html.contains("triggered outside support hours (America/Denver)")
+            && html.contains(">Acknowledge</a>"),
+        "{html}"
     );
     let alert = open_alerts(&app).await[0].clone();
     let id = alert["id"].as_i64().unwrap();
@@ -924,7 +941,48 @@ raise_after = 10
     let push = alice_ntfy.next().await;
     assert_eq!(push.headers["priority"], "5");
     eventually(|| async { (emails() == 2).then_some(()) }).await;
-    assert!(mailbox.0.lock().unwrap()[1].contains("[HIGH] nightly is down"));
+    let (subject, plain, _) =
+        crate::notifications::email_parts(&mailbox.0.lock().unwrap()[1].clone());
+    assert_eq!(subject, "[HIGH] nightly: missed its 00:00 run");
+    assert!(
+        plain.contains("Urgency: HIGH, raised from low after 10 min unacknowledged"),
+        "{plain}"
+    );
+    // Raised: the alert reads high everywhere from now on, and its log says when and why.
+    let raised = get_alert(&app, id).await;
+    assert_eq!(
+        (raised["urgency"].as_str(), raised["raised_at"].as_str()),
+        (Some("high"), Some("2026-11-28T07:11:00Z"))
+    );
+    assert_eq!(open_alerts(&app).await[0]["urgency"], "high");
+    let why = raised["log"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["kind"] == "urgency_raised");
+    assert_eq!(
+        why.unwrap()["detail"],
+        "low → high: not acknowledged within 10 min"
+    );
+    // The API explains it as the pages do, and keeps what each page said.
+    assert_eq!(
+        raised["evidence"]["sentence"],
+        "missed its 00:00 run (America/Denver); last success Fri 23:00, 1 h 01 min ago"
+    );
+    assert_eq!(raised["outlook"]["urgency"], "high");
+    let texts: Vec<&str> = raised["messages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|m| m["state"] == "sent" && m["contact"] == "email")
+        .filter_map(|m| m["text"].as_str())
+        .collect();
+    assert!(
+        texts
+            .iter()
+            .any(|t| t.starts_with("nightly: missed its 00:00 run")),
+        "{texts:?}"
+    );
 
     // Each delivery is logged at the time it was made: wait for the log before moving on.
     let notified = |count: usize| {
@@ -1409,4 +1467,84 @@ async fn responders_add_notes_from_the_api_the_cli_and_the_link_page() {
         ]
     );
     assert_eq!(alert["status"], "acknowledged");
+}
+
+/// The seed's night, as pages: a failure's email carries the last lines of its output, and an
+/// overlap's names the stray process by pid and command line, in the subject's words and in
+/// both parts of the email.
+#[tokio::test]
+async fn pages_name_the_stray_process_and_carry_the_last_output() {
+    use crate::helpers::{AppOptions, spawn_app_with};
+    let (mailbox, smtp) = crate::notifications::smtp_server();
+    let app = spawn_app_with(AppOptions {
+        smtp: Some(smtp),
+        ..Default::default()
+    })
+    .await;
+    apply(
+        &app,
+        &(person("alice", &[("email", "alice@example.com")]) + &billing_pages(&["user:alice"])),
+    )
+    .await;
+    let uuid = uuid_of(
+        &app.create_check(json!({"name": "Nightly client events", "service": "billing"}))
+            .await,
+    );
+    let mail = |n: usize| {
+        let mailbox = &mailbox;
+        async move { eventually(|| async { mailbox.0.lock().unwrap().get(n).cloned() }).await }
+    };
+
+    // A failure with output: the last lines are in the page.
+    let output = (1..=14).map(|i| format!("step {i}\n")).collect::<String>() + "error: lock held\n";
+    app.ping(
+        "POST",
+        &format!("/ping/{uuid}/3?host=web1&pid=21507"),
+        Some(output.into_bytes()),
+    )
+    .await;
+    let (subject, plain, html) = crate::notifications::email_parts(&mail(0).await);
+    assert_eq!(
+        subject,
+        "[HIGH] Nightly client events: failed with exit status 3"
+    );
+    let last: String = (6..=14).map(|i| format!("    step {i}\n")).collect();
+    assert!(
+        plain.starts_with("Nightly client events: failed with exit status 3\n\nHost: web1\n")
+            && plain.contains(&format!("Last output:\n{last}    error: lock held\n")),
+        "{plain}"
+    );
+    assert!(html.contains("step 14\nerror: lock held</pre>"), "{html}");
+
+    // A start beside a stray copy of the job: the overlap page names it.
+    let strays = json!([{"pid": 26458, "started_at": "2026-11-26T11:58:00Z",
+                         "cmdline": "/bin/bash /opt/jobs/nightly.sh --all"}]);
+    let response = app
+        .client
+        .post(app.url(&format!("/ping/{uuid}/start?host=web1&pid=30000")))
+        .header("X-Keepwatch-Strays", strays.to_string())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    let (subject, plain, html) = crate::notifications::email_parts(&mail(1).await);
+    assert_eq!(
+        subject,
+        "[HIGH] Nightly client events: another copy is running (pid 26458)"
+    );
+    let sentence = "Nightly client events: overlap: another copy is running since 11:58: \
+                    pid 26458 `/bin/bash /opt/jobs/nightly.sh --all`";
+    assert!(plain.starts_with(sentence), "{plain}");
+    assert!(html.contains(&format!("<p>{sentence}</p>")), "{html}");
+    let alert = open_alerts(&app)
+        .await
+        .into_iter()
+        .find(|a| a["dedup_key"].as_str().unwrap().ends_with(":overlap"))
+        .unwrap();
+    let shown = get_alert(&app, alert["id"].as_i64().unwrap()).await;
+    assert_eq!(shown["sentence"], sentence);
+    assert_eq!(
+        shown["summary"],
+        "Nightly client events: another copy is running (pid 26458)"
+    );
 }

@@ -480,6 +480,11 @@ async fn apply_prints_integration_keys_and_alert_commands_act_through_the_api() 
     let out = alert(&["show", id], &app.read_key).await;
     let shown = String::from_utf8(out.stdout).unwrap();
     assert!(shown.contains(" acknowledged api"), "{shown}");
+    // What happened, in the words of its pages, before the log.
+    assert!(
+        shown.contains("\n  disk full on db1\n  host: db1\n  urgency: low, triggered outside support hours (America/Denver)\nlog:\n"),
+        "{shown}"
+    );
     let out = alert(&["resolve", id], &app.api_key).await;
     assert!(String::from_utf8_lossy(&out.stdout).contains("resolved"));
     let out = alert(&["list"], &app.read_key).await;

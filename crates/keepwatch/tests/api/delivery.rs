@@ -349,14 +349,11 @@ async fn a_hanging_contact_does_not_hold_up_other_pages() {
     apply(&app, &file).await;
     // Two alerts, one after the other: each pages alice (who never answers) and bob.
     fail_check(&app, "first").await;
-    assert_eq!(
-        bob.next().await.json()["alert"]["summary"],
-        "first is failed"
-    );
+    assert_eq!(bob.next().await.json()["alert"]["summary"], "first: failed");
     fail_check(&app, "second").await;
     assert_eq!(
         bob.next().await.json()["alert"]["summary"],
-        "second is failed"
+        "second: failed"
     );
     // Bob's second page came while alice's first was still under way: nothing ended it.
     assert!(hung.holding() >= 1);

@@ -203,6 +203,58 @@ pub fn smtp_server() -> (Mailbox, SmtpConfig) {
     (mailbox, config)
 }
 
+/// A received email's subject, plain-text part and HTML part (empty when it has none),
+/// decoded from their transfer encoding (quoted-printable, base64 or 7bit).
+pub fn email_parts(raw: &str) -> (String, String, String) {
+    use base64::prelude::{BASE64_STANDARD, Engine as _};
+    let raw = raw.replace("\r\n", "\n");
+    let subject = raw
+        .lines()
+        .find_map(|l| l.strip_prefix("Subject: "))
+        .unwrap_or_default()
+        .to_string();
+    let decode = |part: &str| -> String {
+        let Some((headers, body)) = part.split_once("\n\n") else {
+            return String::new();
+        };
+        let body = body.trim_end().trim_end_matches('-');
+        let body = match body.rfind("\n--") {
+            Some(end) => &body[..end],
+            None => body,
+        };
+        if headers.contains("quoted-printable") {
+            let joined = body.replace("=\n", "");
+            let mut bytes = Vec::new();
+            let mut rest = joined.as_bytes();
+            while let Some((&b, tail)) = rest.split_first() {
+                if b == b'=' && tail.len() >= 2 {
+                    let hex = std::str::from_utf8(&tail[..2]).unwrap();
+                    bytes.push(u8::from_str_radix(hex, 16).unwrap());
+                    rest = &tail[2..];
+                } else {
+                    bytes.push(b);
+                    rest = tail;
+                }
+            }
+            String::from_utf8(bytes).unwrap()
+        } else if headers.contains("base64") {
+            let clean: String = body.split_whitespace().collect();
+            String::from_utf8(BASE64_STANDARD.decode(clean).unwrap()).unwrap()
+        } else {
+            body.to_string()
+        }
+    };
+    let (mut plain, mut html) = (String::new(), String::new());
+    for part in raw.split("Content-Type: ").skip(1) {
+        if part.starts_with("text/plain") {
+            plain = decode(part);
+        } else if part.starts_with("text/html") {
+            html = decode(part);
+        }
+    }
+    (subject, plain, html)
+}
+
 impl mailin_embedded::Handler for Mailbox {
     fn data(&mut self, buf: &[u8]) -> std::io::Result<()> {
         self.1.lock().unwrap().extend_from_slice(buf);
@@ -248,7 +300,7 @@ async fn email_goes_through_a_real_smtp_conversation() {
     app.ping("GET", &format!("/ping/{uuid}/fail"), None).await;
     let message = eventually(|| async { mailbox.0.lock().unwrap().first().cloned() }).await;
     assert!(
-        message.contains("Subject: [keepwatch] Nightly events: FAILED"),
+        message.contains("Subject: [keepwatch] Nightly events: failed"),
         "{message}"
     );
     assert!(

@@ -114,7 +114,7 @@ async fn read_only_keys_see_no_ping_urls_contact_urls_or_tokens() {
         .await;
     let alert: Value = serde_json::from_str(&alert).unwrap();
     assert_eq!(alert["dedup_key"], format!("check:{unique_key}"));
-    assert_eq!(alert["summary"], format!("{unique_key} is failed"));
+    assert_eq!(alert["summary"], format!("{unique_key}: failed"));
     let failed = alert["log"]
         .as_array()
         .unwrap()

@@ -7,6 +7,7 @@
 use axum::Json;
 use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, StatusCode};
+use keepwatch_engine::channels::gather;
 use keepwatch_store::{AlertRow, ApiKeyScope, Timestamp};
 use serde::Deserialize;
 use serde_json::{Value, json};
@@ -30,6 +31,7 @@ fn alert_json(alert: &AlertRow) -> Value {
         "source": alert.source,
         "status": alert.status,
         "urgency": alert.urgency,
+        "raised_at": time(alert.raised_at),
         "details": serde_json::from_str::<Value>(&alert.details).unwrap_or(Value::Null),
         "triggered_at": time(Some(alert.triggered_at)),
         "acknowledged_at": time(alert.acknowledged_at),
@@ -86,6 +88,30 @@ pub async fn get(
     let alert = own_alert(&state, scope.project_id, &id).await?;
     let log = state.store.alert_log(alert.id).await?;
     let mut body = alert_json(&alert);
+    // Why, in the words every page of it uses, and what each page said.
+    let explained = gather::alert(&state.store, &alert, state.engine.now()).await?;
+    body["check"] = json!(explained.check);
+    body["sentence"] = json!(explained.sentence());
+    body["evidence"] = json!(explained.evidence);
+    body["outlook"] = json!(explained.outlook);
+    let messages = state.store.alert_messages(alert.id).await?;
+    body["messages"] = json!(
+        messages
+            .iter()
+            .map(|m| json!({
+                "id": m.id,
+                "person": m.person,
+                "contact": m.contact,
+                "address": m.address,
+                "urgency": m.urgency,
+                "state": m.state,
+                "attempts": m.attempts,
+                "sent_at": m.sent_at.map(|at| at.to_datetime().to_rfc3339_opts(chrono::SecondsFormat::Secs, true)),
+                "last_error": m.last_error,
+                "text": m.text,
+            }))
+            .collect::<Vec<_>>()
+    );
     body["log"] = json!(
         log.iter()
             .map(|entry| json!({

@@ -752,6 +752,7 @@ pub async fn notifications(
                 "attempts": n.attempts,
                 "next_attempt_at": (n.state == "pending").then(|| n.next_attempt_at.to_datetime().to_rfc3339()),
                 "last_error": n.last_error,
+                "text": n.text,
                 "attempt_log": tries,
             })
         })
