@@ -19,9 +19,15 @@
 //! - The next success brings the check **up**; an event is raised only if it was down, so a
 //!   first ping (new → up) or resuming a paused check notifies nobody, as in Healthchecks.
 //! - A successful run whose volume (items processed) is below a fraction of the median of the
-//!   check's last [`HISTORY_LEN`] successful runs, or whose duration is above a multiple of
-//!   theirs, raises an **anomaly** event; at least [`MIN_HISTORY`] earlier runs are needed,
-//!   and durations are judged only once their median reaches [`MIN_DURATION_MEDIAN_MS`].
+//!   check's last [`HISTORY_LEN`] baseline runs, or whose duration is above a multiple of
+//!   theirs (or, when configured, below a fraction of theirs), raises an **anomaly** event; at
+//!   least [`MIN_HISTORY`] earlier runs are needed, and durations are judged only once their
+//!   median reaches [`MIN_DURATION_MEDIAN_MS`]. A run that reports no volume when the last
+//!   [`HISTORY_LEN`] successful runs did is an anomaly too.
+//! - The baseline stays honest: only successful runs that were neither hung nor anomalous
+//!   enter it, so a few bad nights never make a hang look normal.
+//! - `keepwatch run` may send a **snapshot** of a run's processes (a `log` ping with the run's
+//!   id) shortly before the run's deadline; the hung event carries the latest one.
 
 use std::time::Duration;
 
@@ -37,9 +43,11 @@ pub const MAX_OPEN_RUNS: usize = 16;
 pub const HISTORY_LEN: usize = 10;
 /// How many earlier successful runs a median needs before a run is judged against it.
 pub const MIN_HISTORY: usize = 3;
-/// Default anomaly thresholds: volume below 50% of the median, duration above 300% of it.
+/// Default anomaly thresholds: volume below 50% of the median, duration above 300% of it;
+/// a duration below a percent of the median is judged only when configured.
 pub const DEFAULT_VOLUME_BELOW_PCT: u32 = 50;
 pub const DEFAULT_DURATION_ABOVE_PCT: u32 = 300;
+pub const DEFAULT_DURATION_BELOW_PCT: u32 = 0;
 /// Runs whose median is shorter than this are not judged by duration: for a job of a few
 /// milliseconds, network jitter alone is several times the median.
 pub const MIN_DURATION_MEDIAN_MS: f64 = 1000.0;
@@ -143,6 +151,13 @@ pub struct OpenRun {
     /// Set once a hung event was raised for this run, so it is raised once.
     #[serde(default)]
     pub hung: bool,
+    /// Why the runner could not look for other copies of the job or watched processes, when
+    /// it could not: a run that names no stray is then not evidence that there was none.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub scan_skipped: Option<String>,
+    /// The latest snapshot of the run's processes the runner sent (see [`RunSnapshot`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub snapshot: Option<Box<RunSnapshot>>,
 }
 
 /// How a check is configured to be judged.
@@ -156,6 +171,16 @@ pub struct CheckRules {
     /// Only POST pings count; others are recorded as ignored (Healthchecks' `methods`).
     pub post_only: bool,
     pub anomaly: AnomalyRules,
+    /// Regular expressions for `keepwatch run` to match other processes' command lines with
+    /// (besides its own `--watch`): matches are reported like stray copies of the job.
+    pub watch: Vec<String>,
+}
+
+impl CheckRules {
+    /// How long after its start a run counts as hung: `max_runtime`, or `grace` without one.
+    pub fn hung_after(&self) -> Duration {
+        self.max_runtime.unwrap_or(self.grace)
+    }
 }
 
 /// When a successful run is anomalous, in percent of the median of recent successful runs;
@@ -164,6 +189,9 @@ pub struct CheckRules {
 pub struct AnomalyRules {
     pub volume_below_pct: u32,
     pub duration_above_pct: u32,
+    /// A run shorter than this percent of the median (off by default: many jobs finish
+    /// early when there is little to do).
+    pub duration_below_pct: u32,
 }
 
 impl Default for AnomalyRules {
@@ -171,17 +199,26 @@ impl Default for AnomalyRules {
         AnomalyRules {
             volume_below_pct: DEFAULT_VOLUME_BELOW_PCT,
             duration_above_pct: DEFAULT_DURATION_ABOVE_PCT,
+            duration_below_pct: DEFAULT_DURATION_BELOW_PCT,
         }
     }
 }
 
-/// The volumes and durations of the last successful runs, oldest first.
+/// The volumes and durations of the last baseline runs (successful, neither hung nor
+/// anomalous), oldest first.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RunHistory {
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub volumes: Vec<i64>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub durations_ms: Vec<u64>,
+    /// How many successful runs in a row reported a volume (counted up to [`HISTORY_LEN`]).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub volume_streak: u32,
+}
+
+fn is_zero(n: &u32) -> bool {
+    *n == 0
 }
 
 /// Adds a value to a bounded history, forgetting the oldest.
@@ -204,25 +241,173 @@ fn median(values: impl Iterator<Item = f64>) -> Option<f64> {
     }
 }
 
-/// Another process on the host running the same command line, as `keepwatch run` saw it.
+/// The anomaly `rule` finds in `value` against the median of `baseline`: `*_below` when the
+/// value is below `pct` percent of it, `*_above` when above. `pct` 0 turns the rule off; a
+/// median needs [`MIN_HISTORY`] runs and must reach `min_median`.
+fn judge(
+    rule: &str,
+    pct: u32,
+    value: f64,
+    baseline: impl Iterator<Item = f64>,
+    min_median: f64,
+) -> Option<Anomaly> {
+    let baseline: Vec<f64> = baseline.collect();
+    let runs = baseline.len();
+    if pct == 0 || runs < MIN_HISTORY {
+        return None;
+    }
+    let median = median(baseline.into_iter())?;
+    let threshold = median * f64::from(pct) / 100.0;
+    let below = rule.ends_with("_below");
+    let out = if below {
+        value < threshold
+    } else {
+        value > threshold
+    };
+    if median < min_median || !out {
+        return None;
+    }
+    let (metric, figure) = if rule.starts_with("volume") {
+        ("volume", thousands as fn(f64) -> String)
+    } else {
+        ("duration", seconds as fn(f64) -> String)
+    };
+    Some(Anomaly {
+        metric: metric.into(),
+        rule: rule.into(),
+        value: Some(value),
+        median,
+        runs,
+        threshold_pct: pct,
+        summary: format!(
+            "{metric} {}, median of the last {runs} runs {} ({} {pct}% of it)",
+            figure(value),
+            figure(median),
+            if below { "below" } else { "above" },
+        ),
+    })
+}
+
+/// `1234567.0` as `1,234,567` (fractions rounded).
+fn thousands(value: f64) -> String {
+    let digits = format!("{:.0}", value.abs());
+    let mut out = String::new();
+    for (i, digit) in digits.chars().enumerate() {
+        if i > 0 && (digits.len() - i) % 3 == 0 {
+            out.push(',');
+        }
+        out.push(digit);
+    }
+    if value < 0.0 { format!("-{out}") } else { out }
+}
+
+/// Milliseconds as `2.5 s` or `12 min 5 s`.
+fn seconds(ms: f64) -> String {
+    let secs = ms / 1000.0;
+    if secs < 60.0 {
+        format!("{secs:.1} s")
+    } else {
+        let whole = secs.round() as u64;
+        match (whole / 3600, whole % 3600 / 60, whole % 60) {
+            (0, m, 0) => format!("{m} min"),
+            (0, m, s) => format!("{m} min {s} s"),
+            (h, m, _) => format!("{h} h {m:02} min"),
+        }
+    }
+}
+
+/// Another process on the host that may get in the job's way, as `keepwatch run` saw it: one
+/// running the same command line (a copy), or one matching a `--watch` pattern.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct StrayProcess {
     pub pid: u32,
     pub started_at: DateTime<Utc>,
     pub cmdline: String,
+    /// The `--watch` pattern the command line matched; absent for a copy of the job.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub watch: Option<String>,
 }
 
-/// What made a run anomalous.
+/// At most this many processes, files and holders are taken from one snapshot.
+pub const MAX_SNAPSHOT_ITEMS: usize = 64;
+
+/// What a run's processes were doing, sent by `keepwatch run` shortly before the run's
+/// deadline while the job still runs: the evidence a hung alert carries.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RunSnapshot {
+    pub taken_at: DateTime<Utc>,
+    /// One line for people: `pid 21507 bash S (wait4), 0.1 s CPU; … holds /var/lock/x with pid 3`.
+    pub summary: String,
+    /// The job's process tree, the job itself first.
+    pub processes: Vec<SnapshotProcess>,
+    /// Other processes on the host holding a file or a lock the job's processes hold.
+    #[serde(default)]
+    pub holders: Vec<FileHolder>,
+    /// Processes matching `--watch` patterns, and copies of the job's command, at that moment.
+    #[serde(default)]
+    pub watched: Vec<StrayProcess>,
+}
+
+impl RunSnapshot {
+    /// True when every list is within [`MAX_SNAPSHOT_ITEMS`]: a snapshot is kept in the check's
+    /// state, so its size is bounded.
+    pub fn within_limits(&self) -> bool {
+        self.processes.len() <= MAX_SNAPSHOT_ITEMS
+            && self.holders.len() <= MAX_SNAPSHOT_ITEMS
+            && self.watched.len() <= MAX_SNAPSHOT_ITEMS
+            && self
+                .processes
+                .iter()
+                .all(|p| p.files.len() <= MAX_SNAPSHOT_ITEMS)
+    }
+}
+
+/// One process of a snapshot, from /proc/<pid>/{stat,wchan,cmdline,fd}.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SnapshotProcess {
+    pub pid: u32,
+    pub ppid: u32,
+    /// The kernel's state letter: `R` running, `S` sleeping, `D` waiting on I/O, `T` stopped,
+    /// `Z` zombie.
+    pub state: String,
+    /// The kernel function a sleeping process waits in (`do_wait`, `pipe_read`, …), if known.
+    #[serde(default)]
+    pub wchan: String,
+    /// User plus system CPU time so far.
+    pub cpu_ms: u64,
+    pub cmdline: String,
+    /// Open files (targets of /proc/<pid>/fd), pipes and sockets left out.
+    #[serde(default)]
+    pub files: Vec<String>,
+}
+
+/// A process outside the job holding one of the job's files open, or a lock on it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FileHolder {
+    pub pid: u32,
+    pub cmdline: String,
+    pub file: String,
+    /// `open`, or the lock it holds: `flock` or `posix`.
+    pub how: String,
+}
+
+/// What made a run anomalous, with the figures a message needs.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Anomaly {
     /// `volume` or `duration`.
     pub metric: String,
-    /// The run's volume (items) or duration (milliseconds).
-    pub value: f64,
-    /// The median of the earlier successful runs, in the same unit.
+    /// Which rule: `volume_below`, `volume_missing`, `duration_above` or `duration_below`.
+    pub rule: String,
+    /// The run's volume (items) or duration (milliseconds); absent when it reported none.
+    pub value: Option<f64>,
+    /// The median of the baseline runs, in the same unit.
     pub median: f64,
-    /// The threshold in percent of the median.
+    /// How many runs the median is taken over.
+    pub runs: usize,
+    /// The threshold in percent of the median (0 for `volume_missing`).
     pub threshold_pct: u32,
+    /// The figures in words: `volume 12, median of the last 10 runs 1,000 (threshold 50%)`.
+    pub summary: String,
 }
 
 /// Why a check is down.
@@ -269,8 +454,13 @@ pub struct PingInput {
     pub identity: RunIdentity,
     /// Items the run processed, when the sender says.
     pub volume: Option<i64>,
-    /// Other processes running the same command, when the sender looked.
+    /// Other processes running the same command or matching a watch pattern, when the
+    /// sender looked.
     pub strays: Vec<StrayProcess>,
+    /// Why the sender could not look for such processes, when it could not.
+    pub scan_skipped: Option<String>,
+    /// On a `log` ping: a snapshot of the run's processes (see [`RunSnapshot`]).
+    pub snapshot: Option<Box<RunSnapshot>>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -318,6 +508,9 @@ pub struct Event {
     pub strays: Vec<StrayProcess>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub anomaly: Option<Anomaly>,
+    /// For a hung run: the latest snapshot of its processes, when the runner sent one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub snapshot: Option<Box<RunSnapshot>>,
 }
 
 impl Event {
@@ -330,6 +523,7 @@ impl Event {
             exit_status: None,
             strays: Vec::new(),
             anomaly: None,
+            snapshot: None,
         }
     }
 }
@@ -363,7 +557,12 @@ impl CheckState {
         match ping.kind {
             PingKind::Ignored => {}
             PingKind::Log => {
-                // `keepwatch run --lock` sends a log naming the lock holder when it does not run.
+                if let Some(snapshot) = &ping.snapshot {
+                    self.keep_snapshot(&ping.identity, snapshot);
+                }
+                // `keepwatch run --lock` sends a log naming the lock holder when it does not
+                // run, and `keepwatch run` one naming processes that match the check's own
+                // watch patterns (it learns them from the start ping's answer).
                 if !ping.strays.is_empty() {
                     let mut event = Event::new(EventKind::Overlap, ping.at);
                     event.strays = ping.strays.clone();
@@ -378,10 +577,12 @@ impl CheckState {
             PingKind::Success | PingKind::Fail | PingKind::Exit(_) => {
                 // A spooled ping delivered late carries its own, earlier time.
                 self.last_ping = self.last_ping.max(Some(ping.at));
+                let mut was_hung = false;
                 if let Some(run) = self.finish_run(&ping.identity) {
                     let took = (ping.at - run.started_at).to_std().unwrap_or_default();
                     outcome.duration = Some(took);
                     self.last_duration = Some(took);
+                    was_hung = run.hung;
                 }
                 let failed = matches!(ping.kind, PingKind::Fail | PingKind::Exit(1..));
                 let was = self.status;
@@ -397,55 +598,79 @@ impl CheckState {
                     if was == Status::Down {
                         outcome.events.push(Event::new(EventKind::Up, ping.at));
                     }
-                    self.judge_run(rules, ping, outcome.duration, &mut outcome);
+                    self.judge_run(rules, ping, outcome.duration, was_hung, &mut outcome);
                 }
             }
         }
         outcome
     }
 
-    /// Compares a successful run with the median of the earlier ones, then remembers it.
+    /// Compares a successful run with the median of the baseline runs, then adds it to the
+    /// baseline if it was a normal run: not hung and not anomalous.
     fn judge_run(
         &mut self,
         rules: &CheckRules,
         ping: &PingInput,
         duration: Option<Duration>,
+        was_hung: bool,
         outcome: &mut Outcome,
     ) {
+        let history = &self.history;
+        let volumes = || history.volumes.iter().map(|v| *v as f64);
+        let durations = || history.durations_ms.iter().map(|v| *v as f64);
+        let ms = duration.map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX));
         let mut anomalies = Vec::new();
-        if let Some(volume) = ping.volume {
-            let pct = rules.anomaly.volume_below_pct;
-            if pct > 0
-                && self.history.volumes.len() >= MIN_HISTORY
-                && let Some(median) = median(self.history.volumes.iter().map(|v| *v as f64))
-                && (volume as f64) < median * f64::from(pct) / 100.0
-            {
+        match ping.volume {
+            Some(volume) => anomalies.extend(judge(
+                "volume_below",
+                rules.anomaly.volume_below_pct,
+                volume as f64,
+                volumes(),
+                0.0,
+            )),
+            None if history.volume_streak as usize >= HISTORY_LEN => {
+                let median = median(volumes()).unwrap_or_default();
+                let runs = HISTORY_LEN;
                 anomalies.push(Anomaly {
                     metric: "volume".into(),
-                    value: volume as f64,
+                    rule: "volume_missing".into(),
+                    value: None,
                     median,
-                    threshold_pct: pct,
+                    runs,
+                    threshold_pct: 0,
+                    summary: format!(
+                        "reported no volume; each of the last {runs} runs did (median {})",
+                        thousands(median)
+                    ),
                 });
             }
-            remember(&mut self.history.volumes, volume);
+            None => {}
         }
-        if let Some(duration) = duration {
-            let ms = u64::try_from(duration.as_millis()).unwrap_or(u64::MAX);
-            let pct = rules.anomaly.duration_above_pct;
-            if pct > 0
-                && self.history.durations_ms.len() >= MIN_HISTORY
-                && let Some(median) = median(self.history.durations_ms.iter().map(|v| *v as f64))
-                && median >= MIN_DURATION_MEDIAN_MS
-                && (ms as f64) > median * f64::from(pct) / 100.0
-            {
-                anomalies.push(Anomaly {
-                    metric: "duration".into(),
-                    value: ms as f64,
-                    median,
-                    threshold_pct: pct,
-                });
+        if let Some(ms) = ms {
+            for (rule, pct) in [
+                ("duration_above", rules.anomaly.duration_above_pct),
+                ("duration_below", rules.anomaly.duration_below_pct),
+            ] {
+                anomalies.extend(judge(
+                    rule,
+                    pct,
+                    ms as f64,
+                    durations(),
+                    MIN_DURATION_MEDIAN_MS,
+                ));
             }
-            remember(&mut self.history.durations_ms, ms);
+        }
+        self.history.volume_streak = match ping.volume {
+            Some(_) => (self.history.volume_streak + 1).min(HISTORY_LEN as u32),
+            None => 0,
+        };
+        if !was_hung && anomalies.is_empty() {
+            if let Some(volume) = ping.volume {
+                remember(&mut self.history.volumes, volume);
+            }
+            if let Some(ms) = ms {
+                remember(&mut self.history.durations_ms, ms);
+            }
         }
         for anomaly in anomalies {
             let mut event = Event::new(EventKind::Anomaly, ping.at);
@@ -455,11 +680,32 @@ impl CheckState {
         }
     }
 
+    /// Keeps a snapshot on the open run it belongs to (by run id, else by host and pid).
+    fn keep_snapshot(&mut self, identity: &RunIdentity, snapshot: &RunSnapshot) {
+        let run = self
+            .open_runs
+            .iter_mut()
+            .rev()
+            .find(|run| match identity.rid {
+                Some(rid) => run.identity.rid == Some(rid),
+                None => {
+                    !identity.is_anonymous()
+                        && run.identity.host == identity.host
+                        && run.identity.pid == identity.pid
+                }
+            });
+        if let Some(run) = run {
+            run.snapshot = Some(Box::new(snapshot.clone()));
+        }
+    }
+
     fn start_run(&mut self, ping: &PingInput, outcome: &mut Outcome) {
         let new_run = OpenRun {
             identity: ping.identity.clone(),
             started_at: ping.at,
             hung: false,
+            scan_skipped: ping.scan_skipped.clone(),
+            snapshot: None,
         };
         if new_run.identity.is_anonymous() {
             self.open_runs.retain(|run| !run.identity.is_anonymous());
@@ -518,7 +764,7 @@ impl CheckState {
     }
 
     fn hung_at(&self, rules: &CheckRules, run: &OpenRun) -> DateTime<Utc> {
-        run.started_at + rules.max_runtime.unwrap_or(rules.grace)
+        run.started_at + rules.hung_after()
     }
 
     fn has_running(&self) -> bool {
@@ -553,8 +799,9 @@ impl CheckState {
                 hung_runs.push(self.open_runs[index].clone());
             }
         }
-        for run in hung_runs {
+        for mut run in hung_runs {
             let mut event = Event::new(EventKind::Hung, self.hung_at(rules, &run));
+            event.snapshot = run.snapshot.take();
             event.run = Some(run);
             outcome.events.push(event);
             self.set_status(Status::Down, Some(DownReason::Hung), &mut outcome);
@@ -636,6 +883,7 @@ mod tests {
             manual_resume: false,
             post_only: false,
             anomaly: AnomalyRules::default(),
+            watch: Vec::new(),
         }
     }
 
@@ -646,6 +894,8 @@ mod tests {
             identity: RunIdentity::default(),
             volume: None,
             strays: Vec::new(),
+            scan_skipped: None,
+            snapshot: None,
         }
     }
 
@@ -660,6 +910,8 @@ mod tests {
             },
             volume: None,
             strays: Vec::new(),
+            scan_skipped: None,
+            snapshot: None,
         }
     }
 
@@ -871,6 +1123,7 @@ mod tests {
             manual_resume: false,
             post_only: false,
             anomaly: AnomalyRules::default(),
+            watch: Vec::new(),
         };
         let mut state = CheckState::default();
         // Friday 2026-11-27 00:02 MST = 07:02 UTC.
@@ -919,7 +1172,7 @@ mod tests {
         assert_eq!(anomaly.metric, "volume");
         assert_eq!(
             (anomaly.value, anomaly.median, anomaly.threshold_pct),
-            (499.0, 1000.0, 50)
+            (Some(499.0), 1000.0, 50)
         );
         assert_eq!(
             state.status,
@@ -970,7 +1223,7 @@ mod tests {
         assert_eq!(out.events[0].anomaly.as_ref().unwrap().metric, "duration");
         assert_eq!(
             out.events[0].anomaly.as_ref().unwrap().value,
-            31.0 * 60_000.0
+            Some(31.0 * 60_000.0)
         );
         rules.anomaly.duration_above_pct = 0;
         assert!(run(&mut state, &rules, 6, 59).events.is_empty());
@@ -984,6 +1237,7 @@ mod tests {
             pid: 4242,
             started_at: t(0, 0),
             cmdline: "/opt/jobs/nightly.sh --full".into(),
+            watch: None,
         };
         let mut start = run_ping(PingKind::Start, t(1, 0), 1, "web1", 77);
         start.strays = vec![stray.clone()];
@@ -999,6 +1253,174 @@ mod tests {
             [EventKind::Overlap]
         );
         assert_eq!(state.open_runs.len(), 1, "a refused run opens nothing");
+    }
+
+    /// Starts run `n` at hour `n` and finishes it `minutes` later with `volume`.
+    fn timed_run(
+        state: &mut CheckState,
+        rules: &CheckRules,
+        n: u32,
+        minutes: u32,
+        volume: Option<i64>,
+    ) -> Outcome {
+        state.apply_ping(
+            rules,
+            &run_ping(PingKind::Start, t(n, 0), n.into(), "web1", n),
+        );
+        let mut finish = run_ping(PingKind::Success, t(n, minutes), n.into(), "web1", n);
+        finish.volume = volume;
+        state.apply_ping(rules, &finish)
+    }
+
+    #[test]
+    fn hung_failed_and_anomalous_runs_stay_out_of_the_baseline() {
+        let mut rules = hourly();
+        rules.max_runtime = Some(Duration::from_secs(30 * 60));
+        let mut state = CheckState::default();
+        for n in 1..=3 {
+            timed_run(&mut state, &rules, n, 10, Some(1000));
+        }
+        // Run 4 hangs (past 30 min), then finishes at 50 min: alerted, never a baseline run.
+        state.apply_ping(&rules, &run_ping(PingKind::Start, t(4, 0), 4, "web1", 4));
+        assert_eq!(kinds(&state.evaluate(&rules, t(4, 30))), [EventKind::Hung]);
+        let mut late = run_ping(PingKind::Success, t(4, 50), 4, "web1", 4);
+        late.volume = Some(1000);
+        let out = state.apply_ping(&rules, &late);
+        assert_eq!(kinds(&out), [EventKind::Up, EventKind::Anomaly]);
+        // A failed run (killed, timed out, non-zero exit) is not judged or remembered.
+        state.apply_ping(&rules, &run_ping(PingKind::Start, t(5, 0), 5, "web1", 5));
+        state.apply_ping(
+            &rules,
+            &run_ping(PingKind::Exit(137), t(5, 1), 5, "web1", 5),
+        );
+        // An anomalous volume is not remembered either.
+        let out = timed_run(&mut state, &rules, 6, 10, Some(12));
+        assert_eq!(kinds(&out), [EventKind::Up, EventKind::Anomaly]);
+        assert_eq!(out.events[1].anomaly.as_ref().unwrap().rule, "volume_below");
+        assert_eq!(state.history.durations_ms, [600_000; 3]);
+        assert_eq!(state.history.volumes, [1000; 3]);
+        // So the same low volume keeps being an anomaly, night after night.
+        let out = timed_run(&mut state, &rules, 7, 10, Some(12));
+        let anomaly = out.events[0].anomaly.as_ref().unwrap();
+        assert_eq!(
+            (anomaly.value, anomaly.median, anomaly.runs),
+            (Some(12.0), 1000.0, 3)
+        );
+        assert_eq!(
+            anomaly.summary,
+            "volume 12, median of the last 3 runs 1,000 (below 50% of it)"
+        );
+    }
+
+    #[test]
+    fn a_run_far_shorter_than_usual_is_an_anomaly_only_when_configured() {
+        let mut rules = hourly();
+        let mut state = CheckState::default();
+        for n in 1..=3 {
+            timed_run(&mut state, &rules, n, 20, None);
+        }
+        assert!(timed_run(&mut state, &rules, 4, 1, None).events.is_empty());
+        assert_eq!(state.history.durations_ms.len(), 4, "off: a normal run");
+        rules.anomaly.duration_below_pct = 10;
+        // 2 min is exactly 10% of the 20 min median: not below it.
+        assert!(timed_run(&mut state, &rules, 5, 2, None).events.is_empty());
+        let out = timed_run(&mut state, &rules, 6, 1, None);
+        assert_eq!(kinds(&out), [EventKind::Anomaly]);
+        let anomaly = out.events[0].anomaly.as_ref().unwrap();
+        assert_eq!(anomaly.rule, "duration_below");
+        assert_eq!(anomaly.value, Some(60_000.0));
+        assert_eq!(anomaly.median, 1_200_000.0);
+        assert_eq!(
+            anomaly.summary,
+            "duration 1 min, median of the last 5 runs 20 min (below 10% of it)"
+        );
+    }
+
+    #[test]
+    fn a_run_without_volume_after_ten_that_had_one_is_an_anomaly_once() {
+        let rules = hourly();
+        let mut state = CheckState::default();
+        for n in 1..=9 {
+            timed_run(&mut state, &rules, n, 10, Some(1000));
+        }
+        // Nine runs with a volume are not enough to expect one.
+        assert!(
+            timed_run(&mut state, &rules, 10, 10, None)
+                .events
+                .is_empty()
+        );
+        for n in 11..=20 {
+            timed_run(&mut state, &rules, n, 10, Some(1000));
+        }
+        let out = timed_run(&mut state, &rules, 21, 10, None);
+        assert_eq!(kinds(&out), [EventKind::Anomaly]);
+        let anomaly = out.events[0].anomaly.as_ref().unwrap();
+        assert_eq!(
+            (anomaly.rule.as_str(), anomaly.value, anomaly.median),
+            ("volume_missing", None, 1000.0)
+        );
+        assert_eq!(
+            anomaly.summary,
+            "reported no volume; each of the last 10 runs did (median 1,000)"
+        );
+        assert!(
+            timed_run(&mut state, &rules, 22, 10, None)
+                .events
+                .is_empty(),
+            "said once, not every run after"
+        );
+    }
+
+    fn snapshot(pid: u32) -> RunSnapshot {
+        RunSnapshot {
+            taken_at: t(10, 19),
+            summary: format!("pid {pid} bash S (do_wait)"),
+            processes: vec![SnapshotProcess {
+                pid,
+                ppid: 1,
+                state: "S".into(),
+                wchan: "do_wait".into(),
+                cpu_ms: 40,
+                cmdline: "/bin/bash /opt/jobs/nightly.sh".into(),
+                files: vec!["/var/lock/nightly".into()],
+            }],
+            holders: vec![FileHolder {
+                pid: 26458,
+                cmdline: "/bin/bash /opt/jobs/nightly.sh".into(),
+                file: "/var/lock/nightly".into(),
+                how: "flock".into(),
+            }],
+            watched: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn the_hung_event_carries_the_latest_snapshot_of_its_run() {
+        let mut rules = hourly();
+        rules.max_runtime = Some(Duration::from_secs(20 * 60));
+        let mut state = CheckState::default();
+        let mut start = run_ping(PingKind::Start, t(10, 0), 1, "web1", 42);
+        start.scan_skipped = Some("no /proc on this system".into());
+        state.apply_ping(&rules, &start);
+        state.apply_ping(&rules, &run_ping(PingKind::Start, t(10, 1), 2, "web2", 43));
+        for (pid, minute) in [(41, 10), (42, 19)] {
+            let mut log = run_ping(PingKind::Log, t(10, minute), 1, "web1", 42);
+            log.snapshot = Some(Box::new(snapshot(pid)));
+            assert!(state.apply_ping(&rules, &log).events.is_empty());
+        }
+        let out = state.evaluate(&rules, t(10, 20));
+        assert_eq!(kinds(&out), [EventKind::Hung]);
+        let event = &out.events[0];
+        assert_eq!(event.snapshot.as_deref(), Some(&snapshot(42)));
+        let run = event.run.as_ref().unwrap();
+        assert_eq!(run.snapshot, None, "carried once, beside the run");
+        assert_eq!(run.scan_skipped.as_deref(), Some("no /proc on this system"));
+        let json = serde_json::to_value(event).unwrap();
+        assert_eq!(json["snapshot"]["processes"][0]["pid"], 42);
+        assert_eq!(json["snapshot"]["holders"][0]["how"], "flock");
+        // The other run got none.
+        let out = state.evaluate(&rules, t(10, 21));
+        assert_eq!(out.events[0].snapshot, None);
     }
 
     #[test]

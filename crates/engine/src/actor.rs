@@ -311,8 +311,15 @@ impl Actor {
                 identity: request.identity.clone(),
                 volume: request.volume,
                 strays: std::mem::take(&mut request.strays),
+                scan_skipped: request.scan_skipped.take(),
+                snapshot: request.snapshot.take(),
             };
             let outcome = state.apply_ping(&live.rules, &input);
+            // A starting runner learns when its run will count as hung and what to watch.
+            let answer = match request.kind {
+                PingKind::Start => PingReply::Started(live.rules.clone()),
+                _ => PingReply::Ok,
+            };
             seq += 1;
             first_seq.entry(id).or_insert(seq);
             let prev_seq = last_seq.replace(seq);
@@ -333,7 +340,7 @@ impl Actor {
             batch
                 .events
                 .extend(outcome.events.iter().map(|e| event_row(id, live.uuid, e)));
-            replies.push(reply);
+            replies.push((reply, answer));
         }
         // Counted per batch: a labelled counter lookup per ping showed in profiles.
         for (kind, count) in kinds {
@@ -363,12 +370,12 @@ impl Actor {
                     // state stays as it was (their seqs are left unused).
                     let error = |id: i64| failed.iter().find(|(f, _)| *f == id).map(|(_, e)| e);
                     let mut kept = Vec::with_capacity(replies.len());
-                    for (reply, ping) in replies.into_iter().zip(&batch.pings) {
+                    for ((reply, answer), ping) in replies.into_iter().zip(&batch.pings) {
                         match error(ping.check_id) {
                             Some(e) => {
                                 let _ = reply.send(Err(EngineError::Unavailable(e.clone())));
                             }
-                            None => kept.push(reply),
+                            None => kept.push((reply, answer)),
                         }
                     }
                     replies = kept;
@@ -393,8 +400,8 @@ impl Actor {
                 let wake = self.wakes(&batch, outbox_rows);
                 let follow_up: Deferred = Box::new(move || {
                     wake();
-                    for reply in replies {
-                        let _ = reply.send(Ok(PingReply::Ok));
+                    for (reply, answer) in replies {
+                        let _ = reply.send(Ok(answer));
                     }
                 });
                 // The thread is gone only if it panicked: then do it here.
@@ -404,7 +411,7 @@ impl Actor {
             }
             Err(e) => {
                 tracing::error!(error = %e, pings = batch.pings.len(), "ping batch not committed");
-                for reply in replies {
+                for (reply, _) in replies {
                     let _ = reply.send(Err(EngineError::Unavailable(e.to_string())));
                 }
             }
@@ -736,8 +743,12 @@ fn input_from_row(ping: &PingRow, kind: PingKind) -> PingInput {
             pid: ping.pid.and_then(|p| u32::try_from(p).ok()),
         },
         volume: ping.volume,
-        // Strays only raise events, which were committed with the ping: none on replay.
+        // Strays only raise events, which were committed with the ping: none on replay. The
+        // snapshot a log ping carried is not stored with it (the ping's body holds its text),
+        // so a restart before the next checkpoint forgets it until the runner's next one.
         strays: Vec::new(),
+        scan_skipped: None,
+        snapshot: None,
     }
 }
 

@@ -18,7 +18,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
-use keepwatch_core::check::{CheckState, PingKind, RunIdentity, StrayProcess};
+use keepwatch_core::check::{
+    CheckRules, CheckState, PingKind, RunIdentity, RunSnapshot, StrayProcess,
+};
 use keepwatch_store::{AlertRow, CheckRow, NewAlert, Store, StoreError};
 use tokio::sync::{Notify, mpsc, oneshot, watch};
 use tokio::task::JoinHandle;
@@ -114,14 +116,22 @@ pub struct PingRequest {
     pub body_truncated: bool,
     /// When the ping happened, if earlier than its arrival (a ping delivered from a spool).
     pub at: Option<DateTime<Utc>>,
-    /// Other processes running the job's command, as `keepwatch run` found them.
+    /// Other processes running the job's command or matching a watch pattern, as
+    /// `keepwatch run` found them.
     pub strays: Vec<StrayProcess>,
+    /// Why `keepwatch run` could not look for such processes, when it could not.
+    pub scan_skipped: Option<String>,
+    /// A snapshot of the run's processes (on a `log` ping from `keepwatch run`).
+    pub snapshot: Option<Box<RunSnapshot>>,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone)]
 pub enum PingReply {
     /// Committed: the ping is durable and its state change and events are stored.
     Ok,
+    /// A committed start, with the rules of its check: the runner is told when the run
+    /// counts as hung and which processes to watch.
+    Started(Arc<CheckRules>),
     NotFound,
 }
 

@@ -37,7 +37,19 @@ pub fn rules_from_row(row: &CheckRow) -> Result<CheckRules, String> {
         manual_resume: row.manual_resume,
         post_only: post_only(row),
         anomaly: anomaly_rules(row),
+        watch: watch_patterns(row),
     })
+}
+
+/// keepwatch's `watch` list (regular expressions for `keepwatch run`), kept in `extra`.
+pub fn watch_patterns(row: &CheckRow) -> Vec<String> {
+    if row.extra == "{}" {
+        return Vec::new();
+    }
+    serde_json::from_str::<serde_json::Value>(&row.extra)
+        .ok()
+        .and_then(|extra| serde_json::from_value(extra["watch"].clone()).ok())
+        .unwrap_or_default()
 }
 
 /// `methods: "POST"` in the Healthchecks fields kept in `extra`.
@@ -47,7 +59,8 @@ fn post_only(row: &CheckRow) -> bool {
             .is_ok_and(|extra| extra["methods"] == "POST")
 }
 
-/// keepwatch's `anomaly_volume_pct` and `anomaly_duration_pct`, kept in `extra`.
+/// keepwatch's `anomaly_volume_pct`, `anomaly_duration_pct` and `anomaly_short_pct`, kept in
+/// `extra`.
 pub fn anomaly_rules(row: &CheckRow) -> AnomalyRules {
     let mut rules = AnomalyRules::default();
     if row.extra == "{}" {
@@ -62,6 +75,9 @@ pub fn anomaly_rules(row: &CheckRow) -> AnomalyRules {
     }
     if let Some(v) = pct("anomaly_duration_pct") {
         rules.duration_above_pct = v;
+    }
+    if let Some(v) = pct("anomaly_short_pct") {
+        rules.duration_below_pct = v;
     }
     rules
 }
@@ -79,7 +95,7 @@ pub struct RulesInterner {
 
 /// What makes up a check's rules: for periods the timeout, for schedules the expression and
 /// zone (left empty for periods, so building the key allocates nothing for them), then grace,
-/// max runtime, manual resume, POST only, anomaly thresholds.
+/// max runtime, manual resume, POST only, anomaly thresholds, watch patterns.
 type RulesKey = (
     i64,
     String,
@@ -89,6 +105,7 @@ type RulesKey = (
     bool,
     bool,
     AnomalyRules,
+    Vec<String>,
 );
 
 impl RulesInterner {
@@ -106,6 +123,7 @@ impl RulesInterner {
             row.manual_resume,
             post_only(row),
             anomaly_rules(row),
+            watch_patterns(row),
         );
         if let Some(rules) = self.by_key.get(&key) {
             return Ok(rules.clone());

@@ -66,11 +66,18 @@ Exit status: the command's own (128+N if killed by signal N); 127 if it cannot b
 124 if --timeout killed it; 75 if --lock was held by another process and it did not run.
 Pings the server does not take are spooled and delivered, in order and with their original
 times, by the next run or by `keepwatch spool flush`.
+Other copies of the command (a script matches whatever interpreter runs it: `/bin/bash
+/opt/jobs/nightly.sh` is a copy of `/opt/jobs/nightly.sh`) and processes matching --watch or
+the check's `watch` list are named in the start ping (an overlap alert). Shortly before the
+run counts as hung (the check's max_runtime, told by the server), a snapshot of the job's
+processes (state, wait channel, CPU time, open files, who else holds them or their locks) is
+sent; the hung alert carries it. If it cannot look (no /proc, hidepid), it says so.
 Examples:
   keepwatch run 5ad6aaab-77eb-4e2d-a580-83c894e15261 -- /opt/jobs/nightly.sh --full
   KEEPWATCH_SERVER=https://keepwatch.example.com KEEPWATCH_PING_KEY=… keepwatch run nightly-events -- ./etl
   keepwatch run --lock /run/lock/etl.lock --timeout 2h --volume-regex 'loaded ([0-9]+) rows' nightly-etl -- ./etl
   keepwatch run --volume-file /tmp/export.count exports -- ./export.sh
+  keepwatch run --watch 'client-events' --watch '^/usr/bin/rsync' nightly -- /opt/jobs/nightly.sh
 crontab:
   0 0 * * * keepwatch run --server http://keepwatch:8000 5ad6aaab-77eb-4e2d-a580-83c894e15261 -- /opt/jobs/nightly.sh")]
     Run(runner::RunArgs),

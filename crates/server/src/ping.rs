@@ -3,7 +3,11 @@
 //! `/ping/<uuid>[/start|/fail|/log|/<0-255>]` and `/ping/<ping-key>/<slug>[/…]`, any HTTP
 //! method, with `?rid=`, `?create=1` (slug form), and keepwatch's optional `host`, `pid`,
 //! `volume` and `ts` (query or `X-Keepwatch-Host`/`X-Keepwatch-Pid` headers), and the stray
-//! processes `keepwatch run` found (`X-Keepwatch-Strays`, a JSON array). Status codes and bodies
+//! processes `keepwatch run` found (`X-Keepwatch-Strays`, a JSON array), or why it could not
+//! look (`X-Keepwatch-Scan-Skipped`); a `log` ping with `X-Keepwatch-Snapshot: 1` carries a
+//! snapshot of the run's processes as its JSON body. A start is answered with
+//! `X-Keepwatch-Max-Runtime` (seconds after which the run counts as hung) and, when the check
+//! has watch patterns, `X-Keepwatch-Watch` (a JSON array). Status codes and bodies
 //! are those of Healthchecks (see the tests): `OK`, `Created` (201), `not found` (404),
 //! `ambiguous slug` (409), `invalid url format` and `invalid uuid format` (400). A 200 is sent
 //! only once the ping is committed to the database.
@@ -18,7 +22,7 @@ use axum::http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode, header}
 use axum::response::{IntoResponse, Response};
 use chrono::{DateTime, Utc};
 use futures_util::StreamExt;
-use keepwatch_core::check::{PingKind, RunIdentity, StrayProcess};
+use keepwatch_core::check::{PingKind, RunIdentity, RunSnapshot, StrayProcess};
 use keepwatch_engine::{PingReply, PingRequest};
 use serde::Deserialize;
 use uuid::Uuid;
@@ -48,12 +52,19 @@ pub struct PingQuery {
 static HOST_HEADER: HeaderName = HeaderName::from_static("x-keepwatch-host");
 static PID_HEADER: HeaderName = HeaderName::from_static("x-keepwatch-pid");
 static STRAYS_HEADER: HeaderName = HeaderName::from_static("x-keepwatch-strays");
+static SCAN_SKIPPED_HEADER: HeaderName = HeaderName::from_static("x-keepwatch-scan-skipped");
+static SNAPSHOT_HEADER: HeaderName = HeaderName::from_static("x-keepwatch-snapshot");
+static MAX_RUNTIME_HEADER: HeaderName = HeaderName::from_static("x-keepwatch-max-runtime");
+static WATCH_HEADER: HeaderName = HeaderName::from_static("x-keepwatch-watch");
 static FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
 static FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
 static PING_BODY_LIMIT: HeaderName = HeaderName::from_static("ping-body-limit");
 
 /// At most this many stray processes are taken from one ping.
 const MAX_STRAYS: usize = 32;
+
+/// The longest reason for a skipped scan taken from a ping.
+const MAX_SCAN_SKIPPED: usize = 500;
 
 /// Everything about a ping that does not depend on which check it targets.
 struct Incoming {
@@ -62,6 +73,9 @@ struct Incoming {
     volume: Option<i64>,
     at: Option<DateTime<Utc>>,
     strays: Vec<StrayProcess>,
+    scan_skipped: Option<String>,
+    /// The request says its body is a snapshot (parsed once the body is read).
+    has_snapshot: bool,
     method: Method,
     remote_addr: String,
     scheme: String,
@@ -241,6 +255,13 @@ async fn handle(
         Err(message) => return text(StatusCode::BAD_REQUEST, message),
     };
     let (body, truncated) = read_body(body, state.config.ping_body_limit).await;
+    let snapshot = match incoming.has_snapshot {
+        false => None,
+        true => match read_snapshot(body.as_deref(), truncated) {
+            Some(snapshot) => Some(Box::new(snapshot)),
+            None => return text(StatusCode::BAD_REQUEST, "invalid snapshot"),
+        },
+    };
     let response = deliver(
         state,
         target,
@@ -248,6 +269,7 @@ async fn handle(
         incoming,
         body,
         truncated,
+        snapshot,
     )
     .await;
     PING_SECONDS.record(started.elapsed().as_secs_f64());
@@ -341,6 +363,17 @@ fn read_incoming(
             .filter(|strays| strays.len() <= MAX_STRAYS)
             .ok_or("invalid X-Keepwatch-Strays")?,
     };
+    let scan_skipped = header_utf8(&SCAN_SKIPPED_HEADER, "invalid X-Keepwatch-Scan-Skipped")?;
+    if scan_skipped
+        .as_ref()
+        .is_some_and(|s| s.len() > MAX_SCAN_SKIPPED || s.contains('\0'))
+    {
+        return Err("invalid X-Keepwatch-Scan-Skipped");
+    }
+    let has_snapshot = headers.contains_key(&SNAPSHOT_HEADER);
+    if has_snapshot && kind != PingKind::Log {
+        return Err("X-Keepwatch-Snapshot goes with a log ping");
+    }
     // As Healthchecks: the first X-Forwarded-For address, else the peer.
     let remote_addr = header_text(&FORWARDED_FOR)
         .and_then(|f| f.split(',').next().map(|a| a.trim().to_string()))
@@ -359,11 +392,24 @@ fn read_incoming(
         volume,
         at,
         strays,
+        scan_skipped,
+        has_snapshot,
         method: method.clone(),
         remote_addr,
         scheme,
         user_agent,
     })
+}
+
+/// A snapshot body: whole (not cut at the body limit), within the size limits, and without
+/// NUL characters (PostgreSQL text cannot hold them).
+fn read_snapshot(body: Option<&[u8]>, truncated: bool) -> Option<RunSnapshot> {
+    if truncated {
+        return None;
+    }
+    let snapshot: RunSnapshot = serde_json::from_slice(body?).ok()?;
+    let text = serde_json::to_string(&snapshot).ok()?;
+    (snapshot.within_limits() && !text.contains("\\u0000")).then_some(snapshot)
 }
 
 /// RFC 3339, or seconds since the Unix epoch (with an optional fraction).
@@ -402,6 +448,7 @@ async fn deliver(
     incoming: Incoming,
     body: Option<Vec<u8>>,
     body_truncated: bool,
+    snapshot: Option<Box<RunSnapshot>>,
 ) -> Response {
     let (check, created) = match target {
         Target::Uuid(uuid) => (uuid, false),
@@ -427,10 +474,30 @@ async fn deliver(
         body_truncated,
         at: incoming.at,
         strays: incoming.strays,
+        scan_skipped: incoming.scan_skipped,
+        snapshot,
+    };
+    let (status, body) = match created {
+        true => (StatusCode::CREATED, "Created"),
+        false => (StatusCode::OK, "OK"),
     };
     match state.engine.ping(request).await {
-        Ok(PingReply::Ok) if created => ok_response(state, StatusCode::CREATED, "Created"),
-        Ok(PingReply::Ok) => ok_response(state, StatusCode::OK, "OK"),
+        Ok(PingReply::Ok) => ok_response(state, status, body),
+        Ok(PingReply::Started(rules)) => {
+            let mut response = ok_response(state, status, body);
+            let headers = response.headers_mut();
+            headers.insert(
+                MAX_RUNTIME_HEADER.clone(),
+                HeaderValue::from(rules.hung_after().as_secs()),
+            );
+            if !rules.watch.is_empty()
+                && let Ok(json) = serde_json::to_string(&rules.watch)
+                && let Ok(value) = HeaderValue::from_bytes(json.as_bytes())
+            {
+                headers.insert(WATCH_HEADER.clone(), value);
+            }
+            response
+        }
         Ok(PingReply::NotFound) => text(StatusCode::NOT_FOUND, "not found"),
         Err(e) => unavailable(&e.to_string()),
     }

@@ -82,5 +82,6 @@ fn holder(file: &mut File) -> StrayProcess {
             .map(DateTime::<Utc>::from)
             .unwrap_or_else(|_| Utc::now()),
         cmdline: "(not visible from here)".into(),
+        watch: None,
     })
 }

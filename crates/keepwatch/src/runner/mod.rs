@@ -1,11 +1,16 @@
 //! `keepwatch run`, `keepwatch ping` and `keepwatch spool`: the job side of the ping protocol.
 //!
-//! `run` wraps a job: it sends `/start` with a fresh run id, the host name, its pid and any
-//! other process already running the same command; runs the command with stdin, stdout and
-//! stderr passed through; then sends the exit status with the duration, the volume and the
-//! last part of the combined output (at most the server's `Ping-Body-Limit`), and exits with
-//! exactly the command's code (128+N when killed by signal N). SIGINT, SIGTERM and SIGHUP are
-//! forwarded to the command.
+//! `run` wraps a job: it starts the command with stdin, stdout and stderr passed through and
+//! sends `/start` with a fresh run id, the host name, the job's pid and any other process
+//! already running the same command (an interpreted script matches whatever interpreter runs
+//! it) or matching a `--watch` pattern, or why it could not look; then sends the exit status
+//! with the duration, the volume and the last part of the combined output (at most the
+//! server's `Ping-Body-Limit`), and exits with exactly the command's code (128+N when killed
+//! by signal N). SIGINT, SIGTERM and SIGHUP are forwarded to the command.
+//!
+//! The start's answer says when the run counts as hung (`X-Keepwatch-Max-Runtime`) and the
+//! check's own watch patterns; shortly before that deadline, if the job still runs, the
+//! runner sends a snapshot of its processes (see [`snapshot`]), which the hung alert carries.
 //!
 //! It never blocks or breaks the job: the start ping waits at most `--start-timeout`; pings
 //! the server does not take are spooled and sent later in order; and a server that is down,
@@ -14,6 +19,7 @@
 mod lock;
 mod output;
 mod procs;
+mod snapshot;
 mod spool;
 
 use std::path::PathBuf;
@@ -27,7 +33,8 @@ use keepwatch_core::check::StrayProcess;
 use tokio::io::AsyncReadExt;
 
 use output::{Tail, VolumeMatcher};
-use spool::{Ping, SendError, Spool};
+use procs::Watch;
+use spool::{Answer, Ping, SendError, Spool};
 
 /// Exit code when the command cannot be started (as a shell reports "command not found").
 pub const EXIT_CANNOT_RUN: i32 = 127;
@@ -36,6 +43,8 @@ pub const EXIT_TIMED_OUT: i32 = 124;
 /// Exit code when `--lock` is held by another process and the command was not run
 /// (`EX_TEMPFAIL` from sysexits.h).
 pub const EXIT_LOCKED: i32 = 75;
+/// Where pings go when neither --server nor KEEPWATCH_SERVER says.
+const DEFAULT_SERVER: &str = "http://127.0.0.1:8000";
 
 #[derive(Debug, Clone, Args)]
 pub struct Server {
@@ -43,7 +52,7 @@ pub struct Server {
     #[arg(
         long,
         env = "KEEPWATCH_SERVER",
-        default_value = "http://127.0.0.1:8000"
+        default_value = DEFAULT_SERVER
     )]
     pub server: String,
 }
@@ -54,7 +63,8 @@ impl Server {
         let parsed = reqwest::Url::parse(base);
         if !(base.starts_with("http://") || base.starts_with("https://")) || parsed.is_err() {
             anyhow::bail!(
-                "--server `{}` is not an http:// or https:// URL",
+                "--server `{}` is not an http:// or https:// URL; set --server or \
+                 KEEPWATCH_SERVER to the keepwatch server's URL",
                 self.server
             );
         }
@@ -80,7 +90,8 @@ impl Target {
             (Ok(uuid), _) => uuid.hyphenated().to_string(),
             (Err(_), Some(key)) => format!("{key}/{}", self.check),
             (Err(_), None) => anyhow::bail!(
-                "`{}` is not a check UUID; to use a slug, give --ping-key",
+                "`{}` is not a check UUID; to use a slug, give --ping-key or set \
+                 KEEPWATCH_PING_KEY",
                 self.check
             ),
         };
@@ -153,9 +164,26 @@ pub struct RunArgs {
     /// the whole match) is the number of items processed
     #[arg(long, value_name = "REGEX")]
     pub volume_regex: Option<regex::Regex>,
+    /// Also report any other process whose command line matches this regular expression,
+    /// at the start (an overlap alert names it) and in the hung snapshot; repeatable. The
+    /// check's own `watch` list is added to these
+    #[arg(long = "watch", value_name = "PATTERN", value_parser = watch_pattern)]
+    pub watch: Vec<Watch>,
+    /// How long before the run counts as hung (the check's max runtime, which the server
+    /// tells at the start) to send the snapshot of the job's processes
+    #[arg(long, default_value = "5s", value_parser = duration, value_name = "DURATION")]
+    pub snapshot_before: Duration,
     /// The command and its arguments
     #[arg(last = true, required = true, value_name = "COMMAND")]
     pub command: Vec<String>,
+}
+
+fn watch_pattern(s: &str) -> Result<Watch, String> {
+    let regex = regex::Regex::new(s).map_err(|e| e.to_string())?;
+    Ok(Watch {
+        pattern: s.to_string(),
+        regex,
+    })
 }
 
 #[derive(Debug, Clone, Args)]
@@ -303,8 +331,8 @@ struct Reporter {
 
 impl Reporter {
     /// Delivers what the spool holds, then `ping`; whatever cannot go now is spooled with
-    /// the time `at`. Returns the server's `Ping-Body-Limit` when it answered.
-    async fn report(&mut self, ping: Ping, at: DateTime<Utc>, budget: Duration) -> Option<usize> {
+    /// the time `at`. Returns the server's answer when it took the ping.
+    async fn report(&mut self, ping: Ping, at: DateTime<Utc>, budget: Duration) -> Option<Answer> {
         let (Some(http), Some(base)) = (&self.http, &self.base) else {
             return None;
         };
@@ -321,8 +349,14 @@ impl Reporter {
             let remaining = give_up.saturating_duration_since(Instant::now());
             spool::send(http, base, &ping, remaining).await
         };
+        // The default server is a guess: say how to name the real one.
+        let hint = if base == DEFAULT_SERVER {
+            format!(" (no --server or KEEPWATCH_SERVER was given, so {DEFAULT_SERVER} was tried)")
+        } else {
+            String::new()
+        };
         match result {
-            Ok(limit) => limit,
+            Ok(answer) => Some(answer),
             Err(SendError::Rejected(why)) => {
                 self.warning.say(format!("{why}; the ping is dropped"));
                 None
@@ -330,11 +364,11 @@ impl Reporter {
             Err(SendError::Retry(why)) => {
                 match self.spool.push(&ping, at) {
                     Ok(_) => self.warning.say(format!(
-                        "{why}; pings are spooled in {} for later",
+                        "{why}{hint}; pings are spooled in {} for later",
                         self.spool.dir.display()
                     )),
                     Err(e) => self.warning.say(format!(
-                        "{why}, and the spool {} is unusable ({e}); the ping is lost",
+                        "{why}{hint}, and the spool {} is unusable ({e}); the ping is lost",
                         self.spool.dir.display()
                     )),
                 }
@@ -405,30 +439,20 @@ pub async fn run(args: RunArgs) -> i32 {
         },
     };
 
-    let strays = procs::same_command(&args.command, own_pid);
+    // Looked for before the job starts, so the job itself is not among them; the runner
+    // and the shell or cron that started it are left out (a --watch pattern naming the job
+    // would match their command lines).
+    let lineage = procs::own_lineage();
+    let mut watch = args.watch.clone();
+    let scan = procs::scan(&args.command, &watch, &lineage);
+    if let Some(why) = &scan.skipped {
+        eprintln!("keepwatch: could not look for other copies of the job: {why}");
+    }
     let started_at = Utc::now();
     let started = SystemTime::now();
+    let started_instant = tokio::time::Instant::now();
     let volume_file_before = args.volume_file.as_deref().and_then(file_version);
-    let mut body_limit = 100_000usize;
-    if let Some((start, _)) = &paths {
-        let mut body = String::new();
-        if !strays.is_empty() {
-            body.push_str("keepwatch: other processes are running this command:\n");
-            for stray in &strays {
-                body.push_str(&format!("  {}\n", procs::report_line(stray, started_at)));
-            }
-        }
-        let ping = Ping {
-            path: format!("{start}?{identity}"),
-            headers: strays_header(&strays),
-            body: body.into_bytes(),
-        };
-        if let Some(limit) = reporter.report(ping, started_at, args.start_timeout).await {
-            body_limit = limit;
-        }
-    }
-
-    let tail = Tail::new(body_limit);
+    let tail = Tail::new(100_000);
     let volume_matcher = args.volume_regex.clone().map(VolumeMatcher::new);
     let (program, arguments) = args.command.split_first().expect("clap requires a command");
     let spawned = tokio::process::Command::new(program)
@@ -437,6 +461,71 @@ pub async fn run(args: RunArgs) -> i32 {
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn();
+    // Pings name the job's own process, not this wrapper (which stays in its place when the
+    // job cannot start).
+    let job_pid = spawned.as_ref().ok().and_then(|child| child.id());
+    let identity = format!(
+        "rid={rid}&host={}&pid={}",
+        encode(&host),
+        job_pid.unwrap_or(own_pid)
+    );
+    let mut answer = Answer::default();
+    if let Some((start, _)) = &paths {
+        let ping = Ping {
+            path: format!("{start}?{identity}"),
+            headers: scan_headers(&scan),
+            body: scan_report(&scan, started_at).into_bytes(),
+        };
+        if let Some(given) = reporter.report(ping, started_at, args.start_timeout).await {
+            answer = given;
+        }
+    }
+    if let Some(limit) = answer.body_limit {
+        tail.set_limit(limit);
+    }
+    // The check's own watch patterns, learned just now: looked for at once.
+    let mut job_tree = lineage.clone();
+    job_tree.extend(job_pid);
+    let added = check_watch(&answer.watch, &watch, &mut reporter.warning);
+    if !added.is_empty()
+        && let Some((_, finish)) = &paths
+    {
+        let found = procs::scan(&[], &added, &job_tree);
+        if !found.found.is_empty() {
+            let ping = Ping {
+                path: format!("{finish}/log?{identity}"),
+                headers: scan_headers(&found),
+                body: scan_report(&found, Utc::now()).into_bytes(),
+            };
+            reporter.report(ping, Utc::now(), args.start_timeout).await;
+        }
+    }
+    watch.extend(added);
+    // The snapshot, shortly before the run counts as hung.
+    let snapshot_task = match (
+        &reporter.http,
+        &reporter.base,
+        &paths,
+        answer.max_runtime,
+        job_pid,
+    ) {
+        (Some(http), Some(base), Some((_, finish)), Some(hung_after), Some(job_pid)) => {
+            let at = started_instant + hung_after.saturating_sub(args.snapshot_before);
+            let send = SnapshotSend {
+                http: http.clone(),
+                url: format!("{base}{finish}/log?{identity}"),
+                job_pid,
+                command: args.command.clone(),
+                watch: watch.clone(),
+                ignore: lineage.clone(),
+            };
+            Some(tokio::spawn(async move {
+                tokio::time::sleep_until(at).await;
+                send.send().await;
+            }))
+        }
+        _ => None,
+    };
     let (code, suffix) = match spawned {
         Err(e) => {
             let message = format!("cannot run `{program}`: {e}");
@@ -504,7 +593,106 @@ pub async fn run(args: RunArgs) -> i32 {
         };
         reporter.report(ping, Utc::now(), args.finish_timeout).await;
     }
+    if let Some(task) = snapshot_task {
+        task.abort();
+    }
     code
+}
+
+/// The headers of a ping reporting a scan: the processes found, or why it could not look.
+fn scan_headers(scan: &procs::Scan) -> Vec<(String, String)> {
+    let mut headers = strays_header(&scan.found);
+    if let Some(why) = &scan.skipped {
+        headers.push(("x-keepwatch-scan-skipped".into(), procs::printable(why)));
+    }
+    headers
+}
+
+/// The body lines of a ping reporting a scan.
+fn scan_report(scan: &procs::Scan, now: DateTime<Utc>) -> String {
+    let mut body = String::new();
+    let (copies, watched): (Vec<_>, Vec<_>) = scan.found.iter().partition(|p| p.watch.is_none());
+    if !copies.is_empty() {
+        body.push_str("keepwatch: other processes are running this command:\n");
+        for stray in copies {
+            body.push_str(&format!("  {}\n", procs::report_line(stray, now)));
+        }
+    }
+    if !watched.is_empty() {
+        body.push_str("keepwatch: processes matching watch patterns are running:\n");
+        for stray in watched {
+            body.push_str(&format!("  {}\n", procs::report_line(stray, now)));
+        }
+    }
+    if let Some(why) = &scan.skipped {
+        body.push_str(&format!(
+            "keepwatch: could not look for other copies: {why}\n"
+        ));
+    }
+    body
+}
+
+/// The check's watch patterns that `--watch` does not already give, compiled; a pattern
+/// that is not a regular expression here costs a line on stderr.
+fn check_watch(patterns: &[String], given: &[Watch], warning: &mut Warning) -> Vec<Watch> {
+    patterns
+        .iter()
+        .filter(|p| !given.iter().any(|w| &w.pattern == *p))
+        .filter_map(|p| match watch_pattern(p) {
+            Ok(watch) => Some(watch),
+            Err(e) => {
+                warning.say(format!("the check's watch pattern `{p}` is unusable: {e}"));
+                None
+            }
+        })
+        .collect()
+}
+
+/// What the snapshot task needs: it runs beside the job and is dropped when the job ends.
+struct SnapshotSend {
+    http: reqwest::Client,
+    url: String,
+    job_pid: u32,
+    command: Vec<String>,
+    watch: Vec<Watch>,
+    ignore: std::collections::HashSet<u32>,
+}
+
+impl SnapshotSend {
+    /// Takes the snapshot and sends it once; it is not spooled (late, it is no use).
+    async fn send(self) {
+        let SnapshotSend {
+            http,
+            url,
+            job_pid,
+            command,
+            watch,
+            ignore,
+        } = self;
+        let taken =
+            tokio::task::spawn_blocking(move || snapshot::take(job_pid, &command, &watch, &ignore))
+                .await;
+        let Ok(snapshot) = taken else { return };
+        let Ok(body) = serde_json::to_vec(&snapshot) else {
+            return;
+        };
+        let sent = http
+            .post(url)
+            .timeout(Duration::from_secs(10))
+            .header("x-keepwatch-snapshot", "1")
+            .header(reqwest::header::CONTENT_TYPE, "application/json")
+            .body(body)
+            .send()
+            .await;
+        match sent {
+            Ok(response) if response.status().is_success() => {}
+            Ok(response) => eprintln!(
+                "keepwatch: the snapshot of the running job was not taken: the server answered {}",
+                response.status()
+            ),
+            Err(e) => eprintln!("keepwatch: the snapshot of the running job was not sent: {e}"),
+        }
+    }
 }
 
 /// Percent-encodes a query value.

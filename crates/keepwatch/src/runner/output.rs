@@ -3,6 +3,7 @@
 //! and one line.
 
 use std::collections::VecDeque;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
 use regex::Regex;
@@ -15,21 +16,28 @@ const MAX_LINE: usize = 64 * 1024;
 #[derive(Clone)]
 pub struct Tail {
     bytes: Arc<Mutex<VecDeque<u8>>>,
-    limit: usize,
+    /// Shared and changeable: the job runs before the server's answer says the real limit.
+    limit: Arc<AtomicUsize>,
 }
 
 impl Tail {
     pub fn new(limit: usize) -> Tail {
         Tail {
             bytes: Arc::default(),
-            limit,
+            limit: Arc::new(AtomicUsize::new(limit)),
         }
     }
 
+    pub fn set_limit(&self, limit: usize) {
+        self.limit.store(limit, Ordering::Relaxed);
+        self.push(&[]);
+    }
+
     pub fn push(&self, chunk: &[u8]) {
+        let limit = self.limit.load(Ordering::Relaxed);
         let mut bytes = self.bytes.lock().unwrap_or_else(|e| e.into_inner());
-        bytes.extend(chunk.iter().skip(chunk.len().saturating_sub(self.limit)));
-        let excess = bytes.len().saturating_sub(self.limit);
+        bytes.extend(chunk.iter().skip(chunk.len().saturating_sub(limit)));
+        let excess = bytes.len().saturating_sub(limit);
         bytes.drain(..excess);
     }
 

@@ -64,12 +64,42 @@ pub enum SendError {
 }
 
 /// Sends one ping; `Ok` carries the response's `Ping-Body-Limit`, if any.
+/// What the server's answer to a ping tells the runner.
+#[derive(Debug, Default)]
+pub struct Answer {
+    /// `Ping-Body-Limit`: the largest body it keeps.
+    pub body_limit: Option<usize>,
+    /// `X-Keepwatch-Max-Runtime` (on a start): when the run counts as hung.
+    pub max_runtime: Option<Duration>,
+    /// `X-Keepwatch-Watch` (on a start): the check's own watch patterns.
+    pub watch: Vec<String>,
+}
+
+impl Answer {
+    fn of(headers: &reqwest::header::HeaderMap) -> Answer {
+        let text = |name: &str| {
+            headers
+                .get(name)
+                .and_then(|v| std::str::from_utf8(v.as_bytes()).ok())
+        };
+        Answer {
+            body_limit: text("ping-body-limit").and_then(|v| v.parse().ok()),
+            max_runtime: text("x-keepwatch-max-runtime")
+                .and_then(|v| v.parse().ok())
+                .map(Duration::from_secs),
+            watch: text("x-keepwatch-watch")
+                .and_then(|v| serde_json::from_str(v).ok())
+                .unwrap_or_default(),
+        }
+    }
+}
+
 pub async fn send(
     http: &reqwest::Client,
     base: &str,
     ping: &Ping,
     timeout: Duration,
-) -> Result<Option<usize>, SendError> {
+) -> Result<Answer, SendError> {
     let mut request = http
         .post(format!("{base}{}", ping.path))
         .timeout(timeout.max(Duration::from_millis(50)))
@@ -78,10 +108,7 @@ pub async fn send(
         request = request.header(name, value);
     }
     match request.send().await {
-        Ok(response) if response.status().is_success() => Ok(response
-            .headers()
-            .get("ping-body-limit")
-            .and_then(|v| v.to_str().ok()?.parse().ok())),
+        Ok(response) if response.status().is_success() => Ok(Answer::of(response.headers())),
         // 408 and 429 say "try again later", like a 5xx.
         Ok(response)
             if response.status().is_client_error()

@@ -516,6 +516,8 @@ pub fn engine_ping(check: uuid::Uuid) -> keepwatch_engine::PingRequest {
         body_truncated: false,
         at: None,
         strays: Vec::new(),
+        scan_skipped: None,
+        snapshot: None,
     }
 }
 

@@ -14,6 +14,7 @@ fn command(spool: &Path, args: &[&str]) -> tokio::process::Command {
     command
         .args(args)
         .env_remove("KEEPWATCH_SERVER")
+        .env_remove("KEEPWATCH_PING_KEY")
         .env("KEEPWATCH_SPOOL_DIR", spool);
     command
 }
@@ -564,7 +565,9 @@ async fn a_run_that_processed_far_less_than_usual_raises_an_anomaly() {
         check["status"], "up",
         "an anomaly alerts; the run still succeeded"
     );
-    assert_eq!(check["run_history"]["volumes"], json!([100, 120, 90, 10]));
+    // Issue 17: an anomalous run stays out of the baseline, so the next low night is judged
+    // against normal ones (this was [100, 120, 90, 10] before).
+    assert_eq!(check["run_history"]["volumes"], json!([100, 120, 90]));
 
     // --volume-file: the number the job wrote during this run.
     let dir = tempfile::tempdir().unwrap();
@@ -719,4 +722,250 @@ async fn streaming_hundreds_of_megabytes_keeps_memory_bounded() {
     );
     let last = &app.pings(&uuid).await[0];
     assert!(body_of(&app, last).await.ends_with("\0END\n"));
+}
+
+/// The open alert with this dedup key (`check:<uuid>` for down, failed and hung,
+/// `check:<uuid>:overlap`), once the pager has opened it.
+async fn open_alert(app: &TestApp, dedup_key: &str) -> Value {
+    eventually(|| async {
+        // The full key: a read-only one sees check UUIDs redacted.
+        let (_, body) = app.get("/api/v1/alerts/?status=open").await;
+        body["alerts"]
+            .as_array()?
+            .iter()
+            .find(|alert| alert["dedup_key"] == dedup_key)
+            .cloned()
+    })
+    .await
+}
+
+/// Waits until `pid` runs `program` (past its exec), as /proc shows it.
+async fn wait_for_exec(pid: u32, program: &str) {
+    eventually(|| async {
+        let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).ok()?;
+        cmdline.starts_with(program.as_bytes()).then_some(())
+    })
+    .await
+}
+
+/// An executable shell script in `dir`.
+fn script(dir: &Path, name: &str, text: &str) -> String {
+    use std::os::unix::fs::PermissionsExt;
+    let path = dir.join(name);
+    std::fs::write(&path, text).unwrap();
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).unwrap();
+    path.to_str().unwrap().to_string()
+}
+
+#[tokio::test]
+async fn a_stray_copy_of_a_shebang_script_is_named_in_the_overlap_alert() {
+    let app = spawn_app().await;
+    let uuid = new_check(&app).await;
+    let dir = tempfile::tempdir().unwrap();
+    // Two commands: sh must not exec sleep in its own place.
+    let job = script(
+        dir.path(),
+        "nightly.sh",
+        "#!/bin/sh\nsleep \"${STRAY_SLEEP:-0}\"; exit 0\n",
+    );
+    // The stray: the same script started directly, which /proc shows as `/bin/sh <script>`.
+    let mut stray = tokio::process::Command::new(&job)
+        .arg("--all")
+        .env("STRAY_SLEEP", "60")
+        .spawn()
+        .unwrap();
+    let stray_pid = stray.id().unwrap();
+    wait_for_exec(stray_pid, "/bin/sh").await;
+    let out = run_check(&app, &uuid, &["--", &job, "--all"]).await;
+    stray.kill().await.unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert!(out.stderr.is_empty(), "{}", stderr(&out));
+    let alert = open_alert(&app, &format!("check:{uuid}:overlap")).await;
+    let strays = alert["details"]["strays"].as_array().unwrap();
+    assert_eq!(strays.len(), 1, "{alert}");
+    assert_eq!(strays[0]["pid"], stray_pid);
+    assert_eq!(strays[0]["cmdline"], format!("/bin/sh {job} --all"));
+    // The run is the job's own process, not keepwatch's.
+    let start = app.pings(&uuid).await.pop().unwrap();
+    assert_eq!(alert["details"]["run"]["pid"], start["pid"]);
+}
+
+#[tokio::test]
+async fn watch_patterns_name_matching_processes_from_the_flag_and_from_the_check() {
+    let app = spawn_app().await;
+    let marker = format!(
+        "rogue-{}-{}",
+        std::process::id(),
+        chrono::Utc::now().timestamp_micros()
+    );
+    let mut rogue = tokio::process::Command::new("sh")
+        .args(["-c", "sleep 60; exit 0", &marker])
+        .spawn()
+        .unwrap();
+    let rogue_pid = rogue.id().unwrap();
+    wait_for_exec(rogue_pid, "sh").await;
+    let pattern = format!("^sh -c .* {marker}$");
+
+    // --watch on the command line: named at the start.
+    let uuid = new_check(&app).await;
+    let out = run_check(&app, &uuid, &["--watch", &pattern, "--", "true"]).await;
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let alert = open_alert(&app, &format!("check:{uuid}:overlap")).await;
+    let strays = alert["details"]["strays"].as_array().unwrap();
+    assert_eq!(strays.len(), 1, "{alert}");
+    assert_eq!(
+        (strays[0]["pid"].clone(), strays[0]["watch"].clone()),
+        (json!(rogue_pid), json!(pattern))
+    );
+    let start = app.pings(&uuid).await.pop().unwrap();
+    assert!(
+        body_of(&app, &start)
+            .await
+            .contains("processes matching watch patterns are running")
+    );
+
+    // The check's own `watch` list: the runner learns it from the start's answer.
+    let (status, body) = app
+        .post(
+            "/api/v3/checks/",
+            Some(json!({"name": "watched", "watch": ["(unclosed"]})),
+        )
+        .await;
+    assert_eq!(status, 400);
+    assert!(
+        body["error"].as_str().unwrap().starts_with(
+            "json validation error: watch pattern `(unclosed` is not a regular expression"
+        ),
+        "{body}"
+    );
+    let check = app
+        .create_check(json!({"name": "watched", "watch": [pattern], "channels": "*"}))
+        .await;
+    assert_eq!(check["watch"], json!([pattern]));
+    let watched = check["uuid"].as_str().unwrap();
+    let out = run_check(&app, watched, &["--", "true"]).await;
+    rogue.kill().await.unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let log = eventually(|| async {
+        let pings = app.pings(watched).await;
+        pings.into_iter().find(|p| p["type"] == "log")
+    })
+    .await;
+    assert!(
+        body_of(&app, &log)
+            .await
+            .contains(&format!("pid {rogue_pid}"))
+    );
+    // The log ping raises an overlap on the second check, naming the rogue.
+    let alert = open_alert(&app, &format!("check:{watched}:overlap")).await;
+    let strays = &alert["details"]["strays"];
+    assert_eq!(
+        (strays[0]["pid"].clone(), strays[0]["watch"].clone()),
+        (json!(rogue_pid), json!(pattern))
+    );
+}
+
+#[tokio::test]
+async fn a_hung_run_s_alert_carries_the_snapshot_of_the_job_and_who_holds_its_lock() {
+    let app = spawn_app().await;
+    let check = app
+        .create_check(json!({"name": "job", "timeout": 3600, "grace": 60, "max_runtime": 600, "channels": "*"}))
+        .await;
+    let uuid = check["uuid"].as_str().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let lock = dir.path().join("lock");
+    std::fs::write(&lock, "").unwrap();
+    let lock = lock.to_str().unwrap();
+    // The rogue holds the lock the job waits for (-o: flock itself, not its `sleep`).
+    let mut rogue = tokio::process::Command::new("flock")
+        .args(["-o", lock, "sleep", "60"])
+        .spawn()
+        .unwrap();
+    let rogue_pid = rogue.id().unwrap();
+    eventually(|| async {
+        let locks = std::fs::read_to_string("/proc/locks").ok()?;
+        locks
+            .lines()
+            .any(|l| l.split_whitespace().nth(4) == Some(&rogue_pid.to_string()))
+            .then_some(())
+    })
+    .await;
+    // The snapshot is due 599 s before the 600 s max runtime: a second after the start.
+    let spool = tempfile::tempdir().unwrap();
+    let runner = command(
+        spool.path(),
+        &run_args(
+            uuid,
+            &app.address,
+            &["--snapshot-before", "599s"],
+            &["flock", lock, "true"],
+        ),
+    )
+    .spawn()
+    .unwrap();
+    let runner_pid = runner.id().unwrap();
+    let snapshot_ping = eventually(|| async {
+        let pings = app.pings(uuid).await;
+        pings.into_iter().find(|p| p["type"] == "log")
+    })
+    .await;
+    let start = app.pings(uuid).await.pop().unwrap();
+    assert_eq!(start["type"], "start");
+    let job_pid = start["pid"].as_u64().unwrap();
+    assert_ne!(
+        job_pid,
+        u64::from(runner_pid),
+        "the job's pid, not keepwatch's"
+    );
+    assert_eq!(snapshot_ping["rid"], start["rid"]);
+
+    // The deadline passes (the server's clock): the hung alert carries the snapshot.
+    app.advance(chrono::TimeDelta::seconds(600));
+    let alert = open_alert(&app, &format!("check:{uuid}")).await;
+    let details = &alert["details"];
+    assert_eq!(details["run"]["pid"], job_pid);
+    let snapshot = &details["snapshot"];
+    let job = &snapshot["processes"][0];
+    assert_eq!(job["pid"], job_pid, "{snapshot}");
+    assert_eq!(job["state"], "S", "{snapshot}");
+    assert!(job["cmdline"].as_str().unwrap().starts_with("flock "));
+    assert!(job["files"].as_array().unwrap().contains(&json!(lock)));
+    let holder = snapshot["holders"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|h| h["how"] == "flock")
+        .unwrap_or_else(|| panic!("{snapshot}"));
+    assert_eq!(
+        (holder["pid"].clone(), holder["file"].clone()),
+        (json!(rogue_pid), json!(lock))
+    );
+    let summary = snapshot["summary"].as_str().unwrap();
+    assert!(
+        summary.starts_with(&format!("pid {job_pid} S"))
+            && summary.contains(&format!("{lock} flock lock held by pid {rogue_pid}")),
+        "{summary}"
+    );
+    // The rogue goes, the job gets its lock and finishes; keepwatch exits with its status.
+    rogue.kill().await.unwrap();
+    let out = runner.wait_with_output().await.unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+}
+
+#[tokio::test]
+async fn a_run_without_a_way_to_ping_says_how_to_fix_it_and_still_runs_the_job() {
+    let out = keepwatch(&["run", "nightly", "--", "sh", "-c", "echo ran; exit 3"]).await;
+    assert_eq!(out.status.code(), Some(3));
+    assert_eq!(out.stdout, b"ran\n");
+    let line = one_line(&out);
+    assert!(
+        line.contains("give --ping-key or set KEEPWATCH_PING_KEY")
+            && line.contains("running the job without pings"),
+        "{line}"
+    );
+    let uuid = uuid::Uuid::new_v4().to_string();
+    let out = keepwatch(&run_args(&uuid, "", &[], &["sh", "-c", "exit 4"])).await;
+    assert_eq!(out.status.code(), Some(4));
+    let line = one_line(&out);
+    assert!(line.contains("set --server or KEEPWATCH_SERVER"), "{line}");
 }

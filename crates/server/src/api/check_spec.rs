@@ -45,6 +45,48 @@ pub struct Spec {
     /// keepwatch: a successful run longer than this percent of the recent median raises an
     /// anomaly (0 turns it off).
     pub anomaly_duration_pct: Option<u32>,
+    /// keepwatch: a successful run shorter than this percent of the recent median raises an
+    /// anomaly (0, the default, turns it off).
+    pub anomaly_short_pct: Option<u32>,
+    /// keepwatch: regular expressions `keepwatch run` matches other processes' command lines
+    /// with, as its `--watch` does.
+    pub watch: Option<Vec<String>>,
+}
+
+/// At most this many `watch` patterns, each at most this long.
+pub const MAX_WATCH: usize = 10;
+pub const MAX_WATCH_LEN: usize = 200;
+
+fn watch_list(obj: &Map<String, Value>) -> Result<Option<Vec<String>>, ApiError> {
+    let Some(value) = obj.get("watch") else {
+        return Ok(None);
+    };
+    let Value::Array(items) = value else {
+        return Err(invalid("watch is not an array of strings".into()));
+    };
+    if items.len() > MAX_WATCH {
+        return Err(invalid(format!("watch has more than {MAX_WATCH} patterns")));
+    }
+    let mut patterns = Vec::with_capacity(items.len());
+    for item in items {
+        let Value::String(pattern) = item else {
+            return Err(invalid("watch is not an array of strings".into()));
+        };
+        if pattern.is_empty() || pattern.chars().count() > MAX_WATCH_LEN {
+            return Err(invalid(format!(
+                "watch patterns must be 1 to {MAX_WATCH_LEN} characters"
+            )));
+        }
+        if let Err(e) = regex::Regex::new(pattern) {
+            let first = e.to_string().lines().last().unwrap_or_default().to_string();
+            return Err(invalid(format!(
+                "watch pattern `{pattern}` is not a regular expression: {}",
+                first.trim().trim_start_matches("error: ")
+            )));
+        }
+        patterns.push(pattern.clone());
+    }
+    Ok(Some(patterns))
 }
 
 fn percent(
@@ -212,6 +254,8 @@ impl Spec {
         };
         spec.anomaly_volume_pct = percent(obj, "anomaly_volume_pct", 1..=100)?;
         spec.anomaly_duration_pct = percent(obj, "anomaly_duration_pct", 101..=100_000)?;
+        spec.anomaly_short_pct = percent(obj, "anomaly_short_pct", 1..=99)?;
+        spec.watch = watch_list(obj)?;
         Ok(spec)
     }
 }

@@ -12,7 +12,7 @@ use chrono::{DateTime, Utc};
 use keepwatch_core::check::{CheckState, Status};
 use keepwatch_core::schedule::Schedule;
 use keepwatch_engine::CheckView;
-use keepwatch_engine::live::{anomaly_rules, rules_from_row, state_from_row};
+use keepwatch_engine::live::{anomaly_rules, rules_from_row, state_from_row, watch_patterns};
 use keepwatch_store::{ChannelRow, CheckRow, StateRow, Timestamp};
 use serde::Deserialize;
 use serde_json::{Map, Value, json};
@@ -187,6 +187,11 @@ fn check_json(
         "anomaly_duration_pct".into(),
         anomaly.duration_above_pct.into(),
     );
+    obj.insert(
+        "anomaly_short_pct".into(),
+        anomaly.duration_below_pct.into(),
+    );
+    obj.insert("watch".into(), json!(watch_patterns(row)));
     obj.insert("run_history".into(), json!(live.history));
     out
 }
@@ -416,6 +421,12 @@ pub(crate) fn apply_spec(row: &mut CheckRow, spec: &Spec) -> Result<(), ApiError
     }
     if let Some(v) = spec.anomaly_duration_pct {
         extra.insert("anomaly_duration_pct".into(), v.into());
+    }
+    if let Some(v) = spec.anomaly_short_pct {
+        extra.insert("anomaly_short_pct".into(), v.into());
+    }
+    if let Some(v) = &spec.watch {
+        extra.insert("watch".into(), json!(v));
     }
     row.extra = Value::Object(extra).to_string();
     Ok(())
