@@ -55,8 +55,8 @@ pub struct EngineConfig {
     /// the operator's own network). Off: such destinations are refused (see [`destination`]).
     pub allow_private_destinations: bool,
     pub smtp: Option<SmtpConfig>,
-    /// At most this many pager messages to one contact address per `page_rate_window`;
-    /// what is held back goes out as one summary when the window allows.
+    /// This many pager messages to one contact address per `page_rate_window`; beyond it,
+    /// repeats due together fold into one summary (sent at once). First pages always go.
     pub page_rate_limit: u32,
     pub page_rate_window: Duration,
     /// Public base URL of this server, for links in notifications.

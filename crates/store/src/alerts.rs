@@ -360,6 +360,22 @@ impl Store {
         }))
     }
 
+    /// Adds `kind` entries to alerts' logs at `at`, `(alert, who, detail)` each, in one
+    /// transaction.
+    pub async fn log_alerts(
+        &self,
+        entries: &[(i64, String, String)],
+        kind: &str,
+        at: Timestamp,
+    ) -> Result<()> {
+        with_tx!(self, |tx| {
+            for (alert, who, detail) in entries {
+                log_entry!(tx, *alert, at, kind, who, detail);
+            }
+        });
+        Ok(())
+    }
+
     pub async fn alert_log(&self, id: i64) -> Result<Vec<AlertLogRow>> {
         Ok(with_read!(self, |pool| {
             sqlx::query_as(

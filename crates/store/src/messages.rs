@@ -55,17 +55,18 @@ pub struct SentNow<'a> {
     pub took_ms: i64,
 }
 
-/// `$4` is a JSON array of destinations left out (they have all they can take).
+/// `$4` is a JSON array of destinations left out (they have all they can take). High-urgency
+/// rows come first, so a claim with little room never leaves a high page behind low ones.
 const CLAIM_SQLITE: &str = "UPDATE messages SET next_attempt_at = $1 WHERE id IN \
      (SELECT id FROM messages WHERE state = 'pending' AND kind = $5 AND next_attempt_at <= $2 \
       AND destination NOT IN (SELECT value FROM json_each($4)) \
-      ORDER BY next_attempt_at LIMIT $3) RETURNING id";
+      ORDER BY CASE WHEN urgency = 'low' THEN 1 ELSE 0 END, next_attempt_at LIMIT $3) RETURNING id";
 
 /// PostgreSQL: several instances may claim at once; SKIP LOCKED keeps them apart.
 const CLAIM_POSTGRES: &str = "UPDATE messages SET next_attempt_at = $1 WHERE id IN \
      (SELECT id FROM messages WHERE state = 'pending' AND kind = $5 AND next_attempt_at <= $2 \
       AND destination NOT IN (SELECT json_array_elements_text($4::text::json)) \
-      ORDER BY next_attempt_at LIMIT $3 FOR UPDATE SKIP LOCKED) RETURNING id";
+      ORDER BY CASE WHEN urgency = 'low' THEN 1 ELSE 0 END, next_attempt_at LIMIT $3 FOR UPDATE SKIP LOCKED) RETURNING id";
 
 /// The outcome of one delivery attempt.
 #[derive(Debug, Clone)]
@@ -96,6 +97,9 @@ pub struct PageDelivery {
     pub dedup_key: String,
     #[sqlx(try_from = "String")]
     pub status: AlertStatus,
+    /// A page of this alert already reached this address: a repeat, which a rate limit may
+    /// fold into a summary (a first page is never held back).
+    pub repeat: bool,
 }
 
 impl Store {
@@ -290,7 +294,9 @@ impl Store {
             // Built per backend: a query builder is typed by its database.
             let mut select = sqlx::QueryBuilder::new(
                 "SELECT m.id, m.alert_id, m.person, m.contact, m.address, m.urgency, m.attempts, \
-                 a.summary, a.service, a.dedup_key, a.status \
+                 a.summary, a.service, a.dedup_key, a.status, \
+                 EXISTS (SELECT 1 FROM messages p WHERE p.alert_id = m.alert_id \
+                  AND p.address = m.address AND p.kind = 'page' AND p.state = 'sent') AS repeat \
                  FROM messages m JOIN alerts a ON a.id = m.alert_id WHERE m.state = 'pending' AND m.id IN (",
             );
             let mut list = select.separated(", ");

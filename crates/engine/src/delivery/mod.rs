@@ -8,9 +8,10 @@
 //!
 //! - A **channel event** (a check went down, …) goes to its channel as one message.
 //! - **Pages** to one address in one round go as one message when there are
-//!   [`pages::SUMMARY_AT`] or more, and each address gets at most `page_rate_limit` messages per
-//!   `page_rate_window`, counted from the messages sent (so a restart does not reset it):
-//!   what has no room waits, and goes out as one summary when it has ([`pages`]).
+//!   [`pages::SUMMARY_AT`] or more. The first page of each alert is never held back; beyond
+//!   `page_rate_limit` messages per `page_rate_window` to one address (counted from the
+//!   messages sent, so a restart does not reset it), a round's repeats fold into one summary,
+//!   sent at once ([`pages`]). High-urgency rows are claimed before low ones.
 //!
 //! Sends run in a pool that refills as each one finishes: at most `delivery_concurrency` at
 //! once and [`PER_DESTINATION`](crate::destination::PER_DESTINATION) to one receiver
