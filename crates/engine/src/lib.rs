@@ -381,9 +381,13 @@ impl Engine {
             .await?)
     }
 
-    /// Resolves an open alert in `who`'s name; pending pages are cancelled.
+    /// Resolves an open alert in `who`'s name; pending pages are cancelled, and the people
+    /// who were paged are told.
     pub async fn resolve(&self, id: i64, who: &str) -> Result<Option<AlertRow>, EngineError> {
-        Ok(self.store.resolve_alert(id, who, self.now().into()).await?)
+        let resolved = self.store.resolve_alert(id, who, self.now().into()).await?;
+        // The people who were paged hear of it.
+        self.pager_wake.notify_one();
+        Ok(resolved)
     }
 
     /// The alert and action (`ack`, `resolve`) a notification's signed link grants, or why

@@ -38,7 +38,9 @@ pub use alerts::{AlertLogRow, AlertRow, CheckEvent, EventAlert, NewAlert, NewPag
 pub use contacts::{CodeCheck, MAX_CODE_ATTEMPTS};
 /// The domain enums the rows hold, for callers that need nothing else of core.
 pub use keepwatch_core::alert::{AlertSource, AlertStatus, paging::Urgency};
-pub use messages::{MessageKind, PageDelivery, PageOutcome, SentNow};
+pub use messages::{
+    AlertNews, MessageKind, NewUpdate, PageDelivery, PageOutcome, SentNow, UpdateDelivery,
+};
 pub use model::*;
 pub use oncall::{AppliedOnCall, FeedRow};
 pub use projects::{ApiKeyScope, generate_secret, hash_api_key};

@@ -44,6 +44,24 @@ pub fn urgency(config: Option<&OnCall>, service: &str, at: DateTime<Utc>) -> Urg
         .map_or(Urgency::High, |s| s.urgency.at(at))
 }
 
+/// Where a person hears that an alert they were paged for was resolved, recovered or
+/// finished late: one message, through their first notification rule (the one with the
+/// least delay) for `urgency` whose contact has an address. `None` if they have none.
+pub fn update_contact(config: &OnCall, person: &str, urgency: Urgency) -> Option<(String, String)> {
+    let mut rules: Vec<_> = config
+        .people
+        .get(person)?
+        .rules
+        .iter()
+        .filter(|rule| rule.urgency == urgency)
+        .collect();
+    rules.sort_by_key(|rule| rule.delay_minutes);
+    rules.into_iter().find_map(|rule| {
+        let address = config.contact_address(person, &rule.contact)?;
+        Some((rule.contact.clone(), address.to_string()))
+    })
+}
+
 /// An open alert, as routing needs it.
 #[derive(Debug, Clone, Copy)]
 pub struct Alert<'a> {
@@ -259,6 +277,21 @@ mod tests {
         assert_eq!(service_for(Some(&with_default), CHECK, None), "default");
         assert_eq!(service_for(None, CHECK, Some("payroll")), "payroll");
         assert_eq!(service_for(None, CHECK, None), "default");
+    }
+
+    #[test]
+    fn an_update_goes_through_the_first_rule_for_the_urgency() {
+        let config = example("");
+        // Alice: ntfy and email at once, ntfy again after 5 minutes (high); email (low).
+        assert_eq!(
+            update_contact(&config, "alice", Urgency::High),
+            Some(("ntfy".into(), "https://ntfy.sh/alice-pages".into()))
+        );
+        assert_eq!(
+            update_contact(&config, "alice", Urgency::Low).map(|(contact, _)| contact),
+            Some("email".into())
+        );
+        assert_eq!(update_contact(&config, "nobody", Urgency::High), None);
     }
 
     #[test]

@@ -209,6 +209,10 @@ struct ServiceSpec {
     /// Whether a check coming back up resolves its alert (else a person resolves it).
     #[serde(default = "yes")]
     resolve_on_recovery: bool,
+    /// Whether a hung run that finishes late resolves its alert too (by default a hung alert
+    /// stays open until a person acknowledges or resolves it).
+    #[serde(default)]
+    resolve_hung_on_recovery: bool,
 }
 
 fn yes() -> bool {
@@ -251,6 +255,8 @@ pub struct Service {
     /// The check UUIDs the file binds to this service, lowercase.
     pub checks: Vec<String>,
     pub resolve_on_recovery: bool,
+    /// Whether recovery resolves a hung alert too (`resolve_on_recovery` must also be on).
+    pub resolve_hung_on_recovery: bool,
 }
 
 /// A maintenance window: pages for alerts of the service (or of the check, by UUID) that fall
@@ -707,6 +713,7 @@ impl OnCall {
                     raise_after,
                     checks,
                     resolve_on_recovery: s.resolve_on_recovery,
+                    resolve_hung_on_recovery: s.resolve_hung_on_recovery,
                 },
             );
         }
