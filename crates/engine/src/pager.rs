@@ -391,11 +391,27 @@ impl Pager {
             .dedup_key
             .strip_prefix("check:")
             .and_then(|rest| rest.split(':').next());
+        // The main alert of a check that is down re-notifies at each run it misses.
+        let down_check = match check {
+            Some(uuid) if alert.dedup_key == format!("check:{uuid}") => self
+                .store
+                .check_by_uuid(uuid)
+                .await?
+                .filter(|row| row.state.status == keepwatch_core::check::Status::Down),
+            _ => None,
+        };
+        let rules = down_check
+            .as_ref()
+            .and_then(|row| crate::live::rules_from_row(row).ok());
         let routed = routing::Alert {
             service: &alert.service,
             check,
             triggered_at: alert.triggered_at.to_datetime().max(DateTime::UNIX_EPOCH),
             urgency: alert.urgency,
+            missed: rules.as_ref().map(|rules| routing::Missed {
+                schedule: &rules.schedule,
+                grace: TimeDelta::from_std(rules.grace).unwrap_or_default(),
+            }),
         };
         // Entries at `now` itself are due; those after are the next round's. The timeline to
         // a day ahead also tells when this alert next needs a round (an unrouted alert: in a
