@@ -155,3 +155,65 @@ async fn a_service_can_resolve_hung_alerts_on_recovery() {
     );
     assert_eq!(alert(&app, id).await["status"], "resolved");
 }
+
+/// The second night is never silent: after the policy has run out (one step of 10 minutes),
+/// an hourly check that stays down re-notifies alice at the run it misses next, and
+/// `remind_after` reminds her of the alert still open.
+#[tokio::test]
+async fn a_check_that_stays_down_renotifies_at_each_missed_run_and_is_reminded() {
+    let app = spawn_app().await;
+    let mut hook = Receiver::start(vec![]).await;
+    let file = alice_by_webhook("webhook", &hook.url, 0) + "remind_after = \"90m\"\n";
+    apply(&app, &file).await;
+    let uuid = uuid_of(
+        &app.create_check(
+            json!({"name": "hourly", "timeout": 3600, "grace": 60, "service": "billing"}),
+        )
+        .await,
+    );
+    app.ping("GET", &format!("/ping/{uuid}"), None).await;
+    app.advance(TimeDelta::seconds(3661));
+    let page = hook.next().await.json();
+    assert_eq!(page["alert"]["summary"], "hourly is down");
+    let id = page["alert"]["id"].as_i64().unwrap();
+    // The policy runs out after 10 minutes: nothing more until the next missed run.
+    app.advance(TimeDelta::minutes(30));
+    app.engine.settled().await;
+    assert!(
+        hook.is_empty(),
+        "nothing between the escalation and the next miss"
+    );
+
+    // An hour after the trigger the check misses its next run: alice is paged again.
+    app.advance(TimeDelta::minutes(30));
+    let again = hook.next().await.json();
+    assert_eq!(again["alert"]["id"], id);
+    // Ninety minutes after the trigger, still open: a reminder.
+    app.advance(TimeDelta::minutes(30));
+    let reminder = hook.next().await.json();
+    assert_eq!(reminder["alert"]["id"], id);
+    let log = eventually(|| async {
+        let log = alert(&app, id).await["log"].as_array().unwrap().clone();
+        let wanted = |kind: &str| log.iter().any(|e| e["kind"] == kind);
+        let notified = log.iter().filter(|e| e["kind"] == "notified").count();
+        (wanted("missed_run") && wanted("reminder") && notified == 3).then_some(log)
+    })
+    .await;
+    let detail = |kind: &str| {
+        log.iter()
+            .find(|e| e["kind"] == kind)
+            .map(|e| e["detail"].as_str().unwrap().to_string())
+            .unwrap()
+    };
+    assert_eq!(
+        detail("missed_run"),
+        "missed run 2 while down: notifying the first step again"
+    );
+    assert_eq!(
+        detail("reminder"),
+        "open for 1 h 30 min: reminding the first step"
+    );
+    // Exactly three pages: the trigger's, the missed run's, the reminder's.
+    app.engine.settled().await;
+    assert!(hook.is_empty());
+}
