@@ -280,7 +280,12 @@ impl Pager {
                     late = Some(detail);
                 }
                 let at = event.at.to_datetime();
-                let urgency = routing::urgency(config, &service, at);
+                // A check that never reported is worth a look, not a wake-up.
+                let urgency = if event.kind == "never_reported" {
+                    keepwatch_core::alert::paging::Urgency::Low
+                } else {
+                    routing::urgency(config, &service, at)
+                };
                 let summary = format!("{name} is {}", event.kind);
                 planned.push((event, service, dedup, summary, urgency, resolves, late));
             }

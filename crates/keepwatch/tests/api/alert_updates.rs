@@ -217,3 +217,59 @@ async fn a_check_that_stays_down_renotifies_at_each_missed_run_and_is_reminded()
     app.engine.settled().await;
     assert!(hook.is_empty());
 }
+
+/// A check created with `alert_if_never_pinged` that has not pinged by its first expected
+/// time plus grace raises a low-urgency `never_reported` alert (its status stays `new`, as in
+/// Healthchecks); its first ping resolves it. A check without the setting stays quiet.
+#[tokio::test]
+async fn a_check_that_never_reports_raises_a_low_urgency_alert_when_asked() {
+    let app = spawn_app().await;
+    let mut hook = Receiver::start(vec![]).await;
+    let file = alice_by_webhook("webhook", &hook.url, 0).replace(
+        r#"urgency = "high", contact"#,
+        r#"urgency = "low", contact"#,
+    );
+    apply(&app, &file).await;
+    let watched = app
+        .create_check(json!({"name": "nightly", "timeout": 3600, "grace": 60,
+            "service": "billing", "alert_if_never_pinged": true}))
+        .await;
+    assert_eq!(watched["alert_if_never_pinged"], true);
+    let uuid = uuid_of(&watched);
+    let quiet = app
+        .create_check(json!({"name": "legacy", "timeout": 3600, "grace": 60, "service": "billing"}))
+        .await;
+    assert_eq!(quiet["alert_if_never_pinged"], false);
+
+    app.advance(TimeDelta::seconds(3599));
+    app.engine.settled().await;
+    assert!(
+        hook.is_empty(),
+        "not before the first expected time plus grace"
+    );
+    app.advance(TimeDelta::seconds(62));
+    let page = hook.next().await.json();
+    assert_eq!(page["alert"]["summary"], "nightly is never_reported");
+    assert_eq!(page["urgency"], "low");
+    let id = page["alert"]["id"].as_i64().unwrap();
+    let (_, check) = app.get(&format!("/api/v3/checks/{uuid}")).await;
+    assert_eq!(
+        (&check["status"], &check["down_reason"]),
+        (&json!("new"), &json!("never_reported"))
+    );
+    app.advance(TimeDelta::hours(3));
+    app.engine.settled().await;
+    assert!(hook.is_empty(), "raised once; the legacy check stays quiet");
+    assert_eq!(
+        app.get_read_only("/api/v1/alerts/?status=open").await.1["alerts"]
+            .as_array()
+            .map(Vec::len),
+        Some(1)
+    );
+
+    // Its first ping: the alert is resolved, and alice hears of it.
+    app.ping("GET", &format!("/ping/{uuid}"), None).await;
+    let update = hook.next().await.json();
+    assert_eq!(update["update"]["alert"]["id"], id);
+    assert_eq!(alert(&app, id).await["status"], "resolved");
+}

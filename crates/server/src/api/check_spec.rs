@@ -45,6 +45,9 @@ pub struct Spec {
     /// keepwatch: a successful run longer than this percent of the recent median raises an
     /// anomaly (0 turns it off).
     pub anomaly_duration_pct: Option<u32>,
+    /// keepwatch: raise a low-urgency `never_reported` alert if the check has not pinged by
+    /// its first expected time plus grace (Healthchecks leaves it `new` quietly).
+    pub alert_if_never_pinged: Option<bool>,
 }
 
 fn percent(
@@ -212,6 +215,7 @@ impl Spec {
         };
         spec.anomaly_volume_pct = percent(obj, "anomaly_volume_pct", 1..=100)?;
         spec.anomaly_duration_pct = percent(obj, "anomaly_duration_pct", 101..=100_000)?;
+        spec.alert_if_never_pinged = boolean(obj, "alert_if_never_pinged")?;
         Ok(spec)
     }
 }

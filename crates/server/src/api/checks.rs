@@ -187,6 +187,12 @@ fn check_json(
         "anomaly_duration_pct".into(),
         anomaly.duration_above_pct.into(),
     );
+    obj.insert(
+        "alert_if_never_pinged".into(),
+        serde_json::from_str::<Value>(&row.extra)
+            .is_ok_and(|extra| extra["alert_if_never_pinged"] == true)
+            .into(),
+    );
     obj.insert("run_history".into(), json!(live.history));
     out
 }
@@ -416,6 +422,15 @@ pub(crate) fn apply_spec(row: &mut CheckRow, spec: &Spec) -> Result<(), ApiError
     }
     if let Some(v) = spec.anomaly_duration_pct {
         extra.insert("anomaly_duration_pct".into(), v.into());
+    }
+    match spec.alert_if_never_pinged {
+        Some(true) => {
+            extra.insert("alert_if_never_pinged".into(), true.into());
+        }
+        Some(false) => {
+            extra.remove("alert_if_never_pinged");
+        }
+        None => {}
     }
     row.extra = Value::Object(extra).to_string();
     Ok(())
