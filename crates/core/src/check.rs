@@ -174,6 +174,10 @@ pub struct CheckRules {
     /// Regular expressions for `keepwatch run` to match other processes' command lines with
     /// (besides its own `--watch`): matches are reported like stray copies of the job.
     pub watch: Vec<String>,
+    /// When a check that has never pinged raises `never_reported`: its first expected time
+    /// plus grace, for checks declared in an on-call file or created with
+    /// `alert_if_never_pinged` (`None`: stay `new` quietly, as Healthchecks does).
+    pub never_reported_by: Option<DateTime<Utc>>,
 }
 
 impl CheckRules {
@@ -417,6 +421,11 @@ pub enum DownReason {
     Missed,
     Failed,
     Hung,
+    /// Not down: a check that asked for it (see [`CheckRules::never_reported_by`]) is still
+    /// `new` past its first expected time plus grace. Kept with the `new` status, so its
+    /// alert is raised once.
+    #[serde(rename = "never_reported")]
+    NeverReported,
 }
 
 /// The state of a check that pings and time change.
@@ -472,6 +481,9 @@ pub enum EventKind {
     Failed,
     /// A run exceeded its max runtime while still running.
     Hung,
+    /// A check that asked for it never pinged by its first expected time plus grace.
+    #[serde(rename = "never_reported")]
+    NeverReported,
     /// A run started while another was still open, or beside stray processes.
     Overlap,
     /// A successful run processed too little or took too long against its recent median.
@@ -486,6 +498,7 @@ impl EventKind {
             EventKind::Down => "down",
             EventKind::Failed => "failed",
             EventKind::Hung => "hung",
+            EventKind::NeverReported => "never_reported",
             EventKind::Overlap => "overlap",
             EventKind::Anomaly => "anomaly",
             EventKind::Up => "up",
@@ -586,6 +599,8 @@ impl CheckState {
                 }
                 let failed = matches!(ping.kind, PingKind::Fail | PingKind::Exit(1..));
                 let was = self.status;
+                // A first ping after `never_reported`: its alert can resolve.
+                let was_unreported = self.down_reason == Some(DownReason::NeverReported);
                 if failed {
                     self.set_status(Status::Down, Some(DownReason::Failed), &mut outcome);
                     if was != Status::Down {
@@ -595,7 +610,7 @@ impl CheckState {
                     }
                 } else {
                     self.set_status(Status::Up, None, &mut outcome);
-                    if was == Status::Down {
+                    if was == Status::Down || was_unreported {
                         outcome.events.push(Event::new(EventKind::Up, ping.at));
                     }
                     self.judge_run(rules, ping, outcome.duration, was_hung, &mut outcome);
@@ -785,7 +800,18 @@ impl CheckState {
         } else {
             self.going_down_after(rules)
         };
-        hung.into_iter().chain(missed).min()
+        hung.into_iter()
+            .chain(missed)
+            .chain(self.never_reported_at(rules))
+            .min()
+    }
+
+    /// When a check still `new` raises `never_reported`, unless it did already.
+    fn never_reported_at(&self, rules: &CheckRules) -> Option<DateTime<Utc>> {
+        if self.status != Status::New || self.down_reason.is_some() || self.n_pings > 0 {
+            return None;
+        }
+        rules.never_reported_by
     }
 
     /// Applies the passing of time up to `now`: hung runs and missed deadlines.
@@ -805,6 +831,15 @@ impl CheckState {
             event.run = Some(run);
             outcome.events.push(event);
             self.set_status(Status::Down, Some(DownReason::Hung), &mut outcome);
+        }
+        if let Some(by) = self.never_reported_at(rules)
+            && now >= by
+        {
+            // Still `new` (Healthchecks' status); the reason marks the alert as raised.
+            self.down_reason = Some(DownReason::NeverReported);
+            outcome
+                .events
+                .push(Event::new(EventKind::NeverReported, by));
         }
         if !self.has_running()
             && let Some(deadline) = self.going_down_after(rules)
@@ -884,6 +919,7 @@ mod tests {
             post_only: false,
             anomaly: AnomalyRules::default(),
             watch: Vec::new(),
+            never_reported_by: None,
         }
     }
 
@@ -917,6 +953,33 @@ mod tests {
 
     fn kinds(outcome: &Outcome) -> Vec<EventKind> {
         outcome.events.iter().map(|e| e.kind).collect()
+    }
+
+    #[test]
+    fn a_check_that_never_pings_raises_never_reported_once_and_its_first_ping_clears_it() {
+        let rules = CheckRules {
+            never_reported_by: Some(t(11, 10)),
+            ..hourly()
+        };
+        let mut state = CheckState::default();
+        assert_eq!(state.next_deadline(&rules), Some(t(11, 10)));
+        assert!(state.evaluate(&rules, t(11, 9)).events.is_empty());
+        let out = state.evaluate(&rules, t(11, 10));
+        assert_eq!(kinds(&out), [EventKind::NeverReported]);
+        assert_eq!(out.events[0].at, t(11, 10));
+        // Still `new`, as Healthchecks says; raised once.
+        assert_eq!((state.status, out.flip), (Status::New, None));
+        assert_eq!(state.down_reason, Some(DownReason::NeverReported));
+        assert_eq!(state.next_deadline(&rules), None);
+        assert!(state.evaluate(&rules, t(12, 0)).events.is_empty());
+        // The first ping: up, and an `up` event resolves the alert.
+        let out = state.apply_ping(&rules, &ping(PingKind::Success, t(12, 5)));
+        assert_eq!(kinds(&out), [EventKind::Up]);
+        assert_eq!((state.status, state.down_reason), (Status::Up, None));
+        // Without the setting a new check waits quietly.
+        let mut quiet = CheckState::default();
+        assert_eq!(quiet.next_deadline(&hourly()), None);
+        assert!(quiet.evaluate(&hourly(), t(23, 0)).events.is_empty());
     }
 
     #[test]
@@ -1124,6 +1187,7 @@ mod tests {
             post_only: false,
             anomaly: AnomalyRules::default(),
             watch: Vec::new(),
+            never_reported_by: None,
         };
         let mut state = CheckState::default();
         // Friday 2026-11-27 00:02 MST = 07:02 UTC.

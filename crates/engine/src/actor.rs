@@ -485,6 +485,8 @@ impl Actor {
                 scheduled_at: None,
             },
         );
+        // A new check has no deadline, unless it asked to be alerted if it never pings.
+        self.reschedule(row.id);
         Ok(row)
     }
 

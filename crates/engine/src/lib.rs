@@ -57,8 +57,8 @@ pub struct EngineConfig {
     /// the operator's own network). Off: such destinations are refused (see [`destination`]).
     pub allow_private_destinations: bool,
     pub smtp: Option<SmtpConfig>,
-    /// At most this many pager messages to one contact address per `page_rate_window`;
-    /// what is held back goes out as one summary when the window allows.
+    /// This many pager messages to one contact address per `page_rate_window`; beyond it,
+    /// repeats due together fold into one summary (sent at once). First pages always go.
     pub page_rate_limit: u32,
     pub page_rate_window: Duration,
     /// Public base URL of this server, for links in notifications.
@@ -415,12 +415,15 @@ impl Engine {
         Ok(self.store.alert(id).await?)
     }
 
-    /// Resolves an open alert in `who`'s name; pending pages are cancelled.
+    /// Resolves an open alert in `who`'s name; pending pages are cancelled, and the people
+    /// who were paged are told.
     pub async fn resolve(&self, id: i64, who: &str) -> Result<Option<AlertRow>, EngineError> {
         let alert = self.store.resolve_alert(id, who, self.now().into()).await?;
         if let Some(alert) = &alert {
             tracing::info!(alert = id, who, status = %alert.status, "resolution");
         }
+        // The people who were paged hear of it.
+        self.pager_wake.notify_one();
         Ok(alert)
     }
 

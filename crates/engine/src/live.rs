@@ -5,6 +5,8 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use chrono::{DateTime, Utc};
+
 use keepwatch_core::check::{
     AnomalyRules, CheckRules, CheckState, DownReason, OpenRun, RunHistory,
 };
@@ -31,6 +33,7 @@ pub fn rules_from_row(row: &CheckRow) -> Result<CheckRules, String> {
         _ => Schedule::parse_stored(&row.schedule, &row.tz).map_err(|e| e.to_string())?,
     };
     Ok(CheckRules {
+        never_reported_by: never_reported_by(row, &schedule),
         schedule,
         grace: secs(row.grace_secs),
         max_runtime: row.max_runtime_secs.map(secs),
@@ -50,6 +53,27 @@ pub fn watch_patterns(row: &CheckRow) -> Vec<String> {
         .ok()
         .and_then(|extra| serde_json::from_value(extra["watch"].clone()).ok())
         .unwrap_or_default()
+}
+
+/// What makes a check's `never_reported_by` its own: its creation, when it asked for it.
+fn rules_never_reported(row: &CheckRow) -> Option<Timestamp> {
+    row.extra
+        .contains("alert_if_never_pinged")
+        .then_some(row.created_at)
+}
+
+/// The first expected time plus grace of a check that asked to be alerted if it never
+/// pings (`alert_if_never_pinged` in `extra`: set through the v3 API, and for checks declared
+/// in an on-call file).
+fn never_reported_by(row: &CheckRow, schedule: &Schedule) -> Option<DateTime<Utc>> {
+    if !row.extra.contains("alert_if_never_pinged") {
+        return None;
+    }
+    let extra: serde_json::Value = serde_json::from_str(&row.extra).ok()?;
+    if extra["alert_if_never_pinged"] != true {
+        return None;
+    }
+    Some(schedule.next_after(row.created_at.to_datetime())? + secs(row.grace_secs))
 }
 
 /// `methods: "POST"` in the Healthchecks fields kept in `extra`.
@@ -95,7 +119,8 @@ pub struct RulesInterner {
 
 /// What makes up a check's rules: for periods the timeout, for schedules the expression and
 /// zone (left empty for periods, so building the key allocates nothing for them), then grace,
-/// max runtime, manual resume, POST only, anomaly thresholds, watch patterns.
+/// max runtime, manual resume, POST only, anomaly thresholds, watch patterns, and the
+/// creation of a check that asked for `never_reported`.
 type RulesKey = (
     i64,
     String,
@@ -106,6 +131,7 @@ type RulesKey = (
     bool,
     AnomalyRules,
     Vec<String>,
+    Option<Timestamp>,
 );
 
 impl RulesInterner {
@@ -124,6 +150,8 @@ impl RulesInterner {
             post_only(row),
             anomaly_rules(row),
             watch_patterns(row),
+            // A check that waits for its first ping has rules of its own (its first time).
+            rules_never_reported(row),
         );
         if let Some(rules) = self.by_key.get(&key) {
             return Ok(rules.clone());
@@ -141,6 +169,7 @@ pub fn state_from_row(row: &StateRow) -> CheckState {
             "missed" => Some(DownReason::Missed),
             "failed" => Some(DownReason::Failed),
             "hung" => Some(DownReason::Hung),
+            "never_reported" => Some(DownReason::NeverReported),
             _ => None,
         }),
         last_ping: row.last_ping.map(Timestamp::to_datetime),
@@ -168,6 +197,7 @@ pub fn state_to_row(state: &CheckState, last_seq: Option<i64>, checkpoint_seq: i
                 DownReason::Missed => "missed",
                 DownReason::Failed => "failed",
                 DownReason::Hung => "hung",
+                DownReason::NeverReported => "never_reported",
             }
             .to_string()
         }),

@@ -12,6 +12,11 @@
 //!    maintenance windows, unrouted alerts), and the entries in `(paged_until, now]` are
 //!    recorded: log lines and one page row per notification, committed only while the alert
 //!    is still triggered, so an acknowledgment that commits first stops everything after it.
+//! 3. **Updates.** When an alert is resolved (by a person or by its check's recovery), or its
+//!    hung run finishes late (the alert stays open unless the service's
+//!    `resolve_hung_on_recovery` says otherwise), each person who was paged for it gets one
+//!    short message (an `alert_update` in the outbox) through their first rule for the
+//!    urgency they were paged at.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
@@ -23,7 +28,8 @@ use keepwatch_core::alert::routing::{self, Routed};
 use keepwatch_core::alert::{AlertSource, AlertStatus};
 use keepwatch_store::AppliedOnCall;
 use keepwatch_store::{
-    AlertRow, EventAlert, NewAlert, NewPage, PagingRecord, Store, StoreError, Timestamp,
+    AlertNews, AlertRow, EventAlert, NewAlert, NewPage, NewUpdate, PagingRecord, Store, StoreError,
+    Timestamp,
 };
 use tokio::sync::Notify;
 
@@ -33,6 +39,9 @@ use crate::rounds::Rounds;
 
 /// Where the pager is in the check event stream.
 const EVENT_CURSOR: &str = "pager_events";
+/// Where the pager is in the alert log's `resolved` and `finished_late` entries, which the
+/// people paged for the alert hear of.
+const UPDATE_CURSOR: &str = "pager_updates";
 
 pub use keepwatch_core::oncall::contact::ContactKind;
 
@@ -67,6 +76,7 @@ impl Pager {
         messages_wake: Arc<Notify>,
         lease: Arc<dyn Lease>,
     ) -> Result<Pager, StoreError> {
+        store.start_log_cursor(UPDATE_CURSOR).await?;
         Ok(Pager {
             store,
             clock,
@@ -119,6 +129,7 @@ impl Pager {
         self.configs.clear();
         let replan = self.applied_since().await?;
         self.alerts_from_events().await?;
+        self.updates_from_log().await?;
         let now = self.clock.now();
         // Triggered alerts are kept in memory: new ones are read by id each round, and the
         // whole list once a minute (to let go of alerts acknowledged or resolved elsewhere;
@@ -252,41 +263,118 @@ impl Pager {
                     "overlap" | "anomaly" => format!("check:{}:{}", event.uuid, event.kind),
                     _ => format!("check:{}", event.uuid),
                 };
-                let resolves = event.kind == "up"
-                    && config
-                        .and_then(|c| c.services.get(&service))
-                        .is_none_or(|s| s.resolve_on_recovery);
+                let settings = config.and_then(|c| c.services.get(&service));
+                let mut resolves =
+                    event.kind == "up" && settings.is_none_or(|s| s.resolve_on_recovery);
+                // A hung run that finished late: its alert stays open (unless the service says
+                // otherwise) and its log says how late.
+                let mut late = None;
+                if resolves
+                    && !settings.is_some_and(|s| s.resolve_hung_on_recovery)
+                    && let Some(open) = self
+                        .store
+                        .open_alert_by_dedup(event.project_id, &dedup)
+                        .await?
+                    && let Some(detail) = finished_late(&open.details, event.at.to_datetime())
+                {
+                    resolves = false;
+                    late = Some(detail);
+                }
                 let at = event.at.to_datetime();
-                let urgency = routing::urgency(config, &service, at);
+                // A check that never reported is worth a look, not a wake-up.
+                let urgency = if event.kind == "never_reported" {
+                    keepwatch_core::alert::paging::Urgency::Low
+                } else {
+                    routing::urgency(config, &service, at)
+                };
                 let payload = serde_json::from_str(&event.payload).unwrap_or_default();
                 let summary = crate::channels::evidence::summary(name, &event.kind, &payload);
                 tracing::info!(check = %event.uuid, event = %event.kind, service, urgency = %urgency, resolves, "check event for the pager");
-                planned.push((event, service, dedup, summary, urgency, resolves));
+                planned.push((event, service, dedup, summary, urgency, resolves, late));
             }
             let actions: Vec<EventAlert> = planned
                 .iter()
-                .filter_map(|(event, service, dedup, summary, urgency, resolves)| {
-                    if event.kind == "up" {
-                        return resolves.then_some(EventAlert::Resolve {
+                .filter_map(
+                    |(event, service, dedup, summary, urgency, resolves, late)| {
+                        if let Some(detail) = late {
+                            return Some(EventAlert::Log {
+                                project_id: event.project_id,
+                                dedup_key: dedup,
+                                kind: "finished_late",
+                                who: "check recovered",
+                                detail: detail.clone(),
+                            });
+                        }
+                        if event.kind == "up" {
+                            return resolves.then_some(EventAlert::Resolve {
+                                project_id: event.project_id,
+                                dedup_key: dedup,
+                                who: "check recovered",
+                            });
+                        }
+                        let alert = NewAlert {
                             project_id: event.project_id,
+                            service,
                             dedup_key: dedup,
-                            who: "check recovered",
-                        });
-                    }
-                    let alert = NewAlert {
-                        project_id: event.project_id,
-                        service,
-                        dedup_key: dedup,
-                        summary,
-                        source: AlertSource::Check,
-                        details: &event.payload,
-                    };
-                    Some(EventAlert::Trigger(alert, *urgency))
-                })
+                            summary,
+                            source: AlertSource::Check,
+                            details: &event.payload,
+                        };
+                        Some(EventAlert::Trigger(alert, *urgency))
+                    },
+                )
                 .collect();
             self.store
                 .intake_events(&actions, EVENT_CURSOR, last, self.clock.now().into())
                 .await?;
+            cursor = last;
+        }
+    }
+
+    /// Queues an alert update for each person who was paged for an alert that was resolved
+    /// (by a person, or by its check's recovery) or whose hung run finished late since the
+    /// last round: one message each, through their first rule for the urgency they were paged
+    /// at. The cursor moves in the same transaction, so each entry is told once.
+    async fn updates_from_log(&mut self) -> Result<(), StoreError> {
+        let mut cursor = self.store.meta(UPDATE_CURSOR).await?;
+        loop {
+            let news = self.store.alert_news_after(cursor, 100).await?;
+            let Some(last) = news.last().map(|n| n.id) else {
+                return Ok(());
+            };
+            let mut updates = Vec::new();
+            for entry in &news {
+                let Some(alert) = self.store.alert(entry.alert_id).await? else {
+                    continue;
+                };
+                let applied = self.oncall(alert.project_id).await?;
+                let Some(config) = applied.as_deref().and_then(|a| a.config.as_ref().ok()) else {
+                    continue;
+                };
+                let note = update_note(entry);
+                for (person, urgency) in self.store.paged_people(alert.id).await? {
+                    let Some((contact, address)) =
+                        routing::update_contact(config, &person, urgency)
+                    else {
+                        continue;
+                    };
+                    updates.push(NewUpdate {
+                        alert_id: alert.id,
+                        person,
+                        contact,
+                        address,
+                        urgency,
+                        note: note.clone(),
+                    });
+                }
+            }
+            let now = self.clock.now().into();
+            self.store
+                .queue_updates(&updates, UPDATE_CURSOR, last, now)
+                .await?;
+            if !updates.is_empty() {
+                self.messages_wake.notify_one();
+            }
             cursor = last;
         }
     }
@@ -311,11 +399,28 @@ impl Pager {
             .dedup_key
             .strip_prefix("check:")
             .and_then(|rest| rest.split(':').next());
+        // The main alert of a check that is down re-notifies at each run it misses.
+        let down_check = match check {
+            Some(uuid) if alert.dedup_key == format!("check:{uuid}") => self
+                .store
+                .check_by_uuid(uuid)
+                .await?
+                .filter(|row| row.state.status == keepwatch_core::check::Status::Down),
+            _ => None,
+        };
+        let rules = down_check
+            .as_ref()
+            .and_then(|row| crate::live::rules_from_row(row).ok());
         let routed = routing::Alert {
             service: &alert.service,
             check,
             triggered_at: alert.triggered_at.to_datetime().max(DateTime::UNIX_EPOCH),
+            // The timeline is planned from the urgency at the trigger (a raise is in it).
             urgency: alert.triggered_urgency(),
+            missed: rules.as_ref().map(|rules| routing::Missed {
+                schedule: &rules.schedule,
+                grace: TimeDelta::from_std(rules.grace).unwrap_or_default(),
+            }),
         };
         // Entries at `now` itself are due; those after are the next round's. The timeline to
         // a day ahead also tells when this alert next needs a round (an unrouted alert: in a
@@ -376,9 +481,68 @@ impl Pager {
     }
 }
 
+/// How late a hung run finished, when `details` (the alert's trigger) is a hung event and
+/// the check recovered at `at`: "finished at 02:14 UTC, 38 min past its max runtime (ran
+/// 45 min); stays open until acknowledged or resolved".
+fn finished_late(details: &str, at: DateTime<Utc>) -> Option<String> {
+    let trigger: serde_json::Value = serde_json::from_str(details).ok()?;
+    if trigger["kind"] != "hung" {
+        return None;
+    }
+    let hung_at = trigger["at"].as_str()?.parse::<DateTime<Utc>>().ok()?;
+    let late = short_duration(at - hung_at);
+    let ran = trigger["run"]["started_at"]
+        .as_str()
+        .and_then(|t| t.parse::<DateTime<Utc>>().ok())
+        .map(|started| format!(" (ran {})", short_duration(at - started)))
+        .unwrap_or_default();
+    Some(format!(
+        "finished at {} UTC, {late} past its max runtime{ran}; \
+         stays open until acknowledged or resolved",
+        at.format("%H:%M")
+    ))
+}
+
+/// `1 h 02 min`, `38 min`, `45 s`.
+fn short_duration(d: TimeDelta) -> String {
+    let secs = d.num_seconds().max(0);
+    match (secs / 3600, (secs % 3600) / 60) {
+        (0, 0) => format!("{secs} s"),
+        (0, m) => format!("{m} min"),
+        (h, m) => format!("{h} h {m:02} min"),
+    }
+}
+
+/// What an alert update says: "resolved by alice at 02:14 UTC", "recovered at 02:14 UTC",
+/// or how late a hung run finished.
+fn update_note(entry: &AlertNews) -> String {
+    let at = entry.at.to_datetime().format("%H:%M");
+    match (entry.kind.as_str(), entry.who.as_str()) {
+        ("finished_late", _) => entry.detail.clone(),
+        (_, "check recovered") => format!("recovered at {at} UTC"),
+        (_, who) => format!("resolved by {who} at {at} UTC"),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_late_finish_says_how_late_against_the_hung_trigger() {
+        let hung = r#"{"kind":"hung","at":"2026-11-28T07:10:00Z",
+            "run":{"started_at":"2026-11-28T07:00:00Z"}}"#;
+        let at = "2026-11-28T08:12:30Z".parse().unwrap();
+        assert_eq!(
+            finished_late(hung, at).as_deref(),
+            Some(
+                "finished at 08:12 UTC, 1 h 02 min past its max runtime (ran 1 h 12 min); \
+                 stays open until acknowledged or resolved"
+            )
+        );
+        let down = r#"{"kind":"down","at":"2026-11-28T07:10:00Z"}"#;
+        assert_eq!(finished_late(down, at), None);
+    }
 
     #[test]
     fn contact_kinds_come_from_the_name_or_the_address() {

@@ -137,8 +137,8 @@ pub struct FileNotifications {
     /// Seconds before the first retry of a failed delivery.
     pub retry_base_secs: Option<u64>,
     pub max_attempts: Option<i64>,
-    /// Pages to one contact address per `page_rate_window_secs`; more wait and go out
-    /// together as one summary.
+    /// Pages to one contact address per `page_rate_window_secs`; beyond it, repeats due
+    /// together fold into one summary (sent at once; first pages always go).
     pub page_rate_limit: Option<u32>,
     pub page_rate_window_secs: Option<u64>,
     /// As `--allow-private-destinations`.

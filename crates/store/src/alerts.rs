@@ -226,6 +226,14 @@ pub enum EventAlert<'a> {
         dedup_key: &'a str,
         who: &'a str,
     },
+    /// A log entry on the open alert with this key, if any (a hung run that finished late).
+    Log {
+        project_id: i64,
+        dedup_key: &'a str,
+        kind: &'a str,
+        who: &'a str,
+        detail: String,
+    },
 }
 
 impl Store {
@@ -275,6 +283,25 @@ impl Store {
                         .await?;
                         if let Some(id) = open {
                             close_in!(tx, id, who, now, "resolved");
+                        }
+                    }
+                    EventAlert::Log {
+                        project_id,
+                        dedup_key,
+                        kind,
+                        who,
+                        detail,
+                    } => {
+                        let open: Option<i64> = sqlx::query_scalar(
+                            "SELECT id FROM alerts \
+                             WHERE project_id = $1 AND dedup_key = $2 AND status <> 'resolved'",
+                        )
+                        .bind(project_id)
+                        .bind(dedup_key)
+                        .fetch_optional(&mut *tx)
+                        .await?;
+                        if let Some(id) = open {
+                            log_entry!(tx, id, now, *kind, *who, detail);
                         }
                     }
                 }
@@ -394,6 +421,22 @@ impl Store {
             .fetch_all(pool)
             .await?
         }))
+    }
+
+    /// Adds `kind` entries to alerts' logs at `at`, `(alert, who, detail)` each, in one
+    /// transaction.
+    pub async fn log_alerts(
+        &self,
+        entries: &[(i64, String, String)],
+        kind: &str,
+        at: Timestamp,
+    ) -> Result<()> {
+        with_tx!(self, |tx| {
+            for (alert, who, detail) in entries {
+                log_entry!(tx, *alert, at, kind, who, detail);
+            }
+        });
+        Ok(())
     }
 
     pub async fn alert_log(&self, id: i64) -> Result<Vec<AlertLogRow>> {

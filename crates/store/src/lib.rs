@@ -38,7 +38,10 @@ pub use alerts::{AlertLogRow, AlertRow, CheckEvent, EventAlert, NewAlert, NewPag
 pub use contacts::{CodeCheck, MAX_CODE_ATTEMPTS};
 /// The domain enums the rows hold, for callers that need nothing else of core.
 pub use keepwatch_core::alert::{AlertSource, AlertStatus, paging::Urgency};
-pub use messages::{AlertMessageRow, MessageKind, PageDelivery, PageOutcome, SentNow};
+pub use messages::{
+    AlertMessageRow, AlertNews, MessageKind, NewUpdate, PageDelivery, PageOutcome, SentNow,
+    UpdateDelivery,
+};
 pub use model::*;
 pub use oncall::{AppliedBy, AppliedOnCall, FeedRow, HistoricConfig};
 pub use projects::{ApiKeyScope, generate_secret, hash_api_key};

@@ -30,6 +30,9 @@ pub enum MessageKind {
     /// A code that proves a contact reaches its person, sent at once (the person waits for
     /// it), never queued.
     VerificationCode,
+    /// A short note to a person who was paged for an alert: it was resolved, it recovered, its
+    /// hung run finished late.
+    AlertUpdate,
 }
 
 impl MessageKind {
@@ -38,6 +41,7 @@ impl MessageKind {
             MessageKind::ChannelEvent => "channel_event",
             MessageKind::Page => "page",
             MessageKind::VerificationCode => "verification_code",
+            MessageKind::AlertUpdate => "alert_update",
         }
     }
 }
@@ -55,17 +59,18 @@ pub struct SentNow<'a> {
     pub took_ms: i64,
 }
 
-/// `$4` is a JSON array of destinations left out (they have all they can take).
+/// `$4` is a JSON array of destinations left out (they have all they can take). High-urgency
+/// rows come first, so a claim with little room never leaves a high page behind low ones.
 const CLAIM_SQLITE: &str = "UPDATE messages SET next_attempt_at = $1 WHERE id IN \
      (SELECT id FROM messages WHERE state = 'pending' AND kind = $5 AND next_attempt_at <= $2 \
       AND destination NOT IN (SELECT value FROM json_each($4)) \
-      ORDER BY next_attempt_at LIMIT $3) RETURNING id";
+      ORDER BY CASE WHEN urgency = 'low' THEN 1 ELSE 0 END, next_attempt_at LIMIT $3) RETURNING id";
 
 /// PostgreSQL: several instances may claim at once; SKIP LOCKED keeps them apart.
 const CLAIM_POSTGRES: &str = "UPDATE messages SET next_attempt_at = $1 WHERE id IN \
      (SELECT id FROM messages WHERE state = 'pending' AND kind = $5 AND next_attempt_at <= $2 \
       AND destination NOT IN (SELECT json_array_elements_text($4::text::json)) \
-      ORDER BY next_attempt_at LIMIT $3 FOR UPDATE SKIP LOCKED) RETURNING id";
+      ORDER BY CASE WHEN urgency = 'low' THEN 1 ELSE 0 END, next_attempt_at LIMIT $3 FOR UPDATE SKIP LOCKED) RETURNING id";
 
 /// The outcome of one delivery attempt.
 #[derive(Debug, Clone)]
@@ -96,6 +101,48 @@ pub struct PageDelivery {
     pub dedup_key: String,
     #[sqlx(try_from = "String")]
     pub status: AlertStatus,
+    /// A page of this alert already reached this address: a repeat, which a rate limit may
+    /// fold into a summary (a first page is never held back).
+    pub repeat: bool,
+}
+
+/// An alert log entry people who were paged hear of: `resolved` or `finished_late`.
+#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
+pub struct AlertNews {
+    /// The log entry's id (the pager's cursor).
+    pub id: i64,
+    pub alert_id: i64,
+    pub at: Timestamp,
+    pub kind: String,
+    pub who: String,
+    pub detail: String,
+}
+
+/// An alert update to queue for one person's contact.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewUpdate {
+    pub alert_id: i64,
+    pub person: String,
+    pub contact: String,
+    pub address: String,
+    pub urgency: Urgency,
+    pub note: String,
+}
+
+/// A claimed alert update, with what its message needs.
+#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
+pub struct UpdateDelivery {
+    pub id: i64,
+    pub alert_id: i64,
+    pub person: String,
+    pub contact: String,
+    pub address: String,
+    #[sqlx(try_from = "String")]
+    pub urgency: Urgency,
+    pub attempts: i64,
+    pub note: String,
+    pub summary: String,
+    pub service: String,
 }
 
 /// A page of an alert, as its log of deliveries shows it.
@@ -116,6 +163,122 @@ pub struct AlertMessageRow {
 }
 
 impl Store {
+    /// Starts meta `cursor` at the end of the alert log if it is not set yet, so a new
+    /// reader of the log (the pager's alert updates) does not act on entries from before it
+    /// existed.
+    pub async fn start_log_cursor(&self, cursor: &str) -> Result<()> {
+        with_tx!(self, |tx| {
+            sqlx::query(
+                "INSERT INTO meta (key, value) SELECT $1, COALESCE(MAX(id), 0) FROM alert_log \
+                 WHERE true ON CONFLICT (key) DO NOTHING",
+            )
+            .bind(cursor)
+            .execute(&mut *tx)
+            .await?;
+        });
+        Ok(())
+    }
+
+    /// The `resolved` and `finished_late` log entries after `after` (by id), oldest first.
+    pub async fn alert_news_after(&self, after: i64, limit: i64) -> Result<Vec<AlertNews>> {
+        Ok(with_read!(self, |pool| {
+            sqlx::query_as(
+                "SELECT id, alert_id, at, kind, who, detail FROM alert_log \
+                 WHERE id > $1 AND kind IN ('resolved', 'finished_late') ORDER BY id LIMIT $2",
+            )
+            .bind(after)
+            .bind(limit)
+            .fetch_all(pool)
+            .await?
+        }))
+    }
+
+    /// The people a page of the alert reached, each with the highest urgency they were paged
+    /// at (`high` sorts before `low`).
+    pub async fn paged_people(&self, alert_id: i64) -> Result<Vec<(String, Urgency)>> {
+        let rows: Vec<(String, String)> = with_read!(self, |pool| {
+            sqlx::query_as(
+                "SELECT person, MIN(urgency) FROM messages \
+                 WHERE alert_id = $1 AND kind = 'page' AND state = 'sent' \
+                 GROUP BY person ORDER BY person",
+            )
+            .bind(alert_id)
+            .fetch_all(pool)
+            .await?
+        });
+        Ok(rows
+            .into_iter()
+            .map(|(person, urgency)| {
+                let urgency = Urgency::parse(&urgency).unwrap_or(Urgency::High);
+                (person, urgency)
+            })
+            .collect())
+    }
+
+    /// Queues alert updates, due at `now`, and moves meta `cursor` to `through`, in one
+    /// transaction: each log entry is told once.
+    pub async fn queue_updates(
+        &self,
+        updates: &[NewUpdate],
+        cursor: &str,
+        through: i64,
+        now: Timestamp,
+    ) -> Result<()> {
+        with_tx!(self, |tx| {
+            for update in updates {
+                sqlx::query(
+                    "INSERT INTO messages (kind, destination, alert_id, person, contact, address, \
+                     urgency, note, next_attempt_at, created_at) \
+                     VALUES ('alert_update', $4, $1, $2, $3, $4, $5, $6, $7, $7)",
+                )
+                .bind(update.alert_id)
+                .bind(&update.person)
+                .bind(&update.contact)
+                .bind(&update.address)
+                .bind(update.urgency.as_str())
+                .bind(&update.note)
+                .bind(now)
+                .execute(&mut *tx)
+                .await?;
+            }
+            sqlx::query(crate::SET_META)
+                .bind(cursor)
+                .bind(through)
+                .execute(&mut *tx)
+                .await?;
+        });
+        Ok(())
+    }
+
+    /// Claims up to `limit` due alert updates for `lease`, leaving out those to `addresses`.
+    pub async fn claim_updates(
+        &self,
+        now: Timestamp,
+        lease: TimeDelta,
+        limit: i64,
+        addresses: &[String],
+    ) -> Result<Vec<UpdateDelivery>> {
+        let ids = self
+            .claim(MessageKind::AlertUpdate, now, now + lease, limit, addresses)
+            .await?;
+        let mut updates = Vec::with_capacity(ids.len());
+        for id in ids {
+            let update: Option<UpdateDelivery> = with_read!(self, |pool| {
+                sqlx::query_as(
+                    "SELECT m.id, m.alert_id, m.person, m.contact, m.address, m.urgency, m.attempts, \
+                     m.note, a.summary, a.service \
+                     FROM messages m JOIN alerts a ON a.id = m.alert_id \
+                     WHERE m.id = $1 AND m.state = 'pending'",
+                )
+                .bind(id)
+                .fetch_optional(pool)
+                .await?
+            });
+            updates.extend(update);
+        }
+        Ok(updates)
+    }
+
     /// Claims up to `limit` due messages of `kind` until `lease_until`, leaving out those
     /// to `except` destinations. Returns their ids.
     async fn claim(
@@ -335,7 +498,9 @@ impl Store {
             // Built per backend: a query builder is typed by its database.
             let mut select = sqlx::QueryBuilder::new(
                 "SELECT m.id, m.alert_id, m.person, m.contact, m.address, m.urgency, m.attempts, \
-                 a.summary, a.service, a.dedup_key, a.status \
+                 a.summary, a.service, a.dedup_key, a.status, \
+                 EXISTS (SELECT 1 FROM messages p WHERE p.alert_id = m.alert_id \
+                  AND p.address = m.address AND p.kind = 'page' AND p.state = 'sent') AS repeat \
                  FROM messages m JOIN alerts a ON a.id = m.alert_id WHERE m.state = 'pending' AND m.id IN (",
             );
             let mut list = select.separated(", ");
@@ -475,6 +640,7 @@ impl Store {
             .filter_map(|kind| match kind.as_str() {
                 "channel_event" => Some(MessageKind::ChannelEvent),
                 "page" => Some(MessageKind::Page),
+                "alert_update" => Some(MessageKind::AlertUpdate),
                 _ => None,
             })
             .collect())

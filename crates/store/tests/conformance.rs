@@ -399,6 +399,7 @@ async fn story(store: Store) {
     assert_eq!(store.count_checks().await.unwrap(), 1);
     oncall_story(&store).await;
     alert_story(&store).await;
+    alert_update_story(&store).await;
     event_intake_story(&store).await;
     verification_story(&store).await;
     sweep_story(&store, project.id).await;
@@ -902,6 +903,158 @@ async fn alert_story(store: &Store) {
     assert_eq!(store.secret("links").await.unwrap(), secret);
     store.set_meta("cursor", 7).await.unwrap();
     assert_eq!(store.meta("cursor").await.unwrap(), 7);
+}
+
+/// The people paged for an alert hear of its resolution: the log entries after a cursor
+/// that starts at the end of the log, who was paged (and at which urgency), and the
+/// `alert_update` messages queued with the cursor and claimed by the dispatcher.
+async fn alert_update_story(store: &Store) {
+    use keepwatch_store::{
+        AttemptResult, MessageKind, NewPage, NewUpdate, PageOutcome, PagingRecord,
+    };
+    let project = store.create_project("updates", us(1)).await.unwrap();
+    let (alert, _) = store
+        .trigger_alert(&disk_full(project.id), Urgency::Low, us(10_000))
+        .await
+        .unwrap();
+    // The cursor starts at the end of the log, and a second start leaves it.
+    store.start_log_cursor("updates").await.unwrap();
+    let start = store.meta("updates").await.unwrap();
+    assert!(start > 0);
+    assert!(store.alert_news_after(start, 10).await.unwrap().is_empty());
+    let page = |person: &str, urgency| NewPage {
+        person: person.into(),
+        contact: "email".into(),
+        address: format!("{person}@example.com"),
+        urgency,
+        due_at: us(10_000),
+    };
+    let record = PagingRecord {
+        alert_id: alert.id,
+        paged_from: alert.paged_until,
+        paged_until: us(10_000),
+        log: Vec::new(),
+        raised_at: None,
+        pages: vec![
+            page("alice", Urgency::Low),
+            page("alice", Urgency::High),
+            page("bob", Urgency::Low),
+            page("carol", Urgency::High),
+        ],
+    };
+    assert!(store.record_paging(&record, us(10_000)).await.unwrap());
+    let claimed = store
+        .claim_pages(us(10_000), chrono::TimeDelta::seconds(60), 10)
+        .await
+        .unwrap();
+    assert_eq!(claimed.len(), 4);
+    assert!(claimed.iter().all(|page| !page.repeat), "first pages");
+    // Carol's page failed: she was not reached.
+    let outcomes: Vec<PageOutcome> = claimed
+        .iter()
+        .map(|page| PageOutcome {
+            page,
+            ok: page.person != "carol",
+            detail: "done".into(),
+            retry_at: None,
+            deferred: false,
+        })
+        .collect();
+    store.finish_pages(&outcomes, us(11_000)).await.unwrap();
+    assert_eq!(
+        store.paged_people(alert.id).await.unwrap(),
+        [
+            ("alice".to_string(), Urgency::High),
+            ("bob".to_string(), Urgency::Low)
+        ]
+    );
+    // A page of the same alert to alice again is a repeat.
+    let again = PagingRecord {
+        alert_id: alert.id,
+        paged_from: us(10_000),
+        paged_until: us(12_000),
+        log: Vec::new(),
+        raised_at: None,
+        pages: vec![NewPage {
+            due_at: us(12_000),
+            ..page("alice", Urgency::High)
+        }],
+    };
+    assert!(store.record_paging(&again, us(12_000)).await.unwrap());
+    let repeat = store
+        .claim_pages(us(12_000), chrono::TimeDelta::seconds(60), 10)
+        .await
+        .unwrap();
+    assert_eq!(repeat.len(), 1);
+    assert!(repeat[0].repeat);
+
+    store
+        .resolve_alert(alert.id, "dave", us(13_000))
+        .await
+        .unwrap();
+    let news = store.alert_news_after(start, 10).await.unwrap();
+    assert_eq!(
+        news.iter()
+            .map(|n| (n.alert_id, n.kind.as_str(), n.who.as_str(), n.at))
+            .collect::<Vec<_>>(),
+        [(alert.id, "resolved", "dave", us(13_000))]
+    );
+    let update = NewUpdate {
+        alert_id: alert.id,
+        person: "alice".into(),
+        contact: "email".into(),
+        address: "alice@example.com".into(),
+        urgency: Urgency::High,
+        note: "resolved by dave at 00:00 UTC".into(),
+    };
+    store
+        .queue_updates(&[update], "updates", news[0].id, us(13_000))
+        .await
+        .unwrap();
+    assert_eq!(store.meta("updates").await.unwrap(), news[0].id);
+    assert!(
+        store
+            .due_kinds(us(13_000))
+            .await
+            .unwrap()
+            .contains(&MessageKind::AlertUpdate)
+    );
+    let updates = store
+        .claim_updates(us(13_000), chrono::TimeDelta::seconds(60), 10, &[])
+        .await
+        .unwrap();
+    assert_eq!(updates.len(), 1);
+    assert_eq!(
+        (
+            updates[0].note.as_str(),
+            updates[0].summary.as_str(),
+            updates[0].person.as_str()
+        ),
+        (
+            "resolved by dave at 00:00 UTC",
+            alert.summary.as_str(),
+            "alice"
+        )
+    );
+    store
+        .record_attempt(&AttemptResult {
+            outbox_id: updates[0].id,
+            at: us(13_500),
+            ok: true,
+            detail: "sent".into(),
+            took_ms: 1,
+            retry_at: None,
+        })
+        .await
+        .unwrap();
+    assert!(
+        store
+            .claim_updates(us(200_000_000), chrono::TimeDelta::seconds(60), 10, &[])
+            .await
+            .unwrap()
+            .is_empty(),
+        "sent once"
+    );
 }
 
 /// A group commit with one row the database refuses: only that row's check fails, every

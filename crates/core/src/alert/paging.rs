@@ -162,14 +162,8 @@ pub struct Paging<'a> {
 impl Paging<'_> {
     /// Every page before `until` (the acknowledgment, or the end of a drill), in time order.
     pub fn timeline(&self, until: DateTime<Utc>) -> Vec<Page> {
-        let raise_at = match (self.urgency, self.raise_after) {
-            (Urgency::Low, Some(after)) => Some(self.triggered_at + after),
-            _ => None,
-        };
-        let urgency_at = |t: DateTime<Utc>| match raise_at {
-            Some(raise) if t >= raise => Urgency::High,
-            _ => self.urgency,
-        };
+        let raise_at = self.raise_at();
+        let urgency_at = |t: DateTime<Utc>| self.urgency_at(t);
         let mut pages = Vec::new();
         // The steps, pass after pass, and who each one reached.
         let mut started: Vec<(DateTime<Utc>, Vec<&Target>)> = Vec::new();
@@ -223,6 +217,46 @@ impl Paging<'_> {
         pages.retain(|p| p.at() < until);
         // Stable: at the same instant, steps come before what they cause.
         pages.sort_by_key(Page::at);
+        pages
+    }
+
+    /// When a low-urgency alert becomes high, if it does.
+    fn raise_at(&self) -> Option<DateTime<Utc>> {
+        match (self.urgency, self.raise_after) {
+            (Urgency::Low, Some(after)) => Some(self.triggered_at + after),
+            _ => None,
+        }
+    }
+
+    /// When the policy has run out if nobody acknowledges: every step of every pass has had
+    /// its delay (the last resort, if any, is paged then).
+    pub fn escalation_end(&self) -> DateTime<Utc> {
+        let pass: i64 = self
+            .policy
+            .steps
+            .iter()
+            .map(|step| i64::from(step.delay_minutes))
+            .sum();
+        self.triggered_at + TimeDelta::minutes(pass * (i64::from(self.policy.repeat) + 1))
+    }
+
+    /// The alert's urgency at `t`: the trigger's, or high once raised.
+    pub fn urgency_at(&self, t: DateTime<Utc>) -> Urgency {
+        match self.raise_at() {
+            Some(raise) if t >= raise => Urgency::High,
+            _ => self.urgency,
+        }
+    }
+
+    /// The notifications of whoever the first step reaches at `at`, at the urgency then: what
+    /// a reminder or a re-notification sends (the first step is who owns the alert now).
+    pub fn first_step(&self, at: DateTime<Utc>) -> Vec<Page> {
+        let mut pages = Vec::new();
+        if let Some(step) = self.policy.steps.first() {
+            for target in &step.targets {
+                self.notify(target, at, self.urgency_at(at), &mut pages);
+            }
+        }
         pages
     }
 

@@ -209,6 +209,16 @@ struct ServiceSpec {
     /// Whether a check coming back up resolves its alert (else a person resolves it).
     #[serde(default = "yes")]
     resolve_on_recovery: bool,
+    /// Whether a hung run that finishes late resolves its alert too (by default a hung alert
+    /// stays open until a person acknowledges or resolves it).
+    #[serde(default)]
+    resolve_hung_on_recovery: bool,
+    /// Re-notify an open alert at every n-th missed run of its check while it stays down;
+    /// 0: never. Unset: every missed run, while the alert is at high urgency.
+    renotify_every: Option<u32>,
+    /// Remind whoever is on the first step of an alert still open after this long (`90m`,
+    /// `12h`, `2d`), and again after each further stretch of it.
+    remind_after: Option<String>,
 }
 
 fn yes() -> bool {
@@ -251,6 +261,42 @@ pub struct Service {
     /// The check UUIDs the file binds to this service, lowercase.
     pub checks: Vec<String>,
     pub resolve_on_recovery: bool,
+    /// Whether recovery resolves a hung alert too (`resolve_on_recovery` must also be on).
+    pub resolve_hung_on_recovery: bool,
+    /// When an open alert is re-notified as its check misses runs.
+    pub renotify: Renotify,
+    /// How long an alert stays open before its first-step people are reminded (then again
+    /// each time as long again passes).
+    pub remind_after: Option<TimeDelta>,
+}
+
+/// When an open alert of a check that stays down is re-notified, run after missed run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Renotify {
+    /// The default: every missed run, while the alert is at high urgency.
+    HighUrgency,
+    /// Every n-th missed run (n ≥ 1), at any urgency.
+    Every(u32),
+    Never,
+}
+
+/// The longest `remind_after`: 30 days.
+const MAX_REMIND_AFTER_MINUTES: i64 = 30 * 24 * 60;
+
+/// A `remind_after` value: a number with `m`, `h` or `d`, at least a minute.
+fn reminder_interval(text: &str) -> Option<TimeDelta> {
+    let text = text.trim();
+    let unit = text.chars().last()?;
+    let n: i64 = text[..text.len() - unit.len_utf8()].trim().parse().ok()?;
+    let minutes = match unit {
+        'm' => n,
+        'h' => n.checked_mul(60)?,
+        'd' => n.checked_mul(24 * 60)?,
+        _ => return None,
+    };
+    (1..=MAX_REMIND_AFTER_MINUTES)
+        .contains(&minutes)
+        .then(|| TimeDelta::minutes(minutes))
 }
 
 /// A maintenance window: pages for alerts of the service (or of the check, by UUID) that fall
@@ -698,6 +744,22 @@ impl OnCall {
                 }
                 checks.push(uuid);
             }
+            let renotify = match s.renotify_every {
+                None => Renotify::HighUrgency,
+                Some(0) => Renotify::Never,
+                Some(n) => Renotify::Every(n),
+            };
+            let remind_after = match &s.remind_after {
+                None => None,
+                Some(text) => match reminder_interval(text) {
+                    Some(interval) => Some(interval),
+                    None if rules.strict => bail!(
+                        "{at}.remind_after: `{text}` is not a duration from 1m to 30d \
+                         (a number with m, h or d: `12h`)"
+                    ),
+                    None => None,
+                },
+            };
             services.insert(
                 s.name.clone(),
                 Service {
@@ -707,6 +769,9 @@ impl OnCall {
                     raise_after,
                     checks,
                     resolve_on_recovery: s.resolve_on_recovery,
+                    resolve_hung_on_recovery: s.resolve_hung_on_recovery,
+                    renotify,
+                    remind_after,
                 },
             );
         }
@@ -1065,6 +1130,18 @@ mod tests {
                 "urgency = \"high\"\n",
                 "urgency = \"high\"\nraise_after = 20000\n",
                 "services[0] (billing).raise_after: 20000 is out of range (0 to 10080 minutes)",
+            ),
+            (
+                "urgency = \"high\"\n",
+                "urgency = \"high\"\nremind_after = \"12 hours\"\n",
+                "services[0] (billing).remind_after: `12 hours` is not a duration from 1m to 30d \
+                 (a number with m, h or d: `12h`)",
+            ),
+            (
+                "urgency = \"high\"\n",
+                "urgency = \"high\"\nremind_after = \"31d\"\n",
+                "services[0] (billing).remind_after: `31d` is not a duration from 1m to 30d \
+                 (a number with m, h or d: `12h`)",
             ),
             (
                 "delay = 10 }]",

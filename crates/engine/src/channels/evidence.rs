@@ -151,6 +151,13 @@ pub fn explain(kind: &str, payload: &Value, check: &CheckFacts, now: DateTime<Ut
             };
             (headline, format!("overlap: {}", copies.join("; ")))
         }
+        "anomaly" if payload["anomaly"]["rule"] == "volume_missing" => {
+            let runs = payload["anomaly"]["runs"].as_u64().unwrap_or(10);
+            (
+                "reported no volume".into(),
+                format!("anomaly: the run reported no volume, where each of the last {runs} did"),
+            )
+        }
         "anomaly" => {
             let anomaly = &payload["anomaly"];
             let value = anomaly["value"].as_f64().unwrap_or_default();
@@ -168,6 +175,8 @@ pub fn explain(kind: &str, payload: &Value, check: &CheckFacts, now: DateTime<Ut
                     check.volume_runs,
                 ),
             };
+            // The runs the engine took the median over, when the event says.
+            let runs = anomaly["runs"].as_u64().map_or(runs, |n| n as usize);
             let of = match runs {
                 0 => "recent runs".to_string(),
                 1 => "the last run".to_string(),
@@ -179,6 +188,17 @@ pub fn explain(kind: &str, payload: &Value, check: &CheckFacts, now: DateTime<Ut
             )
         }
         "up" => ("back up".into(), "up: the check is back".into()),
+        "never_reported" => {
+            let expected = (at - check.grace).with_timezone(&tz);
+            (
+                "never reported".into(),
+                format!(
+                    "never reported: no ping since it was created; its first run was due {} ({})",
+                    expected.format("%a %H:%M"),
+                    tz.name()
+                ),
+            )
+        }
         other => (other.to_string(), other.to_string()),
     };
     let host = run["host"].as_str().or(other["host"].as_str());
@@ -269,6 +289,8 @@ pub fn outlook(
             check,
             triggered_at,
             urgency: alert.triggered_urgency(),
+            // The next person paged is what a page says; renotifying a missed run is not.
+            missed: None,
         };
         let at = |t: DateTime<Utc>| t.with_timezone(&tz).format("%H:%M %Z").to_string();
         let timeline = routing::timeline(config, &routed, now + TimeDelta::days(1));
@@ -492,6 +514,21 @@ mod tests {
                 "2026-03-07T07:05:00Z",
                 "took 45 min, usually 5 min",
                 "anomaly: took 45 min, median of the last 10 runs 5 min",
+            ),
+            (
+                "anomaly",
+                json!({"kind": "anomaly", "at": "2026-03-07T07:05:00Z",
+                       "anomaly": {"metric": "volume", "rule": "volume_missing", "median": 1000.0, "runs": 10}}),
+                "2026-03-07T07:05:00Z",
+                "reported no volume",
+                "anomaly: the run reported no volume, where each of the last 10 did",
+            ),
+            (
+                "never_reported",
+                json!({"kind": "never_reported", "at": "2026-03-07T07:01:00Z"}),
+                "2026-03-07T07:01:00Z",
+                "never reported",
+                "never reported: no ping since it was created; its first run was due Sat 00:00 (America/Denver)",
             ),
             (
                 "up",

@@ -927,6 +927,7 @@ mod tests {
             service: "billing".into(),
             dedup_key: "check:0b6a".into(),
             status: keepwatch_core::alert::AlertStatus::Triggered,
+            repeat: false,
         };
         let explained = Explained {
             check: Some("Nightly".into()),

@@ -5,7 +5,7 @@
 use chrono::{DateTime, TimeDelta, Utc};
 use chrono_tz::Tz;
 use keepwatch_core::alert::AlertSource;
-use keepwatch_core::check::RunHistory;
+use keepwatch_core::check::{RunHistory, RunSnapshot};
 use keepwatch_store::{AlertRow, CheckRow, Store, StoreError};
 use serde::Serialize;
 use serde_json::Value;
@@ -97,14 +97,21 @@ pub async fn check_facts(
         .find(|p| matches!(p.kind.as_str(), "success" | "exit:0"))
         .map(|p| p.at.to_datetime());
     let host = before.iter().find_map(|p| p.host.clone());
+    // The last output: the newest body that is not a hung run's snapshot (the runner sends
+    // those as log pings; they have their own place in the page).
     let mut output = None;
-    if let Some(with_body) = before.iter().find(|p| p.body.is_some()) {
+    for with_body in before.iter().filter(|p| p.body.is_some()).take(3) {
         let ping = store
             .ping(check.id, check.state.last_seq, PINGS_SEARCHED, with_body.n)
             .await?;
-        output = ping
-            .and_then(|p| p.body)
-            .map(|body| String::from_utf8_lossy(&body).into_owned());
+        let Some(body) = ping.and_then(|p| p.body) else {
+            continue;
+        };
+        if with_body.kind == "log" && serde_json::from_slice::<RunSnapshot>(&body).is_ok() {
+            continue;
+        }
+        output = Some(String::from_utf8_lossy(&body).into_owned());
+        break;
     }
     let history: RunHistory = serde_json::from_str(&check.state.history).unwrap_or_default();
     let durations: Vec<i64> = history.durations_ms.iter().map(|d| *d as i64).collect();

@@ -8,9 +8,12 @@
 //!
 //! - A **channel event** (a check went down, …) goes to its channel as one message.
 //! - **Pages** to one address in one round go as one message when there are
-//!   [`pages::SUMMARY_AT`] or more, and each address gets at most `page_rate_limit` messages per
-//!   `page_rate_window`, counted from the messages sent (so a restart does not reset it):
-//!   what has no room waits, and goes out as one summary when it has ([`pages`]).
+//!   [`pages::SUMMARY_AT`] or more. The first page of each alert is never held back; beyond
+//!   `page_rate_limit` messages per `page_rate_window` to one address (counted from the
+//!   messages sent, so a restart does not reset it), a round's repeats fold into one summary,
+//!   sent at once ([`pages`]). High-urgency rows are claimed before low ones.
+//! - An **alert update** (resolved, recovered, a hung run finished late) goes to one person's
+//!   contact as one short message, and is logged on its alert.
 //!
 //! Sends run in a pool that refills as each one finishes: at most `delivery_concurrency` at
 //! once and [`PER_DESTINATION`](crate::destination::PER_DESTINATION) to one receiver
@@ -23,7 +26,10 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use chrono::{DateTime, TimeDelta, Utc};
-use keepwatch_store::{AttemptResult, Delivery, MessageKind, PageDelivery, Store, Timestamp};
+use keepwatch_core::oncall::ContactKind;
+use keepwatch_store::{
+    AttemptResult, Delivery, MessageKind, PageDelivery, Store, Timestamp, UpdateDelivery,
+};
 use tokio::sync::Notify;
 use tokio::task::JoinSet;
 
@@ -163,7 +169,25 @@ impl Dispatcher {
         } else {
             Vec::new()
         };
-        let claimed = !events.is_empty() || !pages.is_empty();
+        let updates = if due.contains(&MessageKind::AlertUpdate) {
+            self.store
+                .claim_updates(now.into(), LEASE, PAGE_CLAIM_LIMIT, &busy)
+                .await?
+        } else {
+            Vec::new()
+        };
+        let claimed = !events.is_empty() || !pages.is_empty() || !updates.is_empty();
+        for update in updates {
+            if self.held.holds(update.id) {
+                continue;
+            }
+            let destination = destination_of(&update.address);
+            let rows = vec![(update.id, update.address.clone())];
+            let task = self
+                .sends
+                .spawn(self.send_update(destination.clone(), update));
+            self.held.add(rows, destination, task.id());
+        }
         for delivery in events {
             // Claimed again after its lease ran out while it waited here: still ours, and
             // already on its way.
@@ -280,6 +304,61 @@ impl Dispatcher {
         }
     }
 
+    /// Sends one alert update when its destination has a free lane, and records the attempt
+    /// (with the message's other attempts, and in the alert's log).
+    fn send_update(
+        &self,
+        destination: String,
+        update: UpdateDelivery,
+    ) -> impl Future<Output = ()> + Send + 'static {
+        let context = self.delivery_context();
+        async move {
+            let started = Instant::now();
+            let timeout = context.transport.timeout();
+            let outcome = context
+                .lanes
+                .run(&destination, async {
+                    let kind =
+                        ContactKind::of(&update.contact, &update.address).ok_or_else(|| {
+                            Failure::permanent(format!(
+                                "contact `{}` (`{}`) is not an email address or URL",
+                                update.contact, update.address
+                            ))
+                        })?;
+                    let request = render(kind, &update.address, &update_message(&update))?;
+                    tokio::time::timeout(timeout, context.transport.send(request))
+                        .await
+                        .unwrap_or_else(|_| {
+                            Err(Failure::transient("no answer within the delivery timeout"))
+                        })
+                })
+                .await;
+            let at = context.clock.now();
+            let retry_at = retry_after(&context.config, update.attempts, &outcome)
+                .map(|delay| Timestamp::from(at + delay));
+            let (ok, detail) = match outcome {
+                Ok(detail) => (true, detail),
+                Err(failure) => (false, failure.detail),
+            };
+            let result = AttemptResult {
+                outbox_id: update.id,
+                at: at.into(),
+                ok,
+                detail: detail.clone(),
+                took_ms: started.elapsed().as_millis() as i64,
+                retry_at,
+            };
+            let kind = if ok { "update_sent" } else { "update_failed" };
+            let who = format!("{} via {}", update.person, update.contact);
+            let logged = [(update.alert_id, who, format!("{}: {detail}", update.note))];
+            if let Err(e) = context.store.record_attempt(&result).await {
+                tracing::error!(error = %e, "cannot record an alert update");
+            } else if let Err(e) = context.store.log_alerts(&logged, kind, at.into()).await {
+                tracing::error!(error = %e, "cannot log an alert update");
+            }
+        }
+    }
+
     /// Waits until woken by a new message, until the next one falls due (a retry, a page
     /// held by the rate limit), until a send finishes (its destination may take more now),
     /// or a poll. Messages already due wait for their destination, not for their due time.
@@ -335,6 +414,23 @@ fn retry_after(
             .saturating_mul(factor)
             .min(Duration::from_secs(3600)),
     )
+}
+
+/// What an alert update says: the alert in the title, the note as the text; a webhook gets
+/// `{"update": {"alert": {id, summary, service}, "person", "note"}}`.
+fn update_message(update: &UpdateDelivery) -> Message {
+    let title = format!("{} ({})", update.summary, update.service);
+    let mut message = Message::plain(&title, &update.note);
+    message.subject = format!("[keepwatch] {title}: {}", update.note);
+    message.json = serde_json::json!({
+        "update": {
+            "alert": {"id": update.alert_id, "summary": update.summary, "service": update.service},
+            "person": update.person,
+            "note": update.note,
+        }
+    });
+    message.headers = vec![("X-Keepwatch-Update", update.id.to_string())];
+    message
 }
 
 /// Sends one channel event: the message built from the event and the check as it is now.

@@ -1,5 +1,5 @@
-//! Pages: which of the claimed pages go out together, which wait for the address's rate
-//! limit, and the signed acknowledge and resolve links each carries.
+//! Pages: which of the claimed pages go out together (a rate limit folds repeats into a
+//! summary; nothing waits), and the signed acknowledge and resolve links each carries.
 
 use std::collections::hash_map::Entry;
 use std::collections::{HashMap, VecDeque};
@@ -111,12 +111,15 @@ pub fn verify_link(
     })
 }
 
-/// The messages to send for the pages claimed at `now`: several to one address become one
-/// summary, and each address gets at most `page_rate_limit` messages per `page_rate_window`.
-/// `recent` holds when messages to each address started (the caller adds those it starts);
-/// an address not in it yet is read from the store (the `sent_at` of its pages is when their
-/// message started), so a restart does not reset its window. What the window has no room
-/// for is held back until it has, and its alerts' logs say so.
+/// The messages to send for the pages claimed at `now`. Nothing waits: the first page of
+/// each alert to an address goes out at once, alone (or with the round's others to that
+/// address when there are [`SUMMARY_AT`] or more: one message, sent now). Each address takes
+/// `page_rate_limit` messages per `page_rate_window`; beyond that, a round's repeats (pages of
+/// alerts the address already heard of) fold into one summary, sent at once rather than at
+/// the end of the window, and their alerts' logs say so. `recent` holds when messages to each
+/// address started (the caller adds those it starts); an address not in it yet is read from
+/// the store (the `sent_at` of its pages is when their message started), so a restart does
+/// not reset its window.
 pub(super) async fn plan(
     store: &Store,
     config: &EngineConfig,
@@ -137,8 +140,12 @@ pub(super) async fn plan(
     let window = TimeDelta::from_std(config.page_rate_window).unwrap_or(TimeDelta::minutes(15));
     let limit = config.page_rate_limit.max(1) as usize;
     let mut messages = Vec::new();
-    let mut waiting: Vec<(PageDelivery, DateTime<Utc>)> = Vec::new();
+    let mut folded: Vec<PageDelivery> = Vec::new();
     for group in by_address {
+        if group.len() >= SUMMARY_AT {
+            messages.push(group);
+            continue;
+        }
         let address = group[0].address.clone();
         let since = Timestamp::from(now - window);
         let sent = match recent.entry(address.clone()) {
@@ -148,34 +155,31 @@ pub(super) async fn plan(
         while sent.front().is_some_and(|at| *at <= since) {
             sent.pop_front();
         }
-        let room = limit.saturating_sub(sent.len());
-        if room == 0 {
-            let oldest = sent.front().map_or(now, |at| at.to_datetime());
-            let until = oldest.min(now) + window;
-            waiting.extend(group.into_iter().map(|page| (page, until)));
-        } else if group.len() >= SUMMARY_AT || group.len() > room {
-            messages.push(group);
+        let (repeats, firsts): (Vec<PageDelivery>, Vec<PageDelivery>) =
+            group.into_iter().partition(|page| page.repeat);
+        // First pages are never held back, but they use up the window's room.
+        let room = limit.saturating_sub(sent.len() + firsts.len());
+        messages.extend(firsts.into_iter().map(|page| vec![page]));
+        if repeats.len() > room {
+            folded.extend(repeats.iter().cloned());
+            messages.push(repeats);
         } else {
-            messages.extend(group.into_iter().map(|page| vec![page]));
+            messages.extend(repeats.into_iter().map(|page| vec![page]));
         }
     }
-    if !waiting.is_empty() {
-        let outcomes: Vec<PageOutcome> = waiting
+    if !folded.is_empty() {
+        let detail = format!(
+            "{limit} messages to this address within {}: repeats go out in one summary",
+            humantime::format_duration(config.page_rate_window)
+        );
+        let log: Vec<(i64, String, String)> = folded
             .iter()
-            .map(|(page, until)| PageOutcome {
-                page,
-                ok: false,
-                detail: format!(
-                    "held back: {limit} messages to this address within {}; \
-                     goes out in one summary at {}",
-                    humantime::format_duration(config.page_rate_window),
-                    until.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
-                ),
-                retry_at: Some((*until).into()),
-                deferred: true,
+            .map(|page| {
+                let who = format!("{} via {}", page.person, page.contact);
+                (page.alert_id, who, detail.clone())
             })
             .collect();
-        store.finish_pages(&outcomes, now.into()).await?;
+        store.log_alerts(&log, "rate_limited", now.into()).await?;
     }
     Ok(messages)
 }

@@ -140,6 +140,8 @@ pub fn drill(args: &DrillArgs) -> anyhow::Result<String> {
         check: args.check.as_deref(),
         triggered_at,
         urgency,
+        // A drill has no check that stays down: re-notifications are the engine's.
+        missed: None,
     };
     let entries = routing::timeline(Some(&config), &alert, until);
     let local = |t: DateTime<Utc>| t.with_timezone(&offset).format("%a %Y-%m-%d %H:%M");
@@ -217,6 +219,9 @@ pub fn drill(args: &DrillArgs) -> anyhow::Result<String> {
                 n.contact,
                 n.urgency.as_str()
             ),
+            Routed::Renotify { .. } | Routed::Reminder { .. } => {
+                entry.log().map(|line| line.detail).unwrap_or_default()
+            }
             // The timeline gives notifications as `Notify` or `Suppressed`.
             Routed::Escalation(Page::Notify { .. }) => continue,
         };

@@ -556,60 +556,61 @@ async fn a_flood_of_alerts_reaches_a_person_as_one_summary() {
     assert!(hook.is_empty(), "one message, not five");
 }
 
+/// Alice's webhook pages at once, and the policy pages her again 10 minutes on (one repeat).
+fn alice_paged_twice(url: &str) -> String {
+    alice_by_webhook("webhook", url, 0).replace("delay = 10 }]", "delay = 10 }]\nrepeat = 1")
+}
+
+/// The alert summaries a webhook message is about (a page's one, a summary's several), sorted.
+fn paged_summaries(message: &serde_json::Value) -> Vec<String> {
+    let mut summaries: Vec<String> = match message["pages"].as_array() {
+        Some(pages) => pages
+            .iter()
+            .map(|p| p["alert"]["summary"].as_str().unwrap().to_string())
+            .collect(),
+        None => vec![message["alert"]["summary"].as_str().unwrap().to_string()],
+    };
+    summaries.sort();
+    summaries
+}
+
 #[tokio::test]
-async fn pages_beyond_the_rate_limit_wait_and_go_out_as_one_summary() {
+async fn beyond_the_rate_limit_first_pages_go_at_once_and_repeats_fold_into_a_summary() {
     let app = spawn_app().await;
     let mut hook = Receiver::start(vec![]).await;
-    let key = apply(&app, &alice_by_webhook("webhook", &hook.url, 0)).await;
-    // One alert a minute: the default limit lets five messages through within 15 minutes.
+    let key = apply(&app, &alice_paged_twice(&hook.url)).await;
+    // One alert a minute: the default limit is five messages within 15 minutes, but the
+    // first page of each new alert goes out at once, the sixth and seventh too.
     for i in 0..7 {
         trigger_disk(&app, &key, i).await;
-        if i < 5 {
-            let page = hook.next().await.json();
-            assert_eq!(page["alert"]["summary"], format!("disk {i} full"));
-        }
+        let page = hook.next().await.json();
+        assert_eq!(page["alert"]["summary"], format!("disk {i} full"));
         app.advance(TimeDelta::minutes(1));
     }
-    // Alerts 5 and 6 are held back, and their logs say until when.
-    let held = eventually(|| async {
-        let alerts = open_alerts(&app).await;
-        let mut held = Vec::new();
-        for alert in &alerts {
-            let id = alert["id"].as_i64().unwrap();
-            if alert_log(&app, id)
-                .await
-                .iter()
-                .any(|(k, _)| k == "rate_limited")
-            {
-                held.push(id);
-            }
-        }
-        (held.len() == 2).then_some(held)
-    })
-    .await;
-    assert!(hook.is_empty(), "nothing beyond the limit is sent early");
-    let detail = get_alert(&app, held[0]).await["log"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|e| e["kind"] == "rate_limited")
-        .unwrap()["detail"]
-        .as_str()
-        .unwrap()
-        .to_string();
-    assert!(detail.contains("goes out in one summary at"), "{detail}");
-    // Fifteen minutes after the first message the window has room: one summary of both.
-    app.advance(TimeDelta::minutes(8));
+    // Minute 11: the repeats of alerts 0 and 1 (due at 10 and 11) fall due together beyond
+    // the limit: one summary, at once, and their logs say why.
+    app.advance(TimeDelta::minutes(4));
     let summary = hook.next().await.json();
     assert_eq!(summary["summary_of"], 2, "{summary}");
-    let mut summaries: Vec<&str> = summary["pages"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|p| p["alert"]["summary"].as_str().unwrap())
-        .collect();
-    summaries.sort();
-    assert_eq!(summaries, ["disk 5 full", "disk 6 full"]);
+    assert_eq!(paged_summaries(&summary), ["disk 0 full", "disk 1 full"]);
+    let alert = open_alerts(&app)
+        .await
+        .into_iter()
+        .find(|a| a["summary"] == "disk 0 full")
+        .unwrap();
+    let limited = eventually(|| async {
+        let alert = get_alert(&app, alert["id"].as_i64().unwrap()).await;
+        let log = alert["log"].as_array().unwrap().clone();
+        log.into_iter().find(|e| e["kind"] == "rate_limited")
+    })
+    .await;
+    assert_eq!(limited["who"], "alice via webhook");
+    assert_eq!(
+        limited["detail"],
+        "5 messages to this address within 15m: repeats go out in one summary"
+    );
+    app.engine.settled().await;
+    assert!(hook.is_empty(), "one message for both repeats");
 }
 
 /// Triggers alert `disk-<i>` ("disk <i> full") through the events API.
@@ -623,12 +624,12 @@ async fn trigger_disk(app: &TestApp, key: &str, i: usize) {
 }
 
 /// The rate limit counts the messages the store says were sent, so a restart does not give
-/// an address a fresh window.
+/// an address a fresh window (and a first page still goes out at once after it).
 #[tokio::test]
 async fn the_rate_limit_survives_a_restart() {
     let app = spawn_app().await;
     let mut hook = Receiver::start(vec![]).await;
-    let key = apply(&app, &alice_by_webhook("webhook", &hook.url, 0)).await;
+    let key = apply(&app, &alice_paged_twice(&hook.url)).await;
     for i in 0..5 {
         trigger_disk(&app, &key, i).await;
         hook.next().await.json();
@@ -658,18 +659,15 @@ async fn the_rate_limit_survives_a_restart() {
     })
     .await;
     trigger_disk(&app, &key, 5).await;
-    let held = eventually(|| async {
-        for alert in open_alerts(&app).await {
-            let alert = get_alert(&app, alert["id"].as_i64().unwrap()).await;
-            let log = alert["log"].as_array().unwrap().clone();
-            if let Some(entry) = log.into_iter().find(|e| e["kind"] == "rate_limited") {
-                return Some(entry["detail"].as_str().unwrap().to_string());
-            }
-        }
-        None
-    })
-    .await;
-    assert!(held.contains("goes out in one summary at"), "{held}");
+    let page = hook.next().await.json();
+    assert_eq!(page["alert"]["summary"], "disk 5 full");
+    // Minute 11: two repeats due together. Six messages went out within the window (five
+    // before the restart): they fold into one summary.
+    app.advance(TimeDelta::minutes(6));
+    let summary = hook.next().await.json();
+    assert_eq!(summary["summary_of"], 2, "{summary}");
+    assert_eq!(paged_summaries(&summary), ["disk 0 full", "disk 1 full"]);
+    app.engine.settled().await;
     assert!(hook.is_empty(), "a restart does not reset the window");
     app.stop().await;
 }

@@ -1,6 +1,7 @@
 //! Integration tests: the real server over HTTP on loopback, one test binary (each binary
 //! pays a link). See `helpers` for `spawn_app()`.
 
+mod alert_updates;
 mod alerts;
 mod api_v3;
 mod check_limits;

@@ -399,6 +399,8 @@ async fn checks_declared_in_the_file_are_created_and_updated_by_slug() {
     assert_eq!(check["grace"], 3600);
     assert_eq!(check["service"], "billing");
     assert_eq!(check["status"], "new");
+    // Declared checks are expected to report: one that never pings raises `never_reported`.
+    assert_eq!(check["alert_if_never_pinged"], true);
     let (_, listed) = app.get_read_only("/api/v3/checks/?slug=queue").await;
     assert_eq!(
         (

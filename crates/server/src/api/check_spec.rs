@@ -51,6 +51,9 @@ pub struct Spec {
     /// keepwatch: regular expressions `keepwatch run` matches other processes' command lines
     /// with, as its `--watch` does.
     pub watch: Option<Vec<String>>,
+    /// keepwatch: raise a low-urgency `never_reported` alert if the check has not pinged by
+    /// its first expected time plus grace (Healthchecks leaves it `new` quietly).
+    pub alert_if_never_pinged: Option<bool>,
 }
 
 /// At most this many `watch` patterns, each at most this long.
@@ -256,6 +259,7 @@ impl Spec {
         spec.anomaly_duration_pct = percent(obj, "anomaly_duration_pct", 101..=100_000)?;
         spec.anomaly_short_pct = percent(obj, "anomaly_short_pct", 1..=99)?;
         spec.watch = watch_list(obj)?;
+        spec.alert_if_never_pinged = boolean(obj, "alert_if_never_pinged")?;
         Ok(spec)
     }
 }

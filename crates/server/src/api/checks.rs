@@ -192,6 +192,12 @@ fn check_json(
         anomaly.duration_below_pct.into(),
     );
     obj.insert("watch".into(), json!(watch_patterns(row)));
+    obj.insert(
+        "alert_if_never_pinged".into(),
+        serde_json::from_str::<Value>(&row.extra)
+            .is_ok_and(|extra| extra["alert_if_never_pinged"] == true)
+            .into(),
+    );
     obj.insert("run_history".into(), json!(live.history));
     out
 }
@@ -427,6 +433,15 @@ pub(crate) fn apply_spec(row: &mut CheckRow, spec: &Spec) -> Result<(), ApiError
     }
     if let Some(v) = &spec.watch {
         extra.insert("watch".into(), json!(v));
+    }
+    match spec.alert_if_never_pinged {
+        Some(true) => {
+            extra.insert("alert_if_never_pinged".into(), true.into());
+        }
+        Some(false) => {
+            extra.remove("alert_if_never_pinged");
+        }
+        None => {}
     }
     row.extra = Value::Object(extra).to_string();
     Ok(())

@@ -175,6 +175,9 @@ async fn planned_checks(
         if declared.name.is_none() {
             body["name"] = json!(declared.slug);
         }
+        // A check declared in the file is expected to report: if it never pings by its first
+        // expected time plus grace, a low-urgency `never_reported` alert says so.
+        body["alert_if_never_pinged"] = json!(true);
         let spec = match Spec::parse(&body) {
             Ok(spec) => spec,
             Err(e) => return Ok(Err(refused(e))),
