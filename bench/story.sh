@@ -103,11 +103,16 @@ exit 3
 EOF
 chmod +x "$WORK/jobs/fail.sh"
 "$KW" run "$CHECK" -- "$WORK/jobs/fail.sh" || true
+sleep 2
+echo "== alice acknowledges the hung alert with a note, then resolves it"
+"$KW" alert note 2 "found it: a copy from last night holds the lock" --as alice
+"$KW" alert ack 2 --as alice >/dev/null
+"$KW" alert resolve 2 --as alice >/dev/null
 sleep 3
 
 echo
 echo "######## emails to alice ($(ls "$WORK/mail" | wc -l))"
-for f in "$WORK"/mail/*.eml; do
+for f in $(ls "$WORK"/mail/*.eml 2>/dev/null); do
   echo "---------------- $(basename "$f")"
   python3 - "$f" <<'EOF'
 import email, sys
@@ -121,7 +126,7 @@ EOF
 done
 echo
 echo "######## webhooks to bob ($(ls "$WORK/hooks" | wc -l))"
-for f in "$WORK"/hooks/*.json; do
+for f in $(ls "$WORK"/hooks/*.json 2>/dev/null); do
   echo "---------------- $(basename "$f")"
   python3 -m json.tool "$f" | head -40
 done

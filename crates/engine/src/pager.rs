@@ -514,11 +514,12 @@ fn short_duration(d: TimeDelta) -> String {
 }
 
 /// What an alert update says: "resolved by alice at 02:14 UTC", "recovered at 02:14 UTC",
-/// or how late a hung run finished.
+/// how late a hung run finished, or what the check did next while the alert is open.
 fn update_note(entry: &AlertNews) -> String {
     let at = entry.at.to_datetime().format("%H:%M");
     match (entry.kind.as_str(), entry.who.as_str()) {
         ("finished_late", _) => entry.detail.clone(),
+        ("trigger_repeated", _) => format!("then at {at} UTC: {}", entry.detail),
         (_, "check recovered") => format!("recovered at {at} UTC"),
         (_, who) => format!("resolved by {who} at {at} UTC"),
     }

@@ -106,7 +106,9 @@ pub struct PageDelivery {
     pub repeat: bool,
 }
 
-/// An alert log entry people who were paged hear of: `resolved` or `finished_late`.
+/// An alert log entry people who were paged hear of: `resolved`, `finished_late`, or a check
+/// event that came while the alert was open (`trigger_repeated` by `check`: the next run
+/// failed, say), which would otherwise add to the log only.
 #[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
 pub struct AlertNews {
     /// The log entry's id (the pager's cursor).
@@ -179,12 +181,13 @@ impl Store {
         Ok(())
     }
 
-    /// The `resolved` and `finished_late` log entries after `after` (by id), oldest first.
+    /// The [`AlertNews`] log entries after `after` (by id), oldest first.
     pub async fn alert_news_after(&self, after: i64, limit: i64) -> Result<Vec<AlertNews>> {
         Ok(with_read!(self, |pool| {
             sqlx::query_as(
                 "SELECT id, alert_id, at, kind, who, detail FROM alert_log \
-                 WHERE id > $1 AND kind IN ('resolved', 'finished_late') ORDER BY id LIMIT $2",
+                 WHERE id > $1 AND (kind IN ('resolved', 'finished_late') \
+                 OR (kind = 'trigger_repeated' AND who = 'check')) ORDER BY id LIMIT $2",
             )
             .bind(after)
             .bind(limit)

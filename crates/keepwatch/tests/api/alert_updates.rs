@@ -130,6 +130,20 @@ async fn a_hung_run_that_finishes_late_keeps_its_alert_open_and_says_how_late() 
         .collect();
     assert_eq!(late.len(), 1, "{alert}");
     assert_eq!(late[0]["detail"], expected);
+
+    // The next run fails while the alert is still open: it is not a new alert, but the
+    // person paged hears of it rather than only the log.
+    app.advance(TimeDelta::minutes(1));
+    app.ping("GET", &format!("/ping/{uuid}/3"), None).await;
+    let update = hook.next().await.json();
+    assert_eq!(
+        update["update"]["note"],
+        format!(
+            "then at {}: nightly: failed with exit status 3",
+            clock_time(&app)
+        )
+    );
+    assert_eq!(self::alert(&app, id).await["status"], "triggered");
 }
 
 #[tokio::test]
