@@ -114,6 +114,21 @@ macro_rules! log_entry {
 }
 pub(crate) use log_entry;
 
+/// Inside a transaction: the id of the open alert with a dedup key, if any.
+macro_rules! open_alert_in {
+    ($tx:expr, $project_id:expr, $dedup_key:expr) => {{
+        let open: Option<i64> = sqlx::query_scalar(
+            "SELECT id FROM alerts \
+             WHERE project_id = $1 AND dedup_key = $2 AND status <> 'resolved'",
+        )
+        .bind($project_id)
+        .bind($dedup_key)
+        .fetch_optional(&mut *$tx)
+        .await?;
+        open
+    }};
+}
+
 /// Inside a transaction: opens an alert, or attaches the trigger to the open alert with the
 /// same key (logged as repeated). Evaluates to `(id, created)`. `ON CONFLICT` waits for a
 /// concurrent insert of the same key to commit and then does nothing, where a plain insert
@@ -148,14 +163,7 @@ macro_rules! trigger_in {
                 log_entry!($tx, id, now, "triggered", new.source.as_str(), detail);
                 break (id, true);
             }
-            let open: Option<i64> = sqlx::query_scalar(
-                "SELECT id FROM alerts \
-                 WHERE project_id = $1 AND dedup_key = $2 AND status <> 'resolved'",
-            )
-            .bind(new.project_id)
-            .bind(new.dedup_key)
-            .fetch_optional(&mut *$tx)
-            .await?;
+            let open = open_alert_in!($tx, new.project_id, new.dedup_key);
             if let Some(id) = open {
                 log_entry!(
                     $tx,
@@ -273,14 +281,7 @@ impl Store {
                         dedup_key,
                         who,
                     } => {
-                        let open: Option<i64> = sqlx::query_scalar(
-                            "SELECT id FROM alerts \
-                             WHERE project_id = $1 AND dedup_key = $2 AND status <> 'resolved'",
-                        )
-                        .bind(project_id)
-                        .bind(dedup_key)
-                        .fetch_optional(&mut *tx)
-                        .await?;
+                        let open = open_alert_in!(tx, project_id, dedup_key);
                         if let Some(id) = open {
                             close_in!(tx, id, who, now, "resolved");
                         }
@@ -292,14 +293,7 @@ impl Store {
                         who,
                         detail,
                     } => {
-                        let open: Option<i64> = sqlx::query_scalar(
-                            "SELECT id FROM alerts \
-                             WHERE project_id = $1 AND dedup_key = $2 AND status <> 'resolved'",
-                        )
-                        .bind(project_id)
-                        .bind(dedup_key)
-                        .fetch_optional(&mut *tx)
-                        .await?;
+                        let open = open_alert_in!(tx, project_id, dedup_key);
                         if let Some(id) = open {
                             log_entry!(tx, id, now, *kind, *who, detail);
                         }
@@ -367,6 +361,29 @@ impl Store {
             .fetch_optional(pool)
             .await?
         }))
+    }
+
+    /// The alerts with these ids, in the order of `ids` (missing ones left out).
+    pub async fn alerts_by_id(&self, ids: &[i64]) -> Result<Vec<AlertRow>> {
+        if ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        let rows: Vec<AlertRow> = with_read!(self, |pool| {
+            // Built per backend: a query builder is typed by its database.
+            let mut select = sqlx::QueryBuilder::new(format!(
+                "SELECT {ALERT_COLUMNS} FROM alerts WHERE id IN ("
+            ));
+            let mut list = select.separated(", ");
+            for id in ids {
+                list.push_bind(*id);
+            }
+            select.push(")");
+            select.build_query_as().fetch_all(pool).await?
+        });
+        Ok(ids
+            .iter()
+            .filter_map(|id| rows.iter().find(|row| row.id == *id).cloned())
+            .collect())
     }
 
     pub async fn open_alert_by_dedup(

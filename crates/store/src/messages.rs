@@ -83,6 +83,8 @@ pub struct PageOutcome<'a> {
     /// Not attempted: held back by the address's rate limit until `retry_at`, without
     /// counting as an attempt.
     pub deferred: bool,
+    /// What the message said, stored with the page (`None` keeps what was there).
+    pub text: Option<String>,
 }
 
 /// A page claimed for delivery, with what the message needs.
@@ -540,13 +542,15 @@ impl Store {
                 };
                 sqlx::query(
                     "UPDATE messages SET state = $1, attempts = attempts + 1, next_attempt_at = $2, \
-                     last_error = $3, sent_at = $4 WHERE id = $5 AND state = 'pending'",
+                     last_error = $3, sent_at = $4, text = COALESCE($6, text) \
+                     WHERE id = $5 AND state = 'pending'",
                 )
                 .bind(state)
                 .bind(outcome.retry_at.unwrap_or(now))
                 .bind((!ok).then_some(&outcome.detail))
                 .bind(ok.then_some(now))
                 .bind(page.id)
+                .bind(&outcome.text)
                 .execute(&mut *tx)
                 .await?;
                 let kind = if ok { "notified" } else { "notify_failed" };

@@ -759,6 +759,7 @@ async fn alert_story(store: &Store) {
         detail: "SMTP 250".into(),
         retry_at: None,
         deferred: false,
+        text: None,
     };
     store.finish_pages(&[outcome], us(1_500)).await.unwrap();
     // What the message said is kept with its delivery record.
@@ -784,6 +785,7 @@ async fn alert_story(store: &Store) {
         detail: "held back".into(),
         retry_at: Some(us(7_000)),
         deferred: true,
+        text: None,
     };
     store.finish_pages(&[held], us(5_000)).await.unwrap();
     assert_eq!(
@@ -958,6 +960,7 @@ async fn alert_update_story(store: &Store) {
             detail: "done".into(),
             retry_at: None,
             deferred: false,
+            text: None,
         })
         .collect();
     store.finish_pages(&outcomes, us(11_000)).await.unwrap();

@@ -6,6 +6,7 @@ use chrono::{DateTime, TimeDelta, Utc};
 use chrono_tz::Tz;
 use keepwatch_core::alert::AlertSource;
 use keepwatch_core::check::{RunHistory, RunSnapshot};
+use keepwatch_core::oncall::config::OnCall;
 use keepwatch_store::{AlertRow, CheckRow, Store, StoreError};
 use serde::Serialize;
 use serde_json::Value;
@@ -30,6 +31,43 @@ pub async fn alert(
     alert: &AlertRow,
     now: DateTime<Utc>,
 ) -> Result<Explained, StoreError> {
+    let applied = store.oncall(alert.project_id).await?;
+    let config = applied.as_deref().and_then(|a| a.config.as_ref().ok());
+    alert_under(store, alert, config, now).await
+}
+
+/// Explains the alerts of one message (a page, or a summary of several) as of `now`: the
+/// project's on-call configuration is read once, not once per alert.
+pub async fn alerts(
+    store: &Store,
+    alerts: &[AlertRow],
+    now: DateTime<Utc>,
+) -> Result<Vec<Explained>, StoreError> {
+    let mut applied = None;
+    let mut explained = Vec::with_capacity(alerts.len());
+    for alert in alerts {
+        if applied
+            .as_ref()
+            .is_none_or(|(project, _)| *project != alert.project_id)
+        {
+            applied = Some((alert.project_id, store.oncall(alert.project_id).await?));
+        }
+        let config = applied
+            .as_ref()
+            .and_then(|(_, a)| a.as_deref())
+            .and_then(|a| a.config.as_ref().ok());
+        explained.push(alert_under(store, alert, config, now).await?);
+    }
+    Ok(explained)
+}
+
+/// Explains an alert under an on-call configuration.
+async fn alert_under(
+    store: &Store,
+    alert: &AlertRow,
+    config: Option<&OnCall>,
+    now: DateTime<Utc>,
+) -> Result<Explained, StoreError> {
     let details: Value = serde_json::from_str(&alert.details).unwrap_or_default();
     let check = match (alert.source, details["check_uuid"].as_str()) {
         (AlertSource::Check, Some(uuid)) => store.check_by_uuid(uuid).await?,
@@ -48,8 +86,6 @@ pub async fn alert(
             Tz::UTC,
         ),
     };
-    let applied = store.oncall(alert.project_id).await?;
-    let config = applied.as_deref().and_then(|a| a.config.as_ref().ok());
     let check_uuid = check.as_ref().map(|c| c.uuid.as_str());
     let outlook = evidence::outlook(config, alert, check_uuid, tz, now);
     Ok(Explained {

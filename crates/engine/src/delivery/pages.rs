@@ -198,16 +198,19 @@ pub(super) async fn send(
 ) {
     let refs: Vec<&PageDelivery> = pages.iter().collect();
     let timeout = context.transport.timeout();
-    let result = context
+    let (result, text) = context
         .lanes
         .run(&destination, async {
             tokio::time::timeout(timeout, send_page(&context, &links, &refs, now))
                 .await
                 .unwrap_or_else(|_| {
-                    Err(Failure::transient("no answer within the delivery timeout"))
+                    let failure = Failure::transient("no answer within the delivery timeout");
+                    (Err(failure), String::new())
                 })
         })
         .await;
+    // The text goes with each page's delivery record (not when nothing was made).
+    let text = (!text.is_empty()).then_some(text);
     let result = match (result, pages.len()) {
         (Ok(detail), n) if n > 1 => Ok(format!("{detail} (in a summary of {n})")),
         (result, _) => result,
@@ -238,6 +241,7 @@ pub(super) async fn send(
                 detail,
                 retry_at,
                 deferred: false,
+                text: text.clone(),
             }
         })
         .collect();
@@ -247,43 +251,40 @@ pub(super) async fn send(
 }
 
 /// Sends one message to one address: a page, or a summary of several.
+/// Returns how the sending went and the message's text (empty if none was made).
 async fn send_page(
     context: &Context,
     links: &LinkSigner,
     pages: &[&PageDelivery],
     now: DateTime<Utc>,
-) -> Result<String, Failure> {
+) -> (Result<String, Failure>, String) {
     let page = pages[0];
-    let kind = ContactKind::of(&page.contact, &page.address).ok_or_else(|| {
-        Failure::permanent(format!(
+    let Some(kind) = ContactKind::of(&page.contact, &page.address) else {
+        let why = format!(
             "contact `{}` (`{}`) is not an email address or URL",
             page.contact, page.address
-        ))
-    })?;
+        );
+        return (Err(Failure::permanent(why)), String::new());
+    };
     let links: Vec<(String, String)> = pages
         .iter()
         .map(|p| links.links(p.alert_id, &p.person, now))
         .collect();
-    // Each alert explained as of now; one that cannot be read is paged with its summary.
-    let mut explained = Vec::with_capacity(pages.len());
-    for page in pages {
-        let alert = context.store.alert(page.alert_id).await.ok().flatten();
-        let Some(alert) = alert else { break };
-        match gather::alert(&context.store, &alert, now).await {
-            Ok(e) => explained.push(e),
-            Err(_) => break,
-        }
-    }
-    if explained.len() != pages.len() {
-        explained.clear();
-    }
+    // Each alert explained as of now (its rows read in one query); when one cannot be read,
+    // the message goes out with the alerts' summaries.
+    let ids: Vec<i64> = pages.iter().map(|p| p.alert_id).collect();
+    let explained = match context.store.alerts_by_id(&ids).await {
+        Ok(alerts) if alerts.len() == pages.len() => gather::alerts(&context.store, &alerts, now)
+            .await
+            .unwrap_or_default(),
+        _ => Vec::new(),
+    };
     let message = Message::page(pages, &links, &explained);
-    let ids: Vec<i64> = pages.iter().map(|p| p.id).collect();
-    if let Err(e) = context.store.record_message_text(&ids, &message.text).await {
-        tracing::warn!(error = %e, "cannot record a message's text");
-    }
-    let request = render(kind, &page.address, &message)?;
-    context.transport.send(request).await
+    let sent = match render(kind, &page.address, &message) {
+        Ok(request) => context.transport.send(request).await,
+        Err(failure) => Err(failure),
+    };
+    (sent, message.text)
 }
 
 #[cfg(test)]
