@@ -23,6 +23,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::{DateTime, TimeDelta, Utc};
+use chrono_tz::Tz;
 use keepwatch_core::alert::paging::Page;
 use keepwatch_core::alert::routing::{self, Routed};
 use keepwatch_core::alert::{AlertSource, AlertStatus};
@@ -186,6 +187,11 @@ impl Pager {
         // One transaction per chunk, not per alert: a burst of alerts is one fsync per 500.
         for chunk in records.chunks(500) {
             let recorded = self.store.record_pagings(chunk, now.into()).await?;
+            // Pages recorded just now may be due already: the dispatcher starts on them while
+            // the next chunk is recorded.
+            if chunk.iter().any(|record| !record.pages.is_empty()) {
+                self.messages_wake.notify_one();
+            }
             for (record, recorded) in chunk.iter().zip(recorded) {
                 if recorded {
                     if let Some(alert) = self.tracked.get_mut(&record.alert_id) {
@@ -205,10 +211,6 @@ impl Pager {
                     }
                 }
             }
-        }
-        // Pages recorded just now may be due already.
-        if records.iter().any(|record| !record.pages.is_empty()) {
-            self.messages_wake.notify_one();
         }
         Ok(())
     }
@@ -275,7 +277,11 @@ impl Pager {
                         .store
                         .open_alert_by_dedup(event.project_id, &dedup)
                         .await?
-                    && let Some(detail) = finished_late(&open.details, event.at.to_datetime())
+                    && let Some(detail) = finished_late(
+                        &open.details,
+                        event.at.to_datetime(),
+                        self.check_tz(&open).await?,
+                    )
                 {
                     resolves = false;
                     late = Some(detail);
@@ -351,7 +357,7 @@ impl Pager {
                 let Some(config) = applied.as_deref().and_then(|a| a.config.as_ref().ok()) else {
                     continue;
                 };
-                let note = update_note(entry);
+                let note = update_note(entry, self.check_tz(&alert).await?);
                 for (person, urgency) in self.store.paged_people(alert.id).await? {
                     let Some((contact, address)) =
                         routing::update_contact(config, &person, urgency)
@@ -377,6 +383,21 @@ impl Pager {
             }
             cursor = last;
         }
+    }
+
+    /// The time zone of the check an alert comes from (UTC for other alerts): what the
+    /// people paged read its times in, as in its pages.
+    async fn check_tz(&self, alert: &AlertRow) -> Result<Tz, StoreError> {
+        let details: serde_json::Value = serde_json::from_str(&alert.details).unwrap_or_default();
+        let Some(uuid) = details["check_uuid"].as_str() else {
+            return Ok(Tz::UTC);
+        };
+        Ok(self
+            .store
+            .check_by_uuid(uuid)
+            .await?
+            .and_then(|check| check.tz.parse().ok())
+            .unwrap_or(Tz::UTC))
     }
 
     /// The part of an alert's timeline that fell due since the last round, to record.
@@ -483,8 +504,8 @@ impl Pager {
 
 /// How late a hung run finished, when `details` (the alert's trigger) is a hung event and
 /// the check recovered at `at`: "finished at 02:14 UTC, 38 min past its max runtime (ran
-/// 45 min); stays open until acknowledged or resolved".
-fn finished_late(details: &str, at: DateTime<Utc>) -> Option<String> {
+/// 45 min); stays open until acknowledged or resolved" (in the check's time zone `tz`).
+fn finished_late(details: &str, at: DateTime<Utc>, tz: Tz) -> Option<String> {
     let trigger: serde_json::Value = serde_json::from_str(details).ok()?;
     if trigger["kind"] != "hung" {
         return None;
@@ -497,9 +518,9 @@ fn finished_late(details: &str, at: DateTime<Utc>) -> Option<String> {
         .map(|started| format!(" (ran {})", short_duration(at - started)))
         .unwrap_or_default();
     Some(format!(
-        "finished at {} UTC, {late} past its max runtime{ran}; \
+        "finished at {}, {late} past its max runtime{ran}; \
          stays open until acknowledged or resolved",
-        at.format("%H:%M")
+        at.with_timezone(&tz).format("%H:%M %Z")
     ))
 }
 
@@ -513,15 +534,16 @@ fn short_duration(d: TimeDelta) -> String {
     }
 }
 
-/// What an alert update says: "resolved by alice at 02:14 UTC", "recovered at 02:14 UTC",
-/// how late a hung run finished, or what the check did next while the alert is open.
-fn update_note(entry: &AlertNews) -> String {
-    let at = entry.at.to_datetime().format("%H:%M");
+/// What an alert update says: "resolved by alice at 02:14 UTC", "recovered at 02:14 MST" (in
+/// the check's time zone), how late a hung run finished, or what the check did next while the
+/// alert is open.
+fn update_note(entry: &AlertNews, tz: Tz) -> String {
+    let at = entry.at.to_datetime().with_timezone(&tz).format("%H:%M %Z");
     match (entry.kind.as_str(), entry.who.as_str()) {
         ("finished_late", _) => entry.detail.clone(),
-        ("trigger_repeated", _) => format!("then at {at} UTC: {}", entry.detail),
-        (_, "check recovered") => format!("recovered at {at} UTC"),
-        (_, who) => format!("resolved by {who} at {at} UTC"),
+        ("trigger_repeated", _) => format!("then at {at}: {}", entry.detail),
+        (_, "check recovered") => format!("recovered at {at}"),
+        (_, who) => format!("resolved by {who} at {at}"),
     }
 }
 
@@ -535,14 +557,17 @@ mod tests {
             "run":{"started_at":"2026-11-28T07:00:00Z"}}"#;
         let at = "2026-11-28T08:12:30Z".parse().unwrap();
         assert_eq!(
-            finished_late(hung, at).as_deref(),
+            finished_late(hung, at, Tz::UTC).as_deref(),
             Some(
                 "finished at 08:12 UTC, 1 h 02 min past its max runtime (ran 1 h 12 min); \
                  stays open until acknowledged or resolved"
             )
         );
+        // In the check's time zone, as its pages are.
+        let denver = finished_late(hung, at, Tz::America__Denver).unwrap();
+        assert!(denver.starts_with("finished at 01:12 MST,"), "{denver}");
         let down = r#"{"kind":"down","at":"2026-11-28T07:10:00Z"}"#;
-        assert_eq!(finished_late(down, at), None);
+        assert_eq!(finished_late(down, at, Tz::UTC), None);
     }
 
     #[test]

@@ -60,17 +60,20 @@ pub struct SentNow<'a> {
 }
 
 /// `$4` is a JSON array of destinations left out (they have all they can take). High-urgency
-/// rows come first, so a claim with little room never leaves a high page behind low ones.
+/// rows come first (`high` sorts before `low`), so a claim with little room never leaves a
+/// high page behind low ones. The index `messages_claim` hands the rows out in this order
+/// (the unary `+` keeps SQLite from picking `messages_due` for the time range and sorting every
+/// due row instead).
 const CLAIM_SQLITE: &str = "UPDATE messages SET next_attempt_at = $1 WHERE id IN \
-     (SELECT id FROM messages WHERE state = 'pending' AND kind = $5 AND next_attempt_at <= $2 \
+     (SELECT id FROM messages WHERE state = 'pending' AND kind = $5 AND +next_attempt_at <= $2 \
       AND destination NOT IN (SELECT value FROM json_each($4)) \
-      ORDER BY CASE WHEN urgency = 'low' THEN 1 ELSE 0 END, next_attempt_at LIMIT $3) RETURNING id";
+      ORDER BY urgency, next_attempt_at LIMIT $3) RETURNING id";
 
 /// PostgreSQL: several instances may claim at once; SKIP LOCKED keeps them apart.
 const CLAIM_POSTGRES: &str = "UPDATE messages SET next_attempt_at = $1 WHERE id IN \
-     (SELECT id FROM messages WHERE state = 'pending' AND kind = $5 AND next_attempt_at <= $2 \
+     (SELECT id FROM messages WHERE state = 'pending' AND kind = $5 AND +next_attempt_at <= $2 \
       AND destination NOT IN (SELECT json_array_elements_text($4::text::json)) \
-      ORDER BY CASE WHEN urgency = 'low' THEN 1 ELSE 0 END, next_attempt_at LIMIT $3 FOR UPDATE SKIP LOCKED) RETURNING id";
+      ORDER BY urgency, next_attempt_at LIMIT $3 FOR UPDATE SKIP LOCKED) RETURNING id";
 
 /// The outcome of one delivery attempt.
 #[derive(Debug, Clone)]
@@ -80,11 +83,6 @@ pub struct PageOutcome<'a> {
     pub detail: String,
     /// When to try again after a failure; `None` gives up.
     pub retry_at: Option<Timestamp>,
-    /// Not attempted: held back by the address's rate limit until `retry_at`, without
-    /// counting as an attempt.
-    pub deferred: bool,
-    /// What the message said, stored with the page (`None` keeps what was there).
-    pub text: Option<String>,
 }
 
 /// A page claimed for delivery, with what the message needs.
@@ -147,6 +145,9 @@ pub struct UpdateDelivery {
     pub note: String,
     pub summary: String,
     pub service: String,
+    /// The alert's status now: an update about an alert still open carries its links.
+    #[sqlx(try_from = "String")]
+    pub status: AlertStatus,
 }
 
 /// A page of an alert, as its log of deliveries shows it.
@@ -188,8 +189,8 @@ impl Store {
         Ok(with_read!(self, |pool| {
             sqlx::query_as(
                 "SELECT id, alert_id, at, kind, who, detail FROM alert_log \
-                 WHERE id > $1 AND (kind IN ('resolved', 'finished_late') \
-                 OR (kind = 'trigger_repeated' AND who = 'check')) ORDER BY id LIMIT $2",
+                 WHERE kind IN ('resolved', 'finished_late', 'trigger_repeated') AND id > $1 \
+                 AND (kind <> 'trigger_repeated' OR who = 'check') ORDER BY id LIMIT $2",
             )
             .bind(after)
             .bind(limit)
@@ -271,7 +272,7 @@ impl Store {
             let update: Option<UpdateDelivery> = with_read!(self, |pool| {
                 sqlx::query_as(
                     "SELECT m.id, m.alert_id, m.person, m.contact, m.address, m.urgency, m.attempts, \
-                     m.note, a.summary, a.service \
+                     m.note, a.summary, a.service, a.status \
                      FROM messages m JOIN alerts a ON a.id = m.alert_id \
                      WHERE m.id = $1 AND m.state = 'pending'",
                 )
@@ -400,17 +401,15 @@ impl Store {
         Ok(())
     }
 
-    /// Keeps what messages said (a summary is one text for several pages), before they go
-    /// out: shown with their delivery records.
-    pub async fn record_message_text(&self, ids: &[i64], text: &str) -> Result<()> {
+    /// Keeps what a channel event's message said, before it goes out: shown with its
+    /// delivery record.
+    pub async fn record_message_text(&self, id: i64, text: &str) -> Result<()> {
         with_tx!(self, |tx| {
-            for id in ids {
-                sqlx::query("UPDATE messages SET text = $1 WHERE id = $2")
-                    .bind(text)
-                    .bind(id)
-                    .execute(&mut *tx)
-                    .await?;
-            }
+            sqlx::query("UPDATE messages SET text = $1 WHERE id = $2")
+                .bind(text)
+                .bind(id)
+                .execute(&mut *tx)
+                .await?;
         });
         Ok(())
     }
@@ -419,8 +418,11 @@ impl Store {
     pub async fn alert_messages(&self, alert_id: i64) -> Result<Vec<AlertMessageRow>> {
         Ok(with_read!(self, |pool| {
             sqlx::query_as(
-                "SELECT id, person, contact, address, urgency, state, attempts, created_at, \
-                 sent_at, last_error, text FROM messages WHERE alert_id = $1 ORDER BY id",
+                "SELECT m.id, m.person, m.contact, m.address, m.urgency, m.state, m.attempts, \
+                 m.created_at, m.sent_at, m.last_error, \
+                 CASE WHEN m.text_with IS NULL THEN m.text ELSE t.text END AS text \
+                 FROM messages m LEFT JOIN messages t ON t.id = m.text_with \
+                 WHERE m.alert_id = $1 ORDER BY m.id",
             )
             .bind(alert_id)
             .fetch_all(pool)
@@ -517,24 +519,23 @@ impl Store {
         }))
     }
 
-    /// Records delivery attempts of pages and their outcomes in their alerts' logs, in one
-    /// transaction. A page of an alert acknowledged meanwhile is left cancelled.
-    pub async fn finish_pages(&self, outcomes: &[PageOutcome<'_>], now: Timestamp) -> Result<()> {
+    /// Records delivery attempts of the pages of one message (a page, or a summary of several)
+    /// and their outcomes in their alerts' logs, in one transaction. A page of an alert
+    /// acknowledged meanwhile is left cancelled. `text`, what the message said, is stored once,
+    /// with the first page; the others point to it (a summary of 100 pages is one text, not
+    /// 100 copies).
+    pub async fn finish_pages(
+        &self,
+        outcomes: &[PageOutcome<'_>],
+        text: Option<&str>,
+        now: Timestamp,
+    ) -> Result<()> {
+        let Some(first) = outcomes.first().map(|o| o.page.id) else {
+            return Ok(());
+        };
         with_tx!(self, |tx| {
             for outcome in outcomes {
                 let (page, ok) = (outcome.page, outcome.ok);
-                if outcome.deferred {
-                    sqlx::query(
-                        "UPDATE messages SET next_attempt_at = $1 WHERE id = $2 AND state = 'pending'",
-                    )
-                    .bind(outcome.retry_at.unwrap_or(now))
-                    .bind(page.id)
-                    .execute(&mut *tx)
-                    .await?;
-                    let who = format!("{} via {}", page.person, page.contact);
-                    log_entry!(tx, page.alert_id, now, "rate_limited", who, &outcome.detail);
-                    continue;
-                }
                 let state = match (ok, outcome.retry_at) {
                     (true, _) => "sent",
                     (false, Some(_)) => "pending",
@@ -542,7 +543,9 @@ impl Store {
                 };
                 sqlx::query(
                     "UPDATE messages SET state = $1, attempts = attempts + 1, next_attempt_at = $2, \
-                     last_error = $3, sent_at = $4, text = COALESCE($6, text) \
+                     last_error = $3, sent_at = $4, \
+                     text = CASE WHEN id = $7 THEN COALESCE($6, text) ELSE text END, \
+                     text_with = CASE WHEN id = $7 OR $6 IS NULL THEN text_with ELSE $7 END \
                      WHERE id = $5 AND state = 'pending'",
                 )
                 .bind(state)
@@ -550,7 +553,8 @@ impl Store {
                 .bind((!ok).then_some(&outcome.detail))
                 .bind(ok.then_some(now))
                 .bind(page.id)
-                .bind(&outcome.text)
+                .bind(text)
+                .bind(first)
                 .execute(&mut *tx)
                 .await?;
                 let kind = if ok { "notified" } else { "notify_failed" };
@@ -634,22 +638,27 @@ impl Store {
     /// The kinds of message with a row due at `now`: a read, so a dispatcher round claims
     /// (a write) only what has something to claim.
     pub async fn due_kinds(&self, now: Timestamp) -> Result<Vec<MessageKind>> {
-        let kinds: Vec<String> = with_read!(self, |pool| {
-            sqlx::query_scalar(
-                "SELECT DISTINCT kind FROM messages WHERE state = 'pending' AND next_attempt_at <= $1",
-            )
-            .bind(now)
-            .fetch_all(pool)
-            .await?
+        // One index probe per kind (`messages_claim`; `+` as in the claim), not a scan of every
+        // due row.
+        const DUE_KINDS: &str = "SELECT \
+            EXISTS (SELECT 1 FROM messages WHERE state = 'pending' AND kind = 'channel_event' \
+             AND +next_attempt_at <= $1), \
+            EXISTS (SELECT 1 FROM messages WHERE state = 'pending' AND kind = 'page' \
+             AND +next_attempt_at <= $1), \
+            EXISTS (SELECT 1 FROM messages WHERE state = 'pending' AND kind = 'alert_update' \
+             AND +next_attempt_at <= $1)";
+        let kinds = [
+            MessageKind::ChannelEvent,
+            MessageKind::Page,
+            MessageKind::AlertUpdate,
+        ];
+        let (events, pages, updates): (bool, bool, bool) = with_read!(self, |pool| {
+            sqlx::query_as(DUE_KINDS).bind(now).fetch_one(pool).await?
         });
         Ok(kinds
-            .iter()
-            .filter_map(|kind| match kind.as_str() {
-                "channel_event" => Some(MessageKind::ChannelEvent),
-                "page" => Some(MessageKind::Page),
-                "alert_update" => Some(MessageKind::AlertUpdate),
-                _ => None,
-            })
+            .into_iter()
+            .zip([events, pages, updates])
+            .filter_map(|(kind, due)| due.then_some(kind))
             .collect())
     }
 

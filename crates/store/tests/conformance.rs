@@ -758,13 +758,10 @@ async fn alert_story(store: &Store) {
         ok: true,
         detail: "SMTP 250".into(),
         retry_at: None,
-        deferred: false,
-        text: None,
     };
-    store.finish_pages(&[outcome], us(1_500)).await.unwrap();
     // What the message said is kept with its delivery record.
     store
-        .record_message_text(&[claimed[0].id], "disk full\n\nHost: db1\n")
+        .finish_pages(&[outcome], Some("disk full\n\nHost: db1\n"), us(1_500))
         .await
         .unwrap();
     let messages = store.alert_messages(alert.id).await.unwrap();
@@ -774,20 +771,21 @@ async fn alert_story(store: &Store) {
         ("sent", Some("disk full\n\nHost: db1\n"))
     );
     assert!(messages.iter().all(|m| m.id == sent.id || m.text.is_none()));
-    // Bob's page, held back by a rate limit: still pending, due again at 7_000, no attempt.
+    // Bob's page failed and is retried: still pending, due again at 7_000, one attempt.
     let bobs = store
         .claim_pages(us(5_000), TimeDelta::minutes(1), 10)
         .await
         .unwrap();
-    let held = PageOutcome {
+    let failed = PageOutcome {
         page: &bobs[0],
         ok: false,
-        detail: "held back".into(),
+        detail: "HTTP 503".into(),
         retry_at: Some(us(7_000)),
-        deferred: true,
-        text: None,
     };
-    store.finish_pages(&[held], us(5_000)).await.unwrap();
+    store
+        .finish_pages(&[failed], None, us(5_000))
+        .await
+        .unwrap();
     assert_eq!(
         store
             .next_message_due(keepwatch_store::MessageKind::Page)
@@ -799,7 +797,7 @@ async fn alert_story(store: &Store) {
         .claim_pages(us(7_000), TimeDelta::minutes(1), 10)
         .await
         .unwrap();
-    assert_eq!((again[0].person.as_str(), again[0].attempts), ("bob", 0));
+    assert_eq!((again[0].person.as_str(), again[0].attempts), ("bob", 1));
     let acked = store
         .acknowledge_alert(alert.id, "alice", us(2_000))
         .await
@@ -839,7 +837,7 @@ async fn alert_story(store: &Store) {
             "trigger_repeated",
             "escalation_step",
             "notified",
-            "rate_limited",
+            "notify_failed",
             "acknowledged",
             "pages_cancelled",
             "resolved"
@@ -959,11 +957,21 @@ async fn alert_update_story(store: &Store) {
             ok: page.person != "carol",
             detail: "done".into(),
             retry_at: None,
-            deferred: false,
-            text: None,
         })
         .collect();
-    store.finish_pages(&outcomes, us(11_000)).await.unwrap();
+    // Sent as one summary: its text is stored once and read with each page.
+    store
+        .finish_pages(&outcomes, Some("4 alerts for you"), us(11_000))
+        .await
+        .unwrap();
+    let messages = store.alert_messages(alert.id).await.unwrap();
+    assert_eq!(messages.len(), 4);
+    assert!(
+        messages
+            .iter()
+            .all(|m| m.text.as_deref() == Some("4 alerts for you")),
+        "{messages:?}"
+    );
     assert_eq!(
         store.paged_people(alert.id).await.unwrap(),
         [

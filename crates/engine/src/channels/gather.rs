@@ -134,9 +134,14 @@ pub async fn check_facts(
         .map(|p| p.at.to_datetime());
     let host = before.iter().find_map(|p| p.host.clone());
     // The last output: the newest body that is not a hung run's snapshot (the runner sends
-    // those as log pings; they have their own place in the page).
+    // those as log pings; they have their own place in the page) nor a start ping's (the
+    // runner's report of other copies, which the evidence names; the job had no output yet).
     let mut output = None;
-    for with_body in before.iter().filter(|p| p.body.is_some()).take(3) {
+    for with_body in before
+        .iter()
+        .filter(|p| p.body.is_some() && p.kind != "start")
+        .take(3)
+    {
         let ping = store
             .ping(check.id, check.state.last_seq, PINGS_SEARCHED, with_body.n)
             .await?;

@@ -26,6 +26,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use chrono::{DateTime, TimeDelta, Utc};
+use keepwatch_core::alert::AlertStatus;
 use keepwatch_core::oncall::ContactKind;
 use keepwatch_store::{
     AttemptResult, Delivery, MessageKind, PageDelivery, Store, Timestamp, UpdateDelivery,
@@ -312,6 +313,12 @@ impl Dispatcher {
         update: UpdateDelivery,
     ) -> impl Future<Output = ()> + Send + 'static {
         let context = self.delivery_context();
+        // An alert still open (a hung run finished late, the next run failed): its links, so
+        // the update can be acted on where it is read.
+        let links = (update.status != AlertStatus::Resolved).then(|| {
+            self.links
+                .links(update.alert_id, &update.person, context.clock.now())
+        });
         async move {
             let started = Instant::now();
             let timeout = context.transport.timeout();
@@ -325,7 +332,8 @@ impl Dispatcher {
                                 update.contact, update.address
                             ))
                         })?;
-                    let request = render(kind, &update.address, &update_message(&update))?;
+                    let message = update_message(&update, links.as_ref());
+                    let request = render(kind, &update.address, &message)?;
                     tokio::time::timeout(timeout, context.transport.send(request))
                         .await
                         .unwrap_or_else(|_| {
@@ -416,19 +424,39 @@ fn retry_after(
     )
 }
 
-/// What an alert update says: the alert in the title, the note as the text; a webhook gets
-/// `{"update": {"alert": {id, summary, service}, "person", "note"}}`.
-fn update_message(update: &UpdateDelivery) -> Message {
+/// What an alert update says: the alert in the title, the note as the text, and the
+/// acknowledge and resolve links while the alert is open; a webhook gets `{"update": {"alert":
+/// {id, summary, service, status}, "person", "note", "links"?}}`.
+fn update_message(update: &UpdateDelivery, links: Option<&(String, String)>) -> Message {
     let title = format!("{} ({})", update.summary, update.service);
-    let mut message = Message::plain(&title, &update.note);
+    let mut text = format!("{}\n", update.note);
+    if let Some((ack, resolve)) = links {
+        text.push_str(&format!(
+            "\nThe alert is still open.\nAcknowledge: {ack}\nResolve: {resolve}\n"
+        ));
+    }
+    text.push_str(&format!(
+        "\nAlert #{} on service {}\n",
+        update.alert_id, update.service
+    ));
+    let mut message = Message::plain(&title, &text);
     message.subject = format!("[keepwatch] {title}: {}", update.note);
     message.json = serde_json::json!({
         "update": {
-            "alert": {"id": update.alert_id, "summary": update.summary, "service": update.service},
+            "alert": {
+                "id": update.alert_id,
+                "summary": update.summary,
+                "service": update.service,
+                "status": update.status,
+            },
             "person": update.person,
             "note": update.note,
         }
     });
+    if let Some((ack, resolve)) = links {
+        message.json["update"]["links"] =
+            serde_json::json!({"acknowledge": ack, "resolve": resolve});
+    }
     message.headers = vec![("X-Keepwatch-Update", update.id.to_string())];
     message
 }
@@ -459,7 +487,7 @@ async fn send_event(
     };
     let message = Message::event(delivery, check.as_ref(), site_url, evidence.as_ref());
     if let Err(e) = store
-        .record_message_text(&[delivery.outbox_id], &message.text)
+        .record_message_text(delivery.outbox_id, &message.text)
         .await
     {
         tracing::warn!(error = %e, "cannot record a message's text");

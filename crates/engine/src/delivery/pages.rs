@@ -209,7 +209,7 @@ pub(super) async fn send(
                 })
         })
         .await;
-    // The text goes with each page's delivery record (not when nothing was made).
+    // The text goes with the delivery records (not when nothing was made).
     let text = (!text.is_empty()).then_some(text);
     let result = match (result, pages.len()) {
         (Ok(detail), n) if n > 1 => Ok(format!("{detail} (in a summary of {n})")),
@@ -240,12 +240,14 @@ pub(super) async fn send(
                 ok,
                 detail,
                 retry_at,
-                deferred: false,
-                text: text.clone(),
             }
         })
         .collect();
-    if let Err(e) = context.store.finish_pages(&outcomes, started).await {
+    if let Err(e) = context
+        .store
+        .finish_pages(&outcomes, text.as_deref(), started)
+        .await
+    {
         tracing::error!(error = %e, "cannot record page deliveries");
     }
 }

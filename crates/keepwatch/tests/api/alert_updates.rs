@@ -49,7 +49,8 @@ async fn the_person_paged_hears_of_a_recovery_and_of_a_resolution() {
     assert_eq!(
         update["update"],
         json!({
-            "alert": {"id": id, "summary": "nightly: missed its run", "service": "billing"},
+            "alert": {"id": id, "summary": "nightly: missed its run", "service": "billing",
+                "status": "resolved"},
             "person": "alice",
             "note": format!("recovered at {}", clock_time(&app)),
         })
@@ -120,6 +121,9 @@ async fn a_hung_run_that_finishes_late_keeps_its_alert_open_and_says_how_late() 
     );
     let update = hook.next().await.json();
     assert_eq!(update["update"]["note"], expected);
+    // Still open: the update carries the links to act on it.
+    let ack = update["update"]["links"]["acknowledge"].as_str().unwrap();
+    assert!(ack.contains("/a/"), "{update}");
     let alert = alert(&app, id).await;
     assert_eq!(alert["status"], "triggered", "{alert}");
     let late: Vec<&Value> = alert["log"]

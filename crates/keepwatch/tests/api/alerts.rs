@@ -1521,6 +1521,8 @@ async fn pages_name_the_stray_process_and_carry_the_last_output() {
         .client
         .post(app.url(&format!("/ping/{uuid}/start?host=web1&pid=30000")))
         .header("X-Keepwatch-Strays", strays.to_string())
+        // What `keepwatch run` sends with its start ping: its report, not the job's output.
+        .body("keepwatch: other processes are running this command:\n  pid 26458 …\n")
         .send()
         .await
         .unwrap();
@@ -1533,6 +1535,7 @@ async fn pages_name_the_stray_process_and_carry_the_last_output() {
     let sentence = "Nightly client events: overlap: another copy is running since 11:58: \
                     pid 26458 `/bin/bash /opt/jobs/nightly.sh --all`";
     assert!(plain.starts_with(sentence), "{plain}");
+    assert!(!plain.contains("keepwatch: other processes"), "{plain}");
     assert!(html.contains(&format!("<p>{sentence}</p>")), "{html}");
     let alert = open_alerts(&app)
         .await
