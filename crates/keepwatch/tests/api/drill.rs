@@ -1,0 +1,158 @@
+//! `keepwatch drill` against a server (`GET /api/v1/drill` over the applied configuration, a
+//! check found by slug) and against the same file: the same timeline and the same sweep.
+
+use std::process::Command;
+
+use reqwest::StatusCode;
+
+use crate::helpers::spawn_app;
+
+const EXAMPLE: &str = include_str!("../../../../examples/oncall.toml");
+
+/// The example plus a nightly check of billing's, declared in the file.
+fn with_nightly() -> String {
+    format!(
+        "{EXAMPLE}\n[[checks]]\nslug = \"nightly-events\"\nschedule = \"0 0 * * *\"\n\
+         tz = \"America/Denver\"\ngrace = 1800\nservice = \"billing\"\n"
+    )
+}
+
+/// `(exit code, stdout, stderr)` of the binary.
+pub fn keepwatch(args: &[&str]) -> (i32, String, String) {
+    let output = Command::new(env!("CARGO_BIN_EXE_keepwatch"))
+        .args(args)
+        .env_remove("KEEPWATCH_SERVER")
+        .env_remove("KEEPWATCH_API_KEY")
+        .output()
+        .unwrap();
+    (
+        output.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&output.stdout).to_string(),
+        String::from_utf8_lossy(&output.stderr).to_string(),
+    )
+}
+
+/// The lines after the header (the header names the check by slug or by UUID).
+fn timeline(out: &str) -> Vec<&str> {
+    out.lines().filter(|l| !l.starts_with("check ")).collect()
+}
+
+/// The binary runs while the test waits for it: the server needs a thread of its own.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_drill_on_the_server_matches_the_drill_of_the_file_it_applied() {
+    let app = spawn_app().await;
+    let text = with_nightly();
+    app.apply_oncall_config(&text).await;
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("oncall.toml");
+    std::fs::write(&file, &text).unwrap();
+    let file = file.to_str().unwrap();
+    let at = "2026-11-28T00:30:00-07:00";
+    let server = ["--server", &app.address, "--api-key", &app.api_key];
+    let common = ["--check", "nightly-events", "--event", "failed", "--at", at];
+    let (code, remote, err) = keepwatch(&[&["drill"][..], &server, &common].concat());
+    assert_eq!(code, 0, "{err}");
+    // A read-only key is enough; it is not shown the addresses.
+    let read = ["--server", &app.address, "--api-key", &app.read_key];
+    let (code, redacted, err) = keepwatch(&[&["drill"][..], &read, &common].concat());
+    assert_eq!(code, 0, "{err}");
+    assert!(
+        redacted.contains("notify alice by email <…@example.com> (low)"),
+        "{redacted}"
+    );
+    let (code, local, err) = keepwatch(&[&["drill", "-f", file][..], &common].concat());
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(timeline(&remote), timeline(&local));
+    assert!(
+        remote.contains("urgency: low (outside support hours)"),
+        "{remote}"
+    );
+    assert!(remote.contains(": failed\n"), "{remote}");
+    assert!(local.contains("check nightly-events: failed\n"), "{local}");
+
+    // A sweep of the check: its deadlines (00:30 Denver each night), from both.
+    let sweep = [
+        "--check",
+        "nightly-events",
+        "--sweep",
+        "week",
+        "--at",
+        "2026-11-30T00:00:00-07:00",
+        "--fail-if-no-high-within",
+        "5m",
+    ];
+    let (code, remote, _) = keepwatch(&[&["drill"][..], &server, &sweep].concat());
+    assert_eq!(code, 3, "raised after 10 minutes: not within 5: {remote}");
+    let (code, local, _) = keepwatch(&[&["drill", "-f", file][..], &sweep].concat());
+    assert_eq!(code, 3);
+    // The same, but for the header's check (by UUID on the server, by slug in the file).
+    assert_eq!(
+        remote.lines().skip(1).collect::<Vec<_>>(),
+        local.lines().skip(1).collect::<Vec<_>>()
+    );
+    assert!(
+        remote.contains("FAIL: no high-urgency page within 5m for 7 of 7 start times"),
+        "{remote}"
+    );
+    let monday = remote.lines().find(|l| l.starts_with("Mon")).unwrap();
+    let cells: Vec<&str> = monday.split_whitespace().skip(2).collect();
+    assert_eq!(cells[0], "10m", "{remote}");
+    assert!(cells[1..].iter().all(|c| *c == "."), "{remote}");
+
+    // JSON, as the API answers.
+    let (code, json, _) = keepwatch(
+        &[
+            &["drill"][..],
+            &server,
+            &["--service", "billing", "--at", at, "--format", "json"],
+        ]
+        .concat(),
+    );
+    assert_eq!(code, 0);
+    let body: serde_json::Value = serde_json::from_str(&json).unwrap();
+    assert_eq!(body["kind"], "drill");
+    assert_eq!(body["first_high_page"]["after_minutes"], 10);
+    assert_eq!(body["first_high_page"]["person"], "alice");
+    assert_eq!(body["failures"], serde_json::json!([]));
+
+    // Mistakes are named.
+    for (query, expected) in [
+        (
+            "check=no-such-check",
+            "no check with UUID or slug `no-such-check`",
+        ),
+        ("service=payroll", "no service `payroll`"),
+        (
+            "service=billing&event=exploded",
+            "event: `exploded` is not down",
+        ),
+        (
+            "service=billing&at=saturday",
+            "at: `saturday` is not an RFC 3339 time",
+        ),
+        (
+            "service=billing&sweep=month",
+            "sweep: `month` is not `week`",
+        ),
+        (
+            "service=billing&horizon_minutes=0",
+            "horizon_minutes: 0 is out of range",
+        ),
+        ("", "give service=<name> or check=<uuid|slug>"),
+    ] {
+        let (status, body) = app
+            .api(
+                "GET",
+                &format!("/api/v1/drill?{query}"),
+                Some(&app.read_key),
+                None,
+            )
+            .await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{query}: {body}");
+        assert!(body.to_string().contains(expected), "{query}: {body}");
+    }
+    let (status, _) = app
+        .api("GET", "/api/v1/drill?service=billing", None, None)
+        .await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+}
