@@ -940,6 +940,30 @@ pub fn text(report: &Report) -> String {
     out
 }
 
+/// Deliveries per contact or channel from their outcomes, oldest first: `(name, failed,
+/// error)`.
+pub fn tally<'a>(
+    outcomes: impl IntoIterator<Item = (&'a str, bool, Option<&'a str>)>,
+) -> Vec<Deliveries> {
+    let mut by_name: BTreeMap<&str, Deliveries> = BTreeMap::new();
+    for (name, failed, error) in outcomes {
+        let d = by_name.entry(name).or_insert_with(|| Deliveries {
+            name: name.to_string(),
+            failed: 0,
+            total: 0,
+            last_failed: false,
+            last_error: None,
+        });
+        d.total += 1;
+        d.last_failed = failed;
+        if failed {
+            d.failed += 1;
+            d.last_error = error.map(str::to_string);
+        }
+    }
+    by_name.into_values().collect()
+}
+
 /// What the audit knows of the checks a file declares (no history).
 pub fn declared_checks(config: &OnCall, now: DateTime<Utc>) -> Vec<CheckFacts> {
     config

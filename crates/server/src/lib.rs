@@ -41,7 +41,8 @@ pub use state::{
 };
 
 use api::{
-    alerts, channels, checks, drill, events, oncall, oncall_config, people, policies, schedules,
+    alerts, audit, channels, checks, drill, events, oncall, oncall_config, people, policies,
+    schedules,
 };
 
 pub fn router(state: AppState) -> Router {
@@ -78,6 +79,7 @@ pub fn router(state: AppState) -> Router {
                 .layer(DefaultBodyLimit::max(oncall_config::ONCALL_FILE_LIMIT)),
         )
         .route("/drill", get(drill::drill))
+        .route("/audit", get(audit::audit))
         .route("/people/", get(people::people))
         .route("/people/{id}", get(people::person))
         .route(
