@@ -120,6 +120,25 @@ Examples:
   keepwatch drill -f oncall.toml --check nightly-events --sweep week --fail-if-no-high-within 30m   # CI
   keepwatch drill -f oncall.toml --service billing --at 2026-11-28T00:00:00-07:00 --format json")]
     Drill(oncall::DrillArgs),
+    /// Check the on-call setup: who can be reached, when, and what goes unseen
+    #[command(after_help = "\
+Each finding has an id, a severity (error: a page can fail to reach anyone in time), the
+objects involved, why it matters and how to fix it. With -f it audits the file (and the checks
+it declares); without, it asks the server (--server, --api-key), which adds its checks, their
+pings and run durations, verified contacts and failing deliveries. Accept a finding on purpose
+in the file:
+  [[accepted]]
+  id = \"single-person-policy\"
+  objects = [\"policy:billing\"]     # leave out for all of the rule's findings
+  reason = \"Lee covers billing alone until the hire in January\"
+  until = \"2027-01-31\"
+Exit status: 0; 3 if --fail-on is given and a finding at that level or worse is reported; 1 on
+an error.
+Examples:
+  keepwatch audit -f oncall.toml
+  keepwatch audit -f oncall.toml --fail-on error          # CI for the on-call repository
+  KEEPWATCH_API_KEY=… keepwatch audit --server https://keepwatch.example.com --format json")]
+    Audit(oncall::AuditArgs),
     /// Print who is on call at a time (default: now), until when, and who is next
     #[command(after_help = "\
 Without -f it asks the server (--server, --api-key) about the configuration applied there.
@@ -364,6 +383,15 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 ),
             }
             Ok(())
+        }
+        Command::Audit(args) => {
+            let (out, passed) = oncall::audit(&args).await?;
+            print!("{out}");
+            return Ok(if passed {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::from(oncall::DRILL_FAILED)
+            });
         }
         Command::Drill(args) => {
             let (out, passed) = oncall::drill(&args).await?;

@@ -448,6 +448,84 @@ pub struct ApplyArgs {
     pub api_key: Option<String>,
 }
 
+#[derive(Debug, Clone, Args)]
+pub struct AuditArgs {
+    /// The on-call configuration file (its `[[checks]]` too; no history) [default: ask the
+    /// server, which adds its checks and what it recorded]
+    #[arg(short = 'f', long = "file", value_name = "FILE")]
+    pub file: Option<PathBuf>,
+    /// Ask this server (GET /api/v1/audit) instead of reading a file
+    #[arg(long, env = "KEEPWATCH_SERVER", default_value = crate::runner::DEFAULT_SERVER,
+          num_args = 0..=1, default_missing_value = crate::runner::DEFAULT_SERVER, value_name = "URL")]
+    pub server: String,
+    /// An API key of the project (read-only is enough), to ask the server
+    #[arg(long, env = "KEEPWATCH_API_KEY", hide_env_values = true)]
+    pub api_key: Option<String>,
+    /// text, or json (the API's answer)
+    #[arg(long, default_value = "text", value_parser = ["text", "json"])]
+    pub format: String,
+    /// Exit with status 3 if there is a finding at this level or worse
+    #[arg(long, value_parser = ["warning", "error"])]
+    pub fail_on: Option<String>,
+    /// A high-urgency page must reach someone within this
+    #[arg(long, default_value = "30m", value_parser = duration, value_name = "DURATION")]
+    pub high_within: Duration,
+    /// Audit as of this time (RFC 3339) [default: now]; with a file only
+    #[arg(long, value_name = "TIME")]
+    pub at: Option<String>,
+}
+
+/// `keepwatch audit`: the findings, and whether `--fail-on` holds (`false`: exit 3).
+pub async fn audit(args: &AuditArgs) -> anyhow::Result<(String, bool)> {
+    use keepwatch_core::audit;
+    let high = delta(args.high_within);
+    let report = match &args.file {
+        Some(file) => {
+            let config = load(file)?;
+            let now = match &args.at {
+                Some(text) => parse_at(text)?.to_utc(),
+                None => Utc::now(),
+            };
+            let checks = audit::declared_checks(&config, now);
+            let settings = audit::Settings {
+                high_within: high,
+                ..audit::Settings::default()
+            };
+            audit::audit(&config, &checks, &audit::History::default(), now, &settings)
+        }
+        None => {
+            let Some(key) = &args.api_key else {
+                anyhow::bail!(
+                    "give --api-key (or KEEPWATCH_API_KEY) to ask the server, or -f <FILE>"
+                );
+            };
+            if args.at.is_some() {
+                anyhow::bail!("--at audits a file: give -f <FILE>");
+            }
+            let server = crate::runner::Server {
+                server: args.server.clone(),
+            };
+            let base = server.base()?;
+            let url = format!(
+                "{base}/api/v1/audit?high_within_minutes={}",
+                high.num_minutes().max(1)
+            );
+            let request = crate::runner::client()?
+                .get(url)
+                .header("X-Api-Key", key)
+                .timeout(Duration::from_secs(60));
+            let body = crate::alert::send(request, base).await?;
+            serde_json::from_value(body).context("the server's answer is not an audit report")?
+        }
+    };
+    let out = match args.format.as_str() {
+        "json" => format!("{}\n", serde_json::to_string_pretty(&report)?),
+        _ => audit::text(&report),
+    };
+    let level = args.fail_on.as_deref().and_then(audit::Severity::parse);
+    Ok((out, level.is_none_or(|level| !report.fails(level))))
+}
+
 /// `keepwatch apply --server`: the same through the server's API.
 pub async fn apply_remote(args: &ApplyArgs) -> anyhow::Result<String> {
     let (text, _) = read(&args.file)?;
@@ -495,6 +573,12 @@ fn report(body: &serde_json::Value, dry_run: bool) -> String {
                 text_of(&c["contact"])
             ));
         }
+    }
+    if let Ok(audit) =
+        serde_json::from_value::<keepwatch_core::audit::Report>(body["audit"].clone())
+    {
+        out.push_str("audit:\n");
+        out.push_str(&keepwatch_core::audit::text(&audit));
     }
     if dry_run {
         out.push_str("dry run: nothing was stored\n");

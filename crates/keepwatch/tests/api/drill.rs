@@ -156,3 +156,85 @@ async fn a_drill_on_the_server_matches_the_drill_of_the_file_it_applied() {
         .await;
     assert_eq!(status, StatusCode::UNAUTHORIZED);
 }
+
+/// DESIGN.md's story: the weekend mistake, drilled, swept and audited; then fixed as the
+/// audit says, and clean.
+#[test]
+fn the_weekend_mistake_is_drilled_swept_and_audited_then_fixed() {
+    let mistake = include_str!("../../../../examples/weekend-mistake.toml");
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("oncall.toml");
+    std::fs::write(&file, mistake).unwrap();
+    let file = file.to_str().unwrap();
+    let saturday = [
+        "--check",
+        "client-events",
+        "--at",
+        "2026-11-28T00:00:00-07:00",
+    ];
+    let (code, out, err) = keepwatch(&[&["drill", "-f", file][..], &saturday].concat());
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("first high-urgency page: none\n"), "{out}");
+    assert!(
+        out.contains("support hours start Mon 2026-11-30 09:00 (+57:00)"),
+        "{out}"
+    );
+    let sweep = [
+        "--check",
+        "client-events",
+        "--sweep",
+        "week",
+        "--at",
+        "2026-11-23T00:00:00-07:00",
+        "--fail-if-no-high-within",
+        "30m",
+    ];
+    let (code, out, _) = keepwatch(&[&["drill", "-f", file][..], &sweep].concat());
+    assert_eq!(code, 3, "{out}");
+    assert!(
+        out.contains("worst: an alert at Sat 2026-11-28 00:30: no high-urgency page; nobody is woken until support hours start Mon 2026-11-30 09:00"),
+        "{out}"
+    );
+    let audit = ["--at", "2026-11-23T00:00:00-07:00", "--fail-on", "error"];
+    let (code, out, _) = keepwatch(&[&["audit", "-f", file][..], &audit].concat());
+    assert_eq!(code, 3, "{out}");
+    for cause in [
+        "ERROR high-urgency-unreachable [service:events]",
+        "WARNING urgency-raising-off [service:events]",
+        "WARNING no-repeat-no-last-resort [policy:events]",
+        "WARNING off-hours-share [person:morgan, schedule:support]",
+        "WARNING cron-no-max-runtime [check:client-events]",
+    ] {
+        assert!(out.contains(cause), "{cause}\n{out}");
+    }
+    assert!(
+        out.contains("worst: an alert at Sat 00:30 (America/Denver)"),
+        "{out}"
+    );
+
+    // Fixed as the findings say: raising on, a repeat and a last resort, the off-hours
+    // rotated among three, a max runtime.
+    let fixed = mistake
+        .replace(
+            "raise_after = 0                   # never raised",
+            "raise_after = 10",
+        )
+        .replace("repeat = 0", "repeat = 1\nlast_resort = \"user:dana\"")
+        .replace(
+            "participants = [\"morgan\"]\nshift = \"1w\"",
+            "participants = [\"morgan\", \"dana\", \"eli\"]\nshift = \"1d\"",
+        )
+        .replace("grace = 1800\n", "grace = 1800\nmax_runtime = 7200\n");
+    std::fs::write(file, &fixed).unwrap();
+    let (code, out, err) = keepwatch(&[&["drill", "-f", file][..], &saturday].concat());
+    assert_eq!(code, 0, "{err}");
+    assert!(
+        out.contains("first high-urgency page: +0:10 (dana by ntfy)"),
+        "{out}"
+    );
+    let (code, out, _) = keepwatch(&[&["drill", "-f", file][..], &sweep].concat());
+    assert_eq!(code, 0, "{out}");
+    let (code, out, _) = keepwatch(&[&["audit", "-f", file][..], &audit].concat());
+    assert_eq!(code, 0, "{out}");
+    assert_eq!(out, "0 errors, 0 warnings, 0 accepted\n");
+}
