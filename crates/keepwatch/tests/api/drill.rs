@@ -238,3 +238,65 @@ fn the_weekend_mistake_is_drilled_swept_and_audited_then_fixed() {
     assert_eq!(code, 0, "{out}");
     assert_eq!(out, "0 errors, 0 warnings, 0 accepted\n");
 }
+
+/// The server audits what is applied, with its checks: `apply` answers the audit, `GET
+/// /api/v1/audit` and `keepwatch audit --server` report it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_server_audits_the_applied_file_and_its_checks() {
+    let app = spawn_app().await;
+    let mistake = include_str!("../../../../examples/weekend-mistake.toml");
+    let (status, dry) = app
+        .put_oncall_config(&app.api_key, "?dry_run=1", mistake.to_string())
+        .await;
+    assert_eq!(status, StatusCode::OK, "{dry}");
+    assert!(dry["audit"]["errors"].as_u64().unwrap() >= 1, "{dry}");
+    let applied = app.apply_oncall_config(mistake).await;
+    let ids: Vec<&str> = applied["audit"]["findings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| f["id"].as_str().unwrap())
+        .collect();
+    assert!(ids.contains(&"high-urgency-unreachable"), "{ids:?}");
+    assert!(ids.contains(&"cron-no-max-runtime"), "{ids:?}");
+    // Nobody verified a contact on this server.
+    assert!(ids.contains(&"no-verified-high-contact"), "{ids:?}");
+    let (status, body) = app
+        .api("GET", "/api/v1/audit", Some(&app.read_key), None)
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let summaries = |body: &serde_json::Value| -> Vec<String> {
+        body["findings"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|f| f["summary"].as_str().unwrap().to_string())
+            .collect()
+    };
+    // The same findings; the check by slug when applied, by UUID once created.
+    assert_eq!(summaries(&body), summaries(&applied["audit"]));
+    assert!(applied["audit"].to_string().contains("check:client-events"));
+    let (status, body) = app
+        .api(
+            "GET",
+            "/api/v1/audit?high_within_minutes=0",
+            Some(&app.read_key),
+            None,
+        )
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+    let (code, out, err) = keepwatch(&[
+        "audit",
+        "--server",
+        &app.address,
+        "--api-key",
+        &app.read_key,
+        "--fail-on",
+        "error",
+    ]);
+    assert_eq!(code, 3, "{out}{err}");
+    assert!(
+        out.contains("ERROR high-urgency-unreachable [service:events]"),
+        "{out}"
+    );
+}

@@ -111,7 +111,18 @@ pub async fn apply_config(
             .map(|(row, create)| format!("{} check {}", if *create { "+" } else { "~" }, row.slug)),
     );
     let unverified = unverified_contacts(store, project_id, &new).await?;
-    let (facts, history) = keepwatch_engine::audit::gather(store, project_id, now).await?;
+    let (mut facts, history) = keepwatch_engine::audit::gather(store, project_id, now).await?;
+    // The checks the file declares are audited as they will be saved.
+    for (row, create) in &checks {
+        if let Some(mut planned) = keepwatch_engine::audit::check_facts(row) {
+            if *create {
+                // Not created yet: named by its slug (its UUID comes with the creation).
+                planned.id = row.slug.clone();
+            }
+            facts.retain(|f| f.id != planned.id);
+            facts.push(planned);
+        }
+    }
     let new = Arc::new(new);
     let audited = new.clone();
     let audit = super::oncall::off_runtime(move || {
