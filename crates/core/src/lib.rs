@@ -9,6 +9,7 @@
 //! - [`alert`]: what happens to an open alert: its paging timeline.
 
 pub mod alert;
+pub mod audit;
 pub mod check;
 pub mod oncall;
 pub mod schedule;

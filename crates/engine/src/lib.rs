@@ -27,6 +27,7 @@ use tokio::task::JoinHandle;
 use uuid::Uuid;
 
 pub mod actor;
+pub mod audit;
 pub mod channels;
 pub mod clock;
 pub mod delivery;

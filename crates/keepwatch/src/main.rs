@@ -98,18 +98,47 @@ Examples:
         #[command(subcommand)]
         command: runner::SpoolCommand,
     },
-    /// Replay an alert of a service at a chosen time: who is paged when, by which contact
+    /// Replay an alert at a chosen time, or every hour of a week: who is paged when, by what
     #[command(after_help = "\
-Reads the on-call configuration file (see examples/oncall.toml) and prints the alert's
-timeline: escalation steps, every notification with its contact and urgency, urgency raising,
-the last resort, and the time to the first high-urgency page. It routes as the server does:
-notifications inside a maintenance window show as suppressed, and an alert for a service the
-file does not have as unrouted.
+Prints the alert's timeline: escalation steps, every notification with its contact and
+urgency, urgency raising, the last resort, and the time to the first high-urgency page. It
+runs the engine's own routing: notifications inside a maintenance window show as suppressed,
+an alert for a service the configuration does not have as unrouted. With -f it reads a file;
+without, it asks the server (--server, --api-key) about the configuration applied there
+and finds checks by UUID or slug.
+--sweep week drills an alert at every --step (1h) of the week from --at (a check whose
+schedule is known: at each of its deadlines) and prints a table of days × hours of the time
+to the first high-urgency page (`-`: none), the worst start and the medians.
+Exit status: 0; 3 if --fail-if-no-high-within / --fail-if-no-page-within is not met for the
+alert (for any start of a sweep); 1 on an error.
 Examples:
   keepwatch drill -f oncall.toml --service billing --at 2026-11-28T02:00:00-07:00
   keepwatch drill -f oncall.toml --service billing --at 2026-11-30T14:00:00-07:00 --ack-after 12m
-  keepwatch drill -f oncall.toml --check 6d3b5e2c-1f0a-4c1e-9b7a-2f4d8e9c0a11 --at 2026-11-28T02:00:00-07:00")]
+  keepwatch drill -f oncall.toml --check nightly-events --event hung --at 2026-11-28T00:00:00-07:00
+  keepwatch drill --server https://keepwatch.example.com --api-key … --check 6d3b5e2c-1f0a-4c1e-9b7a-2f4d8e9c0a11
+  keepwatch drill -f oncall.toml --service billing --sweep week --at 2026-11-30T00:00:00-07:00
+  keepwatch drill -f oncall.toml --check nightly-events --sweep week --fail-if-no-high-within 30m   # CI
+  keepwatch drill -f oncall.toml --service billing --at 2026-11-28T00:00:00-07:00 --format json")]
     Drill(oncall::DrillArgs),
+    /// Check the on-call setup: who can be reached, when, and what goes unseen
+    #[command(after_help = "\
+Each finding has an id, a severity (error: a page can fail to reach anyone in time), the
+objects involved, why it matters and how to fix it. With -f it audits the file (and the checks
+it declares); without, it asks the server (--server, --api-key), which adds its checks, their
+pings and run durations, verified contacts and failing deliveries. Accept a finding on purpose
+in the file:
+  [[accepted]]
+  id = \"single-person-policy\"
+  objects = [\"policy:billing\"]     # leave out for all of the rule's findings
+  reason = \"Lee covers billing alone until the hire in January\"
+  until = \"2027-01-31\"
+Exit status: 0; 3 if --fail-on is given and a finding at that level or worse is reported; 1 on
+an error.
+Examples:
+  keepwatch audit -f oncall.toml
+  keepwatch audit -f oncall.toml --fail-on error          # CI for the on-call repository
+  KEEPWATCH_API_KEY=… keepwatch audit --server https://keepwatch.example.com --format json")]
+    Audit(oncall::AuditArgs),
     /// Print who is on call at a time (default: now), until when, and who is next
     #[command(after_help = "\
 Without -f it asks the server (--server, --api-key) about the configuration applied there.
@@ -355,7 +384,24 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             }
             Ok(())
         }
-        Command::Drill(args) => oncall::drill(&args).map(|out| print!("{out}")),
+        Command::Audit(args) => {
+            let (out, passed) = oncall::audit(&args).await?;
+            print!("{out}");
+            return Ok(if passed {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::from(oncall::DRILL_FAILED)
+            });
+        }
+        Command::Drill(args) => {
+            let (out, passed) = oncall::drill(&args).await?;
+            print!("{out}");
+            return Ok(if passed {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::from(oncall::DRILL_FAILED)
+            });
+        }
         Command::Oncall(args) if args.file.is_some() => {
             oncall::oncall(&args).map(|out| print!("{out}"))
         }

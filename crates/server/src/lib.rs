@@ -40,7 +40,10 @@ pub use state::{
     App, AppState, ConnectionLimits, DEFAULT_CHECK_CREATE_RATE, DEFAULT_CHECK_LIMIT, ServerConfig,
 };
 
-use api::{alerts, channels, checks, events, oncall, oncall_config, people, policies, schedules};
+use api::{
+    alerts, audit, channels, checks, drill, events, oncall, oncall_config, people, policies,
+    schedules,
+};
 
 pub fn router(state: AppState) -> Router {
     let api = Router::new()
@@ -75,6 +78,8 @@ pub fn router(state: AppState) -> Router {
                 .put(oncall_config::put_config)
                 .layer(DefaultBodyLimit::max(oncall_config::ONCALL_FILE_LIMIT)),
         )
+        .route("/drill", get(drill::drill))
+        .route("/audit", get(audit::audit))
         .route("/people/", get(people::people))
         .route("/people/{id}", get(people::person))
         .route(

@@ -39,8 +39,8 @@ pub use contacts::{CodeCheck, MAX_CODE_ATTEMPTS};
 /// The domain enums the rows hold, for callers that need nothing else of core.
 pub use keepwatch_core::alert::{AlertSource, AlertStatus, paging::Urgency};
 pub use messages::{
-    AlertMessageRow, AlertNews, MessageKind, NewUpdate, PageDelivery, PageOutcome, SentNow,
-    UpdateDelivery,
+    AlertMessageRow, AlertNews, DeliveryOutcome, MessageKind, NewUpdate, PageDelivery, PageOutcome,
+    SentNow, UpdateDelivery,
 };
 pub use model::*;
 pub use oncall::{AppliedBy, AppliedOnCall, FeedRow, HistoricConfig};

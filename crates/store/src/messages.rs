@@ -109,6 +109,15 @@ pub struct PageDelivery {
 /// An alert log entry people who were paged hear of: `resolved`, `finished_late`, or a check
 /// event that came while the alert was open (`trigger_repeated` by `check`: the next run
 /// failed, say), which would otherwise add to the log only.
+/// One delivery's outcome, for the audit (see [`crate::Store::delivery_outcomes`]).
+#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
+pub struct DeliveryOutcome {
+    /// `person/contact` for a page, the channel's name for a channel message.
+    pub name: String,
+    pub state: String,
+    pub last_error: Option<String>,
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
 pub struct AlertNews {
     /// The log entry's id (the pager's cursor).
@@ -597,6 +606,46 @@ impl Store {
             .await?;
             id
         }))
+    }
+
+    /// The outcomes of a project's deliveries created after `since`, oldest first, at most
+    /// the newest 5 000 of each: pages as `("person/contact", state, last error)` and channel
+    /// messages as `(channel name, state, last error)`; `state` is `sent` or `failed` (the
+    /// audit's failing contacts and channels).
+    pub async fn delivery_outcomes(
+        &self,
+        project_id: i64,
+        since: Timestamp,
+    ) -> Result<(Vec<DeliveryOutcome>, Vec<DeliveryOutcome>)> {
+        let pages: Vec<DeliveryOutcome> = with_read!(self, |pool| {
+            sqlx::query_as(
+                "SELECT COALESCE(m.person, '') || '/' || COALESCE(m.contact, '') AS name, m.state, m.last_error \
+                 FROM messages m JOIN alerts a ON a.id = m.alert_id \
+                 WHERE a.project_id = $1 AND m.kind = 'page' AND m.created_at > $2 \
+                 AND m.state IN ('sent', 'failed') ORDER BY m.id DESC LIMIT 5000",
+            )
+            .bind(project_id)
+            .bind(since)
+            .fetch_all(pool)
+            .await?
+        });
+        let channels: Vec<DeliveryOutcome> = with_read!(self, |pool| {
+            sqlx::query_as(
+                "SELECT c.name, m.state, m.last_error \
+                 FROM messages m JOIN channels c ON c.id = m.channel_id \
+                 WHERE c.project_id = $1 AND m.kind = 'channel_event' AND m.created_at > $2 \
+                 AND m.state IN ('sent', 'failed') ORDER BY m.id DESC LIMIT 5000",
+            )
+            .bind(project_id)
+            .bind(since)
+            .fetch_all(pool)
+            .await?
+        });
+        let oldest_first = |mut rows: Vec<DeliveryOutcome>| {
+            rows.reverse();
+            rows
+        };
+        Ok((oldest_first(pages), oldest_first(channels)))
     }
 
     /// The messages of `kind` to `address`, newest first: their ids and states.

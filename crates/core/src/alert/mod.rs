@@ -4,6 +4,7 @@
 //! - [`routing`]: which service an alert belongs to, its urgency, and its timeline with
 //!   maintenance windows and unrouted alerts, as the engine records it and drills show it.
 
+pub mod drill;
 pub mod paging;
 pub mod routing;
 

@@ -67,6 +67,19 @@ struct File {
     maintenance: Vec<MaintenanceSpec>,
     #[serde(default)]
     checks: Vec<DeclaredCheck>,
+    #[serde(default)]
+    accepted: Vec<AcceptedSpec>,
+}
+
+/// `[[accepted]]`: an audit finding accepted on purpose, with a reason, until a date.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct AcceptedSpec {
+    id: String,
+    #[serde(default)]
+    objects: Vec<String>,
+    reason: String,
+    until: String,
 }
 
 /// A check declared in the file, by its slug, with the fields of the Management API v3 of the
@@ -309,6 +322,16 @@ pub struct Maintenance {
     pub end: DateTime<Utc>,
 }
 
+/// An audit finding accepted on purpose: findings of rule `id` on these `objects` (all the
+/// rule's findings when empty) are not reported until `until`.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, Deserialize)]
+pub struct Accepted {
+    pub id: String,
+    pub objects: Vec<String>,
+    pub reason: String,
+    pub until: DateTime<Utc>,
+}
+
 /// A checked on-call configuration.
 #[derive(Debug, PartialEq)]
 pub struct OnCall {
@@ -324,6 +347,8 @@ pub struct OnCall {
     pub maintenance: Vec<Maintenance>,
     /// Checks declared in the file (slugs unique), in file order.
     pub checks: Vec<DeclaredCheck>,
+    /// Audit findings accepted on purpose (`[[accepted]]`).
+    pub accepted: Vec<Accepted>,
 }
 
 fn weekday(day: &str) -> Option<Weekday> {
@@ -822,6 +847,32 @@ impl OnCall {
                 bail!("{at} ({}).service: unknown service `{service}`", check.slug);
             }
         }
+        let mut accepted = Vec::new();
+        for (i, a) in file.accepted.into_iter().enumerate() {
+            let at = format!("accepted[{i}]");
+            if a.id.is_empty() {
+                bail!("{at}.id: name the finding's rule (as `keepwatch audit` prints it)");
+            }
+            if a.reason.trim().is_empty() {
+                bail!("{at}.reason: say why the finding is accepted");
+            }
+            // A date means the end of that day, UTC.
+            let until = match chrono::NaiveDate::parse_from_str(&a.until, "%Y-%m-%d") {
+                Ok(day) => day.and_hms_opt(23, 59, 59).unwrap_or_default().and_utc(),
+                Err(_) => instant(&a.until, &format!("{at}.until")).map_err(|_| {
+                    ConfigError(format!(
+                        "{at}.until: `{}` is not a date (2027-01-31) or an RFC 3339 time",
+                        a.until
+                    ))
+                })?,
+            };
+            accepted.push(Accepted {
+                id: a.id,
+                objects: a.objects,
+                reason: a.reason,
+                until,
+            });
+        }
         Ok(OnCall {
             people,
             contacts,
@@ -832,6 +883,7 @@ impl OnCall {
             time_zones,
             maintenance,
             checks: file.checks,
+            accepted,
         })
     }
 }

@@ -9,8 +9,8 @@ use std::time::Duration;
 
 use chrono::{DateTime, FixedOffset, TimeDelta, Utc};
 use clap::Args;
-use keepwatch_core::alert::paging::{Page, Urgency, UrgencyRule};
-use keepwatch_core::alert::routing::{self, Notification, Routed};
+use keepwatch_core::alert::drill;
+use keepwatch_core::alert::routing;
 
 use crate::runner::duration;
 use keepwatch_core::oncall::config::OnCall;
@@ -38,26 +38,56 @@ fn who(users: &[String]) -> String {
 
 #[derive(Debug, Clone, Args)]
 pub struct DrillArgs {
-    /// The on-call configuration file
+    /// The on-call configuration file [default: ask the server what is applied there]
     #[arg(short = 'f', long = "file", value_name = "FILE")]
-    pub file: PathBuf,
+    pub file: Option<PathBuf>,
+    /// Ask this server (the applied configuration, checks by UUID or slug) instead of a file
+    #[arg(long, env = "KEEPWATCH_SERVER", default_value = crate::runner::DEFAULT_SERVER,
+          num_args = 0..=1, default_missing_value = crate::runner::DEFAULT_SERVER, value_name = "URL")]
+    pub server: String,
+    /// An API key of the project (read-only is enough), to ask the server
+    #[arg(long, env = "KEEPWATCH_API_KEY", hide_env_values = true)]
+    pub api_key: Option<String>,
     /// The service the alert belongs to; with --check, the check's own `service` field
     #[arg(long, required_unless_present = "check")]
     pub service: Option<String>,
-    /// The alert is this check's (UUID): its service is the one the file binds the check to,
-    /// else --service, else `default`, else the file's only service, as the server decides;
-    /// a service the file does not have is shown unrouted
-    #[arg(long, value_name = "UUID")]
+    /// The alert is this check's (UUID, or slug: the server's checks, or a file's
+    /// `[[checks]]`): its service is the one the configuration binds the check to, else the
+    /// check's own, else `default`, else the only service, as the engine decides; a service
+    /// the configuration does not have is shown unrouted
+    #[arg(long, value_name = "UUID|SLUG")]
     pub check: Option<String>,
-    /// When the alert fires (RFC 3339; times are printed in its offset)
+    /// What the check did
+    #[arg(long, default_value = "down", value_parser = ["down", "failed", "hung", "overlap", "anomaly"])]
+    pub event: String,
+    /// When the alert fires (RFC 3339; times are printed in its offset) [default: now];
+    /// with --sweep, when the swept week starts
     #[arg(long, value_name = "TIME")]
-    pub at: String,
+    pub at: Option<String>,
     /// Somebody acknowledges this long after the alert [default: nobody does]
-    #[arg(long, value_parser = duration, value_name = "DURATION")]
+    #[arg(long, value_parser = duration, value_name = "DURATION", conflicts_with = "sweep")]
     pub ack_after: Option<Duration>,
-    /// How long to follow the alert
+    /// How long to follow the alert (each alert, in a sweep)
     #[arg(long, default_value = "24h", value_parser = duration, value_name = "DURATION")]
     pub horizon: Duration,
+    /// Drill an alert at every --step of a week from --at (a check with a known schedule:
+    /// at each of its deadlines) and print the time to the first high-urgency page as a table
+    /// of days × hours, the worst start and the medians
+    #[arg(long, value_parser = ["week"])]
+    pub sweep: Option<String>,
+    /// The step of a sweep
+    #[arg(long, default_value = "1h", value_parser = duration, value_name = "DURATION")]
+    pub step: Duration,
+    /// text, or json (the API's answer)
+    #[arg(long, default_value = "text", value_parser = ["text", "json"])]
+    pub format: String,
+    /// Exit with status 3 if the alert (any start of a sweep) gets no high-urgency page
+    /// within this time
+    #[arg(long, value_parser = duration, value_name = "DURATION")]
+    pub fail_if_no_high_within: Option<Duration>,
+    /// Exit with status 3 if the alert (any start of a sweep) pages nobody within this time
+    #[arg(long, value_parser = duration, value_name = "DURATION")]
+    pub fail_if_no_page_within: Option<Duration>,
 }
 
 #[derive(Debug, Clone, Args)]
@@ -94,173 +124,158 @@ fn parse_at(text: &str) -> anyhow::Result<DateTime<FixedOffset>> {
     })
 }
 
-fn elapsed(from: DateTime<Utc>, to: DateTime<Utc>) -> String {
-    let minutes = (to - from).num_minutes();
-    format!("+{}:{:02}", minutes / 60, minutes % 60)
+/// The exit status of a drill whose `--fail-if-…` threshold is not met.
+pub const DRILL_FAILED: u8 = 3;
+
+fn minutes(d: Duration) -> i64 {
+    (d.as_secs() / 60) as i64
 }
 
-/// `keepwatch drill`: prints the alert's timeline and the time to the first high-urgency page.
-/// The timeline is [`routing::timeline`], which the engine's pager records as time passes.
-pub fn drill(args: &DrillArgs) -> anyhow::Result<String> {
-    let config = load(&args.file)?;
-    let at = parse_at(&args.at)?;
-    let offset = *at.offset();
-    let triggered_at = at.to_utc();
-    // A check's alert goes where the server would send it, known to the file or not; a
-    // service named alone must be one of the file's (a typo would otherwise drill nothing).
-    if let Some(check) = &args.check
-        && uuid::Uuid::parse_str(check).is_err()
-    {
-        anyhow::bail!("--check: `{check}` is not a check UUID");
-    }
-    let service_name = match &args.check {
-        Some(check) => routing::service_for(Some(&config), check, args.service.as_deref()),
-        None => args.service.clone().unwrap_or_default(),
+fn delta(d: Duration) -> TimeDelta {
+    TimeDelta::from_std(d).unwrap_or(TimeDelta::MAX)
+}
+
+/// `keepwatch drill`: the alert's timeline (or a week sweep) and whether the thresholds
+/// hold (`false`: exit [`DRILL_FAILED`]). The timeline is [`routing::timeline`], which the
+/// engine's pager records as time passes; with a file it runs here, without one on the
+/// server (`GET /api/v1/drill`) over the applied configuration.
+pub async fn drill(args: &DrillArgs) -> anyhow::Result<(String, bool)> {
+    let at = match &args.at {
+        Some(text) => parse_at(text)?,
+        None => Utc::now().fixed_offset(),
     };
-    let service = config.services.get(&service_name);
-    if service.is_none() && args.check.is_none() {
-        let mut known: Vec<&String> = config.services.keys().collect();
-        known.sort();
-        anyhow::bail!(
-            "no service `{service_name}` in {} (services: {known:?})",
-            args.file.display()
-        );
-    }
-    let urgency = routing::urgency(Some(&config), &service_name, triggered_at);
     if args.horizon > Duration::from_secs(31 * 86_400) {
         anyhow::bail!("--horizon: at most 31 days");
     }
-    let horizon = TimeDelta::from_std(args.horizon).unwrap_or(TimeDelta::days(1));
-    let until = match args.ack_after {
-        Some(ack) => triggered_at + TimeDelta::from_std(ack).unwrap_or_default(),
-        None => triggered_at + horizon,
+    if args.step < Duration::from_secs(60) {
+        anyhow::bail!("--step: at least 1 minute");
+    }
+    let body = match &args.file {
+        Some(file) => drill_file(args, file, at)?,
+        None => drill_server(args, at).await?,
     };
-    let alert = routing::Alert {
-        service: &service_name,
-        check: args.check.as_deref(),
-        triggered_at,
-        urgency,
-        // A drill has no check that stays down: re-notifications are the engine's.
-        missed: None,
+    let failures: Vec<String> =
+        serde_json::from_value(body["failures"].clone()).unwrap_or_default();
+    let outcome: drill::Outcome = serde_json::from_value(body.clone())
+        .context("the server's drill answer is not a drill report")?;
+    let mut out = match args.format.as_str() {
+        "json" => format!("{}\n", serde_json::to_string_pretty(&body)?),
+        _ => match &outcome {
+            drill::Outcome::Drill(report) => drill::text(report, *at.offset()),
+            drill::Outcome::Sweep(sweep) => drill::sweep_text(sweep, *at.offset()),
+        },
     };
-    let entries = routing::timeline(Some(&config), &alert, until);
-    let local = |t: DateTime<Utc>| t.with_timezone(&offset).format("%a %Y-%m-%d %H:%M");
-    let mut out = match service {
-        Some(service) => {
-            let why = match &service.urgency {
-                UrgencyRule::Always(_) => "always",
-                UrgencyRule::SupportHours { inside, .. } if *inside == urgency => {
-                    "inside support hours"
-                }
-                UrgencyRule::SupportHours { .. } => "outside support hours",
-            };
-            let mut out = format!(
-                "Alert on service `{}` at {} (policy `{}`)\nurgency: {} ({why})",
-                service.name,
-                local(triggered_at),
-                service.policy,
-                urgency.as_str(),
-            );
-            match (urgency, service.raise_after) {
-                (Urgency::Low, Some(after)) => out.push_str(&format!(
-                    "; raised to high after {} min without acknowledgment\n",
-                    after.num_minutes()
-                )),
-                (Urgency::Low, None) => out.push_str("; never raised (the service opted out)\n"),
-                _ => out.push('\n'),
-            }
-            out
+    if args.format != "json" {
+        for failure in &failures {
+            out.push_str(&format!("FAIL: {failure}\n"));
         }
-        None => format!(
-            "Alert on service `{service_name}` at {} (not in the file: no escalation policy)\n\
-             urgency: {} (unknown service)\n",
-            local(triggered_at),
-            urgency.as_str(),
-        ),
-    };
-    for entry in &entries {
-        let line = match entry {
-            Routed::Unrouted { .. } => "unrouted: nobody is paged".to_string(),
-            Routed::Escalation(Page::Step { step, pass, .. }) => {
-                format!("escalation step {step} (pass {pass})")
-            }
-            Routed::Escalation(Page::UrgencyRaised { .. }) => "urgency raised to high".to_string(),
-            Routed::Escalation(Page::LastResort { .. }) => "last resort".to_string(),
-            Routed::Escalation(Page::Unreached { who, urgency, .. }) => format!(
-                "  NOBODY REACHED: {who} has no {} urgency rule or nobody on call",
-                urgency.as_str()
-            ),
-            Routed::Notify(Notification {
-                at,
-                person,
-                contact,
-                address,
-                urgency,
-            }) => {
-                let address = address
-                    .as_deref()
-                    .map_or(String::new(), |a| format!(" <{a}>"));
-                // Where the person lives, if the file says: a 00:15 page is 08:15 in Berlin.
-                let their_time = config.time_zones.get(person).map_or(String::new(), |tz| {
-                    format!(
-                        ", {} {}",
-                        at.with_timezone(tz).format("%a %H:%M"),
-                        tz.name()
-                    )
-                });
-                format!(
-                    "  notify {person} by {contact}{address} ({}{their_time})",
-                    urgency.as_str()
-                )
-            }
-            Routed::Suppressed(n) => format!(
-                "  suppressed {} by {} ({}, maintenance window)",
-                n.person,
-                n.contact,
-                n.urgency.as_str()
-            ),
-            Routed::Renotify { .. } | Routed::Reminder { .. } => {
-                entry.log().map(|line| line.detail).unwrap_or_default()
-            }
-            // The timeline gives notifications as `Notify` or `Suppressed`.
-            Routed::Escalation(Page::Notify { .. }) => continue,
-        };
-        out.push_str(&format!(
-            "{:>6}  {}  {line}\n",
-            elapsed(triggered_at, entry.at()),
-            local(entry.at())
-        ));
     }
-    let first_high = entries.iter().find_map(|entry| match entry {
-        Routed::Notify(n) if n.urgency == Urgency::High => Some(n),
-        _ => None,
-    });
-    match first_high {
-        Some(n) => out.push_str(&format!(
-            "first high-urgency page: {} ({} by {})\n",
-            elapsed(triggered_at, n.at),
-            n.person,
-            n.contact
-        )),
-        None => out.push_str("first high-urgency page: none\n"),
-    }
-    match args.ack_after {
-        Some(_) => out.push_str(&format!(
-            "acknowledged at {}: nothing more is sent\n",
-            elapsed(triggered_at, until)
-        )),
+    Ok((out, failures.is_empty()))
+}
+
+/// A drill over a file, here; the same JSON the server answers.
+fn drill_file(
+    args: &DrillArgs,
+    file: &Path,
+    at: DateTime<FixedOffset>,
+) -> anyhow::Result<serde_json::Value> {
+    let config = load(file)?;
+    let event = drill::Event::parse(&args.event).unwrap_or(drill::Event::Down);
+    // A check's alert goes where the server would send it, known to the file or not; a
+    // service named alone must be one of the file's (a typo would otherwise drill nothing).
+    let subject = match &args.check {
+        Some(check) if uuid::Uuid::parse_str(check).is_ok() => drill::Subject {
+            service: routing::service_for(Some(&config), check, args.service.as_deref()),
+            check: Some(check.clone()),
+            schedule: None,
+            event,
+        },
+        Some(slug) => drill::Subject::declared(&config, slug, event).ok_or_else(|| {
+            anyhow::anyhow!(
+                "--check: `{slug}` is not a check UUID nor a slug of the file's [[checks]]"
+            )
+        })?,
         None => {
-            let notified = entries
-                .iter()
-                .filter(|entry| matches!(entry, Routed::Notify(_)))
-                .count();
-            out.push_str(&format!(
-                "nobody acknowledged: {notified} notifications in {}\n",
-                humantime::format_duration(args.horizon)
-            ))
+            let service = args.service.clone().unwrap_or_default();
+            if !config.services.contains_key(&service) {
+                let mut known: Vec<&String> = config.services.keys().collect();
+                known.sort();
+                anyhow::bail!(
+                    "no service `{service}` in {} (services: {known:?})",
+                    file.display()
+                );
+            }
+            drill::Subject {
+                service,
+                check: None,
+                schedule: None,
+                event,
+            }
+        }
+    };
+    let options = drill::Options {
+        at: at.to_utc(),
+        ack_after: args.ack_after.map(delta),
+        horizon: delta(args.horizon),
+        sweep: args
+            .sweep
+            .as_ref()
+            .map(|_| (TimeDelta::days(7), delta(args.step))),
+    };
+    let outcome = drill::run(Some(&config), &subject, &options);
+    let failures = drill::failures(
+        &outcome,
+        args.fail_if_no_high_within.map(delta),
+        args.fail_if_no_page_within.map(delta),
+    );
+    let mut body = serde_json::to_value(&outcome)?;
+    body["failures"] = serde_json::json!(failures);
+    Ok(body)
+}
+
+/// A drill on the server: `GET /api/v1/drill`.
+async fn drill_server(
+    args: &DrillArgs,
+    at: DateTime<FixedOffset>,
+) -> anyhow::Result<serde_json::Value> {
+    let Some(key) = &args.api_key else {
+        anyhow::bail!("give --api-key (or KEEPWATCH_API_KEY) to ask the server, or -f <FILE>");
+    };
+    let server = crate::runner::Server {
+        server: args.server.clone(),
+    };
+    let base = server.base()?;
+    let mut url = reqwest::Url::parse(&format!("{base}/api/v1/drill"))?;
+    {
+        let mut q = url.query_pairs_mut();
+        q.append_pair("at", &at.to_rfc3339());
+        q.append_pair("event", &args.event);
+        q.append_pair("horizon_minutes", &minutes(args.horizon).to_string());
+        if let Some(service) = &args.service {
+            q.append_pair("service", service);
+        }
+        if let Some(check) = &args.check {
+            q.append_pair("check", check);
+        }
+        if let Some(ack) = args.ack_after {
+            q.append_pair("ack_after_minutes", &minutes(ack).to_string());
+        }
+        if let Some(sweep) = &args.sweep {
+            q.append_pair("sweep", sweep);
+            q.append_pair("step_minutes", &minutes(args.step).to_string());
+        }
+        if let Some(high) = args.fail_if_no_high_within {
+            q.append_pair("fail_if_no_high_within_minutes", &minutes(high).to_string());
+        }
+        if let Some(page) = args.fail_if_no_page_within {
+            q.append_pair("fail_if_no_page_within_minutes", &minutes(page).to_string());
         }
     }
-    Ok(out)
+    let request = crate::runner::client()?
+        .get(url)
+        .header("X-Api-Key", key)
+        .timeout(Duration::from_secs(60));
+    crate::alert::send(request, base).await
 }
 
 /// `keepwatch oncall`: who is on call at the time asked, until when, and who comes next.
@@ -433,6 +448,84 @@ pub struct ApplyArgs {
     pub api_key: Option<String>,
 }
 
+#[derive(Debug, Clone, Args)]
+pub struct AuditArgs {
+    /// The on-call configuration file (its `[[checks]]` too; no history) [default: ask the
+    /// server, which adds its checks and what it recorded]
+    #[arg(short = 'f', long = "file", value_name = "FILE")]
+    pub file: Option<PathBuf>,
+    /// Ask this server (GET /api/v1/audit) instead of reading a file
+    #[arg(long, env = "KEEPWATCH_SERVER", default_value = crate::runner::DEFAULT_SERVER,
+          num_args = 0..=1, default_missing_value = crate::runner::DEFAULT_SERVER, value_name = "URL")]
+    pub server: String,
+    /// An API key of the project (read-only is enough), to ask the server
+    #[arg(long, env = "KEEPWATCH_API_KEY", hide_env_values = true)]
+    pub api_key: Option<String>,
+    /// text, or json (the API's answer)
+    #[arg(long, default_value = "text", value_parser = ["text", "json"])]
+    pub format: String,
+    /// Exit with status 3 if there is a finding at this level or worse
+    #[arg(long, value_parser = ["warning", "error"])]
+    pub fail_on: Option<String>,
+    /// A high-urgency page must reach someone within this
+    #[arg(long, default_value = "30m", value_parser = duration, value_name = "DURATION")]
+    pub high_within: Duration,
+    /// Audit as of this time (RFC 3339) [default: now]; with a file only
+    #[arg(long, value_name = "TIME")]
+    pub at: Option<String>,
+}
+
+/// `keepwatch audit`: the findings, and whether `--fail-on` holds (`false`: exit 3).
+pub async fn audit(args: &AuditArgs) -> anyhow::Result<(String, bool)> {
+    use keepwatch_core::audit;
+    let high = delta(args.high_within);
+    let report = match &args.file {
+        Some(file) => {
+            let config = load(file)?;
+            let now = match &args.at {
+                Some(text) => parse_at(text)?.to_utc(),
+                None => Utc::now(),
+            };
+            let checks = audit::declared_checks(&config, now);
+            let settings = audit::Settings {
+                high_within: high,
+                ..audit::Settings::default()
+            };
+            audit::audit(&config, &checks, &audit::History::default(), now, &settings)
+        }
+        None => {
+            let Some(key) = &args.api_key else {
+                anyhow::bail!(
+                    "give --api-key (or KEEPWATCH_API_KEY) to ask the server, or -f <FILE>"
+                );
+            };
+            if args.at.is_some() {
+                anyhow::bail!("--at audits a file: give -f <FILE>");
+            }
+            let server = crate::runner::Server {
+                server: args.server.clone(),
+            };
+            let base = server.base()?;
+            let url = format!(
+                "{base}/api/v1/audit?high_within_minutes={}",
+                high.num_minutes().max(1)
+            );
+            let request = crate::runner::client()?
+                .get(url)
+                .header("X-Api-Key", key)
+                .timeout(Duration::from_secs(60));
+            let body = crate::alert::send(request, base).await?;
+            serde_json::from_value(body).context("the server's answer is not an audit report")?
+        }
+    };
+    let out = match args.format.as_str() {
+        "json" => format!("{}\n", serde_json::to_string_pretty(&report)?),
+        _ => audit::text(&report),
+    };
+    let level = args.fail_on.as_deref().and_then(audit::Severity::parse);
+    Ok((out, level.is_none_or(|level| !report.fails(level))))
+}
+
 /// `keepwatch apply --server`: the same through the server's API.
 pub async fn apply_remote(args: &ApplyArgs) -> anyhow::Result<String> {
     let (text, _) = read(&args.file)?;
@@ -480,6 +573,12 @@ fn report(body: &serde_json::Value, dry_run: bool) -> String {
                 text_of(&c["contact"])
             ));
         }
+    }
+    if let Ok(audit) =
+        serde_json::from_value::<keepwatch_core::audit::Report>(body["audit"].clone())
+    {
+        out.push_str("audit:\n");
+        out.push_str(&keepwatch_core::audit::text(&audit));
     }
     if dry_run {
         out.push_str("dry run: nothing was stored\n");
@@ -546,19 +645,33 @@ mod tests {
 
     fn drill_args(path: PathBuf, at: &str, ack: Option<&str>) -> DrillArgs {
         DrillArgs {
-            file: path,
+            file: Some(path),
+            server: String::new(),
+            api_key: None,
             service: Some("billing".into()),
             check: None,
-            at: at.into(),
+            event: "down".into(),
+            at: Some(at.into()),
             ack_after: ack.map(|a| duration(a).unwrap()),
             horizon: duration("3h").unwrap(),
+            sweep: None,
+            step: duration("1h").unwrap(),
+            format: "text".into(),
+            fail_if_no_high_within: None,
+            fail_if_no_page_within: None,
         }
     }
 
-    #[test]
-    fn the_readme_example_drills_a_saturday_night_in_denver() {
+    async fn drill(args: &DrillArgs) -> anyhow::Result<String> {
+        super::drill(args).await.map(|(out, _)| out)
+    }
+
+    #[tokio::test]
+    async fn the_readme_example_drills_a_saturday_night_in_denver() {
         let (_dir, path) = write(EXAMPLE);
-        let out = drill(&drill_args(path.clone(), "2026-11-28T00:00:00-07:00", None)).unwrap();
+        let out = drill(&drill_args(path.clone(), "2026-11-28T00:00:00-07:00", None))
+            .await
+            .unwrap();
         let expected = "\
 Alert on service `billing` at Sat 2026-11-28 00:00 (policy `billing`)
 urgency: low (outside support hours); raised to high after 10 min without acknowledgment
@@ -588,6 +701,7 @@ nobody acknowledged: 10 notifications in 3h
             "2026-11-27T14:00:00-07:00",
             Some("12m"),
         ))
+        .await
         .unwrap();
         assert!(
             out.contains("urgency: high (inside support hours)\n"),
@@ -604,14 +718,14 @@ nobody acknowledged: 10 notifications in 3h
         assert!(!out.contains("step 2"), "acknowledged before step 2: {out}");
     }
 
-    #[test]
-    fn drills_show_maintenance_suppressions_and_unrouted_alerts_as_the_engine_records_them() {
+    #[tokio::test]
+    async fn drills_show_maintenance_suppressions_and_unrouted_alerts_as_the_engine_records_them() {
         // Billing is in maintenance for the first 12 minutes of Saturday, Denver time.
         let window = "[[maintenance]]\nservice = \"billing\"\n\
              start = \"2026-11-28T00:00:00-07:00\"\nend = \"2026-11-28T00:12:00-07:00\"\n";
         let (_dir, path) = write(&format!("{EXAMPLE}\n{window}"));
         let mut args = drill_args(path.clone(), "2026-11-28T00:00:00-07:00", Some("20m"));
-        let out = drill(&args).unwrap();
+        let out = drill(&args).await.unwrap();
         assert_eq!(
             out.lines().skip(2).collect::<Vec<_>>(),
             [
@@ -632,9 +746,10 @@ nobody acknowledged: 10 notifications in 3h
         args.service = Some("payroll".into());
         args.ack_after = None;
         assert_eq!(
-            drill(&args).unwrap(),
+            drill(&args).await.unwrap(),
             "\
 Alert on service `payroll` at Sat 2026-11-28 00:00 (not in the file: no escalation policy)
+check 0b6a5f0e-3c1d-4e8f-9a2b-7c4d5e6f7a8b: down
 urgency: high (unknown service)
  +0:00  Sat 2026-11-28 00:00  unrouted: nobody is paged
 first high-urgency page: none
@@ -645,14 +760,15 @@ nobody acknowledged: 0 notifications in 3h
         args.service = None;
         assert!(
             drill(&args)
+                .await
                 .unwrap()
                 .starts_with("Alert on service `billing`")
         );
         // A check that is not a UUID is a mistake, not a drill of some other service.
         args.check = Some("nightly-backup".into());
         assert_eq!(
-            drill(&args).unwrap_err().to_string(),
-            "--check: `nightly-backup` is not a check UUID"
+            drill(&args).await.unwrap_err().to_string(),
+            "--check: `nightly-backup` is not a check UUID nor a slug of the file's [[checks]]"
         );
     }
 
@@ -719,8 +835,8 @@ nobody acknowledged: 0 notifications in 3h
         );
     }
 
-    #[test]
-    fn mistakes_in_the_file_are_named_with_where_they_are() {
+    #[tokio::test]
+    async fn mistakes_in_the_file_are_named_with_where_they_are() {
         let cases = [
             (
                 "[[people]]\nid = \"a\"\nphone = 1\n",
@@ -783,14 +899,16 @@ nobody acknowledged: 0 notifications in 3h
         let mut args = drill_args(path, "Saturday", None);
         assert!(
             drill(&args)
+                .await
                 .unwrap_err()
                 .to_string()
                 .contains("--at `Saturday` is not an RFC 3339 time")
         );
-        args.at = "2026-11-28T00:00:00Z".into();
+        args.at = Some("2026-11-28T00:00:00Z".into());
         args.service = Some("payroll".into());
         assert!(
             drill(&args)
+                .await
                 .unwrap_err()
                 .to_string()
                 .contains("no service `payroll`")

@@ -44,7 +44,7 @@ pub const EXIT_TIMED_OUT: i32 = 124;
 /// (`EX_TEMPFAIL` from sysexits.h).
 pub const EXIT_LOCKED: i32 = 75;
 /// Where pings go when neither --server nor KEEPWATCH_SERVER says.
-const DEFAULT_SERVER: &str = "http://127.0.0.1:8000";
+pub const DEFAULT_SERVER: &str = "http://127.0.0.1:8000";
 
 #[derive(Debug, Clone, Args)]
 pub struct Server {

@@ -9,6 +9,7 @@ mod cli;
 mod connections;
 mod delivery;
 mod disk_full;
+mod drill;
 mod durability;
 mod helpers;
 mod input_checks;

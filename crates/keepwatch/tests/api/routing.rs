@@ -16,19 +16,24 @@ use crate::helpers::{engine_ping, eventually};
 
 const EXAMPLE: &str = include_str!("../../../../examples/oncall.toml");
 
-/// Billing (the example's only service) is in maintenance for the first 12 minutes of the
-/// third scenario.
-const WINDOW: &str = "[[maintenance]]\nservice = \"billing\"\n\
-     start = \"2026-11-28T10:00:00Z\"\nend = \"2026-11-28T10:12:00Z\"\n";
+/// Billing (the example's service) is in maintenance for the first 12 minutes of the
+/// fourth scenario; more services for the others: `batch` is low and never raised, `ops`
+/// pages Bob alone three times over, `nag` reminds the first step every 20 minutes.
+const EXTRA: &str = "[[maintenance]]\nservice = \"billing\"\n\
+     start = \"2026-11-28T10:00:00Z\"\nend = \"2026-11-28T10:12:00Z\"\n\
+     [[policies]]\nname = \"single\"\nsteps = [{ targets = [\"user:bob\"], delay = 10 }]\nrepeat = 2\n\
+     [[services]]\nname = \"batch\"\npolicy = \"billing\"\nurgency = \"low\"\nraise_after = 0\n\
+     [[services]]\nname = \"ops\"\npolicy = \"single\"\nurgency = \"high\"\n\
+     [[services]]\nname = \"nag\"\npolicy = \"single\"\nurgency = \"high\"\nremind_after = \"20m\"\n";
 
 /// `(time, kind, who)`: one entry of an alert's log, or of a drill's timeline.
 type Entry = (DateTime<Utc>, String, String);
 
 enum Alert {
-    /// From the events API, on the example's service.
-    Billing,
-    /// A check of service `payroll`, which the file does not have: unrouted.
-    Payroll,
+    /// From the events API, on this service.
+    Service(&'static str),
+    /// A check with this `service` of its own, down at the scenario's time.
+    Check(&'static str),
 }
 
 struct Scenario {
@@ -37,33 +42,98 @@ struct Scenario {
     alert: Alert,
     /// How long both follow the alert.
     minutes: i64,
+    /// Acknowledged after `minutes` (the drill's --ack-after), not just followed that long.
+    ack: bool,
 }
 
-const SCENARIOS: [Scenario; 4] = [
+const fn scenario(
+    what: &'static str,
+    at: &'static str,
+    alert: Alert,
+    minutes: i64,
+    ack: bool,
+) -> Scenario {
     Scenario {
-        what: "Friday 14:00 in Denver: high, two steps, a repeat and the last resort",
-        at: "2026-11-27T21:00:00Z",
-        alert: Alert::Billing,
-        minutes: 90,
-    },
-    Scenario {
-        what: "Saturday 00:00 in Denver: low, raised after 10 minutes",
-        at: "2026-11-28T07:00:00Z",
-        alert: Alert::Billing,
-        minutes: 90,
-    },
-    Scenario {
-        what: "Saturday 03:00 in Denver, in maintenance until 03:12",
-        at: "2026-11-28T10:00:00Z",
-        alert: Alert::Billing,
-        minutes: 40,
-    },
-    Scenario {
-        what: "a check whose service the file does not have",
-        at: "2026-11-28T12:00:00Z",
-        alert: Alert::Payroll,
-        minutes: 10,
-    },
+        what,
+        at,
+        alert,
+        minutes,
+        ack,
+    }
+}
+
+/// In time order: the engine's clock only moves forward.
+const SCENARIOS: [Scenario; 10] = [
+    scenario(
+        "Monday 07:00 in Denver, before the rotations start: both schedules reach nobody, the last resort is raised to high",
+        "2026-11-23T14:00:00Z",
+        Alert::Service("billing"),
+        70,
+        false,
+    ),
+    scenario(
+        "Friday 14:00 in Denver: high, two steps, a repeat and the last resort",
+        "2026-11-27T21:00:00Z",
+        Alert::Service("billing"),
+        90,
+        false,
+    ),
+    scenario(
+        "Saturday 00:00 in Denver: low, raised after 10 minutes",
+        "2026-11-28T07:00:00Z",
+        Alert::Service("billing"),
+        90,
+        false,
+    ),
+    scenario(
+        "Saturday 03:00 in Denver, in maintenance until 03:12",
+        "2026-11-28T10:00:00Z",
+        Alert::Service("billing"),
+        40,
+        false,
+    ),
+    scenario(
+        "a check whose service the file does not have",
+        "2026-11-28T12:00:00Z",
+        Alert::Check("payroll"),
+        10,
+        false,
+    ),
+    scenario(
+        "Saturday 07:00 in Denver, acknowledged midway (20 minutes, in step 2)",
+        "2026-11-28T14:00:00Z",
+        Alert::Service("billing"),
+        20,
+        true,
+    ),
+    scenario(
+        "low and never raised: the last resort has no low-urgency rule",
+        "2026-11-28T16:00:00Z",
+        Alert::Service("batch"),
+        70,
+        false,
+    ),
+    scenario(
+        "one person, repeated twice, no last resort",
+        "2026-11-28T18:00:00Z",
+        Alert::Service("ops"),
+        40,
+        false,
+    ),
+    scenario(
+        "a check of a service the file has, acknowledged after 15 minutes",
+        "2026-11-28T20:00:00Z",
+        Alert::Check("ops"),
+        15,
+        true,
+    ),
+    scenario(
+        "reminders every 20 minutes after the policy ran out",
+        "2026-11-28T22:00:00Z",
+        Alert::Service("nag"),
+        50,
+        false,
+    ),
 ];
 
 fn utc(text: &str) -> DateTime<Utc> {
@@ -111,6 +181,7 @@ fn drill(file: &std::path::Path, args: &[&str]) -> Vec<Entry> {
             ["suppressed", person, "by", contact, ..] => {
                 ("suppressed", format!("{person} via {contact}"))
             }
+            ["open", "for", ..] => ("reminder", String::new()),
             ["NOBODY", "REACHED:", ..] => {
                 let who = what["NOBODY REACHED: ".len()..].split(" has no ").next();
                 ("unreached", who.unwrap().to_string())
@@ -133,7 +204,7 @@ fn sorted(mut entries: Vec<Entry>) -> Vec<Entry> {
 async fn drill_and_engine_agree(database_url: Option<&str>) {
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("oncall.toml");
-    let text = format!("{EXAMPLE}\n{WINDOW}");
+    let text = format!("{EXAMPLE}\n{EXTRA}");
     std::fs::write(&file, &text).unwrap();
 
     let start = utc(SCENARIOS[0].at) - TimeDelta::hours(1);
@@ -160,26 +231,27 @@ async fn drill_and_engine_agree(database_url: Option<&str>) {
     for scenario in &SCENARIOS {
         let at = utc(scenario.at);
         let (alert, drill_args) = match scenario.alert {
-            Alert::Billing => {
+            Alert::Service(service) => {
                 clock.set(at);
                 let trigger = keepwatch_store::NewAlert {
                     project_id: project.id,
-                    service: "billing",
+                    service,
                     dedup_key: scenario.at,
                     summary: scenario.what,
                     source: keepwatch_core::alert::AlertSource::Events,
                     details: "{}",
                 };
                 let (alert, _) = engine.trigger(&trigger).await.unwrap();
-                (alert, vec!["--service".to_string(), "billing".to_string()])
+                (alert, vec!["--service".to_string(), service.to_string()])
             }
-            Alert::Payroll => {
-                // Pinged two minutes before: down (a minute late, a minute of grace) at `at`.
-                clock.set(at - TimeDelta::minutes(2));
+            Alert::Check(service) => {
+                // Pinged 61 minutes before: down (an hour's period, a minute of grace) at
+                // `at`, and not missing another run while the scenario lasts.
+                clock.set(at - TimeDelta::minutes(61));
                 let mut row =
                     keepwatch_server::api::checks::new_check_row(project.id, engine.now());
-                row.service = Some("payroll".into());
-                row.timeout_secs = 60;
+                row.service = Some(service.into());
+                row.timeout_secs = 3600;
                 row.grace_secs = 60;
                 let check = engine.create_check(row).await.unwrap();
                 engine
@@ -194,7 +266,7 @@ async fn drill_and_engine_agree(database_url: Option<&str>) {
                     async move { store.open_alert_by_dedup(project.id, &dedup).await.unwrap() }
                 })
                 .await;
-                let args = ["--check", &check.uuid, "--service", "payroll"];
+                let args = ["--check", &check.uuid, "--service", service];
                 (alert, args.map(str::to_string).to_vec())
             }
         };
@@ -219,8 +291,13 @@ async fn drill_and_engine_agree(database_url: Option<&str>) {
             .collect();
 
         let mut args = drill_args;
-        let horizon = format!("{}m", scenario.minutes);
-        args.extend(["--at", scenario.at, "--horizon", &horizon].map(str::to_string));
+        let span = format!("{}m", scenario.minutes);
+        let follow = if scenario.ack {
+            "--ack-after"
+        } else {
+            "--horizon"
+        };
+        args.extend(["--at", scenario.at, follow, &span].map(str::to_string));
         let args: Vec<&str> = args.iter().map(String::as_str).collect();
         let drilled = drill(&file, &args);
         assert_eq!(
@@ -233,15 +310,46 @@ async fn drill_and_engine_agree(database_url: Option<&str>) {
         // The scenario shows what it is about.
         let kinds: Vec<&str> = drilled.iter().map(|(_, kind, _)| kind.as_str()).collect();
         let has = |kind: &str| kinds.contains(&kind);
+        let count = |kind: &str| kinds.iter().filter(|k| **k == kind).count();
         match scenario.at {
+            "2026-11-23T14:00:00Z" => {
+                assert!(has("unreached") && has("urgency_raised"), "{kinds:?}");
+                assert!(has("last_resort") && has("notified"), "{kinds:?}");
+            }
             "2026-11-27T21:00:00Z" => {
                 assert!(has("last_resort") && !has("urgency_raised"), "{kinds:?}");
-                let steps = kinds.iter().filter(|k| **k == "escalation_step").count();
-                assert_eq!(steps, 4, "two steps, twice");
+                assert_eq!(count("escalation_step"), 4, "two steps, twice");
             }
             "2026-11-28T07:00:00Z" => assert!(has("urgency_raised"), "{kinds:?}"),
             "2026-11-28T10:00:00Z" => assert!(has("suppressed") && has("notified"), "{kinds:?}"),
-            _ => assert_eq!(kinds, ["unrouted"]),
+            "2026-11-28T12:00:00Z" => assert_eq!(kinds, ["unrouted"]),
+            "2026-11-28T14:00:00Z" => {
+                // Step 2 started at +15; acknowledged at +20: no repeat, no last resort.
+                assert_eq!(count("escalation_step"), 2, "{kinds:?}");
+                assert!(!has("last_resort"), "{kinds:?}");
+            }
+            "2026-11-28T16:00:00Z" => {
+                assert!(!has("urgency_raised") && has("last_resort"), "{kinds:?}");
+                assert_eq!(
+                    drilled.last().unwrap().1,
+                    "unreached",
+                    "lee has no low rule"
+                );
+            }
+            "2026-11-28T18:00:00Z" => {
+                assert_eq!(count("escalation_step"), 3, "{kinds:?}");
+                assert_eq!(count("notified"), 3, "{kinds:?}");
+                assert!(!has("last_resort"), "{kinds:?}");
+            }
+            "2026-11-28T20:00:00Z" => {
+                assert_eq!(count("escalation_step"), 2, "{kinds:?}");
+                assert!(
+                    drilled
+                        .iter()
+                        .all(|(_, _, who)| who.is_empty() || who == "bob via ntfy")
+                );
+            }
+            _ => assert_eq!(count("reminder"), 2, "{kinds:?}"),
         }
         notified += kinds.iter().filter(|k| **k == "notified").count();
     }

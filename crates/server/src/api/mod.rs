@@ -10,13 +10,17 @@
 //! - [`oncall`]: who is on call (`/api/v1/oncall/`) and the calendar feeds (`/ical/…`).
 //! - [`oncall_config`]: the on-call configuration file (`/api/v1/oncall/config`), and how
 //!   the handlers below read the applied one.
+//! - [`audit`]: the audit of the applied configuration (`/api/v1/audit`).
+//! - [`drill`]: a drill or week sweep over the applied configuration (`/api/v1/drill`).
 //! - [`people`], [`schedules`], [`policies`]: read views of what that file defines (and the
 //!   verification of people's contacts).
 
 pub mod alerts;
+pub mod audit;
 pub mod channels;
 pub mod check_spec;
 pub mod checks;
+pub mod drill;
 pub mod events;
 pub mod oncall;
 pub mod oncall_config;

@@ -33,6 +33,9 @@ pub struct Applied {
     /// `(person, contact)` of every contact whose address has not been verified: pages still
     /// go to them, but nobody has shown they arrive.
     pub unverified: Vec<(String, String)>,
+    /// The audit of the configuration applied (or that would be), with the project's checks
+    /// and history.
+    pub audit: keepwatch_core::audit::Report,
 }
 
 /// The contacts of `config` whose current address no verification code has reached.
@@ -108,11 +111,36 @@ pub async fn apply_config(
             .map(|(row, create)| format!("{} check {}", if *create { "+" } else { "~" }, row.slug)),
     );
     let unverified = unverified_contacts(store, project_id, &new).await?;
+    let (mut facts, history) = keepwatch_engine::audit::gather(store, project_id, now).await?;
+    // The checks the file declares are audited as they will be saved.
+    for (row, create) in &checks {
+        if let Some(mut planned) = keepwatch_engine::audit::check_facts(row) {
+            if *create {
+                // Not created yet: named by its slug (its UUID comes with the creation).
+                planned.id = row.slug.clone();
+            }
+            facts.retain(|f| f.id != planned.id);
+            facts.push(planned);
+        }
+    }
+    let new = Arc::new(new);
+    let audited = new.clone();
+    let audit = super::oncall::off_runtime(move || {
+        keepwatch_core::audit::audit(
+            &audited,
+            &facts,
+            &history,
+            now,
+            &keepwatch_core::audit::Settings::default(),
+        )
+    })
+    .await?;
     if dry_run {
         return Ok(Ok(Applied {
             changes,
             tokens: Vec::new(),
             unverified,
+            audit,
         }));
     }
     let names = new.token_names();
@@ -147,6 +175,7 @@ pub async fn apply_config(
         changes,
         tokens,
         unverified,
+        audit,
     }))
 }
 
@@ -327,6 +356,7 @@ pub fn applied_json(applied: &Applied, site: &str, dry_run: bool) -> Value {
             .iter()
             .map(|(person, contact)| json!({"person": person, "contact": contact}))
             .collect::<Vec<_>>(),
+        "audit": applied.audit,
     })
 }
 

@@ -1,0 +1,199 @@
+//! `GET /api/v1/drill`: a drill or a week sweep over the project's applied on-call
+//! configuration, for a service or a check (by UUID or slug) routed as the engine routes it.
+//! The computation is [`keepwatch_core::alert::drill`], over [`routing::timeline`], which the
+//! pager records from.
+
+use axum::extract::{Query, State};
+use axum::response::Response;
+use chrono::{DateTime, TimeDelta, Utc};
+use keepwatch_core::alert::drill::{self, Event, Options, Subject};
+use keepwatch_core::alert::routing;
+use keepwatch_core::oncall::config::OnCall;
+use serde::Deserialize;
+use serde_json::json;
+
+use super::oncall::off_runtime;
+use super::oncall_config::{answer, config, parsed};
+use crate::auth::ReadKey;
+use crate::error::ApiError;
+use crate::state::AppState;
+
+#[derive(Deserialize)]
+pub struct DrillQuery {
+    service: Option<String>,
+    check: Option<String>,
+    event: Option<String>,
+    at: Option<String>,
+    ack_after_minutes: Option<i64>,
+    horizon_minutes: Option<i64>,
+    /// `week`: a week sweep from `at`.
+    sweep: Option<String>,
+    step_minutes: Option<i64>,
+    fail_if_no_high_within_minutes: Option<i64>,
+    fail_if_no_page_within_minutes: Option<i64>,
+}
+
+/// The longest a drill follows an alert: 31 days.
+const MAX_HORIZON_MINUTES: i64 = 31 * 1440;
+
+/// What a drill request asks, checked: a precise 400 for each mistake.
+pub struct Asked {
+    pub options: Options,
+    pub event: Event,
+    pub high: Option<TimeDelta>,
+    pub page: Option<TimeDelta>,
+}
+
+fn minutes(name: &str, value: Option<i64>, min: i64) -> Result<Option<TimeDelta>, ApiError> {
+    match value {
+        None => Ok(None),
+        Some(m) if (min..=MAX_HORIZON_MINUTES).contains(&m) => Ok(Some(TimeDelta::minutes(m))),
+        Some(m) => Err(ApiError::BadRequest(format!(
+            "{name}: {m} is out of range ({min} to {MAX_HORIZON_MINUTES})"
+        ))),
+    }
+}
+
+fn asked(query: &DrillQuery, now: DateTime<Utc>) -> Result<Asked, ApiError> {
+    let at = match &query.at {
+        None => now,
+        Some(text) => DateTime::parse_from_rfc3339(text)
+            .map(|t| t.to_utc())
+            .map_err(|_| ApiError::BadRequest(format!("at: `{text}` is not an RFC 3339 time")))?,
+    };
+    let event = match query.event.as_deref() {
+        None => Event::Down,
+        Some(text) => Event::parse(text).ok_or_else(|| {
+            ApiError::BadRequest(format!(
+                "event: `{text}` is not down, failed, hung, overlap or anomaly"
+            ))
+        })?,
+    };
+    let sweep = match query.sweep.as_deref() {
+        None => None,
+        Some("week") => {
+            let step =
+                minutes("step_minutes", query.step_minutes, 1)?.unwrap_or(TimeDelta::hours(1));
+            Some((TimeDelta::days(7), step))
+        }
+        Some(other) => {
+            return Err(ApiError::BadRequest(format!(
+                "sweep: `{other}` is not `week`"
+            )));
+        }
+    };
+    Ok(Asked {
+        options: Options {
+            at,
+            ack_after: minutes("ack_after_minutes", query.ack_after_minutes, 0)?,
+            horizon: minutes("horizon_minutes", query.horizon_minutes, 1)?
+                .unwrap_or(TimeDelta::days(1)),
+            sweep,
+        },
+        event,
+        high: minutes(
+            "fail_if_no_high_within_minutes",
+            query.fail_if_no_high_within_minutes,
+            0,
+        )?,
+        page: minutes(
+            "fail_if_no_page_within_minutes",
+            query.fail_if_no_page_within_minutes,
+            0,
+        )?,
+    })
+}
+
+/// `GET /api/v1/drill?service=…|check=<uuid|slug>&at=…[&event=…][&ack_after_minutes=…]
+/// [&horizon_minutes=…][&sweep=week[&step_minutes=…]][&fail_if_no_high_within_minutes=…]`:
+/// the drill's report (or the sweep), plus `failures` for the thresholds given.
+pub async fn drill(
+    State(state): State<AppState>,
+    Query(query): Query<DrillQuery>,
+    ReadKey(scope): ReadKey,
+) -> Result<Response, ApiError> {
+    let asked = asked(&query, state.engine.now())?;
+    let applied = config(&state, scope.project_id).await?;
+    let subject = match (&query.check, &query.service) {
+        (Some(code), _) => {
+            let row = find(&state, scope.project_id, code).await?;
+            let own = row.service.clone().or_else(|| query.service.clone());
+            let config = match &applied {
+                Some(applied) => Some(parsed(applied)?),
+                None => None,
+            };
+            let rules = keepwatch_engine::live::rules_from_row(&row).ok();
+            Subject {
+                service: routing::service_for(config, &row.uuid, own.as_deref()),
+                check: Some(row.uuid.clone()),
+                schedule: rules
+                    .map(|r| (r.schedule, TimeDelta::from_std(r.grace).unwrap_or_default())),
+                event: asked.event,
+            }
+        }
+        (None, Some(service)) => {
+            let known = match &applied {
+                Some(applied) => parsed(applied)?.services.contains_key(service),
+                None => false,
+            };
+            if !known {
+                return Err(ApiError::BadRequest(format!(
+                    "service: no service `{service}` in the applied on-call configuration"
+                )));
+            }
+            Subject {
+                service: service.clone(),
+                check: None,
+                schedule: None,
+                event: asked.event,
+            }
+        }
+        (None, None) => {
+            return Err(ApiError::BadRequest(
+                "give service=<name> or check=<uuid|slug>".into(),
+            ));
+        }
+    };
+    let options = asked.options;
+    let (high, page) = (asked.high, asked.page);
+    let body = off_runtime(move || {
+        let config: Option<&OnCall> = applied.as_deref().and_then(|a| a.config.as_ref().ok());
+        let outcome = drill::run(config, &subject, &options);
+        let failures = drill::failures(&outcome, high, page);
+        let mut body = serde_json::to_value(&outcome).unwrap_or_default();
+        body["failures"] = json!(failures);
+        body
+    })
+    .await?;
+    Ok(answer(&scope, body))
+}
+
+/// The project's check with this UUID or slug (a slug must name exactly one).
+async fn find(
+    state: &AppState,
+    project_id: i64,
+    code: &str,
+) -> Result<keepwatch_store::CheckRow, ApiError> {
+    if uuid::Uuid::parse_str(code).is_ok() {
+        return match state
+            .store
+            .check_by_uuid(&code.to_ascii_lowercase())
+            .await?
+        {
+            Some(row) if row.project_id == project_id => Ok(row),
+            _ => Err(ApiError::BadRequest(format!(
+                "check: no check `{code}` in this project"
+            ))),
+        };
+    }
+    let mut rows = state.store.checks_by_slug(project_id, code).await?;
+    match rows.len() {
+        1 => Ok(rows.remove(0)),
+        0 => Err(ApiError::BadRequest(format!(
+            "check: no check with UUID or slug `{code}` in this project"
+        ))),
+        n => Err(ApiError::BadRequest(format!(
+            "check: {n} checks have the slug `{code}`: give the UUID"
+        ))),
+    }
+}
