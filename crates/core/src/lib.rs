@@ -10,6 +10,7 @@
 
 pub mod alert;
 pub mod check;
+pub mod incident;
 pub mod oncall;
 pub mod schedule;
 mod text_enum;
