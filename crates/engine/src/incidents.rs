@@ -249,21 +249,23 @@ impl Incidents {
         &self,
         config: &OnCall,
         targets: &[Target],
-        subject: &str,
-        text: impl Fn(Tz) -> String,
+        write: impl Fn(Tz) -> (String, String),
         now: DateTime<Utc>,
     ) -> Vec<NewIncidentMessage> {
         reach(config, targets, now)
             .into_iter()
-            .map(|(person, contact, address, at)| NewIncidentMessage {
-                kind: MessageKind::IncidentReminder,
-                text: text(time_zone(config, &person)),
-                person,
-                contact,
-                address,
-                urgency: "high".into(),
-                subject: subject.to_string(),
-                due_at: at.into(),
+            .map(|(person, contact, address, at)| {
+                let (subject, text) = write(time_zone(config, &person));
+                NewIncidentMessage {
+                    kind: MessageKind::IncidentReminder,
+                    text,
+                    person,
+                    contact,
+                    address,
+                    urgency: "high".into(),
+                    subject,
+                    due_at: at.into(),
+                }
             })
             .collect()
     }
@@ -460,8 +462,12 @@ impl Incidents {
             messages.extend(self.person_messages(
                 config,
                 &[Target::User(row.owner.clone())],
-                &format!("You own incident #{}: {}", row.id, row.title),
-                owner_text,
+                |tz| {
+                    (
+                        format!("You own incident #{}: {}", row.id, row.title),
+                        owner_text(tz),
+                    )
+                },
                 now,
             ));
         }
@@ -669,9 +675,9 @@ impl Incidents {
         let messages = self.person_messages(
             config,
             &[Target::User(owner.to_string())],
-            &format!("You now own incident #{}: {}", row.id, row.title),
             |tz| {
-                format!(
+                let subject = format!("You now own incident #{}: {}", row.id, row.title);
+                let text = format!(
                     "{who} handed incident #{} \"{}\" ({}) over to you (it was {}'s).\n{}Stakeholder page: {url}\n",
                     row.id,
                     row.title,
@@ -681,7 +687,8 @@ impl Incidents {
                         "The next stakeholder update is due by {}; the reminders now come to you.\n",
                         keepwatch_core::incident::local_time(t.to_datetime(), tz, now)
                     )),
-                )
+                );
+                (subject, text)
             },
             now,
         );
@@ -966,16 +973,15 @@ impl IncidentLoop {
             let Some(config) = config else { continue };
             let mut row = was.clone();
             row.cadence_stage = step.stage();
-            let (subject, _) =
-                reminder_text(was.id, &was.title, &was.owner, step, due, Tz::UTC, now);
-            let text = |tz: Tz| reminder_text(was.id, &was.title, &was.owner, step, due, tz, now).1;
+            let compose =
+                |tz: Tz| reminder_text(was.id, &was.title, &was.owner, step, due, tz, now);
             let (targets, kind) = match step {
                 CadenceStep::Escalate => (escalation_targets(config, &was.service), "escalated"),
                 _ => (vec![Target::User(was.owner.clone())], "reminder"),
             };
             let messages = self
                 .incidents
-                .person_messages(config, &targets, &subject, text, now);
+                .person_messages(config, &targets, compose, now);
             let mut people: Vec<&str> = messages.iter().map(|m| m.person.as_str()).collect();
             people.dedup();
             let log = NewIncidentLog {
@@ -1119,8 +1125,7 @@ impl IncidentLoop {
         let messages = self.incidents.person_messages(
             config,
             &[Target::User(incident.owner.clone())],
-            &subject,
-            |_| body.clone(),
+            |_| (subject.clone(), body.clone()),
             now,
         );
         let checks: Vec<String> = alert_check(alert).into_iter().collect();

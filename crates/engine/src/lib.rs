@@ -269,16 +269,6 @@ impl Engine {
         // Read once: the pager signs links with it, the server checks them.
         let link_secret: Arc<str> = store.secret("alert_links").await?.into();
         let notifier = transport;
-        let pager = pager::Pager::new(
-            store.clone(),
-            clock.clone(),
-            pager_wake.clone(),
-            wake.clone(),
-            lease.clone(),
-        )
-        .await?;
-        let pager_rounds = pager.rounds();
-        let pager = tokio::spawn(pager.run());
         let incidents = incidents::Incidents {
             store: store.clone(),
             clock: clock.clone(),
@@ -294,6 +284,18 @@ impl Engine {
         };
         let incident_rounds = incident_loop.rounds.watch();
         let incident_task = tokio::spawn(incident_loop.run());
+        let pager = pager::Pager::new(
+            store.clone(),
+            clock.clone(),
+            pager_wake.clone(),
+            wake.clone(),
+            lease.clone(),
+        )
+        .await?;
+        let mut pager = pager;
+        pager.alerts_wake = Some(incidents_wake.clone());
+        let pager_rounds = pager.rounds();
+        let pager = tokio::spawn(pager.run());
         let links = delivery::LinkSigner {
             secret: link_secret.clone(),
             site_url: config.site_url.clone(),
@@ -408,6 +410,7 @@ impl Engine {
         let config = applied.as_deref().and_then(|a| a.config.as_ref().ok());
         let urgency = keepwatch_core::alert::routing::urgency(config, alert.service, now);
         let triggered = self.store.trigger_alert(alert, urgency, now.into()).await?;
+        self.incidents_wake.notify_one();
         let (opened, created) = &triggered;
         tracing::info!(alert = opened.id, service = alert.service, source = %alert.source, urgency = %urgency, new = created, summary = alert.summary, "alert triggered");
         self.pager_wake.notify_one();

@@ -11,6 +11,7 @@ mod delivery;
 mod disk_full;
 mod durability;
 mod helpers;
+mod incidents;
 mod input_checks;
 mod notifications;
 mod oncall_load;
