@@ -11,6 +11,7 @@ mod delivery;
 mod disk_full;
 mod durability;
 mod helpers;
+mod incident_bench;
 mod incidents;
 mod input_checks;
 mod notifications;
