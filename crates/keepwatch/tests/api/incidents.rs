@@ -588,3 +588,66 @@ async fn bad_input_is_refused_with_what_is_wrong() {
         .unwrap();
     assert_eq!(page.status(), 404);
 }
+
+/// A service that declares incidents itself: a high-urgency alert left unacknowledged for 15
+/// minutes, and at once any alert on a check marked critical. The owner is whoever its
+/// policy reaches first (carol), and the service's stakeholders hear of it.
+#[tokio::test]
+async fn services_declare_incidents_by_themselves() {
+    let app = spawn_app_with(AppOptions::default()).await;
+    let mut h = hooks().await;
+    let critical = app
+        .create_check(json!({"name": "ledger", "timeout": 3600, "grace": 60, "service": "billing"}))
+        .await["uuid"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let file = config(&h).replace(
+        "stakeholders = [\"execs\"]\n",
+        &format!(
+            "stakeholders = [\"execs\"]\nauto_declare = {{ unacked_after = \"15m\", \
+             critical_checks = [\"{critical}\"], severity = \"SEV1\" }}\n"
+        ),
+    );
+    let key = apply(&app, &file).await;
+    let (status, _) = app
+        .send_event(crate::helpers::disk_event(&key, "trigger"))
+        .await;
+    assert_eq!(status, StatusCode::ACCEPTED);
+    h.carol.next().await; // paged
+    app.advance(TimeDelta::minutes(14));
+    app.engine.settled().await;
+    let (_, list) = app
+        .api(
+            "GET",
+            "/api/v1/incidents/?status=all",
+            Some(&app.api_key),
+            None,
+        )
+        .await;
+    assert_eq!(list["incidents"], json!([]), "not yet");
+    app.advance(TimeDelta::minutes(1));
+    let (subject, _) = next_message(&mut h.execs).await;
+    assert_eq!(subject, "[SEV1] disk full — Investigating");
+    let (subject, _) = next_message(&mut h.carol).await;
+    assert_eq!(subject, "You own incident #1: disk full");
+    let first = incident(&app, 1).await;
+    assert_eq!(first["owner"], "carol");
+    assert_eq!(first["declared_by"], "keepwatch");
+    assert!(
+        first["log"][0]["text"]
+            .as_str()
+            .unwrap()
+            .starts_with("declared automatically (unacknowledged for 15m)"),
+        "{first}"
+    );
+
+    // The critical check misses its run: an incident at once.
+    app.ping("GET", &format!("/ping/{critical}"), None).await;
+    app.advance(TimeDelta::seconds(3661));
+    let (subject, _) = next_message(&mut h.execs).await;
+    assert_eq!(subject, "[SEV1] ledger: missed its run — Investigating");
+    let second = incident(&app, 2).await;
+    assert_eq!(second["checks"], json!([critical]));
+    app.stop().await;
+}
