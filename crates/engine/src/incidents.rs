@@ -1218,6 +1218,15 @@ impl IncidentLoop {
     }
 }
 
+/// A page's text without its signed acknowledge and resolve links: they act on the alert, and
+/// an export is read by more people (and with read-only keys).
+fn without_links(text: &str) -> String {
+    text.lines()
+        .filter(|line| !line.starts_with("Acknowledge: ") && !line.starts_with("Resolve: "))
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
 /// Reads everything about an incident and puts its timeline together.
 async fn gather_export(
     store: &Store,
@@ -1347,7 +1356,8 @@ async fn gather_export(
                     m.attempts,
                     m.last_error
                         .map_or(String::new(), |e| format!(" (last error: {e})")),
-                    m.text.map_or(String::new(), |t| format!("\n{t}")),
+                    m.text
+                        .map_or(String::new(), |t| format!("\n{}", without_links(&t))),
                 ),
                 marker: None,
             });
