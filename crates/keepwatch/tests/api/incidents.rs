@@ -651,3 +651,49 @@ async fn services_declare_incidents_by_themselves() {
     assert_eq!(second["checks"], json!([critical]));
     app.stop().await;
 }
+
+/// The acknowledgment page offers to declare an incident: acknowledged and declared in one
+/// press, owned by the person the page was sent to, the service's stakeholders told.
+#[tokio::test]
+async fn the_acknowledgment_page_declares_an_incident() {
+    let app = spawn_app_with(AppOptions::default()).await;
+    let mut h = hooks().await;
+    let key = apply(&app, &config(&h)).await;
+    app.send_event(crate::helpers::disk_event(&key, "trigger"))
+        .await;
+    let page = String::from_utf8(h.carol.next().await.body).unwrap();
+    let start = page.find("http://127.0.0.1").unwrap();
+    let link = page[start..].split('"').next().unwrap().to_string();
+    assert!(link.contains(".ack."), "{link}");
+    let confirm = app
+        .client
+        .get(&link)
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(confirm.contains("and declare an incident"), "{confirm}");
+    let done = app
+        .client
+        .post(&link)
+        .header("Content-Type", "application/x-www-form-urlencoded")
+        .body("declare=1&severity=SEV1")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(done.status(), 200);
+    let done = done.text().await.unwrap();
+    assert!(
+        done.contains("Alert #1 is acknowledged; incident #1 declared"),
+        "{done}"
+    );
+    let (subject, _) = next_message(&mut h.execs).await;
+    assert_eq!(subject, "[SEV1] disk full — Investigating");
+    let declared = incident(&app, 1).await;
+    assert_eq!(declared["owner"], "carol");
+    assert_eq!(declared["declared_by"], "carol (link)");
+    assert_eq!(declared["alerts"], json!([1]));
+    app.stop().await;
+}
