@@ -11,6 +11,7 @@
 pub mod alert;
 pub mod audit;
 pub mod check;
+pub mod incident;
 pub mod oncall;
 pub mod schedule;
 mod text_enum;

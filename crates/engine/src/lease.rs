@@ -13,6 +13,8 @@ pub enum Work {
     Alerting,
     /// Sending the outbox (the dispatcher).
     Delivery,
+    /// Incident update reminders, recurrences and auto-declare (the incident loop).
+    Incidents,
     /// Database housekeeping.
     Housekeeping,
 }

@@ -32,6 +32,7 @@ pub mod channels;
 pub mod clock;
 pub mod delivery;
 pub mod destination;
+pub mod incidents;
 pub mod lease;
 pub mod live;
 pub mod pager;
@@ -94,6 +95,10 @@ pub enum EngineError {
     Unavailable(String),
     #[error("engine stopped")]
     Stopped,
+    /// The request conflicts with the state of what it acts on (an update to a resolved
+    /// incident).
+    #[error("{0}")]
+    Conflict(String),
 }
 
 impl From<StoreError> for EngineError {
@@ -169,6 +174,11 @@ pub struct Engine {
     messages_wake: Arc<Notify>,
     pager_rounds: watch::Receiver<rounds::Round>,
     dispatcher_rounds: watch::Receiver<rounds::Round>,
+    /// Incidents: declare, update, hand over, resolve, export.
+    incidents: incidents::Incidents,
+    /// Wakes the incident loop, and its rounds.
+    incidents_wake: Arc<Notify>,
+    incident_rounds: watch::Receiver<rounds::Round>,
 }
 
 /// The engine's background tasks.
@@ -177,6 +187,7 @@ pub struct EngineTasks {
     pub dispatcher: JoinHandle<()>,
     pub pager: JoinHandle<()>,
     pub maintenance: JoinHandle<()>,
+    pub incidents: JoinHandle<()>,
 }
 
 /// Database housekeeping on the wall clock (it is not domain time): the SQLite WAL
@@ -259,6 +270,21 @@ impl Engine {
         // Read once: the pager signs links with it, the server checks them.
         let link_secret: Arc<str> = store.secret("alert_links").await?.into();
         let notifier = transport;
+        let incidents = incidents::Incidents {
+            store: store.clone(),
+            clock: clock.clone(),
+            messages_wake: wake.clone(),
+            site_url: config.site_url.clone(),
+        };
+        let incidents_wake = Arc::new(Notify::new());
+        let incident_loop = incidents::IncidentLoop {
+            incidents: incidents.clone(),
+            lease: lease.clone(),
+            wake: incidents_wake.clone(),
+            rounds: rounds::Rounds::new(),
+        };
+        let incident_rounds = incident_loop.rounds.watch();
+        let incident_task = tokio::spawn(incident_loop.run());
         let pager = pager::Pager::new(
             store.clone(),
             clock.clone(),
@@ -267,6 +293,8 @@ impl Engine {
             lease.clone(),
         )
         .await?;
+        let mut pager = pager;
+        pager.alerts_wake = Some(incidents_wake.clone());
         let pager_rounds = pager.rounds();
         let pager = tokio::spawn(pager.run());
         let links = delivery::LinkSigner {
@@ -296,12 +324,16 @@ impl Engine {
                 messages_wake: wake,
                 pager_rounds,
                 dispatcher_rounds,
+                incidents,
+                incidents_wake,
+                incident_rounds,
             },
             EngineTasks {
                 actor,
                 dispatcher,
                 pager,
                 maintenance,
+                incidents: incident_task,
             },
         ))
     }
@@ -379,6 +411,7 @@ impl Engine {
         let config = applied.as_deref().and_then(|a| a.config.as_ref().ok());
         let urgency = keepwatch_core::alert::routing::urgency(config, alert.service, now);
         let triggered = self.store.trigger_alert(alert, urgency, now.into()).await?;
+        self.incidents_wake.notify_one();
         let (opened, created) = &triggered;
         tracing::info!(alert = opened.id, service = alert.service, source = %alert.source, urgency = %urgency, new = created, summary = alert.summary, "alert triggered");
         self.pager_wake.notify_one();
@@ -451,6 +484,13 @@ impl Engine {
         {
             return;
         }
+        // The incident loop reads the alerts the pager opened, and queues messages.
+        if rounds::next_round(&self.incident_rounds, &self.incidents_wake)
+            .await
+            .is_none()
+        {
+            return;
+        }
         while let Some(false) =
             rounds::next_round(&self.dispatcher_rounds, &self.messages_wake).await
         {}
@@ -487,6 +527,137 @@ impl Engine {
             tracing::error!(error = %e, "cannot record a verification code's delivery");
         }
         result
+    }
+
+    /// Declares an incident (see [`incidents::Declare`]); its stakeholders and owner are
+    /// told at once.
+    pub async fn declare_incident(
+        &self,
+        declare: incidents::Declare,
+    ) -> Result<keepwatch_store::IncidentRow, EngineError> {
+        self.incidents.declare(declare).await
+    }
+
+    /// The project's incident `id` (`NotFound` when it is another project's).
+    pub async fn incident(
+        &self,
+        project_id: i64,
+        id: i64,
+    ) -> Result<keepwatch_store::IncidentRow, EngineError> {
+        self.incidents.own(project_id, id).await
+    }
+
+    /// Posts a status update (or a no-news update) to every stakeholder.
+    pub async fn update_incident(
+        &self,
+        project_id: i64,
+        id: i64,
+        update: incidents::Update,
+    ) -> Result<keepwatch_store::IncidentRow, EngineError> {
+        self.incidents.update(project_id, id, update).await
+    }
+
+    /// All clear: resolves the incident with a final message to every stakeholder.
+    pub async fn resolve_incident(
+        &self,
+        project_id: i64,
+        id: i64,
+        message: Option<&str>,
+        who: &str,
+    ) -> Result<keepwatch_store::IncidentRow, EngineError> {
+        self.incidents.resolve(project_id, id, message, who).await
+    }
+
+    pub async fn reopen_incident(
+        &self,
+        project_id: i64,
+        id: i64,
+        message: Option<&str>,
+        who: &str,
+    ) -> Result<keepwatch_store::IncidentRow, EngineError> {
+        self.incidents.reopen(project_id, id, message, who).await
+    }
+
+    /// Hands the incident (and its reminders) to another person of the file.
+    pub async fn set_incident_owner(
+        &self,
+        project_id: i64,
+        id: i64,
+        owner: &str,
+        who: &str,
+    ) -> Result<keepwatch_store::IncidentRow, EngineError> {
+        self.incidents.set_owner(project_id, id, owner, who).await
+    }
+
+    pub async fn incident_note(
+        &self,
+        project_id: i64,
+        id: i64,
+        text: &str,
+        who: &str,
+    ) -> Result<keepwatch_store::IncidentRow, EngineError> {
+        self.incidents.note(project_id, id, text, who).await
+    }
+
+    pub async fn incident_postmortem(
+        &self,
+        project_id: i64,
+        id: i64,
+        edit: &serde_json::Value,
+        who: &str,
+    ) -> Result<keepwatch_store::IncidentRow, EngineError> {
+        self.incidents.postmortem(project_id, id, edit, who).await
+    }
+
+    /// A new stakeholder page link; the old one stops working.
+    pub async fn rotate_incident_page(
+        &self,
+        project_id: i64,
+        id: i64,
+        who: &str,
+    ) -> Result<keepwatch_store::IncidentRow, EngineError> {
+        self.incidents.rotate_token(project_id, id, who).await
+    }
+
+    pub async fn attach_alerts(
+        &self,
+        project_id: i64,
+        id: i64,
+        alerts: &[i64],
+        who: &str,
+    ) -> Result<keepwatch_store::IncidentRow, EngineError> {
+        self.incidents.attach(project_id, id, alerts, who).await
+    }
+
+    /// The incident's postmortem export: the timeline with the live heads of its checks'
+    /// ping logs, figures and the written postmortem.
+    pub async fn export_incident(
+        &self,
+        project_id: i64,
+        id: i64,
+    ) -> Result<keepwatch_core::incident::postmortem::Export, EngineError> {
+        let mut ids = Vec::new();
+        for uuid in self.store.incident_check_uuids(id).await? {
+            if let Some(check) = self.store.check_by_uuid(&uuid).await? {
+                ids.push(check.id);
+            }
+        }
+        let views = self.states(ids.clone()).await?;
+        let heads = ids
+            .into_iter()
+            .zip(views)
+            .filter_map(|(id, view)| Some((id, view?.last_seq?)))
+            .collect();
+        self.incidents.export(project_id, id, &heads).await
+    }
+
+    /// The URL of an incident's stakeholder page.
+    pub fn incident_page_url(&self, row: &keepwatch_store::IncidentRow) -> String {
+        format!(
+            "{}/s/{}",
+            self.incidents.site_url.trim_end_matches('/'),
+            row.token
+        )
     }
 
     /// Writes all pending state to the database.

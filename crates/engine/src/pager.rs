@@ -52,6 +52,9 @@ pub struct Pager {
     pub wake: Arc<Notify>,
     /// Rung when pages are queued, for the dispatcher.
     messages_wake: Arc<Notify>,
+    /// Rung when check events open alerts: the incident loop looks at new alerts
+    /// (recurrences, critical checks).
+    pub alerts_wake: Option<Arc<Notify>>,
     rounds: Rounds,
     lease: Arc<dyn Lease>,
     /// The configurations read this round, by project (the store parses each once per
@@ -83,6 +86,7 @@ impl Pager {
             clock,
             wake,
             messages_wake,
+            alerts_wake: None,
             rounds: Rounds::new(),
             lease,
             configs: HashMap::new(),
@@ -333,6 +337,9 @@ impl Pager {
             self.store
                 .intake_events(&actions, EVENT_CURSOR, last, self.clock.now().into())
                 .await?;
+            if let Some(wake) = &self.alerts_wake {
+                wake.notify_one();
+            }
             cursor = last;
         }
     }

@@ -88,6 +88,27 @@ pub(crate) async fn call_with(
     send(request, base).await
 }
 
+/// A GET of keepwatch's API whose answer is text (an export): the text, or an error with the
+/// server's message.
+pub(crate) async fn call_text(api: &Api, path: &str) -> anyhow::Result<String> {
+    let base = api.server.base()?;
+    let response = crate::runner::client()?
+        .get(format!("{base}/api/v1/{path}"))
+        .header("X-Api-Key", &api.api_key)
+        .timeout(Duration::from_secs(60))
+        .send()
+        .await
+        .with_context(|| format!("cannot reach {base}"))?;
+    let status = response.status();
+    let text = response.text().await.unwrap_or_default();
+    if !status.is_success() {
+        let body: Value = serde_json::from_str(&text).unwrap_or_default();
+        let why = body["error"].as_str().unwrap_or(text.trim());
+        anyhow::bail!("the server answered {status}: {why}");
+    }
+    Ok(text)
+}
+
 /// Sends a request to keepwatch's API: its JSON answer, or an error with the server's message.
 pub(crate) async fn send(request: reqwest::RequestBuilder, base: &str) -> anyhow::Result<Value> {
     let response = request

@@ -15,6 +15,7 @@ use keepwatch_store::{Store, Timestamp};
 mod alert;
 mod config;
 mod contact;
+mod incident;
 mod oncall;
 mod runner;
 
@@ -160,6 +161,21 @@ The API key can come from KEEPWATCH_API_KEY, the server from --server or KEEPWAT
     Alert {
         #[command(subcommand)]
         command: alert::AlertCommand,
+    },
+    /// Incidents: declare, post status updates to stakeholders on a cadence, hand over,
+    /// resolve (all clear), notes, postmortem and its export (through the server's API)
+    #[command(after_help = "\
+Examples:
+  keepwatch incident declare --alert 42 --severity SEV1 --owner alice --impact \"Client events are not processed\"
+  keepwatch incident update 7 --status identified -m \"A stray process holds the job's lock; stopping it\"
+  keepwatch incident update 7 --no-news -m \"rerunning the export by hand\"
+  keepwatch incident owner 7 bob
+  keepwatch incident resolve 7 -m \"The export caught up\"
+  keepwatch incident export 7 --format markdown --tz America/Denver > postmortem.md
+The API key can come from KEEPWATCH_API_KEY, the server from --server or KEEPWATCH_SERVER.")]
+    Incident {
+        #[command(subcommand)]
+        command: incident::IncidentCommand,
     },
     /// Verify a person's contact with a code sent through it (through the server's API)
     #[command(after_help = "\
@@ -406,6 +422,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             oncall::oncall(&args).map(|out| print!("{out}"))
         }
         Command::Alert { command } => alert::run(command).await.map(|out| print!("{out}")),
+        Command::Incident { command } => incident::run(command).await.map(|out| print!("{out}")),
         Command::Contact { command } => contact::run(command).await.map(|out| print!("{out}")),
         Command::Oncall(args) => oncall::oncall_from_server(&args)
             .await

@@ -28,6 +28,8 @@ pub enum ApiError {
     Missing(String),
     /// 409 `{"error": …}`.
     Conflict(&'static str),
+    /// 409 `{"error": …}` with a message made for the case.
+    ConflictWith(String),
     /// 413 `{"error": …}`: what was too large and the most accepted.
     TooLarge(String),
     /// 503: the database did not answer.
@@ -61,6 +63,9 @@ impl IntoResponse for ApiError {
             ApiError::NotFoundEmpty => StatusCode::NOT_FOUND.into_response(),
             ApiError::Missing(message) => json(StatusCode::NOT_FOUND, json!({ "error": message })),
             ApiError::Conflict(message) => json(StatusCode::CONFLICT, json!({ "error": message })),
+            ApiError::ConflictWith(message) => {
+                json(StatusCode::CONFLICT, json!({ "error": message }))
+            }
             ApiError::TooLarge(message) => {
                 json(StatusCode::PAYLOAD_TOO_LARGE, json!({ "error": message }))
             }
@@ -86,6 +91,7 @@ impl From<keepwatch_engine::EngineError> for ApiError {
         match e {
             keepwatch_engine::EngineError::NotFound => ApiError::NotFound,
             keepwatch_engine::EngineError::Invalid(message) => ApiError::BadRequest(message),
+            keepwatch_engine::EngineError::Conflict(message) => ApiError::ConflictWith(message),
             other => ApiError::Unavailable(other.to_string()),
         }
     }

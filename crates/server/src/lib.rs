@@ -41,8 +41,8 @@ pub use state::{
 };
 
 use api::{
-    alerts, audit, channels, checks, drill, events, oncall, oncall_config, people, policies,
-    schedules,
+    alerts, audit, channels, checks, drill, events, incidents, oncall, oncall_config, people,
+    policies, schedules,
 };
 
 pub fn router(state: AppState) -> Router {
@@ -95,7 +95,18 @@ pub fn router(state: AppState) -> Router {
         .route("/policies/", get(policies::policies))
         .route("/policies/{name}", get(policies::policy))
         .route("/services/", get(policies::services))
-        .route("/services/{name}", get(policies::service));
+        .route("/services/{name}", get(policies::service))
+        .route("/incidents/", get(incidents::list).post(incidents::declare))
+        .route("/incidents/{id}", get(incidents::get))
+        .route("/incidents/{id}/updates", post(incidents::update))
+        .route("/incidents/{id}/owner", post(incidents::owner))
+        .route("/incidents/{id}/resolve", post(incidents::resolve))
+        .route("/incidents/{id}/reopen", post(incidents::reopen))
+        .route("/incidents/{id}/notes", post(incidents::note))
+        .route("/incidents/{id}/postmortem", post(incidents::postmortem))
+        .route("/incidents/{id}/alerts", post(incidents::attach))
+        .route("/incidents/{id}/page", post(incidents::rotate_page))
+        .route("/incidents/{id}/export", get(incidents::export));
     Router::new()
         .route("/ping/{a}", any(ping::ping))
         .route("/ping/{a}/", any(ping::ping))
@@ -109,6 +120,7 @@ pub fn router(state: AppState) -> Router {
         .route("/v2/enqueue", post(events::events))
         .route("/api/v1/alertmanager/{key}", post(events::alertmanager))
         .route("/a/{token}", get(links::confirm).post(links::act))
+        .route("/s/{token}", get(incidents::page))
         .route("/metrics", get(metrics))
         .route("/", get(index))
         .with_state(state)

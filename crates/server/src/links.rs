@@ -28,6 +28,8 @@ struct ConfirmPage<'a> {
     summary: &'a str,
     status: &'a str,
     verb: &'a str,
+    /// An acknowledge link also offers to declare an incident from the alert.
+    can_declare: bool,
 }
 
 /// Every other answer of a link: a title and one sentence (done, refused, not found).
@@ -146,6 +148,7 @@ pub async fn confirm(State(state): State<AppState>, Path(token): Path<String>) -
             summary: &alert.summary,
             status: alert.status.as_str(),
             verb,
+            can_declare: grant.action == "ack",
         },
     )
 }
@@ -176,6 +179,7 @@ pub async fn act(
     // In the name of the person the link was sent to.
     let who = grant
         .person
+        .as_ref()
         .map_or_else(|| "link".to_string(), |person| format!("{person} (link)"));
     let note = form_urlencoded::parse(&body)
         .find(|(field, _)| field == "note")
@@ -194,7 +198,56 @@ pub async fn act(
             return e.into_response();
         }
     }
-    match apply(&state, alert.id, &grant.action, &who).await {
+    let fields: Vec<(String, String)> = form_urlencoded::parse(&body).into_owned().collect();
+    let declare = grant.action == "ack" && fields.iter().any(|(f, v)| f == "declare" && v == "1");
+    let acted = apply(&state, alert.id, &grant.action, &who).await;
+    if declare && let Ok(after) = &acted {
+        let severity = fields
+            .iter()
+            .find(|(f, _)| f == "severity")
+            .and_then(|(_, v)| keepwatch_core::incident::Severity::parse_loose(v));
+        let declared = state
+            .engine
+            .declare_incident(keepwatch_engine::incidents::Declare {
+                project_id: after.project_id,
+                severity,
+                owner: grant.person.clone(),
+                alerts: vec![after.id],
+                who: who.clone(),
+                ..Default::default()
+            })
+            .await;
+        return match declared {
+            Ok(incident) => page(
+                StatusCode::OK,
+                &MessagePage {
+                    title: &format!(
+                        "Alert #{} is {}; incident #{} declared",
+                        after.id, after.status, incident.id
+                    ),
+                    message: &format!(
+                        "You own incident #{} ({}); its stakeholders were told. Post updates with \
+                         keepwatch incident update {} -m \"…\". Stakeholder page: {}",
+                        incident.id,
+                        incident.severity.label(),
+                        incident.id,
+                        state.engine.incident_page_url(&incident)
+                    ),
+                },
+            ),
+            Err(e) => page(
+                StatusCode::BAD_REQUEST,
+                &MessagePage {
+                    title: &format!(
+                        "Alert #{} is {}; no incident declared",
+                        after.id, after.status
+                    ),
+                    message: &e.to_string(),
+                },
+            ),
+        };
+    }
+    match acted {
         Ok(after) => page(
             StatusCode::OK,
             &MessagePage {
@@ -220,6 +273,7 @@ mod tests {
             summary,
             status: "triggered",
             verb: "Acknowledge",
+            can_declare: true,
         };
         let done = MessagePage {
             title: "Alert #7 is acknowledged",

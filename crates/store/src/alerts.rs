@@ -12,7 +12,7 @@ use keepwatch_core::alert::{AlertSource, AlertStatus};
 use crate::projects::generate_secret;
 use crate::{Result, Store, Timestamp, with_read, with_tx};
 
-const ALERT_COLUMNS: &str = "id, project_id, service, dedup_key, summary, source, details, status, \
+pub(crate) const ALERT_COLUMNS: &str = "id, project_id, service, dedup_key, summary, source, details, status, \
      urgency, triggered_at, acknowledged_at, resolved_at, paged_until, raised_at";
 
 #[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow, serde::Serialize)]

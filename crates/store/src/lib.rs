@@ -25,6 +25,7 @@ mod alerts;
 mod channels;
 mod checks;
 mod contacts;
+mod incidents;
 mod messages;
 pub mod model;
 mod oncall;
@@ -36,6 +37,10 @@ mod time;
 
 pub use alerts::{AlertLogRow, AlertRow, CheckEvent, EventAlert, NewAlert, NewPage, PagingRecord};
 pub use contacts::{CodeCheck, MAX_CODE_ATTEMPTS};
+pub use incidents::{
+    IncidentDelivery, IncidentLogRow, IncidentMessageRow, IncidentRow, NewIncident, NewIncidentLog,
+    NewIncidentMessage,
+};
 /// The domain enums the rows hold, for callers that need nothing else of core.
 pub use keepwatch_core::alert::{AlertSource, AlertStatus, paging::Urgency};
 pub use messages::{

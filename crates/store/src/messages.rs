@@ -33,6 +33,11 @@ pub enum MessageKind {
     /// A short note to a person who was paged for an alert: it was resolved, it recovered, its
     /// hung run finished late.
     AlertUpdate,
+    /// A status update of an incident, to one stakeholder (its text written for them).
+    IncidentUpdate,
+    /// A reminder to an incident's owner (or, escalated, the next in line) that an update is
+    /// due.
+    IncidentReminder,
 }
 
 impl MessageKind {
@@ -42,6 +47,8 @@ impl MessageKind {
             MessageKind::Page => "page",
             MessageKind::VerificationCode => "verification_code",
             MessageKind::AlertUpdate => "alert_update",
+            MessageKind::IncidentUpdate => "incident_update",
+            MessageKind::IncidentReminder => "incident_reminder",
         }
     }
 }
@@ -296,7 +303,7 @@ impl Store {
 
     /// Claims up to `limit` due messages of `kind` until `lease_until`, leaving out those
     /// to `except` destinations. Returns their ids.
-    async fn claim(
+    pub(crate) async fn claim(
         &self,
         kind: MessageKind,
         now: Timestamp,
@@ -695,18 +702,31 @@ impl Store {
             EXISTS (SELECT 1 FROM messages WHERE state = 'pending' AND kind = 'page' \
              AND +next_attempt_at <= $1), \
             EXISTS (SELECT 1 FROM messages WHERE state = 'pending' AND kind = 'alert_update' \
+             AND +next_attempt_at <= $1), \
+            EXISTS (SELECT 1 FROM messages WHERE state = 'pending' AND kind = 'incident_update' \
+             AND +next_attempt_at <= $1), \
+            EXISTS (SELECT 1 FROM messages WHERE state = 'pending' AND kind = 'incident_reminder' \
              AND +next_attempt_at <= $1)";
         let kinds = [
             MessageKind::ChannelEvent,
             MessageKind::Page,
             MessageKind::AlertUpdate,
+            MessageKind::IncidentUpdate,
+            MessageKind::IncidentReminder,
         ];
-        let (events, pages, updates): (bool, bool, bool) = with_read!(self, |pool| {
+        #[allow(clippy::type_complexity)]
+        let (events, pages, updates, incident_updates, reminders): (
+            bool,
+            bool,
+            bool,
+            bool,
+            bool,
+        ) = with_read!(self, |pool| {
             sqlx::query_as(DUE_KINDS).bind(now).fetch_one(pool).await?
         });
         Ok(kinds
             .into_iter()
-            .zip([events, pages, updates])
+            .zip([events, pages, updates, incident_updates, reminders])
             .filter_map(|(kind, due)| due.then_some(kind))
             .collect())
     }

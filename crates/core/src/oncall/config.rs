@@ -8,6 +8,10 @@ use std::collections::HashMap;
 use crate::alert::paging::{
     EscalationPolicy, EscalationStep, NotificationRule, Person, Target, Urgency, UrgencyRule,
 };
+use crate::incident::{
+    AutoDeclare, IncidentSettings, Severity, Stakeholder, StakeholderAddress, StakeholderGroup,
+    parse_duration,
+};
 use crate::oncall::contact::ContactKind;
 use crate::oncall::rotation::{
     Layer, OnCallError, OnCallSchedule, Override, Restriction, RestrictionMode, ShiftUnit,
@@ -69,6 +73,9 @@ struct File {
     checks: Vec<DeclaredCheck>,
     #[serde(default)]
     accepted: Vec<AcceptedSpec>,
+    #[serde(default)]
+    stakeholders: Vec<GroupSpec>,
+    incidents: Option<IncidentsSpec>,
 }
 
 /// `[[accepted]]`: an audit finding accepted on purpose, with a reason, until a date.
@@ -80,6 +87,56 @@ struct AcceptedSpec {
     objects: Vec<String>,
     reason: String,
     until: String,
+}
+
+/// `[[stakeholders]]`: a named group who receive incident updates.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct GroupSpec {
+    name: String,
+    #[serde(default)]
+    members: Vec<MemberSpec>,
+}
+
+/// One member: exactly one of `person` (an id of the file) or an address kind, and perhaps a
+/// time zone for the times in their updates.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct MemberSpec {
+    person: Option<String>,
+    email: Option<String>,
+    slack: Option<String>,
+    teams: Option<String>,
+    discord: Option<String>,
+    webhook: Option<String>,
+    tz: Option<String>,
+}
+
+/// `[incidents]`: update intervals per severity and the reminders of the cadence.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct IncidentsSpec {
+    /// `{ sev1 = "30m", sev2 = "1h", sev3 = "4h", sev4 = "none" }`
+    #[serde(default)]
+    update_interval: HashMap<String, String>,
+    remind_before: Option<String>,
+    escalate_after: Option<String>,
+    recurrence_days: Option<u32>,
+    /// `user:<id>` or `schedule:<name>`: who an overdue update escalates to when the
+    /// incident's service has no policy (a service's `incident_backup` comes first).
+    backup: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct AutoDeclareSpec {
+    /// A high-urgency alert unacknowledged this long (`15m`) becomes an incident.
+    unacked_after: Option<String>,
+    /// Check UUIDs: any alert on one becomes an incident at once.
+    #[serde(default)]
+    critical_checks: Vec<String>,
+    /// The severity of incidents declared so (default SEV2).
+    severity: Option<String>,
 }
 
 /// A check declared in the file, by its slug, with the fields of the Management API v3 of the
@@ -232,6 +289,13 @@ struct ServiceSpec {
     /// Remind whoever is on the first step of an alert still open after this long (`90m`,
     /// `12h`, `2d`), and again after each further stretch of it.
     remind_after: Option<String>,
+    /// Stakeholder groups every incident of this service tells by default.
+    #[serde(default)]
+    stakeholders: Vec<String>,
+    /// `user:<id>` or `schedule:<name>`: an overdue incident update escalates here instead of
+    /// through the policy.
+    incident_backup: Option<String>,
+    auto_declare: Option<AutoDeclareSpec>,
 }
 
 fn yes() -> bool {
@@ -281,6 +345,11 @@ pub struct Service {
     /// How long an alert stays open before its first-step people are reminded (then again
     /// each time as long again passes).
     pub remind_after: Option<TimeDelta>,
+    /// Stakeholder groups an incident of this service tells by default.
+    pub stakeholders: Vec<String>,
+    /// Where an overdue incident update escalates, instead of the policy's first step.
+    pub incident_backup: Option<Target>,
+    pub auto_declare: Option<AutoDeclare>,
 }
 
 /// When an open alert of a check that stays down is re-notified, run after missed run.
@@ -349,6 +418,10 @@ pub struct OnCall {
     pub checks: Vec<DeclaredCheck>,
     /// Audit findings accepted on purpose (`[[accepted]]`).
     pub accepted: Vec<Accepted>,
+    /// `[[stakeholders]]` groups, in file order.
+    pub stakeholders: Vec<StakeholderGroup>,
+    /// `[incidents]`, or its defaults.
+    pub incidents: IncidentSettings,
 }
 
 fn weekday(day: &str) -> Option<Weekday> {
@@ -666,6 +739,7 @@ impl OnCall {
                 _ => Ok(()),
             }
         };
+        let stakeholders = stakeholder_groups(file.stakeholders, &people, rules)?;
         let mut policies = HashMap::new();
         for (i, p) in file.policies.into_iter().enumerate() {
             rules.name(&p.name, &format!("policies[{i}].name"))?;
@@ -785,6 +859,23 @@ impl OnCall {
                     None => None,
                 },
             };
+            for (j, group) in s.stakeholders.iter().enumerate() {
+                if !stakeholders.iter().any(|g| &g.name == group) {
+                    bail!("{at}.stakeholders[{j}]: unknown stakeholder group `{group}`");
+                }
+            }
+            let incident_backup = match &s.incident_backup {
+                None => None,
+                Some(text) => {
+                    let t = target(text, &format!("{at}.incident_backup"))?;
+                    check_target(&t, &format!("{at}.incident_backup"))?;
+                    Some(t)
+                }
+            };
+            let auto_declare = match s.auto_declare {
+                None => None,
+                Some(spec) => Some(auto_declare(spec, &format!("{at}.auto_declare"))?),
+            };
             services.insert(
                 s.name.clone(),
                 Service {
@@ -797,6 +888,9 @@ impl OnCall {
                     resolve_hung_on_recovery: s.resolve_hung_on_recovery,
                     renotify,
                     remind_after,
+                    stakeholders: s.stakeholders,
+                    incident_backup,
+                    auto_declare,
                 },
             );
         }
@@ -873,7 +967,23 @@ impl OnCall {
                 until,
             });
         }
+        let incidents = match file.incidents {
+            None => IncidentSettings::default(),
+            Some(spec) => {
+                let backup = match &spec.backup {
+                    None => None,
+                    Some(text) => {
+                        let t = target(text, "incidents.backup")?;
+                        check_target(&t, "incidents.backup")?;
+                        Some(t)
+                    }
+                };
+                incident_settings(spec, backup)?
+            }
+        };
         Ok(OnCall {
+            stakeholders,
+            incidents,
             people,
             contacts,
             schedules,
@@ -886,6 +996,145 @@ impl OnCall {
             accepted,
         })
     }
+}
+
+/// The `[[stakeholders]]` groups: names unique, each member a person of the file or one
+/// deliverable address, time zones known.
+fn stakeholder_groups(
+    specs: Vec<GroupSpec>,
+    people: &HashMap<String, Person>,
+    rules: &Checks,
+) -> Result<Vec<StakeholderGroup>> {
+    let mut groups: Vec<StakeholderGroup> = Vec::new();
+    for (i, g) in specs.into_iter().enumerate() {
+        rules.name(&g.name, &format!("stakeholders[{i}].name"))?;
+        let at = format!("stakeholders[{i}] ({})", g.name);
+        if groups.iter().any(|o| o.name == g.name) {
+            bail!("{at}.name: `{}` appears twice", g.name);
+        }
+        if g.members.is_empty() {
+            bail!("{at}.members: a group needs at least one member");
+        }
+        let mut members = Vec::new();
+        for (j, m) in g.members.into_iter().enumerate() {
+            let at = format!("{at}.members[{j}]");
+            let given: Vec<(&str, String)> = [
+                ("person", m.person),
+                ("email", m.email),
+                ("slack", m.slack),
+                ("teams", m.teams),
+                ("discord", m.discord),
+                ("webhook", m.webhook),
+            ]
+            .into_iter()
+            .filter_map(|(k, v)| v.map(|v| (k, v)))
+            .collect();
+            let [(kind, value)] = given.as_slice() else {
+                bail!("{at}: give exactly one of person, email, slack, teams, discord or webhook");
+            };
+            let member = if *kind == "person" {
+                if !people.contains_key(value) {
+                    bail!("{at}.person: unknown person `{value}` (not in [[people]])");
+                }
+                StakeholderAddress::Person(value.clone())
+            } else {
+                rules
+                    .contact(kind, value)
+                    .map_err(|e| ConfigError(format!("{at}.{kind}: {e}")))?;
+                StakeholderAddress::Contact {
+                    kind: kind.to_string(),
+                    address: value.clone(),
+                }
+            };
+            let tz = match &m.tz {
+                None => None,
+                Some(tz) => Some(parse_tz(tz).map_err(|e| ConfigError(format!("{at}.tz: {e}")))?),
+            };
+            members.push(Stakeholder { member, tz });
+        }
+        groups.push(StakeholderGroup {
+            name: g.name,
+            members,
+        });
+    }
+    Ok(groups)
+}
+
+/// The longest update interval and reminder offsets: 7 days.
+const MAX_CADENCE_DAYS: i64 = 7;
+
+fn cadence_duration(text: &str, at: &str) -> Result<TimeDelta> {
+    parse_duration(text, MAX_CADENCE_DAYS).ok_or_else(|| {
+        ConfigError(format!(
+            "{at}: `{text}` is not a duration from 1m to 7d (a number with m, h or d: `30m`)"
+        ))
+    })
+}
+
+fn incident_settings(spec: IncidentsSpec, backup: Option<Target>) -> Result<IncidentSettings> {
+    let mut settings = IncidentSettings {
+        backup,
+        ..IncidentSettings::default()
+    };
+    let mut keys: Vec<_> = spec.update_interval.into_iter().collect();
+    keys.sort();
+    for (key, value) in keys {
+        let at = format!("incidents.update_interval.{key}");
+        let severity = Severity::parse(&key.to_ascii_lowercase()).ok_or_else(|| {
+            ConfigError(format!(
+                "{at}: `{key}` is not a severity (sev1, sev2, sev3, sev4)"
+            ))
+        })?;
+        let index = severity as usize;
+        settings.intervals[index] = match value.trim() {
+            "none" | "0" => None,
+            text => Some(cadence_duration(text, &at)?),
+        };
+    }
+    if let Some(text) = &spec.remind_before {
+        settings.remind_before = cadence_duration(text, "incidents.remind_before")?;
+    }
+    if let Some(text) = &spec.escalate_after {
+        settings.escalate_after = cadence_duration(text, "incidents.escalate_after")?;
+    }
+    if let Some(days) = spec.recurrence_days {
+        if days > 90 {
+            bail!("incidents.recurrence_days: {days} is out of range (0 to 90)");
+        }
+        settings.recurrence_days = days;
+    }
+    Ok(settings)
+}
+
+fn auto_declare(spec: AutoDeclareSpec, at: &str) -> Result<AutoDeclare> {
+    let unacked_after = match &spec.unacked_after {
+        None => None,
+        Some(text) => Some(cadence_duration(text, &format!("{at}.unacked_after"))?),
+    };
+    let mut critical_checks = Vec::new();
+    for (j, check) in spec.critical_checks.iter().enumerate() {
+        critical_checks.push(check_uuid(check).ok_or_else(|| {
+            ConfigError(format!(
+                "{at}.critical_checks[{j}]: `{check}` is not a check UUID"
+            ))
+        })?);
+    }
+    let severity = match &spec.severity {
+        None => Severity::Sev2,
+        Some(text) => Severity::parse_loose(text).ok_or_else(|| {
+            ConfigError(format!(
+                "{at}.severity: `{text}` is not a severity (SEV1, SEV2, SEV3, SEV4)"
+            ))
+        })?,
+    };
+    if unacked_after.is_none() && critical_checks.is_empty() {
+        bail!("{at}: give unacked_after, critical_checks or both");
+    }
+    Ok(AutoDeclare {
+        unacked_after,
+        critical_checks,
+        severity,
+    })
 }
 
 /// What `keepwatch apply` changes, by section and name: `+` added, `-` removed, `~` changed.
@@ -1261,6 +1510,107 @@ mod tests {
                 && err.ends_with("is already in service `billing`"),
             "{err}"
         );
+    }
+
+    #[test]
+    fn stakeholder_groups_cadence_and_auto_declare_are_read_and_checked() {
+        let groups = r#"
+[[stakeholders]]
+name = "execs"
+members = [
+  { person = "alice", tz = "America/Denver" },
+  { email = "cfo@example.com", tz = "Europe/Paris" },
+  { slack = "https://hooks.slack.com/services/T/B/x" },
+  { webhook = "https://status.example.com/hook" },
+]
+[incidents]
+update_interval = { sev1 = "15m", sev4 = "2h" }
+remind_before = "5m"
+escalate_after = "20m"
+recurrence_days = 3
+backup = "user:alice"
+"#;
+        let ok = BASE.replace(
+            "urgency = \"high\"\n",
+            "urgency = \"high\"\nstakeholders = [\"execs\"]\nauto_declare = { unacked_after = \"15m\", severity = \"SEV1\" }\n",
+        ) + groups;
+        let config = OnCall::parse(&ok).unwrap();
+        let execs = &config.stakeholders[0];
+        assert_eq!(execs.members.len(), 4);
+        assert_eq!(
+            execs.members[0].member,
+            StakeholderAddress::Person("alice".into())
+        );
+        assert_eq!(config.services["billing"].stakeholders, ["execs"]);
+        let auto = config.services["billing"].auto_declare.as_ref().unwrap();
+        assert_eq!(auto.unacked_after, Some(TimeDelta::minutes(15)));
+        assert_eq!(auto.severity, Severity::Sev1);
+        let s = &config.incidents;
+        assert_eq!(s.interval(Severity::Sev1), Some(TimeDelta::minutes(15)));
+        assert_eq!(s.interval(Severity::Sev2), Some(TimeDelta::hours(1)));
+        assert_eq!(s.interval(Severity::Sev4), Some(TimeDelta::hours(2)));
+        assert_eq!(s.remind_before, TimeDelta::minutes(5));
+        assert_eq!(s.escalate_after, TimeDelta::minutes(20));
+        assert_eq!(s.recurrence_days, 3);
+        assert_eq!(s.backup, Some(Target::User("alice".into())));
+        // Without the table: SEV1 30m, SEV2 1h, SEV3 4h, SEV4 none.
+        let defaults = OnCall::parse(BASE).unwrap().incidents;
+        assert_eq!(defaults.interval(Severity::Sev3), Some(TimeDelta::hours(4)));
+        assert_eq!(defaults.interval(Severity::Sev4), None);
+
+        for (from, to, error) in [
+            (
+                "person = \"alice\", tz",
+                "person = \"zoe\", tz",
+                "stakeholders[0] (execs).members[0].person: unknown person `zoe` (not in [[people]])",
+            ),
+            (
+                "{ email = \"cfo@example.com\", tz",
+                "{ email = \"cfo\", tz",
+                "stakeholders[0] (execs).members[1].email: `cfo` is not an email address",
+            ),
+            (
+                "{ slack = \"https://hooks.slack.com/services/T/B/x\" }",
+                "{ slack = \"https://hooks.slack.com/services/T/B/x\", email = \"a@b.c\" }",
+                "stakeholders[0] (execs).members[2]: give exactly one of person, email, slack, teams, discord or webhook",
+            ),
+            (
+                "tz = \"Europe/Paris\"",
+                "tz = \"Mars/Olympus\"",
+                "stakeholders[0] (execs).members[1].tz: unknown time zone `Mars/Olympus`",
+            ),
+            (
+                "stakeholders = [\"execs\"]",
+                "stakeholders = [\"board\"]",
+                "services[0] (billing).stakeholders[0]: unknown stakeholder group `board`",
+            ),
+            (
+                "sev1 = \"15m\"",
+                "sev9 = \"15m\"",
+                "incidents.update_interval.sev9: `sev9` is not a severity (sev1, sev2, sev3, sev4)",
+            ),
+            (
+                "remind_before = \"5m\"",
+                "remind_before = \"soon\"",
+                "incidents.remind_before: `soon` is not a duration from 1m to 7d",
+            ),
+            (
+                "backup = \"user:alice\"",
+                "backup = \"user:zoe\"",
+                "incidents.backup: unknown user `zoe`",
+            ),
+            (
+                "auto_declare = { unacked_after = \"15m\", severity = \"SEV1\" }",
+                "auto_declare = { severity = \"SEV1\" }",
+                "services[0] (billing).auto_declare: give unacked_after, critical_checks or both",
+            ),
+        ] {
+            assert!(ok.contains(from), "{from}");
+            let got = OnCall::parse(&ok.replacen(from, to, 1))
+                .unwrap_err()
+                .to_string();
+            assert!(got.starts_with(error), "{got}");
+        }
     }
 
     #[test]

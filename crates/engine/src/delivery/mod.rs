@@ -29,7 +29,8 @@ use chrono::{DateTime, TimeDelta, Utc};
 use keepwatch_core::alert::AlertStatus;
 use keepwatch_core::oncall::ContactKind;
 use keepwatch_store::{
-    AttemptResult, Delivery, MessageKind, PageDelivery, Store, Timestamp, UpdateDelivery,
+    AttemptResult, Delivery, IncidentDelivery, MessageKind, PageDelivery, Store, Timestamp,
+    UpdateDelivery,
 };
 use tokio::sync::Notify;
 use tokio::task::JoinSet;
@@ -177,7 +178,31 @@ impl Dispatcher {
         } else {
             Vec::new()
         };
-        let claimed = !events.is_empty() || !pages.is_empty() || !updates.is_empty();
+        let mut incident_messages = Vec::new();
+        for kind in [MessageKind::IncidentUpdate, MessageKind::IncidentReminder] {
+            if due.contains(&kind) {
+                incident_messages.extend(
+                    self.store
+                        .claim_incident_messages(kind, now.into(), LEASE, PAGE_CLAIM_LIMIT, &busy)
+                        .await?,
+                );
+            }
+        }
+        let claimed = !events.is_empty()
+            || !pages.is_empty()
+            || !updates.is_empty()
+            || !incident_messages.is_empty();
+        for message in incident_messages {
+            if self.held.holds(message.id) {
+                continue;
+            }
+            let destination = destination_of(&message.address);
+            let rows = vec![(message.id, message.address.clone())];
+            let task = self
+                .sends
+                .spawn(self.send_incident(destination.clone(), message));
+            self.held.add(rows, destination, task.id());
+        }
         for update in updates {
             if self.held.holds(update.id) {
                 continue;
@@ -367,6 +392,61 @@ impl Dispatcher {
         }
     }
 
+    /// Sends one incident message (a stakeholder update, an owner reminder) when its
+    /// destination has a free lane, and records the attempt.
+    fn send_incident(
+        &self,
+        destination: String,
+        message: IncidentDelivery,
+    ) -> impl Future<Output = ()> + Send + 'static {
+        let context = self.delivery_context();
+        async move {
+            let started = Instant::now();
+            let timeout = context.transport.timeout();
+            let outcome = context
+                .lanes
+                .run(&destination, async {
+                    let kind =
+                        ContactKind::of(&message.contact, &message.address).ok_or_else(|| {
+                            Failure::permanent(format!(
+                                "contact `{}` (`{}`) is not an email address or URL",
+                                message.contact, message.address
+                            ))
+                        })?;
+                    let request = render(kind, &message.address, &incident_message(&message))?;
+                    tokio::time::timeout(timeout, context.transport.send(request))
+                        .await
+                        .unwrap_or_else(|_| {
+                            Err(Failure::transient("no answer within the delivery timeout"))
+                        })
+                })
+                .await;
+            let at = context.clock.now();
+            let retry_at = retry_after(&context.config, message.attempts, &outcome)
+                .map(|delay| Timestamp::from(at + delay));
+            let (ok, detail) = match outcome {
+                Ok(detail) => (true, detail),
+                Err(failure) => (false, failure.detail),
+            };
+            metrics::counter!("keepwatch_incident_messages_total", "outcome" => if ok { "ok" } else { "error" })
+                .increment(1);
+            if !ok {
+                tracing::warn!(message = message.id, incident = message.incident_id, to = %message.address, error = %detail, "incident message failed");
+            }
+            let result = AttemptResult {
+                outbox_id: message.id,
+                at: at.into(),
+                ok,
+                detail,
+                took_ms: started.elapsed().as_millis() as i64,
+                retry_at,
+            };
+            if let Err(e) = context.store.record_attempt(&result).await {
+                tracing::error!(error = %e, "cannot record an incident message");
+            }
+        }
+    }
+
     /// Waits until woken by a new message, until the next one falls due (a retry, a page
     /// held by the rate limit), until a send finishes (its destination may take more now),
     /// or a poll. Messages already due wait for their destination, not for their due time.
@@ -458,6 +538,30 @@ fn update_message(update: &UpdateDelivery, links: Option<&(String, String)>) -> 
             serde_json::json!({"acknowledge": ack, "resolve": resolve});
     }
     message.headers = vec![("X-Keepwatch-Update", update.id.to_string())];
+    message
+}
+
+/// An incident message as every kind of destination reads it: the subject as the title,
+/// the text as written for the recipient; a webhook gets `{"incident": {id, title, severity,
+/// status}, "kind", "subject", "text"}`.
+fn incident_message(m: &IncidentDelivery) -> Message {
+    let mut message = Message::plain(&m.note, &m.text);
+    message.subject = format!("[keepwatch] {}", m.note);
+    message.json = serde_json::json!({
+        "incident": {
+            "id": m.incident_id,
+            "title": m.title,
+            "severity": m.severity,
+            "status": m.status,
+        },
+        "kind": m.kind,
+        "subject": m.note,
+        "text": m.text,
+    });
+    message.headers = vec![
+        ("X-Keepwatch-Incident", m.incident_id.to_string()),
+        ("X-Keepwatch-Message", m.id.to_string()),
+    ];
     message
 }
 

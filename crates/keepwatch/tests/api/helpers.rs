@@ -33,6 +33,8 @@ pub struct AppOptions {
     /// Refuse private destinations, as `keepwatch serve` does by default (the tests'
     /// receivers are on loopback, so they are allowed unless this is set).
     pub refuse_private: bool,
+    /// Pings kept per check; the server's default (100) otherwise.
+    pub ping_log_limit: Option<i64>,
 }
 
 pub struct TestApp {
@@ -82,6 +84,7 @@ pub async fn spawn_app_with(options: AppOptions) -> TestApp {
         engine: EngineConfig {
             smtp: options.smtp,
             allow_private_destinations: !options.refuse_private,
+            ping_log_limit: options.ping_log_limit.unwrap_or(100),
             ..EngineConfig::default()
         },
         ping_body_limit: options.ping_body_limit.unwrap_or(100_000),

@@ -12,6 +12,8 @@ mod disk_full;
 mod drill;
 mod durability;
 mod helpers;
+mod incident_bench;
+mod incidents;
 mod input_checks;
 mod notifications;
 mod oncall_load;

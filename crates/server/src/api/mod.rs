@@ -6,6 +6,8 @@
 //! - [`check_spec`]: a check's create or update body, validated as Healthchecks does.
 //! - [`channels`]: notification channels (`/api/v3/channels/`).
 //! - [`alerts`]: keepwatch's alerts API (`/api/v1/alerts/`).
+//! - [`incidents`]: incidents, their updates, the stakeholder page and the postmortem
+//!   export (`/api/v1/incidents/`, `/s/<token>`).
 //! - [`events`]: alerts from outside: PagerDuty-style events and Alertmanager webhooks.
 //! - [`oncall`]: who is on call (`/api/v1/oncall/`) and the calendar feeds (`/ical/…`).
 //! - [`oncall_config`]: the on-call configuration file (`/api/v1/oncall/config`), and how
@@ -22,6 +24,7 @@ pub mod check_spec;
 pub mod checks;
 pub mod drill;
 pub mod events;
+pub mod incidents;
 pub mod oncall;
 pub mod oncall_config;
 pub mod people;
