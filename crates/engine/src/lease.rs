@@ -15,6 +15,8 @@ pub enum Work {
     Delivery,
     /// Database housekeeping.
     Housekeeping,
+    /// The daily audit of each project's setup (and after every apply).
+    Audit,
 }
 
 /// Whether this process may do a kind of work now. Cheap: called before every round.

@@ -169,6 +169,9 @@ pub struct Engine {
     messages_wake: Arc<Notify>,
     pager_rounds: watch::Receiver<rounds::Round>,
     dispatcher_rounds: watch::Receiver<rounds::Round>,
+    /// Wakes the auditor (after an apply).
+    audit_wake: Arc<Notify>,
+    audit_rounds: watch::Receiver<rounds::Round>,
 }
 
 /// The engine's background tasks.
@@ -177,6 +180,7 @@ pub struct EngineTasks {
     pub dispatcher: JoinHandle<()>,
     pub pager: JoinHandle<()>,
     pub maintenance: JoinHandle<()>,
+    pub auditor: JoinHandle<()>,
 }
 
 /// Database housekeeping on the wall clock (it is not domain time): the SQLite WAL
@@ -284,6 +288,16 @@ impl Engine {
         );
         let dispatcher_rounds = dispatcher.rounds();
         let dispatcher = tokio::spawn(dispatcher.run());
+        let audit_wake = Arc::new(Notify::new());
+        let auditor = audit::Auditor::new(
+            store.clone(),
+            clock.clone(),
+            audit_wake.clone(),
+            pager_wake.clone(),
+            lease.clone(),
+        );
+        let audit_rounds = auditor.rounds();
+        let auditor = tokio::spawn(auditor.run());
         let maintenance = tokio::spawn(maintain(store.clone(), lease));
         Ok((
             Engine {
@@ -296,12 +310,15 @@ impl Engine {
                 messages_wake: wake,
                 pager_rounds,
                 dispatcher_rounds,
+                audit_wake,
+                audit_rounds,
             },
             EngineTasks {
                 actor,
                 dispatcher,
                 pager,
                 maintenance,
+                auditor,
             },
         ))
     }
@@ -437,6 +454,7 @@ impl Engine {
     /// A project's on-call file was applied: its open alerts are re-planned now, not at their
     /// old due times.
     pub fn oncall_applied(&self) {
+        self.audit_wake.notify_one();
         self.pager_wake.notify_one();
     }
 
@@ -445,6 +463,8 @@ impl Engine {
     /// to send and nothing under way. "Nothing more was sent" is then a fact, not a guess
     /// after a sleep.
     pub async fn settled(&self) {
+        // An audit due now raises its alerts before the pager's round.
+        let _ = rounds::next_round(&self.audit_rounds, &self.audit_wake).await;
         if rounds::next_round(&self.pager_rounds, &self.pager_wake)
             .await
             .is_none()
