@@ -90,3 +90,161 @@ pub async fn audit_project(
     let (checks, history) = gather(store, project_id, now).await?;
     Ok(audit::audit(config, &checks, &history, now, settings))
 }
+
+/// How often each project is audited when nothing is applied.
+pub const AUDIT_EVERY: TimeDelta = TimeDelta::days(1);
+
+/// The dedup key of the alert an error-level finding raises: one open alert per finding,
+/// however many audits find it again.
+pub fn alert_key(finding: &keepwatch_core::audit::Finding) -> String {
+    format!("audit:{}:{}", finding.id, finding.objects.join(","))
+}
+
+/// The service an error-level finding's alert goes to: the service it names, else the one an
+/// alert of no check would go to (`default`, or the only service).
+fn service_of(config: &OnCall, finding: &keepwatch_core::audit::Finding) -> String {
+    finding
+        .objects
+        .iter()
+        .filter_map(|o| o.strip_prefix("service:"))
+        .find(|s| config.services.contains_key(*s))
+        .map(str::to_string)
+        .unwrap_or_else(|| keepwatch_core::alert::routing::service_for(Some(config), "", None))
+}
+
+/// The watcher watched: audits each project with an applied configuration daily and after
+/// every apply, on the engine's clock, and raises an alert for each error-level finding.
+pub struct Auditor {
+    store: Store,
+    clock: std::sync::Arc<dyn crate::Clock>,
+    pub wake: std::sync::Arc<tokio::sync::Notify>,
+    pager_wake: std::sync::Arc<tokio::sync::Notify>,
+    lease: std::sync::Arc<dyn crate::lease::Lease>,
+    rounds: crate::rounds::Rounds,
+    /// Per project: the applied version audited last, and when.
+    done: std::collections::HashMap<i64, (keepwatch_store::Timestamp, DateTime<Utc>)>,
+}
+
+impl Auditor {
+    pub fn new(
+        store: Store,
+        clock: std::sync::Arc<dyn crate::Clock>,
+        wake: std::sync::Arc<tokio::sync::Notify>,
+        pager_wake: std::sync::Arc<tokio::sync::Notify>,
+        lease: std::sync::Arc<dyn crate::lease::Lease>,
+    ) -> Auditor {
+        Auditor {
+            store,
+            clock,
+            wake,
+            pager_wake,
+            lease,
+            rounds: crate::rounds::Rounds::new(),
+            done: std::collections::HashMap::new(),
+        }
+    }
+
+    pub fn rounds(&self) -> tokio::sync::watch::Receiver<crate::rounds::Round> {
+        self.rounds.watch()
+    }
+
+    pub async fn run(mut self) {
+        loop {
+            let round_start = self.clock.now();
+            self.rounds.start();
+            let mut idle = true;
+            if self.lease.holds(crate::lease::Work::Audit) {
+                match self.step().await {
+                    Ok(audited) => idle = audited == 0,
+                    Err(e) => tracing::warn!(error = %e, "audit round failed"),
+                }
+            }
+            self.rounds.finish(idle);
+            // The next audit falls due a day after the last (an apply wakes it sooner); an
+            // hour at most, for projects applied for the first time elsewhere.
+            let next = self
+                .done
+                .values()
+                .map(|(_, at)| *at + AUDIT_EVERY)
+                .min()
+                .unwrap_or(round_start + TimeDelta::hours(1))
+                .min(round_start + TimeDelta::hours(1));
+            tokio::select! {
+                _ = self.wake.notified() => {}
+                _ = self.clock.sleep_until(next) => {}
+            }
+        }
+    }
+
+    /// Audits the projects that are due; returns how many.
+    pub async fn step(&mut self) -> Result<usize, StoreError> {
+        let now = self.clock.now();
+        let mut audited = 0;
+        for (project_id, version) in self.store.oncall_versions().await? {
+            let due = self
+                .done
+                .get(&project_id)
+                .is_none_or(|(v, at)| *v != version || now - *at >= AUDIT_EVERY);
+            if !due {
+                continue;
+            }
+            self.done.insert(project_id, (version, now));
+            let Some(applied) = self.store.oncall(project_id).await? else {
+                continue;
+            };
+            if applied.config.is_err() {
+                continue;
+            }
+            let (checks, history) = gather(&self.store, project_id, now).await?;
+            let for_audit = applied.clone();
+            let report = tokio::task::spawn_blocking(move || {
+                let config = for_audit.config.as_ref().ok()?;
+                Some(audit::audit(
+                    config,
+                    &checks,
+                    &history,
+                    now,
+                    &Settings::default(),
+                ))
+            })
+            .await
+            .map_err(|e| StoreError::task(format!("audit failed: {e}")))?;
+            let (Some(report), Ok(config)) = (report, applied.config.as_ref()) else {
+                continue;
+            };
+            audited += 1;
+            tracing::info!(
+                project_id,
+                errors = report.errors,
+                warnings = report.warnings,
+                "audit"
+            );
+            for finding in report
+                .findings
+                .iter()
+                .filter(|f| f.severity == keepwatch_core::audit::Severity::Error)
+            {
+                let service = service_of(config, finding);
+                let key = alert_key(finding);
+                let summary = format!("audit: {}", finding.summary);
+                let details = serde_json::to_string(finding).unwrap_or_default();
+                let alert = keepwatch_store::NewAlert {
+                    project_id,
+                    service: &service,
+                    dedup_key: &key,
+                    summary: &summary,
+                    source: keepwatch_core::alert::AlertSource::Audit,
+                    details: &details,
+                };
+                let urgency = keepwatch_core::alert::routing::urgency(Some(config), &service, now);
+                self.store
+                    .trigger_alert(&alert, urgency, now.into())
+                    .await?;
+            }
+            if report.errors > 0 {
+                self.pager_wake.notify_one();
+            }
+        }
+        Ok(audited)
+    }
+}

@@ -17,6 +17,8 @@ pub enum Work {
     Incidents,
     /// Database housekeeping.
     Housekeeping,
+    /// The daily audit of each project's setup (and after every apply).
+    Audit,
 }
 
 /// Whether this process may do a kind of work now. Cheap: called before every round.

@@ -179,6 +179,9 @@ pub struct Engine {
     /// Wakes the incident loop, and its rounds.
     incidents_wake: Arc<Notify>,
     incident_rounds: watch::Receiver<rounds::Round>,
+    /// Wakes the auditor (after an apply).
+    audit_wake: Arc<Notify>,
+    audit_rounds: watch::Receiver<rounds::Round>,
 }
 
 /// The engine's background tasks.
@@ -188,6 +191,7 @@ pub struct EngineTasks {
     pub pager: JoinHandle<()>,
     pub maintenance: JoinHandle<()>,
     pub incidents: JoinHandle<()>,
+    pub auditor: JoinHandle<()>,
 }
 
 /// Database housekeeping on the wall clock (it is not domain time): the SQLite WAL
@@ -312,6 +316,16 @@ impl Engine {
         );
         let dispatcher_rounds = dispatcher.rounds();
         let dispatcher = tokio::spawn(dispatcher.run());
+        let audit_wake = Arc::new(Notify::new());
+        let auditor = audit::Auditor::new(
+            store.clone(),
+            clock.clone(),
+            audit_wake.clone(),
+            pager_wake.clone(),
+            lease.clone(),
+        );
+        let audit_rounds = auditor.rounds();
+        let auditor = tokio::spawn(auditor.run());
         let maintenance = tokio::spawn(maintain(store.clone(), lease));
         Ok((
             Engine {
@@ -327,6 +341,8 @@ impl Engine {
                 incidents,
                 incidents_wake,
                 incident_rounds,
+                audit_wake,
+                audit_rounds,
             },
             EngineTasks {
                 actor,
@@ -334,6 +350,7 @@ impl Engine {
                 pager,
                 maintenance,
                 incidents: incident_task,
+                auditor,
             },
         ))
     }
@@ -470,6 +487,7 @@ impl Engine {
     /// A project's on-call file was applied: its open alerts are re-planned now, not at their
     /// old due times.
     pub fn oncall_applied(&self) {
+        self.audit_wake.notify_one();
         self.pager_wake.notify_one();
     }
 
@@ -478,6 +496,8 @@ impl Engine {
     /// to send and nothing under way. "Nothing more was sent" is then a fact, not a guess
     /// after a sleep.
     pub async fn settled(&self) {
+        // An audit due now raises its alerts before the pager's round.
+        let _ = rounds::next_round(&self.audit_rounds, &self.audit_wake).await;
         if rounds::next_round(&self.pager_rounds, &self.pager_wake)
             .await
             .is_none()

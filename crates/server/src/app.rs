@@ -152,7 +152,13 @@ impl RunningApp {
         if let Err(e) = engine.flush().await {
             tracing::error!(error = %e, "the engine's state was not written at shutdown");
         }
-        for task in [tasks.dispatcher, tasks.pager, tasks.maintenance] {
+        for task in [
+            tasks.dispatcher,
+            tasks.pager,
+            tasks.maintenance,
+            tasks.auditor,
+            tasks.incidents,
+        ] {
             task.abort();
             let _ = task.await;
         }

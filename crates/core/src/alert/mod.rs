@@ -27,5 +27,7 @@ crate::text_enum::text_enum! {
         Events = "events",
         /// Alertmanager's webhook.
         Alertmanager = "alertmanager",
+        /// The server's own audit: an error-level finding.
+        Audit = "audit",
     }
 }

@@ -247,6 +247,11 @@ async fn a_check_that_never_reports_raises_a_low_urgency_alert_when_asked() {
         r#"urgency = "high", contact"#,
         r#"urgency = "low", contact"#,
     );
+    // Low urgency on purpose: the server's audit would otherwise raise an alert of its own.
+    let file = format!(
+        "{file}\n[[accepted]]\nid = \"high-urgency-unreachable\"\nreason = \"low on purpose\"\nuntil = \"2030-01-01\"\n\
+         [[accepted]]\nid = \"no-rule-for-urgency\"\nreason = \"low on purpose\"\nuntil = \"2030-01-01\"\n"
+    );
     apply(&app, &file).await;
     let watched = app
         .create_check(json!({"name": "nightly", "timeout": 3600, "grace": 60,

@@ -300,3 +300,60 @@ async fn the_server_audits_the_applied_file_and_its_checks() {
         "{out}"
     );
 }
+
+/// The server audits after every apply and daily, on its clock, and raises an alert for an
+/// error-level finding (once: a later audit that finds it again adds to the same alert).
+#[tokio::test]
+async fn the_server_raises_an_alert_for_an_error_finding_after_apply_and_daily() {
+    let app = spawn_app().await;
+    let project = app.store.project_by_name("default").await.unwrap().unwrap();
+    let mistake = include_str!("../../../../examples/weekend-mistake.toml");
+    app.apply_oncall_config(mistake).await;
+    app.engine.settled().await;
+    let key = "audit:high-urgency-unreachable:service:events";
+    let alert = app
+        .store
+        .open_alert_by_dedup(project.id, key)
+        .await
+        .unwrap()
+        .expect("an alert for the error finding");
+    assert_eq!(alert.service, "events");
+    assert_eq!(alert.source.as_str(), "audit");
+    assert!(
+        alert
+            .summary
+            .starts_with("audit: an alert of service `events`"),
+        "{}",
+        alert.summary
+    );
+    let triggers = |log: &[keepwatch_store::AlertLogRow]| {
+        log.iter()
+            .filter(|e| e.kind == "triggered" || e.kind == "trigger_repeated")
+            .count()
+    };
+    assert_eq!(triggers(&app.store.alert_log(alert.id).await.unwrap()), 1);
+    // Half a day later: not due again.
+    app.advance(chrono::TimeDelta::hours(12));
+    app.engine.settled().await;
+    assert_eq!(triggers(&app.store.alert_log(alert.id).await.unwrap()), 1);
+    // A day after the first: audited again, the same alert.
+    app.advance(chrono::TimeDelta::hours(12));
+    app.engine.settled().await;
+    assert_eq!(triggers(&app.store.alert_log(alert.id).await.unwrap()), 2);
+    let open = app
+        .store
+        .open_alert_by_dedup(project.id, key)
+        .await
+        .unwrap();
+    assert_eq!(open.map(|a| a.id), Some(alert.id));
+    // Warnings raise nothing.
+    let warnings = app
+        .store
+        .list_alerts(project.id, None, 100)
+        .await
+        .unwrap()
+        .into_iter()
+        .filter(|a| a.dedup_key.starts_with("audit:"))
+        .count();
+    assert_eq!(warnings, 1);
+}

@@ -18,13 +18,18 @@ const EXAMPLE: &str = include_str!("../../../../examples/oncall.toml");
 
 /// Billing (the example's service) is in maintenance for the first 12 minutes of the
 /// fourth scenario; more services for the others: `batch` is low and never raised, `ops`
-/// pages Bob alone three times over, `nag` reminds the first step every 20 minutes.
+/// pages Bob alone three times over, `nag` reminds the first step every 20 minutes. The
+/// scenarios reach nobody at times on purpose: the audit's errors are accepted, so the
+/// server raises no alert of its own.
 const EXTRA: &str = "[[maintenance]]\nservice = \"billing\"\n\
      start = \"2026-11-28T10:00:00Z\"\nend = \"2026-11-28T10:12:00Z\"\n\
      [[policies]]\nname = \"single\"\nsteps = [{ targets = [\"user:bob\"], delay = 10 }]\nrepeat = 2\n\
      [[services]]\nname = \"batch\"\npolicy = \"billing\"\nurgency = \"low\"\nraise_after = 0\n\
      [[services]]\nname = \"ops\"\npolicy = \"single\"\nurgency = \"high\"\n\
-     [[services]]\nname = \"nag\"\npolicy = \"single\"\nurgency = \"high\"\nremind_after = \"20m\"\n";
+     [[services]]\nname = \"nag\"\npolicy = \"single\"\nurgency = \"high\"\nremind_after = \"20m\"\n\
+     [[accepted]]\nid = \"high-urgency-unreachable\"\nreason = \"scenarios\"\nuntil = \"2030-01-01\"\n\
+     [[accepted]]\nid = \"schedule-gap\"\nreason = \"scenarios\"\nuntil = \"2030-01-01\"\n\
+     [[accepted]]\nid = \"step-resolves-to-nobody\"\nreason = \"scenarios\"\nuntil = \"2030-01-01\"\n";
 
 /// `(time, kind, who)`: one entry of an alert's log, or of a drill's timeline.
 type Entry = (DateTime<Utc>, String, String);
