@@ -930,11 +930,7 @@ impl IncidentLoop {
         let store = &self.incidents.store;
         if store.meta(ALERT_CURSOR).await? == 0 {
             // Alerts from before incidents existed are not looked at again.
-            let last = store
-                .alerts_after(0, i64::MAX)
-                .await?
-                .last()
-                .map_or(0, |a| a.id);
+            let last = store.max_alert_id().await?;
             if last > 0 {
                 store.set_meta(ALERT_CURSOR, last).await?;
             }

@@ -525,6 +525,15 @@ impl Store {
         }))
     }
 
+    /// The newest alert's id (0 when there is none).
+    pub async fn max_alert_id(&self) -> Result<i64> {
+        Ok(with_read!(self, |pool| {
+            sqlx::query_scalar("SELECT COALESCE(MAX(id), 0) FROM alerts")
+                .fetch_one(pool)
+                .await?
+        }))
+    }
+
     /// High-urgency alerts still triggered (never acknowledged) since before `before`, in no
     /// incident: candidates for a service's auto-declare.
     pub async fn unacked_alerts_before(&self, before: Timestamp) -> Result<Vec<crate::AlertRow>> {
