@@ -446,6 +446,24 @@ async fn two_day_incident(options: AppOptions) {
         markdown.contains("**reminder** (keepwatch): escalated: update overdue by 15m"),
         "{markdown}"
     );
+
+    // Reopened: updates are taken again and the cadence resumes.
+    let (status, reopened) = post(
+        &app,
+        &format!("/api/v1/incidents/{id}/reopen"),
+        json!({"message": "it failed again"}),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{reopened}");
+    assert_ne!(reopened["status"], "resolved", "{reopened}");
+    assert_ne!(reopened["next_update_due"], Value::Null, "{reopened}");
+    let (status, _) = post(
+        &app,
+        &format!("/api/v1/incidents/{id}/updates"),
+        json!({"status": "identified", "message": "same cause as before"}),
+    )
+    .await;
+    assert_eq!(status, StatusCode::CREATED);
     app.stop().await;
 }
 

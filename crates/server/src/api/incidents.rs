@@ -329,25 +329,9 @@ pub async fn resolve(
     State(state): State<AppState>,
     headers: HeaderMap,
     Path(id): Path<String>,
-    FullKeyJson { scope, body }: FullKeyJson,
+    body: FullKeyJson,
 ) -> Result<Json<Value>, ApiError> {
-    let id = incident_id(&id)?;
-    let message = body
-        .as_ref()
-        .map(|b| string_field(b, "message"))
-        .transpose()?
-        .flatten();
-    let row = state
-        .engine
-        .resolve_incident(
-            scope.project_id,
-            id,
-            message.as_deref(),
-            &acting_as(&scope, &headers),
-        )
-        .await
-        .map_err(engine_error(id))?;
-    Ok(Json(incident_json(&state, &row, false)))
+    close_or_reopen(&state, &headers, &id, body, true).await
 }
 
 /// `POST /api/v1/incidents/<id>/reopen` with `{"message"}`.
@@ -355,25 +339,39 @@ pub async fn reopen(
     State(state): State<AppState>,
     headers: HeaderMap,
     Path(id): Path<String>,
-    FullKeyJson { scope, body }: FullKeyJson,
+    body: FullKeyJson,
 ) -> Result<Json<Value>, ApiError> {
-    let id = incident_id(&id)?;
+    close_or_reopen(&state, &headers, &id, body, false).await
+}
+
+/// Resolves (`resolve`) or reopens an incident, with the optional message of the body.
+async fn close_or_reopen(
+    state: &AppState,
+    headers: &HeaderMap,
+    id: &str,
+    FullKeyJson { scope, body }: FullKeyJson,
+    resolve: bool,
+) -> Result<Json<Value>, ApiError> {
+    let id = incident_id(id)?;
     let message = body
         .as_ref()
         .map(|b| string_field(b, "message"))
         .transpose()?
         .flatten();
-    let row = state
-        .engine
-        .reopen_incident(
-            scope.project_id,
-            id,
-            message.as_deref(),
-            &acting_as(&scope, &headers),
-        )
-        .await
-        .map_err(engine_error(id))?;
-    Ok(Json(incident_json(&state, &row, false)))
+    let who = acting_as(&scope, headers);
+    let row = if resolve {
+        state
+            .engine
+            .resolve_incident(scope.project_id, id, message.as_deref(), &who)
+            .await
+    } else {
+        state
+            .engine
+            .reopen_incident(scope.project_id, id, message.as_deref(), &who)
+            .await
+    }
+    .map_err(engine_error(id))?;
+    Ok(Json(incident_json(state, &row, false)))
 }
 
 /// `POST /api/v1/incidents/<id>/notes` with `{"text"}`.
