@@ -674,3 +674,121 @@ async fn every_apply_is_recorded_and_export_at_returns_the_file_as_it_was() {
     let out = keepwatch_async(&["export", "--data-dir", data_dir], None).await;
     assert_eq!(String::from_utf8(out.stdout).unwrap(), second);
 }
+
+#[tokio::test]
+async fn incident_commands_declare_update_resolve_and_export_through_the_binary() {
+    let app = spawn_app().await;
+    let data_dir = app.data_dir.to_str().unwrap().to_string();
+    let example = concat!(env!("CARGO_MANIFEST_DIR"), "/../../examples/oncall.toml");
+    let out = keepwatch_async(&["apply", "-f", example, "--data-dir", &data_dir], None).await;
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let applied = String::from_utf8(out.stdout).unwrap();
+    let key = applied
+        .lines()
+        .find_map(|l| l.strip_prefix("  service billing: "))
+        .unwrap_or_else(|| panic!("no integration key in: {applied}"))
+        .to_string();
+    let event = json!({
+        "routing_key": key,
+        "event_action": "trigger",
+        "dedup_key": "db1-disk",
+        "payload": {"summary": "disk full on db1", "source": "db1", "severity": "error"},
+    });
+    let (status, _) = app.send_event(event).await;
+    assert_eq!(status.as_u16(), 202);
+    let (_, alerts) = app
+        .api("GET", "/api/v1/alerts/", Some(&app.read_key), None)
+        .await;
+    let alert_id = alerts["alerts"][0]["id"]
+        .as_i64()
+        .expect("the event opened an alert");
+
+    let incident = |args: &[&str], key: &str| {
+        let mut all: Vec<String> = vec!["incident".into()];
+        all.extend(args.iter().map(|a| a.to_string()));
+        all.extend(["--server".into(), app.address.clone()]);
+        let key = key.to_string();
+        async move {
+            let all: Vec<&str> = all.iter().map(String::as_str).collect();
+            let out = keepwatch_async(&all, Some(&key)).await;
+            (
+                out.status.success(),
+                String::from_utf8_lossy(&out.stdout).to_string(),
+                String::from_utf8_lossy(&out.stderr).to_string(),
+            )
+        }
+    };
+    let alert = alert_id.to_string();
+    let (ok, out, err) = incident(
+        &[
+            "declare",
+            "--alert",
+            &alert,
+            "--severity",
+            "SEV2",
+            "--owner",
+            "alice",
+            "--impact",
+            "Invoices are not sent",
+        ],
+        &app.api_key,
+    )
+    .await;
+    assert!(ok, "{out}{err}");
+    assert!(out.contains("#1"), "{out}");
+    let (ok, out, err) = incident(&["list"], &app.read_key).await;
+    assert!(
+        ok && out.contains("disk full on db1") && out.contains("alice"),
+        "{out}{err}"
+    );
+    let (ok, out, err) = incident(
+        &[
+            "update",
+            "1",
+            "--status",
+            "identified",
+            "-m",
+            "db1's volume is full",
+        ],
+        &app.api_key,
+    )
+    .await;
+    assert!(ok, "{out}{err}");
+    let (ok, out, err) = incident(
+        &["update", "1", "--no-news", "-m", "growing the volume"],
+        &app.api_key,
+    )
+    .await;
+    assert!(ok, "{out}{err}");
+    // An owner who is not in the file, and an empty message: refused, saying why.
+    let (ok, _, err) = incident(&["owner", "1", "zoe"], &app.api_key).await;
+    assert!(!ok && err.contains("zoe"), "{err}");
+    let (ok, _, err) = incident(&["update", "1", "-m", " "], &app.api_key).await;
+    assert!(!ok && err.contains("message"), "{err}");
+    let (ok, out, err) = incident(&["resolve", "1", "-m", "volume grown"], &app.api_key).await;
+    assert!(ok && out.contains("resolved"), "{out}{err}");
+    let (ok, _, err) = incident(&["update", "1", "-m", "still fine"], &app.api_key).await;
+    assert!(!ok && err.contains("reopen"), "{err}");
+    let (ok, out, err) = incident(
+        &[
+            "export",
+            "1",
+            "--format",
+            "markdown",
+            "--tz",
+            "America/Denver",
+        ],
+        &app.read_key,
+    )
+    .await;
+    assert!(ok, "{err}");
+    assert!(out.starts_with("# Incident #1: disk full on db1"), "{out}");
+    assert!(out.contains("db1's volume is full"), "{out}");
+    assert!(out.contains("no news: [identified] growing the volume"), "{out}");
+    assert!(out.contains("volume grown"), "{out}");
+    app.stop().await;
+}
