@@ -6,7 +6,7 @@ use std::process::{Command, Stdio};
 
 use serde_json::json;
 
-use crate::helpers::spawn_app;
+use crate::helpers::{TestApp, spawn_app};
 
 fn keepwatch(args: &[&str]) -> (bool, String, String) {
     let output = Command::new(env!("CARGO_BIN_EXE_keepwatch"))
@@ -420,9 +420,9 @@ async fn apply_stores_the_oncall_file_idempotently_and_serves_feeds_and_oncall()
     assert_eq!(out.stdout, std::fs::read(example).unwrap());
 }
 
-#[tokio::test]
-async fn apply_prints_integration_keys_and_alert_commands_act_through_the_api() {
-    let app = spawn_app().await;
+/// Applies examples/oncall.toml with the CLI and opens an alert on its `billing` service
+/// through the events API with the integration key `apply` printed.
+async fn apply_example_and_trigger_disk_alert(app: &TestApp) {
     let data_dir = app.data_dir.to_str().unwrap().to_string();
     let example = concat!(env!("CARGO_MANIFEST_DIR"), "/../../examples/oncall.toml");
     let out = keepwatch_async(&["apply", "-f", example, "--data-dir", &data_dir], None).await;
@@ -445,6 +445,12 @@ async fn apply_prints_integration_keys_and_alert_commands_act_through_the_api() 
     });
     let (status, _) = app.send_event(event).await;
     assert_eq!(status.as_u16(), 202);
+}
+
+#[tokio::test]
+async fn apply_prints_integration_keys_and_alert_commands_act_through_the_api() {
+    let app = spawn_app().await;
+    apply_example_and_trigger_disk_alert(&app).await;
 
     let alert = |args: &[&str], key: &str| {
         let mut all: Vec<String> = vec!["alert".into()];
@@ -678,28 +684,7 @@ async fn every_apply_is_recorded_and_export_at_returns_the_file_as_it_was() {
 #[tokio::test]
 async fn incident_commands_declare_update_resolve_and_export_through_the_binary() {
     let app = spawn_app().await;
-    let data_dir = app.data_dir.to_str().unwrap().to_string();
-    let example = concat!(env!("CARGO_MANIFEST_DIR"), "/../../examples/oncall.toml");
-    let out = keepwatch_async(&["apply", "-f", example, "--data-dir", &data_dir], None).await;
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let applied = String::from_utf8(out.stdout).unwrap();
-    let key = applied
-        .lines()
-        .find_map(|l| l.strip_prefix("  service billing: "))
-        .unwrap_or_else(|| panic!("no integration key in: {applied}"))
-        .to_string();
-    let event = json!({
-        "routing_key": key,
-        "event_action": "trigger",
-        "dedup_key": "db1-disk",
-        "payload": {"summary": "disk full on db1", "source": "db1", "severity": "error"},
-    });
-    let (status, _) = app.send_event(event).await;
-    assert_eq!(status.as_u16(), 202);
+    apply_example_and_trigger_disk_alert(&app).await;
     let (_, alerts) = app
         .api("GET", "/api/v1/alerts/", Some(&app.read_key), None)
         .await;
@@ -788,7 +773,10 @@ async fn incident_commands_declare_update_resolve_and_export_through_the_binary(
     assert!(ok, "{err}");
     assert!(out.starts_with("# Incident #1: disk full on db1"), "{out}");
     assert!(out.contains("db1's volume is full"), "{out}");
-    assert!(out.contains("no news: [identified] growing the volume"), "{out}");
+    assert!(
+        out.contains("no news: [identified] growing the volume"),
+        "{out}"
+    );
     assert!(out.contains("volume grown"), "{out}");
     app.stop().await;
 }
