@@ -482,7 +482,8 @@ impl Store {
     /// [`Store::record_paging`] for many alerts in one transaction (one fsync for a round of
     /// the pager, not one per alert). The marks, log entries and pages are written by
     /// multi-row statements of a few fixed sizes (each prepared once): a burst of 10,000
-    /// alerts is a few hundred statements, not 40,000.
+    /// alerts is a few hundred statements, not 40,000. At most one record per alert (the
+    /// pager walks each alert once a round): the marks are set together.
     pub async fn record_pagings(
         &self,
         pagings: &[PagingRecord],
