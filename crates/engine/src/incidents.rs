@@ -92,13 +92,14 @@ pub fn text_field(text: &str, what: &str) -> Result<String, EngineError> {
     Ok(text.to_string())
 }
 
-/// The incident facade's shared parts.
+/// The incident facade ([`crate::Engine::incidents`]): declare, update, hand over, resolve,
+/// reopen, notes, the postmortem, the stakeholder page.
 #[derive(Clone)]
-pub(crate) struct Incidents {
-    pub store: Store,
-    pub clock: Arc<dyn Clock>,
-    pub messages_wake: Arc<Notify>,
-    pub site_url: String,
+pub struct Incidents {
+    pub(crate) store: Store,
+    pub(crate) clock: Arc<dyn Clock>,
+    pub(crate) messages_wake: Arc<Notify>,
+    pub(crate) site_url: String,
 }
 
 /// The parsed configuration of a project, or why there is none.

@@ -549,104 +549,10 @@ impl Engine {
         result
     }
 
-    /// Declares an incident (see [`incidents::Declare`]); its stakeholders and owner are
-    /// told at once.
-    pub async fn declare_incident(
-        &self,
-        declare: incidents::Declare,
-    ) -> Result<keepwatch_store::IncidentRow, EngineError> {
-        self.incidents.declare(declare).await
-    }
-
-    /// The project's incident `id` (`NotFound` when it is another project's).
-    pub async fn incident(
-        &self,
-        project_id: i64,
-        id: i64,
-    ) -> Result<keepwatch_store::IncidentRow, EngineError> {
-        self.incidents.own(project_id, id).await
-    }
-
-    /// Posts a status update (or a no-news update) to every stakeholder.
-    pub async fn update_incident(
-        &self,
-        project_id: i64,
-        id: i64,
-        update: incidents::Update,
-    ) -> Result<keepwatch_store::IncidentRow, EngineError> {
-        self.incidents.update(project_id, id, update).await
-    }
-
-    /// All clear: resolves the incident with a final message to every stakeholder.
-    pub async fn resolve_incident(
-        &self,
-        project_id: i64,
-        id: i64,
-        message: Option<&str>,
-        who: &str,
-    ) -> Result<keepwatch_store::IncidentRow, EngineError> {
-        self.incidents.resolve(project_id, id, message, who).await
-    }
-
-    pub async fn reopen_incident(
-        &self,
-        project_id: i64,
-        id: i64,
-        message: Option<&str>,
-        who: &str,
-    ) -> Result<keepwatch_store::IncidentRow, EngineError> {
-        self.incidents.reopen(project_id, id, message, who).await
-    }
-
-    /// Hands the incident (and its reminders) to another person of the file.
-    pub async fn set_incident_owner(
-        &self,
-        project_id: i64,
-        id: i64,
-        owner: &str,
-        who: &str,
-    ) -> Result<keepwatch_store::IncidentRow, EngineError> {
-        self.incidents.set_owner(project_id, id, owner, who).await
-    }
-
-    pub async fn incident_note(
-        &self,
-        project_id: i64,
-        id: i64,
-        text: &str,
-        who: &str,
-    ) -> Result<keepwatch_store::IncidentRow, EngineError> {
-        self.incidents.note(project_id, id, text, who).await
-    }
-
-    pub async fn incident_postmortem(
-        &self,
-        project_id: i64,
-        id: i64,
-        edit: &serde_json::Value,
-        who: &str,
-    ) -> Result<keepwatch_store::IncidentRow, EngineError> {
-        self.incidents.postmortem(project_id, id, edit, who).await
-    }
-
-    /// A new stakeholder page link; the old one stops working.
-    pub async fn rotate_incident_page(
-        &self,
-        project_id: i64,
-        id: i64,
-        who: &str,
-    ) -> Result<keepwatch_store::IncidentRow, EngineError> {
-        self.incidents.rotate_token(project_id, id, who).await
-    }
-
-    pub async fn attach_alerts(
-        &self,
-        project_id: i64,
-        id: i64,
-        alerts: &[i64],
-        who: &str,
-    ) -> Result<keepwatch_store::IncidentRow, EngineError> {
-        self.incidents.attach(project_id, id, alerts, who).await
+    /// Incidents: declare, show, update, hand over, resolve, reopen, notes, the postmortem
+    /// and the stakeholder page (see [`incidents::Incidents`]).
+    pub fn incidents(&self) -> &incidents::Incidents {
+        &self.incidents
     }
 
     /// The incident's postmortem export: the timeline with the live heads of its checks'

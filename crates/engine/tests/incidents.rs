@@ -98,7 +98,8 @@ async fn each_stakeholder_reads_the_update_in_their_format_and_zone_and_the_owne
     .await
     .unwrap();
     let incident = engine
-        .declare_incident(Declare {
+        .incidents()
+        .declare(Declare {
             project_id: project.id,
             title: Some("Nightly export failing".into()),
             severity: Some(Severity::Sev1),
@@ -191,7 +192,8 @@ async fn each_stakeholder_reads_the_update_in_their_format_and_zone_and_the_owne
     // 07:25: a no-news update; the CFO reads it in Paris time.
     clock.advance(TimeDelta::minutes(5));
     let updated = engine
-        .update_incident(
+        .incidents()
+        .update(
             project.id,
             incident.id,
             Update {

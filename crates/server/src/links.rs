@@ -208,7 +208,8 @@ pub async fn act(
             .and_then(|(_, v)| keepwatch_core::incident::Severity::parse_loose(v));
         let declared = state
             .engine
-            .declare_incident(keepwatch_engine::incidents::Declare {
+            .incidents()
+            .declare(keepwatch_engine::incidents::Declare {
                 project_id: after.project_id,
                 severity,
                 owner: grant.person.clone(),

@@ -303,27 +303,21 @@ impl Dispatcher {
                     (outcome, started.elapsed())
                 })
                 .await;
-            let at = clock.now();
             let attempts = delivery.attempts + 1;
-            let retry_at = retry_after(&config, delivery.attempts, &outcome)
-                .map(|delay| Timestamp::from(at + delay));
-            let (ok, detail) = match outcome {
-                Ok(detail) => (true, detail),
-                Err(failure) => (false, failure.detail),
-            };
+            let result = attempt_result(
+                &*clock,
+                &config,
+                delivery.outbox_id,
+                delivery.attempts,
+                outcome,
+                took,
+            );
+            let ok = result.ok;
             metrics::counter!("keepwatch_deliveries_total", "outcome" => if ok { "ok" } else { "error" })
                 .increment(1);
             if !ok {
-                tracing::warn!(outbox = delivery.outbox_id, channel = %delivery.channel_name, attempts, error = %detail, "delivery failed");
+                tracing::warn!(outbox = delivery.outbox_id, channel = %delivery.channel_name, attempts, error = %result.detail, "delivery failed");
             }
-            let result = AttemptResult {
-                outbox_id: delivery.outbox_id,
-                at: at.into(),
-                ok,
-                detail,
-                took_ms: took.as_millis() as i64,
-                retry_at,
-            };
             if let Err(e) = store.record_attempt(&result).await {
                 tracing::error!(error = %e, "cannot record delivery attempt");
             }
@@ -345,48 +339,22 @@ impl Dispatcher {
                 .links(update.alert_id, &update.person, context.clock.now())
         });
         async move {
-            let started = Instant::now();
-            let timeout = context.transport.timeout();
-            let outcome = context
-                .lanes
-                .run(&destination, async {
-                    let kind =
-                        ContactKind::of(&update.contact, &update.address).ok_or_else(|| {
-                            Failure::permanent(format!(
-                                "contact `{}` (`{}`) is not an email address or URL",
-                                update.contact, update.address
-                            ))
-                        })?;
-                    let message = update_message(&update, links.as_ref());
-                    let request = render(kind, &update.address, &message)?;
-                    tokio::time::timeout(timeout, context.transport.send(request))
-                        .await
-                        .unwrap_or_else(|_| {
-                            Err(Failure::transient("no answer within the delivery timeout"))
-                        })
-                })
+            let result = context
+                .send_to_contact(
+                    &destination,
+                    update.id,
+                    update.attempts,
+                    (&update.contact, &update.address),
+                    || update_message(&update, links.as_ref()),
+                )
                 .await;
-            let at = context.clock.now();
-            let retry_at = retry_after(&context.config, update.attempts, &outcome)
-                .map(|delay| Timestamp::from(at + delay));
-            let (ok, detail) = match outcome {
-                Ok(detail) => (true, detail),
-                Err(failure) => (false, failure.detail),
-            };
-            let result = AttemptResult {
-                outbox_id: update.id,
-                at: at.into(),
-                ok,
-                detail: detail.clone(),
-                took_ms: started.elapsed().as_millis() as i64,
-                retry_at,
-            };
+            let (ok, detail, at) = (result.ok, &result.detail, result.at);
             let kind = if ok { "update_sent" } else { "update_failed" };
             let who = format!("{} via {}", update.person, update.contact);
             let logged = [(update.alert_id, who, format!("{}: {detail}", update.note))];
             if let Err(e) = context.store.record_attempt(&result).await {
                 tracing::error!(error = %e, "cannot record an alert update");
-            } else if let Err(e) = context.store.log_alerts(&logged, kind, at.into()).await {
+            } else if let Err(e) = context.store.log_alerts(&logged, kind, at).await {
                 tracing::error!(error = %e, "cannot log an alert update");
             }
         }
@@ -401,46 +369,21 @@ impl Dispatcher {
     ) -> impl Future<Output = ()> + Send + 'static {
         let context = self.delivery_context();
         async move {
-            let started = Instant::now();
-            let timeout = context.transport.timeout();
-            let outcome = context
-                .lanes
-                .run(&destination, async {
-                    let kind =
-                        ContactKind::of(&message.contact, &message.address).ok_or_else(|| {
-                            Failure::permanent(format!(
-                                "contact `{}` (`{}`) is not an email address or URL",
-                                message.contact, message.address
-                            ))
-                        })?;
-                    let request = render(kind, &message.address, &incident_message(&message))?;
-                    tokio::time::timeout(timeout, context.transport.send(request))
-                        .await
-                        .unwrap_or_else(|_| {
-                            Err(Failure::transient("no answer within the delivery timeout"))
-                        })
-                })
+            let result = context
+                .send_to_contact(
+                    &destination,
+                    message.id,
+                    message.attempts,
+                    (&message.contact, &message.address),
+                    || incident_message(&message),
+                )
                 .await;
-            let at = context.clock.now();
-            let retry_at = retry_after(&context.config, message.attempts, &outcome)
-                .map(|delay| Timestamp::from(at + delay));
-            let (ok, detail) = match outcome {
-                Ok(detail) => (true, detail),
-                Err(failure) => (false, failure.detail),
-            };
+            let ok = result.ok;
             metrics::counter!("keepwatch_incident_messages_total", "outcome" => if ok { "ok" } else { "error" })
                 .increment(1);
             if !ok {
-                tracing::warn!(message = message.id, incident = message.incident_id, to = %message.address, error = %detail, "incident message failed");
+                tracing::warn!(message = message.id, incident = message.incident_id, to = %message.address, error = %result.detail, "incident message failed");
             }
-            let result = AttemptResult {
-                outbox_id: message.id,
-                at: at.into(),
-                ok,
-                detail,
-                took_ms: started.elapsed().as_millis() as i64,
-                retry_at,
-            };
             if let Err(e) = context.store.record_attempt(&result).await {
                 tracing::error!(error = %e, "cannot record an incident message");
             }
@@ -481,6 +424,73 @@ struct Context {
     config: EngineConfig,
     transport: Arc<dyn Transport>,
     lanes: Lanes,
+}
+
+impl Context {
+    /// Sends a message through a person's or a stakeholder's contact `(name, address)` when
+    /// its destination has a free lane, within the delivery timeout, and makes the record of
+    /// the attempt (`attempts` made before it).
+    async fn send_to_contact(
+        &self,
+        destination: &str,
+        outbox_id: i64,
+        attempts: i64,
+        (contact, address): (&str, &str),
+        message: impl FnOnce() -> Message,
+    ) -> AttemptResult {
+        let started = Instant::now();
+        let timeout = self.transport.timeout();
+        let outcome = self
+            .lanes
+            .run(destination, async {
+                let kind = ContactKind::of(contact, address).ok_or_else(|| {
+                    Failure::permanent(format!(
+                        "contact `{contact}` (`{address}`) is not an email address or URL"
+                    ))
+                })?;
+                let request = render(kind, address, &message())?;
+                tokio::time::timeout(timeout, self.transport.send(request))
+                    .await
+                    .unwrap_or_else(|_| {
+                        Err(Failure::transient("no answer within the delivery timeout"))
+                    })
+            })
+            .await;
+        attempt_result(
+            &*self.clock,
+            &self.config,
+            outbox_id,
+            attempts,
+            outcome,
+            started.elapsed(),
+        )
+    }
+}
+
+/// The record of one attempt that ended with `outcome`, `attempts` attempts after the
+/// first, with the time of its retry if it failed and may be tried again.
+fn attempt_result(
+    clock: &dyn Clock,
+    config: &EngineConfig,
+    outbox_id: i64,
+    attempts: i64,
+    outcome: Result<String, Failure>,
+    took: Duration,
+) -> AttemptResult {
+    let at = clock.now();
+    let retry_at = retry_after(config, attempts, &outcome).map(|delay| Timestamp::from(at + delay));
+    let (ok, detail) = match outcome {
+        Ok(detail) => (true, detail),
+        Err(failure) => (false, failure.detail),
+    };
+    AttemptResult {
+        outbox_id,
+        at: at.into(),
+        ok,
+        detail,
+        took_ms: took.as_millis() as i64,
+        retry_at,
+    }
 }
 
 /// When a failed send is tried again, `attempts` attempts before it: after `retry_base ×

@@ -102,7 +102,8 @@ pub async fn get(
     let id = incident_id(&id)?;
     let row = state
         .engine
-        .incident(scope.project_id, id)
+        .incidents()
+        .own(scope.project_id, id)
         .await
         .map_err(engine_error(id))?;
     let mut body = incident_json(&state, &row, scope.read_only);
@@ -272,7 +273,7 @@ pub async fn declare(
         message: string_field(&body, "message")?,
         who: acting_as(&scope, &headers),
     };
-    let row = state.engine.declare_incident(declare).await?;
+    let row = state.engine.incidents().declare(declare).await?;
     Ok((
         StatusCode::CREATED,
         Json(incident_json(&state, &row, false)),
@@ -296,7 +297,8 @@ pub async fn update(
     };
     let row = state
         .engine
-        .update_incident(scope.project_id, id, update)
+        .incidents()
+        .update(scope.project_id, id, update)
         .await
         .map_err(engine_error(id))?;
     Ok((
@@ -318,7 +320,8 @@ pub async fn owner(
         .ok_or_else(|| ApiError::BadRequest("the body must be {\"owner\": \"<person>\"}".into()))?;
     let row = state
         .engine
-        .set_incident_owner(scope.project_id, id, &owner, &acting_as(&scope, &headers))
+        .incidents()
+        .set_owner(scope.project_id, id, &owner, &acting_as(&scope, &headers))
         .await
         .map_err(engine_error(id))?;
     Ok(Json(incident_json(&state, &row, false)))
@@ -362,12 +365,14 @@ async fn close_or_reopen(
     let row = if resolve {
         state
             .engine
-            .resolve_incident(scope.project_id, id, message.as_deref(), &who)
+            .incidents()
+            .resolve(scope.project_id, id, message.as_deref(), &who)
             .await
     } else {
         state
             .engine
-            .reopen_incident(scope.project_id, id, message.as_deref(), &who)
+            .incidents()
+            .reopen(scope.project_id, id, message.as_deref(), &who)
             .await
     }
     .map_err(engine_error(id))?;
@@ -385,7 +390,8 @@ pub async fn note(
     let text = crate::api::alerts::note_text(body.as_ref().and_then(|b| b["text"].as_str()))?;
     let row = state
         .engine
-        .incident_note(scope.project_id, id, text, &acting_as(&scope, &headers))
+        .incidents()
+        .note(scope.project_id, id, text, &acting_as(&scope, &headers))
         .await
         .map_err(engine_error(id))?;
     Ok((
@@ -409,7 +415,8 @@ pub async fn postmortem(
     )?;
     let row = state
         .engine
-        .incident_postmortem(scope.project_id, id, &body, &acting_as(&scope, &headers))
+        .incidents()
+        .postmortem(scope.project_id, id, &body, &acting_as(&scope, &headers))
         .await
         .map_err(engine_error(id))?;
     Ok(Json(incident_json(&state, &row, false)))
@@ -432,7 +439,8 @@ pub async fn attach(
     }
     let row = state
         .engine
-        .attach_alerts(scope.project_id, id, &alerts, &acting_as(&scope, &headers))
+        .incidents()
+        .attach(scope.project_id, id, &alerts, &acting_as(&scope, &headers))
         .await
         .map_err(engine_error(id))?;
     Ok(Json(incident_json(&state, &row, false)))
@@ -448,7 +456,8 @@ pub async fn rotate_page(
     let id = incident_id(&id)?;
     let row = state
         .engine
-        .rotate_incident_page(scope.project_id, id, &acting_as(&scope, &headers))
+        .incidents()
+        .rotate_token(scope.project_id, id, &acting_as(&scope, &headers))
         .await
         .map_err(engine_error(id))?;
     Ok(Json(incident_json(&state, &row, false)))
