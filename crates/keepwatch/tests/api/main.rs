@@ -24,3 +24,4 @@ mod resources;
 mod restart;
 mod routing;
 mod runner;
+mod ui;
