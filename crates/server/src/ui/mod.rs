@@ -3,6 +3,9 @@
 //! - [`session`]: passwords, sessions, CSRF tokens, the login limit, the `UiUser` extractor.
 //! - [`checks`]: the dashboard (live over server-sent events) and each check's page and form.
 //! - [`alerts`]: open and recent alerts, one alert with its log and buttons.
+//! - [`incidents`]: the list, one incident with its composer, countdown and timeline.
+//! - [`oncall`]: schedules (now, next, two weeks, overrides), policies, services, people.
+//! - [`readiness`]: the drill with its week heat map, and the audit's findings.
 //!
 //! Templates are askama files under `crates/server/templates/ui/`, compiled into the binary
 //! and escaped by default; the stylesheet and the one small script are under `static/`.
@@ -28,6 +31,9 @@ use crate::state::AppState;
 
 pub mod alerts;
 pub mod checks;
+pub mod incidents;
+pub mod oncall;
+pub mod readiness;
 pub mod session;
 
 use session::{LOGIN_CSRF_COOKIE, SESSION_COOKIE, UiUser};
@@ -60,6 +66,27 @@ pub fn routes() -> Router<AppState> {
         .route("/ui/p/{project}/alerts/", get(alerts::list))
         .route("/ui/p/{project}/alerts/{id}", get(alerts::detail))
         .route("/ui/p/{project}/alerts/{id}/act", post(alerts::act))
+        .route(
+            "/ui/p/{project}/incidents/",
+            get(incidents::list).post(incidents::declare),
+        )
+        .route("/ui/p/{project}/incidents/{id}", get(incidents::detail))
+        .route("/ui/p/{project}/incidents/{id}/act", post(incidents::act))
+        .route(
+            "/ui/p/{project}/incidents/{id}/export",
+            get(incidents::export),
+        )
+        .route("/ui/p/{project}/drill", get(readiness::drill))
+        .route("/ui/p/{project}/audit", get(readiness::audit))
+        .route("/ui/p/{project}/oncall/", get(oncall::overview))
+        .route(
+            "/ui/p/{project}/oncall/override",
+            post(oncall::create_override),
+        )
+        .route(
+            "/ui/p/{project}/oncall/people/{person}/test",
+            post(oncall::test_contact),
+        )
 }
 
 /// What every signed-in page shows around its content: who, where, the CSRF token.
@@ -169,6 +196,14 @@ pub fn store_error(e: StoreError) -> Response {
 }
 
 pub fn engine_error(e: keepwatch_engine::EngineError) -> Response {
+    use keepwatch_engine::EngineError;
+    match e {
+        EngineError::NotFound => return error_page(StatusCode::NOT_FOUND, "Not found."),
+        EngineError::Invalid(message) | EngineError::Conflict(message) => {
+            return error_page(StatusCode::UNPROCESSABLE_ENTITY, &message);
+        }
+        _ => {}
+    }
     tracing::error!(error = %e, "a UI page could not reach the engine");
     error_page(
         StatusCode::SERVICE_UNAVAILABLE,
