@@ -788,3 +788,37 @@ async fn the_drill_page_shows_the_timeline_and_the_week_heat_map_and_the_audit_l
         "findings link to the objects: {html}"
     );
 }
+
+#[tokio::test]
+async fn links_in_messages_land_on_the_ui_page_of_their_project() {
+    let app = spawn_app().await;
+    app.store
+        .create_project("other", Timestamp::default())
+        .await
+        .unwrap();
+    let uuid = app
+        .create_check(json!({"name": "linked", "timeout": 60, "grace": 60}))
+        .await["uuid"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let member = user(&app, "ana@example.com", "default", Role::Viewer, "").await;
+    let outsider = user(&app, "eve@example.com", "other", Role::Admin, "").await;
+    let mut browser = Session::new(&app);
+    // Not signed in: the sign-in page, then back to the link.
+    let (_, _, location) = browser.get(&format!("/ui/checks/{uuid}")).await;
+    assert_eq!(
+        location.unwrap(),
+        format!("/ui/login?next=%2Fui%2Fchecks%2F{uuid}")
+    );
+    browser.sign_in(&member, PASSWORD).await;
+    let (status, _, location) = browser.get(&format!("/ui/checks/{uuid}")).await;
+    assert_eq!(status, StatusCode::SEE_OTHER);
+    assert_eq!(location.unwrap(), format!("/ui/p/default/checks/{uuid}"));
+    let mut eve = Session::new(&app);
+    eve.sign_in(&outsider, PASSWORD).await;
+    let (status, _, _) = eve.get(&format!("/ui/checks/{uuid}")).await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    let (status, _, _) = eve.get("/ui/alerts/1").await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+}

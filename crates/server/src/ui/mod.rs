@@ -49,6 +49,8 @@ pub fn routes() -> Router<AppState> {
         .route("/ui/setup/{token}", get(setup_form).post(setup))
         .route("/ui/static/app.css", get(stylesheet))
         .route("/ui/static/app.js", get(script))
+        .route("/ui/checks/{uuid}", get(check_link))
+        .route("/ui/alerts/{id}", get(alert_link))
         .route("/ui/p/{project}/", get(checks::dashboard))
         .route("/ui/p/{project}/checks/table", get(checks::table))
         .route("/ui/p/{project}/stream", get(checks::stream))
@@ -263,6 +265,61 @@ async fn home(State(state): State<AppState>, user: UiUser) -> Response {
                 },
             )
         }
+    }
+}
+
+/// `/ui/checks/<uuid>`: the link messages carry for a check (they do not know the project's
+/// name): the check's page in its project, for a user of that project; "no such page"
+/// otherwise, as for a check that does not exist.
+async fn check_link(
+    State(state): State<AppState>,
+    axum::extract::Path(uuid): axum::extract::Path<String>,
+    user: UiUser,
+) -> Response {
+    let row = match state.store.check_by_uuid(&uuid.to_ascii_lowercase()).await {
+        Ok(row) => row,
+        Err(e) => return store_error(e),
+    };
+    match row {
+        Some(row) => {
+            in_project(
+                &state,
+                &user,
+                row.project_id,
+                &format!("checks/{}", row.uuid),
+            )
+            .await
+        }
+        None => error_page(StatusCode::NOT_FOUND, "No such page."),
+    }
+}
+
+/// `/ui/alerts/<id>`: an alert's page in its project (linked from the pages' confirmation
+/// page).
+async fn alert_link(
+    State(state): State<AppState>,
+    axum::extract::Path(id): axum::extract::Path<String>,
+    user: UiUser,
+) -> Response {
+    let Ok(id) = id.parse::<i64>() else {
+        return error_page(StatusCode::NOT_FOUND, "No such page.");
+    };
+    match state.store.alert(id).await {
+        Ok(Some(alert)) => {
+            in_project(&state, &user, alert.project_id, &format!("alerts/{id}")).await
+        }
+        Ok(None) => error_page(StatusCode::NOT_FOUND, "No such page."),
+        Err(e) => store_error(e),
+    }
+}
+
+async fn in_project(state: &AppState, user: &UiUser, project_id: i64, rest: &str) -> Response {
+    match state.store.memberships(user.session.user.id).await {
+        Ok(memberships) => match memberships.iter().find(|m| m.project_id == project_id) {
+            Some(m) => Redirect::to(&format!("/ui/p/{}/{rest}", m.project_name)).into_response(),
+            None => error_page(StatusCode::NOT_FOUND, "No such page."),
+        },
+        Err(e) => store_error(e),
     }
 }
 
