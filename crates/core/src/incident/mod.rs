@@ -10,6 +10,7 @@
 //! engine's incident loop and the API call it.
 
 pub mod postmortem;
+pub mod runs;
 
 use chrono::{DateTime, TimeDelta, Utc};
 use chrono_tz::Tz;
