@@ -214,13 +214,14 @@ impl Incidents {
     }
 
     /// The update `view` written for every stakeholder of `row`, as messages due now.
-    fn stakeholder_messages(
+    async fn stakeholder_messages(
         &self,
         config: &OnCall,
         row: &IncidentRow,
         view: &UpdateView<'_>,
-    ) -> Vec<NewIncidentMessage> {
-        let (to, unreached) = recipients(config, &groups_of(row), &extra_of(row));
+    ) -> Result<Vec<NewIncidentMessage>, EngineError> {
+        let verified = self.store.verified_contacts(row.project_id).await?;
+        let (to, unreached) = recipients(config, &groups_of(row), &extra_of(row), &verified);
         if !unreached.is_empty() {
             tracing::warn!(
                 incident = row.id,
@@ -228,7 +229,8 @@ impl Incidents {
                 "stakeholders without a contact"
             );
         }
-        to.into_iter()
+        Ok(to
+            .into_iter()
             .map(|r: Recipient| {
                 let (subject, text) = update_text(view, r.tz);
                 NewIncidentMessage {
@@ -242,7 +244,7 @@ impl Incidents {
                     due_at: view.at.into(),
                 }
             })
-            .collect()
+            .collect())
     }
 
     /// A message to a person through their own high-urgency rules (each rule's contact after
@@ -446,7 +448,7 @@ impl Incidents {
         let url = self.page_url(&row);
         let mut view = self.view(&row, UpdateKind::Declared, &message, now, &url);
         view.previous_at = None;
-        let mut messages = self.stakeholder_messages(config, &row, &view);
+        let mut messages = self.stakeholder_messages(config, &row, &view).await?;
         let owner_text = |tz: Tz| {
             format!(
                 "You own incident #{} \"{}\" ({}), declared by {}.\n{}Stakeholder page: {url}\n",
@@ -622,7 +624,7 @@ impl Incidents {
             .last_update_at
             .or(Some(was.declared_at))
             .map(Timestamp::to_datetime);
-        let messages = self.stakeholder_messages(config, &row, &view);
+        let messages = self.stakeholder_messages(config, &row, &view).await?;
         if !self
             .store
             .change_incident(&was, &row, &[log], &messages, now.into())

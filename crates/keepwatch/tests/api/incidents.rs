@@ -841,3 +841,79 @@ async fn the_export_shows_runs_with_duration_exit_status_and_output_tail() {
     );
     app.stop().await;
 }
+
+/// A person from the file who is a stakeholder hears every update through each contact
+/// their low-urgency rules name, all at once (a rule's delay is for paging), once each.
+#[tokio::test]
+async fn a_person_stakeholder_hears_through_each_low_urgency_contact_once() {
+    let app = spawn_app_with(AppOptions::default()).await;
+    let h = hooks().await;
+    let mut dave_hook = Receiver::start(vec![]).await;
+    let mut dave_slack = Receiver::start(vec![]).await;
+    let file = format!(
+        "{}[[people]]\nid = \"dave\"\ntz = \"Asia/Tokyo\"\n\
+         contacts = {{ webhook = \"{}\", slack = \"{}\" }}\n\
+         rules = [{{ urgency = \"low\", contact = \"webhook\", after = 0 }},\n\
+                  {{ urgency = \"low\", contact = \"slack\", after = 20 }},\n\
+                  {{ urgency = \"low\", contact = \"webhook\", after = 40 }},\n\
+                  {{ urgency = \"high\", contact = \"webhook\", after = 0 }}]\n\
+         [[stakeholders]]\nname = \"board\"\nmembers = [{{ person = \"dave\" }}]\n",
+        config(&h),
+        dave_hook.url,
+        dave_slack.url
+    );
+    apply(&app, &file).await;
+    let (status, declared) = post(
+        &app,
+        "/api/v1/incidents/",
+        json!({"title": "exports stalled", "owner": "alice", "severity": "SEV1",
+               "stakeholders": ["board"]}),
+    )
+    .await;
+    assert_eq!(status, StatusCode::CREATED, "{declared}");
+    let id = declared["id"].as_i64().unwrap();
+    let (_, text) = next_message(&mut dave_hook).await;
+    assert!(text.contains("exports stalled"), "{text}");
+    assert!(text.contains("JST"), "in dave's zone: {text}");
+    let slack = dave_slack.next().await.json();
+    assert!(slack.to_string().contains("exports stalled"), "{slack}");
+    // No repeat later, whatever the rules' delays.
+    app.advance(TimeDelta::minutes(45));
+    quiet(&app, &mut dave_hook, "dave's webhook").await;
+    quiet(&app, &mut dave_slack, "dave's slack").await;
+    let (status, _) = post(
+        &app,
+        &format!("/api/v1/incidents/{id}/updates"),
+        json!({"status": "identified", "message": "a stray lock"}),
+    )
+    .await;
+    assert_eq!(status, StatusCode::CREATED);
+    let (_, text) = next_message(&mut dave_hook).await;
+    assert!(text.contains("a stray lock"), "{text}");
+    assert!(
+        dave_slack
+            .next()
+            .await
+            .json()
+            .to_string()
+            .contains("a stray lock")
+    );
+    quiet(&app, &mut dave_hook, "dave's webhook").await;
+    quiet(&app, &mut dave_slack, "dave's slack").await;
+    let messages = app.store.incident_messages(id).await.unwrap();
+    let dave: Vec<(&str, &str)> = messages
+        .iter()
+        .filter(|m| m.person.as_deref() == Some("dave"))
+        .map(|m| (m.contact.as_deref().unwrap(), m.state.as_str()))
+        .collect();
+    assert_eq!(
+        dave,
+        [
+            ("webhook", "sent"),
+            ("slack", "sent"),
+            ("webhook", "sent"),
+            ("slack", "sent")
+        ]
+    );
+    app.stop().await;
+}
