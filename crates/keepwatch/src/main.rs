@@ -177,10 +177,16 @@ Examples:
   keepwatch incident owner 7 bob
   keepwatch incident resolve 7 -m \"The export caught up\"
   keepwatch incident export 7 --format markdown --tz America/Denver > postmortem.md
+  keepwatch incident list --tz Europe/Paris     # next updates in Paris time (default: this machine's zone)
 The API key can come from KEEPWATCH_API_KEY, the server from --server or KEEPWATCH_SERVER.")]
     Incident {
         #[command(subcommand)]
         command: incident::IncidentCommand,
+        /// The time zone of the times printed (an IANA name): the next update in the
+        /// summary line (default: this machine's zone, from TZ or /etc/localtime) and the
+        /// export's (default UTC); the offset is always shown, e.g. `2026-12-05 13:48 MST (UTC-07:00)`
+        #[arg(long, global = true, value_name = "ZONE")]
+        tz: Option<String>,
     },
     /// Verify a person's contact with a code sent through it (through the server's API)
     #[command(after_help = "\
@@ -468,7 +474,9 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             oncall::oncall(&args).map(|out| print!("{out}"))
         }
         Command::Alert { command } => alert::run(command).await.map(|out| print!("{out}")),
-        Command::Incident { command } => incident::run(command).await.map(|out| print!("{out}")),
+        Command::Incident { command, tz } => {
+            incident::run(command, tz).await.map(|out| print!("{out}"))
+        }
         Command::Contact { command } => contact::run(command).await.map(|out| print!("{out}")),
         Command::Oncall(args) => oncall::oncall_from_server(&args)
             .await
