@@ -13,6 +13,7 @@ use keepwatch_server::app::{self, AppConfig};
 use keepwatch_store::{Store, Timestamp};
 
 mod alert;
+mod checkin;
 mod config;
 mod contact;
 mod incident;
@@ -176,6 +177,25 @@ The API key can come from KEEPWATCH_API_KEY, the server from --server or KEEPWAT
     Incident {
         #[command(subcommand)]
         command: incident::IncidentCommand,
+    },
+    /// Shift check-ins: list them, or confirm you can be reached for your shift (through the
+    /// server's API)
+    #[command(after_help = "\
+A schedule asks for check-ins in the on-call file:
+  [[schedules]]
+  name = \"primary\"
+  tz = \"America/Denver\"
+  checkin = { within = \"15m\", fallback = \"carol\" }
+When a person's shift starts, keepwatch sends them a check-in through their high-urgency rules,
+with a link that confirms it. If it is not confirmed within `within`, the person on call
+before and the fallback are told, and `keepwatch audit` reports the missed check-in.
+Examples:
+  keepwatch checkin list --api-key …
+  keepwatch checkin ack 12        # the number the check-in message names
+The API key can come from KEEPWATCH_API_KEY, the server from --server or KEEPWATCH_SERVER.")]
+    Checkin {
+        #[command(subcommand)]
+        command: checkin::CheckinCommand,
     },
     /// Verify a person's contact with a code sent through it (through the server's API)
     #[command(after_help = "\
@@ -424,6 +444,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Alert { command } => alert::run(command).await.map(|out| print!("{out}")),
         Command::Incident { command } => incident::run(command).await.map(|out| print!("{out}")),
         Command::Contact { command } => contact::run(command).await.map(|out| print!("{out}")),
+        Command::Checkin { command } => checkin::run(command).await.map(|out| print!("{out}")),
         Command::Oncall(args) => oncall::oncall_from_server(&args)
             .await
             .map(|out| print!("{out}")),
