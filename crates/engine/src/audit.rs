@@ -37,6 +37,7 @@ pub fn check_facts(row: &CheckRow) -> Option<CheckFacts> {
             .iter()
             .map(|ms| TimeDelta::milliseconds(*ms as i64))
             .collect(),
+        scan_skipped: history.scan_skipped.clone(),
     })
 }
 
