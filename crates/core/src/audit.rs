@@ -109,6 +109,9 @@ pub struct CheckFacts {
     pub created_at: DateTime<Utc>,
     /// Durations of its last successful runs.
     pub recent_durations: Vec<TimeDelta>,
+    /// When its newest run started and why `keepwatch run` could not look for stray
+    /// processes then (`None`: it looked, or nothing is known).
+    pub scan_skipped: Option<(DateTime<Utc>, String)>,
 }
 
 /// Deliveries to one contact or channel lately.
@@ -825,6 +828,19 @@ fn check_rules(config: &OnCall, checks: &[CheckFacts], now: DateTime<Utc>, out: 
                 format!("raise the grace of check `{name}` above {}", span(*longest)),
             ));
         }
+        if let Some((at, why)) = &check.scan_skipped {
+            out.push(finding(
+                "stray-scan-skipped",
+                Severity::Warning,
+                object.clone(),
+                format!(
+                    "`keepwatch run` could not look for stray processes of check `{name}` at its newest run ({}): {why}",
+                    at.format("%Y-%m-%d %H:%M UTC")
+                ),
+                "a copy of the job still running, or a process it watches for, goes unseen: no overlap alert is raised",
+                "run the job where `keepwatch run` can read the processes (Linux /proc, not hidden by hidepid, the job's own user), or accept this finding with a reason".into(),
+            ));
+        }
         if check.last_ping.is_none()
             && let Some(first) = check.schedule.next_after(check.created_at)
             && first + check.grace < now
@@ -984,6 +1000,7 @@ pub fn declared_checks(config: &OnCall, now: DateTime<Utc>) -> Vec<CheckFacts> {
                 last_ping: Some(now),
                 created_at: now,
                 recent_durations: Vec::new(),
+                scan_skipped: None,
             })
         })
         .collect()
@@ -1057,6 +1074,7 @@ raise_after = 10
             last_ping: Some(now() - TimeDelta::hours(5)),
             created_at: now() - TimeDelta::days(30),
             recent_durations: vec![TimeDelta::minutes(20)],
+            scan_skipped: None,
         }
     }
 
@@ -1190,6 +1208,12 @@ raise_after = 10
                 "maintenance-overlaps-run",
                 format!("{CLEAN}\n[[maintenance]]\nservice = \"billing\"\nstart = \"2026-12-02T06:30:00Z\"\nend = \"2026-12-02T08:00:00Z\"\n"),
                 vec![nightly()],
+                history(),
+            ),
+            (
+                "stray-scan-skipped",
+                CLEAN.to_string(),
+                vec![CheckFacts { scan_skipped: Some((now() - TimeDelta::hours(5), "no /proc on this system".into())), ..nightly() }],
                 history(),
             ),
             ("missed-checkin", CLEAN.to_string(), vec![nightly()], {

@@ -11,6 +11,8 @@ use keepwatch_store::{CheckRow, Store, StoreError};
 
 /// How far back delivery outcomes count.
 const DELIVERIES_SINCE: TimeDelta = TimeDelta::days(7);
+/// How far back missed shift check-ins count.
+const MISSED_CHECKINS_SINCE: TimeDelta = TimeDelta::days(30);
 
 /// What the audit knows of a stored check; `None` if its schedule no longer parses.
 pub fn check_facts(row: &CheckRow) -> Option<CheckFacts> {
@@ -35,6 +37,7 @@ pub fn check_facts(row: &CheckRow) -> Option<CheckFacts> {
             .iter()
             .map(|ms| TimeDelta::milliseconds(*ms as i64))
             .collect(),
+        scan_skipped: history.scan_skipped.clone(),
     })
 }
 
@@ -68,13 +71,19 @@ pub async fn gather(
             )
         }))
     };
+    let missed_checkins = store
+        .missed_checkins(project_id, (now - MISSED_CHECKINS_SINCE).into())
+        .await?
+        .into_iter()
+        .map(|c| (c.person, c.schedule, c.shift_start.to_datetime()))
+        .collect();
     Ok((
         checks,
         History {
             verified: Some(verified),
             contacts: tally(&pages),
             channels: tally(&channels),
-            missed_checkins: Vec::new(),
+            missed_checkins,
         },
     ))
 }

@@ -29,6 +29,7 @@ use uuid::Uuid;
 pub mod actor;
 pub mod audit;
 pub mod channels;
+pub mod checkins;
 pub mod clock;
 pub mod delivery;
 pub mod destination;
@@ -184,6 +185,9 @@ pub struct Engine {
     audit_rounds: watch::Receiver<rounds::Round>,
     /// Bumped after every committed batch of pings and deadlines (see [`Engine::subscribe`]).
     changes: Arc<watch::Sender<u64>>,
+    /// Wakes the shift check-in loop (after an apply), and its rounds.
+    checkins_wake: Arc<Notify>,
+    checkin_rounds: watch::Receiver<rounds::Round>,
 }
 
 /// The engine's background tasks.
@@ -194,6 +198,7 @@ pub struct EngineTasks {
     pub maintenance: JoinHandle<()>,
     pub incidents: JoinHandle<()>,
     pub auditor: JoinHandle<()>,
+    pub checkins: JoinHandle<()>,
 }
 
 /// Database housekeeping on the wall clock (it is not domain time): the SQLite WAL
@@ -309,6 +314,18 @@ impl Engine {
             secret: link_secret.clone(),
             site_url: config.site_url.clone(),
         };
+        let checkins_wake = Arc::new(Notify::new());
+        let checkin_loop = checkins::CheckinLoop {
+            store: store.clone(),
+            clock: clock.clone(),
+            lease: lease.clone(),
+            wake: checkins_wake.clone(),
+            messages_wake: wake.clone(),
+            links: links.clone(),
+            rounds: rounds::Rounds::new(),
+        };
+        let checkin_rounds = checkin_loop.rounds.watch();
+        let checkin_task = tokio::spawn(checkin_loop.run());
         let dispatcher = delivery::Dispatcher::new(
             store.clone(),
             clock.clone(),
@@ -348,6 +365,8 @@ impl Engine {
                 audit_wake,
                 audit_rounds,
                 changes,
+                checkins_wake,
+                checkin_rounds,
             },
             EngineTasks {
                 actor,
@@ -356,6 +375,7 @@ impl Engine {
                 maintenance,
                 incidents: incident_task,
                 auditor,
+                checkins: checkin_task,
             },
         ))
     }
@@ -499,6 +519,7 @@ impl Engine {
     /// old due times.
     pub fn oncall_applied(&self) {
         self.audit_wake.notify_one();
+        self.checkins_wake.notify_one();
         self.pager_wake.notify_one();
     }
 
@@ -509,6 +530,8 @@ impl Engine {
     pub async fn settled(&self) {
         // An audit due now raises its alerts before the pager's round.
         let _ = rounds::next_round(&self.audit_rounds, &self.audit_wake).await;
+        // Check-ins due now are opened or missed, and their messages queued.
+        let _ = rounds::next_round(&self.checkin_rounds, &self.checkins_wake).await;
         if rounds::next_round(&self.pager_rounds, &self.pager_wake)
             .await
             .is_none()
@@ -558,6 +581,23 @@ impl Engine {
             tracing::error!(error = %e, "cannot record a verification code's delivery");
         }
         result
+    }
+
+    /// Acknowledges shift check-in `id` in `who`'s name: its pending messages are cancelled.
+    /// `None` if there is no such check-in; a missed one records the late acknowledgment.
+    pub async fn acknowledge_checkin(
+        &self,
+        id: i64,
+        who: &str,
+    ) -> Result<Option<keepwatch_store::CheckinRow>, EngineError> {
+        let row = self
+            .store
+            .acknowledge_checkin(id, who, self.now().into())
+            .await?;
+        if let Some(row) = &row {
+            tracing::info!(checkin = id, who, state = %row.state, "check-in acknowledged");
+        }
+        Ok(row)
     }
 
     /// Incidents: declare, show, update, hand over, resolve, reopen, notes, the postmortem

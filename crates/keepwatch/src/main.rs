@@ -13,6 +13,7 @@ use keepwatch_server::app::{self, AppConfig};
 use keepwatch_store::{Store, Timestamp};
 
 mod alert;
+mod checkin;
 mod config;
 mod contact;
 mod incident;
@@ -187,6 +188,25 @@ The API key can come from KEEPWATCH_API_KEY, the server from --server or KEEPWAT
         /// export's (default UTC); the offset is always shown, e.g. `2026-12-05 13:48 MST (UTC-07:00)`
         #[arg(long, global = true, value_name = "ZONE")]
         tz: Option<String>,
+    },
+    /// Shift check-ins: list them, or confirm you can be reached for your shift (through the
+    /// server's API)
+    #[command(after_help = "\
+A schedule asks for check-ins in the on-call file:
+  [[schedules]]
+  name = \"primary\"
+  tz = \"America/Denver\"
+  checkin = { within = \"15m\", fallback = \"carol\" }
+When a person's shift starts, keepwatch sends them a check-in through their high-urgency rules,
+with a link that confirms it. If it is not confirmed within `within`, the person on call
+before and the fallback are told, and `keepwatch audit` reports the missed check-in.
+Examples:
+  keepwatch checkin list --api-key …
+  keepwatch checkin ack 12        # the number the check-in message names
+The API key can come from KEEPWATCH_API_KEY, the server from --server or KEEPWATCH_SERVER.")]
+    Checkin {
+        #[command(subcommand)]
+        command: checkin::CheckinCommand,
     },
     /// Verify a person's contact with a code sent through it (through the server's API)
     #[command(after_help = "\
@@ -478,6 +498,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             incident::run(command, tz).await.map(|out| print!("{out}"))
         }
         Command::Contact { command } => contact::run(command).await.map(|out| print!("{out}")),
+        Command::Checkin { command } => checkin::run(command).await.map(|out| print!("{out}")),
         Command::Oncall(args) => oncall::oncall_from_server(&args)
             .await
             .map(|out| print!("{out}")),

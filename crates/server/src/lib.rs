@@ -42,8 +42,8 @@ pub use state::{
 };
 
 use api::{
-    alerts, audit, channels, checks, drill, events, incidents, oncall, oncall_config, people,
-    policies, schedules,
+    alerts, audit, channels, checkins, checks, drill, events, incidents, oncall, oncall_config,
+    people, policies, schedules,
 };
 
 pub fn router(state: AppState) -> Router {
@@ -81,6 +81,8 @@ pub fn router(state: AppState) -> Router {
         )
         .route("/drill", get(drill::drill))
         .route("/audit", get(audit::audit))
+        .route("/checkins/", get(checkins::list))
+        .route("/checkins/{id}/ack", post(checkins::acknowledge))
         .route("/people/", get(people::people))
         .route("/people/{id}", get(people::person))
         .route(

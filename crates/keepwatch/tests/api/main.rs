@@ -5,6 +5,7 @@ mod alert_updates;
 mod alerts;
 mod api_v3;
 mod check_limits;
+mod checkins;
 mod cli;
 mod connections;
 mod delivery;
