@@ -4,6 +4,7 @@
 mod alert_updates;
 mod alerts;
 mod api_v3;
+mod browser;
 mod check_limits;
 mod checkins;
 mod cli;
