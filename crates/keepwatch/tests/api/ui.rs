@@ -426,6 +426,12 @@ async fn a_viewer_reads_but_cannot_acknowledge_and_a_responder_can() {
     let (status, html, _) = vic.get(&format!("/ui/p/default/alerts/{id}")).await;
     assert_eq!(status, StatusCode::OK);
     assert!(html.contains("backup"), "{html}");
+    // The check's page lists its alert.
+    let (_, check_page, _) = vic.get(&format!("/ui/p/default/checks/{uuid}")).await;
+    assert!(
+        check_page.contains(&format!("/ui/p/default/alerts/{id}\">#{id}")),
+        "{check_page}"
+    );
     assert!(!html.contains("value=\"ack\""), "no buttons for a viewer");
     let csrf = Session::csrf_in(&html);
     let (status, html, _) = vic
