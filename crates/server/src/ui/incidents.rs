@@ -163,7 +163,10 @@ pub async fn declare(
                 title: field("title"),
                 severity: field("severity").and_then(|s| Severity::parse_loose(&s)),
                 status: None,
-                owner: field("owner"),
+                // Whoever declares owns it, unless they name someone (or are nobody in the
+                // file: then the service's policy picks).
+                owner: field("owner")
+                    .or_else(|| Some(user.session.user.person.clone()).filter(|p| !p.is_empty())),
                 impact: field("impact"),
                 service: field("service"),
                 alerts: field("alert")
