@@ -160,6 +160,41 @@ pub struct OpenRun {
     pub snapshot: Option<Box<RunSnapshot>>,
 }
 
+/// Healthchecks' `filter_http_body`: an HTTP ping's kind comes from keywords in its body
+/// (comma-separated lists, each keyword matched as a case-sensitive substring): a failure
+/// keyword makes it a failure, else a success keyword a success, else a start keyword a
+/// start; a body with none is a failure with `default_fail`, else ignored. It applies
+/// whatever the URL said (`/start`, `/fail`, `/<exit status>`), not to a ping already ignored.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct BodyFilter {
+    pub start_kw: String,
+    pub success_kw: String,
+    pub failure_kw: String,
+    pub default_fail: bool,
+}
+
+impl BodyFilter {
+    pub fn classify(&self, body: &str) -> PingKind {
+        let any = |keywords: &str| {
+            keywords
+                .split(',')
+                .map(str::trim)
+                .any(|k| !k.is_empty() && body.contains(k))
+        };
+        if any(&self.failure_kw) {
+            PingKind::Fail
+        } else if any(&self.success_kw) {
+            PingKind::Success
+        } else if any(&self.start_kw) {
+            PingKind::Start
+        } else if self.default_fail {
+            PingKind::Fail
+        } else {
+            PingKind::Ignored
+        }
+    }
+}
+
 /// How a check is configured to be judged.
 #[derive(Debug, Clone)]
 pub struct CheckRules {
@@ -1162,6 +1197,31 @@ mod tests {
             kinds(&state.apply_ping(&rules, &second)),
             [EventKind::Overlap]
         );
+    }
+
+    #[test]
+    fn a_body_filter_classifies_by_keywords_failure_first() {
+        let filter = BodyFilter {
+            start_kw: "BEGIN".into(),
+            success_kw: "ALL OK, done ".into(),
+            failure_kw: "ERROR,panic".into(),
+            default_fail: false,
+        };
+        assert_eq!(filter.classify("BEGIN backup"), PingKind::Start);
+        assert_eq!(filter.classify("backup done"), PingKind::Success);
+        assert_eq!(
+            filter.classify("done, but ERROR on 2 files"),
+            PingKind::Fail
+        );
+        assert_eq!(filter.classify("thread main panicked"), PingKind::Fail);
+        assert_eq!(filter.classify("error in lower case"), PingKind::Ignored);
+        assert_eq!(filter.classify(""), PingKind::Ignored);
+        let strict = BodyFilter {
+            default_fail: true,
+            ..filter
+        };
+        assert_eq!(strict.classify("no keyword"), PingKind::Fail);
+        assert_eq!(BodyFilter::default().classify(", ,"), PingKind::Ignored);
     }
 
     #[test]

@@ -32,3 +32,15 @@ pub mod oncall_config;
 pub mod people;
 pub mod policies;
 pub mod schedules;
+
+tokio::task_local! {
+    /// The version of the Healthchecks API the request came in on (`/api/v1/`, `/api/v2/`,
+    /// `/api/v3/`): Healthchecks renders URLs with it, derives slugs from names before v3 and
+    /// reports `started` in v1. Set by [`crate::router`] around the nested API routers.
+    pub static API_VERSION: u8;
+}
+
+/// The version the current request came in on (3 outside an API request).
+pub fn api_version() -> u8 {
+    API_VERSION.try_with(|v| *v).unwrap_or(3)
+}
