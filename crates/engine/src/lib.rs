@@ -183,6 +183,8 @@ pub struct Engine {
     /// Wakes the auditor (after an apply).
     audit_wake: Arc<Notify>,
     audit_rounds: watch::Receiver<rounds::Round>,
+    /// Bumped after every committed batch of pings and deadlines (see [`Engine::subscribe`]).
+    changes: Arc<watch::Sender<u64>>,
     /// Wakes the shift check-in loop (after an apply), and its rounds.
     checkins_wake: Arc<Notify>,
     checkin_rounds: watch::Receiver<rounds::Round>,
@@ -262,6 +264,7 @@ impl Engine {
         let wake = Arc::new(Notify::new());
         let pager_wake = Arc::new(Notify::new());
         let lease: Arc<dyn lease::Lease> = Arc::new(lease::SoleInstance);
+        let changes = Arc::new(watch::Sender::new(0));
         let mut actor = actor::Actor::load(
             store.clone(),
             clock.clone(),
@@ -269,6 +272,7 @@ impl Engine {
             wake.clone(),
             pager_wake.clone(),
             lease.clone(),
+            changes.clone(),
         )
         .await?;
         // Deadlines that passed while the server was down are judged before the first ping.
@@ -360,6 +364,7 @@ impl Engine {
                 incident_rounds,
                 audit_wake,
                 audit_rounds,
+                changes,
                 checkins_wake,
                 checkin_rounds,
             },
@@ -426,6 +431,12 @@ impl Engine {
     }
 
     /// The engine's time (the wall clock, or a test's or a drill's clock).
+    /// Changes whenever check states may have changed (a committed batch of pings or
+    /// deadlines): the web UI's live dashboard waits on it.
+    pub fn subscribe(&self) -> watch::Receiver<u64> {
+        self.changes.subscribe()
+    }
+
     pub fn now(&self) -> DateTime<Utc> {
         self.clock.now()
     }

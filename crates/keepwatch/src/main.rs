@@ -56,6 +56,11 @@ Examples:
         #[command(subcommand)]
         command: ProjectCommand,
     },
+    /// Manage web UI users: create one, give a role in a project, reset a password
+    User {
+        #[command(subcommand)]
+        command: UserCommand,
+    },
     /// Manage API keys
     #[command(name = "api-key")]
     ApiKey {
@@ -173,10 +178,16 @@ Examples:
   keepwatch incident owner 7 bob
   keepwatch incident resolve 7 -m \"The export caught up\"
   keepwatch incident export 7 --format markdown --tz America/Denver > postmortem.md
+  keepwatch incident list --tz Europe/Paris     # next updates in Paris time (default: this machine's zone)
 The API key can come from KEEPWATCH_API_KEY, the server from --server or KEEPWATCH_SERVER.")]
     Incident {
         #[command(subcommand)]
         command: incident::IncidentCommand,
+        /// The time zone of the times printed (an IANA name): the next update in the
+        /// summary line (default: this machine's zone, from TZ or /etc/localtime) and the
+        /// export's (default UTC); the offset is always shown, e.g. `2026-12-05 13:48 MST (UTC-07:00)`
+        #[arg(long, global = true, value_name = "ZONE")]
+        tz: Option<String>,
     },
     /// Shift check-ins: list them, or confirm you can be reached for your shift (through the
     /// server's API)
@@ -280,6 +291,46 @@ enum ProjectCommand {
 }
 
 #[derive(Subcommand)]
+enum UserCommand {
+    /// Create a web UI user, or give an existing one a role in a project (the password is
+    /// read from standard input, or from KEEPWATCH_PASSWORD)
+    #[command(after_help = "\
+Roles: admin (everything), responder (acknowledge, resolve, notes, overrides, incident
+updates), viewer (reads only). A user sees only the projects they have a role in.
+Examples:
+  keepwatch user create --admin ops@example.com            # prompts for the password on stdin
+  echo \"$PASSWORD\" | keepwatch user create ana@example.com --project billing --role responder --person ana
+  keepwatch user create --role viewer --project billing cto@example.com   # existing user: adds the role")]
+    Create {
+        /// The email address the user signs in with
+        email: String,
+        /// Admin of every project (the first user, typically)
+        #[arg(long, conflicts_with_all = ["role", "project"])]
+        admin: bool,
+        /// Project the role is in
+        #[arg(long, default_value = "default")]
+        project: String,
+        /// admin, responder or viewer
+        #[arg(long, default_value = "responder")]
+        role: String,
+        /// The person id in the on-call file this user is (for "my shifts" and "alerts paging me")
+        #[arg(long, default_value = "")]
+        person: String,
+        #[command(flatten)]
+        storage: StorageArgs,
+    },
+    /// Set a user's password (read from standard input or KEEPWATCH_PASSWORD); ends their sessions
+    #[command(
+        after_help = "Example:\n  keepwatch user password ana@example.com < new-password.txt"
+    )]
+    Password {
+        email: String,
+        #[command(flatten)]
+        storage: StorageArgs,
+    },
+}
+
+#[derive(Subcommand)]
 enum ApiKeyCommand {
     /// Create an API key and print it (it is stored hashed and cannot be shown again)
     #[command(
@@ -340,6 +391,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             println!("{}", project.ping_key);
             Ok(())
         }
+        Command::User { command } => user_command(command).await,
         Command::ApiKey {
             command:
                 ApiKeyCommand::Create {
@@ -442,7 +494,9 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             oncall::oncall(&args).map(|out| print!("{out}"))
         }
         Command::Alert { command } => alert::run(command).await.map(|out| print!("{out}")),
-        Command::Incident { command } => incident::run(command).await.map(|out| print!("{out}")),
+        Command::Incident { command, tz } => {
+            incident::run(command, tz).await.map(|out| print!("{out}"))
+        }
         Command::Contact { command } => contact::run(command).await.map(|out| print!("{out}")),
         Command::Checkin { command } => checkin::run(command).await.map(|out| print!("{out}")),
         Command::Oncall(args) => oncall::oncall_from_server(&args)
@@ -476,6 +530,84 @@ fn validate_name(name: &str) -> anyhow::Result<()> {
         anyhow::bail!("project name must be 1-100 printable characters");
     }
     Ok(())
+}
+
+/// A new password from KEEPWATCH_PASSWORD or the first line of standard input.
+fn read_password() -> anyhow::Result<String> {
+    let password = match std::env::var("KEEPWATCH_PASSWORD") {
+        Ok(p) => p,
+        Err(_) => {
+            use std::io::IsTerminal;
+            if std::io::stdin().is_terminal() {
+                eprint!("password (at least 10 characters; it is shown as you type): ");
+            }
+            let mut line = String::new();
+            std::io::stdin().read_line(&mut line)?;
+            line.trim_end_matches(['\r', '\n']).to_string()
+        }
+    };
+    keepwatch_server::ui::session::check_new_password(&password).map_err(anyhow::Error::msg)?;
+    Ok(password)
+}
+
+async fn user_command(command: UserCommand) -> anyhow::Result<()> {
+    use keepwatch_core::user::Role;
+    use keepwatch_server::ui::session::hash_password;
+    match command {
+        UserCommand::Create {
+            email,
+            admin,
+            project,
+            role,
+            person,
+            storage,
+        } => {
+            let email = email.trim().to_lowercase();
+            if !email.contains('@') || email.len() > 254 {
+                anyhow::bail!("`{email}` is not an email address");
+            }
+            let role = if admin {
+                Role::Admin
+            } else {
+                Role::parse(&role).ok_or_else(|| {
+                    anyhow::anyhow!("--role: `{role}` is not one of admin, responder, viewer")
+                })?
+            };
+            let store = open_store(&storage).await?;
+            let projects = if admin {
+                ensure_default_project(&store).await?;
+                store.list_projects().await?
+            } else {
+                vec![project_named(&store, &project).await?]
+            };
+            let user = match store.user_by_email(&email).await? {
+                Some(user) => user,
+                None => {
+                    let hash = hash_password(&read_password()?).map_err(anyhow::Error::msg)?;
+                    store
+                        .create_user(&email, &hash, &person, Timestamp::now())
+                        .await?
+                }
+            };
+            for project in &projects {
+                store.set_membership(user.id, project.id, role).await?;
+                println!("{email}: {role} of project `{}`", project.name);
+            }
+            Ok(())
+        }
+        UserCommand::Password { email, storage } => {
+            let store = open_store(&storage).await?;
+            let email = email.trim().to_lowercase();
+            let user = store
+                .user_by_email(&email)
+                .await?
+                .ok_or_else(|| anyhow::anyhow!("no user with email `{email}`"))?;
+            let hash = hash_password(&read_password()?).map_err(anyhow::Error::msg)?;
+            store.set_password(user.id, &hash).await?;
+            println!("{email}: password changed; their sessions are ended");
+            Ok(())
+        }
+    }
 }
 
 async fn open_store(args: &StorageArgs) -> anyhow::Result<Store> {
@@ -566,6 +698,11 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     match new_key {
         Some(key) => println!("  API key (full access, shown once): {key}"),
         None => println!("  API keys: create one with `keepwatch api-key create`"),
+    }
+    println!("  web UI: open {}/ui/", running.site_url);
+    if let Some(setup) = &running.setup_url {
+        println!("  no user yet: create the first admin at {setup} (works once),");
+        println!("    or with `keepwatch user create --admin EMAIL`");
     }
     running.serve_until(shutdown_signal()).await
 }

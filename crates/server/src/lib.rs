@@ -35,6 +35,7 @@ pub mod ping;
 pub mod quota;
 pub mod redact;
 pub mod state;
+pub mod ui;
 
 pub use state::{
     App, AppState, ConnectionLimits, DEFAULT_CHECK_CREATE_RATE, DEFAULT_CHECK_LIMIT, ServerConfig,
@@ -125,6 +126,7 @@ pub fn router(state: AppState) -> Router {
         .route("/s/{token}", get(incidents::page))
         .route("/metrics", get(metrics))
         .route("/", get(index))
+        .merge(ui::routes())
         .with_state(state)
 }
 
@@ -194,6 +196,7 @@ async fn metrics(State(state): State<AppState>) -> Response {
         .into_response()
 }
 
-async fn index() -> &'static str {
-    "keepwatch is running. Ping API: /ping/<uuid>; Management API: /api/v3/checks/; metrics: /metrics\n"
+/// `/`: the web UI (a browser lands on the dashboard, or the sign-in page).
+async fn index() -> axum::response::Redirect {
+    axum::response::Redirect::to("/ui/")
 }

@@ -4,6 +4,7 @@
 mod alert_updates;
 mod alerts;
 mod api_v3;
+mod browser;
 mod check_limits;
 mod checkins;
 mod cli;
@@ -25,3 +26,4 @@ mod resources;
 mod restart;
 mod routing;
 mod runner;
+mod ui;

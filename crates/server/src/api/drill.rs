@@ -18,19 +18,19 @@ use crate::auth::ReadKey;
 use crate::error::ApiError;
 use crate::state::AppState;
 
-#[derive(Deserialize)]
+#[derive(Deserialize, Default)]
 pub struct DrillQuery {
-    service: Option<String>,
-    check: Option<String>,
-    event: Option<String>,
-    at: Option<String>,
-    ack_after_minutes: Option<i64>,
-    horizon_minutes: Option<i64>,
+    pub(crate) service: Option<String>,
+    pub(crate) check: Option<String>,
+    pub(crate) event: Option<String>,
+    pub(crate) at: Option<String>,
+    pub(crate) ack_after_minutes: Option<i64>,
+    pub(crate) horizon_minutes: Option<i64>,
     /// `week`: a week sweep from `at`.
-    sweep: Option<String>,
-    step_minutes: Option<i64>,
-    fail_if_no_high_within_minutes: Option<i64>,
-    fail_if_no_page_within_minutes: Option<i64>,
+    pub(crate) sweep: Option<String>,
+    pub(crate) step_minutes: Option<i64>,
+    pub(crate) fail_if_no_high_within_minutes: Option<i64>,
+    pub(crate) fail_if_no_page_within_minutes: Option<i64>,
 }
 
 /// The longest a drill follows an alert: 31 days.
@@ -112,11 +112,24 @@ pub async fn drill(
     Query(query): Query<DrillQuery>,
     ReadKey(scope): ReadKey,
 ) -> Result<Response, ApiError> {
-    let asked = asked(&query, state.engine.now())?;
-    let applied = config(&state, scope.project_id).await?;
+    let (outcome, failures) = compute(&state, scope.project_id, &query).await?;
+    let mut body = serde_json::to_value(&outcome).unwrap_or_default();
+    body["failures"] = json!(failures);
+    Ok(answer(&scope, body))
+}
+
+/// Runs the drill (or sweep) a query asks for on the project's applied configuration: the
+/// outcome and the `--fail-if-…` conditions it breaks (the API and the web UI's drill page).
+pub(crate) async fn compute(
+    state: &AppState,
+    project_id: i64,
+    query: &DrillQuery,
+) -> Result<(drill::Outcome, Vec<String>), ApiError> {
+    let asked = asked(query, state.engine.now())?;
+    let applied = config(state, project_id).await?;
     let subject = match (&query.check, &query.service) {
         (Some(code), _) => {
-            let row = find(&state, scope.project_id, code).await?;
+            let row = find(state, project_id, code).await?;
             let own = row.service.clone().or_else(|| query.service.clone());
             let config = match &applied {
                 Some(applied) => Some(parsed(applied)?),
@@ -156,16 +169,13 @@ pub async fn drill(
     };
     let options = asked.options;
     let (high, page) = (asked.high, asked.page);
-    let body = off_runtime(move || {
+    off_runtime(move || {
         let config: Option<&OnCall> = applied.as_deref().and_then(|a| a.config.as_ref().ok());
         let outcome = drill::run(config, &subject, &options);
         let failures = drill::failures(&outcome, high, page);
-        let mut body = serde_json::to_value(&outcome).unwrap_or_default();
-        body["failures"] = json!(failures);
-        body
+        (outcome, failures)
     })
-    .await?;
-    Ok(answer(&scope, body))
+    .await
 }
 
 /// The project's check with this UUID or slug (a slug must name exactly one).
