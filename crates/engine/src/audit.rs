@@ -100,6 +100,9 @@ pub async fn audit_project(
     Ok(audit::audit(config, &checks, &history, now, settings))
 }
 
+/// Who resolves an audit alert whose finding a later audit no longer reports.
+pub const RESOLVED_BY: &str = "audit (finding gone)";
+
 /// How often each project is audited when nothing is applied.
 pub const AUDIT_EVERY: TimeDelta = TimeDelta::days(1);
 
@@ -122,7 +125,8 @@ fn service_of(config: &OnCall, finding: &keepwatch_core::audit::Finding) -> Stri
 }
 
 /// The watcher watched: audits each project with an applied configuration daily and after
-/// every apply, on the engine's clock, and raises an alert for each error-level finding.
+/// every apply, on the engine's clock, and raises an alert for each error-level finding; the
+/// alert resolves itself at the first audit that no longer reports the finding.
 pub struct Auditor {
     store: Store,
     clock: std::sync::Arc<dyn crate::Clock>,
@@ -228,11 +232,31 @@ impl Auditor {
                 warnings = report.warnings,
                 "audit"
             );
-            for finding in report
+            let errors: Vec<&keepwatch_core::audit::Finding> = report
                 .findings
                 .iter()
                 .filter(|f| f.severity == keepwatch_core::audit::Severity::Error)
+                .collect();
+            // The alerts of findings this audit no longer reports (fixed, accepted, now a
+            // warning) resolve themselves, and the people paged hear of it.
+            let keys: std::collections::HashSet<String> =
+                errors.iter().map(|f| alert_key(f)).collect();
+            let mut resolved = false;
+            for open in self
+                .store
+                .list_alerts(project_id, Some("open"), 500)
+                .await?
+                .into_iter()
+                .filter(|a| a.source == keepwatch_core::alert::AlertSource::Audit)
+                .filter(|a| !keys.contains(&a.dedup_key))
             {
+                self.store
+                    .resolve_alert(open.id, RESOLVED_BY, now.into())
+                    .await?;
+                tracing::info!(project_id, alert = open.id, key = %open.dedup_key, "audit finding gone: alert resolved");
+                resolved = true;
+            }
+            for finding in errors {
                 let service = service_of(config, finding);
                 let key = alert_key(finding);
                 let summary = format!("audit: {}", finding.summary);
@@ -250,7 +274,7 @@ impl Auditor {
                     .trigger_alert(&alert, urgency, now.into())
                     .await?;
             }
-            if report.errors > 0 {
+            if report.errors > 0 || resolved {
                 self.pager_wake.notify_one();
             }
         }

@@ -239,6 +239,25 @@ start = "2026-11-30T09:00"
     }
 
     #[test]
+    fn a_changed_checkin_changes_its_schedule() {
+        let old = OnCall::parse(FILE).unwrap();
+        let new = OnCall::parse(&FILE.replace("\"15m\"", "\"30m\"")).unwrap();
+        assert_eq!(
+            crate::oncall::config::changes(Some(&old), &new),
+            ["~ schedule primary"]
+        );
+        let none = OnCall::parse(
+            &FILE.replace("checkin = { within = \"15m\", fallback = \"carol\" }\n", ""),
+        )
+        .unwrap();
+        assert!(none.checkins.is_empty());
+        assert_eq!(
+            crate::oncall::config::changes(Some(&none), &old),
+            ["~ schedule primary"]
+        );
+    }
+
+    #[test]
     fn a_bad_checkin_is_refused_with_its_path() {
         let bad = |text: &str| OnCall::parse(text).unwrap_err().to_string();
         assert_eq!(

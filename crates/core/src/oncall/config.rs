@@ -1205,10 +1205,18 @@ pub fn changes(old: Option<&OnCall>, new: &OnCall) -> Vec<String> {
     };
     let old_people = old.map(people);
     section("person", old_people.as_ref(), &people(new), &mut out);
+    // A schedule with its check-in rule: a changed `checkin` changes the schedule.
+    let schedules = |c: &OnCall| -> HashMap<String, (OnCallSchedule, Option<CheckinRule>)> {
+        c.schedules
+            .iter()
+            .map(|(name, s)| (name.clone(), (s.clone(), c.checkins.get(name).cloned())))
+            .collect()
+    };
+    let old_schedules = old.map(schedules);
     section(
         "schedule",
-        old.map(|c| &c.schedules),
-        &new.schedules,
+        old_schedules.as_ref(),
+        &schedules(new),
         &mut out,
     );
     section("policy", old.map(|c| &c.policies), &new.policies, &mut out);

@@ -31,7 +31,18 @@ fn file(alice: &str, bob: &str, carol: &str) -> String {
 #[tokio::test]
 async fn a_check_in_is_acknowledged_by_its_link_and_a_missed_one_tells_the_previous_person_and_the_fallback()
  {
+    check_ins(None).await;
+}
+
+#[tokio::test]
+async fn check_ins_on_postgres() {
+    let db = keepwatch_store::testing::PgDatabase::create().await;
+    check_ins(Some(db.url.clone())).await;
+}
+
+async fn check_ins(database_url: Option<String>) {
     let app = spawn_app_with(AppOptions {
+        database_url,
         // Mon 7 Dec 08:00 in Denver: alice has been on call for a week.
         start: Some(Utc.with_ymd_and_hms(2026, 12, 7, 15, 0, 0).unwrap()),
         ..AppOptions::default()

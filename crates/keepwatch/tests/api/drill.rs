@@ -302,7 +302,8 @@ async fn the_server_audits_the_applied_file_and_its_checks() {
 }
 
 /// The server audits after every apply and daily, on its clock, and raises an alert for an
-/// error-level finding (once: a later audit that finds it again adds to the same alert).
+/// error-level finding (once: a later audit that finds it again adds to the same alert); the
+/// alert resolves itself once an audit no longer finds it.
 #[tokio::test]
 async fn the_server_raises_an_alert_for_an_error_finding_after_apply_and_daily() {
     let app = spawn_app().await;
@@ -356,4 +357,44 @@ async fn the_server_raises_an_alert_for_an_error_finding_after_apply_and_daily()
         .filter(|a| a.dedup_key.starts_with("audit:"))
         .count();
     assert_eq!(warnings, 1);
+
+    // Fixed as the finding says (urgency raising on): the next audit, right after the apply,
+    // no longer finds it, and the alert resolves itself.
+    app.advance(chrono::TimeDelta::hours(1));
+    app.apply_oncall_config(&mistake.replace("raise_after = 0 ", "raise_after = 10"))
+        .await;
+    app.engine.settled().await;
+    let after = app.store.alert(alert.id).await.unwrap().unwrap();
+    assert_eq!(after.status.as_str(), "resolved");
+    let log = app.store.alert_log(alert.id).await.unwrap();
+    let resolved = log.iter().find(|e| e.kind == "resolved").unwrap();
+    assert_eq!(resolved.who, "audit (finding gone)");
+    assert_eq!(
+        app.store
+            .open_alert_by_dedup(project.id, key)
+            .await
+            .unwrap()
+            .map(|a| a.id),
+        None
+    );
+    // A day later, still fixed: nothing opens again. The mistake back: a new alert.
+    app.advance(chrono::TimeDelta::hours(24));
+    app.engine.settled().await;
+    assert_eq!(
+        app.store
+            .open_alert_by_dedup(project.id, key)
+            .await
+            .unwrap()
+            .map(|a| a.id),
+        None
+    );
+    app.apply_oncall_config(mistake).await;
+    app.engine.settled().await;
+    let again = app
+        .store
+        .open_alert_by_dedup(project.id, key)
+        .await
+        .unwrap()
+        .expect("raised again");
+    assert_ne!(again.id, alert.id);
 }
