@@ -264,11 +264,12 @@ impl LiveDrills {
                 drill::elapsed(planned.started_at, notice.at),
                 notice.urgency.as_str(),
             );
+            // When it went out (the receiver may act on it before the answer comes back).
+            let at = sender.clock.now();
             let started = std::time::Instant::now();
             let result =
                 channels::send_plain(&*sender.transport, &notice.contact, &address, &title, &text)
                     .await;
-            let at = sender.clock.now();
             let (ok, detail) = match &result {
                 Ok(detail) => (true, detail.clone()),
                 Err(failure) => (false, failure.detail.clone()),
