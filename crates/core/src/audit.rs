@@ -198,6 +198,7 @@ pub fn audit(
     check_rules(config, checks, now, &mut all);
     maintenance(config, checks, now, &mut all);
     missed_checkins(history, &mut all);
+    checkins_tell_nobody(config, &mut all);
     // Errors first, then by rule and objects: a stable order for people and for tests.
     all.sort_by(|a, b| (b.severity, &a.id, &a.objects).cmp(&(a.severity, &b.id, &b.objects)));
     let (mut findings, mut accepted) = (Vec::new(), Vec::new());
@@ -922,6 +923,37 @@ fn missed_checkins(history: &History, out: &mut Vec<Finding>) {
     }
 }
 
+/// Schedules that ask for check-ins with nobody to tell of a missed one: no fallback, and
+/// one participant (nobody is ever on call before them).
+fn checkins_tell_nobody(config: &OnCall, out: &mut Vec<Finding>) {
+    let mut names: Vec<&String> = config.checkins.keys().collect();
+    names.sort();
+    for name in names {
+        let (Some(rule), Some(schedule)) = (config.checkins.get(name), config.schedules.get(name))
+        else {
+            continue;
+        };
+        let people: BTreeSet<&str> = schedule
+            .layers
+            .iter()
+            .flat_map(|l| l.participants.iter().map(String::as_str))
+            .chain(schedule.overrides.iter().map(|o| o.user.as_str()))
+            .collect();
+        if rule.fallback.is_none() && people.len() < 2 {
+            out.push(finding(
+                "checkin-tells-nobody",
+                Severity::Warning,
+                vec![format!("schedule:{name}")],
+                format!(
+                    "schedule `{name}` asks for shift check-ins but a missed one tells nobody: no `fallback`, and nobody is on call before its only participant"
+                ),
+                "a person on call without signal is recorded, and nobody is told in time",
+                format!("add a fallback: `checkin = {{ within = \"{}\", fallback = \"<person>\" }}`", crate::incident::format_duration(rule.within)),
+            ));
+        }
+    }
+}
+
 /// The report as `keepwatch audit` prints it.
 pub fn text(report: &Report) -> String {
     let mut out = String::new();
@@ -1216,6 +1248,15 @@ raise_after = 10
                 vec![CheckFacts { scan_skipped: Some((now() - TimeDelta::hours(5), "no /proc on this system".into())), ..nightly() }],
                 history(),
             ),
+            (
+                "checkin-tells-nobody",
+                format!(
+                    "{CLEAN}\n[[schedules]]\nname = \"solo\"\ntz = \"UTC\"\ncheckin = {{ within = \"15m\" }}\n\
+                     [[schedules.layers]]\nname = \"l\"\nparticipants = [\"alice\"]\nshift = \"1w\"\nstart = \"2026-11-02T09:00\"\n"
+                ),
+                vec![nightly()],
+                history(),
+            ),
             ("missed-checkin", CLEAN.to_string(), vec![nightly()], {
                 let mut h = history();
                 h.missed_checkins.push(("bob".into(), "primary".into(), now() - TimeDelta::days(1)));
@@ -1239,6 +1280,17 @@ raise_after = 10
         assert_eq!(
             ids(&run(&off_run, &[nightly()], &history())),
             Vec::<&str>::new()
+        );
+        let with_checkin = CLEAN.replacen(
+            "name = \"primary\"\ntz = \"America/Denver\"\n",
+            "name = \"primary\"\ntz = \"America/Denver\"\ncheckin = { within = \"15m\" }\n",
+            1,
+        );
+        assert!(with_checkin.contains("checkin ="));
+        assert_eq!(
+            ids(&run(&with_checkin, &[nightly()], &history())),
+            Vec::<&str>::new(),
+            "three people take turns: the one before is told"
         );
         let fresh = CheckFacts {
             last_ping: None,

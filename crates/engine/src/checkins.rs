@@ -42,27 +42,23 @@ fn zone(config: &OnCall, person: &str, schedule: &str) -> Tz {
         .unwrap_or(Tz::UTC)
 }
 
-/// `write(tz)` to `person` through their high-urgency rules, each rule's contact after its
-/// delay from `from`.
+/// A message `(subject, text)` to `person` through their high-urgency rules, each rule's
+/// contact after its delay from `from`.
 fn to_person(
     config: &OnCall,
     person: &str,
     from: DateTime<Utc>,
-    write: impl Fn(Tz) -> (String, String),
-    tz: Tz,
+    (subject, text): (String, String),
 ) -> Vec<CheckinMessage> {
     crate::incidents::reach(config, &[Target::User(person.to_string())], from)
         .into_iter()
-        .map(|(person, contact, address, at)| {
-            let (subject, text) = write(tz);
-            CheckinMessage {
-                person,
-                contact,
-                address,
-                subject,
-                text,
-                due_at: at.into(),
-            }
+        .map(|(person, contact, address, at)| CheckinMessage {
+            person,
+            contact,
+            address,
+            subject: subject.clone(),
+            text: text.clone(),
+            due_at: at.into(),
         })
         .collect()
 }
@@ -143,13 +139,7 @@ impl CheckinLoop {
                             told: &told,
                             link: &link,
                         };
-                        to_person(
-                            config,
-                            &start.person,
-                            start.start,
-                            |tz| text.request(tz),
-                            tz,
-                        )
+                        to_person(config, &start.person, start.start, text.request(tz))
                     };
                     let new = NewCheckin {
                         project_id,
@@ -205,8 +195,7 @@ impl CheckinLoop {
                     config,
                     reader,
                     now,
-                    |tz| text.missed(reader, previous, tz),
-                    tz,
+                    text.missed(reader, previous, tz),
                 ));
             }
         }

@@ -36,6 +36,7 @@ pub mod destination;
 pub mod incidents;
 pub mod lease;
 pub mod live;
+pub mod live_drill;
 pub mod pager;
 pub mod rounds;
 
@@ -188,6 +189,8 @@ pub struct Engine {
     /// Wakes the shift check-in loop (after an apply), and its rounds.
     checkins_wake: Arc<Notify>,
     checkin_rounds: watch::Receiver<rounds::Round>,
+    /// Live drills in progress and done (in memory).
+    live_drills: live_drill::LiveDrills,
 }
 
 /// The engine's background tasks.
@@ -367,6 +370,7 @@ impl Engine {
                 changes,
                 checkins_wake,
                 checkin_rounds,
+                live_drills: live_drill::LiveDrills::default(),
             },
             EngineTasks {
                 actor,
@@ -598,6 +602,45 @@ impl Engine {
             tracing::info!(checkin = id, who, state = %row.state, "check-in acknowledged");
         }
         Ok(row)
+    }
+
+    /// Starts a live drill of `subject` from `config` now, followed for `horizon`: real
+    /// notifications, marked as a drill, each at its time (see [`live_drill`]).
+    pub fn start_live_drill(
+        &self,
+        project_id: i64,
+        config: &keepwatch_core::oncall::OnCall,
+        subject: &keepwatch_core::alert::drill::Subject,
+        horizon: chrono::TimeDelta,
+        who: &str,
+    ) -> live_drill::LiveDrill {
+        let sender = live_drill::Sender {
+            store: self.store.clone(),
+            clock: self.clock.clone(),
+            transport: self.notifier.clone(),
+            secret: self.link_secret.clone(),
+            site_url: self.incidents.site_url.clone(),
+        };
+        let drill = self
+            .live_drills
+            .start(sender, project_id, config, subject, horizon, who);
+        tracing::info!(drill = drill.id, service = %drill.service, who, notices = drill.notices.len(), "live drill started");
+        drill
+    }
+
+    /// A live drill of this process and how it goes.
+    pub fn live_drill(&self, id: i64) -> Option<live_drill::LiveDrill> {
+        self.live_drills.get(id)
+    }
+
+    /// Acknowledges live drill `id` in `who`'s name (the first acknowledgment counts): the
+    /// notifications still to come are not sent.
+    pub fn acknowledge_drill(&self, id: i64, who: &str) -> Option<live_drill::LiveDrill> {
+        let drill = self.live_drills.acknowledge(id, who, self.now());
+        if drill.is_some() {
+            tracing::info!(drill = id, who, "live drill acknowledged");
+        }
+        drill
     }
 
     /// Incidents: declare, show, update, hand over, resolve, reopen, notes, the postmortem

@@ -125,7 +125,16 @@ Examples:
   keepwatch drill --server https://keepwatch.example.com --api-key … --check 6d3b5e2c-1f0a-4c1e-9b7a-2f4d8e9c0a11
   keepwatch drill -f oncall.toml --service billing --sweep week --at 2026-11-30T00:00:00-07:00
   keepwatch drill -f oncall.toml --check nightly-events --sweep week --fail-if-no-high-within 30m   # CI
-  keepwatch drill -f oncall.toml --service billing --at 2026-11-28T00:00:00-07:00 --format json")]
+  keepwatch drill -f oncall.toml --service billing --at 2026-11-28T00:00:00-07:00 --format json
+Live drill (--live, through the server, full-access key): the timeline from now is sent for
+real, each notification at its time, marked \"DRILL — not a real alert\" in its title and
+first line, recorded as drill messages (no alert is opened); the people acknowledge with the
+link in it as they would a page; the first acknowledgment stops the rest. The command waits
+for it (--wait, 30m) and prints who was reached, through what, and how fast (exit 3: nobody
+acknowledged). The same over the API: POST /api/v1/drill/live?service=…, then GET
+/api/v1/drill/live/<id>.
+  keepwatch drill --live --service billing --server https://keepwatch.example.com --api-key …
+  keepwatch drill --live --check nightly-events --wait 15m --format json")]
     Drill(oncall::DrillArgs),
     /// Check the on-call setup: who can be reached, when, and what goes unseen
     #[command(after_help = "\

@@ -87,6 +87,9 @@ pub fn router(state: AppState) -> Router {
                 .layer(DefaultBodyLimit::max(oncall_config::ONCALL_FILE_LIMIT)),
         )
         .route("/drill", get(drill::drill))
+        .route("/drill/live", post(drill::live))
+        .route("/drill/live/{id}", get(drill::live_report))
+        .route("/drill/live/{id}/ack", post(drill::live_ack))
         .route("/audit", get(audit::audit))
         .route("/checkins/", get(checkins::list))
         .route("/checkins/{id}/ack", post(checkins::acknowledge))

@@ -41,6 +41,9 @@ pub enum MessageKind {
     /// A shift check-in to the person whose shift starts, or the notice of a missed one to
     /// the person on call before and the schedule's fallback (its text written when queued).
     Checkin,
+    /// A notification of a live drill (`keepwatch drill --live`), sent at once and recorded
+    /// with its attempt, apart from alerts.
+    Drill,
 }
 
 impl MessageKind {
@@ -53,6 +56,7 @@ impl MessageKind {
             MessageKind::IncidentUpdate => "incident_update",
             MessageKind::IncidentReminder => "incident_reminder",
             MessageKind::Checkin => "checkin",
+            MessageKind::Drill => "drill",
         }
     }
 }

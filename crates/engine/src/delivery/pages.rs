@@ -50,9 +50,10 @@ impl LinkSigner {
 /// What a valid link grants: an action on an alert, in the name of the person it was sent to.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LinkGrant {
-    /// The alert's id; the check-in's for `checkin`.
+    /// The alert's id; the check-in's for `checkin`, the live drill's for `drill`.
     pub alert_id: i64,
-    /// `ack`, `resolve`, or `checkin` (acknowledges a shift check-in).
+    /// `ack`, `resolve`, `checkin` (acknowledges a shift check-in) or `drill` (acknowledges
+    /// a live drill).
     pub action: String,
     /// The person the link was sent to; `None` for a link made before links named them.
     pub person: Option<String>,
@@ -105,7 +106,9 @@ pub fn verify_link(
     let signature = hex::decode(signature).map_err(|_| MALFORMED)?;
     let mut mac = Hmac::<Sha256>::new_from_slice(secret.as_bytes()).expect("any key length");
     mac.update(claim.as_bytes());
-    if mac.verify_slice(&signature).is_err() || !matches!(action, "ack" | "resolve" | "checkin") {
+    if mac.verify_slice(&signature).is_err()
+        || !matches!(action, "ack" | "resolve" | "checkin" | "drill")
+    {
         return Err("this link is not valid");
     }
     if now.timestamp() > expires {
