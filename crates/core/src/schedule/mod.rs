@@ -184,7 +184,9 @@ impl Schedule {
                     humanize_secs(i64::try_from(period.as_secs()).unwrap_or(i64::MAX))
                 )
             }
-            Schedule::Cron { cron, tz, .. } => format!("{} ({tz})", cron.describe()),
+            Schedule::Cron { cron, tz, .. } => {
+                format!("{} ({tz})", cron.describe().trim_end_matches('.'))
+            }
             Schedule::OnCalendar { expr, tz, .. } => {
                 format!("systemd OnCalendar {} ({tz})", expr.replace('\n', "; "))
             }

@@ -632,7 +632,11 @@ async fn detail_page(
         .collect();
     let ping_url = format!("{}/{}", state.config.ping_url, row.uuid);
     let site = &state.config.site_url;
-    let cron_line = if row.kind == "cron" {
+    // cron reads the line in the machine's zone; CRON_TZ (cronie, systemd-cron) makes it
+    // fire when the check expects it.
+    let cron_line = if row.kind == "cron" && row.tz != "UTC" {
+        format!("CRON_TZ={}\n{}", row.tz, row.schedule)
+    } else if row.kind == "cron" {
         row.schedule.clone()
     } else {
         "0 * * * *".into()
@@ -662,7 +666,11 @@ async fn detail_page(
         ),
         uuid: row.uuid.clone(),
         name,
-        slug: row.slug.clone(),
+        slug: if row.slug.is_empty() {
+            "none (ping it by UUID)".into()
+        } else {
+            row.slug.clone()
+        },
         state: word,
         down_reason: match live.down_reason {
             Some(DownReason::Missed) => "the expected ping did not come".into(),
@@ -702,7 +710,8 @@ fn chart(durations_ms: &[u64], volumes: &[i64]) -> String {
     let (w, h, left, bottom) = (600usize, 180usize, 60usize, 20usize);
     let plot_h = h - bottom - 10;
     let n = durations_ms.len().max(volumes.len()).max(1);
-    let step = (w - left) / n;
+    // One run is one bar, not the whole width.
+    let step = ((w - left) / n).min(40);
     let max_d = durations_ms.iter().copied().max().unwrap_or(1).max(1);
     let mut svg = format!(
         "<svg class=\"chart\" viewBox=\"0 0 {w} {h}\" role=\"img\" aria-label=\"duration and volume of the last {n} runs\">\
