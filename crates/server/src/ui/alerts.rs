@@ -14,8 +14,8 @@ use keepwatch_store::AlertRow;
 use serde::Deserialize;
 
 use super::checks::{absolute, relative};
-use super::session::{UiUser, require};
-use super::{FormFields, Frame, engine_error, error_page, page, store_error};
+use super::session::UiUser;
+use super::{FormFields, Frame, either, engine_error, error_page, page, store_error};
 use crate::state::AppState;
 
 pub struct AlertLine {
@@ -110,9 +110,7 @@ pub async fn list(
             },
         ))
     };
-    match run.await {
-        Ok(r) | Err(r) => r,
-    }
+    either(run.await)
 }
 
 pub struct MessageLine {
@@ -241,9 +239,7 @@ pub async fn detail(
             },
         ))
     };
-    match run.await {
-        Ok(r) | Err(r) => r,
-    }
+    either(run.await)
 }
 
 /// `POST /ui/p/<project>/alerts/<id>/act`: `action` = ack, resolve or note (with `note`).
@@ -255,13 +251,15 @@ pub async fn act(
     axum::Form(fields): FormFields,
 ) -> Response {
     let run = async {
-        let member = user.project(&state, &project).await?;
-        user.check_csrf(fields.get("csrf").map(String::as_str))?;
-        require(
-            member.role,
-            Role::can_respond,
-            "acknowledge, resolve or note alerts",
-        )?;
+        let member = user
+            .may_post(
+                &state,
+                &project,
+                &fields,
+                Role::can_respond,
+                "acknowledge, resolve or note alerts",
+            )
+            .await?;
         let alert = own(&state, member.project_id, &id).await?;
         let who = if user.session.user.person.is_empty() {
             user.email().to_string()
@@ -314,7 +312,5 @@ pub async fn act(
         }
         Ok(Redirect::to(&format!("/ui/p/{project}/alerts/{}", alert.id)).into_response())
     };
-    match run.await {
-        Ok(r) | Err(r) => r,
-    }
+    either(run.await)
 }

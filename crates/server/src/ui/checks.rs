@@ -22,7 +22,7 @@ use serde::Deserialize;
 use serde_json::{Map, Value, json};
 
 use super::session::{UiUser, require};
-use super::{FormFields, Frame, error_page, page, store_error};
+use super::{FormFields, Frame, either, error_page, page, store_error};
 use crate::api::checks::{live_states, save_from_spec};
 use crate::state::AppState;
 
@@ -919,9 +919,7 @@ pub async fn new_form(
         };
         Ok::<_, Response>(form_page(StatusCode::OK, frame, form, "", ""))
     };
-    match run.await {
-        Ok(r) | Err(r) => r,
-    }
+    either(run.await)
 }
 
 /// `POST /ui/p/<project>/checks/new`.
@@ -953,9 +951,7 @@ pub async fn edit_form(
             "",
         ))
     };
-    match run.await {
-        Ok(r) | Err(r) => r,
-    }
+    either(run.await)
 }
 
 /// `POST /ui/p/<project>/checks/<uuid>/edit`.
@@ -976,9 +972,15 @@ async fn save_form(
     fields: &std::collections::HashMap<String, String>,
 ) -> Response {
     let run = async {
-        let member = user.project(state, project).await?;
-        user.check_csrf(fields.get("csrf").map(String::as_str))?;
-        require(member.role, Role::can_admin, "create or edit checks")?;
+        let member = user
+            .may_post(
+                state,
+                project,
+                fields,
+                Role::can_admin,
+                "create or edit checks",
+            )
+            .await?;
         let existing = match uuid {
             Some(uuid) => Some(find(state, member.project_id, uuid).await?),
             None => None,
@@ -1011,9 +1013,7 @@ async fn save_form(
             }
         }
     };
-    match run.await {
-        Ok(r) | Err(r) => r,
-    }
+    either(run.await)
 }
 
 /// `POST /ui/p/<project>/checks/<uuid>/act`: `action` = pause, resume or delete.
@@ -1024,13 +1024,15 @@ pub async fn act(
     axum::Form(fields): FormFields,
 ) -> Response {
     let run = async {
-        let member = user.project(&state, &project).await?;
-        user.check_csrf(fields.get("csrf").map(String::as_str))?;
-        require(
-            member.role,
-            Role::can_admin,
-            "pause, resume or delete checks",
-        )?;
+        let member = user
+            .may_post(
+                &state,
+                &project,
+                &fields,
+                Role::can_admin,
+                "pause, resume or delete checks",
+            )
+            .await?;
         let row = find(&state, member.project_id, &uuid).await?;
         let engine_error = super::engine_error;
         match fields.get("action").map(String::as_str) {
@@ -1055,9 +1057,7 @@ pub async fn act(
         }
         Ok(Redirect::to(&format!("/ui/p/{project}/checks/{}", row.uuid)).into_response())
     };
-    match run.await {
-        Ok(r) | Err(r) => r,
-    }
+    either(run.await)
 }
 
 #[derive(Deserialize)]

@@ -16,8 +16,8 @@ use keepwatch_store::IncidentRow;
 use serde::Deserialize;
 
 use super::checks::{absolute, relative};
-use super::session::{UiUser, require};
-use super::{FormFields, Frame, engine_error, error_page, page, store_error};
+use super::session::UiUser;
+use super::{FormFields, Frame, either, engine_error, error_page, page, store_error};
 use crate::state::AppState;
 
 pub struct IncidentLine {
@@ -123,9 +123,7 @@ async fn list_page(
             },
         ))
     };
-    match run.await {
-        Ok(r) | Err(r) => r,
-    }
+    either(run.await)
 }
 
 /// Who acts, as logs name it: the user's person id, or their email, marked as the web UI.
@@ -146,9 +144,15 @@ pub async fn declare(
     axum::Form(fields): FormFields,
 ) -> Response {
     let run = async {
-        let member = user.project(&state, &project).await?;
-        user.check_csrf(fields.get("csrf").map(String::as_str))?;
-        require(member.role, Role::can_respond, "declare incidents")?;
+        let member = user
+            .may_post(
+                &state,
+                &project,
+                &fields,
+                Role::can_respond,
+                "declare incidents",
+            )
+            .await?;
         let field = |name: &str| {
             fields
                 .get(name)
@@ -195,9 +199,7 @@ pub async fn declare(
             .await),
         }
     };
-    match run.await {
-        Ok(r) | Err(r) => r,
-    }
+    either(run.await)
 }
 
 pub struct LogLine {
@@ -332,9 +334,7 @@ async fn detail_page(
             },
         ))
     };
-    match run.await {
-        Ok(r) | Err(r) => r,
-    }
+    either(run.await)
 }
 
 /// `POST /ui/p/<project>/incidents/<id>/act`: `action` = update (status, message,
@@ -346,9 +346,15 @@ pub async fn act(
     axum::Form(fields): FormFields,
 ) -> Response {
     let run = async {
-        let member = user.project(&state, &project).await?;
-        user.check_csrf(fields.get("csrf").map(String::as_str))?;
-        require(member.role, Role::can_respond, "change incidents")?;
+        let member = user
+            .may_post(
+                &state,
+                &project,
+                &fields,
+                Role::can_respond,
+                "change incidents",
+            )
+            .await?;
         let row = own(&state, member.project_id, &id).await?;
         let field = |name: &str| fields.get(name).map(|v| v.trim()).unwrap_or("");
         let message = field("message");
@@ -423,9 +429,7 @@ pub async fn act(
             Err(e) => Err(engine_error(e)),
         }
     };
-    match run.await {
-        Ok(r) | Err(r) => r,
-    }
+    either(run.await)
 }
 
 #[derive(Deserialize)]
@@ -475,7 +479,5 @@ pub async fn export(
                 .into_response(),
         )
     };
-    match run.await {
-        Ok(r) | Err(r) => r,
-    }
+    either(run.await)
 }

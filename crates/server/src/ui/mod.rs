@@ -189,6 +189,13 @@ pub fn error_page(status: StatusCode, message: &str) -> Response {
     page(status, &MessagePage { title, message })
 }
 
+/// A handler's answer: the page, or the page that says why not.
+pub fn either(answer: Result<Response, Response>) -> Response {
+    match answer {
+        Ok(page) | Err(page) => page,
+    }
+}
+
 pub fn store_error(e: StoreError) -> Response {
     tracing::error!(error = %e, "a UI page could not read the database");
     error_page(

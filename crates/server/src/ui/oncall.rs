@@ -19,8 +19,8 @@ use keepwatch_core::oncall::config::OnCall;
 use keepwatch_core::user::Role;
 
 use super::checks::absolute;
-use super::session::{UiUser, require};
-use super::{FormFields, Frame, error_page, page, store_error};
+use super::session::UiUser;
+use super::{FormFields, Frame, either, error_page, page, store_error};
 use crate::api::oncall_config::{apply_config, unverified_contacts};
 use crate::state::AppState;
 
@@ -386,9 +386,7 @@ async fn render(
             },
         ))
     };
-    match run.await {
-        Ok(r) | Err(r) => r,
-    }
+    either(run.await)
 }
 
 /// Parses a form time: RFC 3339 (the cover buttons), or `datetime-local` (`2026-12-06T22:00`)
@@ -458,9 +456,15 @@ pub async fn create_override(
     axum::Form(fields): FormFields,
 ) -> Response {
     let run = async {
-        let member = user.project(&state, &project).await?;
-        user.check_csrf(fields.get("csrf").map(String::as_str))?;
-        require(member.role, Role::can_respond, "create overrides")?;
+        let member = user
+            .may_post(
+                &state,
+                &project,
+                &fields,
+                Role::can_respond,
+                "create overrides",
+            )
+            .await?;
         let field = |name: &str| fields.get(name).map(|v| v.trim()).unwrap_or("");
         let applied = state
             .store
@@ -554,9 +558,7 @@ pub async fn create_override(
             .await),
         }
     };
-    match run.await {
-        Ok(r) | Err(r) => r,
-    }
+    either(run.await)
 }
 
 /// `POST /ui/p/<project>/oncall/people/<id>/test`: sends a verification code through one
@@ -569,9 +571,15 @@ pub async fn test_contact(
     axum::Form(fields): FormFields,
 ) -> Response {
     let run = async {
-        let member = user.project(&state, &project).await?;
-        user.check_csrf(fields.get("csrf").map(String::as_str))?;
-        require(member.role, Role::can_respond, "send test notifications")?;
+        let member = user
+            .may_post(
+                &state,
+                &project,
+                &fields,
+                Role::can_respond,
+                "send test notifications",
+            )
+            .await?;
         let contact = fields.get("contact").map(|c| c.trim()).unwrap_or("");
         let code = fields.get("code").map(|c| c.trim()).unwrap_or("");
         let notice = if code.is_empty() {
@@ -599,9 +607,7 @@ pub async fn test_contact(
         };
         Ok::<_, Response>(render(&state, &project, &user, StatusCode::OK, &notice).await)
     };
-    match run.await {
-        Ok(r) | Err(r) => r,
-    }
+    either(run.await)
 }
 
 #[cfg(test)]

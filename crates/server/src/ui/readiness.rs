@@ -14,7 +14,7 @@ use serde::Deserialize;
 
 use super::checks::absolute;
 use super::session::UiUser;
-use super::{Frame, error_page, page, store_error};
+use super::{Frame, either, error_page, page, store_error};
 use crate::api::drill::{DrillQuery, compute};
 use crate::state::AppState;
 
@@ -261,9 +261,7 @@ pub async fn drill(
         view.form = form;
         Ok(page(StatusCode::OK, &view))
     };
-    match run.await {
-        Ok(r) | Err(r) => r,
-    }
+    either(run.await)
 }
 
 pub struct FindingLine {
@@ -391,7 +389,5 @@ pub async fn audit(
         };
         Ok(page(StatusCode::OK, &view))
     };
-    match run.await {
-        Ok(r) | Err(r) => r,
-    }
+    either(run.await)
 }

@@ -3,6 +3,7 @@
 
 use std::collections::HashMap;
 use std::sync::Mutex;
+
 use std::time::{Duration, Instant};
 
 use argon2::password_hash::phc::PasswordHash;
@@ -127,6 +128,25 @@ impl UiUser {
             .into_iter()
             .find(|m| m.project_name == name)
             .ok_or_else(|| super::error_page(StatusCode::NOT_FOUND, "No such page."))
+    }
+}
+
+impl UiUser {
+    /// What every form post checks first, in this order: the project is the user's (else
+    /// "not found"), the form carries this session's CSRF token, the user's role there may
+    /// do `what`.
+    pub async fn may_post(
+        &self,
+        state: &AppState,
+        project: &str,
+        fields: &HashMap<String, String>,
+        allowed: fn(Role) -> bool,
+        what: &str,
+    ) -> Result<Membership, Response> {
+        let member = self.project(state, project).await?;
+        self.check_csrf(fields.get("csrf").map(String::as_str))?;
+        require(member.role, allowed, what)?;
+        Ok(member)
     }
 }
 
