@@ -67,7 +67,10 @@ async fn find_check(
 
 /// The live state of checks (the engine's memory is ahead of the stored row by at most one
 /// checkpoint), falling back to the stored state.
-async fn live_states(state: &AppState, rows: &[CheckRow]) -> Result<Vec<CheckView>, ApiError> {
+pub(crate) async fn live_states(
+    state: &AppState,
+    rows: &[CheckRow],
+) -> Result<Vec<CheckView>, ApiError> {
     let live = state
         .engine
         .states(rows.iter().map(|r| r.id).collect())
@@ -164,12 +167,10 @@ fn check_json(
     }
     let site = &state.config.site_url;
     // Healthchecks' badge URL has a key of its own; the UUID would be the ping URL.
-    let badge = if read_only {
-        unique_key(&row.uuid)
-    } else {
-        row.uuid.clone()
-    };
-    obj.insert("badge_url".into(), format!("{site}/b/2/{badge}.svg").into());
+    obj.insert(
+        "badge_url".into(),
+        format!("{site}/b/2/{}.svg", super::badges::check_key(row)).into(),
+    );
     if read_only {
         obj.insert("unique_key".into(), unique_key(&row.uuid).into());
     } else {
