@@ -325,6 +325,22 @@ async fn pings_and_flips(app: TestApp) {
         .map(|f| f["up"].as_i64().unwrap())
         .collect();
     assert_eq!(ups, [1, 0, 0, 1], "newest first: {flips}");
+    // A new check paused and resumed: new→paused, paused→new; pausing twice flips once.
+    let fresh = app
+        .create_check_uuid(json!({"name": "fresh", "timeout": 3600}))
+        .await;
+    for action in ["pause", "pause", "resume"] {
+        let (status, _) = json_of(
+            &app,
+            "POST",
+            &format!("/api/v3/checks/{fresh}/{action}"),
+            None,
+        )
+        .await;
+        assert_eq!(status, StatusCode::OK, "{action}");
+    }
+    let (_, flips) = json_of(&app, "GET", &format!("/api/v3/checks/{fresh}/flips/"), None).await;
+    assert_eq!(flips["flips"].as_array().unwrap().len(), 2, "{flips}");
 
     // filter_http_body: the body's keywords decide, failure first; no keyword: ignored,
     // or a failure with filter_default_fail.
