@@ -42,8 +42,8 @@ pub use state::{
 };
 
 use api::{
-    alerts, audit, channels, checkins, checks, drill, events, incidents, oncall, oncall_config,
-    people, policies, schedules,
+    alerts, audit, badges, channels, checkins, checks, drill, events, incidents, oncall,
+    oncall_config, people, policies, schedules,
 };
 
 pub fn router(state: AppState) -> Router {
@@ -64,6 +64,7 @@ pub fn router(state: AppState) -> Router {
             get(channels::list_channels).post(channels::create_channel),
         )
         .route("/status/", any(status))
+        .route("/badges/", get(badges::list))
         .route("/oncall/", get(oncall::who))
         .route("/alerts/", get(alerts::list))
         .route("/alerts/{id}", get(alerts::get))
@@ -134,6 +135,9 @@ pub fn router(state: AppState) -> Router {
         .route("/api/v1/alertmanager/{key}", post(events::alertmanager))
         .route("/a/{token}", get(links::confirm).post(links::act))
         .route("/s/{token}", get(incidents::page))
+        .route("/badge/{key}/{file}", get(badges::all))
+        .route("/badge/{key}/{sig}/{file}", get(badges::tagged))
+        .route("/b/{states}/{file}", get(badges::check))
         .route("/metrics", get(metrics))
         .route("/", get(index))
         .merge(ui::routes())

@@ -325,6 +325,22 @@ async fn pings_and_flips(app: TestApp) {
         .map(|f| f["up"].as_i64().unwrap())
         .collect();
     assert_eq!(ups, [1, 0, 0, 1], "newest first: {flips}");
+    // A new check paused and resumed: new→paused, paused→new; pausing twice flips once.
+    let fresh = app
+        .create_check_uuid(json!({"name": "fresh", "timeout": 3600}))
+        .await;
+    for action in ["pause", "pause", "resume"] {
+        let (status, _) = json_of(
+            &app,
+            "POST",
+            &format!("/api/v3/checks/{fresh}/{action}"),
+            None,
+        )
+        .await;
+        assert_eq!(status, StatusCode::OK, "{action}");
+    }
+    let (_, flips) = json_of(&app, "GET", &format!("/api/v3/checks/{fresh}/flips/"), None).await;
+    assert_eq!(flips["flips"].as_array().unwrap().len(), 2, "{flips}");
 
     // filter_http_body: the body's keywords decide, failure first; no keyword: ignored,
     // or a failure with filter_default_fail.
@@ -391,6 +407,165 @@ async fn pings_and_flips(app: TestApp) {
     app.ping("GET", &format!("/ping/{post_only}"), None).await;
     assert_eq!(ping_types(&app, &post_only).await, ["ign"]);
     app.stop().await;
+}
+
+async fn get_public(app: &TestApp, url: &str) -> (StatusCode, reqwest::header::HeaderMap, String) {
+    let response = raw_client().get(url).send().await.unwrap();
+    let status = StatusCode::from_u16(response.status().as_u16()).unwrap();
+    let headers = response.headers().clone();
+    let _ = app;
+    (status, headers, response.text().await.unwrap())
+}
+
+async fn public_json(app: &TestApp, url: String) -> Value {
+    let (status, headers, body) = get_public(app, &url).await;
+    assert_eq!(status, StatusCode::OK, "{url}");
+    assert_eq!(headers["access-control-allow-origin"], "*");
+    serde_json::from_str::<Value>(&body).unwrap()
+}
+
+async fn badges(app: TestApp) {
+    let up = app
+        .create_check_uuid(
+            json!({"name": "web", "tags": "prod web", "timeout": 3600, "grace": 600}),
+        )
+        .await;
+    let late = app
+        .create_check_uuid(json!({"name": "etl", "tags": "prod etl", "timeout": 60, "grace": 600}))
+        .await;
+    app.ping("GET", &format!("/ping/{up}"), None).await;
+    app.ping("GET", &format!("/ping/{late}"), None).await;
+    app.engine.flush().await.unwrap();
+    app.advance(TimeDelta::seconds(120)); // etl is in its grace time
+    app.engine.settled().await;
+
+    // Every tag's six URLs, and `*` for all checks; a read-only key is enough.
+    let (status, list) = app.get_read_only("/api/v3/badges/").await;
+    assert_eq!(status, StatusCode::OK, "{list}");
+    let badges = list["badges"].as_object().unwrap();
+    let mut tags: Vec<&str> = badges.keys().map(String::as_str).collect();
+    tags.sort();
+    assert_eq!(tags, ["*", "etl", "prod", "web"]);
+    let prod = &badges["prod"];
+    for (name, suffix) in [
+        ("svg", ".svg"),
+        ("svg3", ".svg"),
+        ("json", ".json"),
+        ("json3", ".json"),
+        ("shields", ".shields"),
+        ("shields3", ".shields"),
+    ] {
+        let url = prod[name].as_str().unwrap();
+        assert!(
+            url.starts_with(&format!("{}/badge/", app.address))
+                && url.ends_with(&format!("/prod{suffix}")),
+            "{url}"
+        );
+        assert_eq!(url.contains("-2/"), !name.ends_with('3'), "{name}: {url}");
+    }
+    assert!(
+        !badges["*"]["svg"].as_str().unwrap().contains("/*"),
+        "{list}"
+    );
+    let text = list.to_string();
+    assert!(
+        !text.contains(&up) && !text.contains(&app.ping_key),
+        "no secret in badge URLs"
+    );
+
+    // The badges themselves, no key: late only in the three-state variants.
+    let url = |name: &str| prod[name].as_str().unwrap().to_string();
+    assert_eq!(
+        public_json(&app, url("json")).await,
+        json!({"status": "up", "total": 2, "grace": 1, "down": 0})
+    );
+    assert_eq!(public_json(&app, url("json3")).await["status"], "late");
+    assert_eq!(
+        public_json(&app, url("shields3")).await,
+        json!({"schemaVersion": 1, "label": "prod", "message": "late", "color": "important"})
+    );
+    assert_eq!(public_json(&app, url("shields")).await["color"], "success");
+    let (status, headers, svg) = get_public(&app, &url("svg3")).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(headers["content-type"], "image/svg+xml");
+    assert!(
+        svg.starts_with("<svg") && svg.contains(">prod<") && svg.contains(">late<"),
+        "{svg}"
+    );
+    assert!(
+        headers["cache-control"]
+            .to_str()
+            .unwrap()
+            .contains("no-cache")
+    );
+    // `-3` after the signature is the three-state variant too (only 8 characters are signed).
+    let three = url("json").replace("-2/prod", "-3/prod");
+    assert_eq!(public_json(&app, three).await["status"], "late");
+    assert_eq!(
+        public_json(&app, badges["web"]["json3"].as_str().unwrap().to_string()).await,
+        json!({"status": "up", "total": 1, "grace": 0, "down": 0})
+    );
+    assert_eq!(
+        public_json(&app, badges["*"]["json"].as_str().unwrap().to_string()).await["total"],
+        2
+    );
+    // A wrong signature, a signature for another tag, a bad format: 404.
+    let forged = url("json").replace("/prod.json", "/web.json");
+    assert_eq!(get_public(&app, &forged).await.0, StatusCode::NOT_FOUND);
+    let bad = url("json").replace(".json", ".png");
+    assert_eq!(get_public(&app, &bad).await.0, StatusCode::NOT_FOUND);
+    let sig = url("json");
+    let tampered = sig.replacen("/badge/", "/badge/0", 1);
+    assert_eq!(get_public(&app, &tampered).await.0, StatusCode::NOT_FOUND);
+
+    // Each check's badge_url answers (it was a 404), with its states in the path.
+    let (_, check) = json_of(&app, "GET", &format!("/api/v3/checks/{late}"), None).await;
+    let badge = check["badge_url"].as_str().unwrap().to_string();
+    assert!(
+        badge.contains("/b/2/") && badge.ends_with(".svg") && !badge.contains(&late),
+        "{badge}"
+    );
+    let (_, read_only) = app.get_read_only(&format!("/api/v3/checks/{late}")).await;
+    assert_eq!(read_only["badge_url"], badge, "the same for every key");
+    let (status, _, svg) = get_public(&app, &badge).await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(svg.contains(">etl<") && svg.contains(">up<"), "{svg}");
+    assert_eq!(
+        public_json(
+            &app,
+            badge.replace("/b/2/", "/b/3/").replace(".svg", ".json")
+        )
+        .await,
+        json!({"status": "late", "total": 1, "grace": 1, "down": 0})
+    );
+    app.ping("GET", &format!("/ping/{late}/fail"), None).await;
+    app.engine.flush().await.unwrap();
+    assert_eq!(
+        public_json(&app, badge.replace(".svg", ".shields")).await,
+        json!({"schemaVersion": 1, "label": "etl", "message": "down", "color": "critical"})
+    );
+    assert_eq!(public_json(&app, url("json")).await["status"], "down");
+    let unknown = format!("{}/b/2/{}.svg", app.address, uuid::Uuid::new_v4());
+    assert_eq!(get_public(&app, &unknown).await.0, StatusCode::NOT_FOUND);
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn badges_match_healthchecks_on_sqlite() {
+    badges(spawn_app_with(AppOptions::default()).await).await;
+}
+
+#[tokio::test]
+async fn badges_match_healthchecks_on_postgres() {
+    let db = PgDatabase::create().await;
+    badges(
+        spawn_app_with(AppOptions {
+            database_url: Some(db.url.clone()),
+            ..Default::default()
+        })
+        .await,
+    )
+    .await;
 }
 
 #[tokio::test]

@@ -167,12 +167,10 @@ fn check_json(
     }
     let site = &state.config.site_url;
     // Healthchecks' badge URL has a key of its own; the UUID would be the ping URL.
-    let badge = if read_only {
-        unique_key(&row.uuid)
-    } else {
-        row.uuid.clone()
-    };
-    obj.insert("badge_url".into(), format!("{site}/b/2/{badge}.svg").into());
+    obj.insert(
+        "badge_url".into(),
+        format!("{site}/b/2/{}.svg", super::badges::check_key(row)).into(),
+    );
     if read_only {
         obj.insert("unique_key".into(), unique_key(&row.uuid).into());
     } else {

@@ -3,6 +3,7 @@
 //! them knows about connections or the router ([`crate::router`] wires them to paths).
 //!
 //! - [`checks`]: the Healthchecks Management API v3 for checks, pings and flips.
+//! - [`badges`]: status badges (`/api/v3/badges/`, `/badge/…`, `/b/…`).
 //! - [`check_spec`]: a check's create or update body, validated as Healthchecks does.
 //! - [`channels`]: notification channels (`/api/v3/channels/`).
 //! - [`alerts`]: keepwatch's alerts API (`/api/v1/alerts/`).
@@ -20,6 +21,7 @@
 
 pub mod alerts;
 pub mod audit;
+pub mod badges;
 pub mod channels;
 pub mod check_spec;
 pub mod checkins;
