@@ -160,6 +160,41 @@ pub struct OpenRun {
     pub snapshot: Option<Box<RunSnapshot>>,
 }
 
+/// Healthchecks' `filter_http_body`: an HTTP ping's kind comes from keywords in its body
+/// (comma-separated lists, each keyword matched as a case-sensitive substring): a failure
+/// keyword makes it a failure, else a success keyword a success, else a start keyword a
+/// start; a body with none is a failure with `default_fail`, else ignored. It applies
+/// whatever the URL said (`/start`, `/fail`, `/<exit status>`), not to a ping already ignored.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct BodyFilter {
+    pub start_kw: String,
+    pub success_kw: String,
+    pub failure_kw: String,
+    pub default_fail: bool,
+}
+
+impl BodyFilter {
+    pub fn classify(&self, body: &str) -> PingKind {
+        let any = |keywords: &str| {
+            keywords
+                .split(',')
+                .map(str::trim)
+                .any(|k| !k.is_empty() && body.contains(k))
+        };
+        if any(&self.failure_kw) {
+            PingKind::Fail
+        } else if any(&self.success_kw) {
+            PingKind::Success
+        } else if any(&self.start_kw) {
+            PingKind::Start
+        } else if self.default_fail {
+            PingKind::Fail
+        } else {
+            PingKind::Ignored
+        }
+    }
+}
+
 /// How a check is configured to be judged.
 #[derive(Debug, Clone)]
 pub struct CheckRules {
@@ -209,9 +244,14 @@ impl Default for AnomalyRules {
 }
 
 /// The volumes and durations of the last baseline runs (successful, neither hung nor
-/// anomalous), oldest first.
+/// anomalous), oldest first; and whether the newest run could look for stray processes.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RunHistory {
+    /// When the newest run started and why `keepwatch run` could not look for other copies
+    /// of the job or watched processes then; `None` when it looked (or the start did not
+    /// come from `keepwatch run`). The audit reports it (`stray-scan-skipped`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub scan_skipped: Option<(DateTime<Utc>, String)>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub volumes: Vec<i64>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
@@ -715,6 +755,7 @@ impl CheckState {
     }
 
     fn start_run(&mut self, ping: &PingInput, outcome: &mut Outcome) {
+        self.history.scan_skipped = ping.scan_skipped.clone().map(|why| (ping.at, why));
         let new_run = OpenRun {
             identity: ping.identity.clone(),
             started_at: ping.at,
@@ -1159,6 +1200,31 @@ mod tests {
     }
 
     #[test]
+    fn a_body_filter_classifies_by_keywords_failure_first() {
+        let filter = BodyFilter {
+            start_kw: "BEGIN".into(),
+            success_kw: "ALL OK, done ".into(),
+            failure_kw: "ERROR,panic".into(),
+            default_fail: false,
+        };
+        assert_eq!(filter.classify("BEGIN backup"), PingKind::Start);
+        assert_eq!(filter.classify("backup done"), PingKind::Success);
+        assert_eq!(
+            filter.classify("done, but ERROR on 2 files"),
+            PingKind::Fail
+        );
+        assert_eq!(filter.classify("thread main panicked"), PingKind::Fail);
+        assert_eq!(filter.classify("error in lower case"), PingKind::Ignored);
+        assert_eq!(filter.classify(""), PingKind::Ignored);
+        let strict = BodyFilter {
+            default_fail: true,
+            ..filter
+        };
+        assert_eq!(strict.classify("no keyword"), PingKind::Fail);
+        assert_eq!(BodyFilter::default().classify(", ,"), PingKind::Ignored);
+    }
+
+    #[test]
     fn paused_checks_resume_on_ping_unless_manual_resume() {
         let mut rules = hourly();
         let mut state = CheckState::default();
@@ -1479,6 +1545,8 @@ mod tests {
         let run = event.run.as_ref().unwrap();
         assert_eq!(run.snapshot, None, "carried once, beside the run");
         assert_eq!(run.scan_skipped.as_deref(), Some("no /proc on this system"));
+        // The newest start (web2's) looked: nothing kept for the audit.
+        assert_eq!(state.history.scan_skipped, None);
         let json = serde_json::to_value(event).unwrap();
         assert_eq!(json["snapshot"]["processes"][0]["pid"], 42);
         assert_eq!(json["snapshot"]["holders"][0]["how"], "flock");

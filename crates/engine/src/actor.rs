@@ -9,7 +9,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
-use keepwatch_core::check::{CheckState, Event, Outcome, PingInput, PingKind, RunIdentity};
+use keepwatch_core::check::{CheckState, Event, Outcome, PingInput, PingKind, RunIdentity, Status};
 use keepwatch_store::{
     Batch, CheckRow, Committed, EventRow, FlipRow, PingRow, StateUpdate, Store, StoreError,
     Timestamp,
@@ -168,6 +168,7 @@ impl Actor {
                         last_seq: row.state.last_seq,
                         checkpoint_seq: row.state.checkpoint_seq,
                         scheduled_at: None,
+                        body_filter: crate::live::body_filter(&row),
                     },
                 );
             })
@@ -303,7 +304,16 @@ impl Actor {
             let (state, last_seq) = pending
                 .entry(id)
                 .or_insert_with(|| (live.state.clone(), live.last_seq));
+            // As Healthchecks decides a ping's kind: a non-POST ping to a POST-only check is
+            // ignored; else the body's keywords decide, when the check filters bodies; a
+            // paused check that resumes only by hand ignores every ping (recorded `ign`).
             if live.rules.post_only && request.method != "POST" {
+                request.kind = PingKind::Ignored;
+            } else if let Some(filter) = &live.body_filter {
+                let body = request.body.as_deref().unwrap_or_default();
+                request.kind = filter.classify(&String::from_utf8_lossy(body));
+            }
+            if state.status == Status::Paused && live.rules.manual_resume {
                 request.kind = PingKind::Ignored;
             }
             // Never in the future: the server's clock orders deadlines.
@@ -489,6 +499,7 @@ impl Actor {
                 last_seq: None,
                 checkpoint_seq: self.seq,
                 scheduled_at: None,
+                body_filter: crate::live::body_filter(&row),
             },
         );
         // A new check has no deadline, unless it asked to be alerted if it never pings.
@@ -505,6 +516,7 @@ impl Actor {
         self.store.update_check(&row).await?;
         let live = self.checks.get_mut(&row.id).expect("checked above");
         live.rules = rules;
+        live.body_filter = crate::live::body_filter(&row);
         live.checkpoint_seq = self.seq;
         self.dirty.remove(&row.id);
         // A new schedule may move the deadline earlier: queue it afresh.

@@ -17,6 +17,7 @@ use keepwatch_core::alert::paging::{
     EscalationPolicy, EscalationStep, Page, Paging, Target, Urgency,
 };
 use keepwatch_core::incident::postmortem::{Entry, Export, Header, Marker, Postmortem};
+use keepwatch_core::incident::runs::{self, HungRun, RunPing};
 use keepwatch_core::incident::{
     CadenceStep, ExtraStakeholder, IncidentSettings, IncidentStatus, Recipient, Severity,
     UpdateKind, UpdateView, cadence_step, next_cadence_at, recipients, reminder_text, update_text,
@@ -132,7 +133,7 @@ fn extra_of(row: &IncidentRow) -> Vec<ExtraStakeholder> {
 
 /// The people a target reaches now, through their own rules at `urgency`: `(person,
 /// contact, address, due)`.
-fn reach(
+pub(crate) fn reach(
     config: &OnCall,
     targets: &[Target],
     now: DateTime<Utc>,
@@ -213,13 +214,14 @@ impl Incidents {
     }
 
     /// The update `view` written for every stakeholder of `row`, as messages due now.
-    fn stakeholder_messages(
+    async fn stakeholder_messages(
         &self,
         config: &OnCall,
         row: &IncidentRow,
         view: &UpdateView<'_>,
-    ) -> Vec<NewIncidentMessage> {
-        let (to, unreached) = recipients(config, &groups_of(row), &extra_of(row));
+    ) -> Result<Vec<NewIncidentMessage>, EngineError> {
+        let verified = self.store.verified_contacts(row.project_id).await?;
+        let (to, unreached) = recipients(config, &groups_of(row), &extra_of(row), &verified);
         if !unreached.is_empty() {
             tracing::warn!(
                 incident = row.id,
@@ -227,7 +229,8 @@ impl Incidents {
                 "stakeholders without a contact"
             );
         }
-        to.into_iter()
+        Ok(to
+            .into_iter()
             .map(|r: Recipient| {
                 let (subject, text) = update_text(view, r.tz);
                 NewIncidentMessage {
@@ -241,7 +244,7 @@ impl Incidents {
                     due_at: view.at.into(),
                 }
             })
-            .collect()
+            .collect())
     }
 
     /// A message to a person through their own high-urgency rules (each rule's contact after
@@ -445,7 +448,7 @@ impl Incidents {
         let url = self.page_url(&row);
         let mut view = self.view(&row, UpdateKind::Declared, &message, now, &url);
         view.previous_at = None;
-        let mut messages = self.stakeholder_messages(config, &row, &view);
+        let mut messages = self.stakeholder_messages(config, &row, &view).await?;
         let owner_text = |tz: Tz| {
             format!(
                 "You own incident #{} \"{}\" ({}), declared by {}.\n{}Stakeholder page: {url}\n",
@@ -621,7 +624,7 @@ impl Incidents {
             .last_update_at
             .or(Some(was.declared_at))
             .map(Timestamp::to_datetime);
-        let messages = self.stakeholder_messages(config, &row, &view);
+        let messages = self.stakeholder_messages(config, &row, &view).await?;
         if !self
             .store
             .change_incident(&was, &row, &[log], &messages, now.into())
@@ -1224,6 +1227,9 @@ fn without_links(text: &str) -> String {
         .join("\n")
 }
 
+/// How much of the end of a finish ping's body the export reads (it shows a few lines).
+const TAIL_BYTES: usize = 4096;
+
 /// Reads everything about an incident and puts its timeline together.
 async fn gather_export(
     store: &Store,
@@ -1255,41 +1261,58 @@ async fn gather_export(
         };
         check_names.push(name.clone());
         let head = last_seqs.get(&check.id).copied().or(check.state.last_seq);
-        let pings = store.list_pings(check.id, head, 1_000_000).await?;
-        for p in pings.iter().rev() {
-            let at = p.at.to_datetime();
-            if at < from || at > to {
-                continue;
-            }
-            let who = match (&p.host, p.pid) {
-                (Some(h), Some(pid)) => format!("{h} pid {pid}"),
-                (Some(h), None) => h.clone(),
-                _ => p.remote_addr.clone(),
-            };
-            let mut text = format!("{name}: {}", p.kind);
-            if let Some(rid) = &p.rid {
-                text.push_str(&format!(" run {rid}"));
-            }
-            if let Some(ms) = p.duration_ms {
-                text.push_str(&format!(", ran {:.1} s", ms as f64 / 1000.0));
-            }
-            if let Some(v) = p.volume {
-                text.push_str(&format!(", volume {v}"));
-            }
-            let failed =
-                p.kind == "fail" || p.kind.strip_prefix("exit:").is_some_and(|code| code != "0");
-            entries.push(Entry {
-                at,
-                kind: "ping".into(),
-                who,
-                text,
-                marker: failed.then_some(Marker::Failure),
-            });
-        }
-        for (at, kind, payload) in store
-            .check_events_between(check.id, from.into(), to.into())
+        let pings: Vec<_> = store
+            .list_pings(check.id, head, 1_000_000)
             .await?
-        {
+            .into_iter()
+            .rev()
+            .filter(|p| (from..=to).contains(&p.at.to_datetime()))
+            .collect();
+        // Only finish pings show their output: read the end of their bodies in one go.
+        let finishes: Vec<i64> = pings
+            .iter()
+            .filter(|p| p.kind != "start")
+            .map(|p| p.seq)
+            .collect();
+        let mut tails = store.ping_body_tails(&finishes, TAIL_BYTES).await?;
+        let events = store
+            .check_events_between(check.id, from.into(), to.into())
+            .await?;
+        let hung: Vec<HungRun> = events
+            .iter()
+            .filter(|(_, kind, _)| kind == "hung")
+            .filter_map(|(at, _, payload)| {
+                let event: serde_json::Value = serde_json::from_str(payload).ok()?;
+                let run = &event["run"];
+                Some(HungRun {
+                    at: at.to_datetime(),
+                    started_at: run["started_at"].as_str()?.parse().ok()?,
+                    rid: run["rid"].as_str().map(str::to_string),
+                })
+            })
+            .collect();
+        let run_pings: Vec<RunPing> = pings
+            .into_iter()
+            .map(|p| {
+                let (body, cut) = match tails.remove(&p.seq) {
+                    Some((body, cut)) => (Some(body), cut),
+                    None => (None, p.body_truncated),
+                };
+                RunPing {
+                    at: p.at.to_datetime(),
+                    kind: p.kind,
+                    rid: p.rid,
+                    host: p.host,
+                    pid: p.pid,
+                    remote_addr: p.remote_addr,
+                    volume: p.volume,
+                    body,
+                    body_cut: cut,
+                }
+            })
+            .collect();
+        entries.extend(runs::timeline(&name, &run_pings, &hung, to.min(now)));
+        for (at, kind, payload) in events {
             let mut details: serde_json::Value = serde_json::from_str(&payload).unwrap_or_default();
             if let Some(map) = details.as_object_mut() {
                 for key in ["check_uuid", "check_name", "at", "kind"] {
@@ -1306,6 +1329,7 @@ async fn gather_export(
                 who: name.clone(),
                 text: format!("{name} {kind}: {details}"),
                 marker: failure.then_some(Marker::Failure),
+                ..Default::default()
             });
         }
     }
@@ -1319,6 +1343,7 @@ async fn gather_export(
                 alert.id, alert.urgency, alert.summary
             ),
             marker: Some(Marker::Alert),
+            ..Default::default()
         });
         for log in store.alert_log(alert.id).await? {
             let marker = match log.kind.as_str() {
@@ -1334,6 +1359,7 @@ async fn gather_export(
                     .trim_end_matches(": ")
                     .to_string(),
                 marker,
+                ..Default::default()
             });
         }
         for m in store.alert_messages(alert.id).await? {
@@ -1357,6 +1383,7 @@ async fn gather_export(
                         .map_or(String::new(), |t| format!("\n{}", without_links(&t))),
                 ),
                 marker: None,
+                ..Default::default()
             });
         }
     }
@@ -1394,6 +1421,7 @@ async fn gather_export(
                 }
             ),
             marker,
+            ..Default::default()
         });
     }
     for m in store.incident_messages(row.id).await? {
@@ -1417,6 +1445,7 @@ async fn gather_export(
                 m.note.unwrap_or_default(),
             ),
             marker: None,
+            ..Default::default()
         });
     }
     for (at, by) in store
@@ -1429,6 +1458,7 @@ async fn gather_export(
             who: by,
             text: "on-call configuration applied".into(),
             marker: None,
+            ..Default::default()
         });
     }
     let header = Header {

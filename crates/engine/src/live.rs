@@ -8,7 +8,7 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 
 use keepwatch_core::check::{
-    AnomalyRules, CheckRules, CheckState, DownReason, OpenRun, RunHistory,
+    AnomalyRules, BodyFilter, CheckRules, CheckState, DownReason, OpenRun, RunHistory,
 };
 use keepwatch_core::schedule::Schedule;
 use keepwatch_store::{CheckRow, StateRow, Timestamp};
@@ -24,6 +24,27 @@ pub struct LiveCheck {
     pub checkpoint_seq: i64,
     /// The deadline queued for this check; a heap entry with another time is stale.
     pub scheduled_at: Option<Timestamp>,
+    /// Healthchecks' `filter_http_body`, when the check has it on (boxed: rare, and a
+    /// million checks are kept in memory).
+    pub body_filter: Option<Box<BodyFilter>>,
+}
+
+/// The check's `filter_http_body` settings from `extra`, when it is on.
+pub fn body_filter(row: &CheckRow) -> Option<Box<BodyFilter>> {
+    if !row.extra.contains("filter_http_body") {
+        return None;
+    }
+    let extra: serde_json::Value = serde_json::from_str(&row.extra).ok()?;
+    if extra["filter_http_body"] != true {
+        return None;
+    }
+    let text = |key: &str| extra[key].as_str().unwrap_or_default().to_string();
+    Some(Box::new(BodyFilter {
+        start_kw: text("start_kw"),
+        success_kw: text("success_kw"),
+        failure_kw: text("failure_kw"),
+        default_fail: extra["filter_default_fail"] == true,
+    }))
 }
 
 /// Builds check rules from a stored row.

@@ -1,6 +1,8 @@
 //! `keepwatch incident declare|list|show|update|owner|resolve|reopen|note|postmortem|attach|
 //! page|export`: incidents through the server's API (`/api/v1/incidents/`).
 
+use chrono::{DateTime, Utc};
+use chrono_tz::Tz;
 use clap::Subcommand;
 use serde_json::{Value, json};
 
@@ -154,36 +156,87 @@ pub enum IncidentCommand {
     /// Example: keepwatch incident export 7 --format markdown --tz America/Denver > pm.md
     Export {
         id: i64,
-        /// markdown, json or html
+        /// markdown, json or html (its times in --tz, default UTC)
         #[arg(long, default_value = "markdown")]
         format: String,
-        /// The time zone of the times (default UTC)
-        #[arg(long)]
-        tz: Option<String>,
         #[command(flatten)]
         api: Api,
     },
 }
 
-fn line(i: &Value) -> String {
+/// Where the summary line's times are shown: a named zone, or the machine's local offset
+/// when its zone has no name keepwatch knows.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Zone {
+    Named(Tz),
+    Local,
+}
+
+impl Zone {
+    /// `--tz` if given (refused if unknown), else the machine's zone: `TZ`, else the name
+    /// `/etc/localtime` links to, else the local offset.
+    pub fn resolve(tz: Option<&str>) -> anyhow::Result<Zone> {
+        if let Some(tz) = tz {
+            return tz.parse::<Tz>().map(Zone::Named).map_err(|_| {
+                anyhow::anyhow!(
+                    "unknown time zone `{tz}` (give an IANA name such as America/Denver)"
+                )
+            });
+        }
+        let link = std::fs::read_link("/etc/localtime").ok();
+        Ok(Zone::of_machine(
+            std::env::var("TZ").ok().as_deref(),
+            link.as_deref().and_then(|p| p.to_str()),
+        ))
+    }
+
+    fn of_machine(tz_env: Option<&str>, localtime_link: Option<&str>) -> Zone {
+        let named = |name: &str| name.trim_start_matches(':').parse::<Tz>().ok();
+        tz_env
+            .and_then(named)
+            .or_else(|| localtime_link?.split("zoneinfo/").nth(1).and_then(named))
+            .map_or(Zone::Local, Zone::Named)
+    }
+
+    /// `2026-12-05 13:48 MST (UTC-07:00)`; `2026-12-05 13:48 (UTC-07:00)` for an unnamed zone.
+    pub fn show(self, at: DateTime<Utc>) -> String {
+        match self {
+            Zone::Named(tz) => at
+                .with_timezone(&tz)
+                .format("%Y-%m-%d %H:%M %Z (UTC%:z)")
+                .to_string(),
+            Zone::Local => at
+                .with_timezone(&chrono::Local)
+                .format("%Y-%m-%d %H:%M (UTC%:z)")
+                .to_string(),
+        }
+    }
+}
+
+fn line(i: &Value, zone: Zone) -> String {
     let text = |v: &Value| v.as_str().unwrap_or("").to_string();
+    let next = match i["next_update_due"].as_str() {
+        Some(at) => at
+            .parse::<DateTime<Utc>>()
+            .map_or(at.to_string(), |at| zone.show(at)),
+        None => "—".into(),
+    };
     format!(
-        "#{} {} {} {}  (owner {}, next update {}){}\n",
+        "#{} {} {} {}  (owner {}, next update {next}){}\n",
         i["id"],
         text(&i["severity"]).to_uppercase(),
         text(&i["status"]),
         text(&i["title"]),
         text(&i["owner"]),
-        i["next_update_due"].as_str().unwrap_or("—"),
         i["page_url"]
             .as_str()
             .map_or(String::new(), |u| format!("\n  stakeholder page: {u}")),
     )
 }
 
-fn show(i: &Value) -> String {
+fn show(i: &Value, zone: Zone) -> String {
     let text = |v: &Value| v.as_str().unwrap_or("").to_string();
-    let mut out = line(i);
+    let mut out = line(i, zone);
     if !text(&i["impact"]).is_empty() {
         out.push_str(&format!("  impact: {}\n", text(&i["impact"])));
     }
@@ -234,8 +287,9 @@ fn stakeholder(text: &str) -> Value {
     }
 }
 
-pub async fn run(command: IncidentCommand) -> anyhow::Result<String> {
+pub async fn run(command: IncidentCommand, tz: Option<String>) -> anyhow::Result<String> {
     use reqwest::Method;
+    let zone = Zone::resolve(tz.as_deref())?;
     match command {
         IncidentCommand::Declare {
             alerts,
@@ -275,7 +329,7 @@ pub async fn run(command: IncidentCommand) -> anyhow::Result<String> {
                 body["stakeholders"] = json!(groups);
             }
             let i = call_with(&api, Method::POST, "incidents/", Some(body)).await?;
-            Ok(format!("declared {}", line(&i)))
+            Ok(format!("declared {}", line(&i, zone)))
         }
         IncidentCommand::List { status, api } => {
             let body = call_with(
@@ -289,11 +343,11 @@ pub async fn run(command: IncidentCommand) -> anyhow::Result<String> {
             if list.is_empty() {
                 return Ok(format!("no {status} incidents\n"));
             }
-            Ok(list.iter().map(line).collect())
+            Ok(list.iter().map(|i| line(i, zone)).collect())
         }
         IncidentCommand::Show { id, api } => {
             let i = call_with(&api, Method::GET, &format!("incidents/{id}"), None).await?;
-            Ok(show(&i))
+            Ok(show(&i, zone))
         }
         IncidentCommand::Update {
             id,
@@ -310,7 +364,7 @@ pub async fn run(command: IncidentCommand) -> anyhow::Result<String> {
                 Some(body),
             )
             .await?;
-            Ok(format!("update posted: {}", line(&i)))
+            Ok(format!("update posted: {}", line(&i, zone)))
         }
         IncidentCommand::Owner { id, person, api } => {
             let body = json!({"owner": person});
@@ -321,7 +375,7 @@ pub async fn run(command: IncidentCommand) -> anyhow::Result<String> {
                 Some(body),
             )
             .await?;
-            Ok(line(&i))
+            Ok(line(&i, zone))
         }
         IncidentCommand::Resolve { id, message, api } => {
             let i = call_with(
@@ -331,7 +385,7 @@ pub async fn run(command: IncidentCommand) -> anyhow::Result<String> {
                 Some(json!({"message": message})),
             )
             .await?;
-            Ok(format!("all clear sent: {}", line(&i)))
+            Ok(format!("all clear sent: {}", line(&i, zone)))
         }
         IncidentCommand::Reopen { id, message, api } => {
             let i = call_with(
@@ -341,7 +395,7 @@ pub async fn run(command: IncidentCommand) -> anyhow::Result<String> {
                 Some(json!({"message": message})),
             )
             .await?;
-            Ok(format!("reopened: {}", line(&i)))
+            Ok(format!("reopened: {}", line(&i, zone)))
         }
         IncidentCommand::Note { id, text, api } => {
             let i = call_with(
@@ -351,7 +405,7 @@ pub async fn run(command: IncidentCommand) -> anyhow::Result<String> {
                 Some(json!({"text": text})),
             )
             .await?;
-            Ok(line(&i))
+            Ok(line(&i, zone))
         }
         IncidentCommand::Postmortem {
             id,
@@ -406,7 +460,7 @@ pub async fn run(command: IncidentCommand) -> anyhow::Result<String> {
                 Some(json!({"alerts": alerts})),
             )
             .await?;
-            Ok(line(&i))
+            Ok(line(&i, zone))
         }
         IncidentCommand::Page { id, api } => {
             let i = call_with(&api, Method::POST, &format!("incidents/{id}/page"), None).await?;
@@ -415,17 +469,63 @@ pub async fn run(command: IncidentCommand) -> anyhow::Result<String> {
                 i["page_url"].as_str().unwrap_or("")
             ))
         }
-        IncidentCommand::Export {
-            id,
-            format,
-            tz,
-            api,
-        } => {
+        IncidentCommand::Export { id, format, api } => {
             let mut path = format!("incidents/{id}/export?format={format}");
             if let Some(tz) = tz {
-                path.push_str(&format!("&tz={tz}"));
+                // Checked above (Zone::resolve); the name as the server spells it.
+                path.push_str(&format!("&tz={}", tz.replace('+', "%2B")));
             }
             crate::alert::call_text(&api, &path).await
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chrono::TimeZone;
+
+    #[test]
+    fn the_next_update_is_shown_in_the_zone_with_its_offset() {
+        let at = Utc.with_ymd_and_hms(2026, 12, 5, 20, 48, 24).unwrap();
+        let denver = Zone::resolve(Some("America/Denver")).unwrap();
+        assert_eq!(denver.show(at), "2026-12-05 13:48 MST (UTC-07:00)");
+        assert_eq!(
+            Zone::resolve(Some("Asia/Kolkata")).unwrap().show(at),
+            "2026-12-06 02:18 IST (UTC+05:30)"
+        );
+        assert!(
+            Zone::resolve(Some("Mars/Olympus"))
+                .unwrap_err()
+                .to_string()
+                .contains("unknown time zone `Mars/Olympus`")
+        );
+        let line = line(
+            &json!({"id": 7, "severity": "sev1", "status": "identified", "title": "export",
+                    "owner": "alice", "next_update_due": "2026-12-05T20:48:24Z"}),
+            denver,
+        );
+        assert_eq!(
+            line,
+            "#7 SEV1 identified export  (owner alice, next update 2026-12-05 13:48 MST (UTC-07:00))\n"
+        );
+    }
+
+    #[test]
+    fn the_machine_zone_comes_from_tz_then_the_localtime_link() {
+        let paris = Zone::Named(chrono_tz::Europe::Paris);
+        assert_eq!(Zone::of_machine(Some("Europe/Paris"), None), paris);
+        assert_eq!(Zone::of_machine(Some(":Europe/Paris"), None), paris);
+        assert_eq!(
+            Zone::of_machine(None, Some("/usr/share/zoneinfo/Europe/Paris")),
+            paris
+        );
+        assert_eq!(
+            Zone::of_machine(Some("nonsense"), Some("../usr/share/zoneinfo/Europe/Paris")),
+            paris
+        );
+        assert_eq!(Zone::of_machine(None, None), Zone::Local);
+        let at = Utc.with_ymd_and_hms(2026, 12, 5, 20, 48, 0).unwrap();
+        assert!(Zone::Local.show(at).contains("(UTC"), "offset shown");
     }
 }

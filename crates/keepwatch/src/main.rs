@@ -13,6 +13,7 @@ use keepwatch_server::app::{self, AppConfig};
 use keepwatch_store::{Store, Timestamp};
 
 mod alert;
+mod checkin;
 mod config;
 mod contact;
 mod incident;
@@ -124,7 +125,16 @@ Examples:
   keepwatch drill --server https://keepwatch.example.com --api-key … --check 6d3b5e2c-1f0a-4c1e-9b7a-2f4d8e9c0a11
   keepwatch drill -f oncall.toml --service billing --sweep week --at 2026-11-30T00:00:00-07:00
   keepwatch drill -f oncall.toml --check nightly-events --sweep week --fail-if-no-high-within 30m   # CI
-  keepwatch drill -f oncall.toml --service billing --at 2026-11-28T00:00:00-07:00 --format json")]
+  keepwatch drill -f oncall.toml --service billing --at 2026-11-28T00:00:00-07:00 --format json
+Live drill (--live, through the server, full-access key): the timeline from now is sent for
+real, each notification at its time, marked \"DRILL — not a real alert\" in its title and
+first line, recorded as drill messages (no alert is opened); the people acknowledge with the
+link in it as they would a page; the first acknowledgment stops the rest. The command waits
+for it (--wait, 30m) and prints who was reached, through what, and how fast (exit 3: nobody
+acknowledged). The same over the API: POST /api/v1/drill/live?service=…, then GET
+/api/v1/drill/live/<id>.
+  keepwatch drill --live --service billing --server https://keepwatch.example.com --api-key …
+  keepwatch drill --live --check nightly-events --wait 15m --format json")]
     Drill(oncall::DrillArgs),
     /// Check the on-call setup: who can be reached, when, and what goes unseen
     #[command(after_help = "\
@@ -177,10 +187,35 @@ Examples:
   keepwatch incident owner 7 bob
   keepwatch incident resolve 7 -m \"The export caught up\"
   keepwatch incident export 7 --format markdown --tz America/Denver > postmortem.md
+  keepwatch incident list --tz Europe/Paris     # next updates in Paris time (default: this machine's zone)
 The API key can come from KEEPWATCH_API_KEY, the server from --server or KEEPWATCH_SERVER.")]
     Incident {
         #[command(subcommand)]
         command: incident::IncidentCommand,
+        /// The time zone of the times printed (an IANA name): the next update in the
+        /// summary line (default: this machine's zone, from TZ or /etc/localtime) and the
+        /// export's (default UTC); the offset is always shown, e.g. `2026-12-05 13:48 MST (UTC-07:00)`
+        #[arg(long, global = true, value_name = "ZONE")]
+        tz: Option<String>,
+    },
+    /// Shift check-ins: list them, or confirm you can be reached for your shift (through the
+    /// server's API)
+    #[command(after_help = "\
+A schedule asks for check-ins in the on-call file:
+  [[schedules]]
+  name = \"primary\"
+  tz = \"America/Denver\"
+  checkin = { within = \"15m\", fallback = \"carol\" }
+When a person's shift starts, keepwatch sends them a check-in through their high-urgency rules,
+with a link that confirms it. If it is not confirmed within `within`, the person on call
+before and the fallback are told, and `keepwatch audit` reports the missed check-in.
+Examples:
+  keepwatch checkin list --api-key …
+  keepwatch checkin ack 12        # the number the check-in message names
+The API key can come from KEEPWATCH_API_KEY, the server from --server or KEEPWATCH_SERVER.")]
+    Checkin {
+        #[command(subcommand)]
+        command: checkin::CheckinCommand,
     },
     /// Verify a person's contact with a code sent through it (through the server's API)
     #[command(after_help = "\
@@ -468,8 +503,11 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             oncall::oncall(&args).map(|out| print!("{out}"))
         }
         Command::Alert { command } => alert::run(command).await.map(|out| print!("{out}")),
-        Command::Incident { command } => incident::run(command).await.map(|out| print!("{out}")),
+        Command::Incident { command, tz } => {
+            incident::run(command, tz).await.map(|out| print!("{out}"))
+        }
         Command::Contact { command } => contact::run(command).await.map(|out| print!("{out}")),
+        Command::Checkin { command } => checkin::run(command).await.map(|out| print!("{out}")),
         Command::Oncall(args) => oncall::oncall_from_server(&args)
             .await
             .map(|out| print!("{out}")),

@@ -168,6 +168,7 @@ impl RunningApp {
             tasks.maintenance,
             tasks.auditor,
             tasks.incidents,
+            tasks.checkins,
         ] {
             task.abort();
             let _ = task.await;

@@ -42,8 +42,8 @@ pub use state::{
 };
 
 use api::{
-    alerts, audit, channels, checks, drill, events, incidents, oncall, oncall_config, people,
-    policies, schedules,
+    alerts, audit, channels, checkins, checks, drill, events, incidents, oncall, oncall_config,
+    people, policies, schedules,
 };
 
 pub fn router(state: AppState) -> Router {
@@ -70,6 +70,13 @@ pub fn router(state: AppState) -> Router {
         .route("/alerts/{id}/ack", post(alerts::acknowledge))
         .route("/alerts/{id}/resolve", post(alerts::resolve))
         .route("/alerts/{id}/notes", post(alerts::note))
+        // Healthchecks (Django's APPEND_SLASH) redirects these without their trailing slash.
+        .route("/checks", any(append_slash))
+        .route("/status", any(append_slash))
+        .route("/channels", any(append_slash))
+        .route("/badges", any(append_slash))
+        .route("/checks/{code}/flips", any(append_slash))
+        .route("/checks/{code}/pings", any(append_slash))
         .layer(middleware::from_fn(cors));
     // keepwatch's own resources: the on-call configuration and what it defines.
     let oncall = Router::new()
@@ -80,7 +87,12 @@ pub fn router(state: AppState) -> Router {
                 .layer(DefaultBodyLimit::max(oncall_config::ONCALL_FILE_LIMIT)),
         )
         .route("/drill", get(drill::drill))
+        .route("/drill/live", post(drill::live))
+        .route("/drill/live/{id}", get(drill::live_report))
+        .route("/drill/live/{id}/ack", post(drill::live_ack))
         .route("/audit", get(audit::audit))
+        .route("/checkins/", get(checkins::list))
+        .route("/checkins/{id}/ack", post(checkins::acknowledge))
         .route("/people/", get(people::people))
         .route("/people/{id}", get(people::person))
         .route(
@@ -113,9 +125,9 @@ pub fn router(state: AppState) -> Router {
         .route("/ping/{a}/", any(ping::ping))
         .route("/ping/{a}/{b}", any(ping::ping))
         .route("/ping/{a}/{b}/{c}", any(ping::ping))
-        .nest("/api/v3", api.clone())
-        .nest("/api/v2", api.clone())
-        .nest("/api/v1", api.merge(oncall))
+        .nest("/api/v3", api.clone().layer(middleware::from_fn(v3)))
+        .nest("/api/v2", api.clone().layer(middleware::from_fn(v2)))
+        .nest("/api/v1", api.merge(oncall).layer(middleware::from_fn(v1)))
         .route("/ical/{file}", get(oncall::feed))
         .route("/api/v1/events", post(events::events))
         .route("/v2/enqueue", post(events::events))
@@ -128,10 +140,46 @@ pub fn router(state: AppState) -> Router {
         .with_state(state)
 }
 
+async fn v1(request: Request, next: Next) -> Response {
+    api::API_VERSION.scope(1, next.run(request)).await
+}
+
+async fn v2(request: Request, next: Next) -> Response {
+    api::API_VERSION.scope(2, next.run(request)).await
+}
+
+async fn v3(request: Request, next: Next) -> Response {
+    api::API_VERSION.scope(3, next.run(request)).await
+}
+
+/// `301 Moved Permanently` to the same path with a trailing slash and the same query, as
+/// Django's `APPEND_SLASH` answers Healthchecks' API paths without theirs.
+async fn append_slash(axum::extract::OriginalUri(uri): axum::extract::OriginalUri) -> Response {
+    let location = match uri.query() {
+        Some(query) => format!("{}/?{query}", uri.path()),
+        None => format!("{}/", uri.path()),
+    };
+    match HeaderValue::from_str(&location) {
+        Ok(location) => (
+            StatusCode::MOVED_PERMANENTLY,
+            [(header::LOCATION, location)],
+        )
+            .into_response(),
+        Err(_) => StatusCode::NOT_FOUND.into_response(),
+    }
+}
+
 /// Healthchecks' API CORS: every answer allows any origin; OPTIONS is answered without auth.
+/// Its checks and channels views answer only their methods: HEAD is a 405 there (axum would
+/// answer it as a GET).
 async fn cors(request: Request, next: Next) -> Response {
+    let path = request.uri().path();
     let mut response = if request.method() == Method::OPTIONS {
         StatusCode::NO_CONTENT.into_response()
+    } else if request.method() == Method::HEAD
+        && (path.starts_with("/checks") || path.starts_with("/channels"))
+    {
+        StatusCode::METHOD_NOT_ALLOWED.into_response()
     } else {
         next.run(request).await
     };

@@ -116,7 +116,7 @@ fn ok_response(state: &AppState, status: StatusCode, body: &'static str) -> Resp
     response
 }
 
-/// A lowercase canonical UUID, the only form Healthchecks' URL patterns and `rid` accept.
+/// A lowercase canonical UUID, the only form Healthchecks' URL patterns accept.
 /// Checked byte by byte: this runs on every ping.
 fn strict_uuid(s: &str) -> Option<Uuid> {
     let canonical = s.len() == 36
@@ -125,6 +125,12 @@ fn strict_uuid(s: &str) -> Option<Uuid> {
             _ => b.is_ascii_digit() || (b'a'..=b'f').contains(&b),
         });
     canonical.then(|| Uuid::parse_str(s).ok()).flatten()
+}
+
+/// A `rid`: any hyphenated UUID, upper or lower case (Healthchecks' `is_valid_uuid_string`
+/// accepts both); it is stored and answered in lower case.
+fn run_id(s: &str) -> Option<Uuid> {
+    strict_uuid(&s.to_ascii_lowercase())
 }
 
 fn is_slug(s: &str) -> bool {
@@ -307,7 +313,7 @@ fn read_incoming(
 ) -> Result<Incoming, &'static str> {
     let rid = match &query.rid {
         None => None,
-        Some(rid) => Some(strict_uuid(rid).ok_or("invalid uuid format")?),
+        Some(rid) => Some(run_id(rid).ok_or("invalid uuid format")?),
     };
     let header_text = |name: &HeaderName| {
         headers

@@ -44,7 +44,22 @@ function cronPreview(input) {
   show();
 }
 
+// Countdowns to incidents' next due update, kept current without a reload.
+function countdowns() {
+  const words = (ms) => {
+    const min = Math.round(Math.abs(ms) / 60000);
+    const span = min < 90 ? min + " min" : Math.round(min / 60) + " h";
+    return ms >= 0 ? "in " + span : "overdue by " + span;
+  };
+  const tick = () => document.querySelectorAll("[data-due]").forEach((el) => {
+    const ms = Date.parse(el.dataset.due) - Date.now();
+    if (!Number.isNaN(ms)) el.textContent = words(ms);
+  });
+  setInterval(tick, 30000);
+}
+
 document.addEventListener("DOMContentLoaded", () => {
+  countdowns();
   const box = document.getElementById("checks");
   if (box && box.dataset.stream) liveTable(box);
   document.querySelectorAll("[data-cron-preview]").forEach(cronPreview);

@@ -23,6 +23,7 @@ use sqlx::sqlite::{
 
 mod alerts;
 mod channels;
+mod checkins;
 mod checks;
 mod contacts;
 mod incidents;
@@ -37,6 +38,7 @@ mod time;
 mod users;
 
 pub use alerts::{AlertLogRow, AlertRow, CheckEvent, EventAlert, NewAlert, NewPage, PagingRecord};
+pub use checkins::{CheckinDelivery, CheckinMessage, CheckinRow, NewCheckin};
 pub use contacts::{CodeCheck, MAX_CODE_ATTEMPTS};
 pub use incidents::{
     IncidentDelivery, IncidentLogRow, IncidentMessageRow, IncidentRow, NewIncident, NewIncidentLog,

@@ -348,6 +348,51 @@ impl Store {
         }))
     }
 
+    /// The end of the bodies of these pings (at most `max` bytes each, read as UTF-8 with
+    /// invalid bytes replaced), with whether the stored body was longer or was cut at
+    /// ingest. Pings without a body are left out. Reads 500 pings per query.
+    pub async fn ping_body_tails(
+        &self,
+        seqs: &[i64],
+        max: usize,
+    ) -> Result<std::collections::HashMap<i64, (String, bool)>> {
+        let mut out = std::collections::HashMap::new();
+        for chunk in seqs.chunks(500) {
+            let rows: Vec<(i64, Vec<u8>, i64, bool)> = match &self.backend {
+                crate::Backend::Sqlite { read, .. } => {
+                    let mut select = sqlx::QueryBuilder::new(format!(
+                        "SELECT seq, CAST(substr(body, -{max}) AS BLOB), length(body), \
+                         body_truncated FROM pings WHERE length(body) > 0 AND seq IN ("
+                    ));
+                    let mut list = select.separated(", ");
+                    for seq in chunk {
+                        list.push_bind(*seq);
+                    }
+                    select.push(")");
+                    select.build_query_as().fetch_all(read).await?
+                }
+                crate::Backend::Postgres(pool) => {
+                    let mut select = sqlx::QueryBuilder::new(format!(
+                        "SELECT seq, substring(body from greatest(length(body) - {max} + 1, 1)), \
+                         CAST(length(body) AS BIGINT), body_truncated FROM pings \
+                         WHERE length(body) > 0 AND seq IN ("
+                    ));
+                    let mut list = select.separated(", ");
+                    for seq in chunk {
+                        list.push_bind(*seq);
+                    }
+                    select.push(")");
+                    select.build_query_as().fetch_all(pool).await?
+                }
+            };
+            for (seq, tail, len, truncated) in rows {
+                let cut = truncated || len as usize > tail.len();
+                out.insert(seq, (String::from_utf8_lossy(&tail).into_owned(), cut));
+            }
+        }
+        Ok(out)
+    }
+
     /// A check's flips between two times (inclusive), newest first.
     pub async fn list_flips(
         &self,

@@ -207,6 +207,33 @@ async fn story(store: Store) {
         "one outbox row per channel"
     );
     assert_eq!(store.max_ping_seq().await.unwrap(), 2);
+    // The end of a ping's body, for the postmortem's output tails; pings without one are
+    // left out.
+    let tails = store.ping_body_tails(&[1, 2, 99], 3).await.unwrap();
+    assert_eq!(tails.len(), 1);
+    assert_eq!(tails[&2], ("llo".to_string(), true));
+    assert_eq!(
+        store.ping_body_tails(&[2], 100).await.unwrap()[&2],
+        ("hello".to_string(), true),
+        "cut at ingest"
+    );
+    assert_eq!(
+        store
+            .check_events_between(nightly.id, us(1_000_000), us(2_000_000))
+            .await
+            .unwrap()
+            .iter()
+            .map(|(at, kind, _)| (*at, kind.as_str()))
+            .collect::<Vec<_>>(),
+        vec![(us(2_000_000), "up")]
+    );
+    assert!(
+        store
+            .check_events_between(nightly.id, us(2_000_001), us(9_000_000))
+            .await
+            .unwrap()
+            .is_empty()
+    );
     let stored = store.check_by_id(nightly.id).await.unwrap().unwrap();
     assert_eq!(stored.state.status, Status::Up);
     assert_eq!(stored.state.history, r#"{"volumes":[120,80]}"#);
@@ -402,6 +429,7 @@ async fn story(store: Store) {
     alert_update_story(&store).await;
     event_intake_story(&store).await;
     verification_story(&store).await;
+    incident_story(&store).await;
     sweep_story(&store, project.id).await;
     store.ping_db().await.unwrap();
     store.close().await;
@@ -1309,4 +1337,354 @@ async fn postgres_concurrent_triggers_make_one_alert() {
         .await
         .unwrap();
     concurrent_trigger_story(&store).await;
+}
+
+/// Incidents: created with their links, first log entry and messages in one transaction;
+/// read by id, token, status and cadence; changed only if nobody changed them meanwhile;
+/// alerts and checks attached once however often; their messages claimed and recorded like
+/// every other outbox row; the recurrence and auto-declare queries.
+async fn incident_story(store: &Store) {
+    use keepwatch_core::incident::{IncidentStatus, Severity};
+    use keepwatch_store::{MessageKind, NewIncident, NewIncidentLog, NewIncidentMessage};
+    let project = store.create_project("incidents", us(1)).await.unwrap();
+    let other = store
+        .create_project("incidents-other", us(1))
+        .await
+        .unwrap();
+    let max_before = store.max_alert_id().await.unwrap();
+    let (alert, _) = store
+        .trigger_alert(&disk_full(project.id), Urgency::High, us(1_000))
+        .await
+        .unwrap();
+    assert_eq!(store.max_alert_id().await.unwrap(), alert.id);
+    let after: Vec<i64> = store
+        .alerts_after(max_before, 10)
+        .await
+        .unwrap()
+        .iter()
+        .map(|a| a.id)
+        .collect();
+    assert_eq!(after, vec![alert.id]);
+    assert!(
+        store
+            .unacked_alerts_before(us(2_000))
+            .await
+            .unwrap()
+            .iter()
+            .any(|a| a.id == alert.id),
+        "an unacknowledged high-urgency alert in no incident"
+    );
+    assert!(
+        !store
+            .unacked_alerts_before(us(500))
+            .await
+            .unwrap()
+            .iter()
+            .any(|a| a.id == alert.id),
+        "not yet old enough"
+    );
+    let message = |address: &str, due_at| NewIncidentMessage {
+        kind: MessageKind::IncidentUpdate,
+        person: String::new(),
+        contact: "webhook".into(),
+        address: address.into(),
+        urgency: "low".into(),
+        subject: "[SEV1] disk full: investigating".into(),
+        text: format!("for {address}"),
+        due_at,
+    };
+    let checks = vec!["3a1f6c8e-1111-4a53-9a43-0c1a2b3c4d01".to_string()];
+    let new = NewIncident {
+        project_id: project.id,
+        title: "disk full",
+        severity: Severity::Sev1,
+        status: IncidentStatus::Investigating,
+        owner: "alice",
+        service: "billing",
+        impact: "exports stall",
+        stakeholder_groups: r#"["execs"]"#,
+        extra: "[]",
+        update_every: Some(1800),
+        next_update_at: Some(us(1_800_000_000)),
+        token: "incident-page-token-0123456789abcdef",
+        declared_by: "alice",
+        alerts: &[alert.id],
+        checks: &checks,
+    };
+    let declared = NewIncidentLog {
+        kind: "declared".into(),
+        who: "alice".into(),
+        status: Some("investigating".into()),
+        text: "disk full".into(),
+        ..Default::default()
+    };
+    let row = store
+        .create_incident(
+            &new,
+            &declared,
+            &[
+                message("http://a.example/hook", us(2_000)),
+                message("http://b.example/hook", us(2_000)),
+            ],
+            us(2_000),
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        (
+            row.title.as_str(),
+            row.severity,
+            row.status,
+            row.owner.as_str(),
+            row.update_every,
+            row.next_update_at,
+            row.declared_at,
+            row.last_update_at,
+            row.resolved_at,
+            row.cadence_stage,
+        ),
+        (
+            "disk full",
+            Severity::Sev1,
+            IncidentStatus::Investigating,
+            "alice",
+            Some(1800),
+            Some(us(1_800_000_000)),
+            us(2_000),
+            Some(us(2_000)),
+            None,
+            0,
+        )
+    );
+    assert_eq!(store.incident(row.id).await.unwrap(), Some(row.clone()));
+    assert_eq!(store.incident(row.id + 1000).await.unwrap(), None);
+    assert_eq!(
+        store.incident_by_token(&row.token).await.unwrap(),
+        Some(row.clone())
+    );
+    assert_eq!(store.incident_by_token("guess").await.unwrap(), None);
+    assert_eq!(
+        store.incident_alert_ids(row.id).await.unwrap(),
+        vec![alert.id]
+    );
+    assert_eq!(store.incident_check_uuids(row.id).await.unwrap(), checks);
+    assert_eq!(
+        store.incidents_of_alert(alert.id).await.unwrap(),
+        vec![row.id]
+    );
+    assert!(
+        !store
+            .unacked_alerts_before(us(2_000))
+            .await
+            .unwrap()
+            .iter()
+            .any(|a| a.id == alert.id),
+        "an alert in an incident is not declared again"
+    );
+    let ids =
+        |rows: Vec<keepwatch_store::IncidentRow>| rows.iter().map(|r| r.id).collect::<Vec<_>>();
+    assert_eq!(
+        ids(store
+            .list_incidents(project.id, Some("open"), 10)
+            .await
+            .unwrap()),
+        vec![row.id]
+    );
+    assert!(
+        store
+            .list_incidents(project.id, Some("resolved"), 10)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    assert!(
+        store
+            .list_incidents(other.id, None, 10)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    assert!(ids(store.incidents_with_cadence().await.unwrap()).contains(&row.id));
+
+    // Its messages are outbox rows: claimed once per lease, recorded per recipient.
+    let messages = store.incident_messages(row.id).await.unwrap();
+    assert_eq!(messages.len(), 2);
+    assert!(
+        messages
+            .iter()
+            .all(|m| m.state == "pending" && m.attempts == 0)
+    );
+    assert_eq!(
+        messages[0].text.as_deref(),
+        Some("for http://a.example/hook")
+    );
+    let claimed = store
+        .claim_incident_messages(
+            MessageKind::IncidentUpdate,
+            us(2_000),
+            TimeDelta::seconds(30),
+            10,
+            &["http://b.example/hook".to_string()],
+        )
+        .await
+        .unwrap();
+    assert_eq!(claimed.len(), 1, "the excluded destination is left out");
+    assert_eq!(
+        (
+            claimed[0].address.as_str(),
+            claimed[0].title.as_str(),
+            claimed[0].status.as_str()
+        ),
+        ("http://a.example/hook", "disk full", "investigating")
+    );
+    assert!(
+        store
+            .claim_incident_messages(
+                MessageKind::IncidentUpdate,
+                us(3_000),
+                TimeDelta::seconds(30),
+                10,
+                &["http://b.example/hook".to_string()],
+            )
+            .await
+            .unwrap()
+            .is_empty(),
+        "a leased message is not claimed twice"
+    );
+    assert!(
+        store
+            .claim_incident_messages(
+                MessageKind::IncidentReminder,
+                us(3_000),
+                TimeDelta::seconds(30),
+                10,
+                &[],
+            )
+            .await
+            .unwrap()
+            .is_empty(),
+        "kinds are claimed apart"
+    );
+    store
+        .record_attempt(&AttemptResult {
+            outbox_id: claimed[0].id,
+            at: us(4_000),
+            ok: true,
+            detail: "HTTP 200".into(),
+            took_ms: 2,
+            retry_at: None,
+        })
+        .await
+        .unwrap();
+    let messages = store.incident_messages(row.id).await.unwrap();
+    assert_eq!(
+        (
+            messages[0].state.as_str(),
+            messages[0].attempts,
+            messages[0].sent_at
+        ),
+        ("sent", 1, Some(us(4_000)))
+    );
+    assert_eq!(messages[1].state, "pending");
+
+    // A change applies only to the incident as the caller read it.
+    let mut changed = row.clone();
+    changed.status = IncidentStatus::Identified;
+    changed.next_update_at = Some(us(3_600_000_000));
+    changed.last_update_at = Some(us(5_000));
+    let update = NewIncidentLog {
+        kind: "update".into(),
+        who: "alice".into(),
+        status: Some("identified".into()),
+        text: "a stray process".into(),
+        due_at: Some(us(1_800_000_000)),
+        on_time: Some(true),
+    };
+    assert!(
+        store
+            .change_incident(
+                &row,
+                &changed,
+                std::slice::from_ref(&update),
+                &[],
+                us(5_000)
+            )
+            .await
+            .unwrap()
+    );
+    assert!(
+        !store
+            .change_incident(&row, &changed, &[update], &[], us(6_000))
+            .await
+            .unwrap(),
+        "a stale read changes nothing"
+    );
+    assert_eq!(store.incident(row.id).await.unwrap(), Some(changed.clone()));
+    let log = store.incident_log(row.id).await.unwrap();
+    assert_eq!(
+        log.iter()
+            .map(|l| (l.kind.as_str(), l.at, l.on_time))
+            .collect::<Vec<_>>(),
+        vec![
+            ("declared", us(2_000), None),
+            ("update", us(5_000), Some(true))
+        ],
+        "one update logged, not two"
+    );
+    assert_eq!(log[1].due_at, Some(us(1_800_000_000)));
+
+    // Attaching twice links once.
+    for at in [us(7_000), us(8_000)] {
+        store
+            .attach_to_incident(
+                row.id,
+                &[alert.id],
+                &["3a1f6c8e-2222-4a53-9a43-0c1a2b3c4d02".to_string()],
+                None,
+                &[],
+                at,
+            )
+            .await
+            .unwrap();
+    }
+    assert_eq!(
+        store.incident_alert_ids(row.id).await.unwrap(),
+        vec![alert.id]
+    );
+    assert_eq!(store.incident_check_uuids(row.id).await.unwrap().len(), 2);
+
+    // Resolved: out of the cadence, found for a recurrence only within the window.
+    let mut resolved = changed.clone();
+    resolved.status = IncidentStatus::Resolved;
+    resolved.next_update_at = None;
+    resolved.resolved_at = Some(us(10_000));
+    assert!(
+        store
+            .change_incident(&changed, &resolved, &[], &[], us(10_000))
+            .await
+            .unwrap()
+    );
+    assert!(!ids(store.incidents_with_cadence().await.unwrap()).contains(&row.id));
+    assert_eq!(
+        ids(store
+            .list_incidents(project.id, Some("resolved"), 10)
+            .await
+            .unwrap()),
+        vec![row.id]
+    );
+    let recur = |since| store.incident_of_check_since(project.id, &checks[0], since);
+    assert_eq!(recur(us(9_000)).await.unwrap().map(|r| r.id), Some(row.id));
+    assert_eq!(
+        recur(us(11_000)).await.unwrap(),
+        None,
+        "resolved before the window"
+    );
+    assert_eq!(
+        store
+            .incident_of_check_since(other.id, &checks[0], us(0))
+            .await
+            .unwrap(),
+        None,
+        "another project's incident"
+    );
 }

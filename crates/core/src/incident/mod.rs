@@ -10,6 +10,7 @@
 //! engine's incident loop and the API call it.
 
 pub mod postmortem;
+pub mod runs;
 
 use chrono::{DateTime, TimeDelta, Utc};
 use chrono_tz::Tz;
@@ -213,13 +214,79 @@ pub fn address_kind(address: &str) -> Result<String, String> {
     .to_string())
 }
 
+/// Where a person in the file hears an incident's updates (stakeholders are never paged):
+///
+/// 1. every contact their low-urgency notification rules name, each once and all at once
+///    (a rule's delay is for paging, and an update is not repeated);
+/// 2. without a low-urgency rule, every contact of theirs that is verified (`verified`:
+///    `(person, contact, verified address)`; a contact whose address changed since is not);
+/// 3. with none verified either, one contact so they still hear: the first of their
+///    high-urgency rules, else their first contact by name.
+///
+/// `(contact, address)` pairs in that order; empty when the person has no contact at all.
+pub fn person_contacts(
+    config: &OnCall,
+    person: &str,
+    verified: &[(String, String, String)],
+) -> Vec<(String, String)> {
+    let mut out: Vec<(String, String)> = Vec::new();
+    let mut rules: Vec<_> = config
+        .people
+        .get(person)
+        .map(|p| {
+            p.rules
+                .iter()
+                .filter(|rule| rule.urgency == Urgency::Low)
+                .collect()
+        })
+        .unwrap_or_default();
+    rules.sort_by_key(|rule| rule.delay_minutes);
+    for rule in rules {
+        if let Some(address) = config.contact_address(person, &rule.contact)
+            && !out.iter().any(|(c, _)| c == &rule.contact)
+        {
+            out.push((rule.contact.clone(), address.to_string()));
+        }
+    }
+    if !out.is_empty() {
+        return out;
+    }
+    let mut contacts: Vec<(&String, &String)> = config
+        .contacts
+        .get(person)
+        .map(|c| c.iter().collect())
+        .unwrap_or_default();
+    contacts.sort();
+    for (contact, address) in &contacts {
+        if verified
+            .iter()
+            .any(|(p, c, a)| p == person && c == *contact && a == *address)
+        {
+            out.push((contact.to_string(), address.to_string()));
+        }
+    }
+    if !out.is_empty() {
+        return out;
+    }
+    update_contact(config, person, Urgency::High)
+        .or_else(|| {
+            contacts
+                .first()
+                .map(|(c, a)| (c.to_string(), a.to_string()))
+        })
+        .into_iter()
+        .collect()
+}
+
 /// Everyone an incident's updates go to: the members of its groups, then its extra
-/// stakeholders, each address once (the first mention wins). People with no contact are left
-/// out (the caller can tell from `unreached`).
+/// stakeholders, each address once (the first mention wins). A person from the file is
+/// reached through [`person_contacts`]. People with no contact are left out (the caller can
+/// tell from `unreached`).
 pub fn recipients(
     config: &OnCall,
     groups: &[String],
     extra: &[ExtraStakeholder],
+    verified: &[(String, String, String)],
 ) -> (Vec<Recipient>, Vec<String>) {
     let mut out: Vec<Recipient> = Vec::new();
     let mut unreached = Vec::new();
@@ -236,29 +303,24 @@ pub fn recipients(
         for member in &group.members {
             match &member.member {
                 StakeholderAddress::Person(id) => {
-                    let contact = update_contact(config, id, Urgency::Low)
-                        .or_else(|| update_contact(config, id, Urgency::High))
-                        .or_else(|| {
-                            let mut contacts: Vec<_> = config.contacts.get(id)?.iter().collect();
-                            contacts.sort();
-                            contacts
-                                .first()
-                                .map(|(c, a)| (c.to_string(), a.to_string()))
-                        });
-                    match contact {
-                        Some((contact, address)) => push(
+                    let contacts = person_contacts(config, id, verified);
+                    if contacts.is_empty() {
+                        unreached.push(id.clone());
+                    }
+                    let tz = member
+                        .tz
+                        .or_else(|| config.time_zones.get(id).copied())
+                        .unwrap_or(Tz::UTC);
+                    for (contact, address) in contacts {
+                        push(
                             Recipient {
                                 who: id.clone(),
                                 contact,
                                 address,
-                                tz: member
-                                    .tz
-                                    .or_else(|| config.time_zones.get(id).copied())
-                                    .unwrap_or(Tz::UTC),
+                                tz,
                             },
                             &mut out,
-                        ),
-                        None => unreached.push(id.clone()),
+                        );
                     }
                 }
                 StakeholderAddress::Contact { kind, address } => push(
@@ -539,6 +601,69 @@ mod tests {
         assert_eq!(next_cadence_at(due, 0, &s), Some(at(2, 50)));
         assert_eq!(next_cadence_at(due, 2, &s), Some(at(3, 15)));
         assert_eq!(next_cadence_at(due, 3, &s), None);
+    }
+
+    #[test]
+    fn a_person_stakeholder_hears_through_every_low_urgency_contact_else_verified_ones() {
+        let config = OnCall::parse(
+            r#"
+[[people]]
+id = "dana"
+contacts = { email = "dana@example.com", slack = "https://hooks.slack.com/services/T/B/d", webhook = "https://d.example/hook" }
+rules = [
+  { urgency = "low", contact = "slack", after = 30 },
+  { urgency = "low", contact = "email", after = 0 },
+  { urgency = "low", contact = "email", after = 60 },
+  { urgency = "high", contact = "webhook", after = 0 },
+]
+[[people]]
+id = "erin"
+tz = "Europe/Paris"
+contacts = { email = "erin@example.com", webhook = "https://e.example/hook", ntfy = "https://ntfy.sh/erin" }
+rules = [{ urgency = "high", contact = "ntfy", after = 0 }]
+[[stakeholders]]
+name = "execs"
+members = [{ person = "dana" }, { person = "erin" }, { email = "dana@example.com" }]
+"#,
+        )
+        .unwrap();
+        let pairs =
+            |v: Vec<(String, String)>| v.into_iter().map(|(c, _)| c).collect::<Vec<_>>().join(",");
+        // Every low-urgency contact, each once, in the rules' order; never the paging one.
+        assert_eq!(pairs(person_contacts(&config, "dana", &[])), "email,slack");
+        // No low-urgency rule: every verified contact (a stale verification does not count).
+        let verified = vec![
+            ("erin".into(), "email".into(), "erin@example.com".into()),
+            (
+                "erin".into(),
+                "webhook".into(),
+                "https://old.example/hook".into(),
+            ),
+            (
+                "dana".into(),
+                "webhook".into(),
+                "https://d.example/hook".into(),
+            ),
+        ];
+        assert_eq!(pairs(person_contacts(&config, "erin", &verified)), "email");
+        // Nothing verified: the first high-urgency rule's contact, so they still hear.
+        assert_eq!(pairs(person_contacts(&config, "erin", &[])), "ntfy");
+        assert!(person_contacts(&config, "zoe", &[]).is_empty());
+        let (to, unreached) = recipients(&config, &["execs".into()], &[], &verified);
+        let to: Vec<(&str, &str)> = to
+            .iter()
+            .map(|r| (r.who.as_str(), r.address.as_str()))
+            .collect();
+        assert_eq!(
+            to,
+            [
+                ("dana", "dana@example.com"),
+                ("dana", "https://hooks.slack.com/services/T/B/d"),
+                ("erin", "erin@example.com"),
+            ],
+            "each address once: the group's own dana@ line adds nothing"
+        );
+        assert!(unreached.is_empty());
     }
 
     #[test]

@@ -30,7 +30,7 @@ pub enum Marker {
 }
 
 /// One line of the timeline.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
 pub struct Entry {
     pub at: DateTime<Utc>,
     /// `ping`, `run`, `check`, `alert`, `message`, `incident`, `update`, `note`, `reminder`,
@@ -41,6 +41,13 @@ pub struct Entry {
     pub text: String,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub marker: Option<Marker>,
+    /// When the marker happened, when not at `at` (a run is shown at its start, its failure
+    /// counts when it failed or hung).
+    #[serde(skip)]
+    pub marker_at: Option<DateTime<Utc>>,
+    /// For a `run` entry: the run's figures (see [`super::runs`]).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub run: Option<Box<super::runs::Run>>,
 }
 
 /// An action item: what to do, and who does it.
@@ -108,7 +115,7 @@ impl Figures {
         };
         for e in entries {
             match e.marker {
-                Some(Marker::Failure) => first(&mut f.first_failure, e.at),
+                Some(Marker::Failure) => first(&mut f.first_failure, e.marker_at.unwrap_or(e.at)),
                 Some(Marker::Alert) => first(&mut f.first_alert, e.at),
                 Some(Marker::Page) => first(&mut f.first_page, e.at),
                 Some(Marker::Acknowledged) => first(&mut f.first_ack, e.at),
@@ -241,6 +248,7 @@ impl Export {
                 "who": e.who,
                 "text": e.text,
                 "marker": e.marker,
+                "run": e.run,
             })).collect::<Vec<_>>(),
             "postmortem": self.postmortem,
         })
@@ -469,6 +477,7 @@ mod tests {
             who: who.into(),
             text: text.into(),
             marker,
+            ..Default::default()
         }
     }
 
@@ -486,7 +495,24 @@ mod tests {
             checks: vec!["nightly-export".into()],
             alerts: vec![42],
         };
+        let mut start = crate::incident::runs::RunPing {
+            at: at(5, 6, 58),
+            kind: "start".into(),
+            host: Some("db1".into()),
+            pid: Some(4242),
+            ..Default::default()
+        };
+        let finish = crate::incident::runs::RunPing {
+            at: at(5, 7, 5),
+            kind: "exit:1".into(),
+            body: Some("exporting\nERROR: lock held by pid 977\n".into()),
+            ..start.clone()
+        };
+        start.body = None;
+        let run =
+            crate::incident::runs::timeline("nightly-export", &[start, finish], &[], at(6, 11, 0));
         let entries = vec![
+            run[0].clone(),
             entry(
                 at(6, 10, 0),
                 "update",
@@ -589,6 +615,10 @@ Stakeholder updates: 2, 1 on time.
 
 ## Timeline (America/Denver)
 
+- `2026-12-04 23:58:00 MST` **run** (db1 pid 4242): nightly-export: run failed after 7m 00s, exit status 1
+  output:
+  > exporting
+  > ERROR: lock held by pid 977
 - `2026-12-05 00:05:00 MST` **check** (nightly-export): missed its run due 00:00 (grace 5m)
 - `2026-12-05 00:06:00 MST` **alert**: #42 opened: nightly-export is down
 - `2026-12-05 00:06:00 MST` **message** (alice via email): page sent
@@ -625,7 +655,13 @@ A stray process held the lock.
         let export = example();
         let json = export.json(Tz::UTC);
         let timeline = json["timeline"].as_array().unwrap();
-        assert_eq!(timeline.len(), 8);
+        assert_eq!(timeline.len(), 9);
+        assert_eq!(timeline[0]["run"]["exit_status"], 1);
+        assert_eq!(timeline[0]["run"]["duration_seconds"], 420.0);
+        assert_eq!(
+            timeline[0]["run"]["output_tail"][1],
+            "ERROR: lock held by pid 977"
+        );
         let times: Vec<&str> = timeline.iter().map(|e| e["at"].as_str().unwrap()).collect();
         let mut sorted = times.clone();
         sorted.sort();

@@ -730,6 +730,14 @@ async fn incident_commands_declare_update_resolve_and_export_through_the_binary(
         ok && out.contains("disk full on db1") && out.contains("alice"),
         "{out}{err}"
     );
+    // The next update in the zone asked for, with its offset (default: the machine's zone).
+    let (ok, out, err) = incident(&["list", "--tz", "Asia/Tokyo"], &app.read_key).await;
+    assert!(ok && out.contains(" JST (UTC+09:00))"), "{out}{err}");
+    let (ok, _, err) = incident(&["list", "--tz", "Mars/Olympus"], &app.read_key).await;
+    assert!(
+        !ok && err.contains("unknown time zone `Mars/Olympus`"),
+        "{err}"
+    );
     let (ok, out, err) = incident(
         &[
             "update",

@@ -715,3 +715,205 @@ async fn the_acknowledgment_page_declares_an_incident() {
     assert_eq!(declared["alerts"], json!([1]));
     app.stop().await;
 }
+
+/// The export shows each run of a linked check once: its duration, exit status and the end
+/// of its output; runs that overlapped another or hung are named as such.
+#[tokio::test]
+async fn the_export_shows_runs_with_duration_exit_status_and_output_tail() {
+    let app = spawn_app_with(AppOptions::default()).await;
+    let h = hooks().await;
+    apply(&app, &config(&h)).await;
+    let check = app
+        .create_check(json!({"name": "nightly", "timeout": 3600, "grace": 60,
+                              "max_runtime": 600, "service": "billing"}))
+        .await;
+    let uuid = check["uuid"].as_str().unwrap().to_string();
+    let a = "6f0f8d4e-2a4e-4a53-9a43-0c1a2b3c4d01";
+    let b = "6f0f8d4e-2a4e-4a53-9a43-0c1a2b3c4d02";
+    app.ping("GET", &format!("/ping/{uuid}/start?rid={a}"), None)
+        .await;
+    app.advance(TimeDelta::seconds(30));
+    app.ping("GET", &format!("/ping/{uuid}/start?rid={b}"), None)
+        .await;
+    app.advance(TimeDelta::seconds(65));
+    let output: String = (1..=9).map(|i| format!("copied batch {i}\n")).collect();
+    let (status, _, _) = app
+        .ping(
+            "POST",
+            &format!("/ping/{uuid}/0?rid={b}"),
+            Some(output.into_bytes()),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    app.advance(TimeDelta::seconds(30));
+    let (status, _, _) = app
+        .ping(
+            "POST",
+            &format!("/ping/{uuid}/fail?rid={a}"),
+            Some(format!("ERROR: {}\n", "x".repeat(300)).into_bytes()),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    // An anonymous run that never finishes: hung after its 10-minute max runtime.
+    app.ping("GET", &format!("/ping/{uuid}/start"), None).await;
+    app.advance(TimeDelta::seconds(700));
+    app.engine.settled().await;
+    let (status, declared) = post(
+        &app,
+        "/api/v1/incidents/",
+        json!({"title": "export runs", "owner": "alice", "checks": [uuid]}),
+    )
+    .await;
+    assert_eq!(status, StatusCode::CREATED, "{declared}");
+    let id = declared["id"].as_i64().unwrap();
+    let (status, export) = app
+        .get(&format!("/api/v1/incidents/{id}/export?format=json"))
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    let runs: Vec<&Value> = export["timeline"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["kind"] == "run")
+        .collect();
+    assert_eq!(runs.len(), 3, "{export}");
+    // No start or finish ping is left over as its own entry.
+    assert!(
+        !export["timeline"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|e| e["kind"] == "ping"),
+        "{export}"
+    );
+    let (first, second, third) = (&runs[0]["run"], &runs[1]["run"], &runs[2]["run"]);
+    assert_eq!(first["rid"], a);
+    assert_eq!(first["outcome"], "failed");
+    assert_eq!(first["duration_seconds"], 125.0);
+    assert_eq!(first["exit_status"], Value::Null);
+    assert_eq!(first["overlapped"].as_array().unwrap().len(), 1);
+    assert_eq!(first["output_cut"], false);
+    assert!(first["output_tail"][0].as_str().unwrap().ends_with(" […]"));
+    assert_eq!(second["rid"], b);
+    assert_eq!(second["outcome"], "succeeded");
+    assert_eq!(second["exit_status"], 0);
+    assert_eq!(second["duration_seconds"], 65.0);
+    assert_eq!(second["output_lines_hidden"], 4);
+    assert_eq!(
+        second["output_tail"],
+        json!([
+            "copied batch 5",
+            "copied batch 6",
+            "copied batch 7",
+            "copied batch 8",
+            "copied batch 9"
+        ])
+    );
+    assert_eq!(third["outcome"], "hung");
+    assert!(third["hung_at"].is_string(), "{third}");
+
+    let (status, markdown) = app
+        .get(&format!(
+            "/api/v1/incidents/{id}/export?format=markdown&tz=America/Denver"
+        ))
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    let markdown = markdown.as_str().unwrap();
+    assert!(
+        markdown.contains(&format!(
+            "nightly: run {b} succeeded after 1m 05s, exit status 0; OVERLAPPING"
+        )),
+        "{markdown}"
+    );
+    assert!(
+        markdown.contains("  output (last 5 lines; 4 earlier not shown):\n  > copied batch 5\n"),
+        "{markdown}"
+    );
+    assert!(
+        markdown.contains(&format!(
+            "nightly: run {a} failed after 2m 05s, reported failure"
+        )),
+        "{markdown}"
+    );
+    assert!(
+        markdown.contains("nightly: run hung: no finish ping; HUNG: past its max runtime 10m 00s"),
+        "{markdown}"
+    );
+    app.stop().await;
+}
+
+/// A person from the file who is a stakeholder hears every update through each contact
+/// their low-urgency rules name, all at once (a rule's delay is for paging), once each.
+#[tokio::test]
+async fn a_person_stakeholder_hears_through_each_low_urgency_contact_once() {
+    let app = spawn_app_with(AppOptions::default()).await;
+    let h = hooks().await;
+    let mut dave_hook = Receiver::start(vec![]).await;
+    let mut dave_slack = Receiver::start(vec![]).await;
+    let file = format!(
+        "{}[[people]]\nid = \"dave\"\ntz = \"Asia/Tokyo\"\n\
+         contacts = {{ webhook = \"{}\", slack = \"{}\" }}\n\
+         rules = [{{ urgency = \"low\", contact = \"webhook\", after = 0 }},\n\
+                  {{ urgency = \"low\", contact = \"slack\", after = 20 }},\n\
+                  {{ urgency = \"low\", contact = \"webhook\", after = 40 }},\n\
+                  {{ urgency = \"high\", contact = \"webhook\", after = 0 }}]\n\
+         [[stakeholders]]\nname = \"board\"\nmembers = [{{ person = \"dave\" }}]\n",
+        config(&h),
+        dave_hook.url,
+        dave_slack.url
+    );
+    apply(&app, &file).await;
+    let (status, declared) = post(
+        &app,
+        "/api/v1/incidents/",
+        json!({"title": "exports stalled", "owner": "alice", "severity": "SEV1",
+               "stakeholders": ["board"]}),
+    )
+    .await;
+    assert_eq!(status, StatusCode::CREATED, "{declared}");
+    let id = declared["id"].as_i64().unwrap();
+    let (_, text) = next_message(&mut dave_hook).await;
+    assert!(text.contains("exports stalled"), "{text}");
+    assert!(text.contains("JST"), "in dave's zone: {text}");
+    let slack = dave_slack.next().await.json();
+    assert!(slack.to_string().contains("exports stalled"), "{slack}");
+    // No repeat later, whatever the rules' delays.
+    app.advance(TimeDelta::minutes(45));
+    quiet(&app, &mut dave_hook, "dave's webhook").await;
+    quiet(&app, &mut dave_slack, "dave's slack").await;
+    let (status, _) = post(
+        &app,
+        &format!("/api/v1/incidents/{id}/updates"),
+        json!({"status": "identified", "message": "a stray lock"}),
+    )
+    .await;
+    assert_eq!(status, StatusCode::CREATED);
+    let (_, text) = next_message(&mut dave_hook).await;
+    assert!(text.contains("a stray lock"), "{text}");
+    assert!(
+        dave_slack
+            .next()
+            .await
+            .json()
+            .to_string()
+            .contains("a stray lock")
+    );
+    quiet(&app, &mut dave_hook, "dave's webhook").await;
+    quiet(&app, &mut dave_slack, "dave's slack").await;
+    let messages = app.store.incident_messages(id).await.unwrap();
+    let dave: Vec<(&str, &str)> = messages
+        .iter()
+        .filter(|m| m.person.as_deref() == Some("dave"))
+        .map(|m| (m.contact.as_deref().unwrap(), m.state.as_str()))
+        .collect();
+    assert_eq!(
+        dave,
+        [
+            ("webhook", "sent"),
+            ("slack", "sent"),
+            ("webhook", "sent"),
+            ("slack", "sent")
+        ]
+    );
+    app.stop().await;
+}

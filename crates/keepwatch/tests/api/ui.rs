@@ -415,15 +415,23 @@ async fn a_viewer_reads_but_cannot_acknowledge_and_a_responder_can() {
         .to_string();
     app.ping("GET", &format!("/ping/{uuid}"), None).await;
     app.advance(chrono::TimeDelta::minutes(3));
-    app.engine.settled().await;
-    let (_, alerts) = app.get("/api/v1/alerts/").await;
-    let id = alerts["alerts"][0]["id"].as_i64().expect("a down alert");
+    let id = crate::helpers::eventually(|| async {
+        let (_, alerts) = app.get("/api/v1/alerts/").await;
+        alerts["alerts"][0]["id"].as_i64()
+    })
+    .await;
 
     let mut vic = Session::new(&app);
     vic.sign_in(&viewer, PASSWORD).await;
     let (status, html, _) = vic.get(&format!("/ui/p/default/alerts/{id}")).await;
     assert_eq!(status, StatusCode::OK);
     assert!(html.contains("backup"), "{html}");
+    // The check's page lists its alert.
+    let (_, check_page, _) = vic.get(&format!("/ui/p/default/checks/{uuid}")).await;
+    assert!(
+        check_page.contains(&format!("/ui/p/default/alerts/{id}\">#{id}")),
+        "{check_page}"
+    );
     assert!(!html.contains("value=\"ack\""), "no buttons for a viewer");
     let csrf = Session::csrf_in(&html);
     let (status, html, _) = vic
@@ -507,4 +515,316 @@ async fn the_stream_says_when_a_ping_changed_the_checks() {
         .await
         .unwrap();
     assert_eq!(anonymous.status(), StatusCode::UNAUTHORIZED);
+}
+
+/// alice and bob rotate daily in `primary` (UTC, from 2026-11-01 09:00); policy `p` pages
+/// whoever is on call; service `billing` is high urgency. Contacts are email addresses.
+fn rotation_file() -> String {
+    format!(
+        "# the team's on-call file\n{}{}{}{}",
+        crate::helpers::person("alice", &[("email", "alice@example.com")]),
+        crate::helpers::person("bob", &[("email", "bob@example.com")]),
+        crate::helpers::schedule(
+            "primary",
+            "UTC",
+            &["alice", "bob"],
+            "1d",
+            "2026-11-01T09:00:00"
+        ),
+        crate::helpers::billing_pages(&["schedule:primary"]),
+    )
+}
+
+#[tokio::test]
+async fn an_override_in_two_clicks_changes_who_is_paged_and_the_file() {
+    let app = spawn_app().await;
+    app.apply_oncall_config(&rotation_file()).await;
+    // Who is on call at the test clock's time (2026-11-26) follows from the rotation.
+    let (covering, covered) = ("alice", "bob");
+    let responder = user(
+        &app,
+        "rob@example.com",
+        "default",
+        Role::Responder,
+        covering,
+    )
+    .await;
+    let viewer = user(&app, "vic@example.com", "default", Role::Viewer, "").await;
+
+    let mut rob = Session::new(&app);
+    rob.sign_in(&responder, PASSWORD).await;
+    let (status, html, _) = rob.get("/ui/p/default/oncall/").await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(
+        html.contains(&format!("On call now: <b>{covered}</b>")),
+        "{html}"
+    );
+    assert!(html.contains("My shifts"), "{html}");
+    assert!(
+        html.contains("whoever is on call in primary"),
+        "the policy in words"
+    );
+    // The first shift's cover form: its hidden fields, as the browser would post them.
+    let form_at = html.find("oncall/override\" class=\"inline\"").unwrap();
+    let form = &html[form_at..];
+    let hidden = |name: &str| {
+        let at = form.find(&format!("name=\"{name}\" value=\"")).unwrap() + name.len() + 15;
+        form[at..].split('"').next().unwrap().to_string()
+    };
+    let (start, end, replaces) = (hidden("start"), hidden("end"), hidden("replaces"));
+    assert_eq!(replaces, covered);
+    let csrf = Session::csrf_in(&html);
+
+    // A viewer cannot.
+    let mut vic = Session::new(&app);
+    vic.sign_in(&viewer, PASSWORD).await;
+    let vic_csrf = vic.csrf("/ui/p/default/oncall/").await;
+    let (status, _, _) = vic
+        .post(
+            "/ui/p/default/oncall/override",
+            &[
+                ("csrf", &vic_csrf),
+                ("schedule", "primary"),
+                ("user", "alice"),
+                ("start", &start),
+                ("end", &end),
+            ],
+        )
+        .await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    // Someone not in the file: refused with the reason, nothing stored.
+    let (status, html, _) = rob
+        .post(
+            "/ui/p/default/oncall/override",
+            &[
+                ("csrf", &csrf),
+                ("schedule", "primary"),
+                ("user", "mallory"),
+                ("start", &start),
+                ("end", &end),
+            ],
+        )
+        .await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(html.contains("`mallory` is not one"), "{html}");
+
+    let (status, _, location) = rob
+        .post(
+            "/ui/p/default/oncall/override",
+            &[
+                ("csrf", &csrf),
+                ("schedule", "primary"),
+                ("user", covering),
+                ("start", &start),
+                ("end", &end),
+                ("replaces", &replaces),
+            ],
+        )
+        .await;
+    assert_eq!(status, StatusCode::SEE_OTHER, "{location:?}");
+    // The pager's view (the same API `keepwatch oncall` reads) changed at once.
+    let (_, who) = app.get("/api/v1/oncall/").await;
+    assert_eq!(who["oncall"][0]["users"], json!([covering]), "{who}");
+    // The applied file carries it, with its comments, for `keepwatch export`.
+    let (_, source) = app.get_text(&app.api_key, "/api/v1/oncall/config").await;
+    assert!(source.starts_with("# the team's on-call file"), "{source}");
+    assert!(source.contains("override added in the web UI by rob@example.com"));
+    assert!(
+        source.contains(&format!("user = \"{covering}\"")),
+        "{source}"
+    );
+    let (_, html, _) = rob.get("/ui/p/default/oncall/").await;
+    assert!(
+        html.contains(&format!("{covering} covers for {covered}")),
+        "{html}"
+    );
+}
+
+#[tokio::test]
+async fn incidents_are_declared_updated_and_resolved_from_their_page() {
+    let app = spawn_app().await;
+    app.apply_oncall_config(&rotation_file()).await;
+    let email = user(
+        &app,
+        "alice@example.com",
+        "default",
+        Role::Responder,
+        "alice",
+    )
+    .await;
+    let mut ana = Session::new(&app);
+    ana.sign_in(&email, PASSWORD).await;
+    let csrf = ana.csrf("/ui/p/default/incidents/").await;
+    let (status, _, location) = ana
+        .post(
+            "/ui/p/default/incidents/",
+            &[
+                ("csrf", &csrf),
+                ("title", "Nightly export stuck"),
+                ("severity", "SEV2"),
+                ("owner", "alice"),
+                ("service", "billing"),
+                ("impact", "Reports are a day old"),
+            ],
+        )
+        .await;
+    assert_eq!(status, StatusCode::SEE_OTHER);
+    let page = location.unwrap();
+    let id = page.rsplit('/').next().unwrap().to_string();
+    let (_, html, _) = ana.get(&page).await;
+    assert!(html.contains("Nightly export stuck"));
+    assert!(
+        html.contains("Next update due <b"),
+        "SEV2 has a cadence: {html}"
+    );
+    assert!(html.contains("Reports are a day old"));
+    assert!(html.contains("/s/"), "the stakeholder page link");
+
+    let act = format!("/ui/p/default/incidents/{id}/act");
+    // An empty message is refused with the engine's words, on the page.
+    let (status, html, _) = ana
+        .post(
+            &act,
+            &[("csrf", &csrf), ("action", "update"), ("message", " ")],
+        )
+        .await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(html.contains("the message is empty"), "{html}");
+    let (status, _, _) = ana
+        .post(
+            &act,
+            &[
+                ("csrf", &csrf),
+                ("action", "update"),
+                ("status", "identified"),
+                ("message", "The NFS mount hangs; remounting"),
+            ],
+        )
+        .await;
+    assert_eq!(status, StatusCode::SEE_OTHER);
+    let (status, _, _) = ana
+        .post(
+            &act,
+            &[
+                ("csrf", &csrf),
+                ("action", "update"),
+                ("status", "identified"),
+                ("no_news", "1"),
+                ("message", "rerunning the export by hand"),
+            ],
+        )
+        .await;
+    assert_eq!(status, StatusCode::SEE_OTHER);
+    let (status, _, _) = ana
+        .post(
+            &act,
+            &[
+                ("csrf", &csrf),
+                ("action", "resolve"),
+                ("message", "The export caught up"),
+            ],
+        )
+        .await;
+    assert_eq!(status, StatusCode::SEE_OTHER);
+    let (_, incident) = app.get(&format!("/api/v1/incidents/{id}")).await;
+    assert_eq!(incident["status"], "resolved");
+    let kinds: Vec<&str> = incident["log"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|l| l["kind"].as_str().unwrap())
+        .collect();
+    assert!(kinds.contains(&"no_news"), "{kinds:?}");
+    assert!(kinds.contains(&"all_clear"), "{kinds:?}");
+    assert!(
+        incident["log"].to_string().contains("alice (web)"),
+        "the log names the person: {}",
+        incident["log"]
+    );
+    // After the all-clear, an update is refused and the page says to reopen.
+    let (status, html, _) = ana
+        .post(
+            &act,
+            &[("csrf", &csrf), ("action", "update"), ("message", "x")],
+        )
+        .await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(html.contains("reopen it first"), "{html}");
+    let (status, markdown, _) = ana
+        .get(&format!(
+            "/ui/p/default/incidents/{id}/export?format=markdown"
+        ))
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(markdown.contains("Nightly export stuck"), "{markdown}");
+}
+
+#[tokio::test]
+async fn the_drill_page_shows_the_timeline_and_the_week_heat_map_and_the_audit_links_fixes() {
+    let app = spawn_app().await;
+    app.apply_oncall_config(&rotation_file()).await;
+    let email = user(&app, "vic@example.com", "default", Role::Viewer, "").await;
+    let mut vic = Session::new(&app);
+    vic.sign_in(&email, PASSWORD).await;
+    let (status, html, _) = vic
+        .get("/ui/p/default/drill?service=billing&event=down&at=2026-12-05T02:00&tz=America/Denver")
+        .await;
+    assert_eq!(status, StatusCode::OK, "{html}");
+    assert!(html.contains("First high-urgency page:"), "{html}");
+    assert!(
+        html.contains("2026-12-05 02:00 MST"),
+        "times in the asked zone: {html}"
+    );
+    let (status, html, _) = vic
+        .get("/ui/p/default/drill?service=billing&sweep=week&tz=UTC")
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(html.contains("class=\"heat\""), "{html}");
+    assert_eq!(html.matches("<th scope=\"row\">").count(), 7, "seven days");
+    let (status, html, _) = vic.get("/ui/p/default/drill?service=nope").await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(html.contains("no service `nope`"), "{html}");
+
+    // One person could be the only one: the audit says so and links the objects.
+    let (status, html, _) = vic.get("/ui/p/default/audit").await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(html.contains("How to fix:"), "{html}");
+    assert!(
+        html.contains("/ui/p/default/oncall/"),
+        "findings link to the objects: {html}"
+    );
+}
+
+#[tokio::test]
+async fn links_in_messages_land_on_the_ui_page_of_their_project() {
+    let app = spawn_app().await;
+    app.store
+        .create_project("other", Timestamp::default())
+        .await
+        .unwrap();
+    let uuid = app
+        .create_check(json!({"name": "linked", "timeout": 60, "grace": 60}))
+        .await["uuid"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let member = user(&app, "ana@example.com", "default", Role::Viewer, "").await;
+    let outsider = user(&app, "eve@example.com", "other", Role::Admin, "").await;
+    let mut browser = Session::new(&app);
+    // Not signed in: the sign-in page, then back to the link.
+    let (_, _, location) = browser.get(&format!("/ui/checks/{uuid}")).await;
+    assert_eq!(
+        location.unwrap(),
+        format!("/ui/login?next=%2Fui%2Fchecks%2F{uuid}")
+    );
+    browser.sign_in(&member, PASSWORD).await;
+    let (status, _, location) = browser.get(&format!("/ui/checks/{uuid}")).await;
+    assert_eq!(status, StatusCode::SEE_OTHER);
+    assert_eq!(location.unwrap(), format!("/ui/p/default/checks/{uuid}"));
+    let mut eve = Session::new(&app);
+    eve.sign_in(&outsider, PASSWORD).await;
+    let (status, _, _) = eve.get(&format!("/ui/checks/{uuid}")).await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    let (status, _, _) = eve.get("/ui/alerts/1").await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
 }

@@ -31,6 +31,12 @@ fn iso_seconds(t: DateTime<Utc>) -> String {
     t.format("%Y-%m-%dT%H:%M:%S+00:00").to_string()
 }
 
+/// A read-only unique key in a check's place (Healthchecks' `sha1` path converter): that
+/// path answers only GET, other methods are a 405 there.
+fn is_unique_key(code: &str) -> bool {
+    code.len() == 40 && code.bytes().all(|b| b.is_ascii_alphanumeric())
+}
+
 /// Finds a check by UUID (or, for reads, by unique key) and checks it is the caller's.
 async fn find_check(
     state: &AppState,
@@ -100,17 +106,35 @@ fn check_json(
     let now = state.engine.now();
     let extra: Map<String, Value> = serde_json::from_str(&row.extra).unwrap_or_default();
     let rules = rules_from_row(row).ok();
-    let status = rules.as_ref().map_or("new", |r| live.api_status(r, now));
-    // Healthchecks' next_ping is the grace start "with started": a running check shows its start.
+    let v = super::api_version();
+    let mut status = rules.as_ref().map_or("new", |r| live.api_status(r, now));
+    // v1 reports a run in progress as `started` until it is overdue (Healthchecks'
+    // `get_status(with_started=True)`).
+    if v == 1
+        && let Some(r) = &rules
+    {
+        let running = live.open_runs.iter().filter(|run| !run.hung);
+        let overdue = running
+            .clone()
+            .any(|run| now >= run.started_at + r.hung_after());
+        if !overdue && running.count() > 0 {
+            status = "started";
+        }
+    }
+    // Healthchecks' next_ping is the grace start "with started": the next expected ping of an
+    // up check, or a running check's start if earlier; none for a new, paused or down check
+    // (a down check's run does not count either).
     let next_ping = rules.as_ref().and_then(|r| {
-        let expected = live.next_expected(r);
-        let start = live.open_runs.iter().map(|run| run.started_at).min();
+        use keepwatch_core::check::Status;
+        let expected = (live.status == Status::Up)
+            .then(|| live.next_expected(r))
+            .flatten();
+        let start = (live.status != Status::Down)
+            .then(|| live.open_runs.iter().map(|run| run.started_at).min())
+            .flatten();
         match (expected, start) {
-            (Some(e), Some(s)) if live.status != keepwatch_core::check::Status::Down => {
-                Some(e.min(s))
-            }
-            (None, Some(s)) => Some(s),
-            (e, _) => e,
+            (Some(e), Some(s)) => Some(e.min(s)),
+            (e, s) => e.or(s),
         }
     });
     let filter_subject = extra_bool(&extra, "filter_subject");
@@ -134,8 +158,8 @@ fn check_json(
         "failure_kw": extra_str(&extra, "failure_kw"),
         "filter_subject": filter_subject,
         "filter_body": extra_bool(&extra, "filter_body"),
-        "filter_http_body": false,
-        "filter_default_fail": false,
+        "filter_http_body": extra_bool(&extra, "filter_http_body"),
+        "filter_default_fail": extra_bool(&extra, "filter_default_fail"),
     });
     let obj = out.as_object_mut().expect("a JSON object");
     if let Some(duration) = live.last_duration.filter(|d| d.as_secs() > 0) {
@@ -159,15 +183,15 @@ fn check_json(
         );
         obj.insert(
             "update_url".into(),
-            format!("{site}/api/v3/checks/{}", row.uuid).into(),
+            format!("{site}/api/v{v}/checks/{}", row.uuid).into(),
         );
         obj.insert(
             "pause_url".into(),
-            format!("{site}/api/v3/checks/{}/pause", row.uuid).into(),
+            format!("{site}/api/v{v}/checks/{}/pause", row.uuid).into(),
         );
         obj.insert(
             "resume_url".into(),
-            format!("{site}/api/v3/checks/{}/resume", row.uuid).into(),
+            format!("{site}/api/v{v}/checks/{}/resume", row.uuid).into(),
         );
         let mut ids: Vec<&str> = channels.iter().map(|c| c.uuid.as_str()).collect();
         ids.sort_unstable();
@@ -379,6 +403,10 @@ pub(crate) fn apply_spec(row: &mut CheckRow, spec: &Spec) -> Result<(), ApiError
     let mut extra: Map<String, Value> = serde_json::from_str(&row.extra).unwrap_or_default();
     if let Some(v) = &spec.name {
         row.name = v.clone();
+        // v1 and v2 derive the slug from the name (an explicit slug still wins below).
+        if super::api_version() < 3 {
+            row.slug = slugify(v);
+        }
     }
     if let Some(v) = &spec.slug {
         row.slug = v.clone();
@@ -424,16 +452,8 @@ pub(crate) fn apply_spec(row: &mut CheckRow, spec: &Spec) -> Result<(), ApiError
     if let Some(v) = &spec.service {
         row.service = v.clone();
     }
-    for (key, value) in [
-        ("methods", &spec.methods),
-        ("start_kw", &spec.start_kw),
-        ("success_kw", &spec.success_kw),
-        ("failure_kw", &spec.failure_kw),
-    ] {
-        if let Some(v) = value {
-            extra.insert(key.into(), v.clone().into());
-        }
-    }
+    // The deprecated `subject`/`subject_fail` first: they set the keywords and
+    // `filter_subject`; `success_kw`/`failure_kw` given too then win (as in Healthchecks).
     if let Some(v) = &spec.subject {
         extra.insert("success_kw".into(), v.clone().into());
     }
@@ -445,11 +465,25 @@ pub(crate) fn apply_spec(row: &mut CheckRow, spec: &Spec) -> Result<(), ApiError
             || !extra_str(&extra, "failure_kw").is_empty();
         extra.insert("filter_subject".into(), on.into());
     }
-    if let Some(v) = spec.filter_subject {
-        extra.insert("filter_subject".into(), v.into());
+    for (key, value) in [
+        ("methods", &spec.methods),
+        ("start_kw", &spec.start_kw),
+        ("success_kw", &spec.success_kw),
+        ("failure_kw", &spec.failure_kw),
+    ] {
+        if let Some(v) = value {
+            extra.insert(key.into(), v.clone().into());
+        }
     }
-    if let Some(v) = spec.filter_body {
-        extra.insert("filter_body".into(), v.into());
+    for (key, value) in [
+        ("filter_subject", spec.filter_subject),
+        ("filter_body", spec.filter_body),
+        ("filter_http_body", spec.filter_http_body),
+        ("filter_default_fail", spec.filter_default_fail),
+    ] {
+        if let Some(v) = value {
+            extra.insert(key.into(), v.into());
+        }
     }
     if let Some(v) = spec.anomaly_volume_pct {
         extra.insert("anomaly_volume_pct".into(), v.into());
@@ -474,6 +508,36 @@ pub(crate) fn apply_spec(row: &mut CheckRow, spec: &Spec) -> Result<(), ApiError
     }
     row.extra = Value::Object(extra).to_string();
     Ok(())
+}
+
+/// A slug from a name as Django's `slugify` makes it (Healthchecks' v1 and v2): accents
+/// folded (NFKD, non-ASCII dropped), lower case, only letters, digits, `_`, `-` and
+/// spaces kept, runs of spaces and dashes made one `-`, dashes and underscores trimmed.
+pub fn slugify(name: &str) -> String {
+    use unicode_normalization::UnicodeNormalization;
+    let ascii: String = name.nfkd().filter(char::is_ascii).collect();
+    let kept: String = ascii
+        .to_lowercase()
+        .chars()
+        .filter(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-') || c.is_ascii_whitespace())
+        .collect();
+    let mut out = String::with_capacity(kept.len());
+    let mut gap = false;
+    for c in kept.trim().chars() {
+        if c == '-' || c.is_ascii_whitespace() {
+            gap = true;
+        } else {
+            if gap {
+                out.push('-');
+            }
+            gap = false;
+            out.push(c);
+        }
+    }
+    if gap {
+        out.push('-');
+    }
+    out.trim_matches(|c| c == '-' || c == '_').to_string()
 }
 
 #[derive(Deserialize)]
@@ -623,6 +687,9 @@ pub async fn update(
     Path(code): Path<String>,
     FullKeyJson { scope, body }: FullKeyJson,
 ) -> ApiResult {
+    if is_unique_key(&code) {
+        return Ok(StatusCode::METHOD_NOT_ALLOWED.into_response());
+    }
     let body = body.unwrap_or_else(|| json!({}));
     let row = find_check(&state, scope.project_id, &code, false).await?;
     let spec = Spec::parse(&body)?;
@@ -638,6 +705,9 @@ pub async fn delete(
     Path(code): Path<String>,
     FullKey(scope): FullKey,
 ) -> ApiResult {
+    if is_unique_key(&code) {
+        return Ok(StatusCode::METHOD_NOT_ALLOWED.into_response());
+    }
     let row = find_check(&state, scope.project_id, &code, false).await?;
     let mut rendered = render(&state, &row, false).await?;
     state.engine.delete_check(row.id).await?;
@@ -665,7 +735,13 @@ pub async fn resume(
 ) -> ApiResult {
     let row = find_check(&state, scope.project_id, &code, false).await?;
     if !state.engine.resume(row.id).await? {
-        return Err(ApiError::Conflict("check is not paused"));
+        // Healthchecks answers this one as plain text under Django's default content type.
+        return Ok((
+            StatusCode::CONFLICT,
+            [(header::CONTENT_TYPE, "text/html; charset=utf-8")],
+            "check is not paused",
+        )
+            .into_response());
     }
     Ok(cors_json(
         StatusCode::OK,

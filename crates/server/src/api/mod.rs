@@ -13,6 +13,7 @@
 //! - [`oncall_config`]: the on-call configuration file (`/api/v1/oncall/config`), and how
 //!   the handlers below read the applied one.
 //! - [`audit`]: the audit of the applied configuration (`/api/v1/audit`).
+//! - [`checkins`]: shift check-ins, and acknowledging one (`/api/v1/checkins/`).
 //! - [`drill`]: a drill or week sweep over the applied configuration (`/api/v1/drill`).
 //! - [`people`], [`schedules`], [`policies`]: read views of what that file defines (and the
 //!   verification of people's contacts).
@@ -21,6 +22,7 @@ pub mod alerts;
 pub mod audit;
 pub mod channels;
 pub mod check_spec;
+pub mod checkins;
 pub mod checks;
 pub mod drill;
 pub mod events;
@@ -30,3 +32,15 @@ pub mod oncall_config;
 pub mod people;
 pub mod policies;
 pub mod schedules;
+
+tokio::task_local! {
+    /// The version of the Healthchecks API the request came in on (`/api/v1/`, `/api/v2/`,
+    /// `/api/v3/`): Healthchecks renders URLs with it, derives slugs from names before v3 and
+    /// reports `started` in v1. Set by [`crate::router`] around the nested API routers.
+    pub static API_VERSION: u8;
+}
+
+/// The version the current request came in on (3 outside an API request).
+pub fn api_version() -> u8 {
+    API_VERSION.try_with(|v| *v).unwrap_or(3)
+}

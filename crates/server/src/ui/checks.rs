@@ -421,6 +421,8 @@ struct CheckPage {
     pings: Vec<PingLine>,
     runs: Vec<RunLine>,
     flips: Vec<FlipLine>,
+    /// This check's recent alerts: (id, status, summary, when).
+    alerts: Vec<(i64, String, String, String)>,
     ping_url: String,
     snippet_curl: String,
     snippet_run: String,
@@ -609,6 +611,25 @@ async fn detail_page(
             to: f.new_status.to_string(),
         })
         .collect();
+    // Its alerts (down, hung, overlap, anomaly …), newest first, among the project's latest.
+    let key = format!("check:{}", row.uuid);
+    let alerts = state
+        .store
+        .list_alerts(row.project_id, None, 500)
+        .await
+        .map_err(store_error)?
+        .into_iter()
+        .filter(|a| a.dedup_key == key || a.dedup_key.starts_with(&format!("{key}:")))
+        .take(10)
+        .map(|a| {
+            (
+                a.id,
+                a.status.to_string(),
+                a.summary,
+                relative(a.triggered_at.into(), now),
+            )
+        })
+        .collect();
     let ping_url = format!("{}/{}", state.config.ping_url, row.uuid);
     let site = &state.config.site_url;
     let cron_line = if row.kind == "cron" {
@@ -666,6 +687,7 @@ async fn detail_page(
         pings,
         runs,
         flips,
+        alerts,
         ping_url,
     };
     Ok(page(StatusCode::OK, &page_view))

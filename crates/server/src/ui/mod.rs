@@ -3,6 +3,9 @@
 //! - [`session`]: passwords, sessions, CSRF tokens, the login limit, the `UiUser` extractor.
 //! - [`checks`]: the dashboard (live over server-sent events) and each check's page and form.
 //! - [`alerts`]: open and recent alerts, one alert with its log and buttons.
+//! - [`incidents`]: the list, one incident with its composer, countdown and timeline.
+//! - [`oncall`]: schedules (now, next, two weeks, overrides), policies, services, people.
+//! - [`readiness`]: the drill with its week heat map, and the audit's findings.
 //!
 //! Templates are askama files under `crates/server/templates/ui/`, compiled into the binary
 //! and escaped by default; the stylesheet and the one small script are under `static/`.
@@ -28,6 +31,9 @@ use crate::state::AppState;
 
 pub mod alerts;
 pub mod checks;
+pub mod incidents;
+pub mod oncall;
+pub mod readiness;
 pub mod session;
 
 use session::{LOGIN_CSRF_COOKIE, SESSION_COOKIE, UiUser};
@@ -43,6 +49,8 @@ pub fn routes() -> Router<AppState> {
         .route("/ui/setup/{token}", get(setup_form).post(setup))
         .route("/ui/static/app.css", get(stylesheet))
         .route("/ui/static/app.js", get(script))
+        .route("/ui/checks/{uuid}", get(check_link))
+        .route("/ui/alerts/{id}", get(alert_link))
         .route("/ui/p/{project}/", get(checks::dashboard))
         .route("/ui/p/{project}/checks/table", get(checks::table))
         .route("/ui/p/{project}/stream", get(checks::stream))
@@ -60,6 +68,27 @@ pub fn routes() -> Router<AppState> {
         .route("/ui/p/{project}/alerts/", get(alerts::list))
         .route("/ui/p/{project}/alerts/{id}", get(alerts::detail))
         .route("/ui/p/{project}/alerts/{id}/act", post(alerts::act))
+        .route(
+            "/ui/p/{project}/incidents/",
+            get(incidents::list).post(incidents::declare),
+        )
+        .route("/ui/p/{project}/incidents/{id}", get(incidents::detail))
+        .route("/ui/p/{project}/incidents/{id}/act", post(incidents::act))
+        .route(
+            "/ui/p/{project}/incidents/{id}/export",
+            get(incidents::export),
+        )
+        .route("/ui/p/{project}/drill", get(readiness::drill))
+        .route("/ui/p/{project}/audit", get(readiness::audit))
+        .route("/ui/p/{project}/oncall/", get(oncall::overview))
+        .route(
+            "/ui/p/{project}/oncall/override",
+            post(oncall::create_override),
+        )
+        .route(
+            "/ui/p/{project}/oncall/people/{person}/test",
+            post(oncall::test_contact),
+        )
 }
 
 /// What every signed-in page shows around its content: who, where, the CSRF token.
@@ -169,6 +198,14 @@ pub fn store_error(e: StoreError) -> Response {
 }
 
 pub fn engine_error(e: keepwatch_engine::EngineError) -> Response {
+    use keepwatch_engine::EngineError;
+    match e {
+        EngineError::NotFound => return error_page(StatusCode::NOT_FOUND, "Not found."),
+        EngineError::Invalid(message) | EngineError::Conflict(message) => {
+            return error_page(StatusCode::UNPROCESSABLE_ENTITY, &message);
+        }
+        _ => {}
+    }
     tracing::error!(error = %e, "a UI page could not reach the engine");
     error_page(
         StatusCode::SERVICE_UNAVAILABLE,
@@ -228,6 +265,61 @@ async fn home(State(state): State<AppState>, user: UiUser) -> Response {
                 },
             )
         }
+    }
+}
+
+/// `/ui/checks/<uuid>`: the link messages carry for a check (they do not know the project's
+/// name): the check's page in its project, for a user of that project; "no such page"
+/// otherwise, as for a check that does not exist.
+async fn check_link(
+    State(state): State<AppState>,
+    axum::extract::Path(uuid): axum::extract::Path<String>,
+    user: UiUser,
+) -> Response {
+    let row = match state.store.check_by_uuid(&uuid.to_ascii_lowercase()).await {
+        Ok(row) => row,
+        Err(e) => return store_error(e),
+    };
+    match row {
+        Some(row) => {
+            in_project(
+                &state,
+                &user,
+                row.project_id,
+                &format!("checks/{}", row.uuid),
+            )
+            .await
+        }
+        None => error_page(StatusCode::NOT_FOUND, "No such page."),
+    }
+}
+
+/// `/ui/alerts/<id>`: an alert's page in its project (linked from the pages' confirmation
+/// page).
+async fn alert_link(
+    State(state): State<AppState>,
+    axum::extract::Path(id): axum::extract::Path<String>,
+    user: UiUser,
+) -> Response {
+    let Ok(id) = id.parse::<i64>() else {
+        return error_page(StatusCode::NOT_FOUND, "No such page.");
+    };
+    match state.store.alert(id).await {
+        Ok(Some(alert)) => {
+            in_project(&state, &user, alert.project_id, &format!("alerts/{id}")).await
+        }
+        Ok(None) => error_page(StatusCode::NOT_FOUND, "No such page."),
+        Err(e) => store_error(e),
+    }
+}
+
+async fn in_project(state: &AppState, user: &UiUser, project_id: i64, rest: &str) -> Response {
+    match state.store.memberships(user.session.user.id).await {
+        Ok(memberships) => match memberships.iter().find(|m| m.project_id == project_id) {
+            Some(m) => Redirect::to(&format!("/ui/p/{}/{rest}", m.project_name)).into_response(),
+            None => error_page(StatusCode::NOT_FOUND, "No such page."),
+        },
+        Err(e) => store_error(e),
     }
 }
 
