@@ -496,15 +496,19 @@ async fn browser_figures_dashboard_with_10000_checks() {
         workers.spawn(async move {
             let mut made = Vec::new();
             for i in (worker..CHECKS).step_by(8) {
-                let uuid = app
-                    .create_check_uuid(json!({
-                        "name": format!("job-{i:05}"),
-                        "timeout": 3600,
-                        "grace": 600,
-                        "tags": format!("team-{} prod", i % 20),
-                        "service": format!("service-{}", i % 10),
-                    }))
-                    .await;
+                // Half on a cron schedule (parsed for every row), half on a period.
+                let mut check = json!({
+                    "name": format!("job-{i:05}"),
+                    "timeout": 3600,
+                    "grace": 600,
+                    "tags": format!("team-{} prod", i % 20),
+                    "service": format!("service-{}", i % 10),
+                });
+                if i % 2 == 1 {
+                    check["schedule"] = json!(format!("{} * * * *", i % 60));
+                    check["tz"] = json!("Europe/Berlin");
+                }
+                let uuid = app.create_check_uuid(check).await;
                 made.push((i, uuid));
             }
             made
@@ -529,6 +533,8 @@ async fn browser_figures_dashboard_with_10000_checks() {
         started.elapsed()
     );
 
+    // Every figure is measured and printed; the targets missed fail the test at the end.
+    let mut missed = Vec::new();
     // Server time to render, seen from a client on loopback (the whole response).
     let mut session = Session::new(&app);
     session.sign_in(&email, PASSWORD).await;
@@ -555,14 +561,21 @@ async fn browser_figures_dashboard_with_10000_checks() {
             "figures: {what}: {size} bytes, first {first:?}, median {median:?}, max {max:?} \
              (20 more requests)"
         );
-        assert!(median < Duration::from_millis(100), "{what}: {median:?}");
+        if median >= Duration::from_millis(100) {
+            missed.push(format!("{what}: median {median:?} (target < 100 ms)"));
+        }
     }
 
     // Bytes a first load transfers: the page, its stylesheet and its script, as the browser
-    // counts them (fresh profile: nothing cached).
+    // counts them, with its cache off (the login page would have cached the stylesheet).
     let browser = Browser::start(&app, Viewport::Desktop).await;
     browser.instrument_event_source().await;
     browser.sign_in(&email, PASSWORD).await;
+    browser.cdp("Network.enable", json!({})).await;
+    browser
+        .cdp("Network.setCacheDisabled", json!({"cacheDisabled": true}))
+        .await;
+    browser.goto("/ui/p/default/").await;
     browser.find_text("p.counts", "10000 checks").await;
     let bytes = browser
         .client
@@ -588,7 +601,12 @@ async fn browser_figures_dashboard_with_10000_checks() {
          script): {bytes}",
         page + resources
     );
-    assert!(page + resources < 150_000, "{bytes}");
+    if page + resources >= 150_000 {
+        missed.push(format!(
+            "first load: {} bytes (target < 150 KB)",
+            page + resources
+        ));
+    }
 
     // Ping to the dashboard showing it: the count of up checks goes up by one.
     browser.wait_stream_open().await;
@@ -607,6 +625,9 @@ async fn browser_figures_dashboard_with_10000_checks() {
     eprintln!("figures: ping to dashboard with {CHECKS} checks: {times:?}");
     let (median, max) = median_max(&mut times);
     eprintln!("figures: ping to dashboard: median {median:?}, max {max:?}");
-    assert!(max < Duration::from_secs(1), "{times:?}");
+    if max >= Duration::from_secs(1) {
+        missed.push(format!("ping to dashboard: max {max:?} (target < 1 s)"));
+    }
     browser.close().await;
+    assert!(missed.is_empty(), "targets missed: {missed:#?}");
 }
