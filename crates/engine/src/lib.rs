@@ -67,6 +67,9 @@ pub struct EngineConfig {
     pub page_rate_window: Duration,
     /// Public base URL of this server, for links in notifications.
     pub site_url: String,
+    /// Leases of background work between instances (PostgreSQL only; SQLite has one
+    /// instance).
+    pub leases: lease::LeaseSettings,
 }
 
 impl Default for EngineConfig {
@@ -83,6 +86,7 @@ impl Default for EngineConfig {
             page_rate_limit: 5,
             page_rate_window: Duration::from_secs(15 * 60),
             site_url: "http://127.0.0.1:8000".into(),
+            leases: lease::LeaseSettings::default(),
         }
     }
 }
@@ -191,6 +195,8 @@ pub struct Engine {
     checkin_rounds: watch::Receiver<rounds::Round>,
     /// Live drills in progress and done (in memory).
     live_drills: live_drill::LiveDrills,
+    /// The leases of background work (PostgreSQL); `None` with SQLite, the sole instance.
+    leases: Option<Arc<lease::DbLeases>>,
 }
 
 /// The engine's background tasks.
@@ -202,6 +208,8 @@ pub struct EngineTasks {
     pub incidents: JoinHandle<()>,
     pub auditor: JoinHandle<()>,
     pub checkins: JoinHandle<()>,
+    /// Renews the leases (PostgreSQL).
+    pub leases: Option<JoinHandle<()>>,
 }
 
 /// Database housekeeping on the wall clock (it is not domain time): the SQLite WAL
@@ -266,7 +274,29 @@ impl Engine {
     ) -> Result<(Engine, EngineTasks), StoreError> {
         let wake = Arc::new(Notify::new());
         let pager_wake = Arc::new(Notify::new());
-        let lease: Arc<dyn lease::Lease> = Arc::new(lease::SoleInstance);
+        // On PostgreSQL, several instances may share the database: each loop's work is done
+        // under a lease there, kept on the wall clock (leases are between processes, not in
+        // the engine's domain time). The first claim is made before any loop runs, so a
+        // lone instance starts as it always has.
+        let db_leases = if store.backend_name() == "postgres" {
+            config
+                .leases
+                .validate()
+                .map_err(|e| StoreError::task(format!("leases: {e}")))?;
+            let leases = Arc::new(lease::DbLeases::new(
+                store.clone(),
+                Arc::new(SystemClock),
+                config.leases.clone(),
+            ));
+            leases.round().await?;
+            Some(leases)
+        } else {
+            None
+        };
+        let lease: Arc<dyn lease::Lease> = match &db_leases {
+            Some(leases) => leases.clone(),
+            None => Arc::new(lease::SoleInstance),
+        };
         let changes = Arc::new(watch::Sender::new(0));
         let mut actor = actor::Actor::load(
             store.clone(),
@@ -351,6 +381,14 @@ impl Engine {
         let audit_rounds = auditor.rounds();
         let auditor = tokio::spawn(auditor.run());
         let maintenance = tokio::spawn(maintain(store.clone(), lease));
+        let lease_task = db_leases.as_ref().map(|leases| {
+            leases.wake_on_acquire(lease::Work::Alerting, pager_wake.clone());
+            leases.wake_on_acquire(lease::Work::Delivery, wake.clone());
+            leases.wake_on_acquire(lease::Work::Incidents, incidents_wake.clone());
+            leases.wake_on_acquire(lease::Work::Audit, audit_wake.clone());
+            leases.wake_on_acquire(lease::Work::Checkins, checkins_wake.clone());
+            tokio::spawn(leases.clone().run())
+        });
         Ok((
             Engine {
                 tx,
@@ -371,8 +409,10 @@ impl Engine {
                 checkins_wake,
                 checkin_rounds,
                 live_drills: live_drill::LiveDrills::default(),
+                leases: db_leases,
             },
             EngineTasks {
+                leases: lease_task,
                 actor,
                 dispatcher,
                 pager,
@@ -394,6 +434,21 @@ impl Engine {
             .await
             .map_err(|_| EngineError::Stopped)?;
         answer.await.map_err(|_| EngineError::Stopped)
+    }
+
+    /// This instance's id and the leases as it last saw them; `None` without leases
+    /// (SQLite: this is the only instance and does all the work).
+    pub fn leases(&self) -> Option<(String, Vec<lease::LeaseView>)> {
+        self.leases
+            .as_ref()
+            .map(|l| (l.instance().to_string(), l.view()))
+    }
+
+    /// Gives up this instance's leases (at shutdown, after the loops have stopped).
+    pub async fn release_leases(&self) {
+        if let Some(leases) = &self.leases {
+            leases.release().await;
+        }
     }
 
     /// Records a ping; returns once it is committed.

@@ -95,6 +95,19 @@ pub struct ServeArgs {
     /// cannot reach internal services or cloud metadata
     #[arg(long, env = "KEEPWATCH_ALLOW_PRIVATE_DESTINATIONS")]
     pub allow_private_destinations: bool,
+    /// PostgreSQL with several instances: each background loop (deadlines, alerting,
+    /// delivery, incidents, audit, check-ins, housekeeping) runs on one instance at a time,
+    /// under a lease in the database; when its holder dies another instance takes the loop
+    /// over at most this many seconds later. Leases are renewed every fifth of it. Ignored
+    /// with SQLite (one instance). Example: --lease-secs 10
+    #[arg(long, env = "KEEPWATCH_LEASE_SECS", value_name = "SECONDS", default_value_t = 10,
+          value_parser = clap::value_parser!(u64).range(3..=3600))]
+    pub lease_secs: u64,
+    /// This instance's name in the leases (`/api/v3/status/`, `/metrics`), unique among the
+    /// instances on one database [default: host:pid:random]. A stable name lets a restarted
+    /// instance take its leases back at once. Example: --instance-id kw-a
+    #[arg(long, env = "KEEPWATCH_INSTANCE_ID", value_name = "NAME")]
+    pub instance_id: Option<String>,
 }
 
 /// The TOML file. Unknown keys are errors, so a typo does not silently do nothing.
@@ -353,6 +366,11 @@ pub fn resolve(args: &ServeArgs, open_files: u64) -> anyhow::Result<Settings> {
         ping_log_limit,
         allow_private_destinations: args.allow_private_destinations
             || notifications.allow_private_destinations.unwrap_or(false),
+        leases: keepwatch_engine::lease::LeaseSettings {
+            duration: Duration::from_secs(args.lease_secs),
+            renew_every: Duration::from_secs(args.lease_secs) / 5,
+            instance: args.instance_id.clone().filter(|s| !s.trim().is_empty()),
+        },
         ..EngineConfig::default()
     };
     if let Some(secs) = notifications.retry_base_secs {

@@ -17,6 +17,7 @@ mod checkin;
 mod config;
 mod contact;
 mod incident;
+mod instance_lock;
 mod oncall;
 mod runner;
 
@@ -49,7 +50,10 @@ Examples:
   KEEPWATCH_DATABASE_URL=postgres://keepwatch@db/keepwatch keepwatch serve
   keepwatch serve --config /etc/keepwatch.toml --log-format json
   keepwatch serve --idle-timeout 2m --header-read-timeout 5s --max-connections 2000
-  keepwatch serve --allow-private-destinations    # webhooks to receivers on your own network")]
+  keepwatch serve --allow-private-destinations    # webhooks to receivers on your own network
+  keepwatch serve --database-url postgres://kw@db/kw --instance-id kw-a --lease-secs 10
+One server per SQLite data directory: a second one is refused (the lock file keepwatch.lock).
+Several servers may share one PostgreSQL database; see the README's \"Several instances\".")]
     Serve(ServeArgs),
     /// Manage projects
     Project {
@@ -680,6 +684,12 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
             "max_connections is more than the open-file limit leaves for connections ({for_connections}); raise the limit (ulimit -n, LimitNOFILE=) or lower max_connections"
         );
     }
+    // One server per SQLite database: held until the process ends.
+    let _lock = match instance_lock::lock_path(settings.database_url.as_deref(), &settings.data_dir)
+    {
+        Some(path) => Some(instance_lock::acquire(&path)?),
+        None => None,
+    };
     // reqwest is built without a default TLS provider; ring is ours (see STACK notes).
     let _ = rustls::crypto::ring::default_provider().install_default();
     let started = std::time::Instant::now();

@@ -173,6 +173,12 @@ impl RunningApp {
             task.abort();
             let _ = task.await;
         }
+        if let Some(task) = tasks.leases {
+            task.abort();
+            let _ = task.await;
+        }
+        // The loops have stopped: another instance may take their work at once.
+        engine.release_leases().await;
         drop(engine);
         let _ = tasks.actor.await;
         store.close().await;

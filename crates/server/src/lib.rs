@@ -209,11 +209,40 @@ async fn cors(request: Request, next: Next) -> Response {
 
 /// `/api/v3/status/`: 200 "OK" only if the database answers a read and takes a write, so a
 /// load balancer or an outside monitor sees a full disk (pings then fail with 503 too).
-async fn status(State(state): State<AppState>) -> Response {
+///
+/// keepwatch's extra: asked with `Accept: application/json`, the answer is JSON and says which
+/// instance this is and which instance holds each background loop's lease (PostgreSQL with
+/// several instances; with SQLite the one instance does all the work).
+async fn status(State(state): State<AppState>, headers: axum::http::HeaderMap) -> Response {
+    let json = headers
+        .get(header::ACCEPT)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.contains("application/json"));
     let healthy = match state.store.ping_db().await {
         Ok(()) => state.store.probe_writes(state.engine.now().into()).await,
         Err(e) => Err(e),
     };
+    if json {
+        let (instance, leases) = match state.engine.leases() {
+            Some((instance, leases)) => (Some(instance), Some(leases)),
+            None => (None, None),
+        };
+        let code = if healthy.is_ok() {
+            StatusCode::OK
+        } else {
+            StatusCode::SERVICE_UNAVAILABLE
+        };
+        if let Err(e) = &healthy {
+            tracing::error!(error = %e, "health check failed");
+        }
+        let body = serde_json::json!({
+            "status": if healthy.is_ok() { "ok" } else { "database unavailable" },
+            "backend": state.store.backend_name(),
+            "instance": instance,
+            "leases": leases,
+        });
+        return (code, axum::Json(body)).into_response();
+    }
     match healthy {
         Ok(()) => (
             StatusCode::OK,
@@ -238,6 +267,14 @@ async fn metrics(State(state): State<AppState>) -> Response {
     }
     if let Ok(depth) = state.store.outbox_depth().await {
         metrics::gauge!("keepwatch_outbox_pending").set(depth as f64);
+    }
+    // Which loops this instance runs now (PostgreSQL leases; the status endpoint names the
+    // holder of each).
+    if let Some((instance, leases)) = state.engine.leases() {
+        for lease in leases {
+            metrics::gauge!("keepwatch_lease_held", "work" => lease.work, "instance" => instance.clone())
+                .set(if lease.mine { 1.0 } else { 0.0 });
+        }
     }
     (
         [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],

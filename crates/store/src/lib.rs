@@ -27,6 +27,7 @@ mod checkins;
 mod checks;
 mod contacts;
 mod incidents;
+mod leases;
 mod messages;
 pub mod model;
 mod oncall;
@@ -44,8 +45,9 @@ pub use incidents::{
     IncidentDelivery, IncidentLogRow, IncidentMessageRow, IncidentRow, NewIncident, NewIncidentLog,
     NewIncidentMessage,
 };
-/// The domain enums the rows hold, for callers that need nothing else of core.
 pub use keepwatch_core::alert::{AlertSource, AlertStatus, paging::Urgency};
+/// The domain enums the rows hold, for callers that need nothing else of core.
+pub use leases::LeaseRow;
 pub use messages::{
     AlertMessageRow, AlertNews, DeliveryOutcome, MessageKind, NewUpdate, PageDelivery, PageOutcome,
     SentNow, UpdateDelivery,

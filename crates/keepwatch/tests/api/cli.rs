@@ -266,6 +266,36 @@ fn serve_prints_the_url_and_a_key_on_first_start_only() {
     child.wait().unwrap();
 }
 
+#[test]
+fn a_second_server_on_the_same_sqlite_data_directory_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().to_str().unwrap();
+    let (mut first, _url, _key) = start_server(data, &[]);
+    let output = Command::new(env!("CARGO_BIN_EXE_keepwatch"))
+        .args(["serve", "--listen", "127.0.0.1:0", "--data-dir", data])
+        .env_remove("KEEPWATCH_DATABASE_URL")
+        .output()
+        .unwrap();
+    assert!(!output.status.success());
+    let err = String::from_utf8_lossy(&output.stderr);
+    let expected = format!(
+        "another keepwatch (pid {}) is already serving the SQLite database in {data}",
+        first.id()
+    );
+    assert!(err.contains(&expected), "{err}");
+    assert!(String::from_utf8_lossy(&output.stdout).is_empty());
+    // Other commands still work beside the server.
+    let (ok, out, err) = keepwatch(&["project", "create", "billing", "--data-dir", data]);
+    assert!(ok, "{out}{err}");
+    // The lock dies with its holder, however it ends (SIGKILL here): the next start works.
+    first.kill().unwrap();
+    first.wait().unwrap();
+    let (mut second, url, _) = start_server(data, &[]);
+    assert!(url.starts_with("http://127.0.0.1:"));
+    second.kill().unwrap();
+    second.wait().unwrap();
+}
+
 /// The binary as a child of an async test, with `api_key` (if any) as KEEPWATCH_API_KEY.
 pub async fn keepwatch_async(args: &[&str], api_key: Option<&str>) -> std::process::Output {
     let mut command = tokio::process::Command::new(env!("CARGO_BIN_EXE_keepwatch"));

@@ -18,6 +18,7 @@ mod helpers;
 mod incident_bench;
 mod incidents;
 mod input_checks;
+mod instances;
 mod notifications;
 mod oncall_load;
 mod pings;

@@ -1,0 +1,119 @@
+//! Several instances on one PostgreSQL database: each background loop runs on one instance
+//! at a time (leases), and the status endpoint and metrics say which.
+
+use keepwatch_store::testing::PgDatabase;
+use serde_json::Value;
+
+use crate::helpers::{AppOptions, TestApp, eventually, spawn_app_with};
+
+async fn status_json(app: &TestApp) -> (u16, Value) {
+    let response = app
+        .client
+        .get(app.url("/api/v3/status/"))
+        .header("Accept", "application/json")
+        .send()
+        .await
+        .unwrap();
+    let code = response.status().as_u16();
+    (code, response.json().await.unwrap())
+}
+
+fn holders(status: &Value) -> Vec<(String, String, bool)> {
+    status["leases"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|l| {
+            (
+                l["work"].as_str().unwrap().to_string(),
+                l["holder"].as_str().unwrap_or("").to_string(),
+                l["mine"].as_bool().unwrap(),
+            )
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn two_instances_share_the_loops_through_leases_and_say_who_holds_them() {
+    let db = PgDatabase::create().await;
+    let a = spawn_app_with(AppOptions {
+        database_url: Some(db.url.clone()),
+        ..Default::default()
+    })
+    .await;
+    let b = spawn_app_with(AppOptions {
+        database_url: Some(db.url.clone()),
+        ..Default::default()
+    })
+    .await;
+    let (code, sa) = status_json(&a).await;
+    assert_eq!(code, 200);
+    assert_eq!(sa["status"], "ok");
+    assert_eq!(sa["backend"], "postgres");
+    let (_, sb) = status_json(&b).await;
+    let a_id = sa["instance"].as_str().unwrap().to_string();
+    let b_id = sb["instance"].as_str().unwrap().to_string();
+    assert_ne!(a_id, b_id);
+    // a started first: it holds all seven loops; b sees a as their holder and runs none.
+    let ha = holders(&sa);
+    assert_eq!(ha.len(), 7);
+    assert!(
+        ha.iter().all(|(_, holder, mine)| *holder == a_id && *mine),
+        "{sa}"
+    );
+    assert!(
+        holders(&sb)
+            .iter()
+            .all(|(_, holder, mine)| *holder == a_id && !*mine),
+        "{sb}"
+    );
+    // The plain answer is Healthchecks' "OK", unchanged.
+    let plain = a.client.get(a.url("/api/v3/status/")).send().await.unwrap();
+    assert_eq!(plain.text().await.unwrap(), "OK");
+    // Metrics: each instance says which loops it runs.
+    let metrics = a
+        .client
+        .get(a.url("/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let held = format!("keepwatch_lease_held{{work=\"delivery\",instance=\"{a_id}\"}} 1");
+    assert!(metrics.contains(&held), "{metrics}");
+    let metrics = b
+        .client
+        .get(b.url("/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let not_held = format!("keepwatch_lease_held{{work=\"delivery\",instance=\"{b_id}\"}} 0");
+    assert!(metrics.contains(&not_held), "{metrics}");
+
+    // a shuts down: it gives its leases up, and b takes them on its next renewal.
+    a.stop().await;
+    let sb = eventually(|| async {
+        let (_, sb) = status_json(&b).await;
+        holders(&sb)
+            .iter()
+            .all(|(_, h, mine)| *h == b_id && *mine)
+            .then_some(sb)
+    })
+    .await;
+    assert_eq!(sb["instance"], b_id.as_str());
+    b.stop().await;
+}
+
+#[tokio::test]
+async fn sqlite_status_names_no_leases() {
+    let app = spawn_app_with(AppOptions::default()).await;
+    let (code, status) = status_json(&app).await;
+    assert_eq!(code, 200);
+    assert_eq!(status["backend"], "sqlite");
+    assert!(status["leases"].is_null() && status["instance"].is_null());
+    app.stop().await;
+}
