@@ -7,6 +7,7 @@
 //! These tests fail (they do not skip) when chromedriver or chromium is missing.
 
 mod harness;
+mod oncall;
 
 use std::time::{Duration, Instant};
 

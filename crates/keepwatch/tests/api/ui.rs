@@ -519,7 +519,7 @@ async fn the_stream_says_when_a_ping_changed_the_checks() {
 
 /// alice and bob rotate daily in `primary` (UTC, from 2026-11-01 09:00); policy `p` pages
 /// whoever is on call; service `billing` is high urgency. Contacts are email addresses.
-fn rotation_file() -> String {
+pub(crate) fn rotation_file() -> String {
     format!(
         "# the team's on-call file\n{}{}{}{}",
         crate::helpers::person("alice", &[("email", "alice@example.com")]),
