@@ -47,6 +47,47 @@ pub struct ScheduleView {
     pub feed: String,
     pub shifts: Vec<ShiftLine>,
     pub overrides: Vec<String>,
+    /// Each layer in words: who rotates, how often, from when, restricted to what.
+    pub layers: Vec<String>,
+}
+
+/// A layer in words: "weekdays: alice → bob, every 1 week from 2026-11-30 09:00, only Mon–Fri 09:00–17:00".
+fn layer_words(layer: &keepwatch_core::oncall::rotation::Layer) -> String {
+    use keepwatch_core::oncall::rotation::{RestrictionMode, ShiftUnit};
+    let unit = match layer.shift_unit {
+        ShiftUnit::Hours => "hour",
+        ShiftUnit::Days => "day",
+        ShiftUnit::Weeks => "week",
+    };
+    let plural = if layer.shift_length == 1 { "" } else { "s" };
+    let mut words = format!(
+        "{}: {}, every {} {unit}{plural} from {}",
+        layer.name,
+        layer.participants.join(" → "),
+        layer.shift_length,
+        layer.start.format("%Y-%m-%d %H:%M")
+    );
+    if let Some(r) = &layer.restriction {
+        let windows: Vec<String> = r
+            .windows
+            .iter()
+            .map(|w| {
+                let days: Vec<String> = w.days.iter().map(|d| d.to_string()).collect();
+                format!(
+                    "{} {}–{}",
+                    days.join(","),
+                    w.start.format("%H:%M"),
+                    w.end.format("%H:%M")
+                )
+            })
+            .collect();
+        let mode = match r.mode {
+            RestrictionMode::Within => "only",
+            RestrictionMode::Outside => "except",
+        };
+        words.push_str(&format!(", {mode} {}", windows.join("; ")));
+    }
+    words
 }
 
 pub struct PersonView {
@@ -223,6 +264,7 @@ fn schedule_view(schedule: &OnCallSchedule, now: DateTime<Utc>, feed: String) ->
         })
         .collect();
     ScheduleView {
+        layers: schedule.layers.iter().map(layer_words).collect(),
         name: schedule.name.clone(),
         tz: tz.to_string(),
         now: who(&handover.users),
