@@ -109,6 +109,9 @@ pub struct CheckFacts {
     pub created_at: DateTime<Utc>,
     /// Durations of its last successful runs.
     pub recent_durations: Vec<TimeDelta>,
+    /// When its newest run started and why `keepwatch run` could not look for stray
+    /// processes then (`None`: it looked, or nothing is known).
+    pub scan_skipped: Option<(DateTime<Utc>, String)>,
 }
 
 /// Deliveries to one contact or channel lately.
@@ -195,6 +198,7 @@ pub fn audit(
     check_rules(config, checks, now, &mut all);
     maintenance(config, checks, now, &mut all);
     missed_checkins(history, &mut all);
+    checkins_tell_nobody(config, &mut all);
     // Errors first, then by rule and objects: a stable order for people and for tests.
     all.sort_by(|a, b| (b.severity, &a.id, &a.objects).cmp(&(a.severity, &b.id, &b.objects)));
     let (mut findings, mut accepted) = (Vec::new(), Vec::new());
@@ -825,6 +829,19 @@ fn check_rules(config: &OnCall, checks: &[CheckFacts], now: DateTime<Utc>, out: 
                 format!("raise the grace of check `{name}` above {}", span(*longest)),
             ));
         }
+        if let Some((at, why)) = &check.scan_skipped {
+            out.push(finding(
+                "stray-scan-skipped",
+                Severity::Warning,
+                object.clone(),
+                format!(
+                    "`keepwatch run` could not look for stray processes of check `{name}` at its newest run ({}): {why}",
+                    at.format("%Y-%m-%d %H:%M UTC")
+                ),
+                "a copy of the job still running, or a process it watches for, goes unseen: no overlap alert is raised",
+                "run the job where `keepwatch run` can read the processes (Linux /proc, not hidden by hidepid, the job's own user), or accept this finding with a reason".into(),
+            ));
+        }
         if check.last_ping.is_none()
             && let Some(first) = check.schedule.next_after(check.created_at)
             && first + check.grace < now
@@ -906,6 +923,37 @@ fn missed_checkins(history: &History, out: &mut Vec<Finding>) {
     }
 }
 
+/// Schedules that ask for check-ins with nobody to tell of a missed one: no fallback, and
+/// one participant (nobody is ever on call before them).
+fn checkins_tell_nobody(config: &OnCall, out: &mut Vec<Finding>) {
+    let mut names: Vec<&String> = config.checkins.keys().collect();
+    names.sort();
+    for name in names {
+        let (Some(rule), Some(schedule)) = (config.checkins.get(name), config.schedules.get(name))
+        else {
+            continue;
+        };
+        let people: BTreeSet<&str> = schedule
+            .layers
+            .iter()
+            .flat_map(|l| l.participants.iter().map(String::as_str))
+            .chain(schedule.overrides.iter().map(|o| o.user.as_str()))
+            .collect();
+        if rule.fallback.is_none() && people.len() < 2 {
+            out.push(finding(
+                "checkin-tells-nobody",
+                Severity::Warning,
+                vec![format!("schedule:{name}")],
+                format!(
+                    "schedule `{name}` asks for shift check-ins but a missed one tells nobody: no `fallback`, and nobody is on call before its only participant"
+                ),
+                "a person on call without signal is recorded, and nobody is told in time",
+                format!("add a fallback: `checkin = {{ within = \"{}\", fallback = \"<person>\" }}`", crate::incident::format_duration(rule.within)),
+            ));
+        }
+    }
+}
+
 /// The report as `keepwatch audit` prints it.
 pub fn text(report: &Report) -> String {
     let mut out = String::new();
@@ -984,6 +1032,7 @@ pub fn declared_checks(config: &OnCall, now: DateTime<Utc>) -> Vec<CheckFacts> {
                 last_ping: Some(now),
                 created_at: now,
                 recent_durations: Vec::new(),
+                scan_skipped: None,
             })
         })
         .collect()
@@ -1057,6 +1106,7 @@ raise_after = 10
             last_ping: Some(now() - TimeDelta::hours(5)),
             created_at: now() - TimeDelta::days(30),
             recent_durations: vec![TimeDelta::minutes(20)],
+            scan_skipped: None,
         }
     }
 
@@ -1192,6 +1242,21 @@ raise_after = 10
                 vec![nightly()],
                 history(),
             ),
+            (
+                "stray-scan-skipped",
+                CLEAN.to_string(),
+                vec![CheckFacts { scan_skipped: Some((now() - TimeDelta::hours(5), "no /proc on this system".into())), ..nightly() }],
+                history(),
+            ),
+            (
+                "checkin-tells-nobody",
+                format!(
+                    "{CLEAN}\n[[schedules]]\nname = \"solo\"\ntz = \"UTC\"\ncheckin = {{ within = \"15m\" }}\n\
+                     [[schedules.layers]]\nname = \"l\"\nparticipants = [\"alice\"]\nshift = \"1w\"\nstart = \"2026-11-02T09:00\"\n"
+                ),
+                vec![nightly()],
+                history(),
+            ),
             ("missed-checkin", CLEAN.to_string(), vec![nightly()], {
                 let mut h = history();
                 h.missed_checkins.push(("bob".into(), "primary".into(), now() - TimeDelta::days(1)));
@@ -1215,6 +1280,17 @@ raise_after = 10
         assert_eq!(
             ids(&run(&off_run, &[nightly()], &history())),
             Vec::<&str>::new()
+        );
+        let with_checkin = CLEAN.replacen(
+            "name = \"primary\"\ntz = \"America/Denver\"\n",
+            "name = \"primary\"\ntz = \"America/Denver\"\ncheckin = { within = \"15m\" }\n",
+            1,
+        );
+        assert!(with_checkin.contains("checkin ="));
+        assert_eq!(
+            ids(&run(&with_checkin, &[nightly()], &history())),
+            Vec::<&str>::new(),
+            "three people take turns: the one before is told"
         );
         let fresh = CheckFacts {
             last_ping: None,

@@ -244,9 +244,14 @@ impl Default for AnomalyRules {
 }
 
 /// The volumes and durations of the last baseline runs (successful, neither hung nor
-/// anomalous), oldest first.
+/// anomalous), oldest first; and whether the newest run could look for stray processes.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RunHistory {
+    /// When the newest run started and why `keepwatch run` could not look for other copies
+    /// of the job or watched processes then; `None` when it looked (or the start did not
+    /// come from `keepwatch run`). The audit reports it (`stray-scan-skipped`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub scan_skipped: Option<(DateTime<Utc>, String)>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub volumes: Vec<i64>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
@@ -750,6 +755,7 @@ impl CheckState {
     }
 
     fn start_run(&mut self, ping: &PingInput, outcome: &mut Outcome) {
+        self.history.scan_skipped = ping.scan_skipped.clone().map(|why| (ping.at, why));
         let new_run = OpenRun {
             identity: ping.identity.clone(),
             started_at: ping.at,
@@ -1539,6 +1545,8 @@ mod tests {
         let run = event.run.as_ref().unwrap();
         assert_eq!(run.snapshot, None, "carried once, beside the run");
         assert_eq!(run.scan_skipped.as_deref(), Some("no /proc on this system"));
+        // The newest start (web2's) looked: nothing kept for the audit.
+        assert_eq!(state.history.scan_skipped, None);
         let json = serde_json::to_value(event).unwrap();
         assert_eq!(json["snapshot"]["processes"][0]["pid"], 42);
         assert_eq!(json["snapshot"]["holders"][0]["how"], "flock");

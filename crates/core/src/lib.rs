@@ -15,5 +15,6 @@ pub mod incident;
 pub mod oncall;
 pub mod schedule;
 mod text_enum;
+pub mod user;
 
 pub use text_enum::UnknownValue;

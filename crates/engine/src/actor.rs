@@ -15,7 +15,7 @@ use keepwatch_store::{
     Timestamp,
 };
 use rustc_hash::FxHashMap;
-use tokio::sync::{Notify, mpsc, oneshot};
+use tokio::sync::{Notify, mpsc, oneshot, watch};
 use uuid::Uuid;
 
 use crate::clock::Clock;
@@ -81,6 +81,8 @@ pub struct Actor {
     pub outbox_wake: Arc<Notify>,
     /// Wakes the pager when check events are committed (they may open or resolve alerts).
     pub events_wake: Arc<Notify>,
+    /// Counts committed batches, so pages showing check states know to refresh.
+    pub changes: Arc<watch::Sender<u64>>,
     /// Checks that received late pings, and until when they are left to settle.
     pub settling: FxHashMap<i64, Timestamp>,
     /// Sends a committed ping batch's replies and wake-ups (see [`spawn_replier`]).
@@ -117,7 +119,9 @@ impl Actor {
     fn wakes(&self, batch: &Batch, outbox_rows: u64) -> impl FnOnce() + Send + 'static {
         let outbox = (outbox_rows > 0).then(|| self.outbox_wake.clone());
         let events = (!batch.events.is_empty()).then(|| self.events_wake.clone());
+        let changes = self.changes.clone();
         move || {
+            changes.send_modify(|n| *n = n.wrapping_add(1));
             if let Some(outbox) = outbox {
                 outbox.notify_one();
             }
@@ -135,6 +139,7 @@ impl Actor {
         outbox_wake: Arc<Notify>,
         events_wake: Arc<Notify>,
         lease: Arc<dyn Lease>,
+        changes: Arc<watch::Sender<u64>>,
     ) -> Result<Actor, StoreError> {
         let count = usize::try_from(store.count_checks().await?).unwrap_or(0);
         let mut checks = FxHashMap::with_capacity_and_hasher(count, Default::default());
@@ -207,6 +212,7 @@ impl Actor {
             outbox_wake,
             lease,
             events_wake,
+            changes,
             settling: FxHashMap::default(),
             replier: spawn_replier()
                 .map_err(|e| StoreError::task(format!("cannot start the reply thread: {e}")))?,

@@ -11,6 +11,8 @@ use keepwatch_store::{CheckRow, Store, StoreError};
 
 /// How far back delivery outcomes count.
 const DELIVERIES_SINCE: TimeDelta = TimeDelta::days(7);
+/// How far back missed shift check-ins count.
+const MISSED_CHECKINS_SINCE: TimeDelta = TimeDelta::days(30);
 
 /// What the audit knows of a stored check; `None` if its schedule no longer parses.
 pub fn check_facts(row: &CheckRow) -> Option<CheckFacts> {
@@ -35,6 +37,7 @@ pub fn check_facts(row: &CheckRow) -> Option<CheckFacts> {
             .iter()
             .map(|ms| TimeDelta::milliseconds(*ms as i64))
             .collect(),
+        scan_skipped: history.scan_skipped.clone(),
     })
 }
 
@@ -68,13 +71,19 @@ pub async fn gather(
             )
         }))
     };
+    let missed_checkins = store
+        .missed_checkins(project_id, (now - MISSED_CHECKINS_SINCE).into())
+        .await?
+        .into_iter()
+        .map(|c| (c.person, c.schedule, c.shift_start.to_datetime()))
+        .collect();
     Ok((
         checks,
         History {
             verified: Some(verified),
             contacts: tally(&pages),
             channels: tally(&channels),
-            missed_checkins: Vec::new(),
+            missed_checkins,
         },
     ))
 }
@@ -90,6 +99,9 @@ pub async fn audit_project(
     let (checks, history) = gather(store, project_id, now).await?;
     Ok(audit::audit(config, &checks, &history, now, settings))
 }
+
+/// Who resolves an audit alert whose finding a later audit no longer reports.
+pub const RESOLVED_BY: &str = "audit (finding gone)";
 
 /// How often each project is audited when nothing is applied.
 pub const AUDIT_EVERY: TimeDelta = TimeDelta::days(1);
@@ -113,7 +125,8 @@ fn service_of(config: &OnCall, finding: &keepwatch_core::audit::Finding) -> Stri
 }
 
 /// The watcher watched: audits each project with an applied configuration daily and after
-/// every apply, on the engine's clock, and raises an alert for each error-level finding.
+/// every apply, on the engine's clock, and raises an alert for each error-level finding; the
+/// alert resolves itself at the first audit that no longer reports the finding.
 pub struct Auditor {
     store: Store,
     clock: std::sync::Arc<dyn crate::Clock>,
@@ -219,11 +232,31 @@ impl Auditor {
                 warnings = report.warnings,
                 "audit"
             );
-            for finding in report
+            let errors: Vec<&keepwatch_core::audit::Finding> = report
                 .findings
                 .iter()
                 .filter(|f| f.severity == keepwatch_core::audit::Severity::Error)
+                .collect();
+            // The alerts of findings this audit no longer reports (fixed, accepted, now a
+            // warning) resolve themselves, and the people paged hear of it.
+            let keys: std::collections::HashSet<String> =
+                errors.iter().map(|f| alert_key(f)).collect();
+            let mut resolved = false;
+            for open in self
+                .store
+                .list_alerts(project_id, Some("open"), 500)
+                .await?
+                .into_iter()
+                .filter(|a| a.source == keepwatch_core::alert::AlertSource::Audit)
+                .filter(|a| !keys.contains(&a.dedup_key))
             {
+                self.store
+                    .resolve_alert(open.id, RESOLVED_BY, now.into())
+                    .await?;
+                tracing::info!(project_id, alert = open.id, key = %open.dedup_key, "audit finding gone: alert resolved");
+                resolved = true;
+            }
+            for finding in errors {
                 let service = service_of(config, finding);
                 let key = alert_key(finding);
                 let summary = format!("audit: {}", finding.summary);
@@ -241,7 +274,7 @@ impl Auditor {
                     .trigger_alert(&alert, urgency, now.into())
                     .await?;
             }
-            if report.errors > 0 {
+            if report.errors > 0 || resolved {
                 self.pager_wake.notify_one();
             }
         }

@@ -133,7 +133,7 @@ fn extra_of(row: &IncidentRow) -> Vec<ExtraStakeholder> {
 
 /// The people a target reaches now, through their own rules at `urgency`: `(person,
 /// contact, address, due)`.
-fn reach(
+pub(crate) fn reach(
     config: &OnCall,
     targets: &[Target],
     now: DateTime<Utc>,

@@ -19,6 +19,8 @@ pub enum Work {
     Housekeeping,
     /// The daily audit of each project's setup (and after every apply).
     Audit,
+    /// Shift check-ins: sent when shifts start, missed ones told.
+    Checkins,
 }
 
 /// Whether this process may do a kind of work now. Cheap: called before every round.

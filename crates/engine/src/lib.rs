@@ -29,12 +29,14 @@ use uuid::Uuid;
 pub mod actor;
 pub mod audit;
 pub mod channels;
+pub mod checkins;
 pub mod clock;
 pub mod delivery;
 pub mod destination;
 pub mod incidents;
 pub mod lease;
 pub mod live;
+pub mod live_drill;
 pub mod pager;
 pub mod rounds;
 
@@ -182,6 +184,13 @@ pub struct Engine {
     /// Wakes the auditor (after an apply).
     audit_wake: Arc<Notify>,
     audit_rounds: watch::Receiver<rounds::Round>,
+    /// Bumped after every committed batch of pings and deadlines (see [`Engine::subscribe`]).
+    changes: Arc<watch::Sender<u64>>,
+    /// Wakes the shift check-in loop (after an apply), and its rounds.
+    checkins_wake: Arc<Notify>,
+    checkin_rounds: watch::Receiver<rounds::Round>,
+    /// Live drills in progress and done (in memory).
+    live_drills: live_drill::LiveDrills,
 }
 
 /// The engine's background tasks.
@@ -192,6 +201,7 @@ pub struct EngineTasks {
     pub maintenance: JoinHandle<()>,
     pub incidents: JoinHandle<()>,
     pub auditor: JoinHandle<()>,
+    pub checkins: JoinHandle<()>,
 }
 
 /// Database housekeeping on the wall clock (it is not domain time): the SQLite WAL
@@ -257,6 +267,7 @@ impl Engine {
         let wake = Arc::new(Notify::new());
         let pager_wake = Arc::new(Notify::new());
         let lease: Arc<dyn lease::Lease> = Arc::new(lease::SoleInstance);
+        let changes = Arc::new(watch::Sender::new(0));
         let mut actor = actor::Actor::load(
             store.clone(),
             clock.clone(),
@@ -264,6 +275,7 @@ impl Engine {
             wake.clone(),
             pager_wake.clone(),
             lease.clone(),
+            changes.clone(),
         )
         .await?;
         // Deadlines that passed while the server was down are judged before the first ping.
@@ -305,6 +317,18 @@ impl Engine {
             secret: link_secret.clone(),
             site_url: config.site_url.clone(),
         };
+        let checkins_wake = Arc::new(Notify::new());
+        let checkin_loop = checkins::CheckinLoop {
+            store: store.clone(),
+            clock: clock.clone(),
+            lease: lease.clone(),
+            wake: checkins_wake.clone(),
+            messages_wake: wake.clone(),
+            links: links.clone(),
+            rounds: rounds::Rounds::new(),
+        };
+        let checkin_rounds = checkin_loop.rounds.watch();
+        let checkin_task = tokio::spawn(checkin_loop.run());
         let dispatcher = delivery::Dispatcher::new(
             store.clone(),
             clock.clone(),
@@ -343,6 +367,10 @@ impl Engine {
                 incident_rounds,
                 audit_wake,
                 audit_rounds,
+                changes,
+                checkins_wake,
+                checkin_rounds,
+                live_drills: live_drill::LiveDrills::default(),
             },
             EngineTasks {
                 actor,
@@ -351,6 +379,7 @@ impl Engine {
                 maintenance,
                 incidents: incident_task,
                 auditor,
+                checkins: checkin_task,
             },
         ))
     }
@@ -406,6 +435,12 @@ impl Engine {
     }
 
     /// The engine's time (the wall clock, or a test's or a drill's clock).
+    /// Changes whenever check states may have changed (a committed batch of pings or
+    /// deadlines): the web UI's live dashboard waits on it.
+    pub fn subscribe(&self) -> watch::Receiver<u64> {
+        self.changes.subscribe()
+    }
+
     pub fn now(&self) -> DateTime<Utc> {
         self.clock.now()
     }
@@ -488,6 +523,7 @@ impl Engine {
     /// old due times.
     pub fn oncall_applied(&self) {
         self.audit_wake.notify_one();
+        self.checkins_wake.notify_one();
         self.pager_wake.notify_one();
     }
 
@@ -498,6 +534,8 @@ impl Engine {
     pub async fn settled(&self) {
         // An audit due now raises its alerts before the pager's round.
         let _ = rounds::next_round(&self.audit_rounds, &self.audit_wake).await;
+        // Check-ins due now are opened or missed, and their messages queued.
+        let _ = rounds::next_round(&self.checkin_rounds, &self.checkins_wake).await;
         if rounds::next_round(&self.pager_rounds, &self.pager_wake)
             .await
             .is_none()
@@ -547,6 +585,62 @@ impl Engine {
             tracing::error!(error = %e, "cannot record a verification code's delivery");
         }
         result
+    }
+
+    /// Acknowledges shift check-in `id` in `who`'s name: its pending messages are cancelled.
+    /// `None` if there is no such check-in; a missed one records the late acknowledgment.
+    pub async fn acknowledge_checkin(
+        &self,
+        id: i64,
+        who: &str,
+    ) -> Result<Option<keepwatch_store::CheckinRow>, EngineError> {
+        let row = self
+            .store
+            .acknowledge_checkin(id, who, self.now().into())
+            .await?;
+        if let Some(row) = &row {
+            tracing::info!(checkin = id, who, state = %row.state, "check-in acknowledged");
+        }
+        Ok(row)
+    }
+
+    /// Starts a live drill of `subject` from `config` now, followed for `horizon`: real
+    /// notifications, marked as a drill, each at its time (see [`live_drill`]).
+    pub fn start_live_drill(
+        &self,
+        project_id: i64,
+        config: &keepwatch_core::oncall::OnCall,
+        subject: &keepwatch_core::alert::drill::Subject,
+        horizon: chrono::TimeDelta,
+        who: &str,
+    ) -> live_drill::LiveDrill {
+        let sender = live_drill::Sender {
+            store: self.store.clone(),
+            clock: self.clock.clone(),
+            transport: self.notifier.clone(),
+            secret: self.link_secret.clone(),
+            site_url: self.incidents.site_url.clone(),
+        };
+        let drill = self
+            .live_drills
+            .start(sender, project_id, config, subject, horizon, who);
+        tracing::info!(drill = drill.id, service = %drill.service, who, notices = drill.notices.len(), "live drill started");
+        drill
+    }
+
+    /// A live drill of this process and how it goes.
+    pub fn live_drill(&self, id: i64) -> Option<live_drill::LiveDrill> {
+        self.live_drills.get(id)
+    }
+
+    /// Acknowledges live drill `id` in `who`'s name (the first acknowledgment counts): the
+    /// notifications still to come are not sent.
+    pub fn acknowledge_drill(&self, id: i64, who: &str) -> Option<live_drill::LiveDrill> {
+        let drill = self.live_drills.acknowledge(id, who, self.now());
+        if drill.is_some() {
+            tracing::info!(drill = id, who, "live drill acknowledged");
+        }
+        drill
     }
 
     /// Incidents: declare, show, update, hand over, resolve, reopen, notes, the postmortem

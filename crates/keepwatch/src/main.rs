@@ -13,6 +13,7 @@ use keepwatch_server::app::{self, AppConfig};
 use keepwatch_store::{Store, Timestamp};
 
 mod alert;
+mod checkin;
 mod config;
 mod contact;
 mod incident;
@@ -54,6 +55,11 @@ Examples:
     Project {
         #[command(subcommand)]
         command: ProjectCommand,
+    },
+    /// Manage web UI users: create one, give a role in a project, reset a password
+    User {
+        #[command(subcommand)]
+        command: UserCommand,
     },
     /// Manage API keys
     #[command(name = "api-key")]
@@ -119,7 +125,16 @@ Examples:
   keepwatch drill --server https://keepwatch.example.com --api-key … --check 6d3b5e2c-1f0a-4c1e-9b7a-2f4d8e9c0a11
   keepwatch drill -f oncall.toml --service billing --sweep week --at 2026-11-30T00:00:00-07:00
   keepwatch drill -f oncall.toml --check nightly-events --sweep week --fail-if-no-high-within 30m   # CI
-  keepwatch drill -f oncall.toml --service billing --at 2026-11-28T00:00:00-07:00 --format json")]
+  keepwatch drill -f oncall.toml --service billing --at 2026-11-28T00:00:00-07:00 --format json
+Live drill (--live, through the server, full-access key): the timeline from now is sent for
+real, each notification at its time, marked \"DRILL — not a real alert\" in its title and
+first line, recorded as drill messages (no alert is opened); the people acknowledge with the
+link in it as they would a page; the first acknowledgment stops the rest. The command waits
+for it (--wait, 30m) and prints who was reached, through what, and how fast (exit 3: nobody
+acknowledged). The same over the API: POST /api/v1/drill/live?service=…, then GET
+/api/v1/drill/live/<id>.
+  keepwatch drill --live --service billing --server https://keepwatch.example.com --api-key …
+  keepwatch drill --live --check nightly-events --wait 15m --format json")]
     Drill(oncall::DrillArgs),
     /// Check the on-call setup: who can be reached, when, and what goes unseen
     #[command(after_help = "\
@@ -182,6 +197,25 @@ The API key can come from KEEPWATCH_API_KEY, the server from --server or KEEPWAT
         /// export's (default UTC); the offset is always shown, e.g. `2026-12-05 13:48 MST (UTC-07:00)`
         #[arg(long, global = true, value_name = "ZONE")]
         tz: Option<String>,
+    },
+    /// Shift check-ins: list them, or confirm you can be reached for your shift (through the
+    /// server's API)
+    #[command(after_help = "\
+A schedule asks for check-ins in the on-call file:
+  [[schedules]]
+  name = \"primary\"
+  tz = \"America/Denver\"
+  checkin = { within = \"15m\", fallback = \"carol\" }
+When a person's shift starts, keepwatch sends them a check-in through their high-urgency rules,
+with a link that confirms it. If it is not confirmed within `within`, the person on call
+before and the fallback are told, and `keepwatch audit` reports the missed check-in.
+Examples:
+  keepwatch checkin list --api-key …
+  keepwatch checkin ack 12        # the number the check-in message names
+The API key can come from KEEPWATCH_API_KEY, the server from --server or KEEPWATCH_SERVER.")]
+    Checkin {
+        #[command(subcommand)]
+        command: checkin::CheckinCommand,
     },
     /// Verify a person's contact with a code sent through it (through the server's API)
     #[command(after_help = "\
@@ -266,6 +300,46 @@ enum ProjectCommand {
 }
 
 #[derive(Subcommand)]
+enum UserCommand {
+    /// Create a web UI user, or give an existing one a role in a project (the password is
+    /// read from standard input, or from KEEPWATCH_PASSWORD)
+    #[command(after_help = "\
+Roles: admin (everything), responder (acknowledge, resolve, notes, overrides, incident
+updates), viewer (reads only). A user sees only the projects they have a role in.
+Examples:
+  keepwatch user create --admin ops@example.com            # prompts for the password on stdin
+  echo \"$PASSWORD\" | keepwatch user create ana@example.com --project billing --role responder --person ana
+  keepwatch user create --role viewer --project billing cto@example.com   # existing user: adds the role")]
+    Create {
+        /// The email address the user signs in with
+        email: String,
+        /// Admin of every project (the first user, typically)
+        #[arg(long, conflicts_with_all = ["role", "project"])]
+        admin: bool,
+        /// Project the role is in
+        #[arg(long, default_value = "default")]
+        project: String,
+        /// admin, responder or viewer
+        #[arg(long, default_value = "responder")]
+        role: String,
+        /// The person id in the on-call file this user is (for "my shifts" and "alerts paging me")
+        #[arg(long, default_value = "")]
+        person: String,
+        #[command(flatten)]
+        storage: StorageArgs,
+    },
+    /// Set a user's password (read from standard input or KEEPWATCH_PASSWORD); ends their sessions
+    #[command(
+        after_help = "Example:\n  keepwatch user password ana@example.com < new-password.txt"
+    )]
+    Password {
+        email: String,
+        #[command(flatten)]
+        storage: StorageArgs,
+    },
+}
+
+#[derive(Subcommand)]
 enum ApiKeyCommand {
     /// Create an API key and print it (it is stored hashed and cannot be shown again)
     #[command(
@@ -326,6 +400,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             println!("{}", project.ping_key);
             Ok(())
         }
+        Command::User { command } => user_command(command).await,
         Command::ApiKey {
             command:
                 ApiKeyCommand::Create {
@@ -432,6 +507,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             incident::run(command, tz).await.map(|out| print!("{out}"))
         }
         Command::Contact { command } => contact::run(command).await.map(|out| print!("{out}")),
+        Command::Checkin { command } => checkin::run(command).await.map(|out| print!("{out}")),
         Command::Oncall(args) => oncall::oncall_from_server(&args)
             .await
             .map(|out| print!("{out}")),
@@ -463,6 +539,84 @@ fn validate_name(name: &str) -> anyhow::Result<()> {
         anyhow::bail!("project name must be 1-100 printable characters");
     }
     Ok(())
+}
+
+/// A new password from KEEPWATCH_PASSWORD or the first line of standard input.
+fn read_password() -> anyhow::Result<String> {
+    let password = match std::env::var("KEEPWATCH_PASSWORD") {
+        Ok(p) => p,
+        Err(_) => {
+            use std::io::IsTerminal;
+            if std::io::stdin().is_terminal() {
+                eprint!("password (at least 10 characters; it is shown as you type): ");
+            }
+            let mut line = String::new();
+            std::io::stdin().read_line(&mut line)?;
+            line.trim_end_matches(['\r', '\n']).to_string()
+        }
+    };
+    keepwatch_server::ui::session::check_new_password(&password).map_err(anyhow::Error::msg)?;
+    Ok(password)
+}
+
+async fn user_command(command: UserCommand) -> anyhow::Result<()> {
+    use keepwatch_core::user::Role;
+    use keepwatch_server::ui::session::hash_password;
+    match command {
+        UserCommand::Create {
+            email,
+            admin,
+            project,
+            role,
+            person,
+            storage,
+        } => {
+            let email = email.trim().to_lowercase();
+            if !email.contains('@') || email.len() > 254 {
+                anyhow::bail!("`{email}` is not an email address");
+            }
+            let role = if admin {
+                Role::Admin
+            } else {
+                Role::parse(&role).ok_or_else(|| {
+                    anyhow::anyhow!("--role: `{role}` is not one of admin, responder, viewer")
+                })?
+            };
+            let store = open_store(&storage).await?;
+            let projects = if admin {
+                ensure_default_project(&store).await?;
+                store.list_projects().await?
+            } else {
+                vec![project_named(&store, &project).await?]
+            };
+            let user = match store.user_by_email(&email).await? {
+                Some(user) => user,
+                None => {
+                    let hash = hash_password(&read_password()?).map_err(anyhow::Error::msg)?;
+                    store
+                        .create_user(&email, &hash, &person, Timestamp::now())
+                        .await?
+                }
+            };
+            for project in &projects {
+                store.set_membership(user.id, project.id, role).await?;
+                println!("{email}: {role} of project `{}`", project.name);
+            }
+            Ok(())
+        }
+        UserCommand::Password { email, storage } => {
+            let store = open_store(&storage).await?;
+            let email = email.trim().to_lowercase();
+            let user = store
+                .user_by_email(&email)
+                .await?
+                .ok_or_else(|| anyhow::anyhow!("no user with email `{email}`"))?;
+            let hash = hash_password(&read_password()?).map_err(anyhow::Error::msg)?;
+            store.set_password(user.id, &hash).await?;
+            println!("{email}: password changed; their sessions are ended");
+            Ok(())
+        }
+    }
 }
 
 async fn open_store(args: &StorageArgs) -> anyhow::Result<Store> {
@@ -553,6 +707,11 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     match new_key {
         Some(key) => println!("  API key (full access, shown once): {key}"),
         None => println!("  API keys: create one with `keepwatch api-key create`"),
+    }
+    println!("  web UI: open {}/ui/", running.site_url);
+    if let Some(setup) = &running.setup_url {
+        println!("  no user yet: create the first admin at {setup} (works once),");
+        println!("    or with `keepwatch user create --admin EMAIL`");
     }
     running.serve_until(shutdown_signal()).await
 }

@@ -51,6 +51,8 @@ pub struct RunningApp {
     pub addr: SocketAddr,
     /// The public base URL in effect.
     pub site_url: String,
+    /// The one-time link that creates the first web UI admin, while there is no user.
+    pub setup_url: Option<String>,
     pub store: Store,
     pub engine: Engine,
     stop: oneshot::Sender<()>,
@@ -93,6 +95,13 @@ pub async fn start(config: AppConfig) -> anyhow::Result<RunningApp> {
         },
         metrics: metrics_handle(),
     });
+    let setup_url = if store.user_count().await? == 0 {
+        let token = keepwatch_store::generate_secret(32);
+        state.set_setup_token(&token);
+        Some(format!("{site_url}/ui/setup/{token}"))
+    } else {
+        None
+    };
     let router = crate::router(state.clone());
     let (stop, stopped) = oneshot::channel::<()>();
     let server = tokio::spawn(crate::listen::serve(listener, router, state, async {
@@ -102,6 +111,7 @@ pub async fn start(config: AppConfig) -> anyhow::Result<RunningApp> {
     Ok(RunningApp {
         addr,
         site_url,
+        setup_url,
         store,
         engine,
         stop,
@@ -158,6 +168,7 @@ impl RunningApp {
             tasks.maintenance,
             tasks.auditor,
             tasks.incidents,
+            tasks.checkins,
         ] {
             task.abort();
             let _ = task.await;

@@ -36,6 +36,24 @@ pub enum ApiError {
     Unavailable(String),
 }
 
+impl ApiError {
+    /// What went wrong, in a sentence a person can act on (the web UI shows it by a form).
+    pub fn message(&self) -> String {
+        match self {
+            ApiError::BadRequest(message)
+            | ApiError::Missing(message)
+            | ApiError::ConflictWith(message)
+            | ApiError::TooLarge(message) => message.clone(),
+            ApiError::BadSchedule { detail, .. } => detail.clone(),
+            ApiError::Conflict(message) | ApiError::Unauthorized(message) => message.to_string(),
+            ApiError::BadQuery => "bad query".into(),
+            ApiError::Forbidden => "not allowed".into(),
+            ApiError::NotFound | ApiError::NotFoundEmpty => "not found".into(),
+            ApiError::Unavailable(_) => "the database did not answer; try again".into(),
+        }
+    }
+}
+
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let json = |status: StatusCode, body: serde_json::Value| {

@@ -35,14 +35,15 @@ pub mod ping;
 pub mod quota;
 pub mod redact;
 pub mod state;
+pub mod ui;
 
 pub use state::{
     App, AppState, ConnectionLimits, DEFAULT_CHECK_CREATE_RATE, DEFAULT_CHECK_LIMIT, ServerConfig,
 };
 
 use api::{
-    alerts, audit, badges, channels, checks, drill, events, incidents, oncall, oncall_config,
-    people, policies, schedules,
+    alerts, audit, badges, channels, checkins, checks, drill, events, incidents, oncall,
+    oncall_config, people, policies, schedules,
 };
 
 pub fn router(state: AppState) -> Router {
@@ -87,7 +88,12 @@ pub fn router(state: AppState) -> Router {
                 .layer(DefaultBodyLimit::max(oncall_config::ONCALL_FILE_LIMIT)),
         )
         .route("/drill", get(drill::drill))
+        .route("/drill/live", post(drill::live))
+        .route("/drill/live/{id}", get(drill::live_report))
+        .route("/drill/live/{id}/ack", post(drill::live_ack))
         .route("/audit", get(audit::audit))
+        .route("/checkins/", get(checkins::list))
+        .route("/checkins/{id}/ack", post(checkins::acknowledge))
         .route("/people/", get(people::people))
         .route("/people/{id}", get(people::person))
         .route(
@@ -134,6 +140,7 @@ pub fn router(state: AppState) -> Router {
         .route("/b/{states}/{file}", get(badges::check))
         .route("/metrics", get(metrics))
         .route("/", get(index))
+        .merge(ui::routes())
         .with_state(state)
 }
 
@@ -239,6 +246,7 @@ async fn metrics(State(state): State<AppState>) -> Response {
         .into_response()
 }
 
-async fn index() -> &'static str {
-    "keepwatch is running. Ping API: /ping/<uuid>; Management API: /api/v3/checks/; metrics: /metrics\n"
+/// `/`: the web UI (a browser lands on the dashboard, or the sign-in page).
+async fn index() -> axum::response::Redirect {
+    axum::response::Redirect::to("/ui/")
 }

@@ -32,6 +32,21 @@ struct ConfirmPage<'a> {
     can_declare: bool,
 }
 
+/// `GET /a/<token>` of a shift check-in (the shift) or of a live drill (the drill), and a
+/// button that posts back.
+#[derive(Template)]
+#[template(path = "links/checkin.html")]
+struct CheckinPage<'a> {
+    title: String,
+    person: &'a str,
+    schedule: &'a str,
+    start: String,
+    end: String,
+    state: &'a str,
+    /// A live drill's link rather than a check-in's.
+    drill: bool,
+}
+
 /// Every other answer of a link: a title and one sentence (done, refused, not found).
 #[derive(Template)]
 #[template(path = "links/message.html")]
@@ -128,8 +143,131 @@ async fn link_alert(state: &AppState, token: &str) -> Result<(AlertRow, LinkGran
     }
 }
 
+fn link_refused(why: &str) -> Response {
+    page(
+        StatusCode::FORBIDDEN,
+        &MessagePage {
+            title: "Link not valid",
+            message: &format!("{why}."),
+        },
+    )
+}
+
+/// A shift check-in's link: on GET the shift and a button, on POST the acknowledgment in the
+/// name of the person it was sent to.
+async fn checkin(state: &AppState, grant: &LinkGrant, act: bool) -> Response {
+    let row = match state.store.checkin(grant.alert_id).await {
+        Ok(Some(row)) => row,
+        Ok(None) => {
+            return page(
+                StatusCode::NOT_FOUND,
+                &MessagePage {
+                    title: "Check-in not found",
+                    message: "This check-in no longer exists.",
+                },
+            );
+        }
+        Err(e) => return ApiError::from(e).into_response(),
+    };
+    let when =
+        |at: keepwatch_store::Timestamp| at.to_datetime().format("%a %-d %b %H:%M").to_string();
+    if !act {
+        return page(
+            StatusCode::OK,
+            &CheckinPage {
+                title: format!("Check in for your shift on {}?", row.schedule),
+                person: &row.person,
+                schedule: &row.schedule,
+                start: when(row.shift_start),
+                end: when(row.shift_end),
+                state: &row.state,
+                drill: false,
+            },
+        );
+    }
+    let who = grant
+        .person
+        .as_ref()
+        .map_or_else(|| "link".to_string(), |person| format!("{person} (link)"));
+    match state.engine.acknowledge_checkin(row.id, &who).await {
+        Ok(Some(after)) => {
+            let message = if after.state == "missed" {
+                "Thank you. The check-in was already missed and the people it names were told; \
+                 your acknowledgment is recorded, late."
+            } else {
+                "Thank you: you are recorded as reachable for this shift."
+            };
+            page(
+                StatusCode::OK,
+                &MessagePage {
+                    title: &format!("Checked in for your shift on {}", after.schedule),
+                    message,
+                },
+            )
+        }
+        Ok(None) => StatusCode::NOT_FOUND.into_response(),
+        Err(e) => ApiError::from(e).into_response(),
+    }
+}
+
+/// A live drill's link: on GET what it is and a button, on POST the acknowledgment in the
+/// name of the person it was sent to.
+fn drill(state: &AppState, grant: &LinkGrant, act: bool) -> Response {
+    let Some(live) = state.engine.live_drill(grant.alert_id) else {
+        return page(
+            StatusCode::NOT_FOUND,
+            &MessagePage {
+                title: "Drill over",
+                message: "This live drill is no longer kept (the server restarted). Nothing is \
+                          wrong: it was a drill.",
+            },
+        );
+    };
+    if !act {
+        return page(
+            StatusCode::OK,
+            &CheckinPage {
+                title: format!("DRILL — acknowledge live drill #{}?", live.id),
+                person: grant.person.as_deref().unwrap_or(""),
+                schedule: &live.service,
+                start: live.started_at.format("%a %-d %b %H:%M").to_string(),
+                end: String::new(),
+                state: if live.acknowledged_at.is_some() {
+                    "acknowledged"
+                } else {
+                    "waiting for an acknowledgment"
+                },
+                drill: true,
+            },
+        );
+    }
+    let who = grant
+        .person
+        .as_ref()
+        .map_or_else(|| "link".to_string(), |person| format!("{person} (link)"));
+    match state.engine.acknowledge_drill(live.id, &who) {
+        Some(after) => page(
+            StatusCode::OK,
+            &MessagePage {
+                title: &format!("Live drill #{} acknowledged", after.id),
+                message: &format!(
+                    "Thank you: acknowledged by {}. It was a drill: nothing is wrong.",
+                    after.acknowledged_by.as_deref().unwrap_or(&who)
+                ),
+            },
+        ),
+        None => StatusCode::NOT_FOUND.into_response(),
+    }
+}
+
 /// GET on a notification's link: what the alert is and a button; nothing changes yet.
 pub async fn confirm(State(state): State<AppState>, Path(token): Path<String>) -> Response {
+    match state.engine.verify_link(&token) {
+        Ok(grant) if grant.action == "checkin" => return checkin(&state, &grant, false).await,
+        Ok(grant) if grant.action == "drill" => return drill(&state, &grant, false),
+        Ok(_) => {}
+        Err(why) => return link_refused(why),
+    }
     let (alert, grant) = match link_alert(&state, &token).await {
         Ok(found) => found,
         Err(response) => return response,
@@ -171,6 +309,12 @@ pub async fn act(
                           Open the link from your notification and press the button there.",
             },
         );
+    }
+    match state.engine.verify_link(&token) {
+        Ok(grant) if grant.action == "checkin" => return checkin(&state, &grant, true).await,
+        Ok(grant) if grant.action == "drill" => return drill(&state, &grant, true),
+        Ok(_) => {}
+        Err(why) => return link_refused(why),
     }
     let (alert, grant) = match link_alert(&state, &token).await {
         Ok(found) => found,

@@ -70,6 +70,9 @@ struct Shared {
     app: App,
     ping_body_limit_header: HeaderValue,
     quota: quota::CheckQuota,
+    login_limiter: crate::ui::session::LoginLimiter,
+    /// The secret of the first-admin setup link, while there is no user.
+    setup_token: std::sync::Mutex<Option<String>>,
 }
 
 impl AppState {
@@ -80,6 +83,8 @@ impl AppState {
             app,
             ping_body_limit_header,
             quota,
+            login_limiter: Default::default(),
+            setup_token: Default::default(),
         }))
     }
 
@@ -94,6 +99,28 @@ impl AppState {
             .quota
             .may_create(&self.store, now, project_id, auto)
             .await
+    }
+
+    /// Failed web UI sign-ins, to refuse guessing.
+    pub fn login_limiter(&self) -> &crate::ui::session::LoginLimiter {
+        &self.0.login_limiter
+    }
+
+    pub fn set_setup_token(&self, token: &str) {
+        *self.0.setup_token.lock().unwrap_or_else(|e| e.into_inner()) = Some(token.to_string());
+    }
+
+    pub fn setup_token_matches(&self, token: &str) -> bool {
+        self.0
+            .setup_token
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .as_deref()
+            .is_some_and(|t| t == token)
+    }
+
+    pub fn clear_setup_token(&self) {
+        *self.0.setup_token.lock().unwrap_or_else(|e| e.into_inner()) = None;
     }
 
     /// The `Ping-Body-Limit` header's value.

@@ -23,6 +23,7 @@ use sqlx::sqlite::{
 
 mod alerts;
 mod channels;
+mod checkins;
 mod checks;
 mod contacts;
 mod incidents;
@@ -34,8 +35,10 @@ mod projects;
 mod sqlite_writer;
 pub mod testing;
 mod time;
+mod users;
 
 pub use alerts::{AlertLogRow, AlertRow, CheckEvent, EventAlert, NewAlert, NewPage, PagingRecord};
+pub use checkins::{CheckinDelivery, CheckinMessage, CheckinRow, NewCheckin};
 pub use contacts::{CodeCheck, MAX_CODE_ATTEMPTS};
 pub use incidents::{
     IncidentDelivery, IncidentLogRow, IncidentMessageRow, IncidentRow, NewIncident, NewIncidentLog,
@@ -51,6 +54,7 @@ pub use model::*;
 pub use oncall::{AppliedBy, AppliedOnCall, FeedRow, HistoricConfig};
 pub use projects::{ApiKeyScope, generate_secret, hash_api_key};
 pub use time::Timestamp;
+pub use users::{Membership, Session, User};
 
 /// A storage error: its [`ErrorKind`], for callers to act on, and what happened, safe to log
 /// (it never contains an API key). The drivers' errors stay inside the store.

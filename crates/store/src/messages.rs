@@ -38,6 +38,12 @@ pub enum MessageKind {
     /// A reminder to an incident's owner (or, escalated, the next in line) that an update is
     /// due.
     IncidentReminder,
+    /// A shift check-in to the person whose shift starts, or the notice of a missed one to
+    /// the person on call before and the schedule's fallback (its text written when queued).
+    Checkin,
+    /// A notification of a live drill (`keepwatch drill --live`), sent at once and recorded
+    /// with its attempt, apart from alerts.
+    Drill,
 }
 
 impl MessageKind {
@@ -49,6 +55,8 @@ impl MessageKind {
             MessageKind::AlertUpdate => "alert_update",
             MessageKind::IncidentUpdate => "incident_update",
             MessageKind::IncidentReminder => "incident_reminder",
+            MessageKind::Checkin => "checkin",
+            MessageKind::Drill => "drill",
         }
     }
 }
@@ -706,6 +714,8 @@ impl Store {
             EXISTS (SELECT 1 FROM messages WHERE state = 'pending' AND kind = 'incident_update' \
              AND +next_attempt_at <= $1), \
             EXISTS (SELECT 1 FROM messages WHERE state = 'pending' AND kind = 'incident_reminder' \
+             AND +next_attempt_at <= $1), \
+            EXISTS (SELECT 1 FROM messages WHERE state = 'pending' AND kind = 'checkin' \
              AND +next_attempt_at <= $1)";
         let kinds = [
             MessageKind::ChannelEvent,
@@ -713,9 +723,11 @@ impl Store {
             MessageKind::AlertUpdate,
             MessageKind::IncidentUpdate,
             MessageKind::IncidentReminder,
+            MessageKind::Checkin,
         ];
         #[allow(clippy::type_complexity)]
-        let (events, pages, updates, incident_updates, reminders): (
+        let (events, pages, updates, incident_updates, reminders, checkins): (
+            bool,
             bool,
             bool,
             bool,
@@ -726,7 +738,14 @@ impl Store {
         });
         Ok(kinds
             .into_iter()
-            .zip([events, pages, updates, incident_updates, reminders])
+            .zip([
+                events,
+                pages,
+                updates,
+                incident_updates,
+                reminders,
+                checkins,
+            ])
             .filter_map(|(kind, due)| due.then_some(kind))
             .collect())
     }

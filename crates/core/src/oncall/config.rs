@@ -12,6 +12,7 @@ use crate::incident::{
     AutoDeclare, IncidentSettings, Severity, Stakeholder, StakeholderAddress, StakeholderGroup,
     parse_duration,
 };
+use crate::oncall::checkin::CheckinRule;
 use crate::oncall::contact::ContactKind;
 use crate::oncall::rotation::{
     Layer, OnCallError, OnCallSchedule, Override, Restriction, RestrictionMode, ShiftUnit,
@@ -206,6 +207,18 @@ struct ScheduleSpec {
     layers: Vec<LayerSpec>,
     #[serde(default)]
     overrides: Vec<OverrideSpec>,
+    /// Ask each person to confirm reachability when their shift starts.
+    checkin: Option<CheckinSpec>,
+}
+
+/// `checkin = { within = "15m", fallback = "carol" }`
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CheckinSpec {
+    /// How long the person has to acknowledge (`15m`, `1h`; up to `1d`).
+    within: String,
+    /// A person told of a missed check-in, besides the person on call before.
+    fallback: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -422,6 +435,8 @@ pub struct OnCall {
     pub stakeholders: Vec<StakeholderGroup>,
     /// `[incidents]`, or its defaults.
     pub incidents: IncidentSettings,
+    /// Schedule name → its shift check-in rule (`checkin = { … }`).
+    pub checkins: HashMap<String, CheckinRule>,
 }
 
 fn weekday(day: &str) -> Option<Weekday> {
@@ -676,6 +691,7 @@ impl OnCall {
             }
         }
         let mut schedules = HashMap::new();
+        let mut checkins = HashMap::new();
         for (i, s) in file.schedules.into_iter().enumerate() {
             rules.name(&s.name, &format!("schedules[{i}].name"))?;
             let at = format!("schedules[{i}] ({})", s.name);
@@ -726,6 +742,26 @@ impl OnCall {
                     .collect::<Result<Vec<_>>>()?,
             };
             schedule.validate(|user| people.contains_key(user))?;
+            if let Some(c) = &s.checkin {
+                let within = parse_duration(&c.within, 1).ok_or_else(|| {
+                    ConfigError(format!(
+                        "{at}.checkin.within: `{}` is not a duration from 1m to 1d (`15m`)",
+                        c.within
+                    ))
+                })?;
+                if let Some(fallback) = &c.fallback
+                    && !people.contains_key(fallback)
+                {
+                    bail!("{at}.checkin.fallback: unknown person `{fallback}`");
+                }
+                checkins.insert(
+                    s.name.clone(),
+                    CheckinRule {
+                        within,
+                        fallback: c.fallback.clone(),
+                    },
+                );
+            }
             if schedules.insert(s.name.clone(), schedule).is_some() {
                 bail!("{at}.name: `{}` appears twice", s.name);
             }
@@ -994,6 +1030,7 @@ impl OnCall {
             maintenance,
             checks: file.checks,
             accepted,
+            checkins,
         })
     }
 }
@@ -1168,10 +1205,18 @@ pub fn changes(old: Option<&OnCall>, new: &OnCall) -> Vec<String> {
     };
     let old_people = old.map(people);
     section("person", old_people.as_ref(), &people(new), &mut out);
+    // A schedule with its check-in rule: a changed `checkin` changes the schedule.
+    let schedules = |c: &OnCall| -> HashMap<String, (OnCallSchedule, Option<CheckinRule>)> {
+        c.schedules
+            .iter()
+            .map(|(name, s)| (name.clone(), (s.clone(), c.checkins.get(name).cloned())))
+            .collect()
+    };
+    let old_schedules = old.map(schedules);
     section(
         "schedule",
-        old.map(|c| &c.schedules),
-        &new.schedules,
+        old_schedules.as_ref(),
+        &schedules(new),
         &mut out,
     );
     section("policy", old.map(|c| &c.policies), &new.policies, &mut out);

@@ -174,12 +174,54 @@ impl Schedule {
         }
     }
 
+    /// The schedule in words, for people: croner's description of a cron expression
+    /// ("At 02:00 AM, on Saturday"), with its time zone.
+    pub fn describe(&self) -> String {
+        match self {
+            Schedule::Period(period) => {
+                format!(
+                    "every {}",
+                    humanize_secs(i64::try_from(period.as_secs()).unwrap_or(i64::MAX))
+                )
+            }
+            Schedule::Cron { cron, tz, .. } => {
+                format!("{} ({tz})", cron.describe().trim_end_matches('.'))
+            }
+            Schedule::OnCalendar { expr, tz, .. } => {
+                format!("systemd OnCalendar {} ({tz})", expr.replace('\n', "; "))
+            }
+        }
+    }
+
     /// The time zone of cron and OnCalendar schedules.
     pub fn tz(&self) -> Option<Tz> {
         match self {
             Schedule::Period(_) => None,
             Schedule::Cron { tz, .. } | Schedule::OnCalendar { tz, .. } => Some(*tz),
         }
+    }
+}
+
+/// Seconds as the largest whole unit or two ("1 day", "2 h 30 min", "45 s").
+fn humanize_secs(secs: i64) -> String {
+    let units = [(86_400, "day"), (3_600, "h"), (60, "min"), (1, "s")];
+    let mut parts = Vec::new();
+    let mut rest = secs.max(0);
+    for (size, name) in units {
+        if rest >= size && parts.len() < 2 {
+            let n = rest / size;
+            rest %= size;
+            parts.push(match (name, n) {
+                ("day", 1) => "1 day".to_string(),
+                ("day", n) => format!("{n} days"),
+                (name, n) => format!("{n} {name}"),
+            });
+        }
+    }
+    if parts.is_empty() {
+        "0 s".into()
+    } else {
+        parts.join(" ")
     }
 }
 
@@ -310,6 +352,23 @@ mod tests {
 
     fn utc(y: i32, mo: u32, d: u32, h: u32, mi: u32) -> DateTime<Utc> {
         Utc.with_ymd_and_hms(y, mo, d, h, mi, 0).unwrap()
+    }
+
+    #[test]
+    fn schedules_in_words() {
+        let nightly = Schedule::parse("0 2 * * 6", "America/Denver").unwrap();
+        let words = nightly.describe();
+        assert!(
+            words.contains("02:00") && words.contains("Saturday"),
+            "{words}"
+        );
+        assert!(words.ends_with("(America/Denver)"), "{words}");
+        let period = Schedule::Period(Duration::from_secs(90 * 60));
+        assert_eq!(period.describe(), "every 1 h 30 min");
+        assert_eq!(
+            Schedule::Period(Duration::from_secs(86_400)).describe(),
+            "every 1 day"
+        );
     }
 
     /// The next `n` fire times after `after`, as RFC 3339 in the schedule's zone.

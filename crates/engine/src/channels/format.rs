@@ -197,7 +197,8 @@ impl Message {
                 "slug": row.slug,
                 "tags": row.tags,
                 "desc": row.descr,
-                "url": format!("{site_url}/api/v3/checks/{}", row.uuid),
+                // The check's page in the web UI (after sign-in), not an API URL.
+                "url": format!("{site_url}/ui/checks/{}", row.uuid),
             }),
             None => json!({ "uuid": uuid }),
         };

@@ -29,8 +29,8 @@ use chrono::{DateTime, TimeDelta, Utc};
 use keepwatch_core::alert::AlertStatus;
 use keepwatch_core::oncall::ContactKind;
 use keepwatch_store::{
-    AttemptResult, Delivery, IncidentDelivery, MessageKind, PageDelivery, Store, Timestamp,
-    UpdateDelivery,
+    AttemptResult, CheckinDelivery, Delivery, IncidentDelivery, MessageKind, PageDelivery, Store,
+    Timestamp, UpdateDelivery,
 };
 use tokio::sync::Notify;
 use tokio::task::JoinSet;
@@ -188,10 +188,29 @@ impl Dispatcher {
                 );
             }
         }
+        let checkins = if due.contains(&MessageKind::Checkin) {
+            self.store
+                .claim_checkin_messages(now.into(), LEASE, PAGE_CLAIM_LIMIT, &busy)
+                .await?
+        } else {
+            Vec::new()
+        };
         let claimed = !events.is_empty()
             || !pages.is_empty()
             || !updates.is_empty()
-            || !incident_messages.is_empty();
+            || !incident_messages.is_empty()
+            || !checkins.is_empty();
+        for message in checkins {
+            if self.held.holds(message.id) {
+                continue;
+            }
+            let destination = destination_of(&message.address);
+            let rows = vec![(message.id, message.address.clone())];
+            let task = self
+                .sends
+                .spawn(self.send_checkin(destination.clone(), message));
+            self.held.add(rows, destination, task.id());
+        }
         for message in incident_messages {
             if self.held.holds(message.id) {
                 continue;
@@ -390,6 +409,33 @@ impl Dispatcher {
         }
     }
 
+    /// Sends one shift check-in message (the check-in, or the notice of a missed one) when
+    /// its destination has a free lane, and records the attempt.
+    fn send_checkin(
+        &self,
+        destination: String,
+        message: CheckinDelivery,
+    ) -> impl Future<Output = ()> + Send + 'static {
+        let context = self.delivery_context();
+        async move {
+            let result = context
+                .send_to_contact(
+                    &destination,
+                    message.id,
+                    message.attempts,
+                    (&message.contact, &message.address),
+                    || checkin_message(&message),
+                )
+                .await;
+            if !result.ok {
+                tracing::warn!(message = message.id, checkin = message.checkin_id, to = %message.address, error = %result.detail, "check-in message failed");
+            }
+            if let Err(e) = context.store.record_attempt(&result).await {
+                tracing::error!(error = %e, "cannot record a check-in message");
+            }
+        }
+    }
+
     /// Waits until woken by a new message, until the next one falls due (a retry, a page
     /// held by the rate limit), until a send finishes (its destination may take more now),
     /// or a poll. Messages already due wait for their destination, not for their due time.
@@ -570,6 +616,26 @@ fn incident_message(m: &IncidentDelivery) -> Message {
     });
     message.headers = vec![
         ("X-Keepwatch-Incident", m.incident_id.to_string()),
+        ("X-Keepwatch-Message", m.id.to_string()),
+    ];
+    message
+}
+
+/// A shift check-in message as every kind of destination reads it: the subject as the
+/// title, the text as written for the recipient (with the link that acknowledges it); a
+/// webhook gets `{"checkin": {id, person}, "to", "subject", "text"}`. At high urgency.
+fn checkin_message(m: &CheckinDelivery) -> Message {
+    let mut message = Message::plain(&m.note, &m.text);
+    message.subject = format!("[keepwatch] {}", m.note);
+    message.high = true;
+    message.json = serde_json::json!({
+        "checkin": {"id": m.checkin_id},
+        "to": m.person,
+        "subject": m.note,
+        "text": m.text,
+    });
+    message.headers = vec![
+        ("X-Keepwatch-Checkin", m.checkin_id.to_string()),
         ("X-Keepwatch-Message", m.id.to_string()),
     ];
     message

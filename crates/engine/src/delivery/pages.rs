@@ -39,13 +39,21 @@ impl LinkSigner {
         };
         (link("ack"), link("resolve"))
     }
+
+    /// The link that acknowledges shift check-in `id`, sent to `person`.
+    pub fn checkin_link(&self, id: i64, person: &str, now: DateTime<Utc>) -> String {
+        let token = link_token(&self.secret, id, person, "checkin", now + LINK_LIFETIME);
+        format!("{}/a/{token}", self.site_url.trim_end_matches('/'))
+    }
 }
 
 /// What a valid link grants: an action on an alert, in the name of the person it was sent to.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LinkGrant {
+    /// The alert's id; the check-in's for `checkin`, the live drill's for `drill`.
     pub alert_id: i64,
-    /// `ack` or `resolve`.
+    /// `ack`, `resolve`, `checkin` (acknowledges a shift check-in) or `drill` (acknowledges
+    /// a live drill).
     pub action: String,
     /// The person the link was sent to; `None` for a link made before links named them.
     pub person: Option<String>,
@@ -98,7 +106,9 @@ pub fn verify_link(
     let signature = hex::decode(signature).map_err(|_| MALFORMED)?;
     let mut mac = Hmac::<Sha256>::new_from_slice(secret.as_bytes()).expect("any key length");
     mac.update(claim.as_bytes());
-    if mac.verify_slice(&signature).is_err() || !matches!(action, "ack" | "resolve") {
+    if mac.verify_slice(&signature).is_err()
+        || !matches!(action, "ack" | "resolve" | "checkin" | "drill")
+    {
         return Err("this link is not valid");
     }
     if now.timestamp() > expires {

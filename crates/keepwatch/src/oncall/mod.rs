@@ -88,6 +88,16 @@ pub struct DrillArgs {
     /// Exit with status 3 if the alert (any start of a sweep) pages nobody within this time
     #[arg(long, value_parser = duration, value_name = "DURATION")]
     pub fail_if_no_page_within: Option<Duration>,
+    /// Send the drill for real, now, through the server (a full-access key): the people and
+    /// contacts its timeline names get real notifications marked "DRILL — not a real alert",
+    /// each at its time, until someone acknowledges with the link in theirs; then print who
+    /// was reached and how fast (exit 3 if nobody acknowledged within --wait)
+    #[arg(long, conflicts_with_all = ["file", "at", "sweep", "ack_after"])]
+    pub live: bool,
+    /// With --live: how long to wait for an acknowledgment before printing the report
+    /// [default: 30m]
+    #[arg(long, value_parser = duration, value_name = "DURATION", requires = "live")]
+    pub wait: Option<Duration>,
 }
 
 #[derive(Debug, Clone, Args)]
@@ -149,6 +159,9 @@ pub async fn drill(args: &DrillArgs) -> anyhow::Result<(String, bool)> {
     }
     if args.step < Duration::from_secs(60) {
         anyhow::bail!("--step: at least 1 minute");
+    }
+    if args.live {
+        return live_drill(args).await;
     }
     let body = match &args.file {
         Some(file) => drill_file(args, file, at)?,
@@ -276,6 +289,69 @@ async fn drill_server(
         .header("X-Api-Key", key)
         .timeout(Duration::from_secs(60));
     crate::alert::send(request, base).await
+}
+
+/// `keepwatch drill --live`: starts the live drill on the server (`POST /api/v1/drill/live`),
+/// then follows it (`GET /api/v1/drill/live/<id>`, every second) until someone acknowledges
+/// or `--wait` passes, and prints its report; `false` if nobody acknowledged.
+async fn live_drill(args: &DrillArgs) -> anyhow::Result<(String, bool)> {
+    let Some(key) = &args.api_key else {
+        anyhow::bail!("give --api-key (or KEEPWATCH_API_KEY, full access) for a live drill");
+    };
+    let server = crate::runner::Server {
+        server: args.server.clone(),
+    };
+    let base = server.base()?;
+    let mut url = reqwest::Url::parse(&format!("{base}/api/v1/drill/live"))?;
+    {
+        let mut q = url.query_pairs_mut();
+        q.append_pair("event", &args.event);
+        q.append_pair("horizon_minutes", &minutes(args.horizon).to_string());
+        if let Some(service) = &args.service {
+            q.append_pair("service", service);
+        }
+        if let Some(check) = &args.check {
+            q.append_pair("check", check);
+        }
+    }
+    let client = crate::runner::client()?;
+    let started = crate::alert::send(
+        client
+            .post(url)
+            .header("X-Api-Key", key)
+            .timeout(Duration::from_secs(60)),
+        base,
+    )
+    .await?;
+    let id = started["id"]
+        .as_i64()
+        .context("the server's answer has no drill id")?;
+    eprintln!(
+        "live drill #{id} started: {} notification(s) planned; waiting for an acknowledgment",
+        started["notices"].as_array().map_or(0, Vec::len)
+    );
+    let wait = args.wait.unwrap_or(Duration::from_secs(30 * 60));
+    let until = std::time::Instant::now() + wait;
+    let mut drill = started;
+    loop {
+        if !drill["acknowledged_at"].is_null() || std::time::Instant::now() >= until {
+            break;
+        }
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        drill = crate::alert::send(
+            client
+                .get(format!("{base}/api/v1/drill/live/{id}"))
+                .header("X-Api-Key", key)
+                .timeout(Duration::from_secs(30)),
+            base,
+        )
+        .await?;
+    }
+    let out = match args.format.as_str() {
+        "json" => format!("{}\n", serde_json::to_string_pretty(&drill)?),
+        _ => drill["text"].as_str().unwrap_or_default().to_string(),
+    };
+    Ok((out, !drill["acknowledged_at"].is_null()))
 }
 
 /// `keepwatch oncall`: who is on call at the time asked, until when, and who comes next.
@@ -659,6 +735,8 @@ mod tests {
             format: "text".into(),
             fail_if_no_high_within: None,
             fail_if_no_page_within: None,
+            live: false,
+            wait: None,
         }
     }
 

@@ -302,7 +302,8 @@ async fn the_server_audits_the_applied_file_and_its_checks() {
 }
 
 /// The server audits after every apply and daily, on its clock, and raises an alert for an
-/// error-level finding (once: a later audit that finds it again adds to the same alert).
+/// error-level finding (once: a later audit that finds it again adds to the same alert); the
+/// alert resolves itself once an audit no longer finds it.
 #[tokio::test]
 async fn the_server_raises_an_alert_for_an_error_finding_after_apply_and_daily() {
     let app = spawn_app().await;
@@ -356,4 +357,151 @@ async fn the_server_raises_an_alert_for_an_error_finding_after_apply_and_daily()
         .filter(|a| a.dedup_key.starts_with("audit:"))
         .count();
     assert_eq!(warnings, 1);
+
+    // Fixed as the finding says (urgency raising on): the next audit, right after the apply,
+    // no longer finds it, and the alert resolves itself.
+    app.advance(chrono::TimeDelta::hours(1));
+    app.apply_oncall_config(&mistake.replace("raise_after = 0 ", "raise_after = 10"))
+        .await;
+    app.engine.settled().await;
+    let after = app.store.alert(alert.id).await.unwrap().unwrap();
+    assert_eq!(after.status.as_str(), "resolved");
+    let log = app.store.alert_log(alert.id).await.unwrap();
+    let resolved = log.iter().find(|e| e.kind == "resolved").unwrap();
+    assert_eq!(resolved.who, "audit (finding gone)");
+    assert_eq!(
+        app.store
+            .open_alert_by_dedup(project.id, key)
+            .await
+            .unwrap()
+            .map(|a| a.id),
+        None
+    );
+    // A day later, still fixed: nothing opens again. The mistake back: a new alert.
+    app.advance(chrono::TimeDelta::hours(24));
+    app.engine.settled().await;
+    assert_eq!(
+        app.store
+            .open_alert_by_dedup(project.id, key)
+            .await
+            .unwrap()
+            .map(|a| a.id),
+        None
+    );
+    app.apply_oncall_config(mistake).await;
+    app.engine.settled().await;
+    let again = app
+        .store
+        .open_alert_by_dedup(project.id, key)
+        .await
+        .unwrap()
+        .expect("raised again");
+    assert_ne!(again.id, alert.id);
+}
+
+/// `keepwatch drill --live`: real notifications, marked as a drill, to the people the
+/// timeline names (webhooks on loopback); the first is acknowledged with its link; the
+/// command prints who was reached and how fast; no alert is opened.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_live_drill_notifies_for_real_marked_as_a_drill_and_reports_the_acknowledgment() {
+    use crate::helpers::{Receiver, person};
+    let app = spawn_app().await;
+    let (mut alice, mut bob) = (Receiver::start(vec![]).await, Receiver::start(vec![]).await);
+    let file = format!(
+        "{}{}[[policies]]\nname = \"p\"\nsteps = [{{ targets = [\"user:alice\"], delay = 10 }}, \
+         {{ targets = [\"user:bob\"], delay = 10 }}]\n\
+         [[services]]\nname = \"billing\"\npolicy = \"p\"\n",
+        person("alice", &[("webhook", &alice.url)]),
+        person("bob", &[("webhook", &bob.url)]),
+    );
+    app.apply_oncall_config(&file).await;
+    // A read-only key cannot start one; a drill needs a service or a check.
+    let (status, _) = app
+        .api(
+            "POST",
+            "/api/v1/drill/live?service=billing",
+            Some(&app.read_key),
+            None,
+        )
+        .await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    let (status, body) = app.post("/api/v1/drill/live?service=payroll", None).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+
+    let command = {
+        let (address, key) = (app.address.clone(), app.api_key.clone());
+        tokio::spawn(async move {
+            crate::cli::keepwatch_async(
+                &[
+                    "drill",
+                    "--live",
+                    "--service",
+                    "billing",
+                    "--server",
+                    &address,
+                    "--wait",
+                    "1m",
+                ],
+                Some(&key),
+            )
+            .await
+        })
+    };
+    let page = alice.next().await.json();
+    assert_eq!(
+        page["message"]["title"],
+        "DRILL — not a real alert: service billing"
+    );
+    let text = page["message"]["text"].as_str().unwrap();
+    assert!(
+        text.starts_with("DRILL — not a real alert. Nothing is wrong: this is live drill #1"),
+        "{text}"
+    );
+    let link = text
+        .lines()
+        .find(|l| l.contains("/a/"))
+        .unwrap()
+        .to_string();
+    let shown = app
+        .client
+        .get(&link)
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(shown.contains("Acknowledge the drill"), "{shown}");
+    app.advance(chrono::TimeDelta::minutes(3));
+    let done = app.client.post(&link).send().await.unwrap();
+    assert_eq!(done.status(), 200);
+    let output = command.await.unwrap();
+    let out = String::from_utf8(output.stdout).unwrap();
+    assert!(output.status.success(), "{out}");
+    assert!(
+        out.contains("\n  +0:00 alice by webhook (high): sent"),
+        "{out}"
+    );
+    assert!(
+        out.contains("reached: alice\nacknowledged by alice (link) at +0:03"),
+        "{out}"
+    );
+    // Bob's turn passes: he is not paged. No alert was opened.
+    app.advance(chrono::TimeDelta::minutes(10));
+    let report = crate::helpers::eventually(|| async {
+        let (status, report) = app.get_read_only("/api/v1/drill/live/1").await;
+        assert_eq!(status, StatusCode::OK, "{report}");
+        (report["finished"] == true).then_some(report)
+    })
+    .await;
+    assert_eq!(report["acknowledged_by"], "alice (link)");
+    assert_eq!(report["notices"][1]["person"], "bob");
+    assert_eq!(report["notices"][1]["state"], "skipped");
+    assert!(bob.is_empty());
+    let (_, alerts) = app.get_read_only("/api/v1/alerts/").await;
+    assert_eq!(alerts["alerts"], serde_json::json!([]));
+    assert_eq!(
+        app.get_read_only("/api/v1/drill/live/7").await.0,
+        StatusCode::NOT_FOUND
+    );
 }

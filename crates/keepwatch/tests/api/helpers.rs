@@ -47,7 +47,7 @@ pub struct TestApp {
     pub clock: Arc<ManualClock>,
     pub client: reqwest::Client,
     pub data_dir: PathBuf,
-    running: RunningApp,
+    pub running: RunningApp,
     _temp: Option<tempfile::TempDir>,
 }
 

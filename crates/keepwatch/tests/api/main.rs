@@ -4,7 +4,9 @@
 mod alert_updates;
 mod alerts;
 mod api_v3;
+mod browser;
 mod check_limits;
+mod checkins;
 mod cli;
 mod connections;
 mod delivery;
@@ -25,3 +27,4 @@ mod resources;
 mod restart;
 mod routing;
 mod runner;
+mod ui;

@@ -969,3 +969,73 @@ async fn a_run_without_a_way_to_ping_says_how_to_fix_it_and_still_runs_the_job()
     let line = one_line(&out);
     assert!(line.contains("set --server or KEEPWATCH_SERVER"), "{line}");
 }
+
+/// `keepwatch run` says on its start ping when it could not look for stray processes
+/// (`X-Keepwatch-Scan-Skipped`); the audit reports it for the check until a start that
+/// could look.
+#[tokio::test]
+async fn the_audit_reports_a_run_that_could_not_look_for_strays_until_one_that_could() {
+    let app = crate::helpers::spawn_app().await;
+    crate::helpers::apply(&app, &crate::helpers::one_service()).await;
+    let uuid = app
+        .create_check_uuid(
+            serde_json::json!({"name": "nightly", "timeout": 86400, "grace": 3600,
+            "service": "billing"}),
+        )
+        .await;
+    let scan_findings = || async {
+        app.engine.flush().await.unwrap();
+        let (status, report) = app.get("/api/v1/audit").await;
+        assert_eq!(status, axum::http::StatusCode::OK, "{report}");
+        report["findings"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|f| f["id"] == "stray-scan-skipped")
+            .cloned()
+            .collect::<Vec<serde_json::Value>>()
+    };
+    assert_eq!(scan_findings().await, Vec::<serde_json::Value>::new());
+
+    let start = |skipped: Option<&'static str>| {
+        let mut request = app.client.post(app.url(&format!(
+            "/ping/{uuid}/start?rid=6f1c2b3a-4d5e-4f60-8a7b-9c0d1e2f3a4b&host=web1&pid=42"
+        )));
+        if let Some(why) = skipped {
+            request = request.header("X-Keepwatch-Scan-Skipped", why);
+        }
+        request.send()
+    };
+    assert_eq!(
+        start(Some("cannot read /proc: permission denied"))
+            .await
+            .unwrap()
+            .status(),
+        200
+    );
+    let found = scan_findings().await;
+    assert_eq!(found.len(), 1);
+    assert_eq!(
+        found[0]["objects"],
+        serde_json::json!([format!("check:{uuid}")])
+    );
+    assert_eq!(found[0]["severity"], "warning");
+    let summary = found[0]["summary"].as_str().unwrap();
+    assert_eq!(
+        summary,
+        "`keepwatch run` could not look for stray processes of check `nightly` at its newest \
+         run (2026-11-26 12:00 UTC): cannot read /proc: permission denied"
+    );
+    // It finishes: still the newest run's word.
+    app.ping(
+        "GET",
+        &format!("/ping/{uuid}?rid=6f1c2b3a-4d5e-4f60-8a7b-9c0d1e2f3a4b"),
+        None,
+    )
+    .await;
+    assert_eq!(scan_findings().await.len(), 1);
+    // The next run could look.
+    app.advance(chrono::TimeDelta::hours(1));
+    assert_eq!(start(None).await.unwrap().status(), 200);
+    assert_eq!(scan_findings().await, Vec::<serde_json::Value>::new());
+}

@@ -358,6 +358,32 @@ async fn save(
     render(state, &row, false).await
 }
 
+/// Creates a check (`existing` is `None`) or changes one from a JSON spec with the API's own
+/// rules and limits: the web UI's check form posts through here.
+pub(crate) async fn save_from_spec(
+    state: &AppState,
+    project_id: i64,
+    existing: Option<CheckRow>,
+    body: &Value,
+) -> Result<Value, ApiError> {
+    let spec = Spec::parse(body)?;
+    let channels = spec_channels(state, project_id, &spec).await?;
+    match existing {
+        Some(row) => save(state, row, &spec, channels, false).await,
+        None => {
+            if state.may_create(project_id, false).await?.is_err() {
+                return Err(ApiError::ConflictWith(format!(
+                    "the project has reached its limit of {} checks, or created too many \
+                     in the last minute",
+                    state.config.check_limit
+                )));
+            }
+            let row = new_check_row(project_id, state.engine.now());
+            save(state, row, &spec, channels, true).await
+        }
+    }
+}
+
 /// The channels a spec names, resolved before anything is saved (`None`: leave them).
 async fn spec_channels(
     state: &AppState,

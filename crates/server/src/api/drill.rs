@@ -3,34 +3,40 @@
 //! The computation is [`keepwatch_core::alert::drill`], over [`routing::timeline`], which the
 //! pager records from.
 
-use axum::extract::{Query, State};
+use std::sync::Arc;
+
+use axum::Json;
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderMap, StatusCode};
 use axum::response::Response;
 use chrono::{DateTime, TimeDelta, Utc};
 use keepwatch_core::alert::drill::{self, Event, Options, Subject};
 use keepwatch_core::alert::routing;
 use keepwatch_core::oncall::config::OnCall;
+use keepwatch_engine::live_drill::LiveDrill;
+use keepwatch_store::AppliedOnCall;
 use serde::Deserialize;
-use serde_json::json;
+use serde_json::{Value, json};
 
 use super::oncall::off_runtime;
 use super::oncall_config::{answer, config, parsed};
-use crate::auth::ReadKey;
+use crate::auth::{FullKey, ReadKey, acting_as};
 use crate::error::ApiError;
 use crate::state::AppState;
 
-#[derive(Deserialize)]
+#[derive(Deserialize, Default)]
 pub struct DrillQuery {
-    service: Option<String>,
-    check: Option<String>,
-    event: Option<String>,
-    at: Option<String>,
-    ack_after_minutes: Option<i64>,
-    horizon_minutes: Option<i64>,
+    pub(crate) service: Option<String>,
+    pub(crate) check: Option<String>,
+    pub(crate) event: Option<String>,
+    pub(crate) at: Option<String>,
+    pub(crate) ack_after_minutes: Option<i64>,
+    pub(crate) horizon_minutes: Option<i64>,
     /// `week`: a week sweep from `at`.
-    sweep: Option<String>,
-    step_minutes: Option<i64>,
-    fail_if_no_high_within_minutes: Option<i64>,
-    fail_if_no_page_within_minutes: Option<i64>,
+    pub(crate) sweep: Option<String>,
+    pub(crate) step_minutes: Option<i64>,
+    pub(crate) fail_if_no_high_within_minutes: Option<i64>,
+    pub(crate) fail_if_no_page_within_minutes: Option<i64>,
 }
 
 /// The longest a drill follows an alert: 31 days.
@@ -112,13 +118,47 @@ pub async fn drill(
     Query(query): Query<DrillQuery>,
     ReadKey(scope): ReadKey,
 ) -> Result<Response, ApiError> {
-    let asked = asked(&query, state.engine.now())?;
-    let applied = config(&state, scope.project_id).await?;
-    let subject = match (&query.check, &query.service) {
+    let (outcome, failures) = compute(&state, scope.project_id, &query).await?;
+    let mut body = serde_json::to_value(&outcome).unwrap_or_default();
+    body["failures"] = json!(failures);
+    Ok(answer(&scope, body))
+}
+
+/// Runs the drill (or sweep) a query asks for on the project's applied configuration: the
+/// outcome and the `--fail-if-…` conditions it breaks (the API and the web UI's drill page).
+pub(crate) async fn compute(
+    state: &AppState,
+    project_id: i64,
+    query: &DrillQuery,
+) -> Result<(drill::Outcome, Vec<String>), ApiError> {
+    let asked = asked(query, state.engine.now())?;
+    let applied = config(state, project_id).await?;
+    let subject = subject(state, project_id, query, &applied, asked.event).await?;
+    let options = asked.options;
+    let (high, page) = (asked.high, asked.page);
+    off_runtime(move || {
+        let config: Option<&OnCall> = applied.as_deref().and_then(|a| a.config.as_ref().ok());
+        let outcome = drill::run(config, &subject, &options);
+        let failures = drill::failures(&outcome, high, page);
+        (outcome, failures)
+    })
+    .await
+}
+
+/// What is drilled: a check (by UUID or slug, routed as the engine routes it) or a service of
+/// the applied configuration.
+async fn subject(
+    state: &AppState,
+    project_id: i64,
+    query: &DrillQuery,
+    applied: &Option<Arc<AppliedOnCall>>,
+    event: Event,
+) -> Result<Subject, ApiError> {
+    Ok(match (&query.check, &query.service) {
         (Some(code), _) => {
-            let row = find(&state, scope.project_id, code).await?;
+            let row = find(state, project_id, code).await?;
             let own = row.service.clone().or_else(|| query.service.clone());
-            let config = match &applied {
+            let config = match applied {
                 Some(applied) => Some(parsed(applied)?),
                 None => None,
             };
@@ -128,11 +168,11 @@ pub async fn drill(
                 check: Some(row.uuid.clone()),
                 schedule: rules
                     .map(|r| (r.schedule, TimeDelta::from_std(r.grace).unwrap_or_default())),
-                event: asked.event,
+                event,
             }
         }
         (None, Some(service)) => {
-            let known = match &applied {
+            let known = match applied {
                 Some(applied) => parsed(applied)?.services.contains_key(service),
                 None => false,
             };
@@ -145,7 +185,7 @@ pub async fn drill(
                 service: service.clone(),
                 check: None,
                 schedule: None,
-                event: asked.event,
+                event,
             }
         }
         (None, None) => {
@@ -153,19 +193,89 @@ pub async fn drill(
                 "give service=<name> or check=<uuid|slug>".into(),
             ));
         }
-    };
-    let options = asked.options;
-    let (high, page) = (asked.high, asked.page);
-    let body = off_runtime(move || {
-        let config: Option<&OnCall> = applied.as_deref().and_then(|a| a.config.as_ref().ok());
-        let outcome = drill::run(config, &subject, &options);
-        let failures = drill::failures(&outcome, high, page);
-        let mut body = serde_json::to_value(&outcome).unwrap_or_default();
-        body["failures"] = json!(failures);
-        body
     })
-    .await?;
-    Ok(answer(&scope, body))
+}
+
+/// A live drill as the API answers it: the drill, and its report as text.
+fn live_json(drill: &LiveDrill) -> Value {
+    let mut body = serde_json::to_value(drill).unwrap_or_default();
+    body["text"] = json!(drill.text());
+    body
+}
+
+/// `POST /api/v1/drill/live?service=…|check=<uuid|slug>[&event=…][&horizon_minutes=…]` (a
+/// full-access key: it notifies people for real): starts a live drill now; 201 with the
+/// drill as planned (`id`, `notices`, `text`).
+pub async fn live(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Query(query): Query<DrillQuery>,
+    FullKey(scope): FullKey,
+) -> Result<(StatusCode, Json<Value>), ApiError> {
+    if query.at.is_some() || query.sweep.is_some() || query.ack_after_minutes.is_some() {
+        return Err(ApiError::BadRequest(
+            "a live drill starts now and is acknowledged by people: at, sweep and \
+             ack_after_minutes do not apply"
+                .into(),
+        ));
+    }
+    let asked = asked(&query, state.engine.now())?;
+    let applied = config(&state, scope.project_id).await?;
+    let subject = subject(&state, scope.project_id, &query, &applied, asked.event).await?;
+    let Some(applied) = applied else {
+        return Err(ApiError::BadRequest(
+            "no on-call configuration is applied: a live drill has nobody to notify".into(),
+        ));
+    };
+    let config = parsed(&applied)?;
+    let drill = state.engine.start_live_drill(
+        scope.project_id,
+        config,
+        &subject,
+        asked.options.horizon,
+        &acting_as(&scope, &headers),
+    );
+    Ok((StatusCode::CREATED, Json(live_json(&drill))))
+}
+
+fn own_drill(state: &AppState, project_id: i64, id: &str) -> Result<LiveDrill, ApiError> {
+    let missing = || {
+        ApiError::Missing(format!(
+            "no live drill with id `{id}` (live drills are kept until the server restarts)"
+        ))
+    };
+    let number: i64 = id.parse().map_err(|_| missing())?;
+    match state.engine.live_drill(number) {
+        Some(drill) if drill.project_id == project_id => Ok(drill),
+        Some(_) => Err(ApiError::Forbidden),
+        None => Err(missing()),
+    }
+}
+
+/// `GET /api/v1/drill/live/{id}`: the live drill and how it went.
+pub async fn live_report(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    ReadKey(scope): ReadKey,
+) -> Result<Json<Value>, ApiError> {
+    let drill = own_drill(&state, scope.project_id, &id)?;
+    Ok(Json(live_json(&drill)))
+}
+
+/// `POST /api/v1/drill/live/{id}/ack`: acknowledges the live drill (the first
+/// acknowledgment counts), as its link does.
+pub async fn live_ack(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+    FullKey(scope): FullKey,
+) -> Result<Json<Value>, ApiError> {
+    let drill = own_drill(&state, scope.project_id, &id)?;
+    let drill = state
+        .engine
+        .acknowledge_drill(drill.id, &acting_as(&scope, &headers))
+        .ok_or(ApiError::Forbidden)?;
+    Ok(Json(live_json(&drill)))
 }
 
 /// The project's check with this UUID or slug (a slug must name exactly one).

@@ -14,6 +14,7 @@
 //! - [`oncall_config`]: the on-call configuration file (`/api/v1/oncall/config`), and how
 //!   the handlers below read the applied one.
 //! - [`audit`]: the audit of the applied configuration (`/api/v1/audit`).
+//! - [`checkins`]: shift check-ins, and acknowledging one (`/api/v1/checkins/`).
 //! - [`drill`]: a drill or week sweep over the applied configuration (`/api/v1/drill`).
 //! - [`people`], [`schedules`], [`policies`]: read views of what that file defines (and the
 //!   verification of people's contacts).
@@ -23,6 +24,7 @@ pub mod audit;
 pub mod badges;
 pub mod channels;
 pub mod check_spec;
+pub mod checkins;
 pub mod checks;
 pub mod drill;
 pub mod events;

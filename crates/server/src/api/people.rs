@@ -126,7 +126,29 @@ pub async fn send_code(
     Path((person, contact)): Path<(String, String)>,
     FullKey(scope): FullKey,
 ) -> Result<Response, ApiError> {
-    let address = contact_address(&state, scope.project_id, &person, &contact).await?;
+    match send_code_to(&state, scope.project_id, &person, &contact).await? {
+        Ok((address, expires)) => Ok((
+            axum::http::StatusCode::ACCEPTED,
+            axum::Json(json!({"sent_to": redact(&address), "expires_at": expires.to_rfc3339()})),
+        )
+            .into_response()),
+        Err(reason) => Ok((
+            axum::http::StatusCode::BAD_GATEWAY,
+            axum::Json(json!({"error": format!("could not send the code: {reason}")})),
+        )
+            .into_response()),
+    }
+}
+
+/// Sends a verification code through a contact (the API's send-code, and the web UI's
+/// "send a test"): the address and when the code expires, or why it could not be sent.
+async fn send_code_to(
+    state: &AppState,
+    project_id: i64,
+    person: &str,
+    contact: &str,
+) -> Result<Result<(String, chrono::DateTime<chrono::Utc>), String>, ApiError> {
+    let address = contact_address(state, project_id, person, contact).await?;
     let random = u32::from_le_bytes(
         uuid::Uuid::new_v4().as_bytes()[..4]
             .try_into()
@@ -136,14 +158,7 @@ pub async fn send_code(
     let expires = state.engine.now() + CODE_LIFETIME;
     state
         .store
-        .start_verification(
-            scope.project_id,
-            &person,
-            &contact,
-            &address,
-            &code,
-            expires.into(),
-        )
+        .start_verification(project_id, person, contact, &address, &code, expires.into())
         .await?;
     let text = format!(
         "Your keepwatch verification code for {person}'s contact `{contact}` is {code}. \
@@ -152,7 +167,7 @@ pub async fn send_code(
     );
     if let Err(e) = state
         .engine
-        .send_verification_code(&person, &contact, &address, &text)
+        .send_verification_code(person, contact, &address, &text)
         .await
     {
         // A transport error would tell an open port from a closed one: only say that the
@@ -163,17 +178,36 @@ pub async fn send_code(
             tracing::info!(person, contact, error = %e, "verification code not delivered");
             "the contact's address could not be reached".to_string()
         };
-        return Ok((
-            axum::http::StatusCode::BAD_GATEWAY,
-            axum::Json(json!({"error": format!("could not send the code: {reason}")})),
-        )
-            .into_response());
+        return Ok(Err(reason));
     }
-    Ok((
-        axum::http::StatusCode::ACCEPTED,
-        axum::Json(json!({"sent_to": redact(&address), "expires_at": expires.to_rfc3339()})),
-    )
-        .into_response())
+    Ok(Ok((address, expires)))
+}
+
+/// The web UI's "send a test": a verification code through the contact.
+pub(crate) async fn send_code_for(
+    state: &AppState,
+    project_id: i64,
+    person: &str,
+    contact: &str,
+) -> Result<(), ApiError> {
+    send_code_to(state, project_id, person, contact)
+        .await?
+        .map(|_| ())
+        .map_err(|reason| ApiError::ConflictWith(format!("could not send the code: {reason}")))
+}
+
+/// The web UI's code form: checks a code typed back; the error says why it is refused.
+pub(crate) async fn verify_code_for(
+    state: &AppState,
+    project_id: i64,
+    person: &str,
+    contact: &str,
+    code: &str,
+) -> Result<(), ApiError> {
+    match check_code(state, project_id, person, contact, code).await? {
+        Ok(()) => Ok(()),
+        Err((_, message)) => Err(ApiError::ConflictWith(message)),
+    }
 }
 
 #[derive(Deserialize)]
@@ -189,24 +223,38 @@ pub async fn verify_code(
     FullKey(scope): FullKey,
     body: axum::body::Bytes,
 ) -> Result<Response, ApiError> {
-    use axum::http::StatusCode;
-    use keepwatch_store::CodeCheck;
     let CodeBody { code } = serde_json::from_slice(&body).map_err(|_| {
         ApiError::BadRequest("the body must be {\"code\": \"<the code you received>\"}".into())
     })?;
-    let address = contact_address(&state, scope.project_id, &person, &contact).await?;
+    match check_code(&state, scope.project_id, &person, &contact, &code).await? {
+        Ok(()) => Ok(
+            axum::Json(json!({"person": person, "contact": contact, "verified": true}))
+                .into_response(),
+        ),
+        Err((status, message)) => {
+            Ok((status, axum::Json(json!({ "error": message }))).into_response())
+        }
+    }
+}
+
+/// Checks a verification code: `Ok` when verified, else the status and why.
+async fn check_code(
+    state: &AppState,
+    project_id: i64,
+    person: &str,
+    contact: &str,
+    code: &str,
+) -> Result<Result<(), (axum::http::StatusCode, String)>, ApiError> {
+    use axum::http::StatusCode;
+    use keepwatch_store::CodeCheck;
+    let address = contact_address(state, project_id, person, contact).await?;
     let now = state.engine.now().into();
     let check = state
         .store
-        .check_verification(scope.project_id, &person, &contact, &address, &code, now)
+        .check_verification(project_id, person, contact, &address, code, now)
         .await?;
     let (status, message) = match check {
-        CodeCheck::Verified => {
-            return Ok(
-                axum::Json(json!({"person": person, "contact": contact, "verified": true}))
-                    .into_response(),
-            );
-        }
+        CodeCheck::Verified => return Ok(Ok(())),
         CodeCheck::Wrong { attempts_left } => (
             StatusCode::BAD_REQUEST,
             format!("wrong code ({attempts_left} tries left)"),
@@ -228,5 +276,5 @@ pub async fn verify_code(
             "the contact's address changed since the code was sent; request a new one".into(),
         ),
     };
-    Ok((status, axum::Json(json!({ "error": message }))).into_response())
+    Ok(Err((status, message)))
 }
