@@ -117,3 +117,48 @@ async fn sqlite_status_names_no_leases() {
     assert!(status["leases"].is_null() && status["instance"].is_null());
     app.stop().await;
 }
+
+/// Active/standby: pings and API calls go to a; b started before the check was created on a
+/// and never saw it or its ping. Once a is gone and b holds the deadlines, b judges the check
+/// from the database's state.
+#[tokio::test]
+async fn the_instance_that_takes_the_deadlines_over_judges_checks_it_never_saw() {
+    let db = PgDatabase::create().await;
+    let a = spawn_app_with(AppOptions {
+        database_url: Some(db.url.clone()),
+        ..Default::default()
+    })
+    .await;
+    let b = spawn_app_with(AppOptions {
+        database_url: Some(db.url.clone()),
+        ..Default::default()
+    })
+    .await;
+    let mut hook = crate::helpers::Receiver::start(vec![]).await;
+    a.webhook_channel(&hook, None).await;
+    let uuid = a
+        .create_check_uuid(
+            serde_json::json!({"name": "standby", "timeout": 60, "grace": 60, "channels": "*"}),
+        )
+        .await;
+    let (status, _, _) = a.ping("GET", &format!("/ping/{uuid}"), None).await;
+    assert_eq!(status, 200);
+    let (_, sb) = status_json(&b).await;
+    let b_id = sb["instance"].as_str().unwrap().to_string();
+    a.stop().await;
+    eventually(|| async {
+        let (_, sb) = status_json(&b).await;
+        holders(&sb)
+            .iter()
+            .all(|(_, h, mine)| *h == b_id && *mine)
+            .then_some(())
+    })
+    .await;
+    // b's clock passes the check's deadline and grace: b, which never saw the check, alerts.
+    b.advance(chrono::TimeDelta::seconds(121));
+    let down = hook.next().await.json();
+    assert_eq!(down["event"], "down");
+    assert_eq!(down["check"]["uuid"], uuid.as_str());
+    assert_eq!(b.get_check(&uuid).await["status"], "down");
+    b.stop().await;
+}
