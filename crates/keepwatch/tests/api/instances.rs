@@ -162,3 +162,98 @@ async fn the_instance_that_takes_the_deadlines_over_judges_checks_it_never_saw()
     assert_eq!(b.get_check(&uuid).await["status"], "down");
     b.stop().await;
 }
+
+/// The holder dies by SIGKILL (it gives nothing up): the other `keepwatch serve` takes every
+/// loop over once the dead one's lease has run out, and no sooner. Real processes, a real
+/// lease (the shortest allowed, 3 s) on the wall clock.
+#[tokio::test]
+async fn sigkill_of_the_lease_holder_hands_its_loops_over_within_the_lease() {
+    crate::helpers::install_crypto();
+    let db = PgDatabase::create().await;
+    let (dir_a, dir_b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let args = |id: &'static str| {
+        vec![
+            "--database-url".to_string(),
+            db.url.clone(),
+            "--instance-id".to_string(),
+            id.to_string(),
+            "--lease-secs".to_string(),
+            "3".to_string(),
+        ]
+    };
+    // stdout to /dev/null: the server prints more than its first lines, and a closed pipe
+    // would end it.
+    let start = |dir: &tempfile::TempDir, id: &'static str| {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let child = std::process::Command::new(env!("CARGO_BIN_EXE_keepwatch"))
+            .args(["serve", "--listen", &format!("127.0.0.1:{port}")])
+            .args(["--data-dir", dir.path().to_str().unwrap()])
+            .args(args(id))
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        (child, format!("http://127.0.0.1:{port}"))
+    };
+    let ready = |url: String| async move {
+        eventually(|| async {
+            reqwest::get(format!("{url}/api/v3/status/"))
+                .await
+                .ok()
+                .filter(|r| r.status().is_success())
+                .map(|_| ())
+        })
+        .await
+    };
+    let (mut a, url_a) = start(&dir_a, "kw-a");
+    ready(url_a).await;
+    let (mut b, url_b) = start(&dir_b, "kw-b");
+    ready(url_b.clone()).await;
+    let client = reqwest::Client::new();
+    let status_b = || async {
+        let response = client
+            .get(format!("{url_b}/api/v3/status/"))
+            .header("Accept", "application/json")
+            .send()
+            .await
+            .unwrap();
+        response.json::<Value>().await.unwrap()
+    };
+    let before = status_b().await;
+    assert_eq!(before["instance"], "kw-b");
+    assert!(
+        holders(&before)
+            .iter()
+            .all(|(_, h, mine)| h == "kw-a" && !mine),
+        "{before}"
+    );
+    a.kill().unwrap();
+    let killed = std::time::Instant::now();
+    a.wait().unwrap();
+    let after = eventually(|| async {
+        let s = status_b().await;
+        holders(&s)
+            .iter()
+            .all(|(_, h, mine)| h == "kw-b" && *mine)
+            .then_some(s)
+    })
+    .await;
+    let took = killed.elapsed();
+    eprintln!("takeover after SIGKILL: {took:?}");
+    assert!(
+        took >= std::time::Duration::from_millis(1500),
+        "taken over while the dead holder's lease still ran: {took:?} {after}"
+    );
+    // The lease bounds it at 3 s after the last renewal; the slack is for the polling and a
+    // loaded machine.
+    assert!(
+        took <= std::time::Duration::from_millis(4000),
+        "took {took:?} (lease 3 s)"
+    );
+    b.kill().unwrap();
+    b.wait().unwrap();
+}
