@@ -131,6 +131,38 @@ impl Actor {
         }
     }
 
+    /// This process takes the deadlines over from another instance: its check state is the
+    /// database's (as at a start-up: every check, and the pings after their checkpoint,
+    /// whoever wrote them), not what it kept in memory while another instance judged them
+    /// (checks created and pings taken there were never in it). Pings this process took and
+    /// did not checkpoint are in the ping log and replayed too.
+    async fn take_over(&mut self) {
+        let started = std::time::Instant::now();
+        match Actor::load(
+            self.store.clone(),
+            self.clock.clone(),
+            self.config.clone(),
+            self.outbox_wake.clone(),
+            self.events_wake.clone(),
+            self.lease.clone(),
+            self.changes.clone(),
+        )
+        .await
+        {
+            Ok(fresh) => {
+                *self = fresh;
+                tracing::info!(
+                    checks = self.checks.len(),
+                    took_ms = started.elapsed().as_millis() as u64,
+                    "took the deadlines over: check state reloaded from the database"
+                );
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "taking the deadlines over: cannot reload check state; judging the state in memory");
+            }
+        }
+    }
+
     /// Loads every check and replays the pings that came after their last checkpoint.
     pub async fn load(
         store: Store,
@@ -229,6 +261,9 @@ impl Actor {
         // While another process holds the deadlines, they are looked at again a second later
         // (not at once, which would spin on a deadline already past).
         let mut deadlines_from = self.clock.now();
+        // Whether this process judged deadlines last time it looked: one that takes them
+        // over from another instance first reloads check state from the database.
+        let mut held_deadlines = self.lease.holds(Work::Deadlines);
         loop {
             let next_deadline = self.heap.peek().map(|Reverse((t, _))| t.to_datetime());
             let wake_at = match next_deadline {
@@ -249,7 +284,12 @@ impl Actor {
                     self.handle(commands).await;
                 }
                 _ = self.clock.sleep_until(wake_at) => {
-                    if self.lease.holds(Work::Deadlines) {
+                    let holds = self.lease.holds(Work::Deadlines);
+                    if holds && !held_deadlines {
+                        self.take_over().await;
+                    }
+                    held_deadlines = holds;
+                    if holds {
                         self.tick().await;
                     } else {
                         deadlines_from = self.clock.now() + Duration::from_secs(1);

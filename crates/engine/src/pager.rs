@@ -104,14 +104,20 @@ impl Pager {
     }
 
     pub async fn run(mut self) {
+        let mut held = self.lease.holds(Work::Alerting);
         loop {
             // Taken before the round: whatever falls due after it was not seen by the round,
             // so it must wake the next one (the clock may move on during the round).
             let round_start = self.clock.now();
             self.rounds.start();
-            if self.lease.holds(Work::Alerting)
-                && let Err(e) = self.step().await
-            {
+            let holds = self.lease.holds(Work::Alerting);
+            if holds && !held {
+                // Taken over from another instance: the triggered alerts are read again in
+                // full (the ones kept here may have been acknowledged or resolved there).
+                self.refreshed_at = DateTime::UNIX_EPOCH;
+            }
+            held = holds;
+            if holds && let Err(e) = self.step().await {
                 tracing::warn!(error = %e, "pager step failed");
             }
             self.rounds.finish(true);

@@ -497,12 +497,50 @@ pub enum Request {
         body: String,
         /// The HTML alternative of `body`, when the message has one.
         html: Option<String>,
+        /// The Message-ID (without its angle brackets): the delivery id (see
+        /// [`delivery_id`]); `None` lets the mail library make one.
+        message_id: Option<String>,
     },
     Post {
         url: String,
         headers: Vec<(&'static str, String)>,
         body: Body,
     },
+}
+
+/// The Message-ID (without angle brackets) of the email of outbox row `outbox_id` sent by
+/// the keepwatch at `site_url`: `keepwatch.<row>@<host of the site URL>`.
+pub fn email_message_id(site_url: &str, outbox_id: i64) -> String {
+    let host = reqwest::Url::parse(site_url)
+        .ok()
+        .and_then(|u| u.host_str().map(str::to_string))
+        .unwrap_or_else(|| "keepwatch".into());
+    format!("keepwatch.{outbox_id}@{host}")
+}
+
+impl Request {
+    /// The request carrying the stable id of the delivery of outbox row `outbox_id`: the
+    /// same on every attempt, by whichever instance makes it, so a receiver can drop the rare
+    /// duplicate (an instance that died after sending and before recording it, whose message
+    /// another instance sends again). A POST gets the header `X-Keepwatch-Delivery: <row>`
+    /// (a channel event's already has it: the `id` of its body); an email gets the
+    /// Message-ID `<keepwatch.<row>@<host of the site URL>>`.
+    pub fn with_delivery_id(mut self, site_url: &str, outbox_id: i64) -> Request {
+        match &mut self {
+            Request::Email { message_id, .. } => {
+                *message_id = Some(email_message_id(site_url, outbox_id));
+            }
+            Request::Post { headers, .. } => {
+                if !headers
+                    .iter()
+                    .any(|(name, _)| *name == "X-Keepwatch-Delivery")
+                {
+                    headers.push(("X-Keepwatch-Delivery", outbox_id.to_string()));
+                }
+            }
+        }
+        self
+    }
 }
 
 /// The body of a POST.
@@ -540,6 +578,7 @@ pub fn render(kind: ContactKind, address: &str, message: &Message) -> Result<Req
             subject: message.subject.clone(),
             body: message.text.clone(),
             html: message.html.clone(),
+            message_id: None,
         },
         ContactKind::Slack => {
             let text = message.chat_text(slack_line);
@@ -888,6 +927,7 @@ mod tests {
                 subject: "keepwatch: verify this contact".into(),
                 body: "Your code is 123456.".into(),
                 html: None,
+                message_id: None,
             }
         );
         let refused = render(

@@ -221,6 +221,7 @@ impl LiveTransport {
         subject: &str,
         body: String,
         html: Option<String>,
+        message_id: Option<String>,
     ) -> Result<String, Failure> {
         let Some((transport, from)) = &self.smtp else {
             return Err("no SMTP server is configured (smtp.host) to send email".into());
@@ -230,6 +231,9 @@ impl LiveTransport {
         let mut builder = lettre::Message::builder()
             .from(from.clone())
             .subject(one_line(subject));
+        if let Some(id) = message_id {
+            builder = builder.message_id(Some(format!("<{id}>")));
+        }
         for to in to.split(',').map(str::trim).filter(|t| !t.is_empty()) {
             let to: Mailbox = to
                 .parse()
@@ -260,7 +264,8 @@ impl Transport for LiveTransport {
                     subject,
                     body,
                     html,
-                } => self.email(&to, &subject, body, html).await,
+                    message_id,
+                } => self.email(&to, &subject, body, html, message_id).await,
                 Request::Post { url, headers, body } => self.post(&url, &headers, body).await,
             }
         })

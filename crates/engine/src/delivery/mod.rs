@@ -494,7 +494,8 @@ impl Context {
                         "contact `{contact}` (`{address}`) is not an email address or URL"
                     ))
                 })?;
-                let request = render(kind, address, &message())?;
+                let request = render(kind, address, &message())?
+                    .with_delivery_id(&self.config.site_url, outbox_id);
                 tokio::time::timeout(timeout, self.transport.send(request))
                     .await
                     .unwrap_or_else(|_| {
@@ -672,7 +673,7 @@ async fn send_event(
     {
         tracing::warn!(error = %e, "cannot record a message's text");
     }
-    let request = render(kind, &address, &message)?;
+    let request = render(kind, &address, &message)?.with_delivery_id(site_url, delivery.outbox_id);
     transport.send(request).await.map_err(|mut e| {
         if e.detail.starts_with("answered") {
             e.detail.insert_str(0, "webhook ");

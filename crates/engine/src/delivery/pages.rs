@@ -292,8 +292,12 @@ async fn send_page(
         _ => Vec::new(),
     };
     let message = Message::page(pages, &links, &explained);
+    // A summary goes with the id of its first page.
     let sent = match render(kind, &page.address, &message) {
-        Ok(request) => context.transport.send(request).await,
+        Ok(request) => {
+            let request = request.with_delivery_id(&context.config.site_url, page.id);
+            context.transport.send(request).await
+        }
         Err(failure) => Err(failure),
     };
     (sent, message.text)

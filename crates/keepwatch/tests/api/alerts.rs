@@ -105,6 +105,12 @@ urgency = "high"
         page.headers["x-keepwatch-signature"].to_str().unwrap(),
         sign("s3cret", &page.body)
     );
+    let page_id = page.headers["x-keepwatch-delivery"].to_str().unwrap();
+    assert!(page_id.parse::<i64>().is_ok(), "{page_id}");
+    assert_eq!(
+        page.headers.get_all("x-keepwatch-delivery").iter().count(),
+        1
+    );
     assert_eq!(body["alert"]["summary"], "nightly: missed its run");
     assert_eq!(body["alert"]["service"], "billing");
     assert_eq!(body["alert"]["dedup_key"], format!("check:{uuid}"));

@@ -117,3 +117,143 @@ async fn sqlite_status_names_no_leases() {
     assert!(status["leases"].is_null() && status["instance"].is_null());
     app.stop().await;
 }
+
+/// Active/standby: pings and API calls go to a; b started before the check was created on a
+/// and never saw it or its ping. Once a is gone and b holds the deadlines, b judges the check
+/// from the database's state.
+#[tokio::test]
+async fn the_instance_that_takes_the_deadlines_over_judges_checks_it_never_saw() {
+    let db = PgDatabase::create().await;
+    let a = spawn_app_with(AppOptions {
+        database_url: Some(db.url.clone()),
+        ..Default::default()
+    })
+    .await;
+    let b = spawn_app_with(AppOptions {
+        database_url: Some(db.url.clone()),
+        ..Default::default()
+    })
+    .await;
+    let mut hook = crate::helpers::Receiver::start(vec![]).await;
+    a.webhook_channel(&hook, None).await;
+    let uuid = a
+        .create_check_uuid(
+            serde_json::json!({"name": "standby", "timeout": 60, "grace": 60, "channels": "*"}),
+        )
+        .await;
+    let (status, _, _) = a.ping("GET", &format!("/ping/{uuid}"), None).await;
+    assert_eq!(status, 200);
+    let (_, sb) = status_json(&b).await;
+    let b_id = sb["instance"].as_str().unwrap().to_string();
+    a.stop().await;
+    eventually(|| async {
+        let (_, sb) = status_json(&b).await;
+        holders(&sb)
+            .iter()
+            .all(|(_, h, mine)| *h == b_id && *mine)
+            .then_some(())
+    })
+    .await;
+    // b's clock passes the check's deadline and grace: b, which never saw the check, alerts.
+    b.advance(chrono::TimeDelta::seconds(121));
+    let down = hook.next().await.json();
+    assert_eq!(down["event"], "down");
+    assert_eq!(down["check"]["uuid"], uuid.as_str());
+    assert_eq!(b.get_check(&uuid).await["status"], "down");
+    b.stop().await;
+}
+
+/// The holder dies by SIGKILL (it gives nothing up): the other `keepwatch serve` takes every
+/// loop over once the dead one's lease has run out, and no sooner. Real processes, a real
+/// lease (the shortest allowed, 3 s) on the wall clock.
+#[tokio::test]
+async fn sigkill_of_the_lease_holder_hands_its_loops_over_within_the_lease() {
+    crate::helpers::install_crypto();
+    let db = PgDatabase::create().await;
+    let (dir_a, dir_b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let args = |id: &'static str| {
+        vec![
+            "--database-url".to_string(),
+            db.url.clone(),
+            "--instance-id".to_string(),
+            id.to_string(),
+            "--lease-secs".to_string(),
+            "3".to_string(),
+        ]
+    };
+    // stdout to /dev/null: the server prints more than its first lines, and a closed pipe
+    // would end it.
+    let start = |dir: &tempfile::TempDir, id: &'static str| {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let child = std::process::Command::new(env!("CARGO_BIN_EXE_keepwatch"))
+            .args(["serve", "--listen", &format!("127.0.0.1:{port}")])
+            .args(["--data-dir", dir.path().to_str().unwrap()])
+            .args(args(id))
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        (child, format!("http://127.0.0.1:{port}"))
+    };
+    let ready = |url: String| async move {
+        eventually(|| async {
+            reqwest::get(format!("{url}/api/v3/status/"))
+                .await
+                .ok()
+                .filter(|r| r.status().is_success())
+                .map(|_| ())
+        })
+        .await
+    };
+    let (mut a, url_a) = start(&dir_a, "kw-a");
+    ready(url_a).await;
+    let (mut b, url_b) = start(&dir_b, "kw-b");
+    ready(url_b.clone()).await;
+    let client = reqwest::Client::new();
+    let status_b = || async {
+        let response = client
+            .get(format!("{url_b}/api/v3/status/"))
+            .header("Accept", "application/json")
+            .send()
+            .await
+            .unwrap();
+        response.json::<Value>().await.unwrap()
+    };
+    let before = status_b().await;
+    assert_eq!(before["instance"], "kw-b");
+    assert!(
+        holders(&before)
+            .iter()
+            .all(|(_, h, mine)| h == "kw-a" && !mine),
+        "{before}"
+    );
+    a.kill().unwrap();
+    let killed = std::time::Instant::now();
+    a.wait().unwrap();
+    let after = eventually(|| async {
+        let s = status_b().await;
+        holders(&s)
+            .iter()
+            .all(|(_, h, mine)| h == "kw-b" && *mine)
+            .then_some(s)
+    })
+    .await;
+    let took = killed.elapsed();
+    eprintln!("takeover after SIGKILL: {took:?}");
+    assert!(
+        took >= std::time::Duration::from_millis(1500),
+        "taken over while the dead holder's lease still ran: {took:?} {after}"
+    );
+    // The lease bounds it at 3 s after the last renewal; the slack is for the polling and a
+    // loaded machine.
+    assert!(
+        took <= std::time::Duration::from_millis(4000),
+        "took {took:?} (lease 3 s)"
+    );
+    b.kill().unwrap();
+    b.wait().unwrap();
+}

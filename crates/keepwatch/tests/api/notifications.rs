@@ -139,7 +139,15 @@ async fn a_failing_receiver_is_retried_with_backoff_and_every_attempt_is_kept() 
         .create_check_uuid(json!({"name": "r", "channels": "*"}))
         .await;
     app.ping("GET", &format!("/ping/{uuid}/fail"), None).await;
-    hook.next().await; // answered 500
+    // Every attempt carries the delivery's one id, so a receiver can drop a duplicate.
+    let delivery_id = |r: &crate::helpers::Received| {
+        r.headers["x-keepwatch-delivery"]
+            .to_str()
+            .unwrap()
+            .to_string()
+    };
+    let first_id = delivery_id(&hook.next().await); // answered 500
+    assert!(first_id.parse::<i64>().is_ok(), "{first_id}");
     let first = eventually(|| async {
         let n = app.notifications(&uuid).await;
         (n[0]["attempts"] == 1).then(|| n[0].clone())
@@ -152,7 +160,7 @@ async fn a_failing_receiver_is_retried_with_backoff_and_every_attempt_is_kept() 
         "first retry after 10 s"
     );
     app.advance(TimeDelta::seconds(10));
-    hook.next().await; // answered 503
+    assert_eq!(delivery_id(&hook.next().await), first_id); // answered 503
     let second = eventually(|| async {
         let n = app.notifications(&uuid).await;
         (n[0]["attempts"] == 2).then(|| n[0].clone())
@@ -163,7 +171,9 @@ async fn a_failing_receiver_is_retried_with_backoff_and_every_attempt_is_kept() 
         "then after 20 s"
     );
     app.advance(TimeDelta::seconds(20));
-    assert_eq!(hook.next().await.json()["event"], "failed");
+    let delivered = hook.next().await;
+    assert_eq!(delivered.json()["event"], "failed");
+    assert_eq!(delivery_id(&delivered), first_id);
     let done = eventually(|| async {
         let n = app.notifications(&uuid).await;
         (n[0]["state"] == "sent").then(|| n[0].clone())
@@ -176,6 +186,11 @@ async fn a_failing_receiver_is_retried_with_backoff_and_every_attempt_is_kept() 
         .map(|a| a["ok"].as_bool().unwrap())
         .collect();
     assert_eq!(outcomes, [false, false, true]);
+    // Another delivery, another id.
+    app.ping("GET", &format!("/ping/{uuid}"), None).await;
+    let next = hook.next().await;
+    assert_eq!(next.json()["event"], "up");
+    assert_ne!(delivery_id(&next), first_id);
 }
 
 /// Collects the messages a real SMTP server on loopback receives.
@@ -306,6 +321,17 @@ async fn email_goes_through_a_real_smtp_conversation() {
     assert!(
         message.contains("To: ops@example.com, lead@example.com"),
         "{message}"
+    );
+    // The Message-ID is the delivery id, the same on a resend by another instance.
+    let message_id = message
+        .lines()
+        .find_map(|l| l.strip_prefix("Message-ID: "))
+        .unwrap_or_else(|| panic!("no Message-ID in {message}"));
+    let n = app.notifications(&uuid).await;
+    assert_eq!(n.len(), 1);
+    assert!(
+        message_id.starts_with("<keepwatch.") && message_id.ends_with("@127.0.0.1>"),
+        "{message_id}"
     );
     let sent = eventually(|| async {
         let n = app.notifications(&uuid).await;
