@@ -30,12 +30,16 @@ function cronPreview(input) {
   const out = document.getElementById(input.getAttribute("aria-describedby"));
   const tz = document.getElementById("tz");
   let timer = null;
+  let asked = 0;
   async function show() {
     const url = input.dataset.cronPreview + "?expr=" + encodeURIComponent(input.value) +
       "&tz=" + encodeURIComponent(tz ? tz.value : "");
+    const mine = ++asked;
     const res = await fetch(url, { credentials: "same-origin" });
     if (!res.ok) return;
     const body = await res.json();
+    // An older answer arriving late must not replace the preview of what is typed now.
+    if (mine !== asked) return;
     out.textContent = body.error ? body.error : body.words + "\nNext: " + body.next.join("\n      ");
   }
   const later = () => { clearTimeout(timer); timer = setTimeout(show, 250); };

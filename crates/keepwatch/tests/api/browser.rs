@@ -99,7 +99,7 @@ async fn sign_in_create_and_watch_a_ping(viewport: Viewport) {
     browser.type_into("#name", "nightly-report").await;
     browser.type_into("#schedule", "30 3 * * 1").await;
     browser.type_into("#tz", "Europe/Berlin").await;
-    let preview = browser.find_text("#cron-preview", "03:30").await;
+    let preview = browser.find_text("#cron-preview", "03:30 CET").await;
     let text = preview.text().await.unwrap();
     assert!(text.contains("Next:"), "{text}");
     assert_eq!(
@@ -119,7 +119,7 @@ async fn sign_in_create_and_watch_a_ping(viewport: Viewport) {
         tokio::time::sleep(Duration::from_millis(25)).await;
     }
     browser.type_into("#schedule", "30 3 * * 1").await;
-    browser.find_text("#cron-preview", "03:30").await;
+    browser.find_text("#cron-preview", "03:30 CET").await;
     browser.type_into("#service", "billing").await;
     browser.type_into("#tags", "reports prod").await;
     browser.screenshot("check-form").await;
