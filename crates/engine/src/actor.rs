@@ -509,6 +509,7 @@ impl Actor {
                         self.checks.get(id).map(|live| CheckView {
                             state: live.state.clone(),
                             last_seq: live.last_seq,
+                            rules: Some(live.rules.clone()),
                         })
                     })
                     .collect();

@@ -152,6 +152,9 @@ pub enum PingReply {
 pub struct CheckView {
     pub state: CheckState,
     pub last_seq: Option<i64>,
+    /// The rules the engine judges it by (already parsed: a dashboard of 10,000 checks
+    /// would otherwise parse 10,000 schedules a request); `None` when read from the store.
+    pub rules: Option<Arc<CheckRules>>,
 }
 
 #[derive(Debug, Clone, Default)]

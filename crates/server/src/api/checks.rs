@@ -82,6 +82,7 @@ pub(crate) async fn live_states(
             live.unwrap_or_else(|| CheckView {
                 state: state_from_row(&row.state),
                 last_seq: row.state.last_seq,
+                rules: None,
             })
         })
         .collect())

@@ -13,9 +13,12 @@ use axum::response::{IntoResponse, Redirect, Response};
 use chrono::{DateTime, Utc};
 use chrono_tz::Tz;
 use futures_util::Stream;
-use keepwatch_core::check::{CheckState, DownReason};
+use std::sync::Arc;
+
+use keepwatch_core::check::{CheckRules, CheckState, DownReason};
 use keepwatch_core::schedule::Schedule;
 use keepwatch_core::user::Role;
+use keepwatch_engine::CheckView;
 use keepwatch_engine::live::rules_from_row;
 use keepwatch_store::CheckRow;
 use serde::Deserialize;
@@ -33,14 +36,25 @@ const PAGE_ROWS: usize = 100;
 /// The states a person reads, worst first (the dashboard's order).
 pub const STATES: [&str; 7] = ["down", "hung", "late", "running", "new", "up", "paused"];
 
+/// The rules a check is judged by: the engine's parsed copy, else parsed from the row.
+fn rules_of(row: &CheckRow, view: &CheckView) -> Option<Arc<CheckRules>> {
+    view.rules
+        .clone()
+        .or_else(|| rules_from_row(row).ok().map(Arc::new))
+}
+
 /// A check's state in one word: new, up, late, down, running, hung or paused.
-pub fn state_word(row: &CheckRow, live: &CheckState, now: DateTime<Utc>) -> &'static str {
-    let Ok(rules) = rules_from_row(row) else {
+pub fn state_word(
+    rules: Option<&CheckRules>,
+    live: &CheckState,
+    now: DateTime<Utc>,
+) -> &'static str {
+    let Some(rules) = rules else {
         return "new";
     };
     let hung =
         live.open_runs.iter().any(|run| run.hung) || live.down_reason == Some(DownReason::Hung);
-    match live.api_status(&rules, now) {
+    match live.api_status(rules, now) {
         "paused" => "paused",
         "down" if hung || !live.open_runs.is_empty() => "hung",
         "down" => "down",
@@ -158,9 +172,10 @@ async fn build_table(
     let mut tags: Vec<String> = Vec::new();
     let mut services: Vec<String> = Vec::new();
     let mut counts = [0usize; STATES.len()];
-    let mut matching: Vec<(usize, &CheckRow, &CheckState, &'static str)> = Vec::new();
+    let mut matching = Vec::new();
     for (row, view) in rows.iter().zip(&live) {
-        let word = state_word(row, &view.state, now);
+        let rules = rules_of(row, view);
+        let word = state_word(rules.as_deref(), &view.state, now);
         let rank = STATES.iter().position(|s| *s == word).unwrap_or(0);
         counts[rank] += 1;
         for tag in row.tags.split_whitespace() {
@@ -176,7 +191,7 @@ async fn build_table(
             && (filter.state.is_empty() || filter.state == word)
             && (filter.service.is_empty() || filter.service == service);
         if keep {
-            matching.push((rank, row, &view.state, word));
+            matching.push((rank, row, &view.state, rules, word));
         }
     }
     tags.sort();
@@ -189,7 +204,7 @@ async fn build_table(
         .iter()
         .skip(from)
         .take(PAGE_ROWS)
-        .map(|(_, row, live, word)| line(row, live, word, now))
+        .map(|(_, row, live, rules, word)| line(row, live, rules.as_deref(), word, now))
         .collect();
     Ok(Table {
         lines,
@@ -205,10 +220,15 @@ async fn build_table(
     })
 }
 
-fn line(row: &CheckRow, live: &CheckState, word: &'static str, now: DateTime<Utc>) -> CheckLine {
-    let next = rules_from_row(row)
-        .ok()
-        .and_then(|rules| live.next_expected(&rules))
+fn line(
+    row: &CheckRow,
+    live: &CheckState,
+    rules: Option<&CheckRules>,
+    word: &'static str,
+    now: DateTime<Utc>,
+) -> CheckLine {
+    let next = rules
+        .and_then(|rules| live.next_expected(rules))
         .filter(|_| word != "paused" && word != "new")
         .map(|t| relative(t, now))
         .unwrap_or_else(|| "—".into());
@@ -468,10 +488,10 @@ async fn detail_page(
         .await
         .map_err(|e| error_page(StatusCode::SERVICE_UNAVAILABLE, &e.message()))?
         .remove(0);
+    let rules = rules_of(&row, &view);
     let live = view.state;
     let now = state.engine.now();
-    let word = state_word(&row, &live, now);
-    let rules = rules_from_row(&row).ok();
+    let word = state_word(rules.as_deref(), &live, now);
     let tz: Tz = row.tz.parse().unwrap_or(Tz::UTC);
     let mut next_fires = Vec::new();
     let (schedule_words, schedule_expr) = match &rules {
