@@ -3,8 +3,8 @@
 use keepwatch_core::check::Status;
 
 use crate::{
-    Backend, CheckRow, Result, StateRow, StateUpdate, Store, StoreError, Timestamp, with_read,
-    with_tx,
+    Backend, CheckLabel, CheckRow, Result, StateRow, StateUpdate, Store, StoreError, Timestamp,
+    with_read, with_tx,
 };
 
 macro_rules! check_columns {
@@ -221,6 +221,19 @@ impl Store {
             ))
             .bind(id)
             .fetch_optional(pool)
+            .await?
+        }))
+    }
+
+    /// What a list of a project's checks shows of each (the web UI's dashboard): five
+    /// columns, not the row's twenty-six, since a 10,000-check page reads them all.
+    pub async fn list_check_labels(&self, project_id: i64) -> Result<Vec<CheckLabel>> {
+        Ok(with_read!(self, |pool| {
+            sqlx::query_as(
+                "SELECT id, uuid, name, tags, service FROM checks WHERE project_id = $1 ORDER BY id",
+            )
+            .bind(project_id)
+            .fetch_all(pool)
             .await?
         }))
     }

@@ -13,6 +13,16 @@ pub struct Project {
     pub ping_key: String,
 }
 
+/// A check as a list shows it: id, UUID, name, tags and service.
+#[derive(Debug, Clone, PartialEq, sqlx::FromRow)]
+pub struct CheckLabel {
+    pub id: i64,
+    pub uuid: String,
+    pub name: String,
+    pub tags: String,
+    pub service: Option<String>,
+}
+
 /// A check's configuration and its last stored state.
 #[derive(Debug, Clone, PartialEq, sqlx::FromRow)]
 pub struct CheckRow {

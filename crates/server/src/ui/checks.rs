@@ -20,7 +20,7 @@ use keepwatch_core::schedule::Schedule;
 use keepwatch_core::user::Role;
 use keepwatch_engine::CheckView;
 use keepwatch_engine::live::rules_from_row;
-use keepwatch_store::CheckRow;
+use keepwatch_store::{CheckLabel, CheckRow};
 use serde::Deserialize;
 use serde_json::{Map, Value, json};
 
@@ -160,21 +160,31 @@ async fn build_table(
     project_id: i64,
     filter: &Filter,
 ) -> Result<Table, Response> {
+    // Labels from the database, states and parsed rules from the engine's memory: the
+    // whole row of 10,000 checks, or 10,000 schedules parsed, made a page take 1.4 s.
     let rows = state
         .store
-        .list_checks(project_id)
+        .list_check_labels(project_id)
         .await
         .map_err(store_error)?;
-    let live = live_states(state, &rows)
+    let views = state
+        .engine
+        .states(rows.iter().map(|r| r.id).collect())
         .await
-        .map_err(|e| error_page(StatusCode::SERVICE_UNAVAILABLE, &e.message()))?;
+        .map_err(super::engine_error)?;
+    // A check deleted between the two reads is left out.
+    let live: Vec<(&CheckLabel, CheckView)> = rows
+        .iter()
+        .zip(views)
+        .filter_map(|(row, view)| Some((row, view?)))
+        .collect();
     let now = state.engine.now();
     let mut tags: Vec<String> = Vec::new();
     let mut services: Vec<String> = Vec::new();
     let mut counts = [0usize; STATES.len()];
     let mut matching = Vec::new();
-    for (row, view) in rows.iter().zip(&live) {
-        let rules = rules_of(row, view);
+    for (row, view) in &live {
+        let rules = view.rules.clone();
         let word = state_word(rules.as_deref(), &view.state, now);
         let rank = STATES.iter().position(|s| *s == word).unwrap_or(0);
         counts[rank] += 1;
@@ -209,7 +219,7 @@ async fn build_table(
     Ok(Table {
         lines,
         counts: STATES.iter().copied().zip(counts).collect(),
-        total: rows.len(),
+        total: live.len(),
         shown_from: from,
         matching: matching.len(),
         prev: (page > 0).then(|| filter.query(page - 1)),
@@ -221,7 +231,7 @@ async fn build_table(
 }
 
 fn line(
-    row: &CheckRow,
+    row: &CheckLabel,
     live: &CheckState,
     rules: Option<&CheckRules>,
     word: &'static str,
