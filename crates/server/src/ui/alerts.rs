@@ -261,12 +261,7 @@ pub async fn act(
             )
             .await?;
         let alert = own(&state, member.project_id, &id).await?;
-        let who = if user.session.user.person.is_empty() {
-            user.email().to_string()
-        } else {
-            user.session.user.person.clone()
-        };
-        let who = format!("{who} (web)");
+        let who = user.acting();
         let note = fields.get("note").map(|n| n.trim()).unwrap_or("");
         if note.chars().count() > crate::api::alerts::MAX_NOTE_CHARS {
             return Err(error_page(

@@ -126,16 +126,6 @@ async fn list_page(
     either(run.await)
 }
 
-/// Who acts, as logs name it: the user's person id, or their email, marked as the web UI.
-fn acting(user: &UiUser) -> String {
-    let who = if user.session.user.person.is_empty() {
-        user.email()
-    } else {
-        &user.session.user.person
-    };
-    format!("{who} (web)")
-}
-
 /// `POST /ui/p/<project>/incidents/`: declares an incident by hand.
 pub async fn declare(
     State(state): State<AppState>,
@@ -182,7 +172,7 @@ pub async fn declare(
                 extra: Vec::new(),
                 update_every: None,
                 message: None,
-                who: acting(&user),
+                who: user.acting(),
             })
             .await;
         match declared {
@@ -358,7 +348,7 @@ pub async fn act(
         let row = own(&state, member.project_id, &id).await?;
         let field = |name: &str| fields.get(name).map(|v| v.trim()).unwrap_or("");
         let message = field("message");
-        let who = acting(&user);
+        let who = user.acting();
         let incidents = state.engine.incidents();
         let done = match field("action") {
             "update" => {

@@ -98,6 +98,17 @@ impl UiUser {
         &self.session.user.email
     }
 
+    /// Who acts, as alert and incident logs name it: the user's person id from the on-call
+    /// file, or their email, marked as the web UI.
+    pub fn acting(&self) -> String {
+        let who = if self.session.user.person.is_empty() {
+            self.email()
+        } else {
+            &self.session.user.person
+        };
+        format!("{who} (web)")
+    }
+
     /// The CSRF token this session's forms carry.
     pub fn csrf(&self) -> &str {
         &self.session.csrf
