@@ -9,7 +9,7 @@ use axum::extract::{Path, State};
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use chrono::{DateTime, Utc};
-use keepwatch_core::check::{CheckState, Status};
+use keepwatch_core::check::Status;
 use keepwatch_core::schedule::Schedule;
 use keepwatch_engine::CheckView;
 use keepwatch_engine::live::{anomaly_rules, rules_from_row, state_from_row, watch_patterns};
@@ -100,13 +100,18 @@ fn extra_bool(extra: &Map<String, Value>, key: &str) -> bool {
 fn check_json(
     state: &AppState,
     row: &CheckRow,
-    live: &CheckState,
+    view: &CheckView,
     channels: &[ChannelRow],
     read_only: bool,
 ) -> Value {
     let now = state.engine.now();
+    let live = &view.state;
     let extra: Map<String, Value> = serde_json::from_str(&row.extra).unwrap_or_default();
-    let rules = rules_from_row(row).ok();
+    // The engine's parsed rules; a check it does not hold is parsed from its row.
+    let rules = view
+        .rules
+        .clone()
+        .or_else(|| rules_from_row(row).ok().map(std::sync::Arc::new));
     let v = super::api_version();
     let mut status = rules.as_ref().map_or("new", |r| live.api_status(r, now));
     // v1 reports a run in progress as `started` until it is overdue (Healthchecks'
@@ -233,7 +238,7 @@ async fn render(state: &AppState, row: &CheckRow, read_only: bool) -> Result<Val
         .await?
         .remove(0);
     let channels = state.store.check_channels(row.id).await?;
-    Ok(check_json(state, row, &live.state, &channels, read_only))
+    Ok(check_json(state, row, &live, &channels, read_only))
 }
 
 fn cors_json(status: StatusCode, body: Value) -> Response {
@@ -573,13 +578,7 @@ pub async fn list(
         } else {
             state.store.check_channels(row.id).await?
         };
-        checks.push(check_json(
-            &state,
-            row,
-            &live.state,
-            &channels,
-            scope.read_only,
-        ));
+        checks.push(check_json(&state, row, live, &channels, scope.read_only));
     }
     Ok(cors_json(StatusCode::OK, json!({ "checks": checks })))
 }
