@@ -11,8 +11,8 @@ use std::time::{Duration, Instant};
 use chrono::{DateTime, Utc};
 use keepwatch_core::check::{CheckState, Event, Outcome, PingInput, PingKind, RunIdentity, Status};
 use keepwatch_store::{
-    Batch, CheckRow, Committed, EventRow, FlipRow, PingRow, StateUpdate, Store, StoreError,
-    Timestamp,
+    Batch, CheckRow, Committed, EventRow, FlipRow, InboxKind, PingRow, StateUpdate, Store,
+    StoreError, Timestamp,
 };
 use rustc_hash::FxHashMap;
 use tokio::sync::{Notify, mpsc, oneshot, watch};
@@ -34,6 +34,10 @@ const SWEEP_ROWS: i64 = 2_000;
 /// The pause between checkpoint steps while there is a backlog: short, so that steps of a
 /// few milliseconds each keep up with tens of thousands of pings a second.
 const CHECKPOINT_STEP: std::time::Duration = std::time::Duration::from_millis(10);
+/// How often the owner of the checks looks for pings and check changes other instances
+/// handed over: their pings count from when they were taken, so this only delays what pages
+/// and the API show (and the owner looks again before judging any deadline).
+const INBOX_POLL: std::time::Duration = std::time::Duration::from_millis(100);
 /// A full sweep of the ping log starts at most this often.
 const SWEEP_EVERY: chrono::TimeDelta = chrono::TimeDelta::seconds(60);
 /// A ping dated this much before its arrival came late (from a spool).
@@ -179,30 +183,10 @@ impl Actor {
         let mut interner = RulesInterner::default();
         store
             .for_each_check(|row| {
-                let Ok(uuid) = Uuid::parse_str(&row.uuid) else {
-                    tracing::error!(check = row.id, "check has an invalid uuid; skipped");
-                    return;
-                };
-                let rules = match interner.get(&row) {
-                    Ok(rules) => rules,
-                    Err(e) => {
-                        tracing::error!(check = %uuid, error = %e, "check has an invalid schedule; skipped");
-                        return;
-                    }
-                };
-                by_uuid.insert(uuid, row.id);
-                checks.insert(
-                    row.id,
-                    LiveCheck {
-                        uuid,
-                        rules,
-                        state: state_from_row(&row.state),
-                        last_seq: row.state.last_seq,
-                        checkpoint_seq: row.state.checkpoint_seq,
-                        scheduled_at: None,
-                        body_filter: crate::live::body_filter(&row),
-                    },
-                );
+                if let Some(live) = live_check(&row, &mut interner) {
+                    by_uuid.insert(live.uuid, row.id);
+                    checks.insert(row.id, live);
+                }
             })
             .await?;
         let mut dirty = FxHashMap::default();
@@ -264,12 +248,17 @@ impl Actor {
         // Whether this process judged deadlines last time it looked: one that takes them
         // over from another instance first reloads check state from the database.
         let mut held_deadlines = self.lease.holds(Work::Deadlines);
+        let shared = self.lease.shared_as().is_some();
+        let mut inbox_due = self.clock.now();
         loop {
             let next_deadline = self.heap.peek().map(|Reverse((t, _))| t.to_datetime());
-            let wake_at = match next_deadline {
+            let mut wake_at = match next_deadline {
                 Some(t) if t < checkpoint_due => t.max(deadlines_from),
                 _ => checkpoint_due,
             };
+            if shared {
+                wake_at = wake_at.min(inbox_due);
+            }
             tokio::select! {
                 biased;
                 command = rx.recv() => {
@@ -288,13 +277,23 @@ impl Actor {
                     if holds && !held_deadlines {
                         self.take_over().await;
                     }
+                    if !holds && held_deadlines {
+                        // The next owner loads the states from the database and replays the
+                        // pings after the mark: the ones kept here would overwrite newer ones.
+                        self.dirty.clear();
+                    }
                     held_deadlines = holds;
                     if holds {
+                        if shared {
+                            // Pings taken elsewhere before a deadline count before it is judged.
+                            while self.apply_inbox().await {}
+                        }
                         self.tick().await;
                     } else {
                         deadlines_from = self.clock.now() + Duration::from_secs(1);
                     }
-                    if self.clock.now() >= checkpoint_due {
+                    inbox_due = self.clock.now() + INBOX_POLL;
+                    if holds && self.clock.now() >= checkpoint_due {
                         let backlog = self.checkpoint().await;
                         let pause = if backlog { CHECKPOINT_STEP } else { self.config.checkpoint_interval };
                         checkpoint_due = self.clock.now() + pause;
@@ -312,17 +311,369 @@ impl Actor {
                 Command::Ping(request, reply) => pings.push((request, reply)),
                 other => {
                     // Keep the order: pings received before a change are committed first.
-                    self.commit_pings(std::mem::take(&mut pings)).await;
-                    self.handle_other(other).await;
+                    self.take_pings(std::mem::take(&mut pings)).await;
+                    match self.lease.shared_as() {
+                        Some(instance) if !self.owns_checks() => {
+                            let instance = instance.to_string();
+                            self.handle_elsewhere(other, &instance).await;
+                        }
+                        _ => self.handle_other(other).await,
+                    }
                 }
             }
         }
-        self.commit_pings(pings).await;
+        self.take_pings(pings).await;
     }
 
-    async fn commit_pings(&mut self, pings: Vec<(Box<PingRequest>, Reply<PingReply>)>) {
+    /// Whether this instance owns the checks: applies pings, judges deadlines (the holder of
+    /// the deadlines lease; the only instance always does).
+    fn owns_checks(&self) -> bool {
+        self.lease.holds(Work::Deadlines)
+    }
+
+    /// Pings taken here: applied if this instance owns the checks, else handed to the owner.
+    async fn take_pings(&mut self, pings: Vec<(Box<PingRequest>, Reply<PingReply>)>) {
+        match self.lease.shared_as() {
+            Some(instance) if !pings.is_empty() && !self.owns_checks() => {
+                let instance = instance.to_string();
+                self.forward_pings(pings, &instance).await;
+            }
+            _ => self.commit_pings(pings, &[]).await,
+        }
+    }
+
+    /// Hands pings to the instance that owns the checks: each is durable in the inbox before
+    /// it is answered. Pings for checks that do not exist are answered 404 here, as the owner
+    /// would.
+    async fn forward_pings(
+        &mut self,
+        pings: Vec<(Box<PingRequest>, Reply<PingReply>)>,
+        instance: &str,
+    ) {
+        let mut uuids: Vec<String> = pings.iter().map(|(r, _)| r.check.to_string()).collect();
+        uuids.sort_unstable();
+        uuids.dedup();
+        let existing: FxHashMap<Uuid, i64> = match self.store.check_ids_by_uuid(&uuids).await {
+            Ok(found) => found
+                .into_iter()
+                .filter_map(|(uuid, id)| Some((Uuid::parse_str(&uuid).ok()?, id)))
+                .collect(),
+            Err(e) => {
+                for (_, reply) in pings {
+                    let _ = reply.send(Err(EngineError::Unavailable(e.to_string())));
+                }
+                return;
+            }
+        };
+        let now = self.clock.now();
+        let mut entries = Vec::with_capacity(pings.len());
+        let mut replies = Vec::with_capacity(pings.len());
+        for (request, reply) in pings {
+            let Some(&id) = existing.get(&request.check) else {
+                let _ = reply.send(Ok(PingReply::NotFound));
+                continue;
+            };
+            let answer = match request.kind {
+                PingKind::Start => match self.rules_of(id).await {
+                    Some(rules) => PingReply::Started(rules),
+                    None => PingReply::Ok,
+                },
+                _ => PingReply::Ok,
+            };
+            entries.push(crate::inbox::ping_entry(*request, now, instance));
+            replies.push((reply, answer));
+        }
+        match self.store.append_inbox(&entries).await {
+            Ok(()) => {
+                metrics::counter!("keepwatch_pings_forwarded_total")
+                    .increment(entries.len() as u64);
+                for (reply, answer) in replies {
+                    let _ = reply.send(Ok(answer));
+                }
+            }
+            Err(e) => {
+                tracing::error!(error = %e, pings = entries.len(), "pings not handed to the owner");
+                for (reply, _) in replies {
+                    let _ = reply.send(Err(EngineError::Unavailable(e.to_string())));
+                }
+            }
+        }
+    }
+
+    /// The rules of a check, read from the database if this instance has not seen it.
+    async fn rules_of(&mut self, id: i64) -> Option<Arc<keepwatch_core::check::CheckRules>> {
+        if let Some(live) = self.checks.get(&id) {
+            return Some(live.rules.clone());
+        }
+        let row = self.store.check_by_id(id).await.ok()??;
+        self.interner.get(&row).ok()
+    }
+
+    /// A check change through this instance's API while another instance owns the checks:
+    /// the configuration is written here, the state is the owner's, who is told through the
+    /// inbox (the change is durable there before it is answered).
+    async fn handle_elsewhere(&mut self, command: Command, instance: &str) {
+        let now = self.clock.now();
+        let tell = |kind, uuid| crate::inbox::change_entry(kind, uuid, now, instance);
+        match command {
+            Command::Create(row, reply) => {
+                let result = self.create(*row).await;
+                let result = match result {
+                    Ok(row) => self
+                        .tell_owner(tell(InboxKind::Reload, self.uuid_of(row.id)))
+                        .await
+                        .map(|_| row),
+                    Err(e) => Err(e),
+                };
+                let _ = reply.send(result);
+            }
+            Command::Update(row, reply) => {
+                let result = async {
+                    self.interner.get(&row).map_err(EngineError::Invalid)?;
+                    let uuid = Uuid::parse_str(&row.uuid)
+                        .map_err(|e| EngineError::Invalid(e.to_string()))?;
+                    self.store.update_check_config(&row).await?;
+                    self.tell_owner(tell(InboxKind::Reload, uuid)).await?;
+                    Ok(*row)
+                }
+                .await;
+                let _ = reply.send(result);
+            }
+            Command::Delete(id, reply) => {
+                let result = async {
+                    let row = self
+                        .store
+                        .check_by_id(id)
+                        .await?
+                        .ok_or(EngineError::NotFound)?;
+                    self.store.delete_check(id).await?;
+                    let uuid = Uuid::parse_str(&row.uuid)
+                        .map_err(|e| EngineError::Invalid(e.to_string()))?;
+                    if let Some(live) = self.checks.remove(&id) {
+                        self.by_uuid.remove(&live.uuid);
+                    }
+                    self.tell_owner(tell(InboxKind::Reload, uuid)).await
+                }
+                .await;
+                let _ = reply.send(result);
+            }
+            Command::Pause(id, reply) => {
+                let result = async {
+                    let row = self
+                        .store
+                        .check_by_id(id)
+                        .await?
+                        .ok_or(EngineError::NotFound)?;
+                    let uuid = Uuid::parse_str(&row.uuid)
+                        .map_err(|e| EngineError::Invalid(e.to_string()))?;
+                    self.tell_owner(tell(InboxKind::Pause, uuid)).await
+                }
+                .await;
+                let _ = reply.send(result);
+            }
+            Command::Resume(id, reply) => {
+                // Whether it was paused, as of the owner's last checkpoint.
+                let result = async {
+                    let row = self
+                        .store
+                        .check_by_id(id)
+                        .await?
+                        .ok_or(EngineError::NotFound)?;
+                    let uuid = Uuid::parse_str(&row.uuid)
+                        .map_err(|e| EngineError::Invalid(e.to_string()))?;
+                    let paused = row.state.status == Status::Paused;
+                    if paused {
+                        self.tell_owner(tell(InboxKind::Resume, uuid)).await?;
+                    }
+                    Ok(paused)
+                }
+                .await;
+                let _ = reply.send(result);
+            }
+            Command::States(ids, reply) => {
+                let _ = reply.send(self.stored_states(&ids).await);
+            }
+            other => self.handle_other(other).await,
+        }
+    }
+
+    fn uuid_of(&self, id: i64) -> Uuid {
+        self.checks.get(&id).map(|l| l.uuid).unwrap_or_default()
+    }
+
+    async fn tell_owner(&self, entry: keepwatch_store::InboxRow) -> Result<(), EngineError> {
+        self.store.append_inbox(&[entry]).await?;
+        Ok(())
+    }
+
+    /// Check states as the owner last wrote them (at most one checkpoint behind): what an
+    /// instance that does not own the checks shows.
+    async fn stored_states(&self, ids: &[i64]) -> Vec<Option<CheckView>> {
+        let rows = match self.store.checks_by_ids(ids).await {
+            Ok(rows) => rows,
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot read check states; showing this instance's");
+                return ids.iter().map(|id| self.view_of(*id)).collect();
+            }
+        };
+        let mut by_id: FxHashMap<i64, CheckRow> = rows.into_iter().map(|r| (r.id, r)).collect();
+        ids.iter()
+            .map(|id| {
+                let row = by_id.remove(id)?;
+                Some(CheckView {
+                    state: state_from_row(&row.state),
+                    last_seq: row.state.last_seq,
+                    rules: self.checks.get(id).map(|l| l.rules.clone()),
+                })
+            })
+            .collect()
+    }
+
+    fn view_of(&self, id: i64) -> Option<CheckView> {
+        self.checks.get(&id).map(|live| CheckView {
+            state: live.state.clone(),
+            last_seq: live.last_seq,
+            rules: Some(live.rules.clone()),
+        })
+    }
+
+    /// Applies what other instances handed over, in order: their pings in batches (each
+    /// entry deleted with its batch), check changes one by one. Returns whether more wait.
+    async fn apply_inbox(&mut self) -> bool {
+        let rows = match self.store.inbox(MAX_BATCH as i64).await {
+            Ok(rows) => rows,
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot read the inbox; will retry");
+                return false;
+            }
+        };
+        let more = rows.len() == MAX_BATCH;
+        let mut pings = Vec::new();
+        let mut ids = Vec::new();
+        let mut done = Vec::new();
+        for row in rows {
+            let kind = InboxKind::parse(&row.kind);
+            if kind != Some(InboxKind::Ping) {
+                // Keep the order: the pings before a change are applied first.
+                self.commit_pings(std::mem::take(&mut pings), &std::mem::take(&mut ids))
+                    .await;
+            }
+            let id = row.id;
+            match kind {
+                Some(InboxKind::Ping) => match crate::inbox::ping_of(row) {
+                    Ok(request) => {
+                        self.adopt(request.check).await;
+                        let (reply, _) = oneshot::channel();
+                        pings.push((Box::new(request), reply));
+                        ids.push(id);
+                    }
+                    Err(e) => {
+                        tracing::error!(entry = id, error = %e, "inbox entry unreadable; dropped");
+                        done.push(id);
+                    }
+                },
+                Some(change) => {
+                    self.apply_change(change, &row.check_uuid).await;
+                    done.push(id);
+                }
+                None => {
+                    tracing::error!(entry = id, kind = %row.kind, "inbox entry of an unknown kind; dropped");
+                    done.push(id);
+                }
+            }
+        }
+        self.commit_pings(pings, &ids).await;
+        if let Err(e) = self.store.delete_inbox(&done).await {
+            tracing::warn!(error = %e, "cannot delete applied inbox entries; they will be applied again");
+        }
+        more
+    }
+
+    /// Makes sure a check created through another instance is held here.
+    async fn adopt(&mut self, uuid: Uuid) {
+        if self.by_uuid.contains_key(&uuid) {
+            return;
+        }
+        if let Ok(Some(row)) = self.store.check_by_uuid(&uuid.to_string()).await
+            && let Some(live) = live_check(&row, &mut self.interner)
+        {
+            self.by_uuid.insert(uuid, row.id);
+            self.checks.insert(row.id, live);
+            self.reschedule(row.id);
+        }
+    }
+
+    /// A check change made through another instance's API.
+    async fn apply_change(&mut self, kind: InboxKind, uuid: &str) {
+        let Ok(uuid) = Uuid::parse_str(uuid) else {
+            return;
+        };
+        match kind {
+            InboxKind::Reload => {
+                let row = match self.store.check_by_uuid(&uuid.to_string()).await {
+                    Ok(row) => row,
+                    Err(e) => {
+                        tracing::warn!(check = %uuid, error = %e, "cannot reload a changed check");
+                        return;
+                    }
+                };
+                match (row, self.by_uuid.get(&uuid).copied()) {
+                    (None, Some(id)) => {
+                        self.checks.remove(&id);
+                        self.by_uuid.remove(&uuid);
+                        self.dirty.remove(&id);
+                        self.settling.remove(&id);
+                    }
+                    (Some(row), Some(id)) => {
+                        let Ok(rules) = self.interner.get(&row) else {
+                            return;
+                        };
+                        let live = self.checks.get_mut(&id).expect("by_uuid and checks agree");
+                        live.rules = rules;
+                        live.body_filter = crate::live::body_filter(&row);
+                        live.scheduled_at = None;
+                        self.reschedule(id);
+                    }
+                    (Some(_), None) => self.adopt(uuid).await,
+                    (None, None) => {}
+                }
+            }
+            InboxKind::Pause | InboxKind::Resume => {
+                self.adopt(uuid).await;
+                let Some(&id) = self.by_uuid.get(&uuid) else {
+                    return;
+                };
+                let result = if kind == InboxKind::Pause {
+                    self.change_state(id, |state| state.pause()).await
+                } else {
+                    self.change_state(id, |state| state.resume()).await
+                };
+                if let Err(e) = result {
+                    tracing::warn!(check = %uuid, error = %e, "a pause or resume from another instance failed");
+                }
+            }
+            InboxKind::Ping => unreachable!("pings are batched by apply_inbox()"),
+        }
+    }
+
+    async fn commit_pings(
+        &mut self,
+        pings: Vec<(Box<PingRequest>, Reply<PingReply>)>,
+        from_inbox: &[i64],
+    ) {
         if pings.is_empty() {
             return;
+        }
+        if self.lease.shared_as().is_some() {
+            // Checks created through another instance since this one loaded them.
+            let unknown: Vec<Uuid> = pings
+                .iter()
+                .map(|(request, _)| request.check)
+                .filter(|uuid| !self.by_uuid.contains_key(uuid))
+                .collect();
+            for uuid in unknown {
+                self.adopt(uuid).await;
+            }
         }
         let started = Instant::now();
         let now = self.clock.now();
@@ -335,11 +686,18 @@ impl Actor {
         let mut kinds: FxHashMap<&'static str, u64> = FxHashMap::default();
         let mut late = Vec::new();
         let mut seq = self.seq;
-        for (mut request, reply) in pings {
+        let mut dropped = Vec::new();
+        for (i, (mut request, reply)) in pings.into_iter().enumerate() {
+            let entry = from_inbox.get(i).copied();
             let Some(&id) = self.by_uuid.get(&request.check) else {
                 let _ = reply.send(Ok(PingReply::NotFound));
+                // Deleted since another instance took the ping.
+                dropped.extend(entry);
                 continue;
             };
+            if let Some(entry) = entry {
+                batch.inbox_done.push((id, entry));
+            }
             let live = &self.checks[&id];
             let (state, last_seq) = pending
                 .entry(id)
@@ -410,6 +768,13 @@ impl Actor {
                 check_id: *id,
                 state: state_to_row(state, *last_seq, seq),
             });
+        }
+        if !dropped.is_empty() {
+            tracing::warn!(
+                entries = dropped.len(),
+                "pings from other instances for checks deleted since; dropped"
+            );
+            let _ = self.store.delete_inbox(&dropped).await;
         }
         let result = self.store.commit_batch_isolated(&batch, now.into()).await;
         metrics::histogram!("keepwatch_commit_seconds").record(started.elapsed().as_secs_f64());
@@ -503,17 +868,7 @@ impl Actor {
                 let _ = reply.send(result);
             }
             Command::States(ids, reply) => {
-                let states = ids
-                    .iter()
-                    .map(|id| {
-                        self.checks.get(id).map(|live| CheckView {
-                            state: live.state.clone(),
-                            last_seq: live.last_seq,
-                            rules: Some(live.rules.clone()),
-                        })
-                    })
-                    .collect();
-                let _ = reply.send(states);
+                let _ = reply.send(ids.iter().map(|id| self.view_of(*id)).collect());
             }
             Command::Stats(reply) => {
                 let _ = reply.send(self.stats());
@@ -792,6 +1147,30 @@ impl Actor {
         stats.last_seq = self.seq;
         stats
     }
+}
+
+/// A stored check as the engine holds it, or `None` (logged) when its row cannot be judged.
+fn live_check(row: &CheckRow, interner: &mut RulesInterner) -> Option<LiveCheck> {
+    let Ok(uuid) = Uuid::parse_str(&row.uuid) else {
+        tracing::error!(check = row.id, "check has an invalid uuid; skipped");
+        return None;
+    };
+    let rules = match interner.get(row) {
+        Ok(rules) => rules,
+        Err(e) => {
+            tracing::error!(check = %uuid, error = %e, "check has an invalid schedule; skipped");
+            return None;
+        }
+    };
+    Some(LiveCheck {
+        uuid,
+        rules,
+        state: state_from_row(&row.state),
+        last_seq: row.state.last_seq,
+        checkpoint_seq: row.state.checkpoint_seq,
+        scheduled_at: None,
+        body_filter: crate::live::body_filter(row),
+    })
 }
 
 fn input_from_row(ping: &PingRow, kind: PingKind) -> PingInput {

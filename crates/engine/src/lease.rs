@@ -70,6 +70,12 @@ impl Work {
 /// Whether this process may do a kind of work now. Cheap: called before every round.
 pub trait Lease: Send + Sync {
     fn holds(&self, work: Work) -> bool;
+
+    /// This instance's id when several instances share the database; `None` for the only one
+    /// (which owns every check, so never hands pings to another through the inbox).
+    fn shared_as(&self) -> Option<&str> {
+        None
+    }
 }
 
 /// The only instance: it always may.
@@ -355,5 +361,9 @@ impl Lease for DbLeases {
             .get(&work)
             .and_then(|s| s.mine_until)
             .is_some_and(|t| now < t)
+    }
+
+    fn shared_as(&self) -> Option<&str> {
+        Some(&self.instance)
     }
 }

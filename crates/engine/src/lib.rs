@@ -33,6 +33,7 @@ pub mod checkins;
 pub mod clock;
 pub mod delivery;
 pub mod destination;
+mod inbox;
 pub mod incidents;
 pub mod lease;
 pub mod live;

@@ -111,6 +111,33 @@ macro_rules! write_state {
 }
 pub(crate) use write_state;
 
+/// Writes a check's configuration columns in transaction `$tx`.
+macro_rules! update_config {
+    ($tx:ident, $check:expr) => {
+        sqlx::query(
+            "UPDATE checks SET name = $1, slug = $2, tags = $3, descr = $4, kind = $5, \
+             timeout_secs = $6, grace_secs = $7, schedule = $8, tz = $9, max_runtime_secs = $10, \
+             manual_resume = $11, service = $12, extra = $13 WHERE id = $14",
+        )
+        .bind(&$check.name)
+        .bind(&$check.slug)
+        .bind(&$check.tags)
+        .bind(&$check.descr)
+        .bind(&$check.kind)
+        .bind($check.timeout_secs)
+        .bind($check.grace_secs)
+        .bind(&$check.schedule)
+        .bind(&$check.tz)
+        .bind($check.max_runtime_secs)
+        .bind($check.manual_resume)
+        .bind(&$check.service)
+        .bind(&$check.extra)
+        .bind($check.id)
+        .execute(&mut *$tx)
+        .await?
+    };
+}
+
 impl Store {
     /// Inserts a check (its `id` is ignored) and returns the new id.
     pub async fn insert_check(&self, check: &CheckRow) -> Result<i64> {
@@ -155,27 +182,7 @@ impl Store {
     /// Writes a check's configuration and state together (API updates, pause, resume).
     pub async fn update_check(&self, check: &CheckRow) -> Result<()> {
         with_tx!(self, |tx| {
-            sqlx::query(
-                "UPDATE checks SET name = $1, slug = $2, tags = $3, descr = $4, kind = $5, \
-                 timeout_secs = $6, grace_secs = $7, schedule = $8, tz = $9, max_runtime_secs = $10, \
-                 manual_resume = $11, service = $12, extra = $13 WHERE id = $14",
-            )
-            .bind(&check.name)
-            .bind(&check.slug)
-            .bind(&check.tags)
-            .bind(&check.descr)
-            .bind(&check.kind)
-            .bind(check.timeout_secs)
-            .bind(check.grace_secs)
-            .bind(&check.schedule)
-            .bind(&check.tz)
-            .bind(check.max_runtime_secs)
-            .bind(check.manual_resume)
-            .bind(&check.service)
-            .bind(&check.extra)
-            .bind(check.id)
-            .execute(&mut *tx)
-            .await?;
+            update_config!(tx, check);
             let update = StateUpdate {
                 check_id: check.id,
                 state: check.state.clone(),
@@ -183,6 +190,37 @@ impl Store {
             write_state!(tx, update);
         });
         Ok(())
+    }
+
+    /// Writes a check's configuration and leaves its state to the engine that owns it (an
+    /// instance that does not own the checks changes one through the API).
+    pub async fn update_check_config(&self, check: &CheckRow) -> Result<()> {
+        with_tx!(self, |tx| {
+            update_config!(tx, check);
+        });
+        Ok(())
+    }
+
+    /// The checks with these ids that exist (in no particular order).
+    pub async fn checks_by_ids(&self, ids: &[i64]) -> Result<Vec<CheckRow>> {
+        let mut rows = Vec::with_capacity(ids.len());
+        for chunk in ids.chunks(1000) {
+            let part: Vec<CheckRow> = with_read!(self, |pool| {
+                let mut select = sqlx::QueryBuilder::new(concat!(
+                    "SELECT ",
+                    check_columns!(),
+                    " FROM checks WHERE id IN ("
+                ));
+                let mut list = select.separated(", ");
+                for id in chunk {
+                    list.push_bind(*id);
+                }
+                select.push(")");
+                select.build_query_as().fetch_all(pool).await?
+            });
+            rows.extend(part);
+        }
+        Ok(rows)
     }
 
     /// Deletes a check with its flips, events and notifications. Its pings are left to the

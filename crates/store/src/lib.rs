@@ -26,6 +26,7 @@ mod channels;
 mod checkins;
 mod checks;
 mod contacts;
+mod inbox;
 mod incidents;
 mod leases;
 mod messages;
@@ -41,12 +42,13 @@ mod users;
 pub use alerts::{AlertLogRow, AlertRow, CheckEvent, EventAlert, NewAlert, NewPage, PagingRecord};
 pub use checkins::{CheckinDelivery, CheckinMessage, CheckinRow, NewCheckin};
 pub use contacts::{CodeCheck, MAX_CODE_ATTEMPTS};
+/// The domain enums the rows hold, for callers that need nothing else of core.
+pub use inbox::{InboxKind, InboxRow};
 pub use incidents::{
     IncidentDelivery, IncidentLogRow, IncidentMessageRow, IncidentRow, NewIncident, NewIncidentLog,
     NewIncidentMessage,
 };
 pub use keepwatch_core::alert::{AlertSource, AlertStatus, paging::Urgency};
-/// The domain enums the rows hold, for callers that need nothing else of core.
 pub use leases::LeaseRow;
 pub use messages::{
     AlertMessageRow, AlertNews, DeliveryOutcome, MessageKind, NewUpdate, PageDelivery, PageOutcome,

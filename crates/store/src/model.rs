@@ -128,6 +128,9 @@ pub struct Batch {
     pub states: Vec<StateUpdate>,
     pub flips: Vec<FlipRow>,
     pub events: Vec<EventRow>,
+    /// Inbox entries these pings came from (`(check_id, entry id)`): deleted in the same
+    /// transaction, so a ping another instance took is applied once.
+    pub inbox_done: Vec<(i64, i64)>,
 }
 
 /// What [`Store::commit_batch_isolated`](crate::Store::commit_batch_isolated) stored.
@@ -145,6 +148,7 @@ impl Batch {
             && self.states.is_empty()
             && self.flips.is_empty()
             && self.events.is_empty()
+            && self.inbox_done.is_empty()
     }
 }
 

@@ -28,6 +28,8 @@ pub(crate) const INSERT_FLIP: &str =
     "INSERT INTO flips (check_id, at, old_status, new_status) VALUES ($1, $2, $3, $4)";
 pub(crate) const INSERT_EVENT: &str =
     "INSERT INTO events (check_id, kind, at, payload) VALUES ($1, $2, $3, $4) RETURNING id";
+pub(crate) const DELETE_INBOX_ENTRY: &str = "DELETE FROM inbox WHERE id = $1";
+
 /// Where a sweep step that starts at seq `$1` and looks at `$2` pings ends.
 pub(crate) const NEXT_SWEEP_START: &str =
     "SELECT seq FROM pings WHERE seq >= $1 ORDER BY seq LIMIT 1 OFFSET $2";
@@ -107,8 +109,10 @@ impl Store {
         if let Backend::Sqlite { writer, .. } = &self.backend {
             return writer.commit(batch, now);
         }
-        let only_pings =
-            batch.states.is_empty() && batch.flips.is_empty() && batch.events.is_empty();
+        let only_pings = batch.states.is_empty()
+            && batch.flips.is_empty()
+            && batch.events.is_empty()
+            && batch.inbox_done.is_empty();
         if only_pings && batch.pings.len() <= SINGLE_INSERT_MAX {
             with_write!(self, |pool| {
                 let mut insert =
@@ -141,6 +145,12 @@ impl Store {
                     .bind(flip.at)
                     .bind(flip.old_status.as_str())
                     .bind(flip.new_status.as_str())
+                    .execute(&mut *tx)
+                    .await?;
+            }
+            for (_, entry) in &batch.inbox_done {
+                sqlx::query(DELETE_INBOX_ENTRY)
+                    .bind(entry)
                     .execute(&mut *tx)
                     .await?;
             }
@@ -202,6 +212,7 @@ impl Store {
                 states: rows_of(&batch.states, check_id, |s| s.check_id),
                 flips: rows_of(&batch.flips, check_id, |f| f.check_id),
                 events: rows_of(&batch.events, check_id, |e| e.check_id),
+                inbox_done: rows_of(&batch.inbox_done, check_id, |d| d.0),
             };
             match self.commit_batch(&part, now).await {
                 Ok(outbox_rows) => committed.outbox_rows += outbox_rows,

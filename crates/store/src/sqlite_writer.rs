@@ -111,6 +111,10 @@ impl SqliteWriter {
                 ])?;
             }
             write_states(tx, &batch.states)?;
+            let mut delete_entry = tx.prepare_cached(crate::pings::DELETE_INBOX_ENTRY)?;
+            for (_, entry) in &batch.inbox_done {
+                delete_entry.execute(params![entry])?;
+            }
             let mut insert_flip = tx.prepare_cached(crate::pings::INSERT_FLIP)?;
             for flip in &batch.flips {
                 insert_flip.execute(params![

@@ -200,6 +200,7 @@ async fn story(store: Store) {
             at: us(2_000_000),
             payload: serde_json::json!({"kind": "up"}),
         }],
+        inbox_done: Vec::new(),
     };
     assert_eq!(
         store.commit_batch(&batch, us(2_000_000)).await.unwrap(),
@@ -431,8 +432,69 @@ async fn story(store: Store) {
     verification_story(&store).await;
     incident_story(&store).await;
     sweep_story(&store, project.id).await;
+    inbox_story(&store, project.id).await;
     store.ping_db().await.unwrap();
     store.close().await;
+}
+
+/// The inbox keeps entries in order until they are applied: a ping's entry is deleted with
+/// the batch that stores the ping, and not when that batch fails.
+async fn inbox_story(store: &Store, project_id: i64) {
+    use keepwatch_store::InboxRow;
+    let mut row = check(project_id, "inboxed", "inboxed");
+    row.id = store.insert_check(&row).await.unwrap();
+    let entry = |kind: &str, body: Option<&[u8]>| InboxRow {
+        id: 0,
+        kind: kind.into(),
+        check_uuid: row.uuid.clone(),
+        received_at: us(5),
+        instance: "b".into(),
+        request: "{}".into(),
+        body: body.map(<[u8]>::to_vec),
+    };
+    store
+        .append_inbox(&[entry("ping", Some(b"\0binary")), entry("reload", None)])
+        .await
+        .unwrap();
+    store.append_inbox(&[entry("pause", None)]).await.unwrap();
+    let entries = store.inbox(10).await.unwrap();
+    let kinds: Vec<&str> = entries.iter().map(|e| e.kind.as_str()).collect();
+    assert_eq!(kinds, ["ping", "reload", "pause"]);
+    assert_eq!(entries[0].body.as_deref(), Some(&b"\0binary"[..]));
+    assert_eq!(entries[0].received_at, us(5));
+    assert_eq!(store.inbox_depth().await.unwrap(), 3);
+    assert_eq!(store.inbox(1).await.unwrap(), entries[..1]);
+    // A batch that fails (a seq taken twice) leaves its entry; one that commits takes it.
+    let seq = store.max_ping_seq().await.unwrap() + 1;
+    let failing = Batch {
+        pings: vec![ping(seq, row.id, 1, None), ping(seq, row.id, 2, None)],
+        inbox_done: vec![(row.id, entries[0].id)],
+        ..Batch::default()
+    };
+    assert!(store.commit_batch(&failing, us(6)).await.is_err());
+    assert_eq!(store.inbox_depth().await.unwrap(), 3);
+    let applied = Batch {
+        pings: vec![ping(seq, row.id, 1, None)],
+        inbox_done: vec![(row.id, entries[0].id)],
+        ..Batch::default()
+    };
+    store.commit_batch(&applied, us(6)).await.unwrap();
+    let left: Vec<i64> = store
+        .inbox(10)
+        .await
+        .unwrap()
+        .iter()
+        .map(|e| e.id)
+        .collect();
+    assert_eq!(left, [entries[1].id, entries[2].id]);
+    store.delete_inbox(&left).await.unwrap();
+    assert_eq!(store.inbox_depth().await.unwrap(), 0);
+    // Which of these checks exist.
+    let found = store
+        .check_ids_by_uuid(&[row.uuid.clone(), uuid::Uuid::new_v4().to_string()])
+        .await
+        .unwrap();
+    assert_eq!(found, [(row.uuid.clone(), row.id)]);
 }
 
 /// The sweep walks the log in steps of a given number of pings, whatever their seqs.

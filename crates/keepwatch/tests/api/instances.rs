@@ -257,3 +257,139 @@ async fn sigkill_of_the_lease_holder_hands_its_loops_over_within_the_lease() {
     b.kill().unwrap();
     b.wait().unwrap();
 }
+
+/// Lets the instances' clocks run `secs` seconds together in small steps, as the wall clock
+/// would: leases are renewed and the loops (the inbox, deadlines) take their turns.
+async fn run_clock(apps: &[&TestApp], secs: i64) {
+    for _ in 0..secs * 5 {
+        for app in apps {
+            app.advance(chrono::TimeDelta::milliseconds(200));
+        }
+        tokio::task::yield_now().await;
+        tokio::time::sleep(std::time::Duration::from_millis(2)).await;
+    }
+}
+
+/// a owns the checks (it holds the deadlines); b takes pings and API calls too. b's pings are
+/// durable in the inbox before b answers 200 and a applies them once; checks created,
+/// changed, paused and deleted through b are a's to judge at once.
+#[tokio::test]
+async fn pings_and_check_changes_through_any_instance_reach_the_owner() {
+    let db = PgDatabase::create().await;
+    let a = spawn_app_with(AppOptions {
+        database_url: Some(db.url.clone()),
+        ..Default::default()
+    })
+    .await;
+    let b = spawn_app_with(AppOptions {
+        database_url: Some(db.url.clone()),
+        ..Default::default()
+    })
+    .await;
+    let mut hook = crate::helpers::Receiver::start(vec![]).await;
+    a.webhook_channel(&hook, None).await;
+    let inbox = || async { a.store.inbox(100).await.unwrap().len() };
+
+    // A check created on a, pinged through b: a applies the ping (with its body) once.
+    let on_a = a
+        .create_check_uuid(
+            serde_json::json!({"name": "on-a", "timeout": 3600, "grace": 60, "channels": "*"}),
+        )
+        .await;
+    let (status, _, body) = b
+        .ping("POST", &format!("/ping/{on_a}"), Some(b"from b".to_vec()))
+        .await;
+    assert_eq!((status.as_u16(), body.as_str()), (200, "OK"));
+    assert_eq!(inbox().await, 1, "durable in the inbox before the 200");
+    run_clock(&[&a, &b], 1).await;
+    let pings = eventually(|| async { Some(a.pings(&on_a).await).filter(|p| p.len() == 1) }).await;
+    assert_eq!(pings[0]["type"], "success");
+    assert_eq!(
+        inbox().await,
+        0,
+        "applied entries are deleted with their batch"
+    );
+    assert_eq!(a.get_check(&on_a).await["status"], "up");
+    // b shows the state the owner checkpointed.
+    run_clock(&[&a, &b], 2).await;
+    let seen =
+        eventually(|| async { Some(b.get_check(&on_a).await).filter(|c| c["status"] == "up") })
+            .await;
+    assert_eq!(seen["n_pings"], 1);
+    // A ping through b for a check that does not exist is a 404 there, as on the owner.
+    let missing = uuid::Uuid::new_v4();
+    let (status, _, _) = b.ping("GET", &format!("/ping/{missing}"), None).await;
+    assert_eq!(status, 404);
+
+    // A check created through b pings through a at once (a reads it on its first ping).
+    let on_b = b
+        .create_check_uuid(
+            serde_json::json!({"name": "on-b", "timeout": 60, "grace": 60, "channels": "*"}),
+        )
+        .await;
+    let (status, _, _) = a.ping("GET", &format!("/ping/{on_b}"), None).await;
+    assert_eq!(status, 200);
+    // Its period is changed through b: a judges it by the new one (300 s, not 60 s).
+    let (status, _) = b
+        .api(
+            "POST",
+            &format!("/api/v3/checks/{on_b}"),
+            Some(&b.api_key),
+            Some(serde_json::json!({"timeout": 300})),
+        )
+        .await;
+    assert_eq!(status, 200);
+    // Pings keep coming through b meanwhile.
+    for _ in 0..3 {
+        run_clock(&[&a, &b], 60).await;
+        let (status, _, _) = b.ping("GET", &format!("/ping/{on_a}"), None).await;
+        assert_eq!(status, 200);
+    }
+    assert_eq!(
+        a.get_check(&on_b).await["status"],
+        "up",
+        "judged by the old period"
+    );
+    assert!(hook.is_empty());
+    run_clock(&[&a, &b], 181).await;
+    let down = hook.next().await.json();
+    assert_eq!(
+        (down["event"].as_str(), down["check"]["uuid"].as_str()),
+        (Some("down"), Some(on_b.as_str()))
+    );
+
+    // Paused through b: the owner applies it; resumed through b likewise.
+    let (status, _) = b
+        .api(
+            "POST",
+            &format!("/api/v3/checks/{on_a}/pause"),
+            Some(&b.api_key),
+            None,
+        )
+        .await;
+    assert_eq!(status, 200);
+    run_clock(&[&a, &b], 1).await;
+    let paused =
+        eventually(|| async { Some(a.get_check(&on_a).await).filter(|c| c["status"] == "paused") })
+            .await;
+    assert_eq!(paused["status"], "paused");
+
+    // Deleted through b: a forgets it, and pings to it are 404 on every instance.
+    let (status, _) = b
+        .api(
+            "DELETE",
+            &format!("/api/v3/checks/{on_b}"),
+            Some(&b.api_key),
+            None,
+        )
+        .await;
+    assert_eq!(status, 200);
+    run_clock(&[&a, &b], 1).await;
+    for app in [&a, &b] {
+        let (status, _, _) = app.ping("GET", &format!("/ping/{on_b}"), None).await;
+        assert_eq!(status, 404);
+    }
+    assert_eq!(inbox().await, 0);
+    a.stop().await;
+    b.stop().await;
+}
