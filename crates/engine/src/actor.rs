@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use chrono::{DateTime, Utc};
 use keepwatch_core::check::{CheckState, Event, Outcome, PingInput, PingKind, RunIdentity, Status};
 use keepwatch_store::{
-    Batch, CheckRow, Committed, EventRow, FlipRow, InboxKind, PingRow, StateUpdate, Store,
+    Batch, CheckRow, Committed, EventRow, Fence, FlipRow, InboxKind, PingRow, StateUpdate, Store,
     StoreError, Timestamp,
 };
 use rustc_hash::FxHashMap;
@@ -91,6 +91,8 @@ pub struct Actor {
     pub settling: FxHashMap<i64, Timestamp>,
     /// Sends a committed ping batch's replies and wake-ups (see [`spawn_replier`]).
     pub replier: std::sync::mpsc::Sender<Deferred>,
+    /// Whether this instance owned the checks when it last looked (see `Actor::owns_checks`).
+    owner: bool,
 }
 
 /// Work that follows a commit and need not hold up the next one.
@@ -155,6 +157,7 @@ impl Actor {
         {
             Ok(fresh) => {
                 *self = fresh;
+                self.owner = true;
                 tracing::info!(
                     checks = self.checks.len(),
                     took_ms = started.elapsed().as_millis() as u64,
@@ -232,6 +235,7 @@ impl Actor {
             settling: FxHashMap::default(),
             replier: spawn_replier()
                 .map_err(|e| StoreError::task(format!("cannot start the reply thread: {e}")))?,
+            owner: false,
         };
         let ids: Vec<i64> = actor.checks.keys().copied().collect();
         for id in ids {
@@ -247,7 +251,7 @@ impl Actor {
         let mut deadlines_from = self.clock.now();
         // Whether this process judged deadlines last time it looked: one that takes them
         // over from another instance first reloads check state from the database.
-        let mut held_deadlines = self.lease.holds(Work::Deadlines);
+        self.owner = self.lease.holds(Work::Deadlines);
         let shared = self.lease.shared_as().is_some();
         let mut inbox_due = self.clock.now();
         loop {
@@ -273,16 +277,7 @@ impl Actor {
                     self.handle(commands).await;
                 }
                 _ = self.clock.sleep_until(wake_at) => {
-                    let holds = self.lease.holds(Work::Deadlines);
-                    if holds && !held_deadlines {
-                        self.take_over().await;
-                    }
-                    if !holds && held_deadlines {
-                        // The next owner loads the states from the database and replays the
-                        // pings after the mark: the ones kept here would overwrite newer ones.
-                        self.dirty.clear();
-                    }
-                    held_deadlines = holds;
+                    let holds = self.owns_checks().await;
                     if holds {
                         if shared {
                             // Pings taken elsewhere before a deadline count before it is judged.
@@ -312,8 +307,9 @@ impl Actor {
                 other => {
                     // Keep the order: pings received before a change are committed first.
                     self.take_pings(std::mem::take(&mut pings)).await;
+                    let owns = self.owns_checks().await;
                     match self.lease.shared_as() {
-                        Some(instance) if !self.owns_checks() => {
+                        Some(instance) if !owns => {
                             let instance = instance.to_string();
                             self.handle_elsewhere(other, &instance).await;
                         }
@@ -326,15 +322,40 @@ impl Actor {
     }
 
     /// Whether this instance owns the checks: applies pings, judges deadlines (the holder of
-    /// the deadlines lease; the only instance always does).
-    fn owns_checks(&self) -> bool {
-        self.lease.holds(Work::Deadlines)
+    /// the deadlines lease; the only instance always does). Asked before each of those, so
+    /// an instance that has just taken them over first loads the checks' state from the
+    /// database, and one that has lost them drops what it kept.
+    async fn owns_checks(&mut self) -> bool {
+        let holds = self.lease.holds(Work::Deadlines);
+        if holds && !self.owner {
+            self.take_over().await;
+        }
+        if !holds && self.owner {
+            // The next owner loads the states from the database and replays the pings after
+            // the mark: the ones kept here would overwrite newer ones.
+            self.dirty.clear();
+        }
+        self.owner = holds;
+        holds
+    }
+
+    /// What this instance's writes of check state depend on: still owning the checks when
+    /// they commit (see [`keepwatch_store::Batch::fence`]).
+    fn fence(&self) -> Option<Fence> {
+        self.lease.shared_as().map(|instance| Fence {
+            work: Work::Deadlines.name(),
+            holder: instance.to_string(),
+        })
     }
 
     /// Pings taken here: applied if this instance owns the checks, else handed to the owner.
     async fn take_pings(&mut self, pings: Vec<(Box<PingRequest>, Reply<PingReply>)>) {
+        if pings.is_empty() {
+            return;
+        }
+        let owns = self.owns_checks().await;
         match self.lease.shared_as() {
-            Some(instance) if !pings.is_empty() && !self.owns_checks() => {
+            Some(instance) if !owns => {
                 let instance = instance.to_string();
                 self.forward_pings(pings, &instance).await;
             }
@@ -558,14 +579,14 @@ impl Actor {
                 self.commit_pings(std::mem::take(&mut pings), &std::mem::take(&mut ids))
                     .await;
             }
-            let id = row.id;
+            let (id, received) = (row.id, row.received_at.to_datetime());
             match kind {
                 Some(InboxKind::Ping) => match crate::inbox::ping_of(row) {
                     Ok(request) => {
                         self.adopt(request.check).await;
                         let (reply, _) = oneshot::channel();
                         pings.push((Box::new(request), reply));
-                        ids.push(id);
+                        ids.push((id, received));
                     }
                     Err(e) => {
                         tracing::error!(entry = id, error = %e, "inbox entry unreadable; dropped");
@@ -659,7 +680,7 @@ impl Actor {
     async fn commit_pings(
         &mut self,
         pings: Vec<(Box<PingRequest>, Reply<PingReply>)>,
-        from_inbox: &[i64],
+        from_inbox: &[(i64, DateTime<Utc>)],
     ) {
         if pings.is_empty() {
             return;
@@ -688,7 +709,11 @@ impl Actor {
         let mut seq = self.seq;
         let mut dropped = Vec::new();
         for (i, (mut request, reply)) in pings.into_iter().enumerate() {
-            let entry = from_inbox.get(i).copied();
+            // A ping from the inbox arrived when the other instance took it.
+            let (entry, arrived) = match from_inbox.get(i) {
+                Some((entry, arrived)) => (Some(*entry), *arrived),
+                None => (None, now),
+            };
             let Some(&id) = self.by_uuid.get(&request.check) else {
                 let _ = reply.send(Ok(PingReply::NotFound));
                 // Deleted since another instance took the ping.
@@ -715,8 +740,8 @@ impl Actor {
                 request.kind = PingKind::Ignored;
             }
             // Never in the future: the server's clock orders deadlines.
-            let at = request.at.map_or(now, |at| at.min(now));
-            if at < now - LATE {
+            let at = request.at.map_or(arrived, |at| at.min(arrived));
+            if at < arrived - LATE {
                 late.push(id);
             }
             let input = PingInput {
@@ -776,6 +801,7 @@ impl Actor {
             );
             let _ = self.store.delete_inbox(&dropped).await;
         }
+        batch.fence = self.fence();
         let result = self.store.commit_batch_isolated(&batch, now.into()).await;
         metrics::histogram!("keepwatch_commit_seconds").record(started.elapsed().as_secs_f64());
         metrics::histogram!("keepwatch_batch_pings").record(batch.pings.len() as f64);
@@ -939,6 +965,7 @@ impl Actor {
             check_id: id,
             state: state_to_row(&state, live.last_seq, self.seq),
         });
+        batch.fence = self.fence();
         let outbox_rows = self.store.commit_batch(&batch, now).await?;
         self.committed(&batch, outbox_rows);
         let live = self.checks.get_mut(&id).expect("checked above");
@@ -1035,6 +1062,7 @@ impl Actor {
             });
             changed.push((*id, state));
         }
+        batch.fence = self.fence();
         match self.store.commit_batch(&batch, now_ts).await {
             Ok(outbox_rows) => {
                 for (id, state) in changed {
@@ -1084,7 +1112,13 @@ impl Actor {
             .min();
         let replay_from = lagging.map_or(self.seq, |first| first - 1);
         if !states.is_empty() {
-            if let Err(e) = self.store.checkpoint(&states, replay_from).await {
+            let fence = self.fence();
+            let now = Timestamp::from(self.clock.now());
+            if let Err(e) = self
+                .store
+                .checkpoint(&states, replay_from, fence.as_ref(), now)
+                .await
+            {
                 tracing::error!(error = %e, "checkpoint failed; will retry");
                 return false;
             }

@@ -20,8 +20,10 @@ struct ForwardedPing {
     user_agent: String,
     volume: Option<i64>,
     body_truncated: bool,
-    /// When the ping happened: its arrival at the instance that took it, or earlier (a spool).
-    at: DateTime<Utc>,
+    /// When the ping happened, if earlier than its arrival at the instance that took it (a
+    /// spool); the arrival is the entry's `received_at`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    at: Option<DateTime<Utc>>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     strays: Vec<StrayProcess>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -32,7 +34,7 @@ struct ForwardedPing {
 
 /// The inbox entry for a ping taken at `now` by `instance`.
 pub fn ping_entry(request: PingRequest, now: DateTime<Utc>, instance: &str) -> InboxRow {
-    let at = request.at.map_or(now, |at| at.min(now));
+    let at = request.at.map(|at| at.min(now));
     let fields = ForwardedPing {
         kind: request.kind.code(),
         identity: request.identity,
@@ -77,7 +79,7 @@ pub fn change_entry(
     }
 }
 
-/// The ping an inbox entry holds, or why it cannot be read.
+/// The ping an inbox entry holds, or why it cannot be read. It arrived at `row.received_at`.
 pub fn ping_of(row: InboxRow) -> Result<PingRequest, String> {
     let check = uuid::Uuid::parse_str(&row.check_uuid).map_err(|e| e.to_string())?;
     let fields: ForwardedPing = serde_json::from_str(&row.request).map_err(|e| e.to_string())?;
@@ -94,7 +96,7 @@ pub fn ping_of(row: InboxRow) -> Result<PingRequest, String> {
         volume: fields.volume,
         body: row.body,
         body_truncated: fields.body_truncated,
-        at: Some(fields.at),
+        at: fields.at,
         strays: fields.strays,
         scan_skipped: fields.scan_skipped,
         snapshot: fields.snapshot,
@@ -127,10 +129,11 @@ mod tests {
         let check = request.check;
         let entry = ping_entry(request, now, "b");
         assert_eq!(entry.kind, "ping");
+        assert_eq!(entry.received_at, Timestamp::from(now));
         let back = ping_of(entry).unwrap();
         assert_eq!(back.check, check);
         assert_eq!(back.kind, PingKind::Exit(3));
-        assert_eq!(back.at, Some(now), "dated when the other instance took it");
+        assert_eq!(back.at, None, "dated by its arrival, the entry's");
         assert_eq!(back.body.as_deref(), Some(&b"tail of the log"[..]));
         assert!(back.body_truncated);
         assert_eq!(back.volume, Some(7));

@@ -76,6 +76,11 @@ pub trait Lease: Send + Sync {
     fn shared_as(&self) -> Option<&str> {
         None
     }
+
+    /// How soon another instance takes a dead holder's work over (`None`: no other).
+    fn takeover_within(&self) -> Option<Duration> {
+        None
+    }
 }
 
 /// The only instance: it always may.
@@ -365,5 +370,9 @@ impl Lease for DbLeases {
 
     fn shared_as(&self) -> Option<&str> {
         Some(&self.instance)
+    }
+
+    fn takeover_within(&self) -> Option<Duration> {
+        Some(self.settings.duration)
     }
 }

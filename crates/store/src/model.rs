@@ -128,9 +128,20 @@ pub struct Batch {
     pub states: Vec<StateUpdate>,
     pub flips: Vec<FlipRow>,
     pub events: Vec<EventRow>,
+    /// Several instances: the lease this batch must be written under. The transaction locks
+    /// the lease row and writes nothing unless `holder` still holds it (an instance whose lease
+    /// ran out mid-commit must not write beside the one that took over).
+    pub fence: Option<Fence>,
     /// Inbox entries these pings came from (`(check_id, entry id)`): deleted in the same
     /// transaction, so a ping another instance took is applied once.
     pub inbox_done: Vec<(i64, i64)>,
+}
+
+/// A lease a write depends on (see [`Batch::fence`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Fence {
+    pub work: &'static str,
+    pub holder: String,
 }
 
 /// What [`Store::commit_batch_isolated`](crate::Store::commit_batch_isolated) stored.

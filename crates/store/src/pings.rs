@@ -10,6 +10,7 @@
 use futures_util::TryStreamExt;
 use sqlx::QueryBuilder;
 
+use crate::Fence;
 use crate::checks::write_state;
 use crate::{
     Backend, Batch, Committed, FlipRow, PingRow, Result, StateUpdate, Store, Timestamp, with_read,
@@ -28,6 +29,27 @@ pub(crate) const INSERT_FLIP: &str =
     "INSERT INTO flips (check_id, at, old_status, new_status) VALUES ($1, $2, $3, $4)";
 pub(crate) const INSERT_EVENT: &str =
     "INSERT INTO events (check_id, kind, at, payload) VALUES ($1, $2, $3, $4) RETURNING id";
+/// In transaction `$tx`: locks the lease row of `$fence` until the transaction ends (a claim
+/// by another instance waits for it) and fails unless `$fence.holder` holds it at `$now`.
+macro_rules! hold_fence {
+    ($tx:ident, $fence:expr, $now:expr) => {
+        let held: Option<i64> = sqlx::query_scalar(
+            "SELECT 1 FROM leases WHERE work = $1 AND holder = $2 AND expires_at > $3 FOR UPDATE",
+        )
+        .bind($fence.work)
+        .bind(&$fence.holder)
+        .bind($now)
+        .fetch_optional(&mut *$tx)
+        .await?;
+        if held.is_none() {
+            return Err(crate::StoreError::task(format!(
+                "this instance no longer holds the lease of {}: another has taken the work over",
+                $fence.work
+            )));
+        }
+    };
+}
+
 pub(crate) const DELETE_INBOX_ENTRY: &str = "DELETE FROM inbox WHERE id = $1";
 
 /// Where a sweep step that starts at seq `$1` and looks at `$2` pings ends.
@@ -112,7 +134,8 @@ impl Store {
         let only_pings = batch.states.is_empty()
             && batch.flips.is_empty()
             && batch.events.is_empty()
-            && batch.inbox_done.is_empty();
+            && batch.inbox_done.is_empty()
+            && batch.fence.is_none();
         if only_pings && batch.pings.len() <= SINGLE_INSERT_MAX {
             with_write!(self, |pool| {
                 let mut insert =
@@ -123,6 +146,9 @@ impl Store {
             return Ok(0);
         }
         Ok(with_tx!(self, |tx| {
+            if let Some(fence) = &batch.fence {
+                hold_fence!(tx, fence, now);
+            }
             let mut rest = &batch.pings[..];
             while !rest.is_empty() {
                 let size = INSERT_SIZES
@@ -213,6 +239,7 @@ impl Store {
                 flips: rows_of(&batch.flips, check_id, |f| f.check_id),
                 events: rows_of(&batch.events, check_id, |e| e.check_id),
                 inbox_done: rows_of(&batch.inbox_done, check_id, |d| d.0),
+                fence: batch.fence.clone(),
             };
             match self.commit_batch(&part, now).await {
                 Ok(outbox_rows) => committed.outbox_rows += outbox_rows,
@@ -269,11 +296,20 @@ impl Store {
     /// `replay_from` is reflected in the stored states.
     ///
     /// On SQLite this runs on the calling thread without yielding, like [`Store::commit_batch`].
-    pub async fn checkpoint(&self, states: &[StateUpdate], replay_from: i64) -> Result<()> {
+    pub async fn checkpoint(
+        &self,
+        states: &[StateUpdate],
+        replay_from: i64,
+        fence: Option<&Fence>,
+        now: Timestamp,
+    ) -> Result<()> {
         if let Backend::Sqlite { writer, .. } = &self.backend {
             return writer.checkpoint(states, replay_from);
         }
         with_tx!(self, |tx| {
+            if let Some(fence) = fence {
+                hold_fence!(tx, fence, now);
+            }
             for update in states {
                 write_state!(tx, update);
             }

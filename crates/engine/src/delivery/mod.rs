@@ -50,6 +50,8 @@ pub use pages::{LINK_LIFETIME, LinkGrant, LinkSigner, link_token, verify_link};
 /// How long a claim holds. A claimed row waits at most `HELD_PER_DESTINATION /
 /// PER_DESTINATION` delivery timeouts (plus one claim's worth) for its turn, well within it;
 /// a row whose lease ran out while it waited here is still this process's (see `held`).
+/// With several instances a claim holds only as long as the delivery lease (see
+/// `Dispatcher::claim_lease`).
 const LEASE: TimeDelta = TimeDelta::seconds(120);
 /// Pages claimed per round.
 const PAGE_CLAIM_LIMIT: i64 = 100;
@@ -99,6 +101,17 @@ impl Dispatcher {
             rounds: Rounds::new(),
             lease,
         }
+    }
+
+    /// How long rows claimed now are this instance's. With several instances, as long as its
+    /// delivery lease: only the lease holder claims, so a shorter claim is safe (rows it holds
+    /// in `held` stay its own), and the pages a dead holder claimed are sent by the next one
+    /// as soon as it takes over, not minutes later.
+    fn claim_lease(&self) -> TimeDelta {
+        self.lease
+            .takeover_within()
+            .and_then(|d| TimeDelta::from_std(d).ok())
+            .map_or(LEASE, |d| d.min(LEASE))
     }
 
     /// Its rounds, for [`crate::Engine::settled`]: idle when one claimed nothing and nothing
@@ -156,7 +169,7 @@ impl Dispatcher {
             self.store
                 .claim_channel_events(
                     now.into(),
-                    (now + LEASE).into(),
+                    (now + self.claim_lease()).into(),
                     room.min(HELD_PER_DESTINATION) as i64,
                     &busy,
                 )
@@ -166,14 +179,14 @@ impl Dispatcher {
         };
         let pages = if due.contains(&MessageKind::Page) {
             self.store
-                .claim_pages_except(now.into(), LEASE, PAGE_CLAIM_LIMIT, &busy)
+                .claim_pages_except(now.into(), self.claim_lease(), PAGE_CLAIM_LIMIT, &busy)
                 .await?
         } else {
             Vec::new()
         };
         let updates = if due.contains(&MessageKind::AlertUpdate) {
             self.store
-                .claim_updates(now.into(), LEASE, PAGE_CLAIM_LIMIT, &busy)
+                .claim_updates(now.into(), self.claim_lease(), PAGE_CLAIM_LIMIT, &busy)
                 .await?
         } else {
             Vec::new()
@@ -183,14 +196,20 @@ impl Dispatcher {
             if due.contains(&kind) {
                 incident_messages.extend(
                     self.store
-                        .claim_incident_messages(kind, now.into(), LEASE, PAGE_CLAIM_LIMIT, &busy)
+                        .claim_incident_messages(
+                            kind,
+                            now.into(),
+                            self.claim_lease(),
+                            PAGE_CLAIM_LIMIT,
+                            &busy,
+                        )
                         .await?,
                 );
             }
         }
         let checkins = if due.contains(&MessageKind::Checkin) {
             self.store
-                .claim_checkin_messages(now.into(), LEASE, PAGE_CLAIM_LIMIT, &busy)
+                .claim_checkin_messages(now.into(), self.claim_lease(), PAGE_CLAIM_LIMIT, &busy)
                 .await?
         } else {
             Vec::new()

@@ -163,43 +163,39 @@ async fn the_instance_that_takes_the_deadlines_over_judges_checks_it_never_saw()
     b.stop().await;
 }
 
-/// The holder dies by SIGKILL (it gives nothing up): the other `keepwatch serve` takes every
-/// loop over once the dead one's lease has run out, and no sooner. Real processes, a real
-/// lease (the shortest allowed, 3 s) on the wall clock.
-#[tokio::test]
-async fn sigkill_of_the_lease_holder_hands_its_loops_over_within_the_lease() {
-    crate::helpers::install_crypto();
-    let db = PgDatabase::create().await;
-    let (dir_a, dir_b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
-    let args = |id: &'static str| {
-        vec![
-            "--database-url".to_string(),
-            db.url.clone(),
-            "--instance-id".to_string(),
-            id.to_string(),
-            "--lease-secs".to_string(),
-            "3".to_string(),
-        ]
-    };
-    // stdout to /dev/null: the server prints more than its first lines, and a closed pipe
-    // would end it.
-    let start = |dir: &tempfile::TempDir, id: &'static str| {
+/// A `keepwatch serve` process on `db_url` with `--instance-id id` and a lease of `lease`
+/// seconds, on a free loopback port, with its own data directory.
+pub(crate) struct Serve {
+    child: std::process::Child,
+    pub(crate) url: String,
+    pub(crate) id: String,
+    _dir: tempfile::TempDir,
+}
+
+impl Serve {
+    pub(crate) async fn start(db_url: &str, id: &str, lease: u32) -> Serve {
+        let dir = tempfile::tempdir().unwrap();
         let port = std::net::TcpListener::bind("127.0.0.1:0")
             .unwrap()
             .local_addr()
             .unwrap()
             .port();
+        // stdout to /dev/null: the server prints more than its first lines, and a closed
+        // pipe would end it.
         let child = std::process::Command::new(env!("CARGO_BIN_EXE_keepwatch"))
             .args(["serve", "--listen", &format!("127.0.0.1:{port}")])
             .args(["--data-dir", dir.path().to_str().unwrap()])
-            .args(args(id))
+            .args(["--database-url", db_url, "--instance-id", id])
+            .args([
+                "--lease-secs",
+                &lease.to_string(),
+                "--allow-private-destinations",
+            ])
             .stdout(std::process::Stdio::null())
             .stderr(std::process::Stdio::null())
             .spawn()
             .unwrap();
-        (child, format!("http://127.0.0.1:{port}"))
-    };
-    let ready = |url: String| async move {
+        let url = format!("http://127.0.0.1:{port}");
         eventually(|| async {
             reqwest::get(format!("{url}/api/v3/status/"))
                 .await
@@ -207,23 +203,44 @@ async fn sigkill_of_the_lease_holder_hands_its_loops_over_within_the_lease() {
                 .filter(|r| r.status().is_success())
                 .map(|_| ())
         })
-        .await
-    };
-    let (mut a, url_a) = start(&dir_a, "kw-a");
-    ready(url_a).await;
-    let (mut b, url_b) = start(&dir_b, "kw-b");
-    ready(url_b.clone()).await;
-    let client = reqwest::Client::new();
-    let status_b = || async {
+        .await;
+        Serve {
+            child,
+            url,
+            id: id.to_string(),
+            _dir: dir,
+        }
+    }
+
+    /// `/api/v3/status/` as JSON (with the leases), or `None` if the instance does not answer.
+    pub(crate) async fn status(&self, client: &reqwest::Client) -> Option<Value> {
         let response = client
-            .get(format!("{url_b}/api/v3/status/"))
+            .get(format!("{}/api/v3/status/", self.url))
             .header("Accept", "application/json")
+            .timeout(std::time::Duration::from_secs(2))
             .send()
             .await
-            .unwrap();
-        response.json::<Value>().await.unwrap()
-    };
-    let before = status_b().await;
+            .ok()?;
+        response.json().await.ok()
+    }
+
+    pub(crate) fn kill(&mut self) {
+        self.child.kill().unwrap();
+        self.child.wait().unwrap();
+    }
+}
+
+/// The holder dies by SIGKILL (it gives nothing up): the other `keepwatch serve` takes every
+/// loop over once the dead one's lease has run out, and no sooner. Real processes, a real
+/// lease (the shortest allowed, 3 s) on the wall clock.
+#[tokio::test]
+async fn sigkill_of_the_lease_holder_hands_its_loops_over_within_the_lease() {
+    crate::helpers::install_crypto();
+    let db = PgDatabase::create().await;
+    let mut a = Serve::start(&db.url, "kw-a", 3).await;
+    let mut b = Serve::start(&db.url, "kw-b", 3).await;
+    let client = reqwest::Client::new();
+    let before = b.status(&client).await.unwrap();
     assert_eq!(before["instance"], "kw-b");
     assert!(
         holders(&before)
@@ -231,11 +248,10 @@ async fn sigkill_of_the_lease_holder_hands_its_loops_over_within_the_lease() {
             .all(|(_, h, mine)| h == "kw-a" && !mine),
         "{before}"
     );
-    a.kill().unwrap();
+    a.kill();
     let killed = std::time::Instant::now();
-    a.wait().unwrap();
     let after = eventually(|| async {
-        let s = status_b().await;
+        let s = b.status(&client).await?;
         holders(&s)
             .iter()
             .all(|(_, h, mine)| h == "kw-b" && *mine)
@@ -254,8 +270,7 @@ async fn sigkill_of_the_lease_holder_hands_its_loops_over_within_the_lease() {
         took <= std::time::Duration::from_millis(4000),
         "took {took:?} (lease 3 s)"
     );
-    b.kill().unwrap();
-    b.wait().unwrap();
+    b.kill();
 }
 
 /// Lets the instances' clocks run `secs` seconds together in small steps, as the wall clock

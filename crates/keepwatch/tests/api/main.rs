@@ -13,6 +13,7 @@ mod delivery;
 mod disk_full;
 mod drill;
 mod durability;
+mod failover;
 mod hc_compat;
 mod helpers;
 mod incident_bench;
