@@ -33,7 +33,7 @@ pub(crate) const INSERT_EVENT: &str =
 /// by another instance waits for it) and fails unless `$fence.holder` holds it at `$now`.
 macro_rules! hold_fence {
     ($tx:ident, $fence:expr, $now:expr) => {
-        let held: Option<i64> = sqlx::query_scalar(
+        let held: Option<i32> = sqlx::query_scalar(
             "SELECT 1 FROM leases WHERE work = $1 AND holder = $2 AND expires_at > $3 FOR UPDATE",
         )
         .bind($fence.work)

@@ -201,6 +201,7 @@ async fn story(store: Store) {
             payload: serde_json::json!({"kind": "up"}),
         }],
         inbox_done: Vec::new(),
+        fence: None,
     };
     assert_eq!(
         store.commit_batch(&batch, us(2_000_000)).await.unwrap(),
@@ -294,9 +295,9 @@ async fn story(store: Store) {
         .await
         .unwrap();
     assert_eq!(replay, vec![1, 2]);
-    store.checkpoint(&[], 2).await.unwrap();
+    store.checkpoint(&[], 2, None, us(3)).await.unwrap();
     assert_eq!(store.replay_from().await.unwrap(), 2);
-    store.checkpoint(&[], 1).await.unwrap();
+    store.checkpoint(&[], 1, None, us(3)).await.unwrap();
     assert_eq!(
         store.replay_from().await.unwrap(),
         1,
@@ -1296,6 +1297,47 @@ async fn postgres_conformance() {
         .unwrap();
     assert_eq!(store.backend_name(), "postgres");
     story(store).await;
+}
+
+/// Several instances: a batch or checkpoint written under a lease commits only while its
+/// writer holds that lease; one whose lease ran out or was taken over writes nothing.
+#[tokio::test]
+async fn postgres_writes_under_a_lease_only_while_it_is_held() {
+    use keepwatch_store::Fence;
+    let db = PgDatabase::create().await;
+    let store = Store::open(Some(&db.url), std::path::Path::new("unused"))
+        .await
+        .unwrap();
+    let project = store.create_project("fenced", us(0)).await.unwrap();
+    let mut row = check(project.id, "fenced", "fenced");
+    row.id = store.insert_check(&row).await.unwrap();
+    let fence = |holder: &str| Fence {
+        work: "deadlines",
+        holder: holder.into(),
+    };
+    store
+        .claim_lease("deadlines", "a", 1, us(0), us(10_000_000))
+        .await
+        .unwrap();
+    let seq = store.max_ping_seq().await.unwrap() + 1;
+    let batch = |seq: i64, holder: &str| Batch {
+        pings: vec![ping(seq, row.id, 1, None)],
+        fence: Some(fence(holder)),
+        ..Batch::default()
+    };
+    store.commit_batch(&batch(seq, "a"), us(1)).await.unwrap();
+    let refused = store.commit_batch(&batch(seq + 1, "b"), us(1)).await;
+    assert!(
+        refused.unwrap_err().to_string().contains("no longer holds the lease of deadlines"),
+        "a writer that does not hold the lease is refused"
+    );
+    // After the lease ran out, its old holder writes nothing either, checkpoints included.
+    assert!(store.commit_batch(&batch(seq + 1, "a"), us(10_000_001)).await.is_err());
+    assert!(store.checkpoint(&[], seq, Some(&fence("a")), us(10_000_001)).await.is_err());
+    assert_eq!(store.max_ping_seq().await.unwrap(), seq, "only the held write landed");
+    store.checkpoint(&[], seq, Some(&fence("a")), us(2)).await.unwrap();
+    store.release_lease("deadlines", "a", us(3)).await.unwrap();
+    store.close().await;
 }
 
 /// Check events act on alerts and move the pager's cursor in one transaction: a run that

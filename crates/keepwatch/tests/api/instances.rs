@@ -180,8 +180,9 @@ impl Serve {
             .local_addr()
             .unwrap()
             .port();
-        // stdout to /dev/null: the server prints more than its first lines, and a closed
-        // pipe would end it.
+        // Output to a file: the server prints more than its first lines, and a closed pipe
+        // would end it.
+        let log = std::fs::File::create(dir.path().join("serve.log")).unwrap();
         let child = std::process::Command::new(env!("CARGO_BIN_EXE_keepwatch"))
             .args(["serve", "--listen", &format!("127.0.0.1:{port}")])
             .args(["--data-dir", dir.path().to_str().unwrap()])
@@ -191,8 +192,8 @@ impl Serve {
                 &lease.to_string(),
                 "--allow-private-destinations",
             ])
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null())
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
             .spawn()
             .unwrap();
         let url = format!("http://127.0.0.1:{port}");
@@ -222,6 +223,11 @@ impl Serve {
             .await
             .ok()?;
         response.json().await.ok()
+    }
+
+    /// What it logged so far.
+    pub(crate) fn log(&self) -> String {
+        std::fs::read_to_string(self._dir.path().join("serve.log")).unwrap_or_default()
     }
 
     pub(crate) fn kill(&mut self) {
