@@ -191,6 +191,9 @@ impl Serve {
                 "--lease-secs",
                 &lease.to_string(),
                 "--allow-private-destinations",
+                // Every ping kept, so a test can find each one answered 200.
+                "--ping-log-limit",
+                "1000000",
             ])
             .stdout(log.try_clone().unwrap())
             .stderr(log)
