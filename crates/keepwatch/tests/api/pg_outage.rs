@@ -89,6 +89,9 @@ fn through(url: &str, addr: std::net::SocketAddr) -> (String, String) {
     (format!("{scheme}://{user}{addr}/{path}"), host)
 }
 
+/// A ping sent: its check, run id, when it was answered, and the status (0: no answer).
+type Sent = (String, String, Instant, u16);
+
 #[tokio::test]
 async fn postgres_going_away_gets_503s_loses_no_acknowledged_ping_and_is_recovered_from() {
     crate::helpers::install_crypto();
@@ -128,7 +131,7 @@ async fn postgres_going_away_gets_503s_loses_no_acknowledged_ping_and_is_recover
 
     // Pings through both instances all along; each has its own run id.
     let stop = Arc::new(AtomicBool::new(false));
-    let answered: Arc<Mutex<Vec<(String, String, Instant, u16)>>> = Arc::default();
+    let answered: Arc<Mutex<Vec<Sent>>> = Arc::default();
     let mut loaders = Vec::new();
     for worker in 0..2 {
         let urls: Vec<String> = instances.iter().map(|i| i.url.clone()).collect();
