@@ -73,8 +73,9 @@ impl Proxy {
     }
 }
 
-/// `url` with its `host:port` replaced by `addr`, and the `host:port` it named.
-fn through(url: &str, addr: std::net::SocketAddr) -> (String, String) {
+/// `url` with its `host:port` replaced by `hosts` (comma-separated, as libpq takes several),
+/// and the `host:port` it named.
+fn through(url: &str, hosts: &str) -> (String, String) {
     let (scheme, rest) = url.split_once("://").unwrap();
     let (auth, path) = rest.split_once('/').unwrap();
     let (user, host) = match auth.rsplit_once('@') {
@@ -86,14 +87,24 @@ fn through(url: &str, addr: std::net::SocketAddr) -> (String, String) {
     } else {
         format!("{host}:5432")
     };
-    (format!("{scheme}://{user}{addr}/{path}"), host)
+    (format!("{scheme}://{user}{hosts}/{path}"), host)
 }
 
 /// A ping sent: its check, run id, when it was answered, and the status (0: no answer).
 type Sent = (String, String, Instant, u16);
 
-#[tokio::test]
-async fn postgres_going_away_gets_503s_loses_no_acknowledged_ping_and_is_recovered_from() {
+/// How PostgreSQL fails underneath the instances.
+enum Outage {
+    /// The one host goes away for 6 s and comes back (a restart).
+    Restart,
+    /// The first of two hosts goes away for good; the second (a promoted standby, here the
+    /// same server through another port) takes over.
+    Failover,
+}
+
+/// Two instances under ping load through both; PostgreSQL fails as `outage` says. Every
+/// ping answered 200 is stored, and pings are answered 200 again by themselves.
+async fn story(outage: Outage) {
     crate::helpers::install_crypto();
     let db = PgDatabase::create().await;
     let store = Store::open(Some(&db.url), std::path::Path::new("unused"))
@@ -107,9 +118,15 @@ async fn postgres_going_away_gets_503s_loses_no_acknowledged_ping_and_is_recover
         .create_api_key(project.id, false, "", Timestamp::default())
         .await
         .unwrap();
-    let (_, upstream) = through(&db.url, "127.0.0.1:1".parse().unwrap());
-    let proxy = Proxy::start(upstream).await;
-    let (url, _) = through(&db.url, proxy.addr);
+    let (_, upstream) = through(&db.url, "127.0.0.1:1");
+    let first = Proxy::start(upstream.clone()).await;
+    let second = Proxy::start(upstream).await;
+    let hosts = match outage {
+        Outage::Restart => first.addr.to_string(),
+        Outage::Failover => format!("{},{}", first.addr, second.addr),
+    };
+    let (url, _) = through(&db.url, &hosts);
+    let url = format!("{url}?target_session_attrs=read-write");
     let mut instances = vec![
         Serve::start(&url, "kw-a", 3).await,
         Serve::start(&url, "kw-b", 3).await,
@@ -164,26 +181,33 @@ async fn postgres_going_away_gets_503s_loses_no_acknowledged_ping_and_is_recover
     }
     tokio::time::sleep(Duration::from_secs(2)).await;
     let cut_at = Instant::now();
-    proxy.cut();
-    tokio::time::sleep(Duration::from_secs(6)).await;
-    proxy.restore();
-    let restored_at = Instant::now();
-    // Recovery: both instances answer pings with 200 again by themselves.
+    first.cut();
+    let restored_at = match outage {
+        Outage::Restart => {
+            tokio::time::sleep(Duration::from_secs(6)).await;
+            first.restore();
+            Instant::now()
+        }
+        Outage::Failover => cut_at,
+    };
+    // Recovery: both instances answer pings with 200 again by themselves. It is timed from
+    // the host's return (or loss, for a failover) to the last ping refused.
     let recovered = loop {
-        let recent: Vec<u16> = answered
-            .lock()
-            .unwrap()
-            .iter()
-            .rev()
-            .take(20)
-            .map(|a| a.3)
-            .collect();
-        if recent.len() == 20 && recent.iter().all(|s| *s == 200) {
-            break restored_at.elapsed();
+        let answered = answered.lock().unwrap().clone();
+        let recent: Vec<&Sent> = answered.iter().rev().take(20).collect();
+        if recent.len() == 20 && recent.iter().all(|a| a.3 == 200 && a.2 > restored_at) {
+            let last_refused = answered
+                .iter()
+                .filter(|a| a.3 != 200 && a.2 > cut_at)
+                .map(|a| a.2)
+                .max()
+                .unwrap_or(restored_at);
+            break last_refused.saturating_duration_since(restored_at);
         }
         assert!(
             restored_at.elapsed() < Duration::from_secs(30),
-            "no recovery 30 s after PostgreSQL came back: last answers {recent:?}\n{}\n{}",
+            "no recovery 30 s after PostgreSQL came back: last answers {:?}\n{}\n{}",
+            recent.iter().map(|a| a.3).collect::<Vec<_>>(),
             instances[0].log(),
             instances[1].log()
         );
@@ -202,12 +226,18 @@ async fn postgres_going_away_gets_503s_loses_no_acknowledged_ping_and_is_recover
         .filter(|a| a.2 > cut_at + Duration::from_secs(1) && a.2 < restored_at)
         .map(|a| a.3)
         .collect();
-    assert!(!during.is_empty(), "pings were sent during the outage");
-    assert!(
-        during.iter().all(|s| *s == 503),
-        "answers while PostgreSQL was away: {:?}",
-        during.iter().collect::<std::collections::BTreeSet<_>>()
-    );
+    if let Outage::Restart = outage {
+        assert!(!during.is_empty(), "pings were sent during the outage");
+        assert!(
+            during.iter().all(|s| *s == 503),
+            "answers while PostgreSQL was away: {:?}",
+            during.iter().collect::<std::collections::BTreeSet<_>>()
+        );
+    }
+    let refused = answered
+        .iter()
+        .filter(|a| a.3 != 200 && a.2 > cut_at)
+        .count();
 
     // Every 200 is stored.
     let deadline = Instant::now() + Duration::from_secs(20);
@@ -239,11 +269,50 @@ async fn postgres_going_away_gets_503s_loses_no_acknowledged_ping_and_is_recover
         }
     }
     let ok = answered.iter().filter(|a| a.3 == 200).count();
+    let what = match outage {
+        Outage::Restart => "PostgreSQL away for 6 s",
+        Outage::Failover => "the first of two PostgreSQL hosts gone for good",
+    };
     eprintln!(
-        "PostgreSQL away 6 s under two instances: {ok} pings answered 200 (all stored), {} answered 503 while it was away, recovered {recovered:?} after it came back",
-        during.len()
+        "{what}, two instances: {ok} pings answered 200 (all stored), {refused} refused (503) \
+         after the cut; the last refused {recovered:?} after the host came back (or, for a failover, went away)"
     );
     for instance in &mut instances {
         instance.kill();
     }
+}
+
+#[tokio::test]
+async fn postgres_restarting_gets_503s_loses_no_acknowledged_ping_and_is_recovered_from() {
+    story(Outage::Restart).await;
+}
+
+#[tokio::test]
+async fn postgres_failing_over_to_the_next_host_loses_no_acknowledged_ping() {
+    story(Outage::Failover).await;
+}
+
+/// With `target_session_attrs=read-write`, a server that does not take writes (a standby;
+/// here a database whose sessions are read-only) is refused with the reason, as libpq does.
+#[tokio::test]
+async fn a_read_only_server_is_refused_when_writes_are_asked_for() {
+    let db = PgDatabase::create().await;
+    let admin = sqlx::PgPool::connect(&db.url).await.unwrap();
+    let name: String = sqlx::query_scalar("SELECT current_database()")
+        .fetch_one(&admin)
+        .await
+        .unwrap();
+    sqlx::query(sqlx::AssertSqlSafe(format!(
+        "ALTER DATABASE {name} SET default_transaction_read_only = on"
+    )))
+    .execute(&admin)
+    .await
+    .unwrap();
+    admin.close().await;
+    let url = format!("{}?target_session_attrs=read-write", db.url);
+    let error = match Store::open(Some(&url), std::path::Path::new("unused")).await {
+        Ok(_) => panic!("a read-only server was used for writes"),
+        Err(e) => e.to_string(),
+    };
+    assert!(error.contains("read-only"), "{error}");
 }
