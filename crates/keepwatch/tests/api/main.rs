@@ -22,6 +22,7 @@ mod input_checks;
 mod instances;
 mod notifications;
 mod oncall_load;
+mod openapi;
 mod pg_outage;
 mod pings;
 mod postgres;
