@@ -336,7 +336,9 @@ mod tests {
         let router = &source[source.find("pub fn router").unwrap()..];
         let router = &router[..router.find("\n}\n").unwrap()];
         let oncall_at = router.find("let oncall").unwrap();
-        let top_at = router.find("    Router::new()\n        .route(\"/ping").unwrap();
+        let top_at = router
+            .find("    Router::new()\n        .route(\"/ping")
+            .unwrap();
         let mut missing = Vec::new();
         for (at, _) in router.match_indices(".route(") {
             let rest = router[at..].trim_start_matches(".route(").trim_start();
@@ -360,14 +362,20 @@ mod tests {
             let found = candidates.iter().any(|c| {
                 let c = unnamed(c);
                 documented.contains(&c)
-                    || (c.starts_with("/ping/") && documented.iter().any(|d| {
-                        d.starts_with("/ping/") && d.matches('/').count() >= c.trim_end_matches('/').matches('/').count()
-                    }))
+                    || (c.starts_with("/ping/")
+                        && documented.iter().any(|d| {
+                            d.starts_with("/ping/")
+                                && d.matches('/').count()
+                                    >= c.trim_end_matches('/').matches('/').count()
+                        }))
             });
             if !found {
                 missing.push(candidates[0].clone());
             }
         }
-        assert!(missing.is_empty(), "routes missing from openapi.json: {missing:?}");
+        assert!(
+            missing.is_empty(),
+            "routes missing from openapi.json: {missing:?}"
+        );
     }
 }

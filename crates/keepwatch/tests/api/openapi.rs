@@ -57,10 +57,11 @@ checks.not_a_server_error.enabled = false
 
 # Valid by the schema but refused on what only the server knows: a service, schedule, person,
 # alert, check or integration key that must exist, an IANA time zone, a cron expression that
-# fires, a regular expression, `to` after `from`, a TOML file, the verification code.
+# fires, a regular expression, `to` after `from`, a TOML file, the verification code (and
+# after five wrong codes, its 429).
 [[operations]]
 include-operation-id-regex = "^(drill|startLiveDrill|whoIsOnCall|getSchedule|exportIncident|createCheck|updateCheck|sendEvent|enqueueEvent|declareIncident|incidentOwner|incidentAlerts|incidentUpdates|verifyCode|putOnCallConfig|ping.*)$"
-checks.positive_data_acceptance.expected-statuses = ["2xx", "400", "401", "403", "404", "409"]
+checks.positive_data_acceptance.expected-statuses = ["2xx", "400", "401", "403", "404", "409", "429"]
 "#
     )
 }
@@ -69,15 +70,21 @@ checks.positive_data_acceptance.expected-statuses = ["2xx", "400", "401", "403",
 async fn seed(app: &TestApp) -> (String, i64, i64) {
     let integration_key = apply(app, &one_service()).await;
     let check = app
-        .create_check(json!({"name": "nightly", "slug": "nightly", "tags": "prod etl",
-                             "timeout": 3600, "service": "billing"}))
+        .create_check(
+            json!({"name": "nightly", "slug": "nightly", "tags": "prod etl",
+                             "timeout": 3600, "service": "billing"}),
+        )
         .await;
     let uuid = check["uuid"].as_str().unwrap().to_string();
     app.create_check(json!({"name": "backup", "schedule": "0 3 * * *", "tz": "Europe/Kyiv"}))
         .await;
     for path in ["/start", "", "/fail", "/3"] {
-        app.ping("POST", &format!("/ping/{uuid}{path}"), Some(b"log line".to_vec()))
-            .await;
+        app.ping(
+            "POST",
+            &format!("/ping/{uuid}{path}"),
+            Some(b"log line".to_vec()),
+        )
+        .await;
     }
     let (status, _) = app
         .post(
@@ -87,10 +94,12 @@ async fn seed(app: &TestApp) -> (String, i64, i64) {
         .await;
     assert_eq!(status, 201);
     let (status, event) = app
-        .send_event(json!({"routing_key": integration_key, "event_action": "trigger",
+        .send_event(
+            json!({"routing_key": integration_key, "event_action": "trigger",
                            "dedup_key": "db1-disk",
                            "payload": {"summary": "disk full on db1", "source": "db1",
-                                       "severity": "critical"}}))
+                                       "severity": "critical"}}),
+        )
         .await;
     assert_eq!(status, 202, "{event}");
     let (_, alerts) = app.get("/api/v1/alerts/").await;
@@ -98,8 +107,10 @@ async fn seed(app: &TestApp) -> (String, i64, i64) {
     let (status, incident) = app
         .post(
             "/api/v1/incidents/",
-            Some(json!({"title": "disk full", "severity": "SEV2", "service": "billing",
-                        "alerts": [alert]})),
+            Some(
+                json!({"title": "disk full", "severity": "SEV2", "service": "billing",
+                        "alerts": [alert]}),
+            ),
         )
         .await;
     assert_eq!(status, 201, "{incident}");
@@ -133,9 +144,7 @@ async fn schemathesis_finds_no_server_error_and_every_answer_matches_the_openapi
         .output()
         .await
         .unwrap_or_else(|e| {
-            panic!(
-                "this test needs schemathesis (pip install schemathesis; .ci/run does it): {e}"
-            )
+            panic!("this test needs schemathesis (pip install schemathesis; .ci/run does it): {e}")
         });
     let out = String::from_utf8_lossy(&run.stdout);
     let err = String::from_utf8_lossy(&run.stderr);
@@ -149,5 +158,8 @@ async fn schemathesis_finds_no_server_error_and_every_answer_matches_the_openapi
         out.contains("passed") || out.contains("Passed"),
         "{summary}"
     );
-    eprintln!("{}", out.lines().rev().take(12).collect::<Vec<_>>().join("\n"));
+    eprintln!(
+        "{}",
+        out.lines().rev().take(12).collect::<Vec<_>>().join("\n")
+    );
 }
