@@ -50,6 +50,13 @@ enum Command {
         active: usize,
         #[arg(long, default_value_t = 300)]
         victims: usize,
+        /// A shell command run this many seconds after the first victim's ping (with
+        /// `--then`): bench/instances.sh kills the lease holder so that the first deadlines
+        /// pass while no instance holds the lease.
+        #[arg(long, requires = "then")]
+        after: Option<u64>,
+        #[arg(long)]
+        then: Option<String>,
     },
 }
 
@@ -69,7 +76,12 @@ async fn main() -> anyhow::Result<()> {
             api_key,
             active,
             victims,
-        } => detect(&url, &api_key, active, victims).await,
+            after,
+            then,
+        } => {
+            let hook = after.zip(then).map(|(s, c)| (Duration::from_secs(s), c));
+            detect(&url, &api_key, active, victims, hook).await
+        }
     }
 }
 
@@ -177,7 +189,13 @@ async fn populate(data_dir: &Path, checks: usize) -> anyhow::Result<()> {
 /// Each webhook notification with the time it arrived.
 type Arrivals = Arc<Mutex<Vec<(DateTime<Utc>, Value)>>>;
 
-async fn detect(url: &str, api_key: &str, active: usize, victims: usize) -> anyhow::Result<()> {
+async fn detect(
+    url: &str,
+    api_key: &str,
+    active: usize,
+    victims: usize,
+    hook: Option<(Duration, String)>,
+) -> anyhow::Result<()> {
     // The webhook receiver records when each notification arrives.
     let arrivals: Arrivals = Arc::default();
     let sink = arrivals.clone();
@@ -223,6 +241,19 @@ async fn detect(url: &str, api_key: &str, active: usize, victims: usize) -> anyh
     )
     .await?;
     println!("pinging {victims} victims over 30 s, then letting them miss their deadlines…");
+    if let Some((after, command)) = hook {
+        tokio::spawn(async move {
+            tokio::time::sleep(after).await;
+            println!(
+                "{} s after the first victim's ping: {command}",
+                after.as_secs()
+            );
+            let _ = tokio::process::Command::new("sh")
+                .args(["-c", &command])
+                .status()
+                .await;
+        });
+    }
     for chunk in victim_ids.chunks(victims.div_ceil(30).max(1)) {
         ping_all(&client, url, chunk).await?;
         tokio::time::sleep(Duration::from_secs(1)).await;

@@ -17,7 +17,9 @@ pub struct StorageArgs {
     /// Directory of the embedded SQLite database [default: ./keepwatch-data]
     #[arg(long, env = "KEEPWATCH_DATA_DIR", value_name = "DIR")]
     pub data_dir: Option<PathBuf>,
-    /// Use this database instead of the data directory, e.g. postgres://user@host/keepwatch
+    /// Use this database instead of the data directory, e.g. postgres://user@host/keepwatch.
+    /// Several hosts, as libpq takes them, follow the primary through a failover:
+    /// postgres://kw@db1,db2/keepwatch?target_session_attrs=read-write
     #[arg(long, env = "KEEPWATCH_DATABASE_URL", value_name = "URL")]
     pub database_url: Option<String>,
     /// TOML configuration file (keys as in the README; flags and env variables win over it)
