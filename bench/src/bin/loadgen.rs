@@ -79,8 +79,8 @@ async fn main() -> anyhow::Result<()> {
             after,
             then,
         } => {
-            let hook = after.zip(then).map(|(s, c)| (Duration::from_secs(s), c));
-            detect(&url, &api_key, active, victims, hook).await
+            let disruption = after.zip(then).map(|(s, c)| (Duration::from_secs(s), c));
+            detect(&url, &api_key, active, victims, disruption).await
         }
     }
 }
@@ -194,7 +194,7 @@ async fn detect(
     api_key: &str,
     active: usize,
     victims: usize,
-    hook: Option<(Duration, String)>,
+    disruption: Option<(Duration, String)>,
 ) -> anyhow::Result<()> {
     // The webhook receiver records when each notification arrives.
     let arrivals: Arrivals = Arc::default();
@@ -241,7 +241,7 @@ async fn detect(
     )
     .await?;
     println!("pinging {victims} victims over 30 s, then letting them miss their deadlines…");
-    if let Some((after, command)) = hook {
+    if let Some((after, command)) = disruption {
         tokio::spawn(async move {
             tokio::time::sleep(after).await;
             println!(
