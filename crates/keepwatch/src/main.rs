@@ -16,6 +16,7 @@ mod alert;
 mod checkin;
 mod config;
 mod contact;
+mod import;
 mod incident;
 mod instance_lock;
 mod oncall;
@@ -29,6 +30,7 @@ Examples:
   keepwatch serve --database-url postgres://localhost/keepwatch --listen 0.0.0.0:8000
   keepwatch project create billing                  # prints the new project's ping key
   keepwatch api-key create --project billing --read-only
+  keepwatch import healthchecks --url https://healthchecks.example.com --api-key … --to-api-key …
   keepwatch cron '30 2 * * *' --tz America/Denver --count 5
   keepwatch run 5ad6aaab-77eb-4e2d-a580-83c894e15261 -- /opt/jobs/nightly.sh
   keepwatch drill -f oncall.toml --service billing --at 2026-11-28T02:00:00-07:00";
@@ -232,6 +234,12 @@ KEEPWATCH_SERVER.")]
     Contact {
         #[command(subcommand)]
         command: contact::ContactCommand,
+    },
+    /// Move checks from another service into keepwatch (Healthchecks: under their own UUIDs,
+    /// through the server's API)
+    Import {
+        #[command(subcommand)]
+        command: import::ImportCommand,
     },
     /// Apply an on-call configuration file: print what changes, then store it
     #[command(after_help = "\
@@ -523,6 +531,15 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             });
         }
         Command::Ping(args) => runner::ping(args).await,
+        Command::Import { command } => {
+            let (out, complete) = import::run(command).await?;
+            print!("{out}");
+            return Ok(if complete {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::FAILURE
+            });
+        }
     }
     .map(|()| ExitCode::SUCCESS)
 }
