@@ -16,6 +16,7 @@ mod durability;
 mod failover;
 mod hc_compat;
 mod helpers;
+mod import;
 mod incident_bench;
 mod incidents;
 mod input_checks;
