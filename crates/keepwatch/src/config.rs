@@ -103,6 +103,15 @@ pub struct ServeArgs {
     #[arg(long, env = "KEEPWATCH_LEASE_SECS", value_name = "SECONDS", default_value_t = 10,
           value_parser = clap::value_parser!(u64).range(3..=3600))]
     pub lease_secs: u64,
+    /// File holding the key `/metrics` asks for, as `Authorization: Bearer <key>` (a trailing
+    /// newline is ignored); or the KEEPWATCH_METRICS_KEY environment variable. Without one,
+    /// `/metrics` is open to whoever reaches the port. Example: --metrics-key-file
+    /// /run/secrets/metrics-key
+    #[arg(long, env = "KEEPWATCH_METRICS_KEY_FILE", value_name = "PATH")]
+    pub metrics_key_file: Option<PathBuf>,
+    /// From the KEEPWATCH_METRICS_KEY environment variable only (see above).
+    #[arg(skip = std::env::var("KEEPWATCH_METRICS_KEY").ok())]
+    pub metrics_key: Option<String>,
     /// This instance's name in the leases (`/api/v3/status/`, `/metrics`), unique among the
     /// instances on one database [default: host:pid:random]. A stable name lets a restarted
     /// instance take its leases back at once. Example: --instance-id kw-a
@@ -127,6 +136,9 @@ pub struct FileConfig {
     pub max_connections: Option<usize>,
     pub check_limit: Option<i64>,
     pub check_create_rate: Option<u32>,
+    /// The key `/metrics` asks for, or a file holding it.
+    pub metrics_key: Option<String>,
+    pub metrics_key_file: Option<PathBuf>,
     pub smtp: Option<FileSmtp>,
     pub notifications: Option<FileNotifications>,
 }
@@ -187,6 +199,7 @@ pub struct Settings {
     pub limits: ConnectionLimits,
     pub check_limit: i64,
     pub check_create_rate: u32,
+    pub metrics_key: Option<String>,
 }
 
 /// File descriptors kept for everything but client connections: the database, outbound
@@ -319,6 +332,7 @@ pub fn resolve(args: &ServeArgs, open_files: u64) -> anyhow::Result<Settings> {
         "json" => true,
         other => bail!("log_format: `{other}` is not one of text, json"),
     };
+    let metrics_key = metrics_key(args, &file)?;
     let smtp_file = file.smtp.unwrap_or_default();
     let smtp_password = smtp_password(args, &smtp_file)?;
     let smtp_host = args.smtp_host.clone().or(smtp_file.host);
@@ -408,7 +422,39 @@ pub fn resolve(args: &ServeArgs, open_files: u64) -> anyhow::Result<Settings> {
         limits,
         check_limit,
         check_create_rate,
+        metrics_key,
     })
+}
+
+/// The key `/metrics` asks for: KEEPWATCH_METRICS_KEY or --metrics-key-file, else the config
+/// file's `metrics_key` or `metrics_key_file`; two sources at one level are an error.
+fn metrics_key(args: &ServeArgs, file: &FileConfig) -> anyhow::Result<Option<String>> {
+    let read = |path: &Path, key: &str| -> anyhow::Result<String> {
+        let text = std::fs::read_to_string(path)
+            .with_context(|| format!("{key}: cannot read {}", path.display()))?;
+        Ok(text.trim_end_matches(['\r', '\n']).to_string())
+    };
+    let key = match (&args.metrics_key, &args.metrics_key_file) {
+        (Some(_), Some(_)) => {
+            bail!("metrics key: give KEEPWATCH_METRICS_KEY or --metrics-key-file, not both")
+        }
+        (Some(key), None) => Some(key.clone()),
+        (None, Some(path)) => Some(read(path, "--metrics-key-file")?),
+        (None, None) => match (&file.metrics_key, &file.metrics_key_file) {
+            (Some(_), Some(_)) => {
+                bail!("metrics_key_file: give metrics_key or metrics_key_file, not both")
+            }
+            (Some(key), None) => Some(key.clone()),
+            (None, Some(path)) => Some(read(path, "metrics_key_file")?),
+            (None, None) => None,
+        },
+    };
+    match key {
+        Some(key) if key.is_empty() || key.chars().any(|c| c.is_whitespace() || c.is_control()) => {
+            bail!("metrics key: must be non-empty, without spaces or control characters")
+        }
+        key => Ok(key),
+    }
 }
 
 /// The SMTP password: from KEEPWATCH_SMTP_PASSWORD or --smtp-password-file, else from the

@@ -721,6 +721,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         limits: settings.limits,
         check_limit: settings.check_limit,
         check_create_rate: settings.check_create_rate,
+        metrics_key: settings.metrics_key.clone(),
     })
     .await?;
     let (project, new_key) = ensure_default_project(&running.store).await?;

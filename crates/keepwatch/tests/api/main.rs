@@ -25,6 +25,7 @@ mod notifications;
 mod oncall_load;
 mod pings;
 mod postgres;
+mod prometheus;
 mod readonly;
 mod resources;
 mod restart;
