@@ -309,6 +309,13 @@ enum ProjectCommand {
         #[command(flatten)]
         storage: StorageArgs,
     },
+    /// List the projects: name and UUID (the UUID of Healthchecks-style Prometheus URLs,
+    /// /projects/<uuid>/metrics/<read-only key>)
+    #[command(after_help = "Example:\n  keepwatch project list --data-dir /var/lib/keepwatch")]
+    List {
+        #[command(flatten)]
+        storage: StorageArgs,
+    },
 }
 
 #[derive(Subcommand)]
@@ -410,6 +417,15 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             validate_name(&name)?;
             let project = store.create_project(&name, Timestamp::now()).await?;
             println!("{}", project.ping_key);
+            Ok(())
+        }
+        Command::Project {
+            command: ProjectCommand::List { storage },
+        } => {
+            let store = open_store(&storage).await?;
+            for project in store.list_projects().await? {
+                println!("{}\t{}", project.name, project.uuid);
+            }
             Ok(())
         }
         Command::User { command } => user_command(command).await,
