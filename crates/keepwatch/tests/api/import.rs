@@ -7,7 +7,9 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::routing::get;
 use serde_json::{Value, json};
 
-use crate::helpers::{TestApp, spawn_app};
+use keepwatch_store::testing::PgDatabase;
+
+use crate::helpers::{AppOptions, TestApp, spawn_app, spawn_app_with};
 
 const HC_KEY: &str = "hcw_0123456789abcdefghijklmnopqr";
 const EVENTS: &str = "5ad6aaab-77eb-4e2d-a580-83c894e15261";
@@ -129,7 +131,23 @@ async fn check_count(app: &TestApp) -> usize {
 
 #[tokio::test]
 async fn checks_move_from_healthchecks_with_their_uuids_and_fields() {
-    let app = spawn_app().await;
+    moves_checks(spawn_app().await).await;
+}
+
+#[tokio::test]
+async fn checks_move_from_healthchecks_into_postgres() {
+    let db = PgDatabase::create().await;
+    moves_checks(
+        spawn_app_with(AppOptions {
+            database_url: Some(db.url.clone()),
+            ..AppOptions::default()
+        })
+        .await,
+    )
+    .await;
+}
+
+async fn moves_checks(app: TestApp) {
     let hc = healthchecks(hc_checks(), hc_channels()).await;
     // The webhook "listener" exists in keepwatch already (its URL given by hand).
     let (status, kw_listener) = app

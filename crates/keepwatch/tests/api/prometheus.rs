@@ -23,7 +23,23 @@ async fn get(app: &TestApp, path: &str, bearer: Option<&str>) -> (StatusCode, St
 
 #[tokio::test]
 async fn project_metrics_read_as_healthchecks_writes_them() {
-    let app = spawn_app().await;
+    project_metrics(spawn_app().await).await;
+}
+
+#[tokio::test]
+async fn project_metrics_on_postgres() {
+    let db = keepwatch_store::testing::PgDatabase::create().await;
+    project_metrics(
+        spawn_app_with(AppOptions {
+            database_url: Some(db.url.clone()),
+            ..AppOptions::default()
+        })
+        .await,
+    )
+    .await;
+}
+
+async fn project_metrics(app: TestApp) {
     let project = app.store.project_by_name("default").await.unwrap().unwrap();
     // Up and running: pinged, then a run started (grace 1 h, so it is not overdue).
     let nightly = app
