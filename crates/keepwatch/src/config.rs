@@ -522,6 +522,42 @@ mod tests {
     }
 
     #[test]
+    fn the_metrics_key_comes_from_a_file_the_environment_or_the_config_file() {
+        let key = |args: &[&str]| -> anyhow::Result<Option<String>> {
+            let cli = Cli::try_parse_from([&["keepwatch"], args].concat())?;
+            Ok(resolve(&cli.serve, 1 << 20)?.metrics_key)
+        };
+        assert_eq!(key(&[]).unwrap(), None);
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("metrics-key");
+        std::fs::write(&file, "k3y\n").unwrap();
+        let file = file.to_str().unwrap();
+        assert_eq!(
+            key(&["--metrics-key-file", file]).unwrap().as_deref(),
+            Some("k3y")
+        );
+        let error = key(&["--metrics-key", "k3y"]).unwrap_err().to_string();
+        assert!(
+            error.contains("unexpected argument '--metrics-key'"),
+            "{error}"
+        );
+        let config = dir.path().join("keepwatch.toml");
+        let config = config.to_str().unwrap();
+        std::fs::write(config, "metrics_key = \"inline\"\n").unwrap();
+        assert_eq!(
+            key(&["--config", config]).unwrap().as_deref(),
+            Some("inline")
+        );
+        std::fs::write(config, format!("metrics_key_file = \"{file}\"\n")).unwrap();
+        assert_eq!(key(&["--config", config]).unwrap().as_deref(), Some("k3y"));
+        std::fs::write(config, "metrics_key = \"has space\"\n").unwrap();
+        assert_eq!(
+            key(&["--config", config]).unwrap_err().to_string(),
+            "metrics key: must be non-empty, without spaces or control characters"
+        );
+    }
+
+    #[test]
     fn the_smtp_password_comes_from_a_file_never_from_a_flag() {
         let dir = tempfile::tempdir().unwrap();
         let secret = dir.path().join("smtp-password");
