@@ -515,8 +515,8 @@ async fn import(
         ),
     }
     let mut tally = Tally::default();
-    // After a create refused for the create rate, wait once for it; refused again, stop waiting.
-    let mut may_wait = true;
+    // Creates refused for the create rate are retried; one refused for a minute stops that.
+    let mut waits = Waits::default();
     out.push_str("checks:\n");
     for check in &source.checks {
         let name = check
@@ -601,7 +601,7 @@ async fn import(
                 tally.created += 1;
                 Ok(line("would create", if paused { " (paused)" } else { "" }))
             }
-            StatusCode::NOT_FOUND => create(keepwatch, &uuid, wanted, paused, &mut may_wait)
+            StatusCode::NOT_FOUND => create(keepwatch, &uuid, wanted, paused, &mut waits)
                 .await
                 .map(|()| {
                     tally.created += 1;
@@ -659,34 +659,49 @@ fn refusal(answer: &Answer) -> String {
     )
 }
 
+/// Retrying creates that keepwatch refused for its create rate.
+#[derive(Default)]
+struct Waits {
+    /// A create was refused for a whole minute: the check limit, not the rate; no more waits.
+    given_up: bool,
+    /// The user was told once that creates wait.
+    told: bool,
+}
+
+/// How long to wait before a refused create is tried again, and for how long in all: the
+/// create rate (`check_create_rate` a minute, 120 by default) refills its bucket evenly.
+const CREATE_RETRY: Duration = Duration::from_millis(250);
+const CREATE_PATIENCE: Duration = Duration::from_secs(61);
+
 async fn create(
     keepwatch: &Keepwatch,
     uuid: &str,
     mut wanted: Map<String, Value>,
     paused: bool,
-    may_wait: &mut bool,
+    waits: &mut Waits,
 ) -> Result<(), String> {
     wanted.insert("uuid".into(), uuid.into());
     let body = Value::Object(wanted);
-    let mut waited = 0;
+    let started = std::time::Instant::now();
     let answer = loop {
         let answer = keepwatch
             .call(Method::POST, "/api/v3/checks/", Some(&body))
             .await
             .map_err(|e| format!("{e:#}"))?;
         // 403 on create: the project's check limit or its create rate (checks a minute).
-        if answer.status == StatusCode::FORBIDDEN && *may_wait && waited < 60 {
-            if waited == 0 {
-                eprintln!(
-                    "keepwatch refused a create (its check create rate?); retrying for up to 60 s"
-                );
+        if answer.status == StatusCode::FORBIDDEN && !waits.given_up {
+            if started.elapsed() < CREATE_PATIENCE {
+                if !waits.told {
+                    waits.told = true;
+                    eprintln!(
+                        "keepwatch refuses creates for now (its check_create_rate a minute): \
+                         going on at its pace"
+                    );
+                }
+                tokio::time::sleep(CREATE_RETRY).await;
+                continue;
             }
-            waited += 1;
-            tokio::time::sleep(Duration::from_secs(1)).await;
-            continue;
-        }
-        if answer.status == StatusCode::FORBIDDEN {
-            *may_wait = false;
+            waits.given_up = true;
         }
         break answer;
     };
