@@ -12,11 +12,10 @@
 //! pages), `alerts`.
 
 use std::path::Path;
-use std::str::FromStr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
+use sqlx::postgres::PgPool;
 use sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
 };
@@ -32,6 +31,7 @@ mod leases;
 mod messages;
 pub mod model;
 mod oncall;
+mod pg_hosts;
 mod pings;
 mod projects;
 mod sqlite_writer;
@@ -359,12 +359,10 @@ impl Store {
         })
     }
 
+    /// Opens a PostgreSQL database. The URL may name several hosts and
+    /// `target_session_attrs=read-write` (see `pg_hosts`): the pool follows the primary.
     pub async fn open_postgres(url: &str) -> Result<Store> {
-        let options = PgConnectOptions::from_str(url)?;
-        let pool = PgPoolOptions::new()
-            .max_connections(16)
-            .connect_with(options)
-            .await?;
+        let pool = pg_hosts::connect(pg_hosts::parse(url)?, 16).await?;
         sqlx::migrate!("./migrations/postgres").run(&pool).await?;
         Ok(Store {
             backend: Backend::Postgres(pool),

@@ -373,3 +373,75 @@ async fn ping_headers_that_are_not_text_are_refused_and_user_agents_kept() {
     assert_eq!(pings[0]["ua"], "café \u{fffd}");
     assert_eq!(pings[0]["host"], "hôte");
 }
+
+/// Fields of the wrong type are refused, never read as something else (a schema-driven
+/// fuzzer of the OpenAPI document found each of these accepted).
+#[tokio::test]
+async fn mistyped_or_unstorable_fields_are_refused_not_read_as_something_else() {
+    let app = spawn_app().await;
+    // A webhook secret that is not a string would have left the channel unsigned.
+    let (status, body) = app
+        .post(
+            "/api/v3/channels/",
+            Some(
+                json!({"name": "hook", "kind": "webhook", "url": "https://hooks.invalid/x",
+                        "secret": 12345}),
+            ),
+        )
+        .await;
+    assert_eq!(status, 400);
+    assert_eq!(
+        body["error"],
+        "json validation error: secret is not a string"
+    );
+    // A channel name is up to 100 characters, not bytes.
+    let name = "é".repeat(100);
+    let (status, body) = app
+        .post(
+            "/api/v3/channels/",
+            Some(json!({"name": name, "kind": "webhook", "url": "https://hooks.invalid/x"})),
+        )
+        .await;
+    assert_eq!(status, 201, "{body}");
+    assert_eq!(body["name"], name.as_str());
+    let (status, _) = app
+        .post(
+            "/api/v3/channels/",
+            Some(json!({"name": "é".repeat(101), "kind": "webhook", "url": "https://hooks.invalid/x"})),
+        )
+        .await;
+    assert_eq!(status, 400);
+
+    // A drill of a slug holding a NUL is a 400 (PostgreSQL cannot even look it up).
+    apply(&app, &one_service()).await;
+    let (status, body) = app.get("/api/v1/drill?check=a%00b").await;
+    assert_eq!(status, 400, "{body}");
+    assert!(body["error"].as_str().unwrap().contains("NUL"), "{body}");
+
+    // An incident update whose no_news is not a boolean is refused, not sent as an update.
+    let (status, declared) = app
+        .post(
+            "/api/v1/incidents/",
+            Some(json!({"title": "disk full", "severity": "SEV2", "service": "billing"})),
+        )
+        .await;
+    assert_eq!(status, 201, "{declared}");
+    let id = declared["id"].as_i64().unwrap();
+    let (status, body) = app
+        .post(
+            &format!("/api/v1/incidents/{id}/updates"),
+            Some(json!({"no_news": "yes", "message": "still looking"})),
+        )
+        .await;
+    assert_eq!(status, 400);
+    assert_eq!(body["error"], "`no_news` must be true or false");
+    // The key may come in the body of a postmortem edit, as on every route taking JSON.
+    let (status, body) = app
+        .post(
+            &format!("/api/v1/incidents/{id}/postmortem"),
+            Some(json!({"api_key": app.api_key, "root_cause": "a full disk"})),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["postmortem"]["root_cause"], "a full disk", "{body}");
+}

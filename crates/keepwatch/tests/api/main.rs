@@ -23,6 +23,8 @@ mod input_checks;
 mod instances;
 mod notifications;
 mod oncall_load;
+mod openapi;
+mod pg_outage;
 mod pings;
 mod postgres;
 mod prometheus;

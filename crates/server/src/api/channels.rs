@@ -34,7 +34,7 @@ pub async fn create_channel(
     let body = body.unwrap_or_else(|| json!({}));
     let field = |name: &str| body.get(name).and_then(Value::as_str).map(str::to_string);
     let name = field("name")
-        .filter(|n| !n.is_empty() && n.len() <= 100)
+        .filter(|n| !n.is_empty() && n.chars().count() <= 100)
         .ok_or_else(|| {
             ApiError::BadRequest(
                 "json validation error: name is required (1-100 characters)".into(),
@@ -49,7 +49,18 @@ pub async fn create_channel(
                         "json validation error: url must be an http:// or https:// URL".into(),
                     )
                 })?;
-            ("webhook", json!({ "url": url, "secret": field("secret") }))
+            // A secret that is not a string would leave the channel unsigned while the
+            // caller believes it signs.
+            let secret = match body.get("secret") {
+                None | Some(Value::Null) => None,
+                Some(Value::String(s)) => Some(s.clone()),
+                Some(_) => {
+                    return Err(ApiError::BadRequest(
+                        "json validation error: secret is not a string".into(),
+                    ));
+                }
+            };
+            ("webhook", json!({ "url": url, "secret": secret }))
         }
         Some("email") => {
             let to = field("to").filter(|t| t.contains('@')).ok_or_else(|| {

@@ -296,6 +296,12 @@ async fn find(
             ))),
         };
     }
+    // PostgreSQL refuses NUL in text, and no slug holds one.
+    if code.contains('\0') {
+        return Err(ApiError::BadRequest(
+            "check: a slug or UUID cannot contain a NUL character".into(),
+        ));
+    }
     let mut rows = state.store.checks_by_slug(project_id, code).await?;
     match rows.len() {
         1 => Ok(rows.remove(0)),

@@ -292,7 +292,15 @@ pub async fn update(
     let update = Update {
         status: status_field(&body)?,
         message: string_field(&body, "message")?.unwrap_or_default(),
-        no_news: body["no_news"].as_bool().unwrap_or(false),
+        no_news: match &body["no_news"] {
+            Value::Null => false,
+            Value::Bool(b) => *b,
+            _ => {
+                return Err(ApiError::BadRequest(
+                    "`no_news` must be true or false".into(),
+                ));
+            }
+        },
         who: acting_as(&scope, &headers),
     };
     let row = state
@@ -409,10 +417,14 @@ pub async fn postmortem(
     FullKeyJson { scope, body }: FullKeyJson,
 ) -> Result<Json<Value>, ApiError> {
     let id = incident_id(&id)?;
-    let body = object(
+    let mut body = object(
         body,
         "{\"summary\", \"root_cause\", \"contributing_factors\", \"action_items\"}",
     )?;
+    // The key may come in the body, as on every route that takes JSON: it is not a field.
+    if let Some(fields) = body.as_object_mut() {
+        fields.remove("api_key");
+    }
     let row = state
         .engine
         .incidents()
