@@ -105,6 +105,15 @@ pub struct ServeArgs {
     #[arg(long, env = "KEEPWATCH_LEASE_SECS", value_name = "SECONDS", default_value_t = 10,
           value_parser = clap::value_parser!(u64).range(3..=3600))]
     pub lease_secs: u64,
+    /// File holding the key `/metrics` asks for, as `Authorization: Bearer <key>` (a trailing
+    /// newline is ignored); or the KEEPWATCH_METRICS_KEY environment variable. Without one,
+    /// `/metrics` is open to whoever reaches the port. Example: --metrics-key-file
+    /// /run/secrets/metrics-key
+    #[arg(long, env = "KEEPWATCH_METRICS_KEY_FILE", value_name = "PATH")]
+    pub metrics_key_file: Option<PathBuf>,
+    /// From the KEEPWATCH_METRICS_KEY environment variable only (see above).
+    #[arg(skip = std::env::var("KEEPWATCH_METRICS_KEY").ok())]
+    pub metrics_key: Option<String>,
     /// This instance's name in the leases (`/api/v3/status/`, `/metrics`), unique among the
     /// instances on one database [default: host:pid:random]. A stable name lets a restarted
     /// instance take its leases back at once. Example: --instance-id kw-a
@@ -129,6 +138,9 @@ pub struct FileConfig {
     pub max_connections: Option<usize>,
     pub check_limit: Option<i64>,
     pub check_create_rate: Option<u32>,
+    /// The key `/metrics` asks for, or a file holding it.
+    pub metrics_key: Option<String>,
+    pub metrics_key_file: Option<PathBuf>,
     pub smtp: Option<FileSmtp>,
     pub notifications: Option<FileNotifications>,
 }
@@ -189,6 +201,7 @@ pub struct Settings {
     pub limits: ConnectionLimits,
     pub check_limit: i64,
     pub check_create_rate: u32,
+    pub metrics_key: Option<String>,
 }
 
 /// File descriptors kept for everything but client connections: the database, outbound
@@ -321,6 +334,7 @@ pub fn resolve(args: &ServeArgs, open_files: u64) -> anyhow::Result<Settings> {
         "json" => true,
         other => bail!("log_format: `{other}` is not one of text, json"),
     };
+    let metrics_key = metrics_key(args, &file)?;
     let smtp_file = file.smtp.unwrap_or_default();
     let smtp_password = smtp_password(args, &smtp_file)?;
     let smtp_host = args.smtp_host.clone().or(smtp_file.host);
@@ -410,7 +424,39 @@ pub fn resolve(args: &ServeArgs, open_files: u64) -> anyhow::Result<Settings> {
         limits,
         check_limit,
         check_create_rate,
+        metrics_key,
     })
+}
+
+/// The key `/metrics` asks for: KEEPWATCH_METRICS_KEY or --metrics-key-file, else the config
+/// file's `metrics_key` or `metrics_key_file`; two sources at one level are an error.
+fn metrics_key(args: &ServeArgs, file: &FileConfig) -> anyhow::Result<Option<String>> {
+    let read = |path: &Path, key: &str| -> anyhow::Result<String> {
+        let text = std::fs::read_to_string(path)
+            .with_context(|| format!("{key}: cannot read {}", path.display()))?;
+        Ok(text.trim_end_matches(['\r', '\n']).to_string())
+    };
+    let key = match (&args.metrics_key, &args.metrics_key_file) {
+        (Some(_), Some(_)) => {
+            bail!("metrics key: give KEEPWATCH_METRICS_KEY or --metrics-key-file, not both")
+        }
+        (Some(key), None) => Some(key.clone()),
+        (None, Some(path)) => Some(read(path, "--metrics-key-file")?),
+        (None, None) => match (&file.metrics_key, &file.metrics_key_file) {
+            (Some(_), Some(_)) => {
+                bail!("metrics_key_file: give metrics_key or metrics_key_file, not both")
+            }
+            (Some(key), None) => Some(key.clone()),
+            (None, Some(path)) => Some(read(path, "metrics_key_file")?),
+            (None, None) => None,
+        },
+    };
+    match key {
+        Some(key) if key.is_empty() || key.chars().any(|c| c.is_whitespace() || c.is_control()) => {
+            bail!("metrics key: must be non-empty, without spaces or control characters")
+        }
+        key => Ok(key),
+    }
 }
 
 /// The SMTP password: from KEEPWATCH_SMTP_PASSWORD or --smtp-password-file, else from the
@@ -475,6 +521,42 @@ mod tests {
             .engine
             .smtp
             .and_then(|s| s.password))
+    }
+
+    #[test]
+    fn the_metrics_key_comes_from_a_file_the_environment_or_the_config_file() {
+        let key = |args: &[&str]| -> anyhow::Result<Option<String>> {
+            let cli = Cli::try_parse_from([&["keepwatch"], args].concat())?;
+            Ok(resolve(&cli.serve, 1 << 20)?.metrics_key)
+        };
+        assert_eq!(key(&[]).unwrap(), None);
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("metrics-key");
+        std::fs::write(&file, "k3y\n").unwrap();
+        let file = file.to_str().unwrap();
+        assert_eq!(
+            key(&["--metrics-key-file", file]).unwrap().as_deref(),
+            Some("k3y")
+        );
+        let error = key(&["--metrics-key", "k3y"]).unwrap_err().to_string();
+        assert!(
+            error.contains("unexpected argument '--metrics-key'"),
+            "{error}"
+        );
+        let config = dir.path().join("keepwatch.toml");
+        let config = config.to_str().unwrap();
+        std::fs::write(config, "metrics_key = \"inline\"\n").unwrap();
+        assert_eq!(
+            key(&["--config", config]).unwrap().as_deref(),
+            Some("inline")
+        );
+        std::fs::write(config, format!("metrics_key_file = \"{file}\"\n")).unwrap();
+        assert_eq!(key(&["--config", config]).unwrap().as_deref(), Some("k3y"));
+        std::fs::write(config, "metrics_key = \"has space\"\n").unwrap();
+        assert_eq!(
+            key(&["--config", config]).unwrap_err().to_string(),
+            "metrics key: must be non-empty, without spaces or control characters"
+        );
     }
 
     #[test]

@@ -16,6 +16,7 @@ mod alert;
 mod checkin;
 mod config;
 mod contact;
+mod import;
 mod incident;
 mod instance_lock;
 mod oncall;
@@ -29,6 +30,7 @@ Examples:
   keepwatch serve --database-url postgres://localhost/keepwatch --listen 0.0.0.0:8000
   keepwatch project create billing                  # prints the new project's ping key
   keepwatch api-key create --project billing --read-only
+  keepwatch import healthchecks --url https://healthchecks.example.com --api-key … --to-api-key …
   keepwatch cron '30 2 * * *' --tz America/Denver --count 5
   keepwatch run 5ad6aaab-77eb-4e2d-a580-83c894e15261 -- /opt/jobs/nightly.sh
   keepwatch drill -f oncall.toml --service billing --at 2026-11-28T02:00:00-07:00";
@@ -233,6 +235,12 @@ KEEPWATCH_SERVER.")]
         #[command(subcommand)]
         command: contact::ContactCommand,
     },
+    /// Move checks from another service into keepwatch (Healthchecks: under their own UUIDs,
+    /// through the server's API)
+    Import {
+        #[command(subcommand)]
+        command: import::ImportCommand,
+    },
     /// Apply an on-call configuration file: print what changes, then store it
     #[command(after_help = "\
 Applying the same file twice changes nothing. Prints the calendar feed path of every schedule
@@ -298,6 +306,13 @@ enum ProjectCommand {
     #[command(after_help = "Example:\n  keepwatch project create billing")]
     Create {
         name: String,
+        #[command(flatten)]
+        storage: StorageArgs,
+    },
+    /// List the projects: name and UUID (the UUID of Healthchecks-style Prometheus URLs,
+    /// /projects/<uuid>/metrics/<read-only key>)
+    #[command(after_help = "Example:\n  keepwatch project list --data-dir /var/lib/keepwatch")]
+    List {
         #[command(flatten)]
         storage: StorageArgs,
     },
@@ -402,6 +417,15 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             validate_name(&name)?;
             let project = store.create_project(&name, Timestamp::now()).await?;
             println!("{}", project.ping_key);
+            Ok(())
+        }
+        Command::Project {
+            command: ProjectCommand::List { storage },
+        } => {
+            let store = open_store(&storage).await?;
+            for project in store.list_projects().await? {
+                println!("{}\t{}", project.name, project.uuid);
+            }
             Ok(())
         }
         Command::User { command } => user_command(command).await,
@@ -523,6 +547,15 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             });
         }
         Command::Ping(args) => runner::ping(args).await,
+        Command::Import { command } => {
+            let (out, complete) = import::run(command).await?;
+            print!("{out}");
+            return Ok(if complete {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::FAILURE
+            });
+        }
     }
     .map(|()| ExitCode::SUCCESS)
 }
@@ -704,6 +737,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         limits: settings.limits,
         check_limit: settings.check_limit,
         check_create_rate: settings.check_create_rate,
+        metrics_key: settings.metrics_key.clone(),
     })
     .await?;
     let (project, new_key) = ensure_default_project(&running.store).await?;

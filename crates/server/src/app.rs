@@ -41,6 +41,8 @@ pub struct AppConfig {
     /// Checks a project may have, and create a minute.
     pub check_limit: i64,
     pub check_create_rate: u32,
+    /// The key `/metrics` asks for as `Authorization: Bearer <key>`; `None` leaves it open.
+    pub metrics_key: Option<String>,
 }
 
 /// The service, serving. Dropping it without [`shutdown`](RunningApp::shutdown) stops the
@@ -91,6 +93,7 @@ pub async fn start(config: AppConfig) -> anyhow::Result<RunningApp> {
             limits: config.limits,
             check_limit: config.check_limit,
             check_create_rate: config.check_create_rate,
+            metrics_key: config.metrics_key,
             ..ServerConfig::new(&site_url, config.ping_body_limit)
         },
         metrics: metrics_handle(),

@@ -43,7 +43,7 @@ pub use state::{
 
 use api::{
     alerts, audit, badges, channels, checkins, checks, drill, events, incidents, oncall,
-    oncall_config, people, policies, schedules,
+    oncall_config, people, policies, prometheus, schedules,
 };
 
 pub fn router(state: AppState) -> Router {
@@ -140,6 +140,13 @@ pub fn router(state: AppState) -> Router {
         .route("/b/{states}/{file}", get(badges::check))
         .route("/metrics", get(metrics))
         .route("/api/openapi.json", get(openapi))
+        // Healthchecks' Prometheus endpoint (a project's checks, read-only key).
+        .route("/projects/{code}/metrics/{key}", get(prometheus::with_key))
+        .route(
+            "/projects/{code}/checks/metrics/{key}",
+            get(prometheus::with_key),
+        )
+        .route("/projects/{code}/metrics/", get(prometheus::with_bearer))
         .route("/", get(index))
         .merge(ui::routes())
         .with_state(state)
@@ -258,7 +265,29 @@ async fn status(State(state): State<AppState>, headers: axum::http::HeaderMap) -
     }
 }
 
-async fn metrics(State(state): State<AppState>) -> Response {
+/// `/metrics`: keepwatch's own gauges and histograms. With a metrics key set (`serve
+/// --metrics-key-file`, `KEEPWATCH_METRICS_KEY`), only for `Authorization: Bearer <key>`:
+/// 401 without it, 403 with another key.
+async fn metrics(State(state): State<AppState>, headers: axum::http::HeaderMap) -> Response {
+    if let Some(expected) = &state.config.metrics_key {
+        let given = headers
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("Bearer "));
+        let Some(given) = given else {
+            return (
+                StatusCode::UNAUTHORIZED,
+                [(header::WWW_AUTHENTICATE, "Bearer")],
+                "/metrics needs Authorization: Bearer <metrics key>\n",
+            )
+                .into_response();
+        };
+        // Compared as digests, so the time taken says nothing about the key.
+        use sha2::{Digest, Sha256};
+        if Sha256::digest(given.as_bytes()) != Sha256::digest(expected.as_bytes()) {
+            return (StatusCode::FORBIDDEN, "wrong metrics key\n").into_response();
+        }
+    }
     if let Ok(stats) = state.engine.stats().await {
         for status in ["new", "up", "down", "paused"] {
             let count = stats.by_status.get(status).copied().unwrap_or(0);

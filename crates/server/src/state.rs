@@ -30,6 +30,8 @@ pub struct ServerConfig {
     pub check_limit: i64,
     /// Checks a project may create a minute.
     pub check_create_rate: u32,
+    /// The key `/metrics` asks for (`Authorization: Bearer <key>`); `None`: open.
+    pub metrics_key: Option<String>,
 }
 
 impl ServerConfig {
@@ -43,6 +45,7 @@ impl ServerConfig {
             limits: ConnectionLimits::default(),
             check_limit: DEFAULT_CHECK_LIMIT,
             check_create_rate: DEFAULT_CHECK_CREATE_RATE,
+            metrics_key: None,
         }
     }
 }

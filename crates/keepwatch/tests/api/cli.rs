@@ -110,6 +110,11 @@ async fn project_and_api_key_commands_print_only_the_secret() {
             .name,
         "billing"
     );
+    let billing = store.project_by_name("billing").await.unwrap().unwrap();
+    drop(store);
+    let (ok, out, err) = keepwatch(&["project", "list", "--data-dir", data]);
+    assert!(ok, "{err}");
+    assert_eq!(out, format!("billing\t{}\n", billing.uuid));
 }
 
 /// The commands that talk to a running server say which server they could not reach.

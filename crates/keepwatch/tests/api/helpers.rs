@@ -35,6 +35,8 @@ pub struct AppOptions {
     pub refuse_private: bool,
     /// Pings kept per check; the server's default (100) otherwise.
     pub ping_log_limit: Option<i64>,
+    /// The key `/metrics` asks for; open otherwise.
+    pub metrics_key: Option<String>,
 }
 
 pub struct TestApp {
@@ -95,6 +97,7 @@ pub async fn spawn_app_with(options: AppOptions) -> TestApp {
         check_create_rate: options
             .check_limit
             .map_or(keepwatch_server::DEFAULT_CHECK_CREATE_RATE, |l| l.1),
+        metrics_key: options.metrics_key,
     })
     .await
     .unwrap();

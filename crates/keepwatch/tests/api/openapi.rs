@@ -58,9 +58,9 @@ checks.not_a_server_error.enabled = false
 # Valid by the schema but refused on what only the server knows: a service, schedule, person,
 # alert, check or integration key that must exist, an IANA time zone, a cron expression that
 # fires, a regular expression, `to` after `from`, a TOML file, the verification code (and
-# after five wrong codes, its 429).
+# after five wrong codes, its 429), a project's read-only key (Prometheus endpoint).
 [[operations]]
-include-operation-id-regex = "^(drill|startLiveDrill|whoIsOnCall|getSchedule|exportIncident|createCheck|updateCheck|sendEvent|enqueueEvent|declareIncident|incidentOwner|incidentAlerts|incidentUpdates|verifyCode|putOnCallConfig|ping.*)$"
+include-operation-id-regex = "^(projectMetrics|projectChecksMetrics|projectMetricsBearer|drill|startLiveDrill|whoIsOnCall|getSchedule|exportIncident|createCheck|updateCheck|sendEvent|enqueueEvent|declareIncident|incidentOwner|incidentAlerts|incidentUpdates|verifyCode|putOnCallConfig|ping.*)$"
 checks.positive_data_acceptance.expected-statuses = ["2xx", "400", "401", "403", "404", "409", "429"]
 "#
     )

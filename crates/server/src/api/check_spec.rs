@@ -58,6 +58,10 @@ pub struct Spec {
     /// keepwatch: raise a low-urgency `never_reported` alert if the check has not pinged by
     /// its first expected time plus grace (Healthchecks leaves it `new` quietly).
     pub alert_if_never_pinged: Option<bool>,
+    /// keepwatch, on create only: the new check's UUID instead of a random one, so checks
+    /// moved from another Healthchecks-compatible server keep their ping URLs
+    /// (`keepwatch import healthchecks`). Lower-case, hyphenated.
+    pub uuid: Option<String>,
 }
 
 /// At most this many `watch` patterns, each at most this long.
@@ -266,6 +270,13 @@ impl Spec {
         spec.anomaly_short_pct = percent(obj, "anomaly_short_pct", 1..=99)?;
         spec.watch = watch_list(obj)?;
         spec.alert_if_never_pinged = boolean(obj, "alert_if_never_pinged")?;
+        spec.uuid = match string(obj, "uuid", None)? {
+            None => None,
+            Some(text) => match uuid::Uuid::parse_str(&text) {
+                Ok(uuid) if text.len() == 36 => Some(uuid.hyphenated().to_string()),
+                _ => return Err(invalid("uuid is not a valid UUID".into())),
+            },
+        };
         Ok(spec)
     }
 }

@@ -659,11 +659,23 @@ pub async fn create(
             return Ok(cors_json(StatusCode::OK, saved));
         }
     }
+    // keepwatch: a UUID chosen by the client (checks moved from another server keep their
+    // ping URLs) must be free, in every project.
+    if let Some(uuid) = &spec.uuid
+        && state.store.check_by_uuid(uuid).await?.is_some()
+    {
+        return Err(ApiError::ConflictWith(format!(
+            "a check with uuid {uuid} already exists"
+        )));
+    }
     // Over the limit or the rate: Healthchecks' 403 with an empty body.
     if state.may_create(scope.project_id, false).await?.is_err() {
         return Err(ApiError::Forbidden);
     }
-    let row = new_check_row(scope.project_id, state.engine.now());
+    let mut row = new_check_row(scope.project_id, state.engine.now());
+    if let Some(uuid) = &spec.uuid {
+        row.uuid = uuid.clone();
+    }
     let saved = save(&state, row, &spec, channels, true).await?;
     Ok(cors_json(StatusCode::CREATED, saved))
 }
@@ -691,6 +703,11 @@ pub async fn update(
     let body = body.unwrap_or_else(|| json!({}));
     let row = find_check(&state, scope.project_id, &code, false).await?;
     let spec = Spec::parse(&body)?;
+    if spec.uuid.as_ref().is_some_and(|uuid| *uuid != row.uuid) {
+        return Err(ApiError::BadRequest(
+            "json validation error: uuid cannot be changed".into(),
+        ));
+    }
     let channels = spec_channels(&state, scope.project_id, &spec).await?;
     Ok(cors_json(
         StatusCode::OK,

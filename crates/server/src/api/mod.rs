@@ -6,6 +6,7 @@
 //! - [`badges`]: status badges (`/api/v3/badges/`, `/badge/…`, `/b/…`).
 //! - [`check_spec`]: a check's create or update body, validated as Healthchecks does.
 //! - [`channels`]: notification channels (`/api/v3/channels/`).
+//! - [`prometheus`]: Healthchecks' Prometheus endpoint (`/projects/<uuid>/metrics/<key>`).
 //! - [`alerts`]: keepwatch's alerts API (`/api/v1/alerts/`).
 //! - [`incidents`]: incidents, their updates, the stakeholder page and the postmortem
 //!   export (`/api/v1/incidents/`, `/s/<token>`).
@@ -33,6 +34,7 @@ pub mod oncall;
 pub mod oncall_config;
 pub mod people;
 pub mod policies;
+pub mod prometheus;
 pub mod schedules;
 
 tokio::task_local! {
