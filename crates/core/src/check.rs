@@ -8,6 +8,9 @@
 //!   next expected time after that ping (period or schedule) and goes **down** (reason
 //!   *missed*) when that time plus `grace` passes.
 //! - `/fail` or a non-zero exit status puts the check **down** at once (reason *failed*).
+//! - A check with `notify_late` raises a low-urgency **late** event once when it enters its
+//!   grace period (its expected time passed with no ping), dated at the grace start; a ping
+//!   during grace ends it quietly, and the down event follows as before if grace passes.
 //! - A started run that has not finished within `max_runtime` (or, if unset, within `grace` of
 //!   its start, which is when Healthchecks would alert) is **hung**: an event is raised while it
 //!   is still running, once per run, even if the check was already down.
@@ -213,6 +216,8 @@ pub struct CheckRules {
     /// plus grace, for checks declared in an on-call file or created with
     /// `alert_if_never_pinged` (`None`: stay `new` quietly, as Healthchecks does).
     pub never_reported_by: Option<DateTime<Utc>>,
+    /// Raise a `late` event when an up check enters its grace period (issue #21).
+    pub notify_late: bool,
 }
 
 impl CheckRules {
@@ -466,6 +471,9 @@ pub enum DownReason {
     /// alert is raised once.
     #[serde(rename = "never_reported")]
     NeverReported,
+    /// Not down: an up check in its grace period whose `late` event was raised. Kept with the
+    /// `up` status, so the event is raised once; the next ping clears it.
+    Late,
 }
 
 /// The state of a check that pings and time change.
@@ -530,6 +538,9 @@ pub enum EventKind {
     Anomaly,
     /// The check came back after being down.
     Up,
+    /// An up check with `notify_late` entered its grace period: low urgency, for its
+    /// channels only.
+    Late,
 }
 
 impl EventKind {
@@ -542,6 +553,7 @@ impl EventKind {
             EventKind::Overlap => "overlap",
             EventKind::Anomaly => "anomaly",
             EventKind::Up => "up",
+            EventKind::Late => "late",
         }
     }
 }
@@ -564,6 +576,9 @@ pub struct Event {
     /// For a hung run: the latest snapshot of its processes, when the runner sent one.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub snapshot: Option<Box<RunSnapshot>>,
+    /// For a late check: when it counts as down if nothing arrives (the grace end).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub down_at: Option<DateTime<Utc>>,
 }
 
 impl Event {
@@ -577,6 +592,7 @@ impl Event {
             strays: Vec::new(),
             anomaly: None,
             snapshot: None,
+            down_at: None,
         }
     }
 }
@@ -844,7 +860,22 @@ impl CheckState {
         hung.into_iter()
             .chain(missed)
             .chain(self.never_reported_at(rules))
+            .chain(self.late_at(rules))
             .min()
+    }
+
+    /// When an up check with `notify_late` raises `late`: its next expected ping (the grace
+    /// start), unless it did already, a run is going, or it has no grace to be late in.
+    fn late_at(&self, rules: &CheckRules) -> Option<DateTime<Utc>> {
+        if !rules.notify_late
+            || rules.grace.is_zero()
+            || self.status != Status::Up
+            || self.down_reason.is_some()
+            || self.has_running()
+        {
+            return None;
+        }
+        self.next_expected(rules)
     }
 
     /// When a check still `new` raises `never_reported`, unless it did already.
@@ -881,6 +912,18 @@ impl CheckState {
             outcome
                 .events
                 .push(Event::new(EventKind::NeverReported, by));
+        }
+        if let Some(late) = self.late_at(rules)
+            && now >= late
+            && let Some(down_at) = self.going_down_after(rules)
+            && now < down_at
+        {
+            // Still `up`; the reason marks the late event as raised. Past the grace end there
+            // is no late event: the down event below says more.
+            self.down_reason = Some(DownReason::Late);
+            let mut event = Event::new(EventKind::Late, late);
+            event.down_at = Some(down_at);
+            outcome.events.push(event);
         }
         if !self.has_running()
             && let Some(deadline) = self.going_down_after(rules)
@@ -961,6 +1004,7 @@ mod tests {
             anomaly: AnomalyRules::default(),
             watch: Vec::new(),
             never_reported_by: None,
+            notify_late: false,
         }
     }
 
@@ -1021,6 +1065,70 @@ mod tests {
         let mut quiet = CheckState::default();
         assert_eq!(quiet.next_deadline(&hourly()), None);
         assert!(quiet.evaluate(&hourly(), t(23, 0)).events.is_empty());
+    }
+
+    #[test]
+    fn notify_late_raises_late_once_at_the_grace_start_then_down_at_its_end() {
+        let rules = CheckRules {
+            notify_late: true,
+            ..hourly()
+        };
+        let mut state = CheckState::default();
+        state.apply_ping(&rules, &ping(PingKind::Success, t(10, 0)));
+        // Expected at 11:00, grace 10 min: the first deadline is the grace start.
+        assert_eq!(state.next_deadline(&rules), Some(t(11, 0)));
+        assert!(state.evaluate(&rules, t(10, 59)).events.is_empty());
+        let out = state.evaluate(&rules, t(11, 0));
+        assert_eq!(kinds(&out), [EventKind::Late]);
+        assert_eq!(out.events[0].at, t(11, 0));
+        assert_eq!(out.events[0].down_at, Some(t(11, 10)));
+        // Still up, no flip; raised once.
+        assert_eq!((state.status, out.flip), (Status::Up, None));
+        assert_eq!(state.api_status(&rules, t(11, 1)), "grace");
+        assert_eq!(state.next_deadline(&rules), Some(t(11, 10)));
+        assert!(state.evaluate(&rules, t(11, 5)).events.is_empty());
+        // Grace passes: down, as without the setting.
+        let out = state.evaluate(&rules, t(11, 10));
+        assert_eq!(kinds(&out), [EventKind::Down]);
+        assert_eq!(state.down_reason, Some(DownReason::Missed));
+        // Recovery and the next cycle: late again, once.
+        let out = state.apply_ping(&rules, &ping(PingKind::Success, t(11, 30)));
+        assert_eq!(kinds(&out), [EventKind::Up]);
+        assert_eq!(state.next_deadline(&rules), Some(t(12, 30)));
+        assert_eq!(
+            kinds(&state.evaluate(&rules, t(12, 31))),
+            [EventKind::Late]
+        );
+    }
+
+    #[test]
+    fn a_ping_in_grace_ends_late_quietly_and_without_the_setting_there_is_no_late() {
+        let rules = CheckRules {
+            notify_late: true,
+            ..hourly()
+        };
+        let mut state = CheckState::default();
+        state.apply_ping(&rules, &ping(PingKind::Success, t(10, 0)));
+        assert_eq!(kinds(&state.evaluate(&rules, t(11, 0))), [EventKind::Late]);
+        let out = state.apply_ping(&rules, &ping(PingKind::Success, t(11, 5)));
+        assert!(out.events.is_empty(), "no recovery for a late check");
+        assert_eq!(out.flip, None);
+        assert_eq!((state.status, state.down_reason), (Status::Up, None));
+        // No down at the old grace end: the next late is an hour after the ping.
+        assert!(state.evaluate(&rules, t(11, 10)).events.is_empty());
+        assert_eq!(state.next_deadline(&rules), Some(t(12, 5)));
+
+        // Without `notify_late` the grace start is no deadline and raises nothing.
+        let mut quiet = CheckState::default();
+        quiet.apply_ping(&hourly(), &ping(PingKind::Success, t(10, 0)));
+        assert_eq!(quiet.next_deadline(&hourly()), Some(t(11, 10)));
+        assert!(quiet.evaluate(&hourly(), t(11, 5)).events.is_empty());
+        assert_eq!(kinds(&quiet.evaluate(&hourly(), t(11, 10))), [EventKind::Down]);
+
+        // Noticed only after the grace end (the engine was stopped): down, no late.
+        let mut missed = CheckState::default();
+        missed.apply_ping(&rules, &ping(PingKind::Success, t(10, 0)));
+        assert_eq!(kinds(&missed.evaluate(&rules, t(11, 30))), [EventKind::Down]);
     }
 
     #[test]
@@ -1254,6 +1362,7 @@ mod tests {
             anomaly: AnomalyRules::default(),
             watch: Vec::new(),
             never_reported_by: None,
+            notify_late: false,
         };
         let mut state = CheckState::default();
         // Friday 2026-11-27 00:02 MST = 07:02 UTC.

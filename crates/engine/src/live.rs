@@ -62,6 +62,7 @@ pub fn rules_from_row(row: &CheckRow) -> Result<CheckRules, String> {
         post_only: post_only(row),
         anomaly: anomaly_rules(row),
         watch: watch_patterns(row),
+        notify_late: row.notify_late,
     })
 }
 
@@ -140,8 +141,8 @@ pub struct RulesInterner {
 
 /// What makes up a check's rules: for periods the timeout, for schedules the expression and
 /// zone (left empty for periods, so building the key allocates nothing for them), then grace,
-/// max runtime, manual resume, POST only, anomaly thresholds, watch patterns, and the
-/// creation of a check that asked for `never_reported`.
+/// max runtime, manual resume, POST only, anomaly thresholds, watch patterns, the
+/// creation of a check that asked for `never_reported`, and `notify_late`.
 type RulesKey = (
     i64,
     String,
@@ -153,6 +154,7 @@ type RulesKey = (
     AnomalyRules,
     Vec<String>,
     Option<Timestamp>,
+    bool,
 );
 
 impl RulesInterner {
@@ -173,6 +175,7 @@ impl RulesInterner {
             watch_patterns(row),
             // A check that waits for its first ping has rules of its own (its first time).
             rules_never_reported(row),
+            row.notify_late,
         );
         if let Some(rules) = self.by_key.get(&key) {
             return Ok(rules.clone());
@@ -191,6 +194,7 @@ pub fn state_from_row(row: &StateRow) -> CheckState {
             "failed" => Some(DownReason::Failed),
             "hung" => Some(DownReason::Hung),
             "never_reported" => Some(DownReason::NeverReported),
+            "late" => Some(DownReason::Late),
             _ => None,
         }),
         last_ping: row.last_ping.map(Timestamp::to_datetime),
@@ -219,6 +223,7 @@ pub fn state_to_row(state: &CheckState, last_seq: Option<i64>, checkpoint_seq: i
                 DownReason::Failed => "failed",
                 DownReason::Hung => "hung",
                 DownReason::NeverReported => "never_reported",
+                DownReason::Late => "late",
             }
             .to_string()
         }),

@@ -321,6 +321,10 @@ impl Pager {
                                 detail: detail.clone(),
                             });
                         }
+                        // A late check is worth a line in its channels, not an alert.
+                        if event.kind == "late" {
+                            return None;
+                        }
                         if event.kind == "up" {
                             return resolves.then_some(EventAlert::Resolve {
                                 project_id: event.project_id,

@@ -46,6 +46,12 @@ pub struct CheckRow {
     /// settings read by the engine only (`methods`, `anomaly_volume_pct`, …).
     pub extra: String,
     pub created_at: Timestamp,
+    /// keepwatch: send a low-urgency `late` notice to the check's channels when it enters
+    /// its grace period (issue #21).
+    pub notify_late: bool,
+    /// keepwatch: JSON array of the UUIDs of the checks this one depends on; while one is
+    /// down, this check's alerts are held back.
+    pub depends_on: String,
     #[sqlx(flatten)]
     pub state: StateRow,
 }

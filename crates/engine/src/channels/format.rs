@@ -211,9 +211,9 @@ impl Message {
             "other_run": payload["other_run"],
             "exit_status": payload["exit_status"],
         });
-        // Present only on the events that have them: overlaps beside strays, anomalies, and
-        // what a hung run's runner sent.
-        for key in ["strays", "anomaly", "snapshot", "watch"] {
+        // Present only on the events that have them: overlaps beside strays, anomalies,
+        // what a hung run's runner sent, and when a late check counts as down.
+        for key in ["strays", "anomaly", "snapshot", "watch", "down_at"] {
             if !payload[key].is_null() {
                 json[key] = payload[key].clone();
             }
@@ -436,6 +436,7 @@ fn headline(kind: &str) -> &'static str {
         "overlap" => "OVERLAP: a run started while another copy of the job was still running",
         "anomaly" => "ANOMALY: a run processed far less, or took far longer, than usual",
         "up" => "UP: the check is back",
+        "late" => "LATE: the expected ping has not arrived yet; the check is in its grace period",
         _ => "event",
     }
 }

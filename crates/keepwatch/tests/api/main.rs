@@ -19,6 +19,7 @@ mod helpers;
 mod incident_bench;
 mod incidents;
 mod input_checks;
+mod late_and_depends;
 mod instances;
 mod notifications;
 mod oncall_load;

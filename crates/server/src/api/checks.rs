@@ -210,7 +210,11 @@ fn check_json(
     // keepwatch's own fields.
     obj.insert("max_runtime".into(), row.max_runtime_secs.into());
     obj.insert("service".into(), row.service.clone().into());
-    obj.insert("down_reason".into(), json!(live.down_reason));
+    // `late` marks an up check whose late notice was sent: not a reason it is down.
+    let down_reason = live
+        .down_reason
+        .filter(|r| *r != keepwatch_core::check::DownReason::Late);
+    obj.insert("down_reason".into(), json!(down_reason));
     obj.insert("open_runs".into(), json!(live.open_runs));
     let anomaly = anomaly_rules(row);
     obj.insert("anomaly_volume_pct".into(), anomaly.volume_below_pct.into());
@@ -228,6 +232,11 @@ fn check_json(
         serde_json::from_str::<Value>(&row.extra)
             .is_ok_and(|extra| extra["alert_if_never_pinged"] == true)
             .into(),
+    );
+    obj.insert("notify_late".into(), row.notify_late.into());
+    obj.insert(
+        "depends_on".into(),
+        serde_json::from_str::<Value>(&row.depends_on).unwrap_or_else(|_| json!([])),
     );
     obj.insert("run_history".into(), json!(live.history));
     out
@@ -265,6 +274,8 @@ pub fn new_check_row(project_id: i64, now: DateTime<Utc>) -> CheckRow {
         service: None,
         extra: "{}".into(),
         created_at: now.into(),
+        notify_late: false,
+        depends_on: "[]".into(),
         state: StateRow {
             status: Status::New,
             open_runs: "[]".into(),
@@ -500,6 +511,12 @@ pub(crate) fn apply_spec(row: &mut CheckRow, spec: &Spec) -> Result<(), ApiError
     }
     if let Some(v) = &spec.watch {
         extra.insert("watch".into(), json!(v));
+    }
+    if let Some(v) = spec.notify_late {
+        row.notify_late = v;
+    }
+    if let Some(v) = &spec.depends_on {
+        row.depends_on = json!(v).to_string();
     }
     match spec.alert_if_never_pinged {
         Some(true) => {
