@@ -579,6 +579,87 @@ pub struct Event {
     /// For a late check: when it counts as down if nothing arrives (the grace end).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub down_at: Option<DateTime<Utc>>,
+    /// Held back: a check this one depends on was down (the engine sets it; no channel or
+    /// page hears of the event).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub suppressed: Option<Suppression>,
+    /// An alert held back earlier, sent now that the check it depends on recovered.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub released: Option<Suppression>,
+}
+
+/// Why an event was held back (or is released): the check depended on, and when it went down.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Suppression {
+    /// The check depended on.
+    pub by: Uuid,
+    pub name: String,
+    /// When it went down, as far as its state tells.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub since: Option<DateTime<Utc>>,
+    /// In words: `suppressed: depends on backup, down since 2026-11-26T12:10:00Z`.
+    pub reason: String,
+}
+
+impl Suppression {
+    pub fn new(by: Uuid, name: &str, since: Option<DateTime<Utc>>) -> Suppression {
+        let since_text = since.map_or(String::new(), |t| {
+            format!(", down since {}", t.format("%Y-%m-%dT%H:%M:%SZ"))
+        });
+        Suppression {
+            by,
+            name: name.to_string(),
+            since,
+            reason: format!("suppressed: depends on {name}{since_text}"),
+        }
+    }
+
+    /// The note of a released alert: held back since `held_at`, and why.
+    pub fn released(&self, held_at: DateTime<Utc>, now: DateTime<Utc>) -> Suppression {
+        let since = self.since.map_or(String::new(), |t| {
+            format!(", down since {}", t.format("%Y-%m-%dT%H:%M:%SZ"))
+        });
+        Suppression {
+            reason: format!(
+                "held back since {} because it depends on {}{since}; {} recovered at {}",
+                held_at.format("%Y-%m-%dT%H:%M:%SZ"),
+                self.name,
+                self.name,
+                now.format("%Y-%m-%dT%H:%M:%SZ"),
+            ),
+            ..self.clone()
+        }
+    }
+}
+
+/// The first cycle through `start` in a dependency graph (`deps` gives the checks a check
+/// depends on), as the path `start, …, start`; `None` if there is none.
+pub fn dependency_cycle(start: &str, deps: &dyn Fn(&str) -> Vec<String>) -> Option<Vec<String>> {
+    fn walk(
+        at: &str,
+        start: &str,
+        deps: &dyn Fn(&str) -> Vec<String>,
+        path: &mut Vec<String>,
+        seen: &mut std::collections::HashSet<String>,
+    ) -> bool {
+        for next in deps(at) {
+            if next == start {
+                path.push(next);
+                return true;
+            }
+            if seen.insert(next.clone()) {
+                path.push(next.clone());
+                if walk(&next, start, deps, path, seen) {
+                    return true;
+                }
+                path.pop();
+            }
+        }
+        false
+    }
+    let mut path = vec![start.to_string()];
+    let mut seen = std::collections::HashSet::new();
+    walk(start, start, deps, &mut path, &mut seen).then_some(path)
 }
 
 impl Event {
@@ -593,6 +674,8 @@ impl Event {
             anomaly: None,
             snapshot: None,
             down_at: None,
+            suppressed: None,
+            released: None,
         }
     }
 }
@@ -825,6 +908,24 @@ impl CheckState {
             return None;
         }
         Some(rules.schedule.next_after(self.last_ping?)? + rules.grace)
+    }
+
+    /// Since when a down check is down, as far as its state tells: the missed deadline, the
+    /// failure, or the hung run's deadline. `None` when it is not down.
+    pub fn down_since(&self, rules: &CheckRules) -> Option<DateTime<Utc>> {
+        if self.status != Status::Down {
+            return None;
+        }
+        match self.down_reason? {
+            DownReason::Missed => Some(rules.schedule.next_after(self.last_ping?)? + rules.grace),
+            DownReason::Hung => self
+                .open_runs
+                .iter()
+                .filter(|run| run.hung)
+                .map(|run| self.hung_at(rules, run))
+                .min(),
+            DownReason::Failed | DownReason::NeverReported | DownReason::Late => self.last_ping,
+        }
     }
 
     /// The next expected ping (the API's `next_ping`).
@@ -1095,10 +1196,7 @@ mod tests {
         let out = state.apply_ping(&rules, &ping(PingKind::Success, t(11, 30)));
         assert_eq!(kinds(&out), [EventKind::Up]);
         assert_eq!(state.next_deadline(&rules), Some(t(12, 30)));
-        assert_eq!(
-            kinds(&state.evaluate(&rules, t(12, 31))),
-            [EventKind::Late]
-        );
+        assert_eq!(kinds(&state.evaluate(&rules, t(12, 31))), [EventKind::Late]);
     }
 
     #[test]
@@ -1123,12 +1221,53 @@ mod tests {
         quiet.apply_ping(&hourly(), &ping(PingKind::Success, t(10, 0)));
         assert_eq!(quiet.next_deadline(&hourly()), Some(t(11, 10)));
         assert!(quiet.evaluate(&hourly(), t(11, 5)).events.is_empty());
-        assert_eq!(kinds(&quiet.evaluate(&hourly(), t(11, 10))), [EventKind::Down]);
+        assert_eq!(
+            kinds(&quiet.evaluate(&hourly(), t(11, 10))),
+            [EventKind::Down]
+        );
 
         // Noticed only after the grace end (the engine was stopped): down, no late.
         let mut missed = CheckState::default();
         missed.apply_ping(&rules, &ping(PingKind::Success, t(10, 0)));
-        assert_eq!(kinds(&missed.evaluate(&rules, t(11, 30))), [EventKind::Down]);
+        assert_eq!(
+            kinds(&missed.evaluate(&rules, t(11, 30))),
+            [EventKind::Down]
+        );
+    }
+
+    #[test]
+    fn dependency_cycles_are_found_through_the_start() {
+        let graph = |of: &str| -> Vec<String> {
+            match of {
+                "a" => vec!["b".into()],
+                "b" => vec!["c".into(), "d".into()],
+                "d" => vec!["a".into()],
+                "x" => vec!["b".into()],
+                _ => vec![],
+            }
+        };
+        assert_eq!(
+            dependency_cycle("a", &graph),
+            Some(vec!["a".into(), "b".into(), "d".into(), "a".into()])
+        );
+        // x leads into the cycle but is not on it.
+        assert_eq!(dependency_cycle("x", &graph), None);
+        assert_eq!(dependency_cycle("c", &graph), None);
+        let down = Suppression::new(Uuid::nil(), "backup", Some(t(12, 10)));
+        assert_eq!(
+            down.reason,
+            "suppressed: depends on backup, down since 2026-11-26T12:10:00Z"
+        );
+        assert_eq!(
+            down.released(t(12, 20), t(13, 0)).reason,
+            "held back since 2026-11-26T12:20:00Z because it depends on backup, down since \
+             2026-11-26T12:10:00Z; backup recovered at 2026-11-26T13:00:00Z"
+        );
+        let mut state = CheckState::default();
+        state.apply_ping(&hourly(), &ping(PingKind::Success, t(10, 0)));
+        assert_eq!(state.down_since(&hourly()), None);
+        state.evaluate(&hourly(), t(11, 30));
+        assert_eq!(state.down_since(&hourly()), Some(t(11, 10)));
     }
 
     #[test]

@@ -27,6 +27,19 @@ pub struct LiveCheck {
     /// Healthchecks' `filter_http_body`, when the check has it on (boxed: rare, and a
     /// million checks are kept in memory).
     pub body_filter: Option<Box<BodyFilter>>,
+    /// The checks this one depends on (issue #21): while one is down, this check's down,
+    /// failed and hung events are held back. Empty for nearly every check.
+    pub depends_on: Box<[Uuid]>,
+}
+
+/// The UUIDs in a check's `depends_on` column (a JSON array; the API validated them).
+pub fn depends_on(row: &CheckRow) -> Box<[Uuid]> {
+    if row.depends_on == "[]" || row.depends_on.is_empty() {
+        return Box::default();
+    }
+    serde_json::from_str::<Vec<Uuid>>(&row.depends_on)
+        .unwrap_or_default()
+        .into_boxed_slice()
 }
 
 /// The check's `filter_http_body` settings from `extra`, when it is on.

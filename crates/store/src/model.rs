@@ -127,6 +127,14 @@ pub struct EventRow {
     pub payload: serde_json::Value,
 }
 
+impl EventRow {
+    /// A check event held back because a check it depends on is down: recorded, but its
+    /// check's channels are not told.
+    pub fn held_back(&self) -> bool {
+        self.payload.get("suppressed").is_some_and(|s| !s.is_null())
+    }
+}
+
 /// Everything one writer transaction commits: pings, the states they changed, flips, events.
 #[derive(Debug, Default)]
 pub struct Batch {

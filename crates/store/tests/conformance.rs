@@ -162,7 +162,10 @@ async fn story(store: Store) {
     nightly.depends_on = "[]".into();
     store.update_check_config(&nightly).await.unwrap();
     let stored = store.check_by_id(nightly.id).await.unwrap().unwrap();
-    assert_eq!((stored.notify_late, stored.depends_on.as_str()), (false, "[]"));
+    assert_eq!(
+        (stored.notify_late, stored.depends_on.as_str()),
+        (false, "[]")
+    );
 
     // Channels.
     let hook = store
@@ -1345,14 +1348,34 @@ async fn postgres_writes_under_a_lease_only_while_it_is_held() {
     store.commit_batch(&batch(seq, "a"), us(1)).await.unwrap();
     let refused = store.commit_batch(&batch(seq + 1, "b"), us(1)).await;
     assert!(
-        refused.unwrap_err().to_string().contains("no longer holds the lease of deadlines"),
+        refused
+            .unwrap_err()
+            .to_string()
+            .contains("no longer holds the lease of deadlines"),
         "a writer that does not hold the lease is refused"
     );
     // After the lease ran out, its old holder writes nothing either, checkpoints included.
-    assert!(store.commit_batch(&batch(seq + 1, "a"), us(10_000_001)).await.is_err());
-    assert!(store.checkpoint(&[], seq, Some(&fence("a")), us(10_000_001)).await.is_err());
-    assert_eq!(store.max_ping_seq().await.unwrap(), seq, "only the held write landed");
-    store.checkpoint(&[], seq, Some(&fence("a")), us(2)).await.unwrap();
+    assert!(
+        store
+            .commit_batch(&batch(seq + 1, "a"), us(10_000_001))
+            .await
+            .is_err()
+    );
+    assert!(
+        store
+            .checkpoint(&[], seq, Some(&fence("a")), us(10_000_001))
+            .await
+            .is_err()
+    );
+    assert_eq!(
+        store.max_ping_seq().await.unwrap(),
+        seq,
+        "only the held write landed"
+    );
+    store
+        .checkpoint(&[], seq, Some(&fence("a")), us(2))
+        .await
+        .unwrap();
     store.release_lease("deadlines", "a", us(3)).await.unwrap();
     store.close().await;
 }

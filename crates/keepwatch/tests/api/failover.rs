@@ -315,11 +315,28 @@ async fn three_instances_lose_no_ping_and_page_each_hung_run_once_through_ten_si
                 let missing: Vec<&String> = expected.difference(&stored).collect();
                 let sql = format!(
                     "SELECT seq, rid, prev_seq FROM pings WHERE rid IN ('{}') ORDER BY seq LIMIT 5; SELECT count(*) FROM pings WHERE rid IN ('{}'); SELECT count(*) FROM inbox; SELECT * FROM meta; SELECT id, last_seq, checkpoint_seq FROM checks WHERE uuid = '{uuid}'; SELECT max(seq) FROM pings",
-                    missing.iter().map(|s| s.as_str()).collect::<Vec<_>>().join("','"),
-                    missing.iter().map(|s| s.as_str()).collect::<Vec<_>>().join("','"),
+                    missing
+                        .iter()
+                        .map(|s| s.as_str())
+                        .collect::<Vec<_>>()
+                        .join("','"),
+                    missing
+                        .iter()
+                        .map(|s| s.as_str())
+                        .collect::<Vec<_>>()
+                        .join("','"),
                 );
-                let out = std::process::Command::new("psql").arg(&db.url).arg("-c").arg(&sql).output().unwrap();
-                eprintln!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+                let out = std::process::Command::new("psql")
+                    .arg(&db.url)
+                    .arg("-c")
+                    .arg(&sql)
+                    .output()
+                    .unwrap();
+                eprintln!(
+                    "{}{}",
+                    String::from_utf8_lossy(&out.stdout),
+                    String::from_utf8_lossy(&out.stderr)
+                );
                 panic!(
                     "{uuid}: {} pings answered 200 are not stored",
                     expected.difference(&stored).count()

@@ -5,7 +5,7 @@
 use chrono::TimeDelta;
 use serde_json::{Value, json};
 
-use crate::helpers::{Receiver, TestApp, alice_by_webhook, apply, spawn_app};
+use crate::helpers::{Receiver, TestApp, alice_by_webhook, apply, eventually, spawn_app};
 
 /// Service `billing` pages alice through a webhook at once.
 async fn alice_pages_to(app: &TestApp, pager: &Receiver) {
@@ -53,7 +53,10 @@ async fn a_late_check_tells_its_channels_at_the_grace_start_without_paging_then_
         "{text}"
     );
     let shown = app.get_check(&uuid).await;
-    assert_eq!((&shown["status"], &shown["down_reason"]), (&json!("grace"), &Value::Null));
+    assert_eq!(
+        (&shown["status"], &shown["down_reason"]),
+        (&json!("grace"), &Value::Null)
+    );
     app.advance(TimeDelta::minutes(5));
     app.engine.settled().await;
     assert!(channel.is_empty(), "late once");
@@ -80,15 +83,244 @@ async fn a_late_check_tells_its_channels_at_the_grace_start_without_paging_then_
 
     // Off: the field is kept off, and no late notice is sent.
     let (status, body) = app
-        .post(&format!("/api/v3/checks/{uuid}"), Some(json!({"notify_late": "yes"})))
+        .post(
+            &format!("/api/v3/checks/{uuid}"),
+            Some(json!({"notify_late": "yes"})),
+        )
         .await;
     assert_eq!(status, 400);
-    assert_eq!(body["error"], "json validation error: notify_late is not a boolean");
+    assert_eq!(
+        body["error"],
+        "json validation error: notify_late is not a boolean"
+    );
     let (_, off) = app
-        .post(&format!("/api/v3/checks/{uuid}"), Some(json!({"notify_late": false})))
+        .post(
+            &format!("/api/v3/checks/{uuid}"),
+            Some(json!({"notify_late": false})),
+        )
         .await;
     assert_eq!(off["notify_late"], false);
     app.advance(TimeDelta::minutes(55)); // 15:15: expected, no late notice
     app.engine.settled().await;
-    assert!(channel.is_empty(), "without notify_late the grace start is quiet");
+    assert!(
+        channel.is_empty(),
+        "without notify_late the grace start is quiet"
+    );
+}
+
+async fn events(app: &TestApp, uuid: &str) -> Vec<Value> {
+    let (status, body) = app.get(&format!("/api/v3/checks/{uuid}/events/")).await;
+    assert_eq!(status, 200, "{body}");
+    body["events"].as_array().unwrap().clone()
+}
+
+/// The next message the pager's receiver gets that is a page (alert updates are skipped).
+async fn next_page(pager: &mut Receiver) -> Value {
+    loop {
+        let message = pager.next().await.json();
+        if message.get("update").is_none() {
+            return message;
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_check_whose_dependency_is_down_is_held_back_and_released_when_it_recovers() {
+    let app = spawn_app().await;
+    let mut pager = Receiver::start(vec![]).await;
+    alice_pages_to(&app, &pager).await;
+    let mut channel = Receiver::start(vec![]).await;
+    app.webhook_channel(&channel, None).await;
+    let backup = app
+        .create_check(json!({"name": "backup", "timeout": 3600, "grace": 600,
+            "service": "billing", "channels": "*"}))
+        .await;
+    let backup_uuid = backup["uuid"].as_str().unwrap().to_string();
+    assert_eq!(backup["depends_on"], json!([]));
+    let report = app
+        .create_check(json!({"name": "report", "timeout": 3600, "grace": 1200,
+            "service": "billing", "channels": "*", "depends_on": [backup_uuid]}))
+        .await;
+    assert_eq!(report["depends_on"], json!([backup_uuid]));
+    let uuid = report["uuid"].as_str().unwrap().to_string();
+
+    // Validation: a precise 400 for each mistake.
+    let update = |code: &str, body: Value| {
+        let app = &app;
+        let path = format!("/api/v3/checks/{code}");
+        async move { app.post(&path, Some(body)).await }
+    };
+    let unknown = "00000000-0000-4000-8000-000000000009";
+    let (status, body) = update(&uuid, json!({"depends_on": [unknown]})).await;
+    assert_eq!(status, 400);
+    assert_eq!(
+        body["error"],
+        format!("json validation error: depends_on: no check `{unknown}` in this project")
+    );
+    let (status, body) = update(&uuid, json!({"depends_on": [uuid]})).await;
+    assert_eq!(status, 400);
+    assert_eq!(
+        body["error"],
+        "json validation error: depends_on: a check cannot depend on itself"
+    );
+    let (status, body) = update(&backup_uuid, json!({"depends_on": [uuid]})).await;
+    assert_eq!(status, 400);
+    assert_eq!(
+        body["error"],
+        "json validation error: depends_on makes a cycle: backup → report → backup"
+    );
+    let (status, body) = update(&uuid, json!({"depends_on": ["nightly"]})).await;
+    assert_eq!(status, 400);
+    assert_eq!(
+        body["error"],
+        "json validation error: depends_on: `nightly` is not a check UUID"
+    );
+    let (status, body) = update(&uuid, json!({"depends_on": "x"})).await;
+    assert_eq!(status, 400);
+    assert_eq!(
+        body["error"],
+        "json validation error: depends_on is not an array of check UUIDs"
+    );
+    assert_eq!(app.get_check(&backup_uuid).await["depends_on"], json!([]));
+
+    app.ping("GET", &format!("/ping/{backup_uuid}"), None).await; // 12:00
+    app.ping("GET", &format!("/ping/{uuid}"), None).await;
+
+    // 13:10: the backup is down: its channel and alice hear of it.
+    app.advance(TimeDelta::minutes(70));
+    let down = channel.next().await.json();
+    assert_eq!(
+        (&down["event"], &down["check"]["name"]),
+        (&json!("down"), &json!("backup"))
+    );
+    assert_eq!(
+        next_page(&mut pager).await["alert"]["summary"],
+        "backup: missed its run"
+    );
+
+    // 13:20: the report is down too, but held back: no channel message, no page, no alert.
+    app.advance(TimeDelta::minutes(10));
+    app.engine.settled().await;
+    let held = eventually(|| async {
+        let events = events(&app, &uuid).await;
+        (!events.is_empty()).then_some(events)
+    })
+    .await;
+    assert_eq!(held[0]["kind"], "down");
+    assert_eq!(
+        held[0]["suppressed"],
+        "suppressed: depends on backup, down since 2026-11-26T13:10:00Z"
+    );
+    assert_eq!(held[0]["suppressed_by"], backup_uuid.as_str());
+    assert_eq!(app.get_check(&uuid).await["status"], "down");
+
+    // The drill says so, through the API and `keepwatch drill`.
+    let (status, drill) = app
+        .get_read_only(&format!("/api/v1/drill?check={uuid}"))
+        .await;
+    assert_eq!(status, 200, "{drill}");
+    assert_eq!(
+        drill["held_back"],
+        "suppressed: depends on backup, down since 2026-11-26T13:10:00Z"
+    );
+    let output = crate::cli::keepwatch_async(
+        &["drill", "--check", &uuid, "--server", &app.address],
+        Some(&app.api_key),
+    )
+    .await;
+    let text = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        text.contains(
+            "HELD BACK: suppressed: depends on backup, down since 2026-11-26T13:10:00Z: nobody \
+             is paged"
+        ),
+        "{text}\n{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(channel.is_empty(), "the report's channel is not told");
+    let open = open_alerts(&app).await;
+    assert_eq!(open.len(), 1, "only the backup's alert: {open:?}");
+
+    // 13:30: the backup is back while the report is still down: the report's alert is sent
+    // now, saying why it comes late.
+    app.advance(TimeDelta::minutes(10));
+    app.ping("GET", &format!("/ping/{backup_uuid}"), None).await;
+    let up = channel.next().await.json();
+    assert_eq!(
+        (&up["event"], &up["check"]["name"]),
+        (&json!("up"), &json!("backup"))
+    );
+    let released = channel.next().await.json();
+    assert_eq!(
+        (&released["event"], &released["check"]["name"]),
+        (&json!("down"), &json!("report"))
+    );
+    let note = "held back since 2026-11-26T13:20:00Z because it depends on backup, down since \
+                2026-11-26T13:10:00Z; backup recovered at 2026-11-26T13:30:00Z";
+    assert_eq!(released["released"]["reason"], note);
+    assert!(
+        released["text"].as_str().unwrap().contains(note),
+        "{released}"
+    );
+    let page = next_page(&mut pager).await;
+    assert_eq!(
+        page["alert"]["summary"],
+        format!("report: missed its run ({note})")
+    );
+    let events = events(&app, &uuid).await;
+    assert_eq!(events[0]["released"], note);
+    assert_eq!(events[0]["kind"], "down");
+
+    // The report recovers: its up is told as usual (its down was, once released).
+    app.ping("GET", &format!("/ping/{uuid}"), None).await;
+    let up = channel.next().await.json();
+    assert_eq!(
+        (&up["event"], &up["check"]["name"]),
+        (&json!("up"), &json!("report"))
+    );
+}
+
+#[tokio::test]
+async fn a_held_back_check_that_recovers_first_is_never_told() {
+    let app = spawn_app().await;
+    let mut channel = Receiver::start(vec![]).await;
+    app.webhook_channel(&channel, None).await;
+    let backup = app
+        .create_check_uuid(
+            json!({"name": "backup", "timeout": 3600, "grace": 600, "channels": "*"}),
+        )
+        .await;
+    let report = app
+        .create_check_uuid(json!({"name": "report", "timeout": 3600, "grace": 1200,
+            "channels": "*", "depends_on": [backup]}))
+        .await;
+    app.ping("GET", &format!("/ping/{backup}"), None).await;
+    app.ping("GET", &format!("/ping/{report}"), None).await;
+    app.advance(TimeDelta::minutes(70));
+    assert_eq!(channel.next().await.json()["check"]["name"], "backup");
+    app.advance(TimeDelta::minutes(10)); // the report is down, held back
+    app.engine.settled().await;
+    app.ping("GET", &format!("/ping/{report}"), None).await; // and back before the backup
+    app.engine.settled().await;
+    let events = events(&app, &report).await;
+    assert_eq!(events[0]["kind"], "up");
+    assert!(
+        events[0]["suppressed"]
+            .as_str()
+            .unwrap()
+            .starts_with("its alert was held back"),
+        "{events:?}"
+    );
+    app.ping("GET", &format!("/ping/{backup}"), None).await;
+    let up = channel.next().await.json();
+    assert_eq!(
+        (&up["event"], &up["check"]["name"]),
+        (&json!("up"), &json!("backup"))
+    );
+    app.engine.settled().await;
+    assert!(
+        channel.is_empty(),
+        "nothing about the report: {:?}",
+        channel.next().await.json()
+    );
 }
