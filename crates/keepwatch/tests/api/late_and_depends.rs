@@ -324,3 +324,70 @@ async fn a_held_back_check_that_recovers_first_is_never_told() {
         channel.next().await.json()
     );
 }
+
+const DECLARED: &str = r#"
+[[checks]]
+slug = "nightly-backup"
+name = "Nightly backup"
+schedule = "0 0 * * *"
+grace = 3600
+[[checks]]
+slug = "queue"
+timeout = 600
+grace = 60
+notify_late = true
+depends_on = ["nightly-backup"]
+"#;
+
+#[tokio::test]
+async fn the_on_call_file_declares_notify_late_and_dependencies_by_slug() {
+    let app = spawn_app().await;
+    let file = format!("{}{DECLARED}", crate::helpers::one_service());
+    let (status, body) = app.put_oncall_config(&app.api_key, "", file.clone()).await;
+    assert_eq!(status, 200, "{body}");
+    let (_, listed) = app
+        .get_read_only("/api/v3/checks/?slug=nightly-backup")
+        .await;
+    let backup = listed["checks"][0].clone();
+    assert_eq!(
+        (&backup["notify_late"], &backup["depends_on"]),
+        (&json!(false), &json!([]))
+    );
+    let (_, listed) = app.get("/api/v3/checks/?slug=queue").await;
+    let queue = &listed["checks"][0];
+    assert_eq!(queue["notify_late"], true);
+    // The read-only listing shows no UUIDs: read the backup's with the full key.
+    let (_, full) = app.get("/api/v3/checks/?slug=nightly-backup").await;
+    assert_eq!(queue["depends_on"], json!([full["checks"][0]["uuid"]]));
+    let (_, again) = app.put_oncall_config(&app.api_key, "", file.clone()).await;
+    assert_eq!(
+        again["changes"],
+        json!([]),
+        "applying twice changes nothing"
+    );
+
+    for (bad, expected) in [
+        (
+            file.replace(r#"["nightly-backup"]"#, r#"["nope"]"#),
+            "checks[1] (queue): depends_on: no check with slug `nope` in the file or the project",
+        ),
+        (
+            file.replace(r#"["nightly-backup"]"#, r#"["queue"]"#),
+            "checks[1] (queue): depends_on: a check cannot depend on itself",
+        ),
+        (
+            file.replace("grace = 3600", "grace = 3600\ndepends_on = [\"queue\"]"),
+            "checks[0] (nightly-backup): depends_on makes a cycle: Nightly backup → queue → \
+             Nightly backup",
+        ),
+        (
+            file.replace("notify_late = true", "notify_late = \"yes\""),
+            "notify_late = \"yes\"\n   |               ^^^^^\ninvalid type: string \"yes\", expected a boolean",
+        ),
+    ] {
+        let (status, body) = app.put_oncall_config(&app.api_key, "", bad.clone()).await;
+        assert_eq!(status, 400, "{bad}");
+        let error = body["error"].as_str().unwrap();
+        assert!(error.contains(expected), "{expected} → {error}");
+    }
+}
