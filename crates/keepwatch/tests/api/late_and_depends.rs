@@ -126,7 +126,22 @@ async fn next_page(pager: &mut Receiver) -> Value {
 
 #[tokio::test]
 async fn a_check_whose_dependency_is_down_is_held_back_and_released_when_it_recovers() {
-    let app = spawn_app().await;
+    dependency_story(spawn_app().await).await;
+}
+
+/// The same on PostgreSQL.
+#[tokio::test]
+async fn dependencies_hold_back_and_release_on_postgres() {
+    let db = keepwatch_store::testing::PgDatabase::create().await;
+    let app = crate::helpers::spawn_app_with(crate::helpers::AppOptions {
+        database_url: Some(db.url.clone()),
+        ..Default::default()
+    })
+    .await;
+    dependency_story(app).await;
+}
+
+async fn dependency_story(app: TestApp) {
     let mut pager = Receiver::start(vec![]).await;
     alice_pages_to(&app, &pager).await;
     let mut channel = Receiver::start(vec![]).await;
