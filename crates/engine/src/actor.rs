@@ -95,8 +95,10 @@ pub struct Actor {
     pub replier: std::sync::mpsc::Sender<Deferred>,
     /// Whether this instance owned the checks when it last looked (see `Actor::owns_checks`).
     owner: bool,
-    /// The checks that depend on others (may name checks deleted since: look them up).
-    pub with_deps: FxHashSet<i64>,
+    /// The checks that depend on others (issue #21), and on which: while one is down, a
+    /// check's down, failed and hung events are held back. Kept beside `checks`, not in each
+    /// `LiveCheck`: few checks have any. May name checks deleted since: look them up.
+    pub depends: FxHashMap<i64, Box<[Uuid]>>,
 }
 
 /// The events held back while a check depended on is down.
@@ -191,8 +193,13 @@ impl Actor {
         let mut checks = FxHashMap::with_capacity_and_hasher(count, Default::default());
         let mut by_uuid = FxHashMap::with_capacity_and_hasher(count, Default::default());
         let mut interner = RulesInterner::default();
+        let mut depends = FxHashMap::default();
         store
             .for_each_check(|row| {
+                let deps = crate::live::depends_on(&row);
+                if !deps.is_empty() {
+                    depends.insert(row.id, deps);
+                }
                 if let Some(live) = live_check(&row, &mut interner) {
                     by_uuid.insert(live.uuid, row.id);
                     checks.insert(row.id, live);
@@ -243,14 +250,8 @@ impl Actor {
             replier: spawn_replier()
                 .map_err(|e| StoreError::task(format!("cannot start the reply thread: {e}")))?,
             owner: false,
-            with_deps: FxHashSet::default(),
+            depends,
         };
-        actor.with_deps = actor
-            .checks
-            .iter()
-            .filter(|(_, live)| !live.depends_on.is_empty())
-            .map(|(id, _)| *id)
-            .collect();
         let ids: Vec<i64> = actor.checks.keys().copied().collect();
         for id in ids {
             actor.reschedule(id);
@@ -633,9 +634,7 @@ impl Actor {
             && let Some(live) = live_check(&row, &mut self.interner)
         {
             self.by_uuid.insert(uuid, row.id);
-            if !live.depends_on.is_empty() {
-                self.with_deps.insert(row.id);
-            }
+            self.set_depends(&row);
             self.checks.insert(row.id, live);
             self.reschedule(row.id);
         }
@@ -658,6 +657,7 @@ impl Actor {
                 match (row, self.by_uuid.get(&uuid).copied()) {
                     (None, Some(id)) => {
                         self.checks.remove(&id);
+                        self.depends.remove(&id);
                         self.by_uuid.remove(&uuid);
                         self.dirty.remove(&id);
                         self.settling.remove(&id);
@@ -669,11 +669,8 @@ impl Actor {
                         let live = self.checks.get_mut(&id).expect("by_uuid and checks agree");
                         live.rules = rules;
                         live.body_filter = crate::live::body_filter(&row);
-                        live.depends_on = crate::live::depends_on(&row);
-                        if !live.depends_on.is_empty() {
-                            self.with_deps.insert(id);
-                        }
                         live.scheduled_at = None;
+                        self.set_depends(&row);
                         self.reschedule(id);
                     }
                     (Some(_), None) => self.adopt(uuid).await,
@@ -822,7 +819,7 @@ impl Actor {
             );
             let _ = self.store.delete_inbox(&dropped).await;
         }
-        if !self.with_deps.is_empty() && !batch.events.is_empty() {
+        if !self.depends.is_empty() && !batch.events.is_empty() {
             let states: FxHashMap<i64, &CheckState> = pending
                 .iter()
                 .map(|(id, (state, _))| (*id, state))
@@ -919,6 +916,7 @@ impl Actor {
                     && let Some(live) = self.checks.remove(&id)
                 {
                     self.by_uuid.remove(&live.uuid);
+                    self.depends.remove(&id);
                     self.dirty.remove(&id);
                     self.settling.remove(&id);
                 }
@@ -953,12 +951,9 @@ impl Actor {
                 checkpoint_seq: self.seq,
                 scheduled_at: None,
                 body_filter: crate::live::body_filter(&row),
-                depends_on: crate::live::depends_on(&row),
             },
         );
-        if !row.depends_on.is_empty() && row.depends_on != "[]" {
-            self.with_deps.insert(row.id);
-        }
+        self.set_depends(&row);
         // A new check has no deadline, unless it asked to be alerted if it never pings.
         self.reschedule(row.id);
         Ok(row)
@@ -974,14 +969,11 @@ impl Actor {
         let live = self.checks.get_mut(&row.id).expect("checked above");
         live.rules = rules;
         live.body_filter = crate::live::body_filter(&row);
-        live.depends_on = crate::live::depends_on(&row);
-        if !live.depends_on.is_empty() {
-            self.with_deps.insert(row.id);
-        }
         live.checkpoint_seq = self.seq;
         self.dirty.remove(&row.id);
         // A new schedule may move the deadline earlier: queue it afresh.
         live.scheduled_at = None;
+        self.set_depends(&row);
         self.reschedule(row.id);
         Ok(row)
     }
@@ -1016,6 +1008,16 @@ impl Actor {
         Ok(outcome)
     }
 
+    /// Keeps what a check row says it depends on.
+    fn set_depends(&mut self, row: &CheckRow) {
+        let deps = crate::live::depends_on(row);
+        if deps.is_empty() {
+            self.depends.remove(&row.id);
+        } else {
+            self.depends.insert(row.id, deps);
+        }
+    }
+
     /// A check's dependency that is down, if any, as `states` (this batch's new states)
     /// or memory has it: its id and since when.
     fn dependency_down(
@@ -1023,8 +1025,7 @@ impl Actor {
         id: i64,
         states: &FxHashMap<i64, &CheckState>,
     ) -> Option<(i64, Option<DateTime<Utc>>)> {
-        let live = self.checks.get(&id)?;
-        live.depends_on.iter().find_map(|uuid| {
+        self.depends.get(&id)?.iter().find_map(|uuid| {
             let dep_id = *self.by_uuid.get(uuid)?;
             let dep = self.checks.get(&dep_id)?;
             let state = states.get(&dep_id).copied().unwrap_or(&dep.state);
@@ -1042,7 +1043,7 @@ impl Actor {
     ) -> Vec<(usize, Suppression)> {
         let mut held = Vec::new();
         for (i, event) in events.iter().enumerate() {
-            if !self.with_deps.contains(&event.check_id) {
+            if !self.depends.contains_key(&event.check_id) {
                 continue;
             }
             if HELD_KINDS.contains(&event.kind.as_str()) {
@@ -1091,21 +1092,25 @@ impl Actor {
     /// After checks recovered: the alerts held back because of them, of checks still down
     /// with no other dependency down, are sent now (as new events saying they were held).
     async fn release_held(&mut self, recovered: &[i64]) {
-        if recovered.is_empty() || self.with_deps.is_empty() {
+        if recovered.is_empty() || self.depends.is_empty() {
             return;
         }
         let recovered: FxHashSet<Uuid> = recovered.iter().map(|id| self.uuid_of(*id)).collect();
         let now = self.clock.now();
         let none = FxHashMap::default();
         let mut batch = Batch::default();
-        let mut waiting: Vec<i64> = self.with_deps.iter().copied().collect();
+        let mut waiting: Vec<i64> = self.depends.keys().copied().collect();
         waiting.sort_unstable();
         for id in waiting {
             let Some(live) = self.checks.get(&id) else {
                 continue;
             };
+            let on_recovered = self
+                .depends
+                .get(&id)
+                .is_some_and(|deps| deps.iter().any(|uuid| recovered.contains(uuid)));
             if live.state.status != Status::Down
-                || !live.depends_on.iter().any(|uuid| recovered.contains(uuid))
+                || !on_recovered
                 || self.dependency_down(id, &none).is_some()
             {
                 continue;
@@ -1230,7 +1235,7 @@ impl Actor {
             });
             changed.push((*id, state));
         }
-        if !self.with_deps.is_empty() && !batch.events.is_empty() {
+        if !self.depends.is_empty() && !batch.events.is_empty() {
             let states: FxHashMap<i64, &CheckState> =
                 changed.iter().map(|(id, state)| (*id, state)).collect();
             let held = self.to_hold(&batch.events, &states).await;
@@ -1380,7 +1385,6 @@ fn live_check(row: &CheckRow, interner: &mut RulesInterner) -> Option<LiveCheck>
         checkpoint_seq: row.state.checkpoint_seq,
         scheduled_at: None,
         body_filter: crate::live::body_filter(row),
-        depends_on: crate::live::depends_on(row),
     })
 }
 

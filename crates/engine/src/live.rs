@@ -27,9 +27,6 @@ pub struct LiveCheck {
     /// Healthchecks' `filter_http_body`, when the check has it on (boxed: rare, and a
     /// million checks are kept in memory).
     pub body_filter: Option<Box<BodyFilter>>,
-    /// The checks this one depends on (issue #21): while one is down, this check's down,
-    /// failed and hung events are held back. Empty for nearly every check.
-    pub depends_on: Box<[Uuid]>,
 }
 
 /// The UUIDs in a check's `depends_on` column (a JSON array; the API validated them).

@@ -406,3 +406,38 @@ async fn the_on_call_file_declares_notify_late_and_dependencies_by_slug() {
         assert!(error.contains(expected), "{expected} → {error}");
     }
 }
+
+/// What a check depends on is loaded with it when the server starts again.
+#[tokio::test]
+async fn dependencies_hold_after_a_restart() {
+    let app = spawn_app().await;
+    let backup = app
+        .create_check_uuid(json!({"name": "backup", "timeout": 3600, "grace": 600}))
+        .await;
+    let report = app
+        .create_check_uuid(json!({"name": "report", "timeout": 3600, "grace": 1200,
+            "depends_on": [backup]}))
+        .await;
+    app.ping("GET", &format!("/ping/{backup}"), None).await;
+    app.ping("GET", &format!("/ping/{report}"), None).await;
+    let data_dir = app.data_dir.clone();
+    let _temp = app.stop().await;
+
+    let app = crate::helpers::spawn_app_with(crate::helpers::AppOptions {
+        data_dir: Some(data_dir),
+        start: Some(crate::helpers::t0() + TimeDelta::minutes(5)),
+        ..Default::default()
+    })
+    .await;
+    app.advance(TimeDelta::minutes(75)); // 13:20: both down
+    app.engine.settled().await;
+    let held = eventually(|| async {
+        let events = events(&app, &report).await;
+        (!events.is_empty()).then_some(events)
+    })
+    .await;
+    assert_eq!(
+        held[0]["suppressed"],
+        "suppressed: depends on backup, down since 2026-11-26T13:10:00Z"
+    );
+}
