@@ -919,6 +919,11 @@ impl Actor {
                     self.depends.remove(&id);
                     self.dirty.remove(&id);
                     self.settling.remove(&id);
+                    // A deleted check holds nothing back any more.
+                    if live.state.status == Status::Down {
+                        let gone = FxHashSet::from_iter([live.uuid]);
+                        self.release_held_by(&gone).await;
+                    }
                 }
                 let _ = reply.send(result);
             }
@@ -1005,6 +1010,8 @@ impl Actor {
         self.dirty.remove(&id);
         live.scheduled_at = None;
         self.reschedule(id);
+        // A paused check is not down: what it held back goes out.
+        self.release_held(&recovered(&batch.flips)).await;
         Ok(outcome)
     }
 
@@ -1096,6 +1103,15 @@ impl Actor {
             return;
         }
         let recovered: FxHashSet<Uuid> = recovered.iter().map(|id| self.uuid_of(*id)).collect();
+        self.release_held_by(&recovered).await;
+    }
+
+    /// Releases the alerts held back because of the checks `gone` (recovered, paused or
+    /// deleted): see [`Actor::release_held`].
+    async fn release_held_by(&mut self, recovered: &FxHashSet<Uuid>) {
+        if recovered.is_empty() || self.depends.is_empty() {
+            return;
+        }
         let now = self.clock.now();
         let none = FxHashMap::default();
         let mut batch = Batch::default();

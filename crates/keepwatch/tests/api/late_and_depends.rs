@@ -441,3 +441,43 @@ async fn dependencies_hold_after_a_restart() {
         "suppressed: depends on backup, down since 2026-11-26T13:10:00Z"
     );
 }
+
+/// Pausing (or deleting) the check depended on releases what it held back: a paused check is
+/// not down, and the dependent one still is.
+#[tokio::test]
+async fn pausing_the_dependency_releases_the_held_alert() {
+    let app = spawn_app().await;
+    let mut channel = Receiver::start(vec![]).await;
+    app.webhook_channel(&channel, None).await;
+    let backup = app
+        .create_check_uuid(
+            json!({"name": "backup", "timeout": 3600, "grace": 600, "channels": "*"}),
+        )
+        .await;
+    let report = app
+        .create_check_uuid(json!({"name": "report", "timeout": 3600, "grace": 1200,
+            "channels": "*", "depends_on": [backup]}))
+        .await;
+    app.ping("GET", &format!("/ping/{backup}"), None).await;
+    app.ping("GET", &format!("/ping/{report}"), None).await;
+    app.advance(TimeDelta::minutes(80));
+    assert_eq!(channel.next().await.json()["check"]["name"], "backup");
+    app.engine.settled().await;
+    assert!(channel.is_empty(), "the report is held back");
+    let (status, _) = app
+        .post(&format!("/api/v3/checks/{backup}/pause"), None)
+        .await;
+    assert_eq!(status, 200);
+    let released = channel.next().await.json();
+    assert_eq!(
+        (&released["event"], &released["check"]["name"]),
+        (&json!("down"), &json!("report"))
+    );
+    assert!(
+        released["released"]["reason"]
+            .as_str()
+            .unwrap()
+            .starts_with("held back since 2026-11-26T13:20:00Z because it depends on backup"),
+        "{released}"
+    );
+}
