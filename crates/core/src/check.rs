@@ -8,6 +8,9 @@
 //!   next expected time after that ping (period or schedule) and goes **down** (reason
 //!   *missed*) when that time plus `grace` passes.
 //! - `/fail` or a non-zero exit status puts the check **down** at once (reason *failed*).
+//! - A check with `notify_late` raises a low-urgency **late** event once when it enters its
+//!   grace period (its expected time passed with no ping), dated at the grace start; a ping
+//!   during grace ends it quietly, and the down event follows as before if grace passes.
 //! - A started run that has not finished within `max_runtime` (or, if unset, within `grace` of
 //!   its start, which is when Healthchecks would alert) is **hung**: an event is raised while it
 //!   is still running, once per run, even if the check was already down.
@@ -213,6 +216,8 @@ pub struct CheckRules {
     /// plus grace, for checks declared in an on-call file or created with
     /// `alert_if_never_pinged` (`None`: stay `new` quietly, as Healthchecks does).
     pub never_reported_by: Option<DateTime<Utc>>,
+    /// Raise a `late` event when an up check enters its grace period (issue #21).
+    pub notify_late: bool,
 }
 
 impl CheckRules {
@@ -466,6 +471,9 @@ pub enum DownReason {
     /// alert is raised once.
     #[serde(rename = "never_reported")]
     NeverReported,
+    /// Not down: an up check in its grace period whose `late` event was raised. Kept with the
+    /// `up` status, so the event is raised once; the next ping clears it.
+    Late,
 }
 
 /// The state of a check that pings and time change.
@@ -530,6 +538,9 @@ pub enum EventKind {
     Anomaly,
     /// The check came back after being down.
     Up,
+    /// An up check with `notify_late` entered its grace period: low urgency, for its
+    /// channels only.
+    Late,
 }
 
 impl EventKind {
@@ -542,6 +553,7 @@ impl EventKind {
             EventKind::Overlap => "overlap",
             EventKind::Anomaly => "anomaly",
             EventKind::Up => "up",
+            EventKind::Late => "late",
         }
     }
 }
@@ -564,6 +576,90 @@ pub struct Event {
     /// For a hung run: the latest snapshot of its processes, when the runner sent one.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub snapshot: Option<Box<RunSnapshot>>,
+    /// For a late check: when it counts as down if nothing arrives (the grace end).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub down_at: Option<DateTime<Utc>>,
+    /// Held back: a check this one depends on was down (the engine sets it; no channel or
+    /// page hears of the event).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub suppressed: Option<Suppression>,
+    /// An alert held back earlier, sent now that the check it depends on recovered.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub released: Option<Suppression>,
+}
+
+/// Why an event was held back (or is released): the check depended on, and when it went down.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Suppression {
+    /// The check depended on.
+    pub by: Uuid,
+    pub name: String,
+    /// When it went down, as far as its state tells.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub since: Option<DateTime<Utc>>,
+    /// In words: `suppressed: depends on backup, down since 2026-11-26T12:10:00Z`.
+    pub reason: String,
+}
+
+impl Suppression {
+    pub fn new(by: Uuid, name: &str, since: Option<DateTime<Utc>>) -> Suppression {
+        let since_text = since.map_or(String::new(), |t| {
+            format!(", down since {}", t.format("%Y-%m-%dT%H:%M:%SZ"))
+        });
+        Suppression {
+            by,
+            name: name.to_string(),
+            since,
+            reason: format!("suppressed: depends on {name}{since_text}"),
+        }
+    }
+
+    /// The note of a released alert: held back since `held_at`, and why.
+    pub fn released(&self, held_at: DateTime<Utc>, now: DateTime<Utc>) -> Suppression {
+        let since = self.since.map_or(String::new(), |t| {
+            format!(", down since {}", t.format("%Y-%m-%dT%H:%M:%SZ"))
+        });
+        Suppression {
+            reason: format!(
+                "held back since {} because it depends on {}{since}; {} recovered at {}",
+                held_at.format("%Y-%m-%dT%H:%M:%SZ"),
+                self.name,
+                self.name,
+                now.format("%Y-%m-%dT%H:%M:%SZ"),
+            ),
+            ..self.clone()
+        }
+    }
+}
+
+/// The first cycle through `start` in a dependency graph (`deps` gives the checks a check
+/// depends on), as the path `start, …, start`; `None` if there is none.
+pub fn dependency_cycle(start: &str, deps: &dyn Fn(&str) -> Vec<String>) -> Option<Vec<String>> {
+    fn walk(
+        at: &str,
+        start: &str,
+        deps: &dyn Fn(&str) -> Vec<String>,
+        path: &mut Vec<String>,
+        seen: &mut std::collections::HashSet<String>,
+    ) -> bool {
+        for next in deps(at) {
+            if next == start {
+                path.push(next);
+                return true;
+            }
+            if seen.insert(next.clone()) {
+                path.push(next.clone());
+                if walk(&next, start, deps, path, seen) {
+                    return true;
+                }
+                path.pop();
+            }
+        }
+        false
+    }
+    let mut path = vec![start.to_string()];
+    let mut seen = std::collections::HashSet::new();
+    walk(start, start, deps, &mut path, &mut seen).then_some(path)
 }
 
 impl Event {
@@ -577,6 +673,9 @@ impl Event {
             strays: Vec::new(),
             anomaly: None,
             snapshot: None,
+            down_at: None,
+            suppressed: None,
+            released: None,
         }
     }
 }
@@ -811,6 +910,24 @@ impl CheckState {
         Some(rules.schedule.next_after(self.last_ping?)? + rules.grace)
     }
 
+    /// Since when a down check is down, as far as its state tells: the missed deadline, the
+    /// failure, or the hung run's deadline. `None` when it is not down.
+    pub fn down_since(&self, rules: &CheckRules) -> Option<DateTime<Utc>> {
+        if self.status != Status::Down {
+            return None;
+        }
+        match self.down_reason? {
+            DownReason::Missed => Some(rules.schedule.next_after(self.last_ping?)? + rules.grace),
+            DownReason::Hung => self
+                .open_runs
+                .iter()
+                .filter(|run| run.hung)
+                .map(|run| self.hung_at(rules, run))
+                .min(),
+            DownReason::Failed | DownReason::NeverReported | DownReason::Late => self.last_ping,
+        }
+    }
+
     /// The next expected ping (the API's `next_ping`).
     pub fn next_expected(&self, rules: &CheckRules) -> Option<DateTime<Utc>> {
         if matches!(self.status, Status::New | Status::Paused) {
@@ -844,7 +961,22 @@ impl CheckState {
         hung.into_iter()
             .chain(missed)
             .chain(self.never_reported_at(rules))
+            .chain(self.late_at(rules))
             .min()
+    }
+
+    /// When an up check with `notify_late` raises `late`: its next expected ping (the grace
+    /// start), unless it did already, a run is going, or it has no grace to be late in.
+    fn late_at(&self, rules: &CheckRules) -> Option<DateTime<Utc>> {
+        if !rules.notify_late
+            || rules.grace.is_zero()
+            || self.status != Status::Up
+            || self.down_reason.is_some()
+            || self.has_running()
+        {
+            return None;
+        }
+        self.next_expected(rules)
     }
 
     /// When a check still `new` raises `never_reported`, unless it did already.
@@ -881,6 +1013,18 @@ impl CheckState {
             outcome
                 .events
                 .push(Event::new(EventKind::NeverReported, by));
+        }
+        if let Some(late) = self.late_at(rules)
+            && now >= late
+            && let Some(down_at) = self.going_down_after(rules)
+            && now < down_at
+        {
+            // Still `up`; the reason marks the late event as raised. Past the grace end there
+            // is no late event: the down event below says more.
+            self.down_reason = Some(DownReason::Late);
+            let mut event = Event::new(EventKind::Late, late);
+            event.down_at = Some(down_at);
+            outcome.events.push(event);
         }
         if !self.has_running()
             && let Some(deadline) = self.going_down_after(rules)
@@ -961,6 +1105,7 @@ mod tests {
             anomaly: AnomalyRules::default(),
             watch: Vec::new(),
             never_reported_by: None,
+            notify_late: false,
         }
     }
 
@@ -1021,6 +1166,108 @@ mod tests {
         let mut quiet = CheckState::default();
         assert_eq!(quiet.next_deadline(&hourly()), None);
         assert!(quiet.evaluate(&hourly(), t(23, 0)).events.is_empty());
+    }
+
+    #[test]
+    fn notify_late_raises_late_once_at_the_grace_start_then_down_at_its_end() {
+        let rules = CheckRules {
+            notify_late: true,
+            ..hourly()
+        };
+        let mut state = CheckState::default();
+        state.apply_ping(&rules, &ping(PingKind::Success, t(10, 0)));
+        // Expected at 11:00, grace 10 min: the first deadline is the grace start.
+        assert_eq!(state.next_deadline(&rules), Some(t(11, 0)));
+        assert!(state.evaluate(&rules, t(10, 59)).events.is_empty());
+        let out = state.evaluate(&rules, t(11, 0));
+        assert_eq!(kinds(&out), [EventKind::Late]);
+        assert_eq!(out.events[0].at, t(11, 0));
+        assert_eq!(out.events[0].down_at, Some(t(11, 10)));
+        // Still up, no flip; raised once.
+        assert_eq!((state.status, out.flip), (Status::Up, None));
+        assert_eq!(state.api_status(&rules, t(11, 1)), "grace");
+        assert_eq!(state.next_deadline(&rules), Some(t(11, 10)));
+        assert!(state.evaluate(&rules, t(11, 5)).events.is_empty());
+        // Grace passes: down, as without the setting.
+        let out = state.evaluate(&rules, t(11, 10));
+        assert_eq!(kinds(&out), [EventKind::Down]);
+        assert_eq!(state.down_reason, Some(DownReason::Missed));
+        // Recovery and the next cycle: late again, once.
+        let out = state.apply_ping(&rules, &ping(PingKind::Success, t(11, 30)));
+        assert_eq!(kinds(&out), [EventKind::Up]);
+        assert_eq!(state.next_deadline(&rules), Some(t(12, 30)));
+        assert_eq!(kinds(&state.evaluate(&rules, t(12, 31))), [EventKind::Late]);
+    }
+
+    #[test]
+    fn a_ping_in_grace_ends_late_quietly_and_without_the_setting_there_is_no_late() {
+        let rules = CheckRules {
+            notify_late: true,
+            ..hourly()
+        };
+        let mut state = CheckState::default();
+        state.apply_ping(&rules, &ping(PingKind::Success, t(10, 0)));
+        assert_eq!(kinds(&state.evaluate(&rules, t(11, 0))), [EventKind::Late]);
+        let out = state.apply_ping(&rules, &ping(PingKind::Success, t(11, 5)));
+        assert!(out.events.is_empty(), "no recovery for a late check");
+        assert_eq!(out.flip, None);
+        assert_eq!((state.status, state.down_reason), (Status::Up, None));
+        // No down at the old grace end: the next late is an hour after the ping.
+        assert!(state.evaluate(&rules, t(11, 10)).events.is_empty());
+        assert_eq!(state.next_deadline(&rules), Some(t(12, 5)));
+
+        // Without `notify_late` the grace start is no deadline and raises nothing.
+        let mut quiet = CheckState::default();
+        quiet.apply_ping(&hourly(), &ping(PingKind::Success, t(10, 0)));
+        assert_eq!(quiet.next_deadline(&hourly()), Some(t(11, 10)));
+        assert!(quiet.evaluate(&hourly(), t(11, 5)).events.is_empty());
+        assert_eq!(
+            kinds(&quiet.evaluate(&hourly(), t(11, 10))),
+            [EventKind::Down]
+        );
+
+        // Noticed only after the grace end (the engine was stopped): down, no late.
+        let mut missed = CheckState::default();
+        missed.apply_ping(&rules, &ping(PingKind::Success, t(10, 0)));
+        assert_eq!(
+            kinds(&missed.evaluate(&rules, t(11, 30))),
+            [EventKind::Down]
+        );
+    }
+
+    #[test]
+    fn dependency_cycles_are_found_through_the_start() {
+        let graph = |of: &str| -> Vec<String> {
+            match of {
+                "a" => vec!["b".into()],
+                "b" => vec!["c".into(), "d".into()],
+                "d" => vec!["a".into()],
+                "x" => vec!["b".into()],
+                _ => vec![],
+            }
+        };
+        assert_eq!(
+            dependency_cycle("a", &graph),
+            Some(vec!["a".into(), "b".into(), "d".into(), "a".into()])
+        );
+        // x leads into the cycle but is not on it.
+        assert_eq!(dependency_cycle("x", &graph), None);
+        assert_eq!(dependency_cycle("c", &graph), None);
+        let down = Suppression::new(Uuid::nil(), "backup", Some(t(12, 10)));
+        assert_eq!(
+            down.reason,
+            "suppressed: depends on backup, down since 2026-11-26T12:10:00Z"
+        );
+        assert_eq!(
+            down.released(t(12, 20), t(13, 0)).reason,
+            "held back since 2026-11-26T12:20:00Z because it depends on backup, down since \
+             2026-11-26T12:10:00Z; backup recovered at 2026-11-26T13:00:00Z"
+        );
+        let mut state = CheckState::default();
+        state.apply_ping(&hourly(), &ping(PingKind::Success, t(10, 0)));
+        assert_eq!(state.down_since(&hourly()), None);
+        state.evaluate(&hourly(), t(11, 30));
+        assert_eq!(state.down_since(&hourly()), Some(t(11, 10)));
     }
 
     #[test]
@@ -1254,6 +1501,7 @@ mod tests {
             anomaly: AnomalyRules::default(),
             watch: Vec::new(),
             never_reported_by: None,
+            notify_late: false,
         };
         let mut state = CheckState::default();
         // Friday 2026-11-27 00:02 MST = 07:02 UTC.

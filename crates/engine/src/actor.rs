@@ -9,12 +9,14 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
-use keepwatch_core::check::{CheckState, Event, Outcome, PingInput, PingKind, RunIdentity, Status};
+use keepwatch_core::check::{
+    CheckState, Event, Outcome, PingInput, PingKind, RunIdentity, Status, Suppression,
+};
 use keepwatch_store::{
     Batch, CheckRow, Committed, EventRow, Fence, FlipRow, InboxKind, PingRow, StateUpdate, Store,
     StoreError, Timestamp,
 };
-use rustc_hash::FxHashMap;
+use rustc_hash::{FxHashMap, FxHashSet};
 use tokio::sync::{Notify, mpsc, oneshot, watch};
 use uuid::Uuid;
 
@@ -93,7 +95,14 @@ pub struct Actor {
     pub replier: std::sync::mpsc::Sender<Deferred>,
     /// Whether this instance owned the checks when it last looked (see `Actor::owns_checks`).
     owner: bool,
+    /// The checks that depend on others (issue #21), and on which: while one is down, a
+    /// check's down, failed and hung events are held back. Kept beside `checks`, not in each
+    /// `LiveCheck`: few checks have any. May name checks deleted since: look them up.
+    pub depends: FxHashMap<i64, Box<[Uuid]>>,
 }
+
+/// The events held back while a check depended on is down.
+const HELD_KINDS: [&str; 3] = ["down", "failed", "hung"];
 
 /// Work that follows a commit and need not hold up the next one.
 pub type Deferred = Box<dyn FnOnce() + Send>;
@@ -184,8 +193,13 @@ impl Actor {
         let mut checks = FxHashMap::with_capacity_and_hasher(count, Default::default());
         let mut by_uuid = FxHashMap::with_capacity_and_hasher(count, Default::default());
         let mut interner = RulesInterner::default();
+        let mut depends = FxHashMap::default();
         store
             .for_each_check(|row| {
+                let deps = crate::live::depends_on(&row);
+                if !deps.is_empty() {
+                    depends.insert(row.id, deps);
+                }
                 if let Some(live) = live_check(&row, &mut interner) {
                     by_uuid.insert(live.uuid, row.id);
                     checks.insert(row.id, live);
@@ -236,6 +250,7 @@ impl Actor {
             replier: spawn_replier()
                 .map_err(|e| StoreError::task(format!("cannot start the reply thread: {e}")))?,
             owner: false,
+            depends,
         };
         let ids: Vec<i64> = actor.checks.keys().copied().collect();
         for id in ids {
@@ -619,6 +634,7 @@ impl Actor {
             && let Some(live) = live_check(&row, &mut self.interner)
         {
             self.by_uuid.insert(uuid, row.id);
+            self.set_depends(&row);
             self.checks.insert(row.id, live);
             self.reschedule(row.id);
         }
@@ -641,6 +657,7 @@ impl Actor {
                 match (row, self.by_uuid.get(&uuid).copied()) {
                     (None, Some(id)) => {
                         self.checks.remove(&id);
+                        self.depends.remove(&id);
                         self.by_uuid.remove(&uuid);
                         self.dirty.remove(&id);
                         self.settling.remove(&id);
@@ -653,6 +670,7 @@ impl Actor {
                         live.rules = rules;
                         live.body_filter = crate::live::body_filter(&row);
                         live.scheduled_at = None;
+                        self.set_depends(&row);
                         self.reschedule(id);
                     }
                     (Some(_), None) => self.adopt(uuid).await,
@@ -801,6 +819,15 @@ impl Actor {
             );
             let _ = self.store.delete_inbox(&dropped).await;
         }
+        if !self.depends.is_empty() && !batch.events.is_empty() {
+            let states: FxHashMap<i64, &CheckState> = pending
+                .iter()
+                .map(|(id, (state, _))| (*id, state))
+                .collect();
+            let held = self.to_hold(&batch.events, &states).await;
+            hold(&mut batch.events, held);
+        }
+        let recovered = recovered(&batch.flips);
         batch.fence = self.fence();
         let result = self.store.commit_batch_isolated(&batch, now.into()).await;
         metrics::histogram!("keepwatch_commit_seconds").record(started.elapsed().as_secs_f64());
@@ -855,6 +882,7 @@ impl Actor {
                 if let Err(std::sync::mpsc::SendError(follow_up)) = self.replier.send(follow_up) {
                     follow_up();
                 }
+                self.release_held(&recovered).await;
             }
             Err(e) => {
                 tracing::error!(error = %e, pings = batch.pings.len(), "ping batch not committed");
@@ -888,8 +916,14 @@ impl Actor {
                     && let Some(live) = self.checks.remove(&id)
                 {
                     self.by_uuid.remove(&live.uuid);
+                    self.depends.remove(&id);
                     self.dirty.remove(&id);
                     self.settling.remove(&id);
+                    // A deleted check holds nothing back any more.
+                    if live.state.status == Status::Down {
+                        let gone = FxHashSet::from_iter([live.uuid]);
+                        self.release_held_by(&gone).await;
+                    }
                 }
                 let _ = reply.send(result);
             }
@@ -924,6 +958,7 @@ impl Actor {
                 body_filter: crate::live::body_filter(&row),
             },
         );
+        self.set_depends(&row);
         // A new check has no deadline, unless it asked to be alerted if it never pings.
         self.reschedule(row.id);
         Ok(row)
@@ -943,6 +978,7 @@ impl Actor {
         self.dirty.remove(&row.id);
         // A new schedule may move the deadline earlier: queue it afresh.
         live.scheduled_at = None;
+        self.set_depends(&row);
         self.reschedule(row.id);
         Ok(row)
     }
@@ -974,7 +1010,160 @@ impl Actor {
         self.dirty.remove(&id);
         live.scheduled_at = None;
         self.reschedule(id);
+        // A paused check is not down: what it held back goes out.
+        self.release_held(&recovered(&batch.flips)).await;
         Ok(outcome)
+    }
+
+    /// Keeps what a check row says it depends on.
+    fn set_depends(&mut self, row: &CheckRow) {
+        let deps = crate::live::depends_on(row);
+        if deps.is_empty() {
+            self.depends.remove(&row.id);
+        } else {
+            self.depends.insert(row.id, deps);
+        }
+    }
+
+    /// A check's dependency that is down, if any, as `states` (this batch's new states)
+    /// or memory has it: its id and since when.
+    fn dependency_down(
+        &self,
+        id: i64,
+        states: &FxHashMap<i64, &CheckState>,
+    ) -> Option<(i64, Option<DateTime<Utc>>)> {
+        self.depends.get(&id)?.iter().find_map(|uuid| {
+            let dep_id = *self.by_uuid.get(uuid)?;
+            let dep = self.checks.get(&dep_id)?;
+            let state = states.get(&dep_id).copied().unwrap_or(&dep.state);
+            (state.status == Status::Down).then(|| (dep_id, state.down_since(&dep.rules)))
+        })
+    }
+
+    /// Which of a batch's events to hold back, and why: down, failed and hung events of a
+    /// check whose dependency is down; and the `up` that ends an outage whose alert was
+    /// held back (its channels never heard of the outage).
+    async fn to_hold(
+        &self,
+        events: &[EventRow],
+        states: &FxHashMap<i64, &CheckState>,
+    ) -> Vec<(usize, Suppression)> {
+        let mut held = Vec::new();
+        for (i, event) in events.iter().enumerate() {
+            if !self.depends.contains_key(&event.check_id) {
+                continue;
+            }
+            if HELD_KINDS.contains(&event.kind.as_str()) {
+                if let Some((dep_id, since)) = self.dependency_down(event.check_id, states) {
+                    let uuid = self.uuid_of(dep_id);
+                    let name = self.name_of(dep_id).await;
+                    held.push((i, Suppression::new(uuid, &name, since)));
+                }
+            } else if event.kind == "up"
+                && let Some((_, _, payload)) = self.last_held(event.check_id).await
+                && let Some(why) = payload.get("suppressed").cloned()
+                && let Ok(mut why) = serde_json::from_value::<Suppression>(why)
+            {
+                why.reason = format!("its alert was held back ({})", why.reason);
+                held.push((i, why));
+            }
+        }
+        held
+    }
+
+    /// A check's name for people (its slug, else its UUID, when it has none).
+    async fn name_of(&self, id: i64) -> String {
+        match self.store.check_by_id(id).await {
+            Ok(Some(row)) if !row.name.is_empty() => row.name,
+            Ok(Some(row)) if !row.slug.is_empty() => row.slug,
+            _ => self.uuid_of(id).to_string(),
+        }
+    }
+
+    /// The check's latest down, failed, hung or up event, if it was held back and not
+    /// released since: `(kind, at, payload)`.
+    async fn last_held(&self, id: i64) -> Option<(String, Timestamp, serde_json::Value)> {
+        let kinds = [HELD_KINDS.as_slice(), &["up"]].concat();
+        let (_, kind, at, payload) = self
+            .store
+            .check_events(id, &kinds, 1)
+            .await
+            .ok()?
+            .into_iter()
+            .next()?;
+        let payload: serde_json::Value = serde_json::from_str(&payload).ok()?;
+        let held = kind != "up" && payload.get("suppressed").is_some_and(|s| !s.is_null());
+        held.then_some((kind, at, payload))
+    }
+
+    /// After checks recovered: the alerts held back because of them, of checks still down
+    /// with no other dependency down, are sent now (as new events saying they were held).
+    async fn release_held(&mut self, recovered: &[i64]) {
+        if recovered.is_empty() || self.depends.is_empty() {
+            return;
+        }
+        let recovered: FxHashSet<Uuid> = recovered.iter().map(|id| self.uuid_of(*id)).collect();
+        self.release_held_by(&recovered).await;
+    }
+
+    /// Releases the alerts held back because of the checks `gone` (recovered, paused or
+    /// deleted): see [`Actor::release_held`].
+    async fn release_held_by(&mut self, recovered: &FxHashSet<Uuid>) {
+        if recovered.is_empty() || self.depends.is_empty() {
+            return;
+        }
+        let now = self.clock.now();
+        let none = FxHashMap::default();
+        let mut batch = Batch::default();
+        let mut waiting: Vec<i64> = self.depends.keys().copied().collect();
+        waiting.sort_unstable();
+        for id in waiting {
+            let Some(live) = self.checks.get(&id) else {
+                continue;
+            };
+            let on_recovered = self
+                .depends
+                .get(&id)
+                .is_some_and(|deps| deps.iter().any(|uuid| recovered.contains(uuid)));
+            if live.state.status != Status::Down
+                || !on_recovered
+                || self.dependency_down(id, &none).is_some()
+            {
+                continue;
+            }
+            let Some((kind, at, mut payload)) = self.last_held(id).await else {
+                continue;
+            };
+            let Some(why) = payload
+                .get("suppressed")
+                .cloned()
+                .and_then(|why| serde_json::from_value::<Suppression>(why).ok())
+            else {
+                continue;
+            };
+            if let Some(object) = payload.as_object_mut() {
+                object.remove("suppressed");
+                object.insert(
+                    "released".into(),
+                    serde_json::to_value(why.released(at.to_datetime(), now)).unwrap_or_default(),
+                );
+            }
+            tracing::info!(check = %live.uuid, event = %kind, "alert held back by a dependency released");
+            batch.events.push(EventRow {
+                check_id: id,
+                kind,
+                at: now.into(),
+                payload,
+            });
+        }
+        if batch.events.is_empty() {
+            return;
+        }
+        batch.fence = self.fence();
+        match self.store.commit_batch(&batch, now.into()).await {
+            Ok(outbox_rows) => self.committed(&batch, outbox_rows),
+            Err(e) => tracing::error!(error = %e, "released alerts not committed"),
+        }
     }
 
     /// Queues the check's next deadline unless an earlier entry is already queued (that one
@@ -1062,6 +1251,13 @@ impl Actor {
             });
             changed.push((*id, state));
         }
+        if !self.depends.is_empty() && !batch.events.is_empty() {
+            let states: FxHashMap<i64, &CheckState> =
+                changed.iter().map(|(id, state)| (*id, state)).collect();
+            let held = self.to_hold(&batch.events, &states).await;
+            hold(&mut batch.events, held);
+        }
+        let recovered = recovered(&batch.flips);
         batch.fence = self.fence();
         match self.store.commit_batch(&batch, now_ts).await {
             Ok(outbox_rows) => {
@@ -1075,6 +1271,7 @@ impl Actor {
                 for id in ids {
                     self.reschedule(*id);
                 }
+                self.release_held(&recovered).await;
             }
             Err(e) => {
                 tracing::error!(error = %e, "deadline batch not committed; retrying in 1s");
@@ -1267,6 +1464,28 @@ fn flip_row(
         at,
         old_status: from,
         new_status: to,
+    }
+}
+
+/// The checks a batch's flips bring back from down.
+fn recovered(flips: &[FlipRow]) -> Vec<i64> {
+    flips
+        .iter()
+        .filter(|f| f.old_status == Status::Down && f.new_status != Status::Down)
+        .map(|f| f.check_id)
+        .collect()
+}
+
+/// Marks events as held back, with why.
+fn hold(events: &mut [EventRow], held: Vec<(usize, Suppression)>) {
+    for (i, why) in held {
+        if let Some(object) = events[i].payload.as_object_mut() {
+            tracing::info!(check = ?object.get("check_uuid"), event = %events[i].kind, reason = %why.reason, "event held back");
+            object.insert(
+                "suppressed".into(),
+                serde_json::to_value(why).unwrap_or_default(),
+            );
+        }
     }
 }
 

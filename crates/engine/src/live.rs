@@ -29,6 +29,16 @@ pub struct LiveCheck {
     pub body_filter: Option<Box<BodyFilter>>,
 }
 
+/// The UUIDs in a check's `depends_on` column (a JSON array; the API validated them).
+pub fn depends_on(row: &CheckRow) -> Box<[Uuid]> {
+    if row.depends_on == "[]" || row.depends_on.is_empty() {
+        return Box::default();
+    }
+    serde_json::from_str::<Vec<Uuid>>(&row.depends_on)
+        .unwrap_or_default()
+        .into_boxed_slice()
+}
+
 /// The check's `filter_http_body` settings from `extra`, when it is on.
 pub fn body_filter(row: &CheckRow) -> Option<Box<BodyFilter>> {
     if !row.extra.contains("filter_http_body") {
@@ -62,6 +72,7 @@ pub fn rules_from_row(row: &CheckRow) -> Result<CheckRules, String> {
         post_only: post_only(row),
         anomaly: anomaly_rules(row),
         watch: watch_patterns(row),
+        notify_late: row.notify_late,
     })
 }
 
@@ -140,8 +151,8 @@ pub struct RulesInterner {
 
 /// What makes up a check's rules: for periods the timeout, for schedules the expression and
 /// zone (left empty for periods, so building the key allocates nothing for them), then grace,
-/// max runtime, manual resume, POST only, anomaly thresholds, watch patterns, and the
-/// creation of a check that asked for `never_reported`.
+/// max runtime, manual resume, POST only, anomaly thresholds, watch patterns, the
+/// creation of a check that asked for `never_reported`, and `notify_late`.
 type RulesKey = (
     i64,
     String,
@@ -153,6 +164,7 @@ type RulesKey = (
     AnomalyRules,
     Vec<String>,
     Option<Timestamp>,
+    bool,
 );
 
 impl RulesInterner {
@@ -173,6 +185,7 @@ impl RulesInterner {
             watch_patterns(row),
             // A check that waits for its first ping has rules of its own (its first time).
             rules_never_reported(row),
+            row.notify_late,
         );
         if let Some(rules) = self.by_key.get(&key) {
             return Ok(rules.clone());
@@ -191,6 +204,7 @@ pub fn state_from_row(row: &StateRow) -> CheckState {
             "failed" => Some(DownReason::Failed),
             "hung" => Some(DownReason::Hung),
             "never_reported" => Some(DownReason::NeverReported),
+            "late" => Some(DownReason::Late),
             _ => None,
         }),
         last_ping: row.last_ping.map(Timestamp::to_datetime),
@@ -219,6 +233,7 @@ pub fn state_to_row(state: &CheckState, last_seq: Option<i64>, checkpoint_seq: i
                 DownReason::Failed => "failed",
                 DownReason::Hung => "hung",
                 DownReason::NeverReported => "never_reported",
+                DownReason::Late => "late",
             }
             .to_string()
         }),

@@ -303,15 +303,28 @@ impl Pager {
                 } else {
                     routing::urgency(config, &service, at)
                 };
-                let payload = serde_json::from_str(&event.payload).unwrap_or_default();
-                let summary = crate::channels::evidence::summary(name, &event.kind, &payload);
+                let payload: serde_json::Value =
+                    serde_json::from_str(&event.payload).unwrap_or_default();
+                let mut summary = crate::channels::evidence::summary(name, &event.kind, &payload);
+                // Held back while a check it depends on is down: recorded with the event, no
+                // alert. Released later: the alert says it was held.
+                let held = payload.get("suppressed").is_some_and(|s| !s.is_null());
+                if let Some(note) = payload["released"]["reason"].as_str() {
+                    summary = format!("{summary} ({note})");
+                }
                 tracing::info!(check = %event.uuid, event = %event.kind, service, urgency = %urgency, resolves, "check event for the pager");
-                planned.push((event, service, dedup, summary, urgency, resolves, late));
+                planned.push((
+                    event, service, dedup, summary, urgency, resolves, late, held,
+                ));
             }
             let actions: Vec<EventAlert> = planned
                 .iter()
                 .filter_map(
-                    |(event, service, dedup, summary, urgency, resolves, late)| {
+                    |(event, service, dedup, summary, urgency, resolves, late, held)| {
+                        // Held back, or a late notice: for the check's log and channels only.
+                        if *held || event.kind == "late" {
+                            return None;
+                        }
                         if let Some(detail) = late {
                             return Some(EventAlert::Log {
                                 project_id: event.project_id,

@@ -118,7 +118,8 @@ urgency, urgency raising, the last resort, and the time to the first high-urgenc
 runs the engine's own routing: notifications inside a maintenance window show as suppressed,
 an alert for a service the configuration does not have as unrouted. With -f it reads a file;
 without, it asks the server (--server, --api-key) about the configuration applied there
-and finds checks by UUID or slug.
+and finds checks by UUID or slug; a check that depends on a check down right now
+(depends_on) shows HELD BACK: its alert would wait until that check recovers.
 --sweep week drills an alert at every --step (1h) of the week from --at (a check whose
 schedule is known: at each of its deadlines) and prints a table of days × hours of the time
 to the first high-urgency page (`-`: none), the worst start and the medians.

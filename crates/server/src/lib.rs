@@ -59,6 +59,7 @@ pub fn router(state: AppState) -> Router {
         .route("/checks/{code}/pings/{n}/body", get(checks::ping_body))
         .route("/checks/{code}/flips/", get(checks::flips))
         .route("/checks/{code}/notifications/", get(checks::notifications))
+        .route("/checks/{code}/events/", get(checks::events))
         .route(
             "/channels/",
             get(channels::list_channels).post(channels::create_channel),

@@ -602,6 +602,33 @@ impl Store {
         }))
     }
 
+    /// A check's events, newest first, at most `limit`: `(id, kind, at, payload)`. With
+    /// `kinds`, only events of those kinds.
+    pub async fn check_events(
+        &self,
+        check_id: i64,
+        kinds: &[&str],
+        limit: i64,
+    ) -> Result<Vec<(i64, String, Timestamp, String)>> {
+        Ok(with_read!(self, |pool| {
+            let mut select = sqlx::QueryBuilder::new(
+                "SELECT id, kind, at, payload FROM events WHERE check_id = ",
+            );
+            select.push_bind(check_id);
+            if !kinds.is_empty() {
+                select.push(" AND kind IN (");
+                let mut list = select.separated(", ");
+                for kind in kinds {
+                    list.push_bind(*kind);
+                }
+                select.push(")");
+            }
+            select.push(" ORDER BY id DESC LIMIT ");
+            select.push_bind(limit);
+            select.build_query_as().fetch_all(pool).await?
+        }))
+    }
+
     /// A small counter kept in `meta` (e.g. the pager's event cursor), 0 if unset.
     pub async fn meta(&self, key: &str) -> Result<i64> {
         Ok(with_read!(self, |pool| {

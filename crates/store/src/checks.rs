@@ -11,7 +11,8 @@ macro_rules! check_columns {
     () => {
         "id, uuid, project_id, name, slug, tags, descr, kind, timeout_secs, grace_secs, schedule, \
          tz, max_runtime_secs, manual_resume, service, extra, created_at, status, down_reason, \
-         last_ping, n_pings, last_duration_ms, open_runs, history, last_seq, checkpoint_seq"
+         last_ping, n_pings, last_duration_ms, open_runs, history, last_seq, checkpoint_seq, \
+         notify_late, depends_on"
     };
 }
 
@@ -20,7 +21,7 @@ macro_rules! engine_columns {
     () => {
         "id, uuid, project_id, kind, timeout_secs, grace_secs, schedule, tz, max_runtime_secs, \
          manual_resume, extra, created_at, status, down_reason, last_ping, n_pings, \
-         last_duration_ms, open_runs, history, last_seq, checkpoint_seq"
+         last_duration_ms, open_runs, history, last_seq, checkpoint_seq, notify_late, depends_on"
     };
 }
 
@@ -49,6 +50,9 @@ struct EngineRow {
     history: String,
     last_seq: Option<i64>,
     checkpoint_seq: i64,
+    /// SQLite gives 0/1, PostgreSQL true/false.
+    notify_late: serde_json::Value,
+    depends_on: String,
 }
 
 impl EngineRow {
@@ -71,6 +75,8 @@ impl EngineRow {
             service: None,
             extra: self.extra,
             created_at: self.created_at,
+            notify_late: self.notify_late == true || self.notify_late == 1,
+            depends_on: self.depends_on,
             state: StateRow {
                 status: self.status,
                 down_reason: self.down_reason,
@@ -117,7 +123,8 @@ macro_rules! update_config {
         sqlx::query(
             "UPDATE checks SET name = $1, slug = $2, tags = $3, descr = $4, kind = $5, \
              timeout_secs = $6, grace_secs = $7, schedule = $8, tz = $9, max_runtime_secs = $10, \
-             manual_resume = $11, service = $12, extra = $13 WHERE id = $14",
+             manual_resume = $11, service = $12, extra = $13, notify_late = $14, depends_on = $15 \
+             WHERE id = $16",
         )
         .bind(&$check.name)
         .bind(&$check.slug)
@@ -132,6 +139,8 @@ macro_rules! update_config {
         .bind($check.manual_resume)
         .bind(&$check.service)
         .bind(&$check.extra)
+        .bind($check.notify_late)
+        .bind(&$check.depends_on)
         .bind($check.id)
         .execute(&mut *$tx)
         .await?
@@ -146,8 +155,9 @@ impl Store {
                 "INSERT INTO checks (uuid, project_id, name, slug, tags, descr, kind, timeout_secs, \
                  grace_secs, schedule, tz, max_runtime_secs, manual_resume, service, extra, \
                  created_at, status, down_reason, last_ping, n_pings, last_duration_ms, open_runs, \
-                 history, last_seq, checkpoint_seq) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, \
-                 $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, $21, $22, $23, $24, $25) RETURNING id",
+                 history, last_seq, checkpoint_seq, notify_late, depends_on) VALUES ($1, $2, $3, $4, \
+                 $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, $21, $22, \
+                 $23, $24, $25, $26, $27) RETURNING id",
             )
             .bind(&check.uuid)
             .bind(check.project_id)
@@ -174,6 +184,8 @@ impl Store {
             .bind(&check.state.history)
             .bind(check.state.last_seq)
             .bind(check.state.checkpoint_seq)
+            .bind(check.notify_late)
+            .bind(&check.depends_on)
             .fetch_one(&mut *tx)
             .await?
         }))

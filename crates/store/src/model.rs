@@ -46,6 +46,12 @@ pub struct CheckRow {
     /// settings read by the engine only (`methods`, `anomaly_volume_pct`, …).
     pub extra: String,
     pub created_at: Timestamp,
+    /// keepwatch: send a low-urgency `late` notice to the check's channels when it enters
+    /// its grace period (issue #21).
+    pub notify_late: bool,
+    /// keepwatch: JSON array of the UUIDs of the checks this one depends on; while one is
+    /// down, this check's alerts are held back.
+    pub depends_on: String,
     #[sqlx(flatten)]
     pub state: StateRow,
 }
@@ -119,6 +125,14 @@ pub struct EventRow {
     pub kind: String,
     pub at: Timestamp,
     pub payload: serde_json::Value,
+}
+
+impl EventRow {
+    /// A check event held back because a check it depends on is down: recorded, but its
+    /// check's channels are not told.
+    pub fn held_back(&self) -> bool {
+        self.payload.get("suppressed").is_some_and(|s| !s.is_null())
+    }
 }
 
 /// Everything one writer transaction commits: pings, the states they changed, flips, events.

@@ -189,13 +189,15 @@ impl Store {
                     .bind(event.payload.to_string())
                     .fetch_one(&mut *tx)
                     .await?;
-                outbox_rows += sqlx::query(INSERT_OUTBOX)
-                    .bind(event_id)
-                    .bind(now)
-                    .bind(event.check_id)
-                    .execute(&mut *tx)
-                    .await?
-                    .rows_affected();
+                if !event.held_back() {
+                    outbox_rows += sqlx::query(INSERT_OUTBOX)
+                        .bind(event_id)
+                        .bind(now)
+                        .bind(event.check_id)
+                        .execute(&mut *tx)
+                        .await?
+                        .rows_affected();
+                }
             }
             outbox_rows
         }))

@@ -136,8 +136,10 @@ impl SqliteWriter {
                     ],
                     |row| row.get(0),
                 )?;
-                outbox_rows +=
-                    insert_outbox.execute(params![event_id, now, event.check_id])? as u64;
+                if !event.held_back() {
+                    outbox_rows +=
+                        insert_outbox.execute(params![event_id, now, event.check_id])? as u64;
+                }
             }
             Ok(outbox_rows)
         })

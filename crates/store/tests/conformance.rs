@@ -47,6 +47,8 @@ fn check(project_id: i64, name: &str, slug: &str) -> CheckRow {
         service: Some("billing".into()),
         extra: "{}".into(),
         created_at: us(1),
+        notify_late: true,
+        depends_on: r#"["0b5c4a39-5c8a-4a55-9d1e-1f7a3b2c9d10"]"#.into(),
         state: StateRow {
             status: Status::New,
             open_runs: "[]".into(),
@@ -143,9 +145,27 @@ async fn story(store: Store) {
         store.check_by_id(nightly.id).await.unwrap().unwrap().name,
         "Nightly events"
     );
+    // The engine's start-up load reads `notify_late` and `depends_on` too (issue #21).
     let mut seen = Vec::new();
-    store.for_each_check(|row| seen.push(row.id)).await.unwrap();
-    assert_eq!(seen, vec![nightly.id, theirs.id]);
+    store
+        .for_each_check(|row| seen.push((row.id, row.notify_late, row.depends_on)))
+        .await
+        .unwrap();
+    assert_eq!(
+        seen,
+        vec![
+            (nightly.id, true, nightly.depends_on.clone()),
+            (theirs.id, true, theirs.depends_on.clone())
+        ]
+    );
+    nightly.notify_late = false;
+    nightly.depends_on = "[]".into();
+    store.update_check_config(&nightly).await.unwrap();
+    let stored = store.check_by_id(nightly.id).await.unwrap().unwrap();
+    assert_eq!(
+        (stored.notify_late, stored.depends_on.as_str()),
+        (false, "[]")
+    );
 
     // Channels.
     let hook = store

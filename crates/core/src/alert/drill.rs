@@ -90,6 +90,10 @@ pub struct Report {
     /// Acknowledged this long after the trigger; `None`: nobody acknowledged.
     pub acknowledged_after_minutes: Option<i64>,
     pub followed_minutes: i64,
+    /// The check depends on one that is down now: its alert would be held back (why, as
+    /// the alert log says it), and the timeline starts only once that check recovers.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub held_back: Option<String>,
 }
 
 /// When `rule` next gives high urgency at or after `from`, looking at most 8 days ahead on
@@ -173,6 +177,7 @@ pub fn drill(config: Option<&OnCall>, request: &Request<'_>) -> Report {
             .acknowledged
             .then(|| (request.until - request.at).num_minutes()),
         followed_minutes: (request.until - request.at).num_minutes(),
+        held_back: None,
     }
 }
 
@@ -289,6 +294,12 @@ pub fn text(report: &Report, offset: FixedOffset) -> String {
             out
         }
     };
+    if let Some(reason) = &report.held_back {
+        out.push_str(&format!(
+            "HELD BACK: {reason}: nobody is paged and no channel is told until it recovers; \
+             the timeline below starts then\n"
+        ));
+    }
     for entry in &report.entries {
         out.push_str(&format!(
             "{:>6}  {}  {}\n",

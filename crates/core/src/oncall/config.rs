@@ -164,6 +164,14 @@ pub struct DeclaredCheck {
     pub desc: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub service: Option<String>,
+    /// keepwatch: a low-urgency `late` notice to the check's channels when it enters its
+    /// grace period.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub notify_late: Option<bool>,
+    /// keepwatch: the slugs of the checks this one depends on (declared in the file or in the
+    /// project): while one is down, this check's alerts are held back.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub depends_on: Option<Vec<String>>,
 }
 
 #[derive(Deserialize)]

@@ -188,6 +188,21 @@ pub fn explain(kind: &str, payload: &Value, check: &CheckFacts, now: DateTime<Ut
             )
         }
         "up" => ("back up".into(), "up: the check is back".into()),
+        "late" => {
+            // Dated at the grace start, which is when the ping was expected.
+            let expected = at.with_timezone(&tz);
+            let down_at = time(&payload["down_at"]).unwrap_or(at + check.grace);
+            (
+                format!("LATE, expected {}", expected.format("%H:%M")),
+                format!(
+                    "LATE (not down yet): expected at {} ({}); it counts as down at {} if no \
+                     ping arrives",
+                    expected.format("%a %H:%M"),
+                    tz.name(),
+                    down_at.with_timezone(&tz).format("%a %H:%M")
+                ),
+            )
+        }
         "never_reported" => {
             let expected = (at - check.grace).with_timezone(&tz);
             (
@@ -529,6 +544,13 @@ mod tests {
                 "2026-03-07T07:01:00Z",
                 "never reported",
                 "never reported: no ping since it was created; its first run was due Sat 00:00 (America/Denver)",
+            ),
+            (
+                "late",
+                json!({"kind": "late", "at": "2026-03-07T07:00:00Z", "down_at": "2026-03-07T07:01:00Z"}),
+                "2026-03-07T07:00:00Z",
+                "LATE, expected 00:00",
+                "LATE (not down yet): expected at Sat 00:00 (America/Denver); it counts as down at Sat 00:01 if no ping arrives",
             ),
             (
                 "up",

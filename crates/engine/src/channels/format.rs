@@ -211,9 +211,12 @@ impl Message {
             "other_run": payload["other_run"],
             "exit_status": payload["exit_status"],
         });
-        // Present only on the events that have them: overlaps beside strays, anomalies, and
-        // what a hung run's runner sent.
-        for key in ["strays", "anomaly", "snapshot", "watch"] {
+        // Present only on the events that have them: overlaps beside strays, anomalies,
+        // what a hung run's runner sent, when a late check counts as down, and why an alert
+        // held back by a dependency comes now.
+        for key in [
+            "strays", "anomaly", "snapshot", "watch", "down_at", "released",
+        ] {
             if !payload[key].is_null() {
                 json[key] = payload[key].clone();
             }
@@ -234,7 +237,10 @@ impl Message {
         let evidence = evidence.unwrap_or(&fallback);
         json["evidence"] = json!(evidence);
         let title = format!("{name}: {}", evidence.headline);
-        let sentence = format!("{name}: {}", evidence.sentence);
+        let mut sentence = format!("{name}: {}", evidence.sentence);
+        if let Some(note) = payload["released"]["reason"].as_str() {
+            sentence.push_str(&format!(" ({note})"));
+        }
         let mut text = format!("{sentence}\n");
         let plain = block(evidence, None, Fence::Indent);
         if !plain.is_empty() {
@@ -436,6 +442,7 @@ fn headline(kind: &str) -> &'static str {
         "overlap" => "OVERLAP: a run started while another copy of the job was still running",
         "anomaly" => "ANOMALY: a run processed far less, or took far longer, than usual",
         "up" => "UP: the check is back",
+        "late" => "LATE: the expected ping has not arrived yet; the check is in its grace period",
         _ => "event",
     }
 }

@@ -21,6 +21,7 @@ mod incident_bench;
 mod incidents;
 mod input_checks;
 mod instances;
+mod late_and_depends;
 mod notifications;
 mod oncall_load;
 mod openapi;

@@ -62,7 +62,16 @@ pub struct Spec {
     /// moved from another Healthchecks-compatible server keep their ping URLs
     /// (`keepwatch import healthchecks`). Lower-case, hyphenated.
     pub uuid: Option<String>,
+    /// keepwatch: send a low-urgency `late` notice to the check's channels when it enters
+    /// its grace period (no alert, no page).
+    pub notify_late: Option<bool>,
+    /// keepwatch: the UUIDs of the checks this one depends on (validated against the
+    /// project's checks when saved).
+    pub depends_on: Option<Vec<String>>,
 }
+
+/// A check depends on at most this many others.
+pub const MAX_DEPENDS_ON: usize = 20;
 
 /// At most this many `watch` patterns, each at most this long.
 pub const MAX_WATCH: usize = 10;
@@ -276,6 +285,35 @@ impl Spec {
                 Ok(uuid) if text.len() == 36 => Some(uuid.hyphenated().to_string()),
                 _ => return Err(invalid("uuid is not a valid UUID".into())),
             },
+        };
+        spec.notify_late = boolean(obj, "notify_late")?;
+        spec.depends_on = match obj.get("depends_on") {
+            None => None,
+            Some(Value::Array(items)) => {
+                let mut uuids = Vec::with_capacity(items.len());
+                for item in items {
+                    let Some(text) = item.as_str() else {
+                        return Err(invalid("depends_on is not an array of check UUIDs".into()));
+                    };
+                    match uuid::Uuid::parse_str(text) {
+                        Ok(uuid) => uuids.push(uuid.to_string()),
+                        Err(_) => {
+                            return Err(invalid(format!(
+                                "depends_on: `{text}` is not a check UUID"
+                            )));
+                        }
+                    }
+                }
+                if uuids.len() > MAX_DEPENDS_ON {
+                    return Err(invalid(format!(
+                        "depends_on has more than {MAX_DEPENDS_ON} checks"
+                    )));
+                }
+                uuids.sort_unstable();
+                uuids.dedup();
+                Some(uuids)
+            }
+            Some(_) => return Err(invalid("depends_on is not an array of check UUIDs".into())),
         };
         Ok(spec)
     }

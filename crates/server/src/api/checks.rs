@@ -210,7 +210,11 @@ fn check_json(
     // keepwatch's own fields.
     obj.insert("max_runtime".into(), row.max_runtime_secs.into());
     obj.insert("service".into(), row.service.clone().into());
-    obj.insert("down_reason".into(), json!(live.down_reason));
+    // `late` marks an up check whose late notice was sent: not a reason it is down.
+    let down_reason = live
+        .down_reason
+        .filter(|r| *r != keepwatch_core::check::DownReason::Late);
+    obj.insert("down_reason".into(), json!(down_reason));
     obj.insert("open_runs".into(), json!(live.open_runs));
     let anomaly = anomaly_rules(row);
     obj.insert("anomaly_volume_pct".into(), anomaly.volume_below_pct.into());
@@ -228,6 +232,11 @@ fn check_json(
         serde_json::from_str::<Value>(&row.extra)
             .is_ok_and(|extra| extra["alert_if_never_pinged"] == true)
             .into(),
+    );
+    obj.insert("notify_late".into(), row.notify_late.into());
+    obj.insert(
+        "depends_on".into(),
+        serde_json::from_str::<Value>(&row.depends_on).unwrap_or_else(|_| json!([])),
     );
     obj.insert("run_history".into(), json!(live.history));
     out
@@ -265,6 +274,8 @@ pub fn new_check_row(project_id: i64, now: DateTime<Utc>) -> CheckRow {
         service: None,
         extra: "{}".into(),
         created_at: now.into(),
+        notify_late: false,
+        depends_on: "[]".into(),
         state: StateRow {
             status: Status::New,
             open_runs: "[]".into(),
@@ -353,6 +364,11 @@ async fn save(
     create: bool,
 ) -> Result<Value, ApiError> {
     apply_spec(&mut row, spec)?;
+    if spec.depends_on.as_ref().is_some_and(|d| !d.is_empty()) {
+        let all = state.store.list_checks(row.project_id).await?;
+        validate_dependencies(&all, &row)
+            .map_err(|e| ApiError::BadRequest(format!("json validation error: {e}")))?;
+    }
     let row = if create {
         state.engine.create_check(row).await?
     } else {
@@ -400,6 +416,45 @@ async fn spec_channels(
         Some(c) => Ok(Some(resolve_channels(state, project_id, c).await?)),
         None => Ok(None),
     }
+}
+
+/// Checks `row`'s `depends_on` against the project's checks `all` (`row` among them or new):
+/// each must be another check of the project, and no chain of dependencies may lead back to
+/// `row`. The error names the checks.
+pub(crate) fn validate_dependencies(all: &[CheckRow], row: &CheckRow) -> Result<(), String> {
+    let deps_of =
+        |r: &CheckRow| -> Vec<String> { serde_json::from_str(&r.depends_on).unwrap_or_default() };
+    let deps = deps_of(row);
+    for dep in &deps {
+        if *dep == row.uuid {
+            return Err("depends_on: a check cannot depend on itself".into());
+        }
+        if !all.iter().any(|r| r.uuid == *dep) {
+            return Err(format!("depends_on: no check `{dep}` in this project"));
+        }
+    }
+    let graph = |uuid: &str| -> Vec<String> {
+        if uuid == row.uuid {
+            return deps.clone();
+        }
+        all.iter()
+            .find(|r| r.uuid == uuid)
+            .map(deps_of)
+            .unwrap_or_default()
+    };
+    if let Some(cycle) = keepwatch_core::check::dependency_cycle(&row.uuid, &graph) {
+        let name = |uuid: &String| {
+            let found = all.iter().find(|r| r.uuid == *uuid);
+            let found = if *uuid == row.uuid { Some(row) } else { found };
+            match found {
+                Some(r) if !r.name.is_empty() => r.name.clone(),
+                _ => uuid.clone(),
+            }
+        };
+        let path: Vec<String> = cycle.iter().map(name).collect();
+        return Err(format!("depends_on makes a cycle: {}", path.join(" → ")));
+    }
+    Ok(())
 }
 
 /// Applies the fields present in a spec to a check row.
@@ -500,6 +555,12 @@ pub(crate) fn apply_spec(row: &mut CheckRow, spec: &Spec) -> Result<(), ApiError
     }
     if let Some(v) = &spec.watch {
         extra.insert("watch".into(), json!(v));
+    }
+    if let Some(v) = spec.notify_late {
+        row.notify_late = v;
+    }
+    if let Some(v) = &spec.depends_on {
+        row.depends_on = json!(v).to_string();
     }
     match spec.alert_if_never_pinged {
         Some(true) => {
@@ -904,6 +965,47 @@ pub async fn notifications(
         })
         .collect();
     let mut body = json!({ "notifications": out });
+    if scope.read_only {
+        crate::redact::json(&mut body);
+    }
+    Ok(cors_json(StatusCode::OK, body))
+}
+
+/// `GET /api/v3/checks/<uuid>/events/` (keepwatch): the check's last 100 events, newest
+/// first: `down`, `failed`, `hung`, `late`, `overlap`, `anomaly`, `up`, `never_reported`;
+/// one held back because a check it depends on was down carries `suppressed` (the reason),
+/// one released later `released`.
+pub async fn events(
+    State(state): State<AppState>,
+    Path(code): Path<String>,
+    ReadKey(scope): ReadKey,
+) -> ApiResult {
+    let row = find_check(&state, scope.project_id, &code, scope.read_only).await?;
+    let events = state.store.check_events(row.id, &[], 100).await?;
+    let out: Vec<Value> = events
+        .into_iter()
+        .map(|(id, kind, at, payload)| {
+            let payload: Value = serde_json::from_str(&payload).unwrap_or_default();
+            let mut event = json!({
+                "id": id,
+                "kind": kind,
+                "at": at.to_datetime().to_rfc3339(),
+            });
+            for key in ["down_at", "exit_status"] {
+                if !payload[key].is_null() {
+                    event[key] = payload[key].clone();
+                }
+            }
+            for key in ["suppressed", "released"] {
+                if let Some(reason) = payload[key]["reason"].as_str() {
+                    event[key] = json!(reason);
+                    event[format!("{key}_by")] = payload[key]["by"].clone();
+                }
+            }
+            event
+        })
+        .collect();
+    let mut body = json!({ "events": out });
     if scope.read_only {
         crate::redact::json(&mut body);
     }

@@ -14,7 +14,7 @@ use keepwatch_core::alert::drill::{self, Event, Options, Subject};
 use keepwatch_core::alert::routing;
 use keepwatch_core::oncall::config::OnCall;
 use keepwatch_engine::live_drill::LiveDrill;
-use keepwatch_store::AppliedOnCall;
+use keepwatch_store::{AppliedOnCall, CheckRow};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
@@ -136,13 +136,58 @@ pub(crate) async fn compute(
     let subject = subject(state, project_id, query, &applied, asked.event).await?;
     let options = asked.options;
     let (high, page) = (asked.high, asked.page);
+    let held_back = match &query.check {
+        Some(code) => held_back(state, &find(state, project_id, code).await?).await?,
+        None => None,
+    };
     off_runtime(move || {
         let config: Option<&OnCall> = applied.as_deref().and_then(|a| a.config.as_ref().ok());
-        let outcome = drill::run(config, &subject, &options);
+        let mut outcome = drill::run(config, &subject, &options);
+        if let drill::Outcome::Drill(report) = &mut outcome {
+            report.held_back = held_back;
+        }
         let failures = drill::failures(&outcome, high, page);
         (outcome, failures)
     })
     .await
+}
+
+/// Why a check's alert would be held back now: a check it depends on is down (the
+/// engine's live state), as the alert log would say it.
+async fn held_back(state: &AppState, row: &CheckRow) -> Result<Option<String>, ApiError> {
+    let deps: Vec<String> = serde_json::from_str(&row.depends_on).unwrap_or_default();
+    for dep in deps {
+        let Some(dep_row) = state.store.check_by_uuid(&dep).await? else {
+            continue;
+        };
+        if dep_row.project_id != row.project_id {
+            continue;
+        }
+        let view = crate::api::checks::live_states(state, std::slice::from_ref(&dep_row))
+            .await?
+            .remove(0);
+        if view.state.status != keepwatch_core::check::Status::Down {
+            continue;
+        }
+        let since = view
+            .rules
+            .clone()
+            .or_else(|| {
+                keepwatch_engine::live::rules_from_row(&dep_row)
+                    .ok()
+                    .map(Arc::new)
+            })
+            .and_then(|rules| view.state.down_since(&rules));
+        let uuid = uuid::Uuid::parse_str(&dep_row.uuid).unwrap_or_default();
+        let name = if dep_row.name.is_empty() {
+            &dep_row.uuid
+        } else {
+            &dep_row.name
+        };
+        let why = keepwatch_core::check::Suppression::new(uuid, name, since);
+        return Ok(Some(why.reason));
+    }
+    Ok(None)
 }
 
 /// What is drilled: a check (by UUID or slug, routed as the engine routes it) or a service of

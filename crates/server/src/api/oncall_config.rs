@@ -20,7 +20,7 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 use super::check_spec::Spec;
-use super::checks::{apply_spec, new_check_row};
+use super::checks::{apply_spec, new_check_row, validate_dependencies};
 use crate::auth::FullKey;
 use crate::error::ApiError;
 use crate::state::AppState;
@@ -191,7 +191,8 @@ async fn planned_checks(
         return Ok(Ok(Vec::new()));
     }
     let existing = store.list_checks(project_id).await?;
-    let mut planned = Vec::new();
+    // Every declared check as it will be saved, with the stored row it replaces, if any.
+    let mut declared_rows = Vec::with_capacity(config.checks.len());
     for (i, declared) in config.checks.iter().enumerate() {
         let at = format!("checks[{i}] ({})", declared.slug);
         let refused = |e: ApiError| match e {
@@ -204,6 +205,10 @@ async fn planned_checks(
         if declared.name.is_none() {
             body["name"] = json!(declared.slug);
         }
+        // Slugs here, UUIDs in the API: resolved below, once every declared check has one.
+        if let Some(body) = body.as_object_mut() {
+            body.remove("depends_on");
+        }
         // A check declared in the file is expected to report: if it never pings by its first
         // expected time plus grace, a low-urgency `never_reported` alert says so.
         body["alert_if_never_pinged"] = json!(true);
@@ -212,15 +217,66 @@ async fn planned_checks(
             Err(e) => return Ok(Err(refused(e))),
         };
         let stored = existing.iter().find(|row| row.slug == declared.slug);
-        let (mut row, create) = match stored {
-            Some(row) => (row.clone(), false),
-            None => (new_check_row(project_id, now), true),
+        let mut row = match stored {
+            Some(row) => row.clone(),
+            None => new_check_row(project_id, now),
         };
         if let Err(e) = apply_spec(&mut row, &spec) {
             return Ok(Err(refused(e)));
         }
-        if create || Some(&row) != stored {
-            planned.push((row, create));
+        declared_rows.push((row, stored));
+    }
+    // `depends_on`: slugs of checks declared in the file or stored in the project.
+    let uuid_of_slug = |slug: &str| {
+        declared_rows
+            .iter()
+            .map(|(row, _)| row)
+            .chain(existing.iter())
+            .find(|row| row.slug == slug)
+            .map(|row| row.uuid.clone())
+    };
+    let mut resolved = Vec::with_capacity(declared_rows.len());
+    for (i, declared) in config.checks.iter().enumerate() {
+        let Some(slugs) = &declared.depends_on else {
+            resolved.push(None);
+            continue;
+        };
+        let mut uuids = Vec::with_capacity(slugs.len());
+        for slug in slugs {
+            match uuid_of_slug(slug) {
+                Some(uuid) => uuids.push(uuid),
+                None => {
+                    return Ok(Err(format!(
+                        "checks[{i}] ({}): depends_on: no check with slug `{slug}` in the file \
+                         or the project",
+                        declared.slug
+                    )));
+                }
+            }
+        }
+        uuids.sort_unstable();
+        uuids.dedup();
+        resolved.push(Some(json!(uuids).to_string()));
+    }
+    for ((row, _), deps) in declared_rows.iter_mut().zip(resolved) {
+        if let Some(deps) = deps {
+            row.depends_on = deps;
+        }
+    }
+    // The project's checks as they will be: the declared ones replace their stored rows.
+    let mut all: Vec<CheckRow> = existing
+        .iter()
+        .filter(|row| !declared_rows.iter().any(|(d, _)| d.uuid == row.uuid))
+        .cloned()
+        .collect();
+    all.extend(declared_rows.iter().map(|(row, _)| row.clone()));
+    let mut planned = Vec::new();
+    for (i, (row, stored)) in declared_rows.into_iter().enumerate() {
+        if let Err(e) = validate_dependencies(&all, &row) {
+            return Ok(Err(format!("checks[{i}] ({}): {e}", row.slug)));
+        }
+        if stored != Some(&row) {
+            planned.push((row, stored.is_none()));
         }
     }
     Ok(Ok(planned))

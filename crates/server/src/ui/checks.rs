@@ -707,6 +707,7 @@ async fn detail_page(
             Some(DownReason::Failed) => "the last run failed".into(),
             Some(DownReason::Hung) => "a run did not finish within its max runtime".into(),
             Some(DownReason::NeverReported) => "it has never pinged".into(),
+            Some(DownReason::Late) => "late: its expected ping has not come yet".into(),
             None => String::new(),
         },
         schedule_words,
