@@ -158,6 +158,15 @@ async fn dependency_story(app: TestApp) {
         .await;
     assert_eq!(report["depends_on"], json!([backup_uuid]));
     let uuid = report["uuid"].as_str().unwrap().to_string();
+    // A read-only key sees the dependency by its unique_key, never its UUID (a ping URL).
+    let (_, listed) = app.get_read_only("/api/v3/checks/").await;
+    let (backup_ro, report_ro) = {
+        let checks = listed["checks"].as_array().unwrap();
+        let by_name = |n: &str| checks.iter().find(|c| c["name"] == n).unwrap().clone();
+        (by_name("backup"), by_name("report"))
+    };
+    assert_eq!(report_ro["depends_on"], json!([backup_ro["unique_key"]]));
+    assert!(!listed.to_string().contains(&backup_uuid), "{listed}");
 
     // Validation: a precise 400 for each mistake.
     let update = |code: &str, body: Value| {
@@ -260,12 +269,14 @@ async fn dependency_story(app: TestApp) {
     // now, saying why it comes late.
     app.advance(TimeDelta::minutes(10));
     app.ping("GET", &format!("/ping/{backup_uuid}"), None).await;
-    let up = channel.next().await.json();
+    // Two messages, delivered concurrently: in either order.
+    let mut told = [channel.next().await.json(), channel.next().await.json()];
+    told.sort_by_key(|m| m["event"].as_str().unwrap_or_default().to_string());
+    let [released, up] = told;
     assert_eq!(
         (&up["event"], &up["check"]["name"]),
         (&json!("up"), &json!("backup"))
     );
-    let released = channel.next().await.json();
     assert_eq!(
         (&released["event"], &released["check"]["name"]),
         (&json!("down"), &json!("report"))

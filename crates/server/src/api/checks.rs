@@ -234,10 +234,14 @@ fn check_json(
             .into(),
     );
     obj.insert("notify_late".into(), row.notify_late.into());
-    obj.insert(
-        "depends_on".into(),
-        serde_json::from_str::<Value>(&row.depends_on).unwrap_or_else(|_| json!([])),
-    );
+    // A read-only key sees the checks depended on by their unique_key: a UUID is a ping URL.
+    let depends_on: Vec<String> = serde_json::from_str(&row.depends_on).unwrap_or_default();
+    let depends_on: Vec<String> = if read_only {
+        depends_on.iter().map(|uuid| unique_key(uuid)).collect()
+    } else {
+        depends_on
+    };
+    obj.insert("depends_on".into(), json!(depends_on));
     obj.insert("run_history".into(), json!(live.history));
     out
 }
