@@ -8,7 +8,6 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use keepwatch_store::testing::PgDatabase;
-use keepwatch_store::{Store, Timestamp};
 use serde_json::{Value, json};
 
 use crate::helpers::{alice_by_webhook, install_crypto};
@@ -94,17 +93,7 @@ fn holder_of_deadlines(status: &Value) -> Option<String> {
 async fn three_instances_lose_no_ping_and_page_each_hung_run_once_through_ten_sigkills() {
     install_crypto();
     let db = PgDatabase::create().await;
-    let store = Store::open(Some(&db.url), std::path::Path::new("unused"))
-        .await
-        .unwrap();
-    let project = store
-        .create_project("default", Timestamp::default())
-        .await
-        .unwrap();
-    let key = store
-        .create_api_key(project.id, false, "", Timestamp::default())
-        .await
-        .unwrap();
+    let (store, key) = crate::instances::project_on(&db.url).await;
     let client = reqwest::Client::new();
     let channel_hook = Deliveries::default();
     let page_hook = Deliveries::default();

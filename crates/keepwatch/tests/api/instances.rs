@@ -163,6 +163,24 @@ async fn the_instance_that_takes_the_deadlines_over_judges_checks_it_never_saw()
     b.stop().await;
 }
 
+/// The store of a fresh PostgreSQL database with a project and its full-access key, for
+/// tests that run `keepwatch serve` processes on it.
+pub(crate) async fn project_on(url: &str) -> (keepwatch_store::Store, String) {
+    use keepwatch_store::{Store, Timestamp};
+    let store = Store::open(Some(url), std::path::Path::new("unused"))
+        .await
+        .unwrap();
+    let project = store
+        .create_project("default", Timestamp::default())
+        .await
+        .unwrap();
+    let key = store
+        .create_api_key(project.id, false, "", Timestamp::default())
+        .await
+        .unwrap();
+    (store, key)
+}
+
 /// A `keepwatch serve` process on `db_url` with `--instance-id id` and a lease of `lease`
 /// seconds, on a free loopback port, with its own data directory.
 pub(crate) struct Serve {

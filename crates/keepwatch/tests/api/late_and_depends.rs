@@ -306,10 +306,10 @@ async fn dependency_story(app: TestApp) {
     );
 }
 
-#[tokio::test]
-async fn a_held_back_check_that_recovers_first_is_never_told() {
-    let app = spawn_app().await;
-    let mut channel = Receiver::start(vec![]).await;
+/// A webhook channel, and two checks pinged at the start: `backup` (down 70 minutes on) and
+/// `report`, which depends on it (down 80 minutes on).
+async fn backup_and_report(app: &TestApp) -> (Receiver, String, String) {
+    let channel = Receiver::start(vec![]).await;
     app.webhook_channel(&channel, None).await;
     let backup = app
         .create_check_uuid(
@@ -322,6 +322,13 @@ async fn a_held_back_check_that_recovers_first_is_never_told() {
         .await;
     app.ping("GET", &format!("/ping/{backup}"), None).await;
     app.ping("GET", &format!("/ping/{report}"), None).await;
+    (channel, backup, report)
+}
+
+#[tokio::test]
+async fn a_held_back_check_that_recovers_first_is_never_told() {
+    let app = spawn_app().await;
+    let (mut channel, backup, report) = backup_and_report(&app).await;
     app.advance(TimeDelta::minutes(70));
     assert_eq!(channel.next().await.json()["check"]["name"], "backup");
     app.advance(TimeDelta::minutes(10)); // the report is down, held back
@@ -458,19 +465,7 @@ async fn dependencies_hold_after_a_restart() {
 #[tokio::test]
 async fn pausing_the_dependency_releases_the_held_alert() {
     let app = spawn_app().await;
-    let mut channel = Receiver::start(vec![]).await;
-    app.webhook_channel(&channel, None).await;
-    let backup = app
-        .create_check_uuid(
-            json!({"name": "backup", "timeout": 3600, "grace": 600, "channels": "*"}),
-        )
-        .await;
-    let report = app
-        .create_check_uuid(json!({"name": "report", "timeout": 3600, "grace": 1200,
-            "channels": "*", "depends_on": [backup]}))
-        .await;
-    app.ping("GET", &format!("/ping/{backup}"), None).await;
-    app.ping("GET", &format!("/ping/{report}"), None).await;
+    let (mut channel, backup, _report) = backup_and_report(&app).await;
     app.advance(TimeDelta::minutes(80));
     assert_eq!(channel.next().await.json()["check"]["name"], "backup");
     app.engine.settled().await;

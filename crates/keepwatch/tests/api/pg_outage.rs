@@ -12,7 +12,6 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use keepwatch_store::testing::PgDatabase;
-use keepwatch_store::{Store, Timestamp};
 use serde_json::{Value, json};
 use tokio::net::{TcpListener, TcpStream};
 
@@ -107,17 +106,7 @@ enum Outage {
 async fn story(outage: Outage) {
     crate::helpers::install_crypto();
     let db = PgDatabase::create().await;
-    let store = Store::open(Some(&db.url), std::path::Path::new("unused"))
-        .await
-        .unwrap();
-    let project = store
-        .create_project("default", Timestamp::default())
-        .await
-        .unwrap();
-    let key = store
-        .create_api_key(project.id, false, "", Timestamp::default())
-        .await
-        .unwrap();
+    let (store, key) = crate::instances::project_on(&db.url).await;
     let (_, upstream) = through(&db.url, "127.0.0.1:1");
     let first = Proxy::start(upstream.clone()).await;
     let second = Proxy::start(upstream).await;
@@ -310,7 +299,8 @@ async fn a_read_only_server_is_refused_when_writes_are_asked_for() {
     .unwrap();
     admin.close().await;
     let url = format!("{}?target_session_attrs=read-write", db.url);
-    let error = match Store::open(Some(&url), std::path::Path::new("unused")).await {
+    let error = match keepwatch_store::Store::open(Some(&url), std::path::Path::new("unused")).await
+    {
         Ok(_) => panic!("a read-only server was used for writes"),
         Err(e) => e.to_string(),
     };
