@@ -11,8 +11,9 @@
 #    those pass while no instance holds the lease. Prints p50/p99/max of deadline+grace ->
 #    webhook delivered (bench/detect.sh, with the kill).
 #
-# Usage: bench/instances.sh [duration=10s] [active=100000]   (takes 6-10 minutes)
-# env: PG (admin URL, default postgres://postgres@127.0.0.1:5432/postgres), LEASE (s, 10)
+# Usage: bench/instances.sh [duration=10s] [active=100000]   (takes 15-20 minutes)
+# env: PG (admin URL, default postgres://postgres@127.0.0.1:5432/postgres), LEASE (s, 10),
+#      PARTS ("throughput detect" by default; either alone)
 # needs: PostgreSQL, psql, wrk
 set -euo pipefail
 export KEEPWATCH_CHECK_CREATE_RATE=100000 KEEPWATCH_CHECK_LIMIT=10000000
@@ -72,6 +73,8 @@ wrk_on() { # connections url…: one wrk per URL in parallel; prints the summed 
   rm -f "$WORK"/wrk.*
 }
 
+PARTS=${PARTS:-throughput detect}
+if [[ $PARTS == *throughput* ]]; then
 echo "== ping throughput, 1-3 instances on PostgreSQL, vs the bare server (keep-alive, $DURATION)"
 fresh_db throughput
 $BIN/bare-server 127.0.0.1:9201 >"$WORK/bare.log" &
@@ -95,6 +98,8 @@ for n, (rps, failed) in enumerate(zip(rest, bad), 1):
 PY
 kill "${PID[a]}" "${PID[b]}" "${PID[c]}"
 wait "${PID[a]}" "${PID[b]}" "${PID[c]}" 2>/dev/null || true
+fi
+[[ $PARTS == *detect* ]] || exit 0
 
 echo "== detection latency after a takeover, $ACTIVE active checks"
 fresh_db detect
@@ -102,13 +107,14 @@ rm -rf "$WORK"/a "$WORK"/b "$WORK"/a.log
 start a 9212
 KEY=$(api_key)
 start b 9213
-# Victims: timeout 60 s + grace 60 s, pinged over 30 s from t=0. Killing the holder at
-# t=110 s with a 10 s lease leaves the first deadlines (t=120 s) to the takeover.
+# Victims: timeout 60 s + grace 60 s, pinged over 30 s from t=0, so their deadlines fall
+# from t=120 s to t=150 s. The holder renews every 2 s and is killed at t=115 s: its lease
+# runs out between t=123 s and t=125 s, so the first deadlines pass with no holder.
 holder=$(curl -s -H 'Accept: application/json' http://127.0.0.1:9212/api/v3/status/ |
   python3 -c 'import json,sys; print(next(l["holder"] for l in json.load(sys.stdin)["leases"] if l["work"] == "deadlines"))')
 victim_pid=${PID[${holder#kw-}]}
 survivor=$([ "$holder" = kw-a ] && echo 9213 || echo 9212)
 echo "deadlines held by $holder (pid $victim_pid); the load goes to 127.0.0.1:$survivor"
 $BIN/loadgen detect --url "http://127.0.0.1:$survivor" --api-key "$KEY" --active "$ACTIVE" \
-  --victims 300 --after 110 --then "kill -9 $victim_pid"
+  --victims 300 --after 115 --then "kill -9 $victim_pid"
 grep -h "took the deadlines over" "$WORK"/a.err "$WORK"/b.err | tail -1
