@@ -13,7 +13,8 @@
 #
 # Usage: bench/instances.sh [duration=10s] [active=100000]   (takes 15-20 minutes)
 # env: PG (admin URL, default postgres://postgres@127.0.0.1:5432/postgres), LEASE (s, 10),
-#      PARTS ("throughput detect" by default; either alone)
+#      PARTS ("throughput detect" by default; either alone), KEEPWATCH_BIN (another keepwatch
+#      binary to measure, e.g. an older release build for a before/after on one instance)
 # needs: PostgreSQL, psql, wrk
 set -euo pipefail
 export KEEPWATCH_CHECK_CREATE_RATE=100000 KEEPWATCH_CHECK_LIMIT=10000000
@@ -24,6 +25,7 @@ LEASE=${LEASE:-10}
 PG=${PG:-postgres://postgres@127.0.0.1:5432/postgres}
 cargo build --release -q -p keepwatch -p keepwatch-bench
 BIN=target/release
+KW=${KEEPWATCH_BIN:-$BIN/keepwatch}
 WORK=$(mktemp -d)
 DBS=()
 declare -A PID
@@ -41,7 +43,7 @@ fresh_db() {
   URL=${PG%/*}/$db
 }
 start() { # name port
-  $BIN/keepwatch serve --listen "127.0.0.1:$2" --data-dir "$WORK/$1" --database-url "$URL" \
+  "$KW" serve --listen "127.0.0.1:$2" --data-dir "$WORK/$1" --database-url "$URL" \
     --instance-id "kw-$1" --lease-secs "$LEASE" --allow-private-destinations \
     >"$WORK/$1.log" 2>"$WORK/$1.err" &
   PID[$1]=$!
