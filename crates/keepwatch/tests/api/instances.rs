@@ -358,6 +358,41 @@ async fn pings_and_check_changes_through_any_instance_reach_the_owner() {
         eventually(|| async { Some(b.get_check(&on_a).await).filter(|c| c["status"] == "up") })
             .await;
     assert_eq!(seen["n_pings"], 1);
+    // b says that what it shows is the owner's checkpoint, and whose; a, the owner, does not.
+    let state_header = |app: &TestApp, path: String| {
+        let request = app
+            .client
+            .get(app.url(&path))
+            .header("X-Api-Key", &app.api_key);
+        async move {
+            let response = request.send().await.unwrap();
+            assert_eq!(response.status(), 200);
+            response
+                .headers()
+                .get("x-keepwatch-state")
+                .map(|v| v.to_str().unwrap().to_string())
+        }
+    };
+    let holds_deadlines = |app: &TestApp| {
+        let (instance, leases) = app.engine.leases().unwrap();
+        let mine = leases.iter().any(|l| l.work == "deadlines" && l.mine);
+        (instance, mine)
+    };
+    let (owner, other) = match (holds_deadlines(&a), holds_deadlines(&b)) {
+        ((id, true), (_, false)) => ((&a, id), &b),
+        ((_, false), (id, true)) => ((&b, id), &a),
+        views => panic!("one instance holds the deadlines: {views:?}"),
+    };
+    for path in [
+        format!("/api/v3/checks/{on_a}"),
+        "/api/v3/checks/".to_string(),
+    ] {
+        assert_eq!(
+            state_header(other, path.clone()).await.as_deref(),
+            Some(format!("checkpoint; owner={}", owner.1).as_str())
+        );
+        assert_eq!(state_header(owner.0, path).await, None);
+    }
     // A ping through b for a check that does not exist is a 404 there, as on the owner.
     let missing = uuid::Uuid::new_v4();
     let (status, _, _) = b.ping("GET", &format!("/ping/{missing}"), None).await;

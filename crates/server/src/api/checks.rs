@@ -645,7 +645,10 @@ pub async fn list(
         };
         checks.push(check_json(&state, row, live, &channels, scope.read_only));
     }
-    Ok(cors_json(StatusCode::OK, json!({ "checks": checks })))
+    Ok(read_elsewhere(
+        &state,
+        cors_json(StatusCode::OK, json!({ "checks": checks })),
+    ))
 }
 
 /// The raw query string, parsed so that `tag` may repeat (`?tag=a&tag=b`).
@@ -751,10 +754,8 @@ pub async fn get(
     ReadKey(scope): ReadKey,
 ) -> ApiResult {
     let row = find_check(&state, scope.project_id, &code, true).await?;
-    Ok(cors_json(
-        StatusCode::OK,
-        render(&state, &row, scope.read_only).await?,
-    ))
+    let rendered = render(&state, &row, scope.read_only).await?;
+    Ok(read_elsewhere(&state, cors_json(StatusCode::OK, rendered)))
 }
 
 pub async fn update(
@@ -1014,4 +1015,24 @@ pub async fn events(
         crate::redact::json(&mut body);
     }
     Ok(cors_json(StatusCode::OK, body))
+}
+
+/// On an instance that does not own the checks (several instances on PostgreSQL), check
+/// states are the owner's last checkpoint, up to a second behind: the answer says so, and
+/// names the owner, in `X-Keepwatch-State: checkpoint; owner=<instance>`.
+fn read_elsewhere(state: &AppState, mut response: Response) -> Response {
+    let Some((_, leases)) = state.engine.leases() else {
+        return response;
+    };
+    let Some(deadlines) = leases.iter().find(|l| l.work == "deadlines") else {
+        return response;
+    };
+    if deadlines.mine {
+        return response;
+    }
+    let owner = deadlines.holder.as_deref().unwrap_or("none");
+    if let Ok(value) = format!("checkpoint; owner={owner}").parse() {
+        response.headers_mut().insert("x-keepwatch-state", value);
+    }
+    response
 }
