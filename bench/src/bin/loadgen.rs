@@ -55,7 +55,7 @@ enum Command {
         /// pass while no instance holds the lease.
         #[arg(long, requires = "then")]
         after: Option<u64>,
-        #[arg(long)]
+        #[arg(long, requires = "after")]
         then: Option<String>,
     },
 }
@@ -248,10 +248,14 @@ async fn detect(
                 "{} s after the first victim's ping: {command}",
                 after.as_secs()
             );
-            let _ = tokio::process::Command::new("sh")
+            match tokio::process::Command::new("sh")
                 .args(["-c", &command])
                 .status()
-                .await;
+                .await
+            {
+                Ok(status) if status.success() => {}
+                other => eprintln!("`{command}` failed ({other:?}): the run is not disrupted"),
+            }
         });
     }
     for chunk in victim_ids.chunks(victims.div_ceil(30).max(1)) {

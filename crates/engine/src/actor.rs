@@ -167,6 +167,7 @@ impl Actor {
             Ok(fresh) => {
                 *self = fresh;
                 self.owner = true;
+                self.release_after_restart().await;
                 tracing::info!(
                     checks = self.checks.len(),
                     took_ms = started.elapsed().as_millis() as u64,
@@ -267,6 +268,9 @@ impl Actor {
         // Whether this process judged deadlines last time it looked: one that takes them
         // over from another instance first reloads check state from the database.
         self.owner = self.lease.holds(Work::Deadlines);
+        if self.owner {
+            self.release_after_restart().await;
+        }
         let shared = self.lease.shared_as().is_some();
         let mut inbox_due = self.clock.now();
         loop {
@@ -1104,6 +1108,14 @@ impl Actor {
         }
         let recovered: FxHashSet<Uuid> = recovered.iter().map(|id| self.uuid_of(*id)).collect();
         self.release_held_by(&recovered).await;
+    }
+
+    /// A release is committed after the batch that recorded the recovery: if the process
+    /// died between the two, the alert would stay held. So the owner, once it has loaded the
+    /// checks (start-up, takeover), releases what is still held though no dependency is down.
+    async fn release_after_restart(&mut self) {
+        let depended_on: FxHashSet<Uuid> = self.depends.values().flatten().copied().collect();
+        self.release_held_by(&depended_on).await;
     }
 
     /// Releases the alerts held back because of the checks `gone` (recovered, paused or

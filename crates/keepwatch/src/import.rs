@@ -572,9 +572,19 @@ async fn import(
             }
         }
         let paused = check.get("status").and_then(Value::as_str) == Some("paused");
-        let current = keepwatch
+        // A network error here fails this check, not the run: the lines of the checks
+        // already written must still be printed.
+        let current = match keepwatch
             .call(Method::GET, &format!("/api/v3/checks/{uuid}"), None)
-            .await?;
+            .await
+        {
+            Ok(current) => current,
+            Err(e) => {
+                tally.failed += 1;
+                out.push_str(&line("failed", &format!(": {e:#}")));
+                continue;
+            }
+        };
         let outcome = match current.status {
             StatusCode::OK => {
                 let mut changed = differences(&wanted, &current.body);

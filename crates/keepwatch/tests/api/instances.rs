@@ -163,6 +163,17 @@ async fn the_instance_that_takes_the_deadlines_over_judges_checks_it_never_saw()
     b.stop().await;
 }
 
+/// The run ids of every ping stored for the check `uuid`, in order (a ping stored twice
+/// appears twice).
+pub(crate) async fn stored_rids(store: &keepwatch_store::Store, uuid: &str) -> Vec<String> {
+    let check = store.check_by_uuid(uuid).await.unwrap().unwrap();
+    let pings = store
+        .list_pings(check.id, check.state.last_seq, 1_000_000)
+        .await
+        .unwrap();
+    pings.iter().filter_map(|p| p.rid.clone()).collect()
+}
+
 /// The store of a fresh PostgreSQL database with a project and its full-access key, for
 /// tests that run `keepwatch serve` processes on it.
 pub(crate) async fn project_on(url: &str) -> (keepwatch_store::Store, String) {

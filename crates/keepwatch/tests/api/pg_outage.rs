@@ -237,12 +237,10 @@ async fn story(outage: Outage) {
             .map(|a| &a.1)
             .collect();
         loop {
-            let check = store.check_by_uuid(uuid).await.unwrap().unwrap();
-            let pings = store
-                .list_pings(check.id, check.state.last_seq, 1_000_000)
+            let stored: HashSet<String> = crate::instances::stored_rids(&store, uuid)
                 .await
-                .unwrap();
-            let stored: HashSet<String> = pings.iter().filter_map(|p| p.rid.clone()).collect();
+                .into_iter()
+                .collect();
             let missing = expected
                 .iter()
                 .filter(|rid| !stored.contains(rid.as_str()))
