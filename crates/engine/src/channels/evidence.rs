@@ -216,6 +216,12 @@ pub fn explain(kind: &str, payload: &Value, check: &CheckFacts, now: DateTime<Ut
         }
         other => (other.to_string(), other.to_string()),
     };
+    // An alert held back while a check it depends on was down, sent now: say why it is late,
+    // in every message that tells it (channels and pages).
+    let mut sentence = sentence;
+    if let Some(note) = payload["released"]["reason"].as_str() {
+        sentence.push_str(&format!(" ({note})"));
+    }
     let host = run["host"].as_str().or(other["host"].as_str());
     let host = host.or(check.host.as_deref());
     let output = check.output.as_deref().map(last_lines).unwrap_or_default();

@@ -237,10 +237,7 @@ impl Message {
         let evidence = evidence.unwrap_or(&fallback);
         json["evidence"] = json!(evidence);
         let title = format!("{name}: {}", evidence.headline);
-        let mut sentence = format!("{name}: {}", evidence.sentence);
-        if let Some(note) = payload["released"]["reason"].as_str() {
-            sentence.push_str(&format!(" ({note})"));
-        }
+        let sentence = format!("{name}: {}", evidence.sentence);
         let mut text = format!("{sentence}\n");
         let plain = block(evidence, None, Fence::Indent);
         if !plain.is_empty() {

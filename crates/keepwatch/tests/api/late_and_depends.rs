@@ -293,6 +293,9 @@ async fn dependency_story(app: TestApp) {
         page["alert"]["summary"],
         format!("report: missed its run ({note})")
     );
+    // The page itself says why it comes late, as the channel message does.
+    let sentence = page["evidence"]["sentence"].as_str().unwrap_or_default();
+    assert!(sentence.ends_with(&format!("({note})")), "{page}");
     let events = events(&app, &uuid).await;
     assert_eq!(events[0]["released"], note);
     assert_eq!(events[0]["kind"], "down");
